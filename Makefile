@@ -1,0 +1,46 @@
+# branchbox: the commands the README names. Each installs what is missing first.
+#   make demo    build and run the main job end to end on examples/
+#   make check   build with ASan+UBSan and run every test suite
+#   make bench   run the benchmarks and rewrite bench/RESULTS.md
+#   make fuzz    run each libFuzzer target for FUZZ_SECONDS
+
+BUILD       ?= build
+CHECK_BUILD ?= build-check
+FUZZ_BUILD  ?= build-fuzz
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build check demo bench fuzz clean
+
+all: build
+
+deps:
+	@./scripts/install-deps
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) -Dbuildtype=release -Db_ndebug=false >/dev/null
+
+build: deps $(BUILD)/build.ninja
+	@ninja -C $(BUILD) --quiet
+
+$(CHECK_BUILD)/build.ninja:
+	meson setup $(CHECK_BUILD) -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+
+check: deps $(CHECK_BUILD)/build.ninja
+	@ninja -C $(CHECK_BUILD) --quiet
+	@./scripts/run-tests $(CHECK_BUILD)
+
+demo: build
+	@./scripts/demo $(BUILD)
+
+bench: build
+	@./bench/run $(BUILD)
+
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	@ninja -C $(FUZZ_BUILD) --quiet
+	@./tests/fuzz/run $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+clean:
+	rm -rf $(BUILD) $(CHECK_BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Whole-file reads and writes, directory creation, fd loops. All -errno, never print.
+ * Paths passed here are trusted (state dir, config); agent-writable trees are opened
+ * with openat2 by the modules that own them.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Read at most max bytes (-EFBIG beyond); *ret is NUL-terminated and owned by the caller. */
+int read_full_file(const char *path, size_t max, char **ret, size_t *ret_size);
+int read_full_fd(int fd, size_t max, char **ret, size_t *ret_size);
+/* Write via a temp file + fsync + rename, so readers see old or new, never half. */
+int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode);
+int write_all(int fd, const void *data, size_t size);
+int read_exact(int fd, void *data, size_t size);
+/* mkdir -p with mode for each created component. */
+int mkdir_p(const char *path, mode_t mode);
+/* Remove a tree without following symlinks; -ENOENT is not an error. */
+int rm_rf(const char *path);
+/* Write a short string to an existing file (sysfs/cgroupfs style), no O_CREAT. */
+int write_string_file(const char *path, const char *s);

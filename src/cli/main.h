@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The CLI: one file per verb (verb-*.c), a command table in main.c. Verbs print to
+ * stdout (results) and stderr (errors) and return an exit status.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+typedef struct Verb {
+	const char *name;
+	const char *summary;
+	int (*run)(int argc, char **argv); /* argv[0] is the verb name */
+} Verb;
+
+/* Exit statuses shared by all verbs. */
+enum {
+	EXIT_OK = 0,
+	EXIT_FAILURE_ = 1,	/* the operation failed or a check did not pass */
+	EXIT_USAGE = 2,		/* bad command line */
+	EXIT_NO_DAEMON = 3,	/* the daemon could not be reached */
+};
+
+int verb_version(int argc, char **argv);
+
+/* Print "branchbox VERB: unknown option/usage" hint and return EXIT_USAGE. */
+int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True when argv holds -h/--help before "--". */
+bool cli_wants_help(int argc, char **argv);

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "error.h"
+#include "file-util.h"
+#include "parse.h"
+#include "strbuf.h"
+
+static void test_strbuf(void **state)
+{
+	_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
+
+	assert_string_equal(strbuf_str(&sb), "");
+	assert_int_equal(strbuf_puts(&sb, "abc"), 0);
+	assert_int_equal(strbuf_appendf(&sb, "-%d-%s", 42, "x"), 0);
+	assert_string_equal(strbuf_str(&sb), "abc-42-x");
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(strbuf_puts(&sb, "0123456789"), 0);
+	assert_int_equal(sb.len, 8 + 10000);
+	strbuf_reset(&sb);
+	assert_int_equal(strbuf_put_json_escaped(&sb, "a\"b\\c\n\x01"), 0);
+	assert_string_equal(strbuf_str(&sb), "a\\\"b\\\\c\\n\\u0001");
+	char *s = strbuf_detach(&sb);
+	assert_non_null(s);
+	assert_null(sb.buf);
+	free(s);
+}
+
+static void test_parse_size(void **state)
+{
+	uint64_t v;
+	assert_int_equal(parse_size("512", &v), 0);
+	assert_int_equal(v, 512);
+	assert_int_equal(parse_size("64G", &v), 0);
+	assert_int_equal(v, 64ULL << 30);
+	assert_int_equal(parse_size("100Mi", &v), 0);
+	assert_int_equal(v, 100ULL << 20);
+	assert_int_equal(parse_size("1GiB", &v), 0);
+	assert_int_equal(v, 1ULL << 30);
+	assert_int_equal(parse_size("", &v), -EINVAL);
+	assert_int_equal(parse_size("G", &v), -EINVAL);
+	assert_int_equal(parse_size("1X", &v), -EINVAL);
+	assert_int_equal(parse_size("-1", &v), -EINVAL);
+	assert_int_equal(parse_size("99999999999T", &v), -ERANGE);
+}
+
+static void test_parse_duration(void **state)
+{
+	uint64_t v;
+	assert_int_equal(parse_duration("30", &v), 0);
+	assert_int_equal(v, 30);
+	assert_int_equal(parse_duration("1h30m", &v), 0);
+	assert_int_equal(v, 5400);
+	assert_int_equal(parse_duration("7d", &v), 0);
+	assert_int_equal(v, 7 * 86400);
+	assert_int_equal(parse_duration("30m1h", &v), -EINVAL);
+	assert_int_equal(parse_duration("1h30", &v), -EINVAL);
+	assert_int_equal(parse_duration("h", &v), -EINVAL);
+	assert_int_equal(parse_duration("", &v), -EINVAL);
+	char buf[32];
+	assert_string_equal(format_duration(5400, buf, sizeof(buf)), "1h30m");
+	assert_string_equal(format_duration(0, buf, sizeof(buf)), "0s");
+}
+
+static void test_parse_cpu(void **state)
+{
+	uint32_t m;
+	assert_int_equal(parse_cpu("0.5", &m), 0);
+	assert_int_equal(m, 500);
+	assert_int_equal(parse_cpu("2", &m), 0);
+	assert_int_equal(m, 2000);
+	assert_int_equal(parse_cpu("0.0001", &m), -EINVAL);
+	assert_int_equal(parse_cpu("0", &m), -ERANGE);
+	assert_int_equal(parse_cpu(".5", &m), -EINVAL);
+}
+
+static void test_names_and_globs(void **state)
+{
+	assert_true(name_is_valid("main"));
+	assert_true(name_is_valid("feature-1.x_y"));
+	assert_false(name_is_valid(""));
+	assert_false(name_is_valid("../etc"));
+	assert_false(name_is_valid("a/b"));
+	assert_false(name_is_valid("-x"));
+	assert_false(name_is_valid("Upper"));
+	assert_true(glob_match("agent-*", "agent-42"));
+	assert_true(glob_match("*", "x"));
+	assert_true(glob_match("a?c", "abc"));
+	assert_false(glob_match("agent-*", "main"));
+	assert_false(glob_match("a*b", "ac"));
+}
+
+static void test_error(void **state)
+{
+	BbxError err = BBX_ERROR_INIT;
+	assert_int_equal(bbx_error_set(&err, -ENOENT, "not_found", "no %s", "x"), -ENOENT);
+	assert_int_equal(bbx_error_set(&err, -EINVAL, "invalid", "later"), -EINVAL);
+	assert_string_equal(err.message, "no x");
+	bbx_error_prefix(&err, "env %s", "e1");
+	assert_string_equal(err.message, "env e1: no x");
+	assert_string_equal(err.kind, "not_found");
+	assert_int_equal(bbx_error_set(NULL, -EIO, NULL, "ignored"), -EIO);
+}
+
+static void test_files(void **state)
+{
+	char dir[] = "/tmp/bbx-test-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[256], sub[256];
+	snprintf(path, sizeof(path), "%s/f", dir);
+	snprintf(sub, sizeof(sub), "%s/a/b/c", dir);
+	assert_int_equal(write_file_atomic(path, "hello", 5, 0600), 0);
+	char *data = NULL;
+	size_t n;
+	assert_int_equal(read_full_file(path, 100, &data, &n), 0);
+	assert_int_equal(n, 5);
+	assert_string_equal(data, "hello");
+	free(data);
+	assert_int_equal(read_full_file(path, 3, &data, &n), -EFBIG);
+	assert_int_equal(mkdir_p(sub, 0700), 0);
+	assert_int_equal(mkdir_p(sub, 0700), 0);
+	assert_int_equal(rm_rf(dir), 0);
+	assert_int_equal(rm_rf(dir), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_strbuf),
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_parse_cpu),
+		cmocka_unit_test(test_names_and_globs),
+		cmocka_unit_test(test_error),
+		cmocka_unit_test(test_files),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
