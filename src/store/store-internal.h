@@ -1,0 +1,7 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include "store.h"
+
+extern const char *const store_migrations[];
+extern const int store_n_migrations;
