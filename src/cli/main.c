@@ -8,7 +8,9 @@
 #include "build-config.h"
 #include "log.h"
 
-static const Verb verbs[] = {
+static const CliVerb verbs[] = {
+	{ "serve", "run the daemon", verb_serve },
+	{ "status", "check the daemon and show who you are to it", verb_status },
 	{ "version", "print the version", verb_version },
 };
 

@@ -7,11 +7,11 @@
 
 #include <stdbool.h>
 
-typedef struct Verb {
+typedef struct CliVerb {
 	const char *name;
 	const char *summary;
 	int (*run)(int argc, char **argv); /* argv[0] is the verb name */
-} Verb;
+} CliVerb;
 
 /* Exit statuses shared by all verbs. */
 enum {
@@ -21,6 +21,8 @@ enum {
 	EXIT_NO_DAEMON = 3,	/* the daemon could not be reached */
 };
 
+int verb_serve(int argc, char **argv);
+int verb_status(int argc, char **argv);
 int verb_version(int argc, char **argv);
 
 /* Print "branchbox VERB: unknown option/usage" hint and return EXIT_USAGE. */

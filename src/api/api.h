@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon's HTTP interface (libmicrohttpd): REST under /v1, health, and later MCP,
+ * the preview proxy and the dashboard. One ApiServer listens on the state dir's unix
+ * socket (where uid 0 with no token is the bootstrap admin) and, optionally, on a TCP
+ * address where only tokens count.
+ *
+ * Every request goes one way: parse (bounded) -> route -> authenticate -> authorize
+ * (out-of-scope answers exactly like not found) -> handler -> audit -> answer. If the
+ * audit record cannot be written, the request fails with 500 and its result is not sent.
+ *
+ * Threads: one per connection; handlers run concurrently and must be thread-safe.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core.h"
+#include "error.h"
+#include "principal.h"
+
+#define API_MAX_BODY (1u << 20)
+#define API_MAX_URL 2048
+#define API_MAX_PARAMS 4
+
+typedef struct ApiServer ApiServer;
+
+typedef struct ApiServerOptions {
+	Core *core;
+	const char *socket_path;	/* required */
+	const char *listen;		/* "127.0.0.1:7480" or NULL for the unix socket only */
+} ApiServerOptions;
+
+int api_server_new(const ApiServerOptions *opts, ApiServer **ret, BbxError *err);
+/* Stops accepting, finishes running requests, closes the listeners. NULL-safe. */
+void api_server_free(ApiServer *s);
+/* The TCP port actually bound (useful with port 0), or 0. */
+uint16_t api_server_port(ApiServer *s);
+
+typedef struct ApiRequest {
+	Core *core;
+	const char *method;
+	const char *path;
+	const char *interface;		/* "cli", "http", "mcp" */
+	const char *request_id;
+	const Principal *principal;
+	const char *params[API_MAX_PARAMS]; /* values of {name} segments, in order */
+	const char *body;		/* NUL-terminated, may be "" */
+	size_t body_len;
+	void *connection;		/* for api_request_header()/api_request_query() */
+	/* Set by the handler when it appended its own audit record inside its transaction. */
+	bool audited;
+	/* What the audit record names, set by the dispatcher (handlers may refine). */
+	char resource[160];
+} ApiRequest;
+
+typedef struct ApiResponse {
+	unsigned status;
+	json_t *json;			/* owned; serialized as the body */
+	char *text;			/* owned; alternative raw body (text/plain) */
+	const char *content_type;
+	char reason[256];		/* for the audit record when failed or denied */
+} ApiResponse;
+
+const char *api_request_header(const ApiRequest *req, const char *name);
+const char *api_request_query(const ApiRequest *req, const char *name);
+/* Parse the body as a JSON object (depth and size bounded); 400 with a message otherwise. */
+int api_request_json(const ApiRequest *req, ApiResponse *resp, json_t **ret);
+
+/* Reply helpers: take ownership of json; always return 0 so handlers can "return api_...". */
+int api_reply_json(ApiResponse *resp, unsigned status, json_t *json);
+int api_reply_error(ApiResponse *resp, unsigned status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* The one not-found answer, used both for absent and for out-of-scope resources. */
+int api_reply_not_found(ApiResponse *resp, const char *kind, const char *name);
+/* Map a BbxError to an HTTP status and error body. */
+int api_reply_bbx_error(ApiResponse *resp, int r, const BbxError *err);
+
+typedef int (*ApiHandler)(ApiRequest *req, ApiResponse *resp);
+
+enum {
+	ROUTE_PUBLIC = 1u << 0,		/* no authentication (health) */
+	ROUTE_ROOT_ONLY = 1u << 1,	/* only the bootstrap admin on the unix socket */
+};
+
+typedef struct ApiRoute {
+	const char *method;
+	const char *pattern;		/* "/v1/environments/{name}" */
+	const char *action;		/* audit action, e.g. "environment.get" */
+	uint32_t verb;			/* required Verb bit, 0 = any authenticated principal */
+	int env_param;			/* index of the {param} naming an environment, -1 if none */
+	unsigned flags;
+	ApiHandler handler;
+} ApiRoute;
+
+/* The route table (routes.c) and its lookup. */
+extern const ApiRoute api_routes[];
+extern const size_t api_n_routes;
+/* Match method+path; fills params (pointers into buf). *ret_path_matched tells 404 from 405. */
+const ApiRoute *api_route_match(const char *method, const char *path, char *buf, size_t bufsize,
+				const char *params[API_MAX_PARAMS], bool *ret_path_matched);
+
+/* Handlers, grouped by resource (routes-*.c). */
+int route_healthz(ApiRequest *req, ApiResponse *resp);
+int route_version(ApiRequest *req, ApiResponse *resp);

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A small HTTP/1.1 client for the CLI and the stdio MCP server to reach the daemon:
+ * over the state dir's unix socket, or over TCP to a loopback or LAN address from
+ * BRANCHBOX_URL (http only). One request per connection. Bodies are bounded.
+ * Thread-safe (no shared state).
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+#define HTTP_CLIENT_MAX_RESPONSE (64u << 20)
+
+typedef struct HttpTarget {
+	char *socket_path;	/* set for the unix socket */
+	char *host;		/* set for TCP */
+	uint16_t port;
+	char *token;		/* bearer token or NULL */
+	char *describe;		/* "unix:/var/lib/branchbox/branchbox.sock" or the URL, for messages */
+} HttpTarget;
+
+typedef struct HttpResponse {
+	int status;
+	char *content_type;
+	char *body;		/* NUL-terminated */
+	size_t body_len;
+} HttpResponse;
+
+/* Called for each piece of body as it arrives (streaming); return < 0 to stop. */
+typedef int (*HttpBodyCallback)(const char *data, size_t n, void *userdata);
+
+/* "http://127.0.0.1:7480" -> target (token set separately). -EINVAL with a message otherwise. */
+int http_target_from_url(const char *url, HttpTarget *ret, BbxError *err);
+int http_target_from_socket(const char *path, HttpTarget *ret);
+void http_target_done(HttpTarget *t);
+void http_response_done(HttpResponse *r);
+
+/*
+ * Send one request. -ECONNREFUSED/-ENOENT when nothing listens (the caller says "daemon not
+ * running"). With on_body set, the body is streamed to it instead of collected.
+ */
+int http_request(const HttpTarget *t, const char *method, const char *path, const char *body,
+		 size_t body_len, HttpBodyCallback on_body, void *userdata, HttpResponse *ret,
+		 BbxError *err);

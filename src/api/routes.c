@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The route table: every REST endpoint with the verb it needs and the path parameter
+ * that names its environment, so authorization and audit happen in one place
+ * (server.c) and no handler can forget them.
+ */
+#include "api.h"
+
+#include <string.h>
+
+const ApiRoute api_routes[] = {
+	{ "GET", "/healthz", "health", 0, -1, ROUTE_PUBLIC, route_healthz },
+	{ "GET", "/v1/version", "version.get", 0, -1, 0, route_version },
+};
+
+const size_t api_n_routes = ELEMENTSOF(api_routes);
+
+/* Match one pattern against a path; copies segments into buf, pointing params into it. */
+static bool pattern_match(const char *pattern, const char *path, char *buf, size_t bufsize,
+			  const char *params[API_MAX_PARAMS])
+{
+	size_t used = 0;
+	int np = 0;
+	const char *p = pattern, *s = path;
+
+	while (*p && *s) {
+		if (*p == '{') {
+			const char *pe = strchr(p, '}');
+			const char *se = s;
+			while (*se && *se != '/' && *se != '?')
+				se++;
+			size_t n = (size_t)(se - s);
+			if (!pe || n == 0 || np >= API_MAX_PARAMS || used + n + 1 > bufsize)
+				return false;
+			memcpy(buf + used, s, n);
+			buf[used + n] = '\0';
+			params[np++] = buf + used;
+			used += n + 1;
+			p = pe + 1;
+			s = se;
+			continue;
+		}
+		if (*p != *s)
+			return false;
+		p++;
+		s++;
+	}
+	return *p == '\0' && (*s == '\0' || *s == '?');
+}
+
+const ApiRoute *api_route_match(const char *method, const char *path, char *buf, size_t bufsize,
+				const char *params[API_MAX_PARAMS], bool *ret_path_matched)
+{
+	*ret_path_matched = false;
+	for (size_t i = 0; i < api_n_routes; i++) {
+		const char *tmp[API_MAX_PARAMS] = { 0 };
+		if (!pattern_match(api_routes[i].pattern, path, buf, bufsize, tmp))
+			continue;
+		*ret_path_matched = true;
+		if (strcmp(api_routes[i].method, method))
+			continue;
+		memcpy(params, tmp, sizeof(tmp));
+		return &api_routes[i];
+	}
+	return NULL;
+}

@@ -1,0 +1,586 @@
+/* SPDX-License-Identifier: MIT */
+#include "api.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "parse.h"
+#include "policy.h"
+#include "strbuf.h"
+
+typedef struct Listener {
+	ApiServer *server;
+	RequestOrigin origin;
+	struct MHD_Daemon *mhd;
+} Listener;
+
+struct ApiServer {
+	Core *core;
+	char *socket_path;
+	Listener unix_listener;
+	Listener tcp_listener;
+	uint16_t port;
+};
+
+/* Per-request state across libmicrohttpd's access-handler calls. */
+typedef struct Exchange {
+	StrBuf body;
+	bool too_large;
+} Exchange;
+
+const char *api_request_header(const ApiRequest *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
+}
+
+const char *api_request_query(const ApiRequest *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, name);
+}
+
+int api_reply_json(ApiResponse *resp, unsigned status, json_t *json)
+{
+	json_decref(resp->json);
+	resp->status = status;
+	resp->json = json;
+	return 0;
+}
+
+int api_reply_error(ApiResponse *resp, unsigned status, const char *code, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(resp->reason, sizeof(resp->reason), "%s", msg);
+	return api_reply_json(resp, status,
+			      json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
+}
+
+int api_reply_not_found(ApiResponse *resp, const char *kind, const char *name)
+{
+	return api_reply_error(resp, 404, "not_found", "%s '%s' not found", kind, name);
+}
+
+int api_reply_bbx_error(ApiResponse *resp, int r, const BbxError *err)
+{
+	const char *kind = err && err->kind[0] ? err->kind : NULL;
+	unsigned status = 500;
+
+	if (!kind) {
+		switch (r) {
+		case -ENOENT: kind = "not_found"; break;
+		case -EINVAL: kind = "invalid"; break;
+		case -EEXIST: kind = "conflict"; break;
+		case -EACCES:
+		case -EPERM: kind = "forbidden"; break;
+		default: kind = "internal";
+		}
+	}
+	if (!strcmp(kind, "not_found"))
+		status = 404;
+	else if (!strcmp(kind, "invalid") || !strcmp(kind, "bad_request"))
+		status = 400;
+	else if (!strcmp(kind, "conflict"))
+		status = 409;
+	else if (!strcmp(kind, "forbidden"))
+		status = 403;
+	else if (!strcmp(kind, "unauthorized"))
+		status = 401;
+	else if (!strcmp(kind, "unavailable"))
+		status = 503;
+	else if (!strcmp(kind, "too_large"))
+		status = 413;
+	return api_reply_error(resp, status, kind, "%s", bbx_error_message(err, r));
+}
+
+/* Reject pathological nesting before jansson recurses into it. */
+static bool json_depth_ok(const char *s, size_t n, unsigned max)
+{
+	unsigned depth = 0;
+	bool in_str = false, esc = false;
+
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		if (in_str) {
+			if (esc)
+				esc = false;
+			else if (ch == '\\')
+				esc = true;
+			else if (ch == '"')
+				in_str = false;
+			continue;
+		}
+		if (ch == '"')
+			in_str = true;
+		else if (ch == '{' || ch == '[') {
+			if (++depth > max)
+				return false;
+		} else if ((ch == '}' || ch == ']') && depth > 0)
+			depth--;
+	}
+	return true;
+}
+
+int api_request_json(const ApiRequest *req, ApiResponse *resp, json_t **ret)
+{
+	json_error_t jerr;
+
+	if (req->body_len == 0)
+		return api_reply_error(resp, 400, "invalid", "request body: expected a JSON object"), -EINVAL;
+	if (!json_depth_ok(req->body, req->body_len, 32))
+		return api_reply_error(resp, 400, "invalid", "request body: JSON nested deeper than 32 levels"), -EINVAL;
+	json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j)
+		return api_reply_error(resp, 400, "invalid", "request body: line %d column %d: %s",
+				       jerr.line, jerr.column, jerr.text), -EINVAL;
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return api_reply_error(resp, 400, "invalid", "request body: expected a JSON object"), -EINVAL;
+	}
+	*ret = j;
+	return 0;
+}
+
+static const char *origin_interface(RequestOrigin origin, struct MHD_Connection *c, const char *path)
+{
+	if (!strncmp(path, "/mcp", 4) && (path[4] == '\0' || path[4] == '/' || path[4] == '?'))
+		return "mcp";
+	if (origin == ORIGIN_UNIX_SOCKET)
+		return "cli";
+	const char *ua = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent");
+	if (ua && !strncmp(ua, "branchbox-cli/", 14))
+		return "cli";
+	return "http";
+}
+
+static uid_t peer_uid(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return (uid_t)-1;
+	return cred.uid;
+}
+
+/* "Bearer bbx_..." -> the token, NULL when absent; -EINVAL for any other shape. */
+static int bearer_token(struct MHD_Connection *c, const char **ret)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	*ret = NULL;
+	if (!h)
+		return 0;
+	if (strncasecmp(h, "Bearer ", 7))
+		return -EINVAL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	*ret = h;
+	return 0;
+}
+
+static void request_digest(const char *method, const char *path, const char *body, size_t n,
+			   char hex[65])
+{
+	crypto_hash_sha256_state st;
+	unsigned char h[crypto_hash_sha256_BYTES];
+
+	crypto_hash_sha256_init(&st);
+	crypto_hash_sha256_update(&st, (const unsigned char *)method, strlen(method));
+	crypto_hash_sha256_update(&st, (const unsigned char *)"\n", 1);
+	crypto_hash_sha256_update(&st, (const unsigned char *)path, strlen(path));
+	crypto_hash_sha256_update(&st, (const unsigned char *)"\n", 1);
+	crypto_hash_sha256_update(&st, (const unsigned char *)body, n);
+	crypto_hash_sha256_final(&st, h);
+	sodium_bin2hex(hex, 65, h, sizeof(h));
+}
+
+static enum MHD_Result send_response(struct MHD_Connection *c, ApiResponse *resp)
+{
+	char *body;
+	size_t n;
+	const char *ctype = resp->content_type;
+
+	if (resp->text) {
+		body = TAKE_PTR(resp->text);
+		n = strlen(body);
+		if (!ctype)
+			ctype = "text/plain; charset=utf-8";
+	} else {
+		if (!resp->json)
+			resp->json = json_object();
+		body = json_dumps(resp->json, JSON_COMPACT | JSON_ENSURE_ASCII);
+		if (!body)
+			return MHD_NO;
+		n = strlen(body);
+		/* A trailing newline keeps shell users' prompts on their own line. */
+		char *nb = realloc(body, n + 2);
+		if (!nb) {
+			free(body);
+			return MHD_NO;
+		}
+		body = nb;
+		body[n++] = '\n';
+		body[n] = '\0';
+		if (!ctype)
+			ctype = "application/json";
+	}
+	struct MHD_Response *r = MHD_create_response_from_buffer(n, body, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, "Content-Type", ctype);
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	if (resp->status == 401)
+		MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+	enum MHD_Result ret = MHD_queue_response(c, resp->status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static void dispatch(Listener *l, struct MHD_Connection *c, const char *method, const char *url,
+		     Exchange *ex, ApiResponse *resp)
+{
+	ApiServer *s = l->server;
+	Principal principal = { 0 };
+	BbxError err = BBX_ERROR_INIT;
+	char pathbuf[API_MAX_URL + 1], request_id[33], digest[65], outcome[8];
+	unsigned char rid[16];
+	bool path_matched = false;
+	const char *decision = "allow";
+	int r;
+
+	randombytes_buf(rid, sizeof(rid));
+	sodium_bin2hex(request_id, sizeof(request_id), rid, sizeof(rid));
+
+	ApiRequest req = {
+		.core = s->core,
+		.method = method,
+		.path = url,
+		.interface = origin_interface(l->origin, c, url),
+		.request_id = request_id,
+		.principal = &principal,
+		.body = strbuf_str(&ex->body),
+		.body_len = ex->body.len,
+		.connection = c,
+	};
+	request_digest(method, url, req.body, req.body_len, digest);
+
+	const ApiRoute *route = NULL;
+	if (strlen(url) > API_MAX_URL) {
+		api_reply_error(resp, 414, "invalid", "request path longer than %u bytes", API_MAX_URL);
+		decision = "deny";
+	} else if (ex->too_large) {
+		api_reply_error(resp, 413, "too_large", "request body larger than %u bytes", API_MAX_BODY);
+		decision = "deny";
+	} else {
+		route = api_route_match(method, url, pathbuf, sizeof(pathbuf), req.params, &path_matched);
+		if (!route && path_matched) {
+			api_reply_error(resp, 405, "method_not_allowed", "%s is not allowed on %s", method, url);
+			decision = "deny";
+		}
+	}
+
+	const ApiRoute *matched = route;
+	const char *bearer = NULL;
+	if (route && !(route->flags & ROUTE_PUBLIC)) {
+		if (bearer_token(c, &bearer) < 0) {
+			snprintf(resp->reason, sizeof(resp->reason), "malformed Authorization header");
+			api_reply_error(resp, 401, "unauthorized", "authentication required");
+			route = NULL;
+			decision = "deny";
+		} else if (policy_authenticate(s->core, l->origin, l->origin == ORIGIN_UNIX_SOCKET ? peer_uid(c) : (uid_t)-1,
+					       bearer, &principal, &err) < 0) {
+			/* No detail for the client; the reason goes to the audit record only. */
+			api_reply_error(resp, 401, "unauthorized", "authentication required");
+			snprintf(resp->reason, sizeof(resp->reason), "%s", bbx_error_message(&err, -EACCES));
+			route = NULL;
+			decision = "deny";
+		} else if ((route->flags & ROUTE_ROOT_ONLY) && principal.kind != PRINCIPAL_ROOT) {
+			api_reply_error(resp, 403, "forbidden", "only the local administrator may do this");
+			route = NULL;
+			decision = "deny";
+		}
+	}
+
+	if (route) {
+		const char *env = route->env_param >= 0 ? req.params[route->env_param] : NULL;
+		if (env)
+			snprintf(req.resource, sizeof(req.resource), "environment:%s", env);
+		PolicyDecision d = route->flags & ROUTE_PUBLIC ? POLICY_ALLOW
+				   : policy_authorize(s->core, &principal, route->verb, env);
+		if (d == POLICY_INVISIBLE) {
+			/* Exactly what the handler answers for an environment that does not exist. */
+			api_reply_not_found(resp, "environment", env);
+			snprintf(resp->reason, sizeof(resp->reason), "out of scope");
+			decision = "deny";
+		} else if (d == POLICY_FORBIDDEN) {
+			api_reply_error(resp, 403, "forbidden", "this token may not %s",
+					verb_to_string(route->verb) ? verb_to_string(route->verb) : route->action);
+			decision = "deny";
+		} else {
+			r = route->handler(&req, resp);
+			if (r < 0 && resp->status == 0)
+				api_reply_error(resp, 500, "internal", "%s", strerror(-r));
+		}
+	} else if (resp->status == 0) {
+		api_reply_error(resp, 404, "not_found", "no such route: %s %s", method, url);
+		decision = "deny";
+	}
+	if (resp->status == 0)
+		api_reply_error(resp, 500, "internal", "handler produced no answer");
+
+	if (!req.audited && !(matched && (matched->flags & ROUTE_PUBLIC))) {
+		snprintf(outcome, sizeof(outcome), "%u", resp->status);
+		AuditRecord rec = {
+			.request_id = request_id,
+			.principal = &principal,
+			.interface = req.interface,
+			.action = matched ? matched->action : "request",
+			.resource = req.resource[0] ? req.resource : url,
+			.decision = decision,
+			.reason = resp->reason[0] ? resp->reason : NULL,
+			.request_digest = digest,
+			.outcome = outcome,
+		};
+		BbxError aerr = BBX_ERROR_INIT;
+		if (audit_append(s->core, &rec, NULL, &aerr) < 0) {
+			/* No record, no answer. */
+			free(resp->text);
+			resp->text = NULL;
+			resp->content_type = NULL;
+			api_reply_error(resp, 500, "audit_unavailable",
+					"the request could not be recorded in the audit log, so it was not performed");
+		}
+	}
+	principal_done(&principal);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
+				 const char *method, const char *version, const char *upload_data,
+				 size_t *upload_data_size, void **con_cls)
+{
+	Listener *l = cls;
+	Exchange *ex = *con_cls;
+
+	if (!ex) {
+		ex = calloc(1, sizeof(*ex));
+		if (!ex)
+			return MHD_NO;
+		*con_cls = ex;
+		return MHD_YES;
+	}
+	if (*upload_data_size > 0) {
+		if (!ex->too_large) {
+			if (ex->body.len + *upload_data_size > API_MAX_BODY) {
+				ex->too_large = true;
+				strbuf_done(&ex->body);
+			} else if (strbuf_append(&ex->body, upload_data, *upload_data_size) < 0)
+				return MHD_NO;
+		}
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+
+	ApiResponse resp = { 0 };
+	dispatch(l, c, method, url, ex, &resp);
+	enum MHD_Result ret = send_response(c, &resp);
+	json_decref(resp.json);
+	free(resp.text);
+	return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	Exchange *ex = *con_cls;
+	if (!ex)
+		return;
+	strbuf_done(&ex->body);
+	free(ex);
+	*con_cls = NULL;
+}
+
+static int listener_start(Listener *l, int fd, BbxError *err, const char *what)
+{
+	l->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+					  MHD_USE_POLL,
+				  0, NULL, NULL, on_access, l,
+				  MHD_OPTION_LISTEN_SOCKET, fd,
+				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
+				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)0,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
+				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+				  MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+				  MHD_OPTION_END);
+	if (!l->mhd) {
+		close(fd);
+		return bbx_error_set(err, -EIO, "internal", "%s: could not start the HTTP server", what);
+	}
+	return 0;
+}
+
+static int unix_listen(const char *path, BbxError *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return bbx_error_set(err, -ENAMETOOLONG, "invalid", "socket path %s is too long", path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+
+	/* A live daemon answers on the socket; a stale file from a crash does not. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		close(fd);
+		return bbx_error_set(err, -EADDRINUSE, "conflict",
+				     "another daemon is already serving %s", path);
+	}
+	close(fd);
+	(void)unlink(path);
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	mode_t old = umask(0077);
+	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r < 0 || listen(fd, 128) < 0) {
+		r = -errno;
+		close(fd);
+		return bbx_error_set(err, r, "internal", "socket %s: %s", path, strerror(-r));
+	}
+	return fd;
+}
+
+static int tcp_listen(const char *spec, uint16_t *ret_port, BbxError *err)
+{
+	char host[256];
+	const char *colon = strrchr(spec, ':');
+	uint32_t port;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST };
+	struct addrinfo *ai = NULL;
+	int fd, one = 1;
+
+	if (!colon || (size_t)(colon - spec) >= sizeof(host) || parse_uint32(colon + 1, &port) < 0 || port > 65535)
+		return bbx_error_set(err, -EINVAL, "invalid", "--listen %s: expected ADDRESS:PORT, e.g. 127.0.0.1:7480", spec);
+	memcpy(host, spec, (size_t)(colon - spec));
+	host[colon - spec] = '\0';
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = '\0';
+	}
+	if (getaddrinfo(host, NULL, &hints, &ai) != 0 || !ai)
+		return bbx_error_set(err, -EINVAL, "invalid", "--listen %s: '%s' is not an IP address", spec, host);
+
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		freeaddrinfo(ai);
+		return -errno;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ai->ai_family == AF_INET)
+		((struct sockaddr_in *)ai->ai_addr)->sin_port = htons((uint16_t)port);
+	else
+		((struct sockaddr_in6 *)ai->ai_addr)->sin6_port = htons((uint16_t)port);
+	int r = bind(fd, ai->ai_addr, ai->ai_addrlen);
+	freeaddrinfo(ai);
+	if (r < 0 || listen(fd, 512) < 0) {
+		r = -errno;
+		close(fd);
+		return bbx_error_set(err, r, "internal", "--listen %s: %s", spec, strerror(-r));
+	}
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+		*ret_port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+							  : ((struct sockaddr_in6 *)&ss)->sin6_port);
+	return fd;
+}
+
+int api_server_new(const ApiServerOptions *opts, ApiServer **ret, BbxError *err)
+{
+	ApiServer *s = calloc(1, sizeof(*s));
+	int fd, r;
+
+	if (!s)
+		return -ENOMEM;
+	if (sodium_init() < 0) {
+		free(s);
+		return bbx_error_set(err, -EIO, "internal", "libsodium failed to initialise");
+	}
+	s->core = opts->core;
+	s->unix_listener = (Listener){ .server = s, .origin = ORIGIN_UNIX_SOCKET };
+	s->tcp_listener = (Listener){ .server = s, .origin = ORIGIN_TCP };
+	s->socket_path = strdup(opts->socket_path);
+	if (!s->socket_path) {
+		free(s);
+		return -ENOMEM;
+	}
+
+	fd = unix_listen(opts->socket_path, err);
+	if (fd < 0) {
+		api_server_free(s);
+		return fd;
+	}
+	r = listener_start(&s->unix_listener, fd, err, opts->socket_path);
+	if (r < 0) {
+		api_server_free(s);
+		return r;
+	}
+	if (opts->listen) {
+		fd = tcp_listen(opts->listen, &s->port, err);
+		if (fd < 0) {
+			api_server_free(s);
+			return fd;
+		}
+		r = listener_start(&s->tcp_listener, fd, err, opts->listen);
+		if (r < 0) {
+			api_server_free(s);
+			return r;
+		}
+	}
+	*ret = s;
+	return 0;
+}
+
+uint16_t api_server_port(ApiServer *s)
+{
+	return s->port;
+}
+
+void api_server_free(ApiServer *s)
+{
+	if (!s)
+		return;
+	if (s->tcp_listener.mhd)
+		MHD_stop_daemon(s->tcp_listener.mhd);
+	if (s->unix_listener.mhd) {
+		MHD_stop_daemon(s->unix_listener.mhd);
+		(void)unlink(s->socket_path);
+	}
+	free(s->socket_path);
+	free(s);
+}

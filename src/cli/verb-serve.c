@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/* branchbox serve: the daemon. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "client.h"
+#include "core.h"
+#include "log.h"
+#include "main.h"
+
+#define DEFAULT_LISTEN "127.0.0.1:7480"
+
+static void serve_help(void)
+{
+	printf("Usage: branchbox serve --repo PATH [--state DIR] [--listen ADDR:PORT | --no-listen]\n"
+	       "\n"
+	       "Run the branchbox daemon for the git repository at PATH.\n"
+	       "\n"
+	       "  --repo PATH        the project's git repository (production is built from it)\n"
+	       "  --state DIR        state directory (default $BRANCHBOX_STATE or %s)\n"
+	       "  --listen ADDR:PORT also serve HTTP here (default %s; tokens only)\n"
+	       "  --no-listen        serve only the unix socket DIR/branchbox.sock\n"
+	       "  -v, --verbose      log every request\n"
+	       "\n"
+	       "The unix socket is always served; uid 0 on it without a token is the local\n"
+	       "administrator. Stop the daemon with SIGTERM or SIGINT.\n",
+	       DEFAULT_STATE_DIR, DEFAULT_LISTEN);
+}
+
+int verb_serve(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "repo", required_argument, NULL, 'r' },
+		{ "state", required_argument, NULL, 's' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "no-listen", no_argument, NULL, 'n' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	const char *repo = NULL, *state = NULL, *listen = DEFAULT_LISTEN;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "r:s:l:nvh", options, NULL)) >= 0) {
+		switch (c) {
+		case 'r': repo = optarg; break;
+		case 's': state = optarg; break;
+		case 'l': listen = optarg; break;
+		case 'n': listen = NULL; break;
+		case 'v': log_set_level(LOG_LEVEL_DEBUG); break;
+		case 'h': serve_help(); return EXIT_OK;
+		default: return cli_usage_error("serve", "bad option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+	if (!repo)
+		return cli_usage_error("serve", "--repo PATH is required");
+	state = cli_state_dir(state);
+	log_set_timestamps(1);
+	log_set_ident("branchbox-serve");
+
+	BbxError err = BBX_ERROR_INIT;
+	_cleanup_(core_freep) Core *core = NULL;
+	CoreOptions copts = { .state_dir = state, .repo_path = repo };
+	int r = core_new(&copts, &core, &err);
+	if (r < 0) {
+		log_error("%s", bbx_error_message(&err, r));
+		return EXIT_FAILURE_;
+	}
+
+	/* One daemon per state dir: the lock is held for the daemon's lifetime. */
+	char lockpath[4096];
+	snprintf(lockpath, sizeof(lockpath), "%s/daemon.lock", core_state_dir(core));
+	_cleanup_close_ int lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+		log_error("another daemon holds %s (%s)", lockpath, strerror(errno));
+		return EXIT_FAILURE_;
+	}
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(lockfd, 0) < 0 || write(lockfd, pid, (size_t)n) != n)
+		log_warning("could not record the daemon's pid in %s", lockpath);
+
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	char sock[4096];
+	snprintf(sock, sizeof(sock), "%s/branchbox.sock", core_state_dir(core));
+	ApiServerOptions aopts = { .core = core, .socket_path = sock, .listen = listen };
+	ApiServer *server = NULL;
+	r = api_server_new(&aopts, &server, &err);
+	if (r < 0) {
+		log_error("%s", bbx_error_message(&err, r));
+		return EXIT_FAILURE_;
+	}
+	log_info("branchbox daemon ready: repository %s, state %s", core_repo_path(core), core_state_dir(core));
+	log_info("listening on unix:%s%s%s", sock, listen ? " and http://" : "", listen ? listen : "");
+	if (listen && api_server_port(server))
+		log_info("http port %u", api_server_port(server));
+
+	for (;;) {
+		int sig = 0;
+		if (sigwait(&mask, &sig) != 0)
+			continue;
+		if (sig == SIGHUP)
+			continue;
+		log_info("received %s, shutting down", strsignal(sig));
+		break;
+	}
+	api_server_free(server);
+	log_info("stopped");
+	return EXIT_OK;
+}

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Core: the daemon's domain state (state dir, repository, store) that every interface
+ * (REST, MCP, CLI socket) acts on. One Core per daemon; its functions are thread-safe
+ * unless a header says otherwise. Core never prints; errors come back in a BbxError.
+ */
+#pragma once
+
+#include "error.h"
+#include "store.h"
+
+typedef struct Core Core;
+
+typedef struct CoreOptions {
+	const char *state_dir;	/* required; created 0700 if missing */
+	const char *repo_path;	/* required; the git repository production is built from */
+} CoreOptions;
+
+int core_new(const CoreOptions *opts, Core **ret, BbxError *err);
+void core_free(Core *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Core *, core_free)
+
+const char *core_state_dir(Core *c);
+const char *core_repo_path(Core *c);
+Store *core_store(Core *c);

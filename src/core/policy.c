@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+#include "policy.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "parse.h"
+
+int policy_authenticate(Core *c, RequestOrigin origin, uid_t peer_uid, const char *bearer,
+			Principal *ret, BbxError *err)
+{
+	memset(ret, 0, sizeof(*ret));
+
+	if (!bearer || !*bearer) {
+		if (origin == ORIGIN_UNIX_SOCKET && peer_uid == 0) {
+			ret->kind = PRINCIPAL_ROOT;
+			snprintf(ret->name, sizeof(ret->name), "root");
+			ret->verbs = VERB_ALL;
+			return 0;
+		}
+		return bbx_error_set(err, -EACCES, "unauthorized", "no credentials");
+	}
+	/* No token store yet: every bearer token is unknown. */
+	return bbx_error_set(err, -EACCES, "unauthorized", "unknown token");
+}
+
+static bool scope_matches(const Principal *p, const char *env)
+{
+	for (size_t i = 0; i < PRINCIPAL_MAX_SCOPES && p->scopes[i]; i++)
+		if (glob_match(p->scopes[i], env))
+			return true;
+	return false;
+}
+
+bool policy_can_see_environment(Core *c, const Principal *p, const char *env)
+{
+	if (p->kind == PRINCIPAL_ROOT)
+		return true;
+	if (p->kind == PRINCIPAL_ANONYMOUS)
+		return false;
+	return scope_matches(p, env);
+}
+
+PolicyDecision policy_authorize(Core *c, const Principal *p, uint32_t verb, const char *env)
+{
+	if (env && !policy_can_see_environment(c, p, env))
+		return POLICY_INVISIBLE;
+	if (verb && !(p->verbs & verb))
+		return POLICY_FORBIDDEN;
+	return POLICY_ALLOW;
+}

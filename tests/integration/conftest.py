@@ -1,0 +1,127 @@
+"""Shared fixtures: the built binary, throwaway git repositories and a real daemon."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("BRANCHBOX_BIN") or os.path.join(ROOT, "build-check", "src", "cli", "branchbox")
+
+
+def run(*args, env=None, check=True, input=None, timeout=120):
+    """Run the branchbox binary; returns CompletedProcess with text output."""
+    e = dict(os.environ)
+    e.pop("BRANCHBOX_URL", None)
+    e.pop("BRANCHBOX_TOKEN", None)
+    if env:
+        e.update(env)
+    p = subprocess.run([BIN, *args], env=e, capture_output=True, text=True, input=input,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"branchbox {' '.join(args)} exited {p.returncode}\n"
+                             f"stdout: {p.stdout}\nstderr: {p.stderr}")
+    return p
+
+
+def make_repo(path, files=None):
+    """A real git repository with one commit on main."""
+    os.makedirs(path, exist_ok=True)
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.invalid")
+    subprocess.run(["git", "init", "-q", "-b", "main", path], check=True, env=env)
+    for name, content in (files or {"README": "hello\n"}).items():
+        full = os.path.join(path, name)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "w") as f:
+            f.write(content)
+    subprocess.run(["git", "-C", path, "add", "-A"], check=True, env=env)
+    subprocess.run(["git", "-C", path, "commit", "-q", "-m", "initial"], check=True, env=env)
+    return path
+
+
+class Daemon:
+    """A branchbox daemon on a temporary state dir, stopped by pid at teardown."""
+
+    def __init__(self, tmp, repo, extra_args=()):
+        self.tmp = tmp
+        self.repo = repo
+        self.state = os.path.join(tmp, "state")
+        self.log_path = os.path.join(tmp, "daemon.log")
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [BIN, "serve", "--repo", self.repo, "--state", self.state, "--listen", "127.0.0.1:0",
+             *self.extra_args],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.read_log()}")
+            m = re.search(r"http port (\d+)", self.read_log())
+            if m and os.path.exists(self.socket):
+                self.port = int(m.group(1))
+                return self
+            time.sleep(0.05)
+        raise AssertionError("daemon did not become ready:\n" + self.read_log())
+
+    @property
+    def socket(self):
+        return os.path.join(self.state, "branchbox.sock")
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def read_log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def cli(self, *args, token=None, check=True, via_http=False, **kw):
+        env = {}
+        if via_http:
+            env["BRANCHBOX_URL"] = self.url
+        else:
+            args = (args[0], "--state", self.state, *args[1:]) if args else args
+        if token:
+            env["BRANCHBOX_TOKEN"] = token
+        return run(*args, env=env, check=check, **kw)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+            self.log = None
+
+
+@pytest.fixture
+def tmpdir_path():
+    d = tempfile.mkdtemp(prefix="bbx-it-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def repo(tmpdir_path):
+    return make_repo(os.path.join(tmpdir_path, "repo"))
+
+
+@pytest.fixture
+def daemon(tmpdir_path, repo):
+    d = Daemon(tmpdir_path, repo).start()
+    yield d
+    d.stop()
