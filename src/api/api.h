@@ -61,12 +61,18 @@ typedef struct ApiResponse {
 	unsigned status;
 	json_t *json;			/* owned; serialized as the body */
 	char *text;			/* owned; alternative raw body (text/plain) */
+	char *raw;			/* owned; alternative binary body of raw_len bytes */
+	size_t raw_len;
 	const char *content_type;
 	char reason[256];		/* for the audit record when failed or denied */
 } ApiResponse;
 
 const char *api_request_header(const ApiRequest *req, const char *name);
 const char *api_request_query(const ApiRequest *req, const char *name);
+/* The query string as the client sent it ("" or "?a=b&c"), re-encoded; caller frees. */
+char *api_request_query_string(const ApiRequest *req);
+/* A JSON string from bytes that may not be valid UTF-8 (bad bytes become U+FFFD). */
+json_t *api_json_string_lossy(const char *data, size_t n);
 /* Parse the body as a JSON object (depth and size bounded); 400 with a message otherwise. */
 int api_request_json(const ApiRequest *req, ApiResponse *resp, json_t **ret);
 
@@ -88,7 +94,7 @@ enum {
 
 typedef struct ApiRoute {
 	const char *method;
-	const char *pattern;		/* "/v1/environments/{name}" */
+	const char *pattern;		/* "/v1/environments/{name}"; a final "*" matches any rest */
 	const char *action;		/* audit action, e.g. "environment.get" */
 	uint32_t verb;			/* required Verb bit, 0 = any authenticated principal */
 	int env_param;			/* index of the {param} naming an environment, -1 if none */
@@ -106,3 +112,13 @@ const ApiRoute *api_route_match(const char *method, const char *path, char *buf,
 /* Handlers, grouped by resource (routes-*.c). */
 int route_healthz(ApiRequest *req, ApiResponse *resp);
 int route_version(ApiRequest *req, ApiResponse *resp);
+int route_environments_list(ApiRequest *req, ApiResponse *resp);
+int route_environment_get(ApiRequest *req, ApiResponse *resp);
+int route_environment_create(ApiRequest *req, ApiResponse *resp);
+int route_environment_delete(ApiRequest *req, ApiResponse *resp);
+int route_environment_stop(ApiRequest *req, ApiResponse *resp);
+int route_environment_start(ApiRequest *req, ApiResponse *resp);
+int route_environment_exec(ApiRequest *req, ApiResponse *resp);
+int route_environment_logs(ApiRequest *req, ApiResponse *resp);
+int route_deploy(ApiRequest *req, ApiResponse *resp);
+int route_preview_proxy(ApiRequest *req, ApiResponse *resp);

@@ -11,6 +11,21 @@
 const ApiRoute api_routes[] = {
 	{ "GET", "/healthz", "health", 0, -1, ROUTE_PUBLIC, route_healthz },
 	{ "GET", "/v1/version", "version.get", 0, -1, 0, route_version },
+	{ "POST", "/v1/deploy", "environment.deploy", 0, -1, 0, route_deploy },
+	{ "GET", "/v1/environments", "environment.list", VERB_ENV_READ, -1, 0, route_environments_list },
+	{ "POST", "/v1/environments", "environment.create", VERB_ENV_CREATE, -1, 0, route_environment_create },
+	{ "GET", "/v1/environments/{name}", "environment.get", VERB_ENV_READ, 0, 0, route_environment_get },
+	{ "DELETE", "/v1/environments/{name}", "environment.destroy", VERB_ENV_DESTROY, 0, 0, route_environment_delete },
+	{ "POST", "/v1/environments/{name}/stop", "environment.stop", VERB_ENV_WRITE, 0, 0, route_environment_stop },
+	{ "POST", "/v1/environments/{name}/start", "environment.start", VERB_ENV_WRITE, 0, 0, route_environment_start },
+	{ "POST", "/v1/environments/{name}/exec", "environment.exec", VERB_ENV_EXEC, 0, 0, route_environment_exec },
+	{ "GET", "/v1/environments/{name}/logs", "environment.logs", VERB_ENV_READ, 0, 0, route_environment_logs },
+	{ "GET", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },
+	{ "HEAD", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },
+	{ "POST", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },
+	{ "PUT", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },
+	{ "PATCH", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },
+	{ "DELETE", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },
 };
 
 const size_t api_n_routes = ELEMENTSOF(api_routes);
@@ -24,6 +39,8 @@ static bool pattern_match(const char *pattern, const char *path, char *buf, size
 	const char *p = pattern, *s = path;
 
 	while (*p && *s) {
+		if (p[0] == '*' && p[1] == '\0')
+			return true;
 		if (*p == '{') {
 			const char *pe = strchr(p, '}');
 			const char *se = s;

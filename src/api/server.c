@@ -109,6 +109,66 @@ int api_reply_bbx_error(ApiResponse *resp, int r, const BbxError *err)
 	return api_reply_error(resp, status, kind, "%s", bbx_error_message(err, r));
 }
 
+static enum MHD_Result add_query_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	StrBuf *sb = cls;
+	static const char hex[] = "0123456789ABCDEF";
+	const char *parts[2] = { key, value };
+	(void)strbuf_putc(sb, sb->len ? '&' : '?');
+	for (int i = 0; i < 2 && parts[i]; i++) {
+		if (i == 1)
+			(void)strbuf_putc(sb, '=');
+		for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++) {
+			if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+			    strchr("-_.~", *p))
+				(void)strbuf_putc(sb, (char)*p);
+			else {
+				char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
+				(void)strbuf_append(sb, e, 3);
+			}
+		}
+	}
+	return MHD_YES;
+}
+
+char *api_request_query_string(const ApiRequest *req)
+{
+	StrBuf sb = STRBUF_INIT;
+	MHD_get_connection_values(req->connection, MHD_GET_ARGUMENT_KIND, add_query_arg, &sb);
+	return strbuf_detach(&sb);
+}
+
+json_t *api_json_string_lossy(const char *data, size_t n)
+{
+	StrBuf sb = STRBUF_INIT;
+	const unsigned char *p = (const unsigned char *)data;
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned char ch = p[i];
+		size_t len = ch < 0x80 ? 1 : (ch >> 5) == 6 ? 2 : (ch >> 4) == 14 ? 3 : (ch >> 3) == 30 ? 4 : 0;
+		bool ok = len > 0 && i + len <= n && ch != 0;
+		for (size_t k = 1; ok && k < len; k++)
+			ok = (p[i + k] & 0xC0) == 0x80;
+		if (ok && len > 1) {
+			/* reject overlong forms and surrogates the way jansson does */
+			json_t *probe = json_stringn((const char *)p + i, len);
+			ok = probe != NULL;
+			json_decref(probe);
+		}
+		if (ok) {
+			(void)strbuf_append(&sb, p + i, len);
+			i += len;
+		} else {
+			(void)strbuf_puts(&sb, "\xEF\xBF\xBD");
+			i++;
+		}
+	}
+	json_t *j = json_stringn(strbuf_str(&sb), sb.len);
+	strbuf_done(&sb);
+	return j;
+}
+
 /* Reject pathological nesting before jansson recurses into it. */
 static bool json_depth_ok(const char *s, size_t n, unsigned max)
 {
@@ -218,7 +278,12 @@ static enum MHD_Result send_response(struct MHD_Connection *c, ApiResponse *resp
 	size_t n;
 	const char *ctype = resp->content_type;
 
-	if (resp->text) {
+	if (resp->raw) {
+		body = TAKE_PTR(resp->raw);
+		n = resp->raw_len;
+		if (!ctype)
+			ctype = "application/octet-stream";
+	} else if (resp->text) {
 		body = TAKE_PTR(resp->text);
 		n = strlen(body);
 		if (!ctype)
@@ -367,6 +432,8 @@ static void dispatch(Listener *l, struct MHD_Connection *c, const char *method, 
 			/* No record, no answer. */
 			free(resp->text);
 			resp->text = NULL;
+			free(resp->raw);
+			resp->raw = NULL;
 			resp->content_type = NULL;
 			api_reply_error(resp, 500, "audit_unavailable",
 					"the request could not be recorded in the audit log, so it was not performed");
@@ -406,6 +473,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 	enum MHD_Result ret = send_response(c, &resp);
 	json_decref(resp.json);
 	free(resp.text);
+	free(resp.raw);
 	return ret;
 }
 

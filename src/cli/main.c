@@ -9,6 +9,8 @@
 #include "log.h"
 
 static const CliVerb verbs[] = {
+	{ "deploy", "deploy production from the production branch", verb_deploy },
+	{ "env", "create, inspect, run in and destroy environments", verb_env },
 	{ "serve", "run the daemon", verb_serve },
 	{ "status", "check the daemon and show who you are to it", verb_status },
 	{ "version", "print the version", verb_version },

@@ -21,6 +21,8 @@ enum {
 	EXIT_NO_DAEMON = 3,	/* the daemon could not be reached */
 };
 
+int verb_deploy(int argc, char **argv);
+int verb_env(int argc, char **argv);
 int verb_serve(int argc, char **argv);
 int verb_status(int argc, char **argv);
 int verb_version(int argc, char **argv);

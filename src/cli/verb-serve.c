@@ -12,6 +12,7 @@
 #include "api.h"
 #include "client.h"
 #include "core.h"
+#include "environment.h"
 #include "log.h"
 #include "main.h"
 
@@ -27,6 +28,7 @@ static void serve_help(void)
 	       "  --state DIR        state directory (default $BRANCHBOX_STATE or %s)\n"
 	       "  --listen ADDR:PORT also serve HTTP here (default %s; tokens only)\n"
 	       "  --no-listen        serve only the unix socket DIR/branchbox.sock\n"
+	       "  --production-branch B  the branch production runs (default main)\n"
 	       "  -v, --verbose      log every request\n"
 	       "\n"
 	       "The unix socket is always served; uid 0 on it without a token is the local\n"
@@ -41,20 +43,22 @@ int verb_serve(int argc, char **argv)
 		{ "state", required_argument, NULL, 's' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "no-listen", no_argument, NULL, 'n' },
+		{ "production-branch", required_argument, NULL, 'p' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
-	const char *repo = NULL, *state = NULL, *listen = DEFAULT_LISTEN;
+	const char *repo = NULL, *state = NULL, *listen = DEFAULT_LISTEN, *production = "main";
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "r:s:l:nvh", options, NULL)) >= 0) {
+	while ((c = getopt_long(argc, argv, "r:s:l:np:vh", options, NULL)) >= 0) {
 		switch (c) {
 		case 'r': repo = optarg; break;
 		case 's': state = optarg; break;
 		case 'l': listen = optarg; break;
 		case 'n': listen = NULL; break;
+		case 'p': production = optarg; break;
 		case 'v': log_set_level(LOG_LEVEL_DEBUG); break;
 		case 'h': serve_help(); return EXIT_OK;
 		default: return cli_usage_error("serve", "bad option");
@@ -70,7 +74,7 @@ int verb_serve(int argc, char **argv)
 
 	BbxError err = BBX_ERROR_INIT;
 	_cleanup_(core_freep) Core *core = NULL;
-	CoreOptions copts = { .state_dir = state, .repo_path = repo };
+	CoreOptions copts = { .state_dir = state, .repo_path = repo, .production_branch = production };
 	int r = core_new(&copts, &core, &err);
 	if (r < 0) {
 		log_error("%s", bbx_error_message(&err, r));
@@ -98,6 +102,13 @@ int verb_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	r = environments_init(core, &err);
+	if (r < 0) {
+		log_error("%s", bbx_error_message(&err, r));
+		environments_shutdown(core);
+		return EXIT_FAILURE_;
+	}
+
 	char sock[4096];
 	snprintf(sock, sizeof(sock), "%s/branchbox.sock", core_state_dir(core));
 	ApiServerOptions aopts = { .core = core, .socket_path = sock, .listen = listen };
@@ -105,6 +116,7 @@ int verb_serve(int argc, char **argv)
 	r = api_server_new(&aopts, &server, &err);
 	if (r < 0) {
 		log_error("%s", bbx_error_message(&err, r));
+		environments_shutdown(core);
 		return EXIT_FAILURE_;
 	}
 	log_info("branchbox daemon ready: repository %s, state %s", core_repo_path(core), core_state_dir(core));
@@ -122,6 +134,8 @@ int verb_serve(int argc, char **argv)
 		break;
 	}
 	api_server_free(server);
+	log_info("stopping environments");
+	environments_shutdown(core);
 	log_info("stopped");
 	return EXIT_OK;
 }

@@ -13,7 +13,9 @@
 struct Core {
 	char *state_dir;
 	char *repo_path;
+	char *production_branch;
 	Store *store;
+	struct Environments *environments;
 };
 
 int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
@@ -48,7 +50,8 @@ int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
 	}
 	(void)chmod(c->state_dir, 0700);
 	c->repo_path = realpath(opts->repo_path, NULL);
-	if (!c->repo_path)
+	c->production_branch = strdup(opts->production_branch ? opts->production_branch : "main");
+	if (!c->repo_path || !c->production_branch)
 		return -ENOMEM;
 
 	r = store_open(c->state_dir, &c->store, err);
@@ -67,6 +70,7 @@ void core_free(Core *c)
 	if (!c)
 		return;
 	store_free(c->store);
+	free(c->production_branch);
 	free(c->state_dir);
 	free(c->repo_path);
 	free(c);
@@ -85,4 +89,19 @@ const char *core_repo_path(Core *c)
 Store *core_store(Core *c)
 {
 	return c->store;
+}
+
+const char *core_production_branch(Core *c)
+{
+	return c->production_branch;
+}
+
+struct Environments *core_environments(Core *c)
+{
+	return c->environments;
+}
+
+void core_set_environments(Core *c, struct Environments *e)
+{
+	c->environments = e;
 }

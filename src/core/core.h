@@ -14,6 +14,7 @@ typedef struct Core Core;
 typedef struct CoreOptions {
 	const char *state_dir;	/* required; created 0700 if missing */
 	const char *repo_path;	/* required; the git repository production is built from */
+	const char *production_branch; /* NULL: "main" */
 } CoreOptions;
 
 int core_new(const CoreOptions *opts, Core **ret, BbxError *err);
@@ -23,3 +24,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Core *, core_free)
 const char *core_state_dir(Core *c);
 const char *core_repo_path(Core *c);
 Store *core_store(Core *c);
+/* The production environment's name, which is also its branch. */
+const char *core_production_branch(Core *c);
+
+/* The environments module's state (environment.c owns it). */
+struct Environments;
+struct Environments *core_environments(Core *c);
+void core_set_environments(Core *c, struct Environments *e);

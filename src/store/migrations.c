@@ -84,6 +84,9 @@ const char *const store_migrations[] = {
 	"CREATE INDEX proposals_environment ON proposals(environment);"
 	"CREATE INDEX audit_resource ON audit(resource);"
 	"CREATE INDEX environments_expiry ON environments(expires_at) WHERE expires_at IS NOT NULL;",
+
+	/* 3: per-environment service credentials, generated at creation (never cloned) */
+	"ALTER TABLE environments ADD COLUMN secrets_json TEXT;",
 };
 
 const int store_n_migrations = (int)ELEMENTSOF(store_migrations);

@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * NULL-terminated string vectors (argv/envp). Every element and the array are owned by
+ * the vector; strv_free() (macro.h) releases them. Errors: NULL / -ENOMEM.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include "macro.h"
+
+/* strv_new("a", "b", NULL) */
+char **strv_new(const char *first, ...) __attribute__((sentinel));
+size_t strv_length(char *const *l);
+/* Append a copy of s; *l may be NULL (a new vector is made). */
+int strv_push(char ***l, const char *s);
+int strv_pushf(char ***l, const char *fmt, ...) _printf_(2, 3);

@@ -1,0 +1,1966 @@
+/* SPDX-License-Identifier: MIT */
+#include "environment.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "config.h"
+#include "environments.h"
+#include "file-util.h"
+#include "gitrepo.h"
+#include "journal.h"
+#include "netns-connect.h"
+#include "parse.h"
+#include "policy.h"
+#include "service.h"
+#include "storage.h"
+#include "strbuf.h"
+#include "strv.h"
+
+#define SERVICE_READY_TIMEOUT_MS (180 * 1000)
+#define APP_HEALTHY_TIMEOUT_MS (90 * 1000)
+#define STOP_GRACE_MS 15000
+#define CONFIG_MAX_SIZE (1u << 20)
+#define REAPER_INTERVAL_SEC 5
+
+/* What runs of one environment, in memory. */
+typedef struct EnvRuntime {
+	char *name;
+	pthread_mutex_t op_lock;	/* one lifecycle operation at a time */
+	ProjectConfig *config;
+	char *commit;
+	char *code_dir;			/* STATE/code/NAME/COMMIT */
+	char *volume_path;
+	int netns_fd;
+	size_t n_services;
+	ServiceRuntime *services;	/* parallel to config->services */
+	char **service_data_host;
+	char (*passwords)[33];
+	EnvProc **service_procs;
+	EnvProc **app_procs;		/* parallel to config->applications */
+	bool preview;
+} EnvRuntime;
+
+typedef struct Environments {
+	Core *core;
+	Pool *pool;
+	pthread_mutex_t pool_lock;
+	GitRepo *repo;
+	pthread_mutex_t lock;		/* the runtime list */
+	EnvRuntime **runtimes;
+	size_t n_runtimes;
+	pthread_t reaper;
+	bool reaper_started;
+	int reaper_wake[2];
+	char *state_dir;
+	char *production;		/* production environment (= branch) name */
+} Environments;
+
+static Environments *envs_of(Core *c)
+{
+	return core_environments(c);
+}
+
+void environment_debug_stop_point(const char *op, const char *step)
+{
+	const char *want = getenv("BRANCHBOX_DEBUG_STOP_AT");
+	char here[128];
+	if (!want || !*want)
+		return;
+	snprintf(here, sizeof(here), "%s:%s", op, step);
+	if (!strcmp(want, here))
+		raise(SIGKILL);
+}
+
+/* ---- paths ---- */
+
+static char *path_join(const char *a, const char *b, const char *c2)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s/%s%s%s", a, b, c2 ? "/" : "", c2 ? c2 : "") < 0)
+		return NULL;
+	return p;
+}
+
+static void env_path(Environments *E, char *buf, size_t size, const char *kind, const char *name)
+{
+	snprintf(buf, size, "%s/%s/%s", E->state_dir, kind, name);
+}
+
+/* ---- runtime objects ---- */
+
+static void runtime_stop_processes(EnvRuntime *rt)
+{
+	for (size_t i = 0; rt->config && i < rt->config->n_applications; i++)
+		if (rt->app_procs && rt->app_procs[i]) {
+			envproc_free((envproc_stop(rt->app_procs[i], STOP_GRACE_MS), rt->app_procs[i]));
+			rt->app_procs[i] = NULL;
+		}
+	for (size_t i = 0; i < rt->n_services; i++)
+		if (rt->service_procs && rt->service_procs[i]) {
+			envproc_stop(rt->service_procs[i], STOP_GRACE_MS);
+			envproc_free(rt->service_procs[i]);
+			rt->service_procs[i] = NULL;
+		}
+}
+
+static void runtime_free(EnvRuntime *rt)
+{
+	if (!rt)
+		return;
+	runtime_stop_processes(rt);
+	safe_close(rt->netns_fd);
+	config_free(rt->config);
+	for (size_t i = 0; i < rt->n_services; i++)
+		free(rt->service_data_host ? rt->service_data_host[i] : NULL);
+	free(rt->service_data_host);
+	free(rt->services);
+	free(rt->passwords);
+	free(rt->service_procs);
+	free(rt->app_procs);
+	free(rt->commit);
+	free(rt->code_dir);
+	free(rt->volume_path);
+	pthread_mutex_destroy(&rt->op_lock);
+	free(rt->name);
+	free(rt);
+}
+
+static EnvRuntime *runtime_find(Environments *E, const char *name)
+{
+	EnvRuntime *rt = NULL;
+	pthread_mutex_lock(&E->lock);
+	for (size_t i = 0; i < E->n_runtimes; i++)
+		if (!strcmp(E->runtimes[i]->name, name))
+			rt = E->runtimes[i];
+	pthread_mutex_unlock(&E->lock);
+	return rt;
+}
+
+/* Find or create the runtime slot for name; *ret_created tells which. */
+static int runtime_get(Environments *E, const char *name, EnvRuntime **ret, bool *ret_created)
+{
+	pthread_mutex_lock(&E->lock);
+	for (size_t i = 0; i < E->n_runtimes; i++)
+		if (!strcmp(E->runtimes[i]->name, name)) {
+			*ret = E->runtimes[i];
+			if (ret_created)
+				*ret_created = false;
+			pthread_mutex_unlock(&E->lock);
+			return 0;
+		}
+	EnvRuntime *rt = calloc(1, sizeof(*rt));
+	EnvRuntime **v = rt ? realloc(E->runtimes, (E->n_runtimes + 1) * sizeof(*v)) : NULL;
+	if (!v || !(rt->name = strdup(name))) {
+		pthread_mutex_unlock(&E->lock);
+		if (rt)
+			free(rt->name);
+		free(rt);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&rt->op_lock, NULL);
+	rt->netns_fd = -EBADF;
+	E->runtimes = v;
+	E->runtimes[E->n_runtimes++] = rt;
+	*ret = rt;
+	if (ret_created)
+		*ret_created = true;
+	pthread_mutex_unlock(&E->lock);
+	return 0;
+}
+
+static void runtime_remove(Environments *E, EnvRuntime *rt)
+{
+	pthread_mutex_lock(&E->lock);
+	for (size_t i = 0; i < E->n_runtimes; i++)
+		if (E->runtimes[i] == rt) {
+			memmove(&E->runtimes[i], &E->runtimes[i + 1], (E->n_runtimes - i - 1) * sizeof(*E->runtimes));
+			E->n_runtimes--;
+			break;
+		}
+	pthread_mutex_unlock(&E->lock);
+}
+
+/* ---- configuration at a commit ---- */
+
+static int load_config_at(Environments *E, const char *commit, ProjectConfig **ret, BbxError *err)
+{
+	static const char *const files[] = { ".branchbox/config.yaml", ".upsun/config.yaml" };
+	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+		_cleanup_free_ char *data = NULL;
+		size_t size = 0;
+		int r = gitrepo_read_file(E->repo, commit, files[i], CONFIG_MAX_SIZE, &data, &size, NULL);
+		if (r == -ENOENT)
+			continue;
+		if (r < 0)
+			return bbx_error_set(err, r, "invalid", "reading %s at %.12s: %s", files[i], commit, strerror(-r));
+		ConfigDiagnostics diag;
+		config_diagnostics_init(&diag);
+		r = config_parse_buffer(data, size, files[i], ret, &diag);
+		if (r < 0) {
+			_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
+			(void)strbuf_appendf(&sb, "the project config at commit %.12s is invalid:", commit);
+			for (size_t k = 0; k < diag.n && k < 10; k++) {
+				_cleanup_free_ char *line = config_diagnostic_format(&diag.items[k]);
+				(void)strbuf_appendf(&sb, "\n  %s", line ? line : "?");
+			}
+			config_diagnostics_done(&diag);
+			return bbx_error_set(err, -EINVAL, "invalid", "%s", strbuf_str(&sb));
+		}
+		config_diagnostics_done(&diag);
+		return 0;
+	}
+	return bbx_error_set(err, -ENOENT, "invalid",
+			     "commit %.12s has no .branchbox/config.yaml or .upsun/config.yaml", commit);
+}
+
+/* ---- secrets ---- */
+
+static int secrets_to_json(EnvRuntime *rt, char **ret)
+{
+	json_t *o = json_object();
+	if (!o)
+		return -ENOMEM;
+	for (size_t i = 0; i < rt->n_services; i++)
+		json_object_set_new(o, rt->config->services[i].name, json_string(rt->passwords[i]));
+	*ret = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	return *ret ? 0 : -ENOMEM;
+}
+
+/* Load passwords from the record; services without one get a fresh password. */
+static int secrets_load(EnvRuntime *rt, const char *json)
+{
+	json_t *o = json ? json_loads(json, 0, NULL) : NULL;
+	for (size_t i = 0; i < rt->n_services; i++) {
+		const char *pw = o ? json_string_value(json_object_get(o, rt->config->services[i].name)) : NULL;
+		if (pw && strlen(pw) == 32)
+			memcpy(rt->passwords[i], pw, 33);
+		else if (service_generate_password(rt->passwords[i]) < 0) {
+			json_decref(o);
+			return -EIO;
+		}
+	}
+	json_decref(o);
+	return 0;
+}
+
+/* ---- runtime setup from config ---- */
+
+static int runtime_setup(Environments *E, EnvRuntime *rt, ProjectConfig *config, const char *commit,
+			 bool preview, BbxError *err)
+{
+	char buf[4096];
+
+	config_free(rt->config);
+	rt->config = config;
+	free(rt->commit);
+	rt->commit = strdup(commit);
+	rt->preview = preview;
+	free(rt->volume_path);
+	pthread_mutex_lock(&E->pool_lock);
+	rt->volume_path = pool_volume_path(E->pool, rt->name);
+	pthread_mutex_unlock(&E->pool_lock);
+	env_path(E, buf, sizeof(buf), "code", rt->name);
+	free(rt->code_dir);
+	rt->code_dir = path_join(buf, commit, NULL);
+	if (!rt->commit || !rt->volume_path || !rt->code_dir)
+		return -ENOMEM;
+
+	for (size_t i = 0; i < rt->n_services; i++)
+		free(rt->service_data_host[i]);
+	free(rt->service_data_host);
+	free(rt->services);
+	free(rt->passwords);
+	free(rt->service_procs);
+	free(rt->app_procs);
+	rt->n_services = config->n_services;
+	rt->services = calloc(config->n_services + 1, sizeof(*rt->services));
+	rt->service_data_host = calloc(config->n_services + 1, sizeof(char *));
+	rt->passwords = calloc(config->n_services + 1, sizeof(*rt->passwords));
+	rt->service_procs = calloc(config->n_services + 1, sizeof(EnvProc *));
+	rt->app_procs = calloc(config->n_applications + 1, sizeof(EnvProc *));
+	if (!rt->services || !rt->service_data_host || !rt->passwords || !rt->service_procs || !rt->app_procs)
+		return -ENOMEM;
+
+	/* Ports: each type's default, shifted when two services of a type share the netns. */
+	for (size_t i = 0; i < config->n_services; i++) {
+		const ConfigService *cs = &config->services[i];
+		const ServiceType *t = service_type_for(cs->kind);
+		if (!t)
+			return bbx_error_set(err, -EOPNOTSUPP, "invalid", "service %s: type %s is not supported",
+					     cs->name, cs->type);
+		unsigned same = 0;
+		for (size_t k = 0; k < i; k++)
+			if (config->services[k].kind == cs->kind)
+				same++;
+		rt->service_data_host[i] = path_join(rt->volume_path, "services", cs->name);
+		if (!rt->service_data_host[i])
+			return -ENOMEM;
+		rt->services[i] = (ServiceRuntime){
+			.config = cs,
+			.data_host = rt->service_data_host[i],
+			.port = (uint16_t)(t->default_port + same),
+			.password = rt->passwords[i],
+		};
+		snprintf(rt->services[i].data_path, sizeof(rt->services[i].data_path), "/srv/%s", cs->name);
+	}
+	return 0;
+}
+
+static const ServiceRuntime *runtime_service(EnvRuntime *rt, const char *name, size_t *ret_index)
+{
+	for (size_t i = 0; i < rt->n_services; i++)
+		if (!strcmp(rt->config->services[i].name, name)) {
+			if (ret_index)
+				*ret_index = i;
+			return &rt->services[i];
+		}
+	return NULL;
+}
+
+/* "127.0.0.1 rel1 rel2 service1 ..." so relationship names resolve on the env's loopback. */
+static char *hosts_extra(EnvRuntime *rt)
+{
+	StrBuf sb = STRBUF_INIT;
+	(void)strbuf_puts(&sb, "127.0.0.1");
+	for (size_t i = 0; i < rt->n_services; i++)
+		(void)strbuf_appendf(&sb, " %s", rt->config->services[i].name);
+	for (size_t a = 0; a < rt->config->n_applications; a++)
+		for (size_t k = 0; k < rt->config->applications[a].n_relationships; k++)
+			(void)strbuf_appendf(&sb, " %s", rt->config->applications[a].relationships[k].name);
+	(void)strbuf_putc(&sb, '\n');
+	return strbuf_detach(&sb);
+}
+
+static void upper_name(const char *s, char *buf, size_t size)
+{
+	size_t i = 0;
+	for (; s[i] && i + 1 < size; i++)
+		buf[i] = s[i] == '-' || s[i] == '.' ? '_' : (char)((s[i] >= 'a' && s[i] <= 'z') ? s[i] - 32 : s[i]);
+	buf[i] = '\0';
+}
+
+/* The variables an application (and its hooks, and `env exec`) gets. */
+static int app_environment(EnvRuntime *rt, const ConfigApplication *app, char ***ret)
+{
+	_cleanup_strv_free_ char **v = NULL;
+	char upper[80];
+	bool have_db = false, have_redis = false;
+	int r = 0;
+
+	json_t *rels = json_object();
+	if (!rels)
+		return -ENOMEM;
+	r |= strv_push(&v, "PATH=/usr/local/bin:/usr/bin:/bin");
+	r |= strv_push(&v, "HOME=/tmp");
+	r |= strv_push(&v, "LANG=C.UTF-8");
+	r |= strv_pushf(&v, "PORT=%u", app->web_port);
+	r |= strv_pushf(&v, "PLATFORM_APPLICATION_NAME=%s", app->name);
+	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT=%s", rt->name);
+	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT_TYPE=%s", rt->preview ? "development" : "production");
+	r |= strv_pushf(&v, "BRANCHBOX_ENVIRONMENT=%s", rt->name);
+	r |= strv_pushf(&v, "BRANCHBOX_COMMIT=%s", rt->commit);
+	for (size_t k = 0; k < app->n_relationships; k++) {
+		const ConfigRelationship *rel = &app->relationships[k];
+		const ServiceRuntime *s = runtime_service(rt, rel->service, NULL);
+		if (!s)
+			continue;
+		const ServiceType *t = service_type_for(s->config->kind);
+		json_t *d = t->relationship(s, rel->name);
+		if (!d) {
+			json_decref(rels);
+			return -ENOMEM;
+		}
+		upper_name(rel->name, upper, sizeof(upper));
+		const char *keys[][2] = { { "URL", "url" }, { "HOST", "host" }, { "USERNAME", "username" },
+					  { "PASSWORD", "password" }, { "PATH", "path" }, { "SCHEME", "scheme" } };
+		for (size_t q = 0; q < ELEMENTSOF(keys); q++) {
+			const char *val = json_string_value(json_object_get(d, keys[q][1]));
+			if (val)
+				r |= strv_pushf(&v, "%s_%s=%s", upper, keys[q][0], val);
+		}
+		r |= strv_pushf(&v, "%s_PORT=%u", upper, s->port);
+		const char *url = json_string_value(json_object_get(d, "url"));
+		if (s->config->kind == CONFIG_SERVICE_POSTGRESQL && !have_db && url) {
+			r |= strv_pushf(&v, "DATABASE_URL=%s", url);
+			have_db = true;
+		}
+		if (s->config->kind == CONFIG_SERVICE_REDIS && !have_redis && url) {
+			r |= strv_pushf(&v, "REDIS_URL=%s", url);
+			have_redis = true;
+		}
+		json_t *arr = json_array();
+		json_array_append_new(arr, d);
+		json_object_set_new(rels, rel->name, arr);
+	}
+	_cleanup_free_ char *rels_s = json_dumps(rels, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(rels);
+	if (!rels_s)
+		return -ENOMEM;
+	size_t blen = sodium_base64_ENCODED_LEN(strlen(rels_s), sodium_base64_VARIANT_ORIGINAL);
+	_cleanup_free_ char *b64 = malloc(blen);
+	if (!b64)
+		return -ENOMEM;
+	sodium_bin2base64(b64, blen, (const unsigned char *)rels_s, strlen(rels_s), sodium_base64_VARIANT_ORIGINAL);
+	r |= strv_pushf(&v, "PLATFORM_RELATIONSHIPS=%s", b64);
+	for (size_t k = 0; k < app->n_env; k++)
+		r |= strv_pushf(&v, "%s=%s", app->env[k].name, app->env[k].value);
+	if (r)
+		return -ENOMEM;
+	*ret = TAKE_PTR(v);
+	return 0;
+}
+
+/* ---- processes ---- */
+
+typedef struct ProcBuild {
+	EnvProcSpec spec;
+	SandboxBind rw[16];
+	SandboxBind ro[4];
+	char *strings[40];
+	size_t n_strings;
+	char **envp;
+	char *hosts;
+	char cgroup[128];
+	char log[4096];
+} ProcBuild;
+
+static void proc_build_done(ProcBuild *b)
+{
+	for (size_t i = 0; i < b->n_strings; i++)
+		free(b->strings[i]);
+	strv_free(b->envp);
+	free(b->hosts);
+	memset(b, 0, sizeof(*b));
+}
+
+static const char *pb_keep(ProcBuild *b, char *s)
+{
+	if (!s || b->n_strings >= ELEMENTSOF(b->strings)) {
+		free(s);
+		return NULL;
+	}
+	b->strings[b->n_strings++] = s;
+	return s;
+}
+
+static void pb_common(Environments *E, EnvRuntime *rt, ProcBuild *b, const char *what, uid_t uid)
+{
+	static unsigned counter;
+	unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+	memset(&b->spec, 0, sizeof(b->spec));
+	b->spec.name = what;
+	snprintf(b->cgroup, sizeof(b->cgroup), "env-%s.%s.%u", rt->name, what, n);
+	b->spec.cgroup_name = b->cgroup;
+	b->spec.uid = uid;
+	b->spec.hostname = rt->name;
+	b->spec.netns_fd = rt->netns_fd;
+	b->spec.rw = b->rw;
+	b->spec.ro = b->ro;
+	b->hosts = hosts_extra(rt);
+	b->spec.hosts_extra = b->hosts;
+	snprintf(b->log, sizeof(b->log), "%s/logs/%s/%s.log", E->state_dir, rt->name, what);
+	b->spec.log_path = b->log;
+}
+
+/* A service process or one-shot next to a service: its data dir is /srv/NAME. */
+static void pb_service(Environments *E, EnvRuntime *rt, size_t idx, ProcBuild *b, const char *what)
+{
+	const ServiceRuntime *s = &rt->services[idx];
+	pb_common(E, rt, b, what, SERVICE_UID);
+	b->rw[0] = (SandboxBind){ .source = s->data_host, .target = s->data_path };
+	b->spec.n_rw = 1;
+	b->spec.workdir = s->data_path;
+	b->envp = strv_new("PATH=/usr/lib/postgresql/bin:/usr/local/bin:/usr/bin:/bin", "HOME=/tmp",
+			   "LANG=C.UTF-8", NULL);
+	b->spec.envp = b->envp;
+	const ConfigResources *res = &s->config->resources;
+	b->spec.memory_max = res->memory_bytes;
+	b->spec.cpu_millis = res->cpu_millis;
+	b->spec.pids_max = 512;
+}
+
+static const ConfigApplication *find_app(EnvRuntime *rt, const char *name, size_t *ret_idx)
+{
+	for (size_t i = 0; i < rt->config->n_applications; i++)
+		if (!name || !strcmp(rt->config->applications[i].name, name)) {
+			if (ret_idx)
+				*ret_idx = i;
+			return &rt->config->applications[i];
+		}
+	return NULL;
+}
+
+/* An application process, hook or exec: code at /app (writable only for the build hook),
+ * its mounts writable, the app's variables. */
+static int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app, ProcBuild *b,
+		  const char *what, bool code_writable)
+{
+	pb_common(E, rt, b, what, APP_UID);
+	const char *src = pb_keep(b, strcmp(app->source_root, ".") ? path_join(rt->code_dir, app->source_root, NULL)
+								  : strdup(rt->code_dir));
+	if (!src)
+		return -ENOMEM;
+	size_t nrw = 0;
+	if (code_writable)
+		b->rw[nrw++] = (SandboxBind){ .source = src, .target = "/app" };
+	else {
+		b->ro[0] = (SandboxBind){ .source = src, .target = "/app" };
+		b->spec.n_ro = 1;
+	}
+	for (size_t m = 0; m < app->n_mounts && nrw < ELEMENTSOF(b->rw); m++) {
+		const ConfigMount *mt = &app->mounts[m];
+		char base[4096];
+		const char *host;
+		if (mt->source == CONFIG_MOUNT_TMP) {
+			env_path(E, base, sizeof(base), "tmp", rt->name);
+			host = pb_keep(b, path_join(base, app->name, mt->source_path));
+		} else {
+			snprintf(base, sizeof(base), "%s/mounts/%s", rt->volume_path, app->name);
+			host = pb_keep(b, path_join(base, mt->source_path, NULL));
+		}
+		const char *target = pb_keep(b, path_join("/app", mt->path + 1, NULL));
+		if (!host || !target)
+			return -ENOMEM;
+		if (mkdir_p(host, 0755) < 0 || chown(host, APP_UID, APP_UID) < 0)
+			return -EIO;
+		/* The mount point must exist in the (read-only) code tree. */
+		_cleanup_free_ char *mp = path_join(src, mt->path + 1, NULL);
+		if (!mp || mkdir_p(mp, 0755) < 0)
+			return -EIO;
+		b->rw[nrw++] = (SandboxBind){ .source = host, .target = target };
+	}
+	b->spec.n_rw = nrw;
+	b->spec.workdir = "/app";
+	int r = app_environment(rt, app, &b->envp);
+	if (r < 0)
+		return r;
+	b->spec.envp = b->envp;
+	const ConfigResources *res = rt->preview && rt->config->preview_profile.memory_bytes ? &rt->config->preview_profile
+											 : &app->resources;
+	b->spec.memory_max = res->memory_bytes;
+	b->spec.cpu_millis = res->cpu_millis;
+	b->spec.pids_max = 1024;
+	return 0;
+}
+
+static int run_oneshot(ProcBuild *b, char **argv, const char *stdin_data, uint64_t timeout_sec,
+		       OneshotResult *res, BbxError *err)
+{
+	b->spec.argv = argv;
+	return envproc_run_oneshot(&b->spec, stdin_data, timeout_sec, res, err);
+}
+
+/* Append a one-shot's output to the environment's deploy log, so failures can be read. */
+static void append_step_log(Environments *E, EnvRuntime *rt, const char *step, const OneshotResult *res)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/logs/%s/deploy.log", E->state_dir, rt->name);
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return;
+	char head[256];
+	int n = snprintf(head, sizeof(head), "[branchbox] %s: exit %d, %llu ms\n", step, res->exit_status,
+			 (unsigned long long)res->duration_ms);
+	(void)write_all(fd, head, (size_t)n);
+	if (res->output_len)
+		(void)write_all(fd, res->output, res->output_len);
+}
+
+static int fail_with_output(BbxError *err, const char *what, const OneshotResult *res)
+{
+	const char *out = res->output ? res->output : "";
+	size_t n = strlen(out);
+	const char *tail = n > 600 ? out + n - 600 : out;
+	return bbx_error_set(err, -EIO, "failed", "%s failed with exit status %d%s%s%s", what,
+			     res->exit_status, res->timed_out ? " (timed out)" : "", *tail ? ":\n" : "", tail);
+}
+
+static int service_init(Environments *E, EnvRuntime *rt, size_t i, BbxError *err)
+{
+	const ServiceRuntime *s = &rt->services[i];
+	const ServiceType *t = service_type_for(s->config->kind);
+	ServiceCommand cmd = { 0 };
+	int r;
+
+	if (mkdir_p(s->data_host, 0700) < 0 || chown(s->data_host, SERVICE_UID, SERVICE_UID) < 0)
+		return bbx_error_set(err, -EIO, "internal", "service %s: cannot create %s", s->config->name, s->data_host);
+	r = t->prepare(s, true, false, err);
+	if (r < 0)
+		return r;
+	r = t->init_command(s, &cmd, err);
+	if (r < 0)
+		return r;
+	if (cmd.argv) {
+		ProcBuild b;
+		OneshotResult res;
+		char what[96];
+		snprintf(what, sizeof(what), "%s-init", s->config->name);
+		pb_service(E, rt, i, &b, what);
+		r = run_oneshot(&b, cmd.argv, cmd.stdin_data, 300, &res, err);
+		proc_build_done(&b);
+		if (r >= 0) {
+			append_step_log(E, rt, what, &res);
+			if (res.exit_status != 0)
+				r = fail_with_output(err, what, &res);
+			oneshot_result_done(&res);
+		}
+	}
+	service_command_done(&cmd);
+	return r;
+}
+
+static int services_start(Environments *E, EnvRuntime *rt, bool cloned, BbxError *err)
+{
+	for (size_t i = 0; i < rt->n_services; i++) {
+		const ServiceRuntime *s = &rt->services[i];
+		const ServiceType *t = service_type_for(s->config->kind);
+		ServiceCommand cmd = { 0 };
+		ProcBuild b;
+		int r;
+
+		if (rt->service_procs[i])
+			continue;
+		r = t->prepare(s, false, cloned, err);
+		if (r >= 0)
+			r = t->start_command(s, &cmd, err);
+		if (r < 0) {
+			service_command_done(&cmd);
+			return r;
+		}
+		pb_service(E, rt, i, &b, s->config->name);
+		b.spec.argv = cmd.argv;
+		r = envproc_start(&b.spec, &rt->service_procs[i], err);
+		proc_build_done(&b);
+		service_command_done(&cmd);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int services_wait_ready(EnvRuntime *rt, BbxError *err)
+{
+	uint64_t deadline = mono_ms() + SERVICE_READY_TIMEOUT_MS;
+	for (size_t i = 0; i < rt->n_services; i++) {
+		const ServiceRuntime *s = &rt->services[i];
+		const ServiceType *t = service_type_for(s->config->kind);
+		unsigned delay = 10;
+		for (;;) {
+			int r = t->probe(s, rt->netns_fd, err);
+			if (r == 0)
+				break;
+			if (r != -EAGAIN)
+				return r;
+			EnvProcState st = envproc_state(rt->service_procs[i]);
+			if (st == ENVPROC_FAILED)
+				return bbx_error_set(err, -EIO, "failed", "service %s failed to start (see 'branchbox env logs %s %s')",
+						     s->config->name, rt->name, s->config->name);
+			if (mono_ms() > deadline)
+				return bbx_error_set(err, -ETIMEDOUT, "failed", "service %s did not accept connections within %d s",
+						     s->config->name, SERVICE_READY_TIMEOUT_MS / 1000);
+			usleep(delay * 1000);
+			if (delay < 200)
+				delay *= 2;
+		}
+	}
+	return 0;
+}
+
+/* Run a service one-shot (credentials, SQL) and return its result. */
+static int service_oneshot(Environments *E, EnvRuntime *rt, size_t i, ServiceCommand *cmd,
+			   const char *what, uint64_t timeout, OneshotResult *res, BbxError *err)
+{
+	ProcBuild b;
+	pb_service(E, rt, i, &b, what);
+	int r = run_oneshot(&b, cmd->argv, cmd->stdin_data, timeout, res, err);
+	proc_build_done(&b);
+	if (r >= 0)
+		append_step_log(E, rt, what, res);
+	return r;
+}
+
+static int services_rotate_credentials(Environments *E, EnvRuntime *rt, BbxError *err)
+{
+	for (size_t i = 0; i < rt->n_services; i++) {
+		const ServiceType *t = service_type_for(rt->services[i].config->kind);
+		ServiceCommand cmd = { 0 };
+		OneshotResult res;
+		char what[96];
+		int r;
+
+		if (!t->credentials_command)
+			continue;
+		r = t->credentials_command(&rt->services[i], &cmd, err);
+		if (r >= 0) {
+			snprintf(what, sizeof(what), "%s-credentials", rt->services[i].config->name);
+			r = service_oneshot(E, rt, i, &cmd, what, 120, &res, err);
+			if (r >= 0) {
+				if (res.exit_status != 0)
+					r = fail_with_output(err, what, &res);
+				oneshot_result_done(&res);
+			}
+		}
+		service_command_done(&cmd);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int run_hook(Environments *E, EnvRuntime *rt, const ConfigApplication *app, const char *hook,
+		    const char *script, BbxError *err)
+{
+	ProcBuild b;
+	OneshotResult res;
+	char what[96];
+	int r;
+
+	if (!script || !*script)
+		return 0;
+	snprintf(what, sizeof(what), "%s-%s", app->name, hook);
+	r = pb_app(E, rt, app, &b, what, !strcmp(hook, "build"));
+	if (r >= 0) {
+		_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-e", "-c", script, NULL);
+		r = argv ? run_oneshot(&b, argv, NULL, 1800, &res, err) : -ENOMEM;
+		if (r >= 0) {
+			append_step_log(E, rt, what, &res);
+			if (res.exit_status != 0) {
+				char label[128];
+				snprintf(label, sizeof(label), "hook %s of application %s", hook, app->name);
+				r = fail_with_output(err, label, &res);
+			}
+			oneshot_result_done(&res);
+		}
+	}
+	proc_build_done(&b);
+	return r;
+}
+
+static int apps_start(Environments *E, EnvRuntime *rt, BbxError *err)
+{
+	for (size_t i = 0; i < rt->config->n_applications; i++) {
+		const ConfigApplication *app = &rt->config->applications[i];
+		ProcBuild b;
+		int r;
+
+		if (!app->has_web || rt->app_procs[i])
+			continue;
+		r = pb_app(E, rt, app, &b, app->name, false);
+		if (r < 0) {
+			proc_build_done(&b);
+			return bbx_error_set(err, r, "internal", "application %s: preparing its sandbox: %s", app->name, strerror(-r));
+		}
+		_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-c", app->web_start, NULL);
+		b.spec.argv = argv;
+		r = argv ? envproc_start(&b.spec, &rt->app_procs[i], err) : -ENOMEM;
+		proc_build_done(&b);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int apps_wait_healthy(EnvRuntime *rt, BbxError *err)
+{
+	uint64_t deadline = mono_ms() + APP_HEALTHY_TIMEOUT_MS;
+	for (size_t i = 0; i < rt->config->n_applications; i++) {
+		const ConfigApplication *app = &rt->config->applications[i];
+		int status = 0;
+		unsigned delay = 20;
+		if (!app->has_web)
+			continue;
+		for (;;) {
+			int r = netns_http_get(rt->netns_fd, app->web_port, app->web_healthcheck, 5000, &status, NULL, 0, NULL);
+			if (r >= 0 && status >= 200 && status < 400)
+				break;
+			if (envproc_state(rt->app_procs[i]) == ENVPROC_FAILED)
+				return bbx_error_set(err, -EIO, "failed", "application %s keeps exiting (see 'branchbox env logs %s %s')",
+						     app->name, rt->name, app->name);
+			if (mono_ms() > deadline) {
+				if (r >= 0)
+					return bbx_error_set(err, -ETIMEDOUT, "failed", "application %s answered %s with HTTP %d, not healthy within %d s",
+							     app->name, app->web_healthcheck, status, APP_HEALTHY_TIMEOUT_MS / 1000);
+				return bbx_error_set(err, -ETIMEDOUT, "failed", "application %s did not answer on port %u within %d s (see 'branchbox env logs %s %s')",
+						     app->name, app->web_port, APP_HEALTHY_TIMEOUT_MS / 1000, rt->name, app->name);
+			}
+			usleep(delay * 1000);
+			if (delay < 250)
+				delay *= 2;
+		}
+	}
+	return 0;
+}
+
+/* ---- sanitize ---- */
+
+static int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err)
+{
+	for (size_t k = 0; k < rt->config->n_sanitize; k++) {
+		const ConfigStep *step = &rt->config->sanitize[k];
+		OneshotResult res;
+		char what[128];
+		int r;
+
+		snprintf(what, sizeof(what), "sanitize-%zu", k + 1);
+		if (step->kind == CONFIG_STEP_SQL) {
+			size_t idx = 0;
+			const ServiceRuntime *s = runtime_service(rt, step->service, &idx);
+			const ServiceType *t = s ? service_type_for(s->config->kind) : NULL;
+			if (!t || !t->sql_command)
+				return bbx_error_set(err, -EINVAL, "failed", "sanitize step %s: service %s takes no SQL",
+						     step->name, step->service);
+			ServiceCommand cmd = { 0 };
+			r = t->sql_command(s, step->sql, &cmd, err);
+			if (r >= 0)
+				r = service_oneshot(E, rt, idx, &cmd, what, step->timeout_sec, &res, err);
+			service_command_done(&cmd);
+		} else if (step->kind == CONFIG_STEP_COMMAND) {
+			ProcBuild b;
+			const ConfigApplication *app = find_app(rt, NULL, NULL);
+			if (!app)
+				return bbx_error_set(err, -EINVAL, "failed", "sanitize step %s: no application to run it in", step->name);
+			r = pb_app(E, rt, app, &b, what, false);
+			if (r >= 0) {
+				_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-e", "-c", step->command, NULL);
+				r = argv ? run_oneshot(&b, argv, NULL, step->timeout_sec, &res, err) : -ENOMEM;
+				if (r >= 0)
+					append_step_log(E, rt, what, &res);
+			}
+			proc_build_done(&b);
+		} else
+			return bbx_error_set(err, -EINVAL, "failed", "sanitize step %s: only sql and command steps can sanitize", step->name);
+		if (r < 0) {
+			bbx_error_prefix(err, "sanitize step %s", step->name);
+			return r;
+		}
+		if (res.exit_status != 0) {
+			char label[160];
+			snprintf(label, sizeof(label), "sanitize step %s", step->name);
+			r = fail_with_output(err, label, &res);
+			oneshot_result_done(&res);
+			return r;
+		}
+		oneshot_result_done(&res);
+	}
+	return 0;
+}
+
+/* ---- building blocks of the operations ---- */
+
+static int ensure_dirs(Environments *E, const char *name)
+{
+	static const char *const kinds[] = { "code", "logs", "tmp" };
+	char buf[4096];
+	for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+		env_path(E, buf, sizeof(buf), kinds[i], name);
+		int r = mkdir_p(buf, 0711);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int checkout_code(Environments *E, EnvRuntime *rt, BbxError *err)
+{
+	struct stat st;
+	if (stat(rt->code_dir, &st) == 0)
+		return 0; /* this commit is already checked out (checkouts are atomic) */
+	GitCheckoutResult res;
+	int r = gitrepo_checkout(E->repo, rt->commit, rt->code_dir, &res, err);
+	if (r < 0)
+		return r;
+	gitrepo_checkout_result_done(&res);
+	return 0;
+}
+
+static int network_up(Environments *E, EnvRuntime *rt, BbxError *err)
+{
+	char path[4096];
+	if (rt->netns_fd >= 0)
+		return 0;
+	env_path(E, path, sizeof(path), "run/netns", rt->name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		char dir[4096];
+		snprintf(dir, sizeof(dir), "%s/run/netns", E->state_dir);
+		int r = mkdir_p(dir, 0700);
+		if (r < 0)
+			return bbx_error_set(err, r, "internal", "%s: %s", dir, strerror(-r));
+		r = sandbox_netns_create(path, err);
+		if (r < 0)
+			return r;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return bbx_error_set(err, -errno, "internal", "%s: %m", path);
+	}
+	rt->netns_fd = fd;
+	return 0;
+}
+
+/* Undo everything an environment has on the host: processes, netns, code, logs, volume.
+ * Tolerates any half-built state (used by destroy, failed creates and crash recovery). */
+static int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync, BbxError *err)
+{
+	char path[4096];
+	int r, ret = 0;
+
+	if (rt) {
+		runtime_stop_processes(rt);
+		rt->netns_fd = safe_close(rt->netns_fd);
+	}
+	env_path(E, path, sizeof(path), "run/netns", name);
+	r = sandbox_netns_remove(path, NULL);
+	if (r < 0 && r != -ENOENT && ret == 0)
+		ret = bbx_error_set(err, r, "internal", "removing network namespace %s: %s", path, strerror(-r));
+	pthread_mutex_lock(&E->pool_lock);
+	r = pool_volume_exists(E->pool, name);
+	if (r > 0) {
+		r = pool_volume_destroy(E->pool, name, sync, err);
+		if (r < 0 && ret == 0)
+			ret = r;
+	}
+	pthread_mutex_unlock(&E->pool_lock);
+	static const char *const kinds[] = { "code", "tmp", "logs" };
+	for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+		env_path(E, path, sizeof(path), kinds[i], name);
+		(void)rm_rf(path);
+	}
+	return ret;
+}
+
+static int checkpoint_services(Environments *E, EnvRuntime *parent)
+{
+	/* A CHECKPOINT on the source just before the snapshot leaves the clone almost no WAL
+	 * to replay, which is what makes a preview of a busy database fast. */
+	for (size_t i = 0; i < parent->n_services; i++) {
+		const ServiceType *t = service_type_for(parent->services[i].config->kind);
+		if (!t->sql_command || !parent->service_procs[i])
+			continue;
+		ServiceCommand cmd = { 0 };
+		OneshotResult res;
+		if (t->sql_command(&parent->services[i], "CHECKPOINT;", &cmd, NULL) >= 0 &&
+		    service_oneshot(E, parent, i, &cmd, "checkpoint", 120, &res, NULL) >= 0)
+			oneshot_result_done(&res);
+		service_command_done(&cmd);
+	}
+	return 0;
+}
+
+static json_t *runtime_processes_json(EnvRuntime *rt)
+{
+	json_t *a = json_array();
+	if (!rt || !rt->config)
+		return a;
+	for (size_t i = 0; i < rt->n_services; i++) {
+		EnvProc *p = rt->service_procs ? rt->service_procs[i] : NULL;
+		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:i,s:i,s:i}", "name", rt->config->services[i].name,
+						   "kind", "service", "state", p ? envproc_state_to_string(envproc_state(p)) : "stopped",
+						   "pid", p ? (int)envproc_pid(p) : 0, "restarts", p ? (int)envproc_restarts(p) : 0,
+						   "port", (int)rt->services[i].port));
+	}
+	for (size_t i = 0; i < rt->config->n_applications; i++) {
+		EnvProc *p = rt->app_procs ? rt->app_procs[i] : NULL;
+		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:i,s:i,s:i}", "name", rt->config->applications[i].name,
+						   "kind", "application", "state", p ? envproc_state_to_string(envproc_state(p)) : "stopped",
+						   "pid", p ? (int)envproc_pid(p) : 0, "restarts", p ? (int)envproc_restarts(p) : 0,
+						   "port", (int)rt->config->applications[i].web_port));
+	}
+	return a;
+}
+
+static json_t *record_json(Environments *E, const EnvRecord *r)
+{
+	json_t *o = json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s,s:I,s:I}", "name", r->name, "kind", r->kind,
+			      "branch", r->branch, "commit", r->commit_id, "parent", r->parent, "state", r->state,
+			      "created_at", (json_int_t)r->created_at, "updated_at", (json_int_t)r->updated_at);
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "expires_at", r->expires_at ? json_integer(r->expires_at) : json_null());
+	if (r->error)
+		json_object_set_new(o, "error", json_string(r->error));
+	char preview[160];
+	snprintf(preview, sizeof(preview), "/preview/%s/", r->name);
+	json_object_set_new(o, "preview_path", json_string(preview));
+	return o;
+}
+
+static int record_info(Environments *E, const char *name, json_t **ret, BbxError *err)
+{
+	EnvRecord rec;
+	int r = env_record_get(core_store(E->core), name, &rec, err);
+	if (r < 0)
+		return r;
+	json_t *o = record_json(E, &rec);
+	env_record_done(&rec);
+	if (!o)
+		return -ENOMEM;
+	EnvRuntime *rt = runtime_find(E, name);
+	json_object_set_new(o, "processes", runtime_processes_json(rt));
+	pthread_mutex_lock(&E->pool_lock);
+	VolumeInfo vi;
+	if (pool_volume_exists(E->pool, name) > 0 && pool_volume_usage(E->pool, name, &vi, NULL) >= 0) {
+		json_t *v = json_object();
+		if (vi.exclusive_bytes != STORAGE_UNKNOWN)
+			json_object_set_new(v, "exclusive_bytes", json_integer((json_int_t)vi.exclusive_bytes));
+		if (vi.shared_bytes != STORAGE_UNKNOWN)
+			json_object_set_new(v, "shared_bytes", json_integer((json_int_t)vi.shared_bytes));
+		json_object_set_new(o, "volume", v);
+		free(vi.name);
+		free(vi.path);
+	}
+	pthread_mutex_unlock(&E->pool_lock);
+	*ret = o;
+	return 0;
+}
+
+/* ---- bringing an environment up from its data ---- */
+
+/* Start services (initialising those whose data dir is new), hooks, apps. */
+static int bring_up(Environments *E, EnvRuntime *rt, const char *op, bool cloned, bool run_hooks,
+		    bool sanitize, int64_t journal_id, BbxError *err)
+{
+	Store *s = core_store(E->core);
+	int r;
+	bool fresh[64] = { false };
+
+	if (rt->n_services > ELEMENTSOF(fresh))
+		return bbx_error_set(err, -E2BIG, "invalid", "too many services (at most %zu)", ELEMENTSOF(fresh));
+	for (size_t i = 0; i < rt->n_services; i++) {
+		struct stat st;
+		if (stat(rt->services[i].data_host, &st) < 0) {
+			if (journal_id)
+				(void)journal_step(s, journal_id, "services-init", NULL);
+			environment_debug_stop_point(op, "services-init");
+			r = service_init(E, rt, i, err);
+			if (r < 0)
+				return r;
+			fresh[i] = true;
+		}
+	}
+	if (journal_id)
+		(void)journal_step(s, journal_id, "checkout", NULL);
+	environment_debug_stop_point(op, "checkout");
+	r = checkout_code(E, rt, err);
+	if (r < 0)
+		return r;
+	r = network_up(E, rt, err);
+	if (r < 0)
+		return r;
+	if (journal_id)
+		(void)journal_step(s, journal_id, "services", NULL);
+	environment_debug_stop_point(op, "services");
+	r = services_start(E, rt, cloned, err);
+	if (r >= 0)
+		r = services_wait_ready(rt, err);
+	if (r < 0)
+		return r;
+	if (cloned) {
+		/* New credentials before anything else touches the clone. */
+		r = services_rotate_credentials(E, rt, err);
+		if (r < 0)
+			return r;
+	}
+	if (sanitize) {
+		if (journal_id)
+			(void)journal_step(s, journal_id, "sanitize", NULL);
+		environment_debug_stop_point(op, "sanitize");
+		r = run_sanitize(E, rt, err);
+		if (r < 0) {
+			bbx_error_prefix(err, "sanitize failed, so the environment was removed");
+			if (err)
+				snprintf(err->kind, sizeof(err->kind), "sanitize_failed");
+			return r;
+		}
+	}
+	if (run_hooks) {
+		if (journal_id)
+			(void)journal_step(s, journal_id, "build", NULL);
+		environment_debug_stop_point(op, "build");
+		for (size_t a = 0; a < rt->config->n_applications; a++) {
+			const ConfigApplication *app = &rt->config->applications[a];
+			r = run_hook(E, rt, app, "build", app->hook_build, err);
+			if (r >= 0)
+				r = run_hook(E, rt, app, "deploy", app->hook_deploy, err);
+			if (r < 0)
+				return r;
+		}
+	}
+	if (journal_id)
+		(void)journal_step(s, journal_id, "app", NULL);
+	environment_debug_stop_point(op, "app");
+	r = apps_start(E, rt, err);
+	if (r >= 0)
+		r = apps_wait_healthy(rt, err);
+	if (r < 0)
+		return r;
+	if (run_hooks)
+		for (size_t a = 0; a < rt->config->n_applications; a++) {
+			const ConfigApplication *app = &rt->config->applications[a];
+			r = run_hook(E, rt, app, "post_deploy", app->hook_post_deploy, err);
+			if (r < 0)
+				return r;
+		}
+	(void)fresh;
+	return 0;
+}
+
+static int ensure_pool(Environments *E, BbxError *err)
+{
+	if (E->pool)
+		return 0;
+	char path[4096];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/pool.json", E->state_dir);
+	if (stat(path, &st) < 0) {
+		PoolOptions o = { .driver = STORAGE_DRIVER_AUTO };
+		bool already = false;
+		int r = pool_init(E->state_dir, &o, &already, err);
+		if (r < 0) {
+			bbx_error_prefix(err, "creating the volume pool");
+			return r;
+		}
+	}
+	return pool_open(E->state_dir, &E->pool, err);
+}
+
+/* ---- operations ---- */
+
+int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
+{
+	Environments *E = envs_of(c);
+	Store *s = core_store(c);
+	const char *name = E->production;
+	char commit[GITREPO_ID_SIZE];
+	ProjectConfig *config = NULL;
+	EnvRecord rec = { 0 };
+	EnvRuntime *rt = NULL;
+	bool created_slot = false, first;
+	int64_t jid = 0;
+	int r;
+
+	r = gitrepo_resolve(E->repo, name, commit, err);
+	if (r < 0) {
+		bbx_error_prefix(err, "production branch '%s'", name);
+		return r;
+	}
+	r = load_config_at(E, commit, &config, err);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&E->pool_lock);
+	r = ensure_pool(E, err);
+	pthread_mutex_unlock(&E->pool_lock);
+	if (r < 0) {
+		config_free(config);
+		return r;
+	}
+	r = runtime_get(E, name, &rt, &created_slot);
+	if (r < 0) {
+		config_free(config);
+		return r;
+	}
+	pthread_mutex_lock(&rt->op_lock);
+	first = env_record_get(s, name, &rec, NULL) == -ENOENT;
+	if (!first && !strcmp(rec.state, "destroying")) {
+		r = bbx_error_set(err, -EBUSY, "conflict", "environment '%s' is being destroyed", name);
+		config_free(config);
+		goto out;
+	}
+
+	_cleanup_free_ char *payload = NULL;
+	(void)asprintf(&payload, "{\"commit\":\"%s\",\"first\":%s}", commit, first ? "true" : "false");
+	r = journal_begin(s, "environment.deploy", name, "intent", payload, &jid, err);
+	if (r < 0) {
+		config_free(config);
+		goto out;
+	}
+	environment_debug_stop_point("deploy", "intent");
+	r = ensure_dirs(E, name);
+	if (r < 0) {
+		config_free(config);
+		bbx_error_set(err, r, "internal", "state directories for %s: %s", name, strerror(-r));
+		goto fail;
+	}
+	if (first) {
+		int64_t now = store_now();
+		EnvRecord nr = { .name = (char *)name, .kind = "production", .branch = (char *)name,
+				 .commit_id = commit, .state = "creating", .volume = (char *)name,
+				 .created_at = now, .updated_at = now };
+		r = env_record_insert(s, &nr, err);
+		if (r < 0) {
+			config_free(config);
+			goto fail;
+		}
+		(void)journal_step(s, jid, "volume", NULL);
+		environment_debug_stop_point("deploy", "volume");
+		pthread_mutex_lock(&E->pool_lock);
+		r = pool_volume_exists(E->pool, name) > 0 ? 0 : pool_volume_create(E->pool, name, err);
+		pthread_mutex_unlock(&E->pool_lock);
+		if (r < 0) {
+			config_free(config);
+			goto fail;
+		}
+	} else {
+		/* Redeploy: the applications restart on the new code; the data stays. */
+		for (size_t i = 0; rt->config && i < rt->config->n_applications; i++)
+			if (rt->app_procs[i]) {
+				envproc_stop(rt->app_procs[i], STOP_GRACE_MS);
+				envproc_free(rt->app_procs[i]);
+				rt->app_procs[i] = NULL;
+			}
+		runtime_stop_processes(rt);
+	}
+	r = runtime_setup(E, rt, config, commit, false, err);
+	if (r < 0)
+		goto fail;
+	r = secrets_load(rt, first ? NULL : rec.secrets_json);
+	if (r < 0)
+		goto fail;
+	r = bring_up(E, rt, "deploy", false, true, false, jid, err);
+	if (r < 0)
+		goto fail;
+
+	{
+		_cleanup_free_ char *secrets = NULL, *cfg = NULL;
+		json_t *cj = config_to_json(rt->config);
+		cfg = cj ? json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+		json_decref(cj);
+		r = secrets_to_json(rt, &secrets);
+		if (r < 0 || !cfg) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		EnvRecord cur;
+		r = env_record_get(s, name, &cur, err);
+		if (r < 0)
+			goto fail;
+		free(cur.commit_id);
+		cur.commit_id = strdup(commit);
+		free(cur.state);
+		cur.state = strdup("ready");
+		free(cur.config_json);
+		cur.config_json = TAKE_PTR(cfg);
+		free(cur.secrets_json);
+		cur.secrets_json = TAKE_PTR(secrets);
+		free(cur.error);
+		cur.error = NULL;
+		cur.updated_at = store_now();
+		r = cur.commit_id && cur.state ? env_record_update(s, &cur, err) : -ENOMEM;
+		env_record_done(&cur);
+		if (r < 0)
+			goto fail;
+	}
+	(void)journal_finish(s, jid, "done", NULL);
+	r = ret_info ? record_info(E, name, ret_info, err) : 0;
+	goto out;
+
+fail:
+	if (first) {
+		BbxError ignored = BBX_ERROR_INIT;
+		(void)teardown(E, name, rt, false, &ignored);
+		(void)env_record_delete(s, name, NULL);
+		(void)journal_finish(s, jid, "undone", NULL);
+		pthread_mutex_unlock(&rt->op_lock);
+		runtime_remove(E, rt);
+		runtime_free(rt);
+		env_record_done(&rec);
+		return r;
+	}
+	(void)env_record_set_state(s, name, "failed", err ? err->message : "deploy failed", NULL);
+	(void)journal_finish(s, jid, "failed", NULL);
+out:
+	pthread_mutex_unlock(&rt->op_lock);
+	env_record_done(&rec);
+	return r;
+}
+
+static VolumeFreeze *make_freeze(EnvRuntime *parent, VolumeFreeze *f);
+
+int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info, BbxError *err)
+{
+	Environments *E = envs_of(c);
+	Store *s = core_store(c);
+	const char *name = opts->name;
+	const char *parent_name = opts->parent ? opts->parent : E->production;
+	const char *branch = opts->branch ? opts->branch : name;
+	char commit[GITREPO_ID_SIZE];
+	ProjectConfig *config = NULL;
+	EnvRecord prec = { 0 };
+	EnvRuntime *rt = NULL, *parent = NULL;
+	int64_t jid = 0;
+	int r;
+
+	if (!name_is_valid(name))
+		return bbx_error_set(err, -EINVAL, "invalid",
+				     "environment name '%s' is not valid: use 1-63 of a-z, 0-9, '-', '_', '.', starting with a letter or digit",
+				     name);
+	if (!strcmp(name, E->production))
+		return bbx_error_set(err, -EEXIST, "conflict", "'%s' is the production environment; deploy it with 'branchbox deploy'", name);
+	r = env_record_get(s, parent_name, &prec, NULL);
+	if (r == -ENOENT)
+		return bbx_error_set(err, -ENOENT, "not_found", "environment '%s' not found", parent_name);
+	if (r < 0)
+		return r;
+	if (strcmp(prec.state, "ready")) {
+		r = bbx_error_set(err, -EBUSY, "conflict", "environment '%s' is %s, not ready to be cloned", parent_name, prec.state);
+		env_record_done(&prec);
+		return r;
+	}
+	env_record_done(&prec);
+	r = gitrepo_resolve(E->repo, branch, commit, err);
+	if (r < 0) {
+		if (r == -ENOENT)
+			return bbx_error_reset(err, -ENOENT, "invalid", "branch '%s' not found in the repository", branch);
+		return r;
+	}
+	r = load_config_at(E, commit, &config, err);
+	if (r < 0)
+		return r;
+
+	parent = runtime_find(E, parent_name);
+	if (!parent) {
+		config_free(config);
+		return bbx_error_set(err, -EBUSY, "conflict", "environment '%s' is not running", parent_name);
+	}
+	bool created_slot = false;
+	r = runtime_get(E, name, &rt, &created_slot);
+	if (r < 0) {
+		config_free(config);
+		return r;
+	}
+	if (!created_slot) {
+		config_free(config);
+		return bbx_error_set(err, -EEXIST, "conflict", "environment '%s' already exists", name);
+	}
+	pthread_mutex_lock(&rt->op_lock);
+
+	int64_t now = store_now();
+	uint64_t ttl = config->preview_ttl_sec;
+	EnvRecord nr = { .name = (char *)name, .kind = "preview", .branch = (char *)branch, .commit_id = commit,
+			 .parent = (char *)parent_name, .state = "creating", .volume = (char *)name,
+			 .created_at = now, .updated_at = now, .expires_at = ttl ? now + (int64_t)ttl : 0 };
+	r = env_record_insert(s, &nr, err);
+	if (r < 0) {
+		config_free(config);
+		pthread_mutex_unlock(&rt->op_lock);
+		runtime_remove(E, rt);
+		runtime_free(rt);
+		return r;
+	}
+	_cleanup_free_ char *payload = NULL;
+	(void)asprintf(&payload, "{\"parent\":\"%s\",\"branch\":\"%s\",\"commit\":\"%s\"}", parent_name, branch, commit);
+	r = journal_begin(s, "environment.create", name, "intent", payload, &jid, err);
+	if (r < 0) {
+		config_free(config);
+		goto fail;
+	}
+	environment_debug_stop_point("create", "intent");
+	r = ensure_dirs(E, name);
+	if (r < 0) {
+		config_free(config);
+		bbx_error_set(err, r, "internal", "state directories for %s: %s", name, strerror(-r));
+		goto fail;
+	}
+
+	/* Snapshot the parent: quiesce its databases, then one atomic clone of its volume. */
+	pthread_mutex_lock(&parent->op_lock);
+	(void)checkpoint_services(E, parent);
+	(void)journal_step(s, jid, "snapshot", NULL);
+	environment_debug_stop_point("create", "snapshot");
+	VolumeFreeze freeze;
+	pthread_mutex_lock(&E->pool_lock);
+	r = pool_volume_snapshot(E->pool, parent_name, name, make_freeze(parent, &freeze), err);
+	pthread_mutex_unlock(&E->pool_lock);
+	pthread_mutex_unlock(&parent->op_lock);
+	if (r < 0) {
+		config_free(config);
+		goto fail;
+	}
+	environment_debug_stop_point("create", "after-snapshot");
+
+	r = runtime_setup(E, rt, config, commit, true, err);
+	if (r < 0)
+		goto fail;
+	/* Fresh credentials: nothing of the parent's secrets is valid here. */
+	r = secrets_load(rt, NULL);
+	if (r < 0)
+		goto fail;
+	r = bring_up(E, rt, "create", true, true, true, jid, err);
+	if (r < 0)
+		goto fail;
+
+	{
+		_cleanup_free_ char *secrets = NULL, *cfg = NULL;
+		json_t *cj = config_to_json(rt->config);
+		cfg = cj ? json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+		json_decref(cj);
+		r = secrets_to_json(rt, &secrets);
+		if (r < 0 || !cfg) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		EnvRecord cur;
+		r = env_record_get(s, name, &cur, err);
+		if (r < 0)
+			goto fail;
+		free(cur.state);
+		cur.state = strdup("ready");
+		free(cur.config_json);
+		cur.config_json = TAKE_PTR(cfg);
+		free(cur.secrets_json);
+		cur.secrets_json = TAKE_PTR(secrets);
+		cur.updated_at = store_now();
+		r = cur.state ? env_record_update(s, &cur, err) : -ENOMEM;
+		env_record_done(&cur);
+		if (r < 0)
+			goto fail;
+	}
+	(void)journal_finish(s, jid, "done", NULL);
+	pthread_mutex_unlock(&rt->op_lock);
+	return ret_info ? record_info(E, name, ret_info, err) : 0;
+
+fail:;
+	/* Fail closed: nothing of a half-made preview stays, and nobody ever saw it ready. */
+	BbxError ignored = BBX_ERROR_INIT;
+	(void)teardown(E, name, rt, false, &ignored);
+	(void)env_record_delete(s, name, NULL);
+	if (jid)
+		(void)journal_finish(s, jid, "undone", NULL);
+	pthread_mutex_unlock(&rt->op_lock);
+	runtime_remove(E, rt);
+	runtime_free(rt);
+	return r;
+}
+
+static int freeze_parent(void *userdata)
+{
+	EnvRuntime *p = userdata;
+	for (size_t i = 0; i < p->n_services; i++)
+		if (p->service_procs[i])
+			(void)envproc_freeze(p->service_procs[i], true, NULL);
+	for (size_t i = 0; i < p->config->n_applications; i++)
+		if (p->app_procs[i])
+			(void)envproc_freeze(p->app_procs[i], true, NULL);
+	return 0;
+}
+
+static int thaw_parent(void *userdata)
+{
+	EnvRuntime *p = userdata;
+	for (size_t i = 0; i < p->n_services; i++)
+		if (p->service_procs[i])
+			(void)envproc_freeze(p->service_procs[i], false, NULL);
+	for (size_t i = 0; i < p->config->n_applications; i++)
+		if (p->app_procs[i])
+			(void)envproc_freeze(p->app_procs[i], false, NULL);
+	return 0;
+}
+
+static VolumeFreeze *make_freeze(EnvRuntime *parent, VolumeFreeze *f)
+{
+	*f = (VolumeFreeze){ .freeze = freeze_parent, .thaw = thaw_parent, .userdata = parent };
+	return f;
+}
+
+int environment_destroy(Core *c, const char *name, BbxError *err)
+{
+	Environments *E = envs_of(c);
+	Store *s = core_store(c);
+	EnvRecord rec;
+	int64_t jid = 0;
+	int r;
+
+	r = env_record_get(s, name, &rec, err);
+	if (r < 0)
+		return r;
+	/* Tearing down the last preview: wait for the space to be really free again. */
+	bool sync = !strcmp(rec.kind, "preview");
+	env_record_done(&rec);
+	if (sync) {
+		EnvRecord *v = NULL;
+		size_t n = 0, previews = 0;
+		if (env_record_list(s, &v, &n, NULL) >= 0)
+			for (size_t i = 0; i < n; i++)
+				previews += !strcmp(v[i].kind, "preview");
+		env_records_free(v, n);
+		sync = previews <= 1;
+	}
+	EnvRuntime *rt = NULL;
+	r = runtime_get(E, name, &rt, NULL);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&rt->op_lock);
+	r = journal_begin(s, "environment.destroy", name, "intent", NULL, &jid, err);
+	if (r < 0) {
+		pthread_mutex_unlock(&rt->op_lock);
+		return r;
+	}
+	(void)env_record_set_state(s, name, "destroying", NULL, NULL);
+	environment_debug_stop_point("destroy", "intent");
+	(void)journal_step(s, jid, "teardown", NULL);
+	r = teardown(E, name, rt, sync, err);
+	environment_debug_stop_point("destroy", "teardown");
+	if (r >= 0)
+		r = env_record_delete(s, name, err);
+	(void)journal_finish(s, jid, r >= 0 ? "done" : "failed", NULL);
+	pthread_mutex_unlock(&rt->op_lock);
+	if (r >= 0) {
+		runtime_remove(E, rt);
+		runtime_free(rt);
+	}
+	return r;
+}
+
+/* Bring a recorded environment's processes up again (after stop or a daemon restart). */
+static int start_recorded(Environments *E, EnvRuntime *rt, const EnvRecord *rec, BbxError *err)
+{
+	ProjectConfig *config = NULL;
+	int r = load_config_at(E, rec->commit_id, &config, err);
+	if (r < 0)
+		return r;
+	r = runtime_setup(E, rt, config, rec->commit_id, !strcmp(rec->kind, "preview"), err);
+	if (r >= 0)
+		r = secrets_load(rt, rec->secrets_json);
+	if (r >= 0)
+		r = ensure_dirs(E, rec->name);
+	if (r >= 0)
+		r = bring_up(E, rt, "start", false, false, false, 0, err);
+	return r;
+}
+
+int environment_stop(Core *c, const char *name, BbxError *err)
+{
+	Environments *E = envs_of(c);
+	EnvRecord rec;
+	int r = env_record_get(core_store(c), name, &rec, err);
+	if (r < 0)
+		return r;
+	env_record_done(&rec);
+	EnvRuntime *rt = runtime_find(E, name);
+	if (rt) {
+		pthread_mutex_lock(&rt->op_lock);
+		runtime_stop_processes(rt);
+		pthread_mutex_unlock(&rt->op_lock);
+	}
+	return env_record_set_state(core_store(c), name, "stopped", NULL, err);
+}
+
+int environment_start(Core *c, const char *name, BbxError *err)
+{
+	Environments *E = envs_of(c);
+	EnvRecord rec;
+	EnvRuntime *rt = NULL;
+	int r = env_record_get(core_store(c), name, &rec, err);
+	if (r < 0)
+		return r;
+	if (strcmp(rec.state, "stopped") && strcmp(rec.state, "failed") && strcmp(rec.state, "ready")) {
+		r = bbx_error_set(err, -EBUSY, "conflict", "environment '%s' is %s", name, rec.state);
+		env_record_done(&rec);
+		return r;
+	}
+	r = runtime_get(E, name, &rt, NULL);
+	if (r >= 0) {
+		pthread_mutex_lock(&rt->op_lock);
+		runtime_stop_processes(rt);
+		r = start_recorded(E, rt, &rec, err);
+		pthread_mutex_unlock(&rt->op_lock);
+	}
+	(void)env_record_set_state(core_store(c), name, r >= 0 ? "ready" : "failed",
+				   r >= 0 ? NULL : bbx_error_message(err, r), NULL);
+	env_record_done(&rec);
+	return r;
+}
+
+int environment_info(Core *c, const char *name, json_t **ret, BbxError *err)
+{
+	return record_info(envs_of(c), name, ret, err);
+}
+
+int environment_list(Core *c, const Principal *p, json_t **ret, BbxError *err)
+{
+	Environments *E = envs_of(c);
+	EnvRecord *v = NULL;
+	size_t n = 0;
+	int r = env_record_list(core_store(c), &v, &n, err);
+	if (r < 0)
+		return r;
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++) {
+		if (p && !policy_can_see_environment(c, p, v[i].name))
+			continue;
+		json_t *o = record_json(E, &v[i]);
+		if (o)
+			json_array_append_new(a, o);
+	}
+	env_records_free(v, n);
+	if (!a)
+		return -ENOMEM;
+	*ret = a;
+	return 0;
+}
+
+int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, BbxError *err)
+{
+	Environments *E = envs_of(c);
+	EnvRecord rec;
+	int r = env_record_get(core_store(c), opts->name, &rec, err);
+	if (r < 0)
+		return r;
+	bool ready = !strcmp(rec.state, "ready");
+	env_record_done(&rec);
+	EnvRuntime *rt = runtime_find(E, opts->name);
+	if (!ready || !rt || !rt->config)
+		return bbx_error_set(err, -EBUSY, "conflict", "environment '%s' is not running", opts->name);
+	if (!opts->argv || !opts->argv[0])
+		return bbx_error_set(err, -EINVAL, "invalid", "no command given");
+
+	pthread_mutex_lock(&rt->op_lock);
+	const ConfigApplication *app = find_app(rt, opts->application, NULL);
+	if (!app) {
+		pthread_mutex_unlock(&rt->op_lock);
+		return bbx_error_set(err, -ENOENT, "invalid", "environment '%s' has no application '%s'", opts->name,
+				     opts->application ? opts->application : "");
+	}
+	ProcBuild b;
+	r = pb_app(E, rt, app, &b, "exec", false);
+	if (r >= 0) {
+		b.spec.log_path = NULL;
+		r = run_oneshot(&b, opts->argv, opts->stdin_data, opts->timeout_sec ? opts->timeout_sec : 600, ret, err);
+	}
+	proc_build_done(&b);
+	pthread_mutex_unlock(&rt->op_lock);
+	return r;
+}
+
+int environment_logs(Core *c, const char *name, const char *process, int64_t offset, size_t max,
+		     char **ret_text, int64_t *ret_next, BbxError *err)
+{
+	Environments *E = envs_of(c);
+	EnvRecord rec;
+	char path[4096];
+	int r = env_record_get(core_store(c), name, &rec, err);
+	if (r < 0)
+		return r;
+	env_record_done(&rec);
+	if (!process) {
+		EnvRuntime *rt = runtime_find(E, name);
+		process = rt && rt->config && rt->config->n_applications ? rt->config->applications[0].name : "deploy";
+	}
+	if (!name_is_valid(process))
+		return bbx_error_set(err, -EINVAL, "invalid", "process name '%s' is not valid", process);
+	snprintf(path, sizeof(path), "%s/logs/%s/%s.log", E->state_dir, name, process);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return bbx_error_set(err, -ENOENT, "invalid", "environment '%s' has no log for process '%s'", name, process);
+		return bbx_error_set(err, -errno, "internal", "%s: %m", path);
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	int64_t size = st.st_size, start;
+	if (offset < 0)
+		start = size + offset > 0 ? size + offset : 0;
+	else
+		start = offset > size ? 0 : offset; /* the file rotated: start over */
+	if ((uint64_t)(size - start) > max)
+		start = size - (int64_t)max;
+	size_t n = (size_t)(size - start);
+	char *buf = malloc(n + 1);
+	if (!buf)
+		return -ENOMEM;
+	ssize_t k = pread(fd, buf, n, start);
+	if (k < 0) {
+		free(buf);
+		return -errno;
+	}
+	buf[k] = '\0';
+	*ret_text = buf;
+	*ret_next = start + k;
+	return 0;
+}
+
+int environment_connect_app(Core *c, const char *name, int *ret_fd, BbxError *err)
+{
+	Environments *E = envs_of(c);
+	EnvRuntime *rt = runtime_find(E, name);
+	if (!rt || rt->netns_fd < 0 || !rt->config)
+		return bbx_error_set(err, -EBUSY, "unavailable", "environment '%s' is not running", name);
+	const ConfigApplication *app = find_app(rt, NULL, NULL);
+	if (!app || !app->has_web)
+		return bbx_error_set(err, -ENOENT, "unavailable", "environment '%s' has no web application", name);
+	int fd = netns_connect(rt->netns_fd, app->web_port, 10000, err);
+	if (fd < 0)
+		return fd;
+	*ret_fd = fd;
+	return 0;
+}
+
+int environments_reap_expired(Core *c, BbxError *err)
+{
+	EnvRecord *v = NULL;
+	size_t n = 0;
+	int reaped = 0;
+	int64_t now = store_now();
+	int r = env_record_list(core_store(c), &v, &n, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(v[i].kind, "preview") || !v[i].expires_at || v[i].expires_at > now)
+			continue;
+		BbxError e = BBX_ERROR_INIT;
+		r = environment_destroy(c, v[i].name, &e);
+		Principal system = { .kind = PRINCIPAL_ROOT };
+		snprintf(system.name, sizeof(system.name), "system:reaper");
+		char resource[160], digest[65] = "";
+		snprintf(resource, sizeof(resource), "environment:%s", v[i].name);
+		AuditRecord rec = { .request_id = "reaper", .principal = &system, .interface = "daemon",
+				    .action = "environment.expire", .resource = resource, .decision = "allow",
+				    .reason = r < 0 ? bbx_error_message(&e, r) : "ttl expired",
+				    .request_digest = digest, .outcome = r < 0 ? "failed" : "destroyed" };
+		(void)audit_append(c, &rec, NULL, NULL);
+		if (r >= 0)
+			reaped++;
+	}
+	env_records_free(v, n);
+	return reaped;
+}
+
+static void *reaper_main(void *userdata)
+{
+	Environments *E = userdata;
+	for (;;) {
+		struct pollfd pfd = { .fd = E->reaper_wake[0], .events = POLLIN };
+		int k = poll(&pfd, 1, REAPER_INTERVAL_SEC * 1000);
+		if (k > 0)
+			break;
+		(void)environments_reap_expired(E->core, NULL);
+	}
+	return NULL;
+}
+
+/* ---- crash recovery ---- */
+
+static bool has_record(EnvRecord *v, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(v[i].name, name))
+			return true;
+	return false;
+}
+
+/* Finish or undo what a crash interrupted, then remove what no environment owns. */
+static int reconcile(Environments *E, BbxError *err)
+{
+	Store *s = core_store(E->core);
+	JournalEntry *jv = NULL;
+	size_t jn = 0;
+	int r = journal_list_pending(s, &jv, &jn, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < jn; i++) {
+		JournalEntry *j = &jv[i];
+		EnvRecord rec;
+		bool exists = env_record_get(s, j->target, &rec, NULL) >= 0;
+		bool half_made = exists && !strcmp(rec.state, "creating");
+		if (exists)
+			env_record_done(&rec);
+		BbxError ignored = BBX_ERROR_INIT;
+		if (!strcmp(j->kind, "environment.destroy") || half_made ||
+		    (!exists && (!strcmp(j->kind, "environment.create") || !strcmp(j->kind, "environment.deploy")))) {
+			/* Never finished creating (nobody saw it ready), or was being destroyed:
+			 * either way it goes, completely. */
+			(void)teardown(E, j->target, NULL, false, &ignored);
+			(void)env_record_delete(s, j->target, NULL);
+			(void)journal_finish(s, j->id, !strcmp(j->kind, "environment.destroy") ? "done" : "undone", NULL);
+		} else {
+			/* An interrupted redeploy: the record still names the previous commit,
+			 * which is what starts again below. */
+			(void)env_record_set_state(s, j->target, "ready", NULL, NULL);
+			(void)journal_finish(s, j->id, "failed", NULL);
+		}
+	}
+	journal_entries_free(jv, jn);
+
+	EnvRecord *ev = NULL;
+	size_t en = 0;
+	r = env_record_list(s, &ev, &en, err);
+	if (r < 0)
+		return r;
+	/* Orphaned volumes. */
+	VolumeInfo *vv = NULL;
+	size_t vn = 0;
+	if (E->pool && pool_volume_list(E->pool, &vv, &vn, NULL) >= 0) {
+		for (size_t i = 0; i < vn; i++)
+			if (!has_record(ev, en, vv[i].name))
+				(void)pool_volume_destroy(E->pool, vv[i].name, false, NULL);
+		volume_info_list_free(vv, vn);
+	}
+	/* Orphaned namespaces, checkouts, logs and scratch dirs. */
+	static const char *const kinds[] = { "run/netns", "code", "tmp", "logs" };
+	for (size_t k = 0; k < ELEMENTSOF(kinds); k++) {
+		char dir[4096];
+		snprintf(dir, sizeof(dir), "%s/%s", E->state_dir, kinds[k]);
+		DIR *d = opendir(dir);
+		if (!d)
+			continue;
+		struct dirent *de;
+		while ((de = readdir(d))) {
+			if (de->d_name[0] == '.' || has_record(ev, en, de->d_name))
+				continue;
+			char p[4096];
+			snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+			if (k == 0)
+				(void)sandbox_netns_remove(p, NULL);
+			else
+				(void)rm_rf(p);
+		}
+		closedir(d);
+	}
+	env_records_free(ev, en);
+	return 0;
+}
+
+typedef struct RestartJob {
+	Environments *E;
+	EnvRecord rec;
+} RestartJob;
+
+static void *restart_main(void *userdata)
+{
+	RestartJob *job = userdata;
+	Environments *E = job->E;
+	EnvRuntime *rt = NULL;
+	BbxError err = BBX_ERROR_INIT;
+	int r = runtime_get(E, job->rec.name, &rt, NULL);
+	if (r >= 0) {
+		pthread_mutex_lock(&rt->op_lock);
+		r = start_recorded(E, rt, &job->rec, &err);
+		pthread_mutex_unlock(&rt->op_lock);
+	}
+	if (r < 0)
+		(void)env_record_set_state(core_store(E->core), job->rec.name, "failed", bbx_error_message(&err, r), NULL);
+	env_record_done(&job->rec);
+	free(job);
+	return NULL;
+}
+
+int environments_init(Core *c, BbxError *err)
+{
+	Environments *E = calloc(1, sizeof(*E));
+	int r;
+
+	if (!E)
+		return -ENOMEM;
+	E->core = c;
+	pthread_mutex_init(&E->lock, NULL);
+	pthread_mutex_init(&E->pool_lock, NULL);
+	E->reaper_wake[0] = E->reaper_wake[1] = -EBADF;
+	E->state_dir = strdup(core_state_dir(c));
+	E->production = strdup(core_production_branch(c));
+	if (!E->state_dir || !E->production) {
+		free(E->state_dir);
+		free(E->production);
+		free(E);
+		return -ENOMEM;
+	}
+	core_set_environments(c, E);
+
+	r = gitrepo_open(core_repo_path(c), &E->repo, err);
+	if (r < 0)
+		return r;
+	char path[4096];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/pool.json", E->state_dir);
+	if (stat(path, &st) == 0) {
+		r = pool_open(E->state_dir, &E->pool, err);
+		if (r < 0)
+			return r;
+	}
+	r = reconcile(E, err);
+	if (r < 0)
+		return r;
+
+	/* Restart what was running when the daemon stopped, in the background. */
+	EnvRecord *v = NULL;
+	size_t n = 0;
+	r = env_record_list(core_store(c), &v, &n, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(v[i].state, "ready"))
+			continue;
+		RestartJob *job = calloc(1, sizeof(*job));
+		if (!job)
+			continue;
+		job->E = E;
+		job->rec = v[i];
+		memset(&v[i], 0, sizeof(v[i]));
+		pthread_t t;
+		pthread_attr_t attr;
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&t, &attr, restart_main, job) != 0) {
+			env_record_done(&job->rec);
+			free(job);
+		}
+		pthread_attr_destroy(&attr);
+	}
+	env_records_free(v, n);
+
+	if (pipe2(E->reaper_wake, O_CLOEXEC) == 0 && pthread_create(&E->reaper, NULL, reaper_main, E) == 0)
+		E->reaper_started = true;
+	return 0;
+}
+
+void environments_shutdown(Core *c)
+{
+	Environments *E = envs_of(c);
+	if (!E)
+		return;
+	if (E->reaper_started) {
+		(void)!write(E->reaper_wake[1], "x", 1);
+		pthread_join(E->reaper, NULL);
+	}
+	safe_close(E->reaper_wake[0]);
+	safe_close(E->reaper_wake[1]);
+	pthread_mutex_lock(&E->lock);
+	EnvRuntime **v = E->runtimes;
+	size_t n = E->n_runtimes;
+	E->runtimes = NULL;
+	E->n_runtimes = 0;
+	pthread_mutex_unlock(&E->lock);
+	for (size_t i = 0; i < n; i++) {
+		pthread_mutex_lock(&v[i]->op_lock);
+		runtime_stop_processes(v[i]);
+		pthread_mutex_unlock(&v[i]->op_lock);
+		runtime_free(v[i]);
+	}
+	free(v);
+	gitrepo_free(E->repo);
+	pool_free(E->pool);
+	free(E->state_dir);
+	free(E->production);
+	core_set_environments(c, NULL);
+	free(E);
+}

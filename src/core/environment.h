@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Environments: production (built from the production branch) and previews (a clone of
+ * production or of another environment, for any other branch). Each has one volume with
+ * every service's data, one network namespace shared by its processes, its services and
+ * applications in their own sandboxes, a code checkout read-only to the apps, and a row in
+ * the store. Every multi-step operation is journaled before its first side effect, so a
+ * daemon killed at any point finishes or undoes it at the next start (environments_init).
+ *
+ * Thread-safety: all functions are thread-safe; operations on one environment are
+ * serialized, operations on different environments run concurrently.
+ * Results are JSON objects owned by the caller; secrets never appear in them.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core.h"
+#include "envproc.h"
+#include "error.h"
+#include "principal.h"
+
+/* Open the pool and repository, reconcile after a crash, restart ready environments, and
+ * start the TTL reaper. Called once by the daemon after core_new(). */
+int environments_init(Core *c, BbxError *err);
+/* Stop every environment's processes (their data stays). */
+void environments_shutdown(Core *c);
+
+/* Deploy production from the production branch's head (first deploy or redeploy). */
+int environment_deploy(Core *c, json_t **ret_info, BbxError *err);
+
+typedef struct EnvCreateOptions {
+	const char *name;
+	const char *parent;	/* NULL: production */
+	const char *branch;	/* NULL: the branch named like the environment */
+	const char *created_by;	/* principal name, recorded */
+} EnvCreateOptions;
+
+int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info, BbxError *err);
+int environment_destroy(Core *c, const char *name, BbxError *err);
+int environment_stop(Core *c, const char *name, BbxError *err);
+int environment_start(Core *c, const char *name, BbxError *err);
+
+/* -ENOENT (kind "not_found", message "environment 'NAME' not found") when absent. */
+int environment_info(Core *c, const char *name, json_t **ret, BbxError *err);
+/* All environments the principal can see. */
+int environment_list(Core *c, const Principal *p, json_t **ret, BbxError *err);
+
+typedef struct EnvExecOptions {
+	const char *name;
+	const char *application;	/* NULL: the first application */
+	char **argv;
+	const char *stdin_data;		/* may be NULL */
+	uint64_t timeout_sec;		/* 0: 600 */
+} EnvExecOptions;
+
+/* Run a command inside the environment like its application runs (same variables,
+ * code at /app, its mounts, its network). */
+int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, BbxError *err);
+
+/* Log of one process ("app", "web", a service name, or NULL for the first application),
+ * from byte offset (negative: the last -offset bytes). Returns the text and the offset
+ * to continue from. */
+int environment_logs(Core *c, const char *name, const char *process, int64_t offset,
+		     size_t max, char **ret_text, int64_t *ret_next, BbxError *err);
+
+/* Connect to an application's port inside the environment (for the preview proxy). */
+int environment_connect_app(Core *c, const char *name, int *ret_fd, BbxError *err);
+
+/* Destroy previews whose TTL has passed; returns how many. */
+int environments_reap_expired(Core *c, BbxError *err);
+
+/* Debug: kill the daemon at a named step ("BRANCHBOX_DEBUG_STOP_AT=create:snapshot"). */
+void environment_debug_stop_point(const char *op, const char *step);

@@ -1,0 +1,555 @@
+/* SPDX-License-Identifier: MIT */
+#include "envproc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "file-util.h"
+#include "macro.h"
+
+#define RESTART_WINDOW_SEC 300
+#define RESTART_MAX 8
+
+/* A deep copy of an EnvProcSpec, so the caller's strings may go away. */
+typedef struct SpecCopy {
+	EnvProcSpec spec;
+	char **strings;		/* everything allocated, freed together */
+	size_t n_strings;
+} SpecCopy;
+
+struct EnvProc {
+	SpecCopy copy;
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	Sandbox *sb;		/* current instance, under lock */
+	EnvProcState state;
+	unsigned restarts;
+	bool stopping;
+	int wake[2];		/* pipe: stop requests interrupt the backoff sleep */
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static char *keep(SpecCopy *c, const char *s)
+{
+	if (!s)
+		return NULL;
+	char **v = realloc(c->strings, (c->n_strings + 1) * sizeof(char *));
+	if (!v)
+		return NULL;
+	c->strings = v;
+	char *d = strdup(s);
+	if (d)
+		c->strings[c->n_strings++] = d;
+	return d;
+}
+
+static void *keep_mem(SpecCopy *c, size_t size)
+{
+	char **v = realloc(c->strings, (c->n_strings + 1) * sizeof(char *));
+	if (!v)
+		return NULL;
+	c->strings = v;
+	void *d = calloc(1, size ? size : 1);
+	if (d)
+		c->strings[c->n_strings++] = d;
+	return d;
+}
+
+static void spec_copy_done(SpecCopy *c)
+{
+	for (size_t i = 0; i < c->n_strings; i++)
+		free(c->strings[i]);
+	free(c->strings);
+	memset(c, 0, sizeof(*c));
+}
+
+static char **keep_strv(SpecCopy *c, char **v)
+{
+	size_t n = 0;
+	if (!v)
+		return NULL;
+	while (v[n])
+		n++;
+	char **d = keep_mem(c, (n + 1) * sizeof(char *));
+	if (!d)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (!(d[i] = keep(c, v[i])))
+			return NULL;
+	return d;
+}
+
+static SandboxBind *keep_binds(SpecCopy *c, const SandboxBind *b, size_t n)
+{
+	if (!n)
+		return NULL;
+	SandboxBind *d = keep_mem(c, n * sizeof(*d));
+	if (!d)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		d[i].source = keep(c, b[i].source);
+		d[i].target = keep(c, b[i].target);
+		if (!d[i].source || !d[i].target)
+			return NULL;
+	}
+	return d;
+}
+
+static int spec_copy(SpecCopy *c, const EnvProcSpec *s)
+{
+	c->spec = *s;
+	c->spec.name = keep(c, s->name);
+	c->spec.cgroup_name = keep(c, s->cgroup_name);
+	c->spec.argv = keep_strv(c, s->argv);
+	c->spec.envp = s->envp ? keep_strv(c, s->envp) : NULL;
+	c->spec.workdir = s->workdir ? keep(c, s->workdir) : NULL;
+	c->spec.rw = keep_binds(c, s->rw, s->n_rw);
+	c->spec.ro = keep_binds(c, s->ro, s->n_ro);
+	c->spec.hostname = s->hostname ? keep(c, s->hostname) : NULL;
+	c->spec.hosts_extra = s->hosts_extra ? keep(c, s->hosts_extra) : NULL;
+	c->spec.log_path = s->log_path ? keep(c, s->log_path) : NULL;
+	if (!c->spec.name || !c->spec.argv || (s->envp && !c->spec.envp) ||
+	    (s->n_rw && !c->spec.rw) || (s->n_ro && !c->spec.ro))
+		return -ENOMEM;
+	return 0;
+}
+
+static void to_sandbox_spec(const EnvProcSpec *s, SandboxSpec *sp)
+{
+	sandbox_spec_init(sp);
+	sp->argv = s->argv;
+	sp->env = s->envp;
+	sp->uid = s->uid;
+	sp->workdir = s->workdir;
+	sp->rw = s->rw;
+	sp->n_rw = s->n_rw;
+	sp->ro = s->ro;
+	sp->n_ro = s->n_ro;
+	sp->hostname = s->hostname;
+	sp->hosts_extra = s->hosts_extra;
+	sp->memory_max = s->memory_max;
+	sp->pids_max = s->pids_max;
+	sp->cpu_millis = s->cpu_millis;
+	sp->cgroup_name = s->cgroup_name;
+	sp->netns_fd = s->netns_fd;
+}
+
+/* Log file with size-bounded rotation (one previous generation kept as .1). */
+typedef struct LogFile {
+	const char *path;
+	int fd;
+	uint64_t size;
+} LogFile;
+
+static void log_open(LogFile *l)
+{
+	struct stat st;
+	l->fd = open(l->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	l->size = l->fd >= 0 && fstat(l->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static void log_write(LogFile *l, const char *data, size_t n)
+{
+	if (l->fd < 0)
+		return;
+	if (l->size + n > ENVPROC_LOG_MAX) {
+		char old[4096];
+		snprintf(old, sizeof(old), "%s.1", l->path);
+		(void)rename(l->path, old);
+		close(l->fd);
+		log_open(l);
+		if (l->fd < 0)
+			return;
+	}
+	if (write_all(l->fd, data, n) == 0)
+		l->size += n;
+}
+
+static void log_note(LogFile *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_note(LogFile *l, const char *fmt, ...)
+{
+	char line[512], ts[32];
+	struct timespec now;
+	struct tm tm;
+	va_list ap;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	int n = snprintf(line, sizeof(line), "[branchbox %s] ", ts);
+	va_start(ap, fmt);
+	n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	if ((size_t)n >= sizeof(line) - 1)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	log_write(l, line, (size_t)n);
+}
+
+static void set_state(EnvProc *p, EnvProcState s)
+{
+	pthread_mutex_lock(&p->lock);
+	p->state = s;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static bool is_stopping(EnvProc *p)
+{
+	pthread_mutex_lock(&p->lock);
+	bool s = p->stopping;
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+static void *supervise(void *userdata)
+{
+	EnvProc *p = userdata;
+	const EnvProcSpec *s = &p->copy.spec;
+	LogFile log = { .path = s->log_path, .fd = -EBADF };
+	uint64_t window_start = now_ms();
+	unsigned window_restarts = 0, backoff_ms = 500;
+
+	if (log.path)
+		log_open(&log);
+
+	while (!is_stopping(p)) {
+		int pipefd[2];
+		if (pipe2(pipefd, O_CLOEXEC) < 0) {
+			log_note(&log, "cannot create the output pipe: %s", strerror(errno));
+			set_state(p, ENVPROC_FAILED);
+			break;
+		}
+		SandboxSpec sp;
+		to_sandbox_spec(s, &sp);
+		sp.stdout_fd = pipefd[1];
+		sp.stderr_fd = pipefd[1];
+		BbxError err = BBX_ERROR_INIT;
+		Sandbox *sb = NULL;
+		int r = sandbox_spawn(&sp, &sb, &err);
+		close(pipefd[1]);
+		if (r < 0) {
+			close(pipefd[0]);
+			log_note(&log, "%s could not start: %s", s->name, bbx_error_message(&err, r));
+		} else {
+			pthread_mutex_lock(&p->lock);
+			p->sb = sb;
+			p->state = ENVPROC_RUNNING;
+			pthread_cond_broadcast(&p->cond);
+			pthread_mutex_unlock(&p->lock);
+			log_note(&log, "%s started (pid %d)", s->name, (int)sandbox_pid(sb));
+
+			/* Pump output until the pipe closes (every writer in the tree is gone). */
+			char buf[16384];
+			for (;;) {
+				ssize_t k = read(pipefd[0], buf, sizeof(buf));
+				if (k < 0 && errno == EINTR)
+					continue;
+				if (k <= 0)
+					break;
+				log_write(&log, buf, (size_t)k);
+			}
+			close(pipefd[0]);
+			int status = 0;
+			(void)sandbox_wait(sb, &status, NULL);
+			pthread_mutex_lock(&p->lock);
+			p->sb = NULL;
+			pthread_mutex_unlock(&p->lock);
+			sandbox_free(sb);
+			log_note(&log, "%s exited with status %d", s->name, status);
+		}
+		if (is_stopping(p))
+			break;
+
+		/* Restart with backoff, bounded per window, so a crash loop ends in "failed". */
+		uint64_t now = now_ms();
+		if (now - window_start > RESTART_WINDOW_SEC * 1000) {
+			window_start = now;
+			window_restarts = 0;
+			backoff_ms = 500;
+		}
+		if (++window_restarts > RESTART_MAX) {
+			log_note(&log, "%s restarted %u times in %u s; giving up", s->name, RESTART_MAX,
+				 RESTART_WINDOW_SEC);
+			set_state(p, ENVPROC_FAILED);
+			break;
+		}
+		set_state(p, ENVPROC_BACKOFF);
+		struct pollfd pfd = { .fd = p->wake[0], .events = POLLIN };
+		(void)poll(&pfd, 1, (int)backoff_ms);
+		if (backoff_ms < 30000)
+			backoff_ms *= 2;
+		pthread_mutex_lock(&p->lock);
+		p->restarts++;
+		pthread_mutex_unlock(&p->lock);
+	}
+	if (log.fd >= 0)
+		close(log.fd);
+	pthread_mutex_lock(&p->lock);
+	if (p->state != ENVPROC_FAILED)
+		p->state = ENVPROC_STOPPED;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+int envproc_start(const EnvProcSpec *spec, EnvProc **ret, BbxError *err)
+{
+	EnvProc *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	p->wake[0] = p->wake[1] = -EBADF;
+	p->state = ENVPROC_STARTING;
+	if (spec_copy(&p->copy, spec) < 0 || pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+		envproc_free(p);
+		return -ENOMEM;
+	}
+	int r = pthread_create(&p->thread, NULL, supervise, p);
+	if (r != 0) {
+		envproc_free(p);
+		return bbx_error_set(err, -r, "internal", "%s: cannot start supervisor: %s", spec->name, strerror(r));
+	}
+	p->thread_started = true;
+
+	/* Wait for the first spawn to succeed or fail, so callers see setup errors. */
+	pthread_mutex_lock(&p->lock);
+	while (p->state == ENVPROC_STARTING)
+		pthread_cond_wait(&p->cond, &p->lock);
+	EnvProcState s = p->state;
+	pthread_mutex_unlock(&p->lock);
+	if (s != ENVPROC_RUNNING && s != ENVPROC_STOPPED) {
+		/* The first spawn failed; the log says why. */
+		envproc_stop(p, 0);
+		envproc_free(p);
+		return bbx_error_set(err, -EIO, "internal", "%s could not be started (see its log %s)",
+				     spec->name, spec->log_path ? spec->log_path : "");
+	}
+	*ret = p;
+	return 0;
+}
+
+void envproc_stop(EnvProc *p, int grace_ms)
+{
+	if (!p || !p->thread_started)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	if (p->sb)
+		(void)sandbox_kill(p->sb, SIGTERM);
+	pthread_mutex_unlock(&p->lock);
+	(void)!write(p->wake[1], "x", 1);
+
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += grace_ms / 1000;
+	deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&p->lock);
+	while (p->state != ENVPROC_STOPPED && p->state != ENVPROC_FAILED) {
+		if (pthread_cond_timedwait(&p->cond, &p->lock, &deadline) == ETIMEDOUT) {
+			if (p->sb)
+				(void)sandbox_kill(p->sb, SIGKILL);
+			/* After SIGKILL of the cgroup the pump ends promptly. */
+			pthread_cond_wait(&p->cond, &p->lock);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	pthread_join(p->thread, NULL);
+	p->thread_started = false;
+}
+
+void envproc_free(EnvProc *p)
+{
+	if (!p)
+		return;
+	envproc_stop(p, 0);
+	safe_close(p->wake[0]);
+	safe_close(p->wake[1]);
+	spec_copy_done(&p->copy);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	free(p);
+}
+
+EnvProcState envproc_state(EnvProc *p)
+{
+	pthread_mutex_lock(&p->lock);
+	EnvProcState s = p->state;
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+const char *envproc_state_to_string(EnvProcState s)
+{
+	switch (s) {
+	case ENVPROC_STARTING: return "starting";
+	case ENVPROC_RUNNING: return "running";
+	case ENVPROC_BACKOFF: return "restarting";
+	case ENVPROC_FAILED: return "failed";
+	case ENVPROC_STOPPED: return "stopped";
+	}
+	return "unknown";
+}
+
+pid_t envproc_pid(EnvProc *p)
+{
+	pthread_mutex_lock(&p->lock);
+	pid_t pid = p->sb ? sandbox_pid(p->sb) : 0;
+	pthread_mutex_unlock(&p->lock);
+	return pid;
+}
+
+unsigned envproc_restarts(EnvProc *p)
+{
+	pthread_mutex_lock(&p->lock);
+	unsigned n = p->restarts;
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+int envproc_freeze(EnvProc *p, bool frozen, BbxError *err)
+{
+	int r = 0;
+	pthread_mutex_lock(&p->lock);
+	if (p->sb)
+		r = sandbox_freeze(p->sb, frozen, err);
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+void oneshot_result_done(OneshotResult *r)
+{
+	free(r->output);
+	memset(r, 0, sizeof(*r));
+}
+
+int envproc_run_oneshot(const EnvProcSpec *spec, const char *stdin_data, uint64_t timeout_sec,
+			OneshotResult *ret, BbxError *err)
+{
+	int out[2] = { -EBADF, -EBADF }, in[2] = { -EBADF, -EBADF };
+	char *tail = NULL;
+	size_t tail_len = 0;
+	uint64_t total = 0, start = now_ms();
+	crypto_hash_sha256_state hs;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	if (pipe2(out, O_CLOEXEC) < 0)
+		return -errno;
+	if (stdin_data && pipe2(in, O_CLOEXEC) < 0) {
+		r = -errno;
+		safe_close(out[0]);
+		safe_close(out[1]);
+		return r;
+	}
+	tail = malloc(ENVPROC_CAPTURE_MAX + 1);
+	if (!tail) {
+		r = -ENOMEM;
+		goto finish;
+	}
+
+	SandboxSpec sp;
+	to_sandbox_spec(spec, &sp);
+	sp.stdout_fd = out[1];
+	sp.stderr_fd = out[1];
+	if (stdin_data)
+		sp.stdin_fd = in[0];
+	else {
+		sp.stdin_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		in[0] = sp.stdin_fd;
+	}
+	Sandbox *sb = NULL;
+	r = sandbox_spawn(&sp, &sb, err);
+	out[1] = safe_close(out[1]);
+	in[0] = safe_close(in[0]);
+	if (r < 0)
+		goto finish;
+	if (stdin_data) {
+		/* Small inputs (SQL, scripts) fit the pipe buffer; larger ones are bounded by callers. */
+		(void)write_all(in[1], stdin_data, strlen(stdin_data));
+		in[1] = safe_close(in[1]);
+	}
+
+	crypto_hash_sha256_init(&hs);
+	uint64_t deadline = start + timeout_sec * 1000;
+	bool timed_out = false;
+	char buf[16384];
+	for (;;) {
+		uint64_t now = now_ms();
+		int wait_ms = timeout_sec ? (now >= deadline ? 0 : (int)(deadline - now)) : -1;
+		struct pollfd pfd = { .fd = out[0], .events = POLLIN };
+		int k = poll(&pfd, 1, wait_ms);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k == 0) {
+			timed_out = true;
+			(void)sandbox_kill(sb, SIGKILL);
+			break;
+		}
+		ssize_t n = read(out[0], buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		crypto_hash_sha256_update(&hs, (unsigned char *)buf, (size_t)n);
+		total += (uint64_t)n;
+		if ((size_t)n >= ENVPROC_CAPTURE_MAX) {
+			memcpy(tail, buf + (size_t)n - ENVPROC_CAPTURE_MAX, ENVPROC_CAPTURE_MAX);
+			tail_len = ENVPROC_CAPTURE_MAX;
+		} else {
+			if (tail_len + (size_t)n > ENVPROC_CAPTURE_MAX) {
+				size_t drop = tail_len + (size_t)n - ENVPROC_CAPTURE_MAX;
+				memmove(tail, tail + drop, tail_len - drop);
+				tail_len -= drop;
+			}
+			memcpy(tail + tail_len, buf, (size_t)n);
+			tail_len += (size_t)n;
+		}
+	}
+	int status = 0;
+	r = sandbox_wait(sb, &status, err);
+	sandbox_free(sb);
+	if (r < 0)
+		goto finish;
+	unsigned char h[crypto_hash_sha256_BYTES];
+	crypto_hash_sha256_final(&hs, h);
+	sodium_bin2hex(ret->output_sha256, sizeof(ret->output_sha256), h, sizeof(h));
+	tail[tail_len] = '\0';
+	ret->output = TAKE_PTR(tail);
+	ret->output_len = tail_len;
+	ret->output_total = total;
+	ret->timed_out = timed_out;
+	ret->exit_status = timed_out ? 124 : status;
+	ret->duration_ms = now_ms() - start;
+	r = 0;
+finish:
+	free(tail);
+	safe_close(out[0]);
+	safe_close(out[1]);
+	safe_close(in[0]);
+	safe_close(in[1]);
+	return r;
+}

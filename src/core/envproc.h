@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Processes of an environment. Two kinds, both run through the sandbox:
+ *
+ *  - supervised (services, the web application): a thread per process spawns it, pumps its
+ *    stdout/stderr into a size-bounded log file, and restarts it with exponential backoff
+ *    when it dies, giving up (state "failed") after too many restarts in a short time;
+ *  - one-shot (hooks, sanitize and validate steps, `env exec`): run to completion with a
+ *    timeout, output captured up to a bound (the tail is kept) and digested.
+ *
+ * Ownership: EnvProcSpec and what it points to are copied by envproc_start(); the EnvProc is
+ * owned by the caller, envproc_stop() ends it and envproc_free() releases it.
+ * Thread-safety: an EnvProc may be queried from any thread; start/stop/free from one.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+#include "sandbox.h"
+
+#define ENVPROC_LOG_MAX (4u << 20)	/* bytes per log file before it rotates to .1 */
+#define ENVPROC_CAPTURE_MAX (64u << 10)	/* bytes of one-shot output kept (the tail) */
+
+typedef struct EnvProcSpec {
+	const char *name;		/* "db", "app", ... (for logs and cgroups) */
+	const char *cgroup_name;	/* unique per process, below the branchbox parent */
+	char **argv;
+	char **envp;
+	uid_t uid;
+	const char *workdir;
+	SandboxBind *rw;
+	size_t n_rw;
+	SandboxBind *ro;
+	size_t n_ro;
+	const char *hostname;
+	const char *hosts_extra;
+	uint64_t memory_max;
+	uint64_t pids_max;
+	uint32_t cpu_millis;
+	int netns_fd;			/* the environment's namespace (borrowed) */
+	const char *log_path;		/* supervised: where stdout+stderr go */
+} EnvProcSpec;
+
+typedef struct EnvProc EnvProc;
+
+typedef enum EnvProcState {
+	ENVPROC_STARTING,
+	ENVPROC_RUNNING,
+	ENVPROC_BACKOFF,
+	ENVPROC_FAILED,
+	ENVPROC_STOPPED,
+} EnvProcState;
+
+int envproc_start(const EnvProcSpec *spec, EnvProc **ret, BbxError *err);
+/* SIGTERM, then SIGKILL after grace_ms; waits for the supervisor to end. Idempotent. */
+void envproc_stop(EnvProc *p, int grace_ms);
+void envproc_free(EnvProc *p);
+EnvProcState envproc_state(EnvProc *p);
+const char *envproc_state_to_string(EnvProcState s);
+pid_t envproc_pid(EnvProc *p);
+unsigned envproc_restarts(EnvProc *p);
+/* Freeze/thaw the current instance (for a consistent copy). */
+int envproc_freeze(EnvProc *p, bool frozen, BbxError *err);
+
+typedef struct OneshotResult {
+	int exit_status;		/* 128+N when killed by signal N; 124 on timeout */
+	bool timed_out;
+	char *output;			/* tail of stdout+stderr interleaved, NUL-terminated */
+	size_t output_len;
+	uint64_t output_total;		/* bytes produced in all */
+	char output_sha256[65];		/* digest of everything produced */
+	uint64_t duration_ms;
+} OneshotResult;
+
+void oneshot_result_done(OneshotResult *r);
+
+/* Run spec->argv to completion (log_path ignored). stdin is /dev/null unless stdin_data. */
+int envproc_run_oneshot(const EnvProcSpec *spec, const char *stdin_data, uint64_t timeout_sec,
+			OneshotResult *ret, BbxError *err);

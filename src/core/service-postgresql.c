@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * PostgreSQL from the host's Debian packages (/usr/lib/postgresql/VERSION/bin).
+ * Layout in the volume: services/NAME/data (PGDATA), services/NAME/run (unix socket, only
+ * visible to sandboxes that bind the data dir: the service itself and the daemon's own
+ * one-shots; the application connects over TCP with its password).
+ * The application's role and database are both "main".
+ */
+#include "service.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "file-util.h"
+#include "netns-connect.h"
+#include "strbuf.h"
+#include "strv.h"
+
+#define PG_APP_ROLE "main"
+#define PG_APP_DB "main"
+
+static int pg_bin(const ServiceRuntime *s, const char *prog, char *buf, size_t size, BbxError *err)
+{
+	snprintf(buf, size, "/usr/lib/postgresql/%s/bin/%s", s->config->version, prog);
+	if (access(buf, X_OK) < 0)
+		return bbx_error_set(err, -ENOENT, "invalid", "service %s: %s is not installed on this host",
+				     s->config->name, buf);
+	return 0;
+}
+
+static int pg_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxError *err)
+{
+	char path[4096];
+	_cleanup_strbuf_ StrBuf conf = STRBUF_INIT;
+	int r;
+
+	if (fresh)
+		return 0; /* initdb makes the directory */
+
+	if (cloned) {
+		/* A snapshot of a running cluster: its pid file and any standby or archiving
+		 * setup belong to the source; the clone is a separate, stand-alone cluster. */
+		static const char *const stale[] = { "postmaster.pid", "standby.signal", "recovery.signal" };
+		for (size_t i = 0; i < ELEMENTSOF(stale); i++) {
+			snprintf(path, sizeof(path), "%s/data/%s", s->data_host, stale[i]);
+			(void)unlink(path);
+		}
+	}
+	r = strbuf_appendf(&conf,
+			   "# Written by branchbox at every start; do not edit.\n"
+			   "listen_addresses = '127.0.0.1'\n"
+			   "port = %u\n"
+			   "unix_socket_directories = '%s/run'\n"
+			   "max_connections = 30\n"
+			   "shared_buffers = 16MB\n"
+			   "dynamic_shared_memory_type = posix\n"
+			   "logging_collector = off\n"
+			   "log_destination = 'stderr'\n"
+			   "archive_mode = off\n"
+			   "archive_command = ''\n"
+			   "restore_command = ''\n"
+			   "primary_conninfo = ''\n"
+			   "primary_slot_name = ''\n"
+			   "hot_standby = off\n",
+			   s->port, s->data_path);
+	if (r < 0)
+		return r;
+	snprintf(path, sizeof(path), "%s/data/branchbox.conf", s->data_host);
+	r = write_file_atomic(path, conf.buf, conf.len, 0600);
+	if (r < 0)
+		return bbx_error_set(err, r, "internal", "service %s: writing %s: %s", s->config->name, path, strerror(-r));
+	if (chown(path, SERVICE_UID, SERVICE_UID) < 0)
+		return bbx_error_set(err, -errno, "internal", "service %s: chown %s: %m", s->config->name, path);
+	snprintf(path, sizeof(path), "%s/run", s->data_host);
+	if (mkdir_p(path, 0700) < 0 || chown(path, SERVICE_UID, SERVICE_UID) < 0)
+		return bbx_error_set(err, -EIO, "internal", "service %s: cannot make %s", s->config->name, path);
+	return 0;
+}
+
+static int pg_init_command(const ServiceRuntime *s, ServiceCommand *ret, BbxError *err)
+{
+	char initdb[256], postgres[256];
+	int r;
+
+	if ((r = pg_bin(s, "initdb", initdb, sizeof(initdb), err)) < 0 ||
+	    (r = pg_bin(s, "postgres", postgres, sizeof(postgres), err)) < 0)
+		return r;
+
+	/* initdb, then create the application's role and database in single-user mode, so no
+	 * server listens before the credentials exist. */
+	_cleanup_strbuf_ StrBuf script = STRBUF_INIT;
+	r = strbuf_appendf(&script,
+			   "set -e\n"
+			   "%s -D %s/data -U postgres --auth-local=trust --auth-host=scram-sha-256 "
+			   "-E UTF8 --locale=C.UTF-8 --no-instructions >/dev/null\n"
+			   "echo \"include_if_exists = 'branchbox.conf'\" >> %s/data/postgresql.conf\n"
+			   "%s --single -D %s/data -c listen_addresses='' postgres >/dev/null <<'EOF'\n"
+			   "CREATE ROLE " PG_APP_ROLE " LOGIN PASSWORD '%s'\n"
+			   "CREATE DATABASE " PG_APP_DB " OWNER " PG_APP_ROLE "\n"
+			   "EOF\n",
+			   initdb, s->data_path, s->data_path, postgres, s->data_path, s->password);
+	if (r < 0)
+		return r;
+	ret->argv = strv_new("/bin/sh", "-c", script.buf, NULL);
+	return ret->argv ? 0 : -ENOMEM;
+}
+
+static int pg_start_command(const ServiceRuntime *s, ServiceCommand *ret, BbxError *err)
+{
+	char postgres[256], data[200];
+	int r = pg_bin(s, "postgres", postgres, sizeof(postgres), err);
+	if (r < 0)
+		return r;
+	snprintf(data, sizeof(data), "%s/data", s->data_path);
+	ret->argv = strv_new(postgres, "-D", data, NULL);
+	return ret->argv ? 0 : -ENOMEM;
+}
+
+/* Send a startup message: an authentication request ('R') means the server takes
+ * connections; an error with SQLSTATE 57P03 means it is still starting or recovering. */
+static int pg_probe(const ServiceRuntime *s, int netns_fd, BbxError *err)
+{
+	unsigned char msg[128];
+	static const char params[] = "user\0postgres\0database\0postgres\0";
+	size_t n = 8 + sizeof(params); /* sizeof includes the final terminator */
+	char resp[512];
+
+	msg[0] = (unsigned char)(n >> 24);
+	msg[1] = (unsigned char)(n >> 16);
+	msg[2] = (unsigned char)(n >> 8);
+	msg[3] = (unsigned char)n;
+	msg[4] = 0x00; msg[5] = 0x03; msg[6] = 0x00; msg[7] = 0x00; /* protocol 3.0 */
+	memcpy(msg + 8, params, sizeof(params));
+
+	ssize_t k = netns_exchange(netns_fd, s->port, msg, n, resp, sizeof(resp) - 1, 2000, NULL);
+	if (k <= 0)
+		return -EAGAIN;
+	if (resp[0] == 'R')
+		return 0;
+	resp[k] = '\0';
+	for (ssize_t i = 0; i + 5 < k; i++)
+		if (resp[i] == 'C' && !memcmp(resp + i + 1, "57P03", 5))
+			return -EAGAIN;
+	/* Any other answer is still a server that is up (e.g. too many connections). */
+	return resp[0] == 'E' ? 0 : bbx_error_set(err, -EPROTO, "internal", "service %s: unexpected answer to a startup message", s->config->name);
+}
+
+static int psql_command(const ServiceRuntime *s, const char *db, const char *sql, bool tuples,
+			ServiceCommand *ret, BbxError *err)
+{
+	char psql[256], host[200], port[8];
+	int r = pg_bin(s, "psql", psql, sizeof(psql), err);
+	if (r < 0)
+		return r;
+	/* Over the unix socket in the data dir, as the superuser (local trust): only sandboxes
+	 * that bind this data dir can reach that socket. */
+	snprintf(host, sizeof(host), "%s/run", s->data_path);
+	snprintf(port, sizeof(port), "%u", s->port);
+	ret->argv = strv_new(psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", port,
+			     "-U", "postgres", "-d", db, "-f", "-", NULL);
+	if (!ret->argv)
+		return -ENOMEM;
+	if (tuples && (strv_push(&ret->argv, "-A") < 0 || strv_push(&ret->argv, "-t") < 0))
+		return -ENOMEM;
+	ret->stdin_data = strdup(sql);
+	return ret->stdin_data ? 0 : -ENOMEM;
+}
+
+static int pg_credentials_command(const ServiceRuntime *s, ServiceCommand *ret, BbxError *err)
+{
+	char sql[256];
+	snprintf(sql, sizeof(sql), "ALTER ROLE " PG_APP_ROLE " PASSWORD '%s';\n", s->password);
+	return psql_command(s, "postgres", sql, false, ret, err);
+}
+
+static int pg_sql_command(const ServiceRuntime *s, const char *sql, ServiceCommand *ret, BbxError *err)
+{
+	return psql_command(s, PG_APP_DB, sql, true, ret, err);
+}
+
+static json_t *pg_relationship(const ServiceRuntime *s, const char *rel)
+{
+	char url[512];
+	snprintf(url, sizeof(url), "postgresql://%s:%s@%s:%u/%s", PG_APP_ROLE, s->password, rel, s->port, PG_APP_DB);
+	return json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "service", s->config->name,
+			 "host", rel, "port", (int)s->port, "scheme", "pgsql", "username", PG_APP_ROLE,
+			 "password", s->password, "path", PG_APP_DB, "type", s->config->type, "rel",
+			 "postgresql", "url", url);
+}
+
+const ServiceType service_postgresql = {
+	.kind = CONFIG_SERVICE_POSTGRESQL,
+	.name = "postgresql",
+	.default_port = 5432,
+	.stop_signal = SIGINT,	/* "fast" shutdown: roll back clients, checkpoint, exit */
+	.prepare = pg_prepare,
+	.init_command = pg_init_command,
+	.start_command = pg_start_command,
+	.probe = pg_probe,
+	.credentials_command = pg_credentials_command,
+	.sql_command = pg_sql_command,
+	.relationship = pg_relationship,
+};

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Services of an environment (PostgreSQL, Redis, ...). Each type is one file
+ * (service-<type>.c) filling a ServiceType table; the environment code only talks to
+ * this interface, so adding mariadb, memcached or a generic process is a new file and one
+ * line in service_types[].
+ *
+ * A service's data lives in the environment's volume at VOLUME/services/NAME, seen inside
+ * its sandbox at /srv/NAME; it runs as SERVICE_UID inside the environment's network
+ * namespace on 127.0.0.1:port, reachable by the application under its relationship names.
+ * Pure description plus small host-side file preparation: spawning is done by the caller.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "error.h"
+
+#define SERVICE_UID 64000	/* services' uid in every environment (never host root) */
+#define APP_UID 64001		/* applications', hooks' and agent commands' uid */
+
+typedef struct ServiceRuntime {
+	const ConfigService *config;	/* borrowed */
+	const char *data_host;		/* host path of VOLUME/services/NAME */
+	char data_path[128];		/* "/srv/NAME" inside the sandbox */
+	uint16_t port;
+	const char *password;		/* the application's credential for this environment */
+} ServiceRuntime;
+
+typedef struct ServiceCommand {
+	char **argv;			/* owned strv */
+	char *stdin_data;		/* owned, may be NULL */
+} ServiceCommand;
+
+void service_command_done(ServiceCommand *c);
+
+typedef struct ServiceType {
+	ConfigServiceKind kind;
+	const char *name;		/* "postgresql" */
+	uint16_t default_port;
+	int stop_signal;		/* the signal for a fast, clean shutdown */
+	/* Host side, before anything runs: config files in data_host. cloned: after a snapshot
+	 * (drop replication/archiving, stale pid files). Called before every start. */
+	int (*prepare)(const ServiceRuntime *s, bool fresh, bool cloned, BbxError *err);
+	/* One-shot that initialises a fresh data directory; argv NULL when nothing to do. */
+	int (*init_command)(const ServiceRuntime *s, ServiceCommand *ret, BbxError *err);
+	int (*start_command)(const ServiceRuntime *s, ServiceCommand *ret, BbxError *err);
+	/* 0 when the service accepts connections, -EAGAIN when not yet, else failure. */
+	int (*probe)(const ServiceRuntime *s, int netns_fd, BbxError *err);
+	/* One-shot run after a clone's first start to replace the credentials (may be NULL). */
+	int (*credentials_command)(const ServiceRuntime *s, ServiceCommand *ret, BbxError *err);
+	/* One-shot running sql (sanitize/validate); NULL for services without SQL. */
+	int (*sql_command)(const ServiceRuntime *s, const char *sql, ServiceCommand *ret, BbxError *err);
+	/* Upsun-style relationship description (host is the relationship name). */
+	json_t *(*relationship)(const ServiceRuntime *s, const char *rel_name);
+} ServiceType;
+
+const ServiceType *service_type_for(ConfigServiceKind kind);
+/* Random credential: 32 hex chars from libsodium. */
+int service_generate_password(char ret[33]);
+
+extern const ServiceType service_postgresql;
+extern const ServiceType service_redis;

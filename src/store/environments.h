@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Environment rows: what the daemon knows about each environment across restarts.
+ * EnvRecord strings are owned by the record (env_record_done()). Each call takes the store
+ * lock; the _locked variants expect the caller to hold it inside a transaction.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+typedef struct EnvRecord {
+	char *name;
+	char *kind;		/* "production" or "preview" */
+	char *branch;
+	char *commit_id;
+	char *parent;		/* NULL for production */
+	char *state;		/* creating, ready, stopped, failed, destroying */
+	char *volume;
+	char *config_json;	/* the normalized config it was built from */
+	char *secrets_json;	/* {"service": "password", ...}: never returned by the API */
+	char *error;
+	int64_t created_at;
+	int64_t updated_at;
+	int64_t expires_at;	/* 0 = never */
+} EnvRecord;
+
+void env_record_done(EnvRecord *r);
+void env_records_free(EnvRecord *v, size_t n);
+
+int env_record_insert(Store *s, const EnvRecord *r, BbxError *err);
+/* -ENOENT (kind "not_found") when absent. */
+int env_record_get(Store *s, const char *name, EnvRecord *ret, BbxError *err);
+int env_record_list(Store *s, EnvRecord **ret, size_t *ret_n, BbxError *err);
+/* Update every mutable column from r (matched by name). */
+int env_record_update(Store *s, const EnvRecord *r, BbxError *err);
+int env_record_set_state(Store *s, const char *name, const char *state, const char *error, BbxError *err);
+int env_record_delete(Store *s, const char *name, BbxError *err);
