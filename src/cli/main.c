@@ -10,6 +10,7 @@
 
 static const Verb verbs[] = {
 	{ "version", "print the version", verb_version },
+	{ "sandbox", "run a command in a sandbox (root, no daemon)", verb_sandbox },
 };
 
 static void help(FILE *f)
