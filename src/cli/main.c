@@ -14,6 +14,7 @@ static const CliVerb verbs[] = {
 	{ "serve", "run the daemon", verb_serve },
 	{ "status", "check the daemon and show who you are to it", verb_status },
 	{ "version", "print the version", verb_version },
+	{ "sandbox", "run a command in a sandbox (root, no daemon)", verb_sandbox },
 };
 
 static void help(FILE *f)

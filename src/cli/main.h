@@ -26,6 +26,7 @@ int verb_env(int argc, char **argv);
 int verb_serve(int argc, char **argv);
 int verb_status(int argc, char **argv);
 int verb_version(int argc, char **argv);
+int verb_sandbox(int argc, char **argv);
 
 /* Print "branchbox VERB: unknown option/usage" hint and return EXIT_USAGE. */
 int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
