@@ -10,6 +10,8 @@
 
 static const Verb verbs[] = {
 	{ "version", "print the version", verb_version },
+	{ "pool", "set up, describe or remove the volume pool", verb_pool },
+	{ "volume", "create, clone, list or destroy copy-on-write volumes", verb_volume },
 };
 
 static void help(FILE *f)
