@@ -245,17 +245,22 @@ static int choose_driver(const PoolOptions *opts, const char *where, StorageDriv
 			return bbx_error_set(err, -EOPNOTSUPP, "invalid",
 					     "btrfs driver: the kernel lacks btrfs or mkfs.btrfs is "
 					     "missing (install btrfs-progs)");
-		r = strbuf_puts(&why, "requested with --driver btrfs");
+		r = on_btrfs ? strbuf_appendf(&why, "requested with --driver btrfs; %s is on btrfs",
+					      where)
+			     : strbuf_appendf(&why, "requested with --driver btrfs; %s is %s, so a "
+						    "loop-mounted btrfs image",
+					      where, fs);
 		break;
 	case STORAGE_DRIVER_REFLINK:
 		if (!reflink)
 			return bbx_error_set(err, -EOPNOTSUPP, "invalid",
 					     "reflink driver: %s (%s) does not support FICLONE", where,
 					     fs);
-		r = strbuf_puts(&why, "requested with --driver reflink");
+		r = strbuf_appendf(&why, "requested with --driver reflink; %s (%s) supports FICLONE",
+				   where, fs);
 		break;
 	case STORAGE_DRIVER_COPY:
-		r = strbuf_puts(&why, "requested with --driver copy");
+		r = strbuf_appendf(&why, "requested with --driver copy; %s is %s", where, fs);
 		break;
 	default:
 		if (on_btrfs) {
