@@ -10,6 +10,7 @@
 
 static const Verb verbs[] = {
 	{ "version", "print the version", verb_version },
+	{ "config", "check or show the project config (local, no daemon)", verb_config },
 };
 
 static void help(FILE *f)
