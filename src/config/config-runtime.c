@@ -77,7 +77,9 @@ static int list_found(const char *root, const char *dir, const char *prefix, Str
 	while ((de = readdir(d))) {
 		size_t plen = strlen(prefix);
 		char **nn;
-		if (strncmp(de->d_name, prefix, plen) || !is_version(de->d_name + plen))
+		/* Only full versions: "python3" is an alias of one of the "python3.N". */
+		if (strncmp(de->d_name, prefix, plen) || !is_version(de->d_name + plen) ||
+		    !strchr(de->d_name + plen, '.'))
 			continue;
 		nn = reallocarray(names, n + 1, sizeof(char *));
 		if (!nn) {

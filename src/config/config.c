@@ -572,7 +572,11 @@ static void parse_application(Ctx *x, const YamlNode *k, const YamlNode *n, Conf
 	if ((v = get(n, "source")) && want_mapping(x, v, join(sub, path, "source"))) {
 		check_keys(x, v, sub, source_keys);
 		if ((w = get(v, "root")) && want_string(x, w, join(sub2, sub, "root"), NULL)) {
-			if (!relative_path_ok(w->text))
+			/* Upsun writes the repository root as "/": the one absolute path allowed. */
+			if (!strcmp(w->text, "/")) {
+				free(app->source_root);
+				app->source_root = xstrdup(x, ".");
+			} else if (!relative_path_ok(w->text))
 				err(x, w, sub2, "invalid path '%.64s': expected a path relative to the "
 						"repository, without '..'",
 				    w->text);
