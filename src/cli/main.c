@@ -17,6 +17,7 @@ static const CliVerb verbs[] = {
 	{ "sandbox", "run a command in a sandbox (root, no daemon)", verb_sandbox },
 	{ "pool", "set up, describe or remove the volume pool", verb_pool },
 	{ "volume", "create, clone, list or destroy copy-on-write volumes", verb_volume },
+	{ "config", "check or show the project config (local, no daemon)", verb_config },
 };
 
 static void help(FILE *f)
