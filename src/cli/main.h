@@ -30,8 +30,6 @@ int verb_sandbox(int argc, char **argv);
 int verb_pool(int argc, char **argv);
 int verb_volume(int argc, char **argv);
 
-/* State dir: opt, else $BRANCHBOX_STATE, else /var/lib/branchbox. */
-const char *cli_state_dir(const char *opt);
 /* Print why and return -EPERM unless running as root. */
 int cli_require_root(const char *verb);
 int verb_config(int argc, char **argv);

@@ -3,6 +3,7 @@
  * branchbox pool init|info|destroy: set up, describe and remove the volume pool. Local and
  * root-only; every subcommand holds the pool lock so it serializes with the daemon.
  */
+#include "client.h"
 #include "main.h"
 
 #include <getopt.h>
@@ -35,14 +36,6 @@ static void pool_help(void)
 	       "Options:\n"
 	       "  --state DIR   state directory (default $BRANCHBOX_STATE or /var/lib/branchbox)\n"
 	       "  --json        machine-readable output (info)\n");
-}
-
-const char *cli_state_dir(const char *opt)
-{
-	if (opt)
-		return opt;
-	const char *e = getenv("BRANCHBOX_STATE");
-	return e && *e ? e : "/var/lib/branchbox";
 }
 
 int cli_require_root(const char *verb)

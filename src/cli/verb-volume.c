@@ -4,6 +4,7 @@
  * and root-only; they call the storage library directly under the pool lock, so they
  * serialize with the daemon.
  */
+#include "client.h"
 #include "main.h"
 
 #include <getopt.h>

@@ -212,7 +212,7 @@ static int load_config_at(Environments *E, const char *commit, ProjectConfig **r
 		if (r < 0) {
 			_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
 			(void)strbuf_appendf(&sb, "the project config at commit %.12s is invalid:", commit);
-			for (size_t k = 0; k < diag.n && k < 10; k++) {
+			for (size_t k = 0; k < diag.n_items && k < 10; k++) {
 				_cleanup_free_ char *line = config_diagnostic_format(&diag.items[k]);
 				(void)strbuf_appendf(&sb, "\n  %s", line ? line : "?");
 			}

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -516,18 +517,15 @@ int envproc_run_oneshot(const EnvProcSpec *spec, const char *stdin_data, uint64_
 			break;
 		crypto_hash_sha256_update(&hs, (unsigned char *)buf, (size_t)n);
 		total += (uint64_t)n;
-		if ((size_t)n >= ENVPROC_CAPTURE_MAX) {
-			memcpy(tail, buf + (size_t)n - ENVPROC_CAPTURE_MAX, ENVPROC_CAPTURE_MAX);
-			tail_len = ENVPROC_CAPTURE_MAX;
-		} else {
-			if (tail_len + (size_t)n > ENVPROC_CAPTURE_MAX) {
-				size_t drop = tail_len + (size_t)n - ENVPROC_CAPTURE_MAX;
-				memmove(tail, tail + drop, tail_len - drop);
-				tail_len -= drop;
-			}
-			memcpy(tail + tail_len, buf, (size_t)n);
-			tail_len += (size_t)n;
+		/* Keep the tail: reads are smaller than the capture, so drop from the front. */
+		_Static_assert(sizeof(buf) <= ENVPROC_CAPTURE_MAX, "read buffer larger than the capture");
+		if (tail_len + (size_t)n > ENVPROC_CAPTURE_MAX) {
+			size_t drop = tail_len + (size_t)n - ENVPROC_CAPTURE_MAX;
+			memmove(tail, tail + drop, tail_len - drop);
+			tail_len -= drop;
 		}
+		memcpy(tail + tail_len, buf, (size_t)n);
+		tail_len += (size_t)n;
 	}
 	int status = 0;
 	r = sandbox_wait(sb, &status, err);
