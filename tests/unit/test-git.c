@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -495,6 +496,73 @@ static void test_apply_patch(void **state)
 	assert_string_equal(data, "README v2\n");
 }
 
+/* `diff -ruN` and `diff -u` output (no "diff --git" lines) applies as well. */
+static void test_apply_plain_diff(void **state)
+{
+	static const char ruN[] = "diff -ruN a/app.py b/app.py\n"
+				  "--- a/app.py\t2026-01-01 10:00:00.000000000 +0000\n"
+				  "+++ b/app.py\t2026-01-01 10:00:01.000000000 +0000\n"
+				  "@@ -1,3 +1,3 @@\n"
+				  " line1\n"
+				  "-line2\n"
+				  "+line2 plain\n"
+				  " line3\n"
+				  "diff -ruN a/docs/new.md b/docs/new.md\n"
+				  "--- a/docs/new.md\t1970-01-01 00:00:00.000000000 +0000\n"
+				  "+++ b/docs/new.md\t2026-01-01 10:00:01.000000000 +0000\n"
+				  "@@ -0,0 +1,2 @@\n"
+				  "+-- a line that looks like a header\n"
+				  "+second\n"
+				  "Only in b: something\n"
+				  "diff -ruN a/run.sh b/run.sh\n"
+				  "--- a/run.sh\t2026-01-01 10:00:00.000000000 +0000\n"
+				  "+++ b/run.sh\t1970-01-01 00:00:00.000000000 +0000\n"
+				  "@@ -1,2 +0,0 @@\n"
+				  "-#!/bin/sh\n"
+				  "-echo run\n";
+	static const char devnull[] = "--- /dev/null\n"
+				      "+++ b/notes.txt\n"
+				      "@@ -0,0 +1 @@\n"
+				      "+note\n"
+				      "\\ No newline at end of file\n"
+				      "--- README.md.orig\n"
+				      "+++ README.md\n"
+				      "@@ -1 +1 @@\n"
+				      "-README\n"
+				      "+README plain\n";
+	static const char cut[] = "--- a/app.py\n+++ b/app.py\n@@ -1,3 +1,3 @@\n line1\n";
+	GitApplyRequest req = { .base = "main", .patch = ruN, .patch_size = strlen(ruN),
+				.author = "agent:x <agent@branchbox.invalid>", .message = "plain" };
+	BbxError err = BBX_ERROR_INIT;
+	char id[GITREPO_ID_SIZE], files[1024];
+	_cleanup_free_ char *app = NULL, *doc = NULL, *note = NULL, *readme = NULL;
+	char *p = NULL;
+
+	assert_int_equal(gitrepo_apply_patch(repo, &req, id, &err), 0);
+	assert_int_equal(gitrepo_read_file(repo, id, "app.py", 100, &app, NULL, NULL), 0);
+	assert_string_equal(app, "line1\nline2 plain\nline3\nline4\nline5\n");
+	assert_int_equal(gitrepo_read_file(repo, id, "docs/new.md", 100, &doc, NULL, NULL), 0);
+	assert_string_equal(doc, "-- a line that looks like a header\nsecond\n");
+	assert_int_equal(gitrepo_read_file(repo, id, "run.sh", 100, &p, NULL, NULL), -ENOENT);
+	capture(files, sizeof(files), "git ls-tree -r --name-only %s | tr '\\n' ' '", id);
+	assert_string_equal(files, ".branchbox/config.yaml README.md app.py dir/sub/file.txt "
+				   "docs/new.md link ");
+
+	req.patch = devnull;
+	req.patch_size = strlen(devnull);
+	assert_int_equal(gitrepo_apply_patch(repo, &req, id, NULL), 0);
+	assert_int_equal(gitrepo_read_file(repo, id, "notes.txt", 100, &note, NULL, NULL), 0);
+	assert_string_equal(note, "note");
+	assert_int_equal(gitrepo_read_file(repo, id, "README.md", 100, &readme, NULL, NULL), 0);
+	assert_string_equal(readme, "README plain\n");
+
+	err = (BbxError)BBX_ERROR_INIT;
+	req.patch = cut;
+	req.patch_size = strlen(cut);
+	assert_int_equal(gitrepo_apply_patch(repo, &req, id, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "app.py"));
+}
+
 static void test_branch_cas(void **state)
 {
 	BbxError err = BBX_ERROR_INIT;
@@ -607,6 +675,47 @@ static void test_merge(void **state)
 	assert_string_equal(clash_before, clash_after);
 }
 
+static void *reader_thread(void *arg)
+{
+	GitRepo *r = arg, *own = NULL;
+	intptr_t failures = 0;
+
+	/* A NULL argument: this thread opens its own GitRepo on the same path. */
+	if (!r) {
+		if (gitrepo_open(repo_path, &own, NULL) < 0)
+			return (void *)(intptr_t)1000;
+		r = own;
+	}
+	for (int i = 0; i < 100; i++) {
+		char id[GITREPO_ID_SIZE];
+		char *data = NULL;
+		GitDiff d = { 0 };
+
+		failures += gitrepo_resolve(r, "feature", id, NULL) < 0;
+		failures += gitrepo_read_file(r, id, "new.txt", 100, &data, NULL, NULL) < 0 ||
+			    strcmp(data, "new\n") != 0;
+		free(data);
+		failures += gitrepo_diff(r, "main", id, 1 << 16, &d, NULL) < 0 || d.n_files != 2;
+		gitrepo_diff_done(&d);
+	}
+	gitrepo_free(own);
+	return (void *)failures;
+}
+
+/* One GitRepo shared by threads (its lock serialises them) next to threads with their own. */
+static void test_threads(void **state)
+{
+	pthread_t t[6];
+
+	for (size_t i = 0; i < ELEMENTSOF(t); i++)
+		assert_int_equal(pthread_create(&t[i], NULL, reader_thread, i < 4 ? repo : NULL), 0);
+	for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+		void *failures;
+		assert_int_equal(pthread_join(t[i], &failures), 0);
+		assert_int_equal((intptr_t)failures, 0);
+	}
+}
+
 /* Runs last: every test above worked on the repository the user has checked out. */
 static void test_worktree_untouched(void **state)
 {
@@ -632,8 +741,10 @@ int main(void)
 		cmocka_unit_test(test_checkout),
 		cmocka_unit_test(test_diff),
 		cmocka_unit_test(test_apply_patch),
+		cmocka_unit_test(test_apply_plain_diff),
 		cmocka_unit_test(test_branch_cas),
 		cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_worktree_untouched),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
