@@ -204,8 +204,9 @@ static void test_branches(void **state)
 	/* Revision expressions are not accepted from callers. */
 	assert_int_equal(gitrepo_resolve(repo, "main~1", id, NULL), -EINVAL);
 	assert_int_equal(gitrepo_resolve(repo, "", id, NULL), -EINVAL);
-	assert_int_equal(gitrepo_resolve(repo, "0123456789012345678901234567890123456789", id, NULL),
-			 -ENOENT);
+	assert_int_equal(
+		gitrepo_resolve(repo, "0123456789012345678901234567890123456789", id, NULL),
+		-ENOENT);
 	assert_true(gitrepo_branch_name_is_valid("agent/fix-1"));
 	assert_false(gitrepo_branch_name_is_valid("bad..name"));
 	assert_false(gitrepo_branch_name_is_valid("-x"));
@@ -214,7 +215,7 @@ static void test_branches(void **state)
 
 static void test_commit_info(void **state)
 {
-	GitCommitInfo info = { 0 };
+	GitCommitInfo info = {0};
 	char main_id[GITREPO_ID_SIZE];
 
 	rev_parse("main", main_id);
@@ -241,8 +242,9 @@ static void test_read_file(void **state)
 	char *p = NULL;
 	size_t size = 0;
 
-	assert_int_equal(gitrepo_read_file(repo, "main", ".branchbox/config.yaml", 4096, &data,
-					   &size, NULL), 0);
+	assert_int_equal(
+		gitrepo_read_file(repo, "main", ".branchbox/config.yaml", 4096, &data, &size, NULL),
+		0);
 	assert_string_equal(data, "applications: {}\n");
 	assert_int_equal(size, strlen("applications: {}\n"));
 
@@ -258,8 +260,7 @@ static void test_read_file(void **state)
 			 -EFBIG);
 	assert_int_equal(gitrepo_read_file(repo, "main", "/etc/passwd", 4096, &p, &size, NULL),
 			 -EINVAL);
-	assert_int_equal(gitrepo_read_file(repo, "nope", "app.py", 4096, &p, &size, NULL),
-			 -ENOENT);
+	assert_int_equal(gitrepo_read_file(repo, "nope", "app.py", 4096, &p, &size, NULL), -ENOENT);
 }
 
 static void closedirp(DIR **d)
@@ -284,7 +285,7 @@ static int count_staging(const char *dir)
 
 static void test_checkout(void **state)
 {
-	GitCheckoutResult res = { 0 };
+	GitCheckoutResult res = {0};
 	BbxError err = BBX_ERROR_INIT;
 	char target[512], p[PATH_MAX], link[PATH_MAX], want[GITREPO_ID_SIZE];
 	_cleanup_free_ char *data = NULL;
@@ -349,7 +350,7 @@ static void test_checkout(void **state)
 
 static void test_diff(void **state)
 {
-	GitDiff d = { 0 };
+	GitDiff d = {0};
 	bool seen_app = false, seen_new = false;
 
 	assert_int_equal(gitrepo_diff(repo, "main", "feature", 1 << 20, &d, NULL), 0);
@@ -395,11 +396,11 @@ static void test_diff(void **state)
 
 static void test_apply_patch(void **state)
 {
-	GitDiff d = { 0 };
+	GitDiff d = {0};
 	BbxError err = BBX_ERROR_INIT;
 	char id[GITREPO_ID_SIZE], want[GITREPO_ID_SIZE], main_id[GITREPO_ID_SIZE];
 	char tree[128], want_tree[128], author[256];
-	GitCommitInfo info = { 0 };
+	GitCommitInfo info = {0};
 
 	rev_parse("main", main_id);
 	assert_int_equal(gitrepo_diff(repo, "main", "feature", 1 << 20, &d, NULL), 0);
@@ -449,8 +450,11 @@ static void test_apply_patch(void **state)
 				  "+replacement\n"
 				  " line3\n";
 	err = (BbxError)BBX_ERROR_INIT;
-	req = (GitApplyRequest){ .base = "main", .patch = bad, .patch_size = strlen(bad),
-				 .author = "a <a@b>", .message = "m" };
+	req = (GitApplyRequest){.base = "main",
+				.patch = bad,
+				.patch_size = strlen(bad),
+				.author = "a <a@b>",
+				.message = "m"};
 	assert_int_equal(gitrepo_apply_patch(repo, &req, id, &err), -EEXIST);
 	print_message("# %s\n", err.message);
 	assert_non_null(strstr(err.message, "app.py"));
@@ -485,8 +489,11 @@ static void test_apply_patch(void **state)
 				   "@@ -1 +1 @@\n"
 				   "-README\n"
 				   "+README v2\n";
-	req = (GitApplyRequest){ .base = "main", .patch = good, .patch_size = strlen(good),
-				 .author = "no email", .message = "m" };
+	req = (GitApplyRequest){.base = "main",
+				.patch = good,
+				.patch_size = strlen(good),
+				.author = "no email",
+				.message = "m"};
 	assert_int_equal(gitrepo_apply_patch(repo, &req, id, NULL), -EINVAL);
 	/* Without a branch, only the commit is made. */
 	req.author = "agent:x <agent@branchbox.invalid>";
@@ -531,8 +538,11 @@ static void test_apply_plain_diff(void **state)
 				      "-README\n"
 				      "+README plain\n";
 	static const char cut[] = "--- a/app.py\n+++ b/app.py\n@@ -1,3 +1,3 @@\n line1\n";
-	GitApplyRequest req = { .base = "main", .patch = ruN, .patch_size = strlen(ruN),
-				.author = "agent:x <agent@branchbox.invalid>", .message = "plain" };
+	GitApplyRequest req = {.base = "main",
+			       .patch = ruN,
+			       .patch_size = strlen(ruN),
+			       .author = "agent:x <agent@branchbox.invalid>",
+			       .message = "plain"};
 	BbxError err = BBX_ERROR_INIT;
 	char id[GITREPO_ID_SIZE], files[1024];
 	_cleanup_free_ char *app = NULL, *doc = NULL, *note = NULL, *readme = NULL;
@@ -604,7 +614,7 @@ static void test_branch_cas(void **state)
 
 static void test_merge(void **state)
 {
-	GitMergeResult res = { 0 };
+	GitMergeResult res = {0};
 	BbxError err = BBX_ERROR_INIT;
 	char feat[GITREPO_ID_SIZE], main_id[GITREPO_ID_SIZE];
 	bool anc;
@@ -623,13 +633,13 @@ static void test_merge(void **state)
 
 	/* Fast-forward. */
 	assert_int_equal(gitrepo_merge(repo, "main", "feature", "r <r@x>", NULL, &res, NULL), 0);
-	assert_int_equal(res.kind, GIT_MERGE_FAST_FORWARD);
+	assert_int_equal(res.kind, GITREPO_MERGE_FAST_FORWARD);
 	assert_string_equal(res.id, feat);
 	gitrepo_merge_result_done(&res);
 
 	/* Already contained. */
 	assert_int_equal(gitrepo_merge(repo, "feature", "main", "r <r@x>", NULL, &res, NULL), 0);
-	assert_int_equal(res.kind, GIT_MERGE_UP_TO_DATE);
+	assert_int_equal(res.kind, GITREPO_MERGE_UP_TO_DATE);
 	assert_string_equal(res.id, feat);
 	gitrepo_merge_result_done(&res);
 
@@ -637,11 +647,12 @@ static void test_merge(void **state)
 	char side_before[GITREPO_ID_SIZE], side_after[GITREPO_ID_SIZE];
 	rev_parse("side", side_before);
 	assert_int_equal(gitrepo_merge(repo, "side", "feature", "reviewer <rev@example.invalid>",
-				       NULL, &res, NULL), 0);
-	assert_int_equal(res.kind, GIT_MERGE_COMMIT);
+				       NULL, &res, NULL),
+			 0);
+	assert_int_equal(res.kind, GITREPO_MERGE_COMMIT);
 	rev_parse("side", side_after);
 	assert_string_equal(side_before, side_after);
-	GitCommitInfo info = { 0 };
+	GitCommitInfo info = {0};
 	assert_int_equal(gitrepo_commit_info(repo, res.id, &info, NULL), 0);
 	assert_int_equal(info.n_parents, 2);
 	assert_string_equal(info.parents[0], side_before);
@@ -689,7 +700,7 @@ static void *reader_thread(void *arg)
 	for (int i = 0; i < 100; i++) {
 		char id[GITREPO_ID_SIZE];
 		char *data = NULL;
-		GitDiff d = { 0 };
+		GitDiff d = {0};
 
 		failures += gitrepo_resolve(r, "feature", id, NULL) < 0;
 		failures += gitrepo_read_file(r, id, "new.txt", 100, &data, NULL, NULL) < 0 ||
@@ -708,7 +719,8 @@ static void test_threads(void **state)
 	pthread_t t[6];
 
 	for (size_t i = 0; i < ELEMENTSOF(t); i++)
-		assert_int_equal(pthread_create(&t[i], NULL, reader_thread, i < 4 ? repo : NULL), 0);
+		assert_int_equal(pthread_create(&t[i], NULL, reader_thread, i < 4 ? repo : NULL),
+				 0);
 	for (size_t i = 0; i < ELEMENTSOF(t); i++) {
 		void *failures;
 		assert_int_equal(pthread_join(t[i], &failures), 0);
@@ -734,18 +746,12 @@ static void test_worktree_untouched(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_open),
-		cmocka_unit_test(test_branches),
-		cmocka_unit_test(test_commit_info),
-		cmocka_unit_test(test_read_file),
-		cmocka_unit_test(test_checkout),
-		cmocka_unit_test(test_diff),
-		cmocka_unit_test(test_apply_patch),
-		cmocka_unit_test(test_apply_plain_diff),
-		cmocka_unit_test(test_branch_cas),
-		cmocka_unit_test(test_merge),
-		cmocka_unit_test(test_threads),
-		cmocka_unit_test(test_worktree_untouched),
+		cmocka_unit_test(test_open),	    cmocka_unit_test(test_branches),
+		cmocka_unit_test(test_commit_info), cmocka_unit_test(test_read_file),
+		cmocka_unit_test(test_checkout),    cmocka_unit_test(test_diff),
+		cmocka_unit_test(test_apply_patch), cmocka_unit_test(test_apply_plain_diff),
+		cmocka_unit_test(test_branch_cas),  cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_threads),	    cmocka_unit_test(test_worktree_untouched),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
