@@ -252,6 +252,30 @@ def test_index_and_stats(app):
     assert stats["open"] == stats["todos"] - stats["done"]
 
 
+def test_config_sql_runs(app, db_env):
+    """The sanitize and validate SQL in .branchbox/config.yaml fit the schema: emails are
+    masked, the app stays healthy, and the schema check returns its one row."""
+    import re
+
+    import psycopg2
+
+    with open(os.path.join(EXAMPLE, ".branchbox", "config.yaml")) as f:
+        config = f.read()
+    sanitize = re.findall(r'^\s*- sql: "(.*)"$', config, re.M)
+    queries = re.findall(r'^\s*query: "(.*)"$', config, re.M)
+    assert len(sanitize) == 1 and len(queries) == 1
+    conn = psycopg2.connect(db_env["DATABASE_URL"])
+    with conn, conn.cursor() as cur:
+        cur.execute(sanitize[0])
+        cur.execute("SELECT id, email FROM users ORDER BY id")
+        rows = cur.fetchall()
+        assert rows and all(email == f"user{uid}@example.invalid" for uid, email in rows)
+        cur.execute(queries[0])
+        assert cur.fetchall() == [(3,)]
+    conn.close()
+    assert http(app, "GET", "/healthz") == (200, "ok")
+
+
 def test_healthz_fails_without_redis(workdir, postgres, db_env):
     # Same database, a Redis port where nothing listens: not healthy.
     port = free_port()
