@@ -50,43 +50,30 @@ static void unlockp(pthread_mutex_t **m)
 static int git_code_to_errno(int gerr)
 {
 	switch (gerr) {
-	case GIT_ENOTFOUND:
-		return -ENOENT;
-	case GIT_EEXISTS:
-		return -EEXIST;
-	case GIT_EMODIFIED:
-		return -ESTALE;
-	case GIT_ELOCKED:
-		return -EBUSY;
+	case GIT_ENOTFOUND: return -ENOENT;
+	case GIT_EEXISTS: return -EEXIST;
+	case GIT_EMODIFIED: return -ESTALE;
+	case GIT_ELOCKED: return -EBUSY;
 	case GIT_EINVALIDSPEC:
 	case GIT_EINVALID:
-	case GIT_EAMBIGUOUS:
-		return -EINVAL;
-	case GIT_EBAREREPO:
-		return -EISDIR;
+	case GIT_EAMBIGUOUS: return -EINVAL;
+	case GIT_EBAREREPO: return -EISDIR;
 	case GIT_EAPPLYFAIL:
 	case GIT_ECONFLICT:
-	case GIT_EMERGECONFLICT:
-		return -EEXIST;
-	default:
-		return -EIO;
+	case GIT_EMERGECONFLICT: return -EEXIST;
+	default: return -EIO;
 	}
 }
 
 static const char *git_kind(int code)
 {
 	switch (code) {
-	case -ENOENT:
-		return "not_found";
+	case -ENOENT: return "not_found";
 	case -ESTALE:
-	case -EEXIST:
-		return "conflict";
-	case -EINVAL:
-		return "invalid";
-	case -EFBIG:
-		return "too_large";
-	default:
-		return "internal";
+	case -EEXIST: return "conflict";
+	case -EINVAL: return "invalid";
+	case -EFBIG: return "too_large";
+	default: return "internal";
 	}
 }
 
@@ -147,9 +134,9 @@ static int resolve_locked(GitRepo *r, const char *spec, git_oid *ret, BbxError *
 					     spec);
 	} else {
 		if (!gitrepo_branch_name_is_valid(spec))
-			return bbx_error_set(err, -EINVAL, "invalid",
-					     "'%s' is neither a 40-hex commit id nor a valid branch name",
-					     spec);
+			return bbx_error_set(
+				err, -EINVAL, "invalid",
+				"'%s' is neither a 40-hex commit id nor a valid branch name", spec);
 		g = git_branch_lookup(&ref, r->repo, spec, GIT_BRANCH_LOCAL);
 		if (g == GIT_ENOTFOUND)
 			return bbx_error_set(err, -ENOENT, "not_found",
@@ -217,8 +204,9 @@ static int signature_parse(const char *who, git_signature **ret, BbxError *err)
 	return 0;
 }
 
-static int commit_create(GitRepo *r, const char *author, const char *message, const git_oid *tree_id,
-			 size_t n_parents, const git_commit **parents, git_oid *ret, BbxError *err)
+static int commit_create(GitRepo *r, const char *author, const char *message,
+			 const git_oid *tree_id, size_t n_parents, const git_commit **parents,
+			 git_oid *ret, BbxError *err)
 {
 	_cleanup_(git_signature_freep) git_signature *sig = NULL, *committer = NULL;
 	_cleanup_(git_tree_freep) git_tree *tree = NULL;
@@ -247,8 +235,8 @@ static int lib_init_result;
 
 static void lib_init(void)
 {
-	static const int levels[] = { GIT_CONFIG_LEVEL_SYSTEM, GIT_CONFIG_LEVEL_XDG,
-				      GIT_CONFIG_LEVEL_GLOBAL, GIT_CONFIG_LEVEL_PROGRAMDATA };
+	static const int levels[] = {GIT_CONFIG_LEVEL_SYSTEM, GIT_CONFIG_LEVEL_XDG,
+				     GIT_CONFIG_LEVEL_GLOBAL, GIT_CONFIG_LEVEL_PROGRAMDATA};
 
 	lib_init_result = git_libgit2_init();
 	if (lib_init_result < 0)
@@ -272,8 +260,8 @@ int gitrepo_open(const char *path, GitRepo **ret, BbxError *err)
 	if (!path || !*path)
 		return bbx_error_set(err, -EINVAL, "invalid", "empty repository path");
 	if (stat(path, &st) < 0)
-		return bbx_error_set(err, negative_errno(), "not_found",
-				     "repository %s: %s", path, strerror(errno));
+		return bbx_error_set(err, negative_errno(), "not_found", "repository %s: %s", path,
+				     strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		return bbx_error_set(err, -ENOTDIR, "invalid", "repository %s is not a directory",
 				     path);
@@ -287,8 +275,7 @@ int gitrepo_open(const char *path, GitRepo **ret, BbxError *err)
 		return -ENOMEM;
 	g = git_repository_open_ext(&r->repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
 	if (g == GIT_ENOTFOUND)
-		return bbx_error_set(err, -ENOENT, "not_found", "%s is not a git repository",
-				     path);
+		return bbx_error_set(err, -ENOENT, "not_found", "%s is not a git repository", path);
 	if (g < 0)
 		return git_fail(err, g, "opening git repository %s", path);
 	*ret = TAKE_PTR(r);
@@ -409,13 +396,13 @@ void gitrepo_commit_info_done(GitCommitInfo *c)
 	free(c->author_name);
 	free(c->author_email);
 	free(c->parents);
-	*c = (GitCommitInfo){ 0 };
+	*c = (GitCommitInfo){0};
 }
 
 int gitrepo_commit_info(GitRepo *r, const char *spec, GitCommitInfo *ret, BbxError *err)
 {
 	_cleanup_(git_commit_freep) git_commit *c = NULL;
-	_cleanup_(gitrepo_commit_info_done) GitCommitInfo info = { 0 };
+	_cleanup_(gitrepo_commit_info_done) GitCommitInfo info = {0};
 	const git_signature *a;
 	const char *s;
 	int k;
@@ -442,7 +429,7 @@ int gitrepo_commit_info(GitRepo *r, const char *spec, GitCommitInfo *ret, BbxErr
 	for (size_t i = 0; i < info.n_parents; i++)
 		oid_hex(git_commit_parent_id(c, (unsigned)i), info.parents[i]);
 	*ret = info;
-	info = (GitCommitInfo){ 0 };
+	info = (GitCommitInfo){0};
 	return 0;
 }
 
@@ -504,7 +491,7 @@ typedef struct CheckoutCtx {
 	GitRepo *r;
 	GitCheckoutResult *res;
 	size_t n_skipped;
-	StrBuf path;		/* path of the entry being written, for messages */
+	StrBuf path; /* path of the entry being written, for messages */
 	BbxError *err;
 } CheckoutCtx;
 
@@ -600,7 +587,8 @@ static int checkout_tree_at(CheckoutCtx *ctx, int dirfd, const git_tree *tree, u
 				return bbx_error_set(ctx->err, negative_errno(), "internal",
 						     "creating directory %s: %s",
 						     strbuf_str(&ctx->path), strerror(errno));
-			subfd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			subfd = openat(dirfd, name,
+				       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (subfd < 0)
 				return bbx_error_set(ctx->err, negative_errno(), "internal",
 						     "opening directory %s: %s",
@@ -651,18 +639,18 @@ void gitrepo_checkout_result_done(GitCheckoutResult *res)
 	if (!res)
 		return;
 	strv_free(res->skipped_submodules);
-	*res = (GitCheckoutResult){ 0 };
+	*res = (GitCheckoutResult){0};
 }
 
-int gitrepo_checkout(GitRepo *r, const char *spec, const char *target_dir,
-		     GitCheckoutResult *ret, BbxError *err)
+int gitrepo_checkout(GitRepo *r, const char *spec, const char *target_dir, GitCheckoutResult *ret,
+		     BbxError *err)
 {
 	_cleanup_(git_commit_freep) git_commit *c = NULL;
 	_cleanup_(git_tree_freep) git_tree *tree = NULL;
-	_cleanup_(gitrepo_checkout_result_done) GitCheckoutResult res = { 0 };
+	_cleanup_(gitrepo_checkout_result_done) GitCheckoutResult res = {0};
 	_cleanup_strbuf_ StrBuf staging = STRBUF_INIT;
 	_cleanup_close_ int fd = -EBADF;
-	CheckoutCtx ctx = { .r = r, .res = &res, .err = err, .path = STRBUF_INIT };
+	CheckoutCtx ctx = {.r = r, .res = &res, .err = err, .path = STRBUF_INIT};
 	const char *slash;
 	struct stat st;
 	int k, g;
@@ -689,8 +677,8 @@ int gitrepo_checkout(GitRepo *r, const char *spec, const char *target_dir,
 	 * file system and is atomic. */
 	slash = strrchr(target_dir, '/');
 	if (slash && slash[1] == '\0')
-		return bbx_error_set(err, -EINVAL, "invalid",
-				     "checkout directory %s ends with '/'", target_dir);
+		return bbx_error_set(err, -EINVAL, "invalid", "checkout directory %s ends with '/'",
+				     target_dir);
 	if (slash)
 		k = strbuf_appendf(&staging, "%.*s/.%s.staging-XXXXXX", (int)(slash - target_dir),
 				   target_dir, slash + 1);
@@ -725,7 +713,7 @@ int gitrepo_checkout(GitRepo *r, const char *spec, const char *target_dir,
 	}
 	strbuf_done(&ctx.path);
 	*ret = res;
-	res = (GitCheckoutResult){ 0 };
+	res = (GitCheckoutResult){0};
 	return 0;
 fail:
 	strbuf_done(&ctx.path);
@@ -745,24 +733,18 @@ void gitrepo_diff_done(GitDiff *d)
 	}
 	free(d->files);
 	free(d->patch);
-	*d = (GitDiff){ 0 };
+	*d = (GitDiff){0};
 }
 
 static char delta_status_char(git_delta_t s)
 {
 	switch (s) {
-	case GIT_DELTA_ADDED:
-		return 'A';
-	case GIT_DELTA_DELETED:
-		return 'D';
-	case GIT_DELTA_RENAMED:
-		return 'R';
-	case GIT_DELTA_TYPECHANGE:
-		return 'T';
-	case GIT_DELTA_COPIED:
-		return 'C';
-	default:
-		return 'M';
+	case GIT_DELTA_ADDED: return 'A';
+	case GIT_DELTA_DELETED: return 'D';
+	case GIT_DELTA_RENAMED: return 'R';
+	case GIT_DELTA_TYPECHANGE: return 'T';
+	case GIT_DELTA_COPIED: return 'C';
+	default: return 'M';
 	}
 }
 
@@ -772,7 +754,7 @@ int gitrepo_diff(GitRepo *r, const char *from, const char *to, size_t max_patch,
 	_cleanup_(git_commit_freep) git_commit *ca = NULL, *cb = NULL;
 	_cleanup_(git_tree_freep) git_tree *ta = NULL, *tb = NULL;
 	_cleanup_(git_diff_freep) git_diff *diff = NULL;
-	_cleanup_(gitrepo_diff_done) GitDiff out = { 0 };
+	_cleanup_(gitrepo_diff_done) GitDiff out = {0};
 	_cleanup_strbuf_ StrBuf patch = STRBUF_INIT;
 	git_diff_find_options find = GIT_DIFF_FIND_OPTIONS_INIT;
 	size_t n;
@@ -849,7 +831,7 @@ int gitrepo_diff(GitRepo *r, const char *from, const char *to, size_t max_patch,
 	if (!out.patch)
 		return -ENOMEM;
 	*ret = out;
-	out = (GitDiff){ 0 };
+	out = (GitDiff){0};
 	return 0;
 }
 
@@ -890,11 +872,11 @@ static int branch_cas_locked(GitRepo *r, const char *branch, const git_oid *expe
 			oid_hex(git_reference_target(res), now);
 	}
 	if (!expected)
-		return bbx_error_set(err, -ESTALE, "conflict",
-				     "branch '%s' already exists (at %s)", branch, now);
+		return bbx_error_set(err, -ESTALE, "conflict", "branch '%s' already exists (at %s)",
+				     branch, now);
 	oid_hex(expected, want);
-	return bbx_error_set(err, -ESTALE, "conflict",
-			     "branch '%s' moved: expected %s, found %s", branch, want, now);
+	return bbx_error_set(err, -ESTALE, "conflict", "branch '%s' moved: expected %s, found %s",
+			     branch, want, now);
 }
 
 static int parse_id(const char *hex, git_oid *ret, BbxError *err)
@@ -905,8 +887,8 @@ static int parse_id(const char *hex, git_oid *ret, BbxError *err)
 	return 0;
 }
 
-int gitrepo_branch_cas(GitRepo *r, const char *branch, const char *expected_id,
-		       const char *new_id, const char *log_message, BbxError *err)
+int gitrepo_branch_cas(GitRepo *r, const char *branch, const char *expected_id, const char *new_id,
+		       const char *log_message, BbxError *err)
 {
 	git_oid exp, nid;
 	int k;
@@ -923,7 +905,7 @@ int gitrepo_branch_cas(GitRepo *r, const char *branch, const char *expected_id,
 /* ---- apply ---- */
 
 typedef struct ApplyCtx {
-	char path[PATH_MAX];	/* file the last delta callback was about */
+	char path[PATH_MAX]; /* file the last delta callback was about */
 	bool unsafe;
 } ApplyCtx;
 
@@ -958,15 +940,200 @@ static int apply_delta_cb(const git_diff_delta *d, void *payload)
 	return 0;
 }
 
-int gitrepo_apply_patch(GitRepo *r, const GitApplyRequest *req,
-			char ret_id[static GITREPO_ID_SIZE], BbxError *err)
+/* ---- plain unified diffs ----
+ *
+ * libgit2 parses only git-style patches (each file introduced by "diff --git"). Agents and
+ * tools often produce `diff -u`/`diff -ruN` output instead, so such text is rewritten into
+ * the git form: each "--- old" / "+++ new" pair gets a "diff --git" header, paths are taken
+ * -p1 style, /dev/null or an empty side ("@@ -0,0" / "+0,0 @@", as diff -N writes it) marks
+ * a created or deleted file, and lines between files ("diff -ruN ...", "Only in ...",
+ * "Index: ...") are dropped. Hunk bodies are copied by counting the lengths in their "@@"
+ * headers, so a removed line that happens to start with "-- " is never taken for a header.
+ */
+
+typedef struct Line {
+	const char *p;
+	size_t len;  /* without the '\n' */
+	size_t next; /* offset of the following line */
+} Line;
+
+static bool line_at(const char *s, size_t n, size_t off, Line *ret)
+{
+	const char *nl;
+
+	if (off >= n)
+		return false;
+	nl = memchr(s + off, '\n', n - off);
+	ret->p = s + off;
+	ret->len = nl ? (size_t)(nl - (s + off)) : n - off;
+	ret->next = nl ? (size_t)(nl - s) + 1 : n;
+	return true;
+}
+
+static bool line_starts(const Line *l, const char *prefix)
+{
+	size_t k = strlen(prefix);
+	return l->len >= k && memcmp(l->p, prefix, k) == 0;
+}
+
+/* The path of a "--- "/"+++ " line: up to a tab (timestamp), trailing CR removed. */
+static char *header_path(const Line *l)
+{
+	const char *s = l->p + 4, *end = l->p + l->len;
+	const char *tab = memchr(s, '\t', (size_t)(end - s));
+
+	if (tab)
+		end = tab;
+	while (end > s && (end[-1] == '\r' || end[-1] == ' '))
+		end--;
+	return strndup(s, (size_t)(end - s));
+}
+
+/* -p1: drop the first component ("a/x" -> "x"); a path without '/' is kept. */
+static const char *strip_p1(const char *p)
+{
+	const char *slash = strchr(p, '/');
+	return slash && slash[1] ? slash + 1 : p;
+}
+
+static int hunk_counts(const Line *l, unsigned long *old_n, unsigned long *new_n)
+{
+	unsigned long a, b = 1, c, d = 1;
+	_cleanup_free_ char *h = strndup(l->p, l->len);
+
+	if (!h)
+		return -ENOMEM;
+	if (sscanf(h, "@@ -%lu,%lu +%lu,%lu @@", &a, &b, &c, &d) == 4 ||
+	    (b = 1, d = 1, sscanf(h, "@@ -%lu +%lu,%lu @@", &a, &c, &d) == 3) ||
+	    (b = 1, d = 1, sscanf(h, "@@ -%lu,%lu +%lu @@", &a, &b, &c) == 3) ||
+	    (b = 1, d = 1, sscanf(h, "@@ -%lu +%lu @@", &a, &c) == 2)) {
+		*old_n = b;
+		*new_n = d;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static bool patch_is_git_style(const char *s, size_t n)
+{
+	Line l;
+
+	for (size_t off = 0; line_at(s, n, off, &l); off = l.next)
+		if (line_starts(&l, "diff --git "))
+			return true;
+	return false;
+}
+
+static int patch_to_git(const char *s, size_t n, StrBuf *out, BbxError *err)
+{
+	Line l, l2, h;
+	size_t off = 0;
+
+	while (line_at(s, n, off, &l)) {
+		_cleanup_free_ char *oldp = NULL, *newp = NULL;
+		const char *path;
+		bool added, deleted;
+
+		if (!line_starts(&l, "--- ") || !line_at(s, n, l.next, &l2) ||
+		    !line_starts(&l2, "+++ ")) {
+			off = l.next; /* text between files */
+			continue;
+		}
+		oldp = header_path(&l);
+		newp = header_path(&l2);
+		if (!oldp || !newp)
+			return -ENOMEM;
+		off = l2.next;
+		added = strcmp(oldp, "/dev/null") == 0;
+		deleted = strcmp(newp, "/dev/null") == 0;
+		if (line_at(s, n, off, &h) && !added && !deleted) {
+			added = line_starts(&h, "@@ -0,0 ");
+			deleted = !added && h.len >= 8 && memmem(h.p, h.len, " +0,0 @@", 8);
+		}
+		path = strip_p1(deleted ? oldp : newp);
+		if (added && deleted)
+			return bbx_error_set(err, -EINVAL, "invalid",
+					     "malformed patch: %s is both created and deleted",
+					     path);
+		if (added) {
+			if (strbuf_appendf(out,
+					   "diff --git a/%s b/%s\nnew file mode 100644\n"
+					   "--- /dev/null\n+++ b/%s\n",
+					   path, path, path) < 0)
+				return -ENOMEM;
+		} else if (deleted) {
+			if (strbuf_appendf(out,
+					   "diff --git a/%s b/%s\ndeleted file mode 100644\n"
+					   "--- a/%s\n+++ /dev/null\n",
+					   path, path, path) < 0)
+				return -ENOMEM;
+		} else {
+			const char *o =
+				strchr(oldp, '/') && strchr(newp, '/') ? strip_p1(oldp) : path;
+			if (strbuf_appendf(out, "diff --git a/%s b/%s\n--- a/%s\n+++ b/%s\n", o,
+					   path, o, path) < 0)
+				return -ENOMEM;
+		}
+		/* Hunks of this file. */
+		while (line_at(s, n, off, &h) && line_starts(&h, "@@ ")) {
+			unsigned long old_n, new_n;
+
+			if (hunk_counts(&h, &old_n, &new_n) < 0)
+				return bbx_error_set(err, -EINVAL, "invalid",
+						     "malformed patch: bad hunk header for %s",
+						     path);
+			if (strbuf_append(out, h.p, h.len) < 0 || strbuf_putc(out, '\n') < 0)
+				return -ENOMEM;
+			off = h.next;
+			while ((old_n > 0 || new_n > 0) && line_at(s, n, off, &h)) {
+				char c = h.len ? h.p[0] : ' ';
+				if (c == ' ' && old_n > 0 && new_n > 0) {
+					old_n--;
+					new_n--;
+				} else if (c == '-' && old_n > 0) {
+					old_n--;
+				} else if (c == '+' && new_n > 0) {
+					new_n--;
+				} else if (c != '\\') {
+					return bbx_error_set(
+						err, -EINVAL, "invalid",
+						"malformed patch: hunk of %s is cut short", path);
+				}
+				/* Some tools strip the space of empty context lines. */
+				if ((h.len ? strbuf_append(out, h.p, h.len)
+					   : strbuf_putc(out, ' ')) < 0 ||
+				    strbuf_putc(out, '\n') < 0)
+					return -ENOMEM;
+				off = h.next;
+			}
+			if (old_n > 0 || new_n > 0)
+				return bbx_error_set(err, -EINVAL, "invalid",
+						     "malformed patch: hunk of %s is cut short",
+						     path);
+			/* "\ No newline at end of file" after the last line. */
+			if (line_at(s, n, off, &h) && line_starts(&h, "\\")) {
+				if (strbuf_append(out, h.p, h.len) < 0 ||
+				    strbuf_putc(out, '\n') < 0)
+					return -ENOMEM;
+				off = h.next;
+			}
+		}
+	}
+	return 0;
+}
+
+int gitrepo_apply_patch(GitRepo *r, const GitApplyRequest *req, char ret_id[static GITREPO_ID_SIZE],
+			BbxError *err)
 {
 	_cleanup_(git_commit_freep) git_commit *base = NULL;
 	_cleanup_(git_tree_freep) git_tree *tree = NULL;
 	_cleanup_(git_diff_freep) git_diff *diff = NULL;
 	_cleanup_(git_index_freep) git_index *index = NULL;
+	_cleanup_strbuf_ StrBuf converted = STRBUF_INIT;
 	git_apply_options opts = GIT_APPLY_OPTIONS_INIT;
-	ApplyCtx ctx = { .path = "" };
+	ApplyCtx ctx = {.path = ""};
+	const char *patch;
+	size_t patch_size;
 	git_oid tree_id, new_id;
 	int k, g;
 
@@ -984,7 +1151,16 @@ int gitrepo_apply_patch(GitRepo *r, const GitApplyRequest *req,
 	k = lookup_commit_locked(r, req->base, &base, err);
 	if (k < 0)
 		return k;
-	g = git_diff_from_buffer(&diff, req->patch, req->patch_size);
+	patch = req->patch;
+	patch_size = req->patch_size;
+	if (!patch_is_git_style(patch, patch_size)) {
+		k = patch_to_git(patch, patch_size, &converted, err);
+		if (k < 0)
+			return k;
+		patch = strbuf_str(&converted);
+		patch_size = converted.len;
+	}
+	g = git_diff_from_buffer(&diff, patch, patch_size);
 	if (g < 0)
 		return bbx_error_set(err, -EINVAL, "invalid", "malformed patch: %s",
 				     git_error_last() ? git_error_last()->message : "parse error");
@@ -1002,8 +1178,10 @@ int gitrepo_apply_patch(GitRepo *r, const GitApplyRequest *req,
 				     ctx.path);
 	if (g < 0) {
 		const git_error *e = git_error_last();
-		return bbx_error_set(err, g == GIT_EAPPLYFAIL || g == GIT_ENOTFOUND ||
-					 g == GIT_EEXISTS ? -EEXIST : git_code_to_errno(g),
+		return bbx_error_set(err,
+				     g == GIT_EAPPLYFAIL || g == GIT_ENOTFOUND || g == GIT_EEXISTS
+					     ? -EEXIST
+					     : git_code_to_errno(g),
 				     "conflict", "patch does not apply to %s at %s: %s",
 				     ctx.path[0] ? ctx.path : "(unknown file)", req->base,
 				     e && e->message ? e->message : "apply failed");
@@ -1011,7 +1189,7 @@ int gitrepo_apply_patch(GitRepo *r, const GitApplyRequest *req,
 	g = git_index_write_tree_to(&tree_id, index, r->repo);
 	if (g < 0)
 		return git_fail(err, g, "writing the patched tree to %s", r->path);
-	const git_commit *parents[] = { base };
+	const git_commit *parents[] = {base};
 	k = commit_create(r, req->author, req->message, &tree_id, 1, parents, &new_id, err);
 	if (k < 0)
 		return k;
@@ -1031,9 +1209,10 @@ int gitrepo_apply_patch(GitRepo *r, const GitApplyRequest *req,
 			if (!git_oid_equal(git_reference_target(res), git_commit_id(base))) {
 				oid_hex(git_reference_target(res), have);
 				oid_hex(git_commit_id(base), want);
-				return bbx_error_set(err, -ESTALE, "conflict",
-						     "branch '%s' is at %s, not at the patch's base %s",
-						     req->branch, have, want);
+				return bbx_error_set(
+					err, -ESTALE, "conflict",
+					"branch '%s' is at %s, not at the patch's base %s",
+					req->branch, have, want);
 			}
 			expected = git_commit_id(base);
 		} else if (g != GIT_ENOTFOUND) {
@@ -1084,7 +1263,7 @@ void gitrepo_merge_result_done(GitMergeResult *res)
 	if (!res)
 		return;
 	strv_free(res->conflicts);
-	*res = (GitMergeResult){ 0 };
+	*res = (GitMergeResult){0};
 }
 
 static int collect_conflicts(git_index *index, char ***ret, StrBuf *msg)
@@ -1123,7 +1302,7 @@ int gitrepo_merge(GitRepo *r, const char *base, const char *head, const char *au
 	_cleanup_(git_index_freep) git_index *index = NULL;
 	_cleanup_strbuf_ StrBuf msg = STRBUF_INIT;
 	git_merge_options opts = GIT_MERGE_OPTIONS_INIT;
-	GitMergeResult res = { 0 };
+	GitMergeResult res = {0};
 	git_oid tree_id, new_id;
 	bool anc;
 	int k, g;
@@ -1137,7 +1316,7 @@ int gitrepo_merge(GitRepo *r, const char *base, const char *head, const char *au
 	if (k < 0)
 		return k;
 	if (anc) {
-		res.kind = GIT_MERGE_UP_TO_DATE;
+		res.kind = GITREPO_MERGE_UP_TO_DATE;
 		oid_hex(git_commit_id(cb), res.id);
 		*ret = res;
 		return 0;
@@ -1146,7 +1325,7 @@ int gitrepo_merge(GitRepo *r, const char *base, const char *head, const char *au
 	if (k < 0)
 		return k;
 	if (anc) {
-		res.kind = GIT_MERGE_FAST_FORWARD;
+		res.kind = GITREPO_MERGE_FAST_FORWARD;
 		oid_hex(git_commit_id(ch), res.id);
 		*ret = res;
 		return 0;
@@ -1156,12 +1335,13 @@ int gitrepo_merge(GitRepo *r, const char *base, const char *head, const char *au
 	if (g < 0)
 		return git_fail(err, g, "merging %s into %s", head, base);
 	if (git_index_has_conflicts(index)) {
-		*ret = (GitMergeResult){ 0 };
+		*ret = (GitMergeResult){0};
 		k = collect_conflicts(index, &ret->conflicts, &msg);
 		if (k < 0)
 			return k;
-		return bbx_error_set(err, -EEXIST, "conflict", "merging %s into %s conflicts in: %s",
-				     head, base, strbuf_str(&msg));
+		return bbx_error_set(err, -EEXIST, "conflict",
+				     "merging %s into %s conflicts in: %s", head, base,
+				     strbuf_str(&msg));
 	}
 	g = git_index_write_tree_to(&tree_id, index, r->repo);
 	if (g < 0)
@@ -1171,11 +1351,11 @@ int gitrepo_merge(GitRepo *r, const char *base, const char *head, const char *au
 			return -ENOMEM;
 		message = strbuf_str(&msg);
 	}
-	const git_commit *parents[] = { cb, ch };
+	const git_commit *parents[] = {cb, ch};
 	k = commit_create(r, author, message, &tree_id, 2, parents, &new_id, err);
 	if (k < 0)
 		return k;
-	res.kind = GIT_MERGE_COMMIT;
+	res.kind = GITREPO_MERGE_COMMIT;
 	oid_hex(&new_id, res.id);
 	*ret = res;
 	return 0;

@@ -45,10 +45,10 @@
 
 #include "error.h"
 
-#define GITREPO_ID_SIZE 41			/* 40 hex digits + NUL */
+#define GITREPO_ID_SIZE 41 /* 40 hex digits + NUL */
 #define GITREPO_COMMITTER_NAME "branchbox"
 #define GITREPO_COMMITTER_EMAIL "branchbox@branchbox.invalid"
-#define GITREPO_PATCH_MAX ((size_t)16 << 20)	/* largest patch text gitrepo_apply_patch takes */
+#define GITREPO_PATCH_MAX ((size_t)16 << 20) /* largest patch text gitrepo_apply_patch takes */
 
 typedef struct GitRepo GitRepo;
 
@@ -64,8 +64,8 @@ bool gitrepo_is_bare(GitRepo *repo);
 /* ---- branches and commits ---- */
 
 typedef struct GitBranch {
-	char *name;			/* short name, e.g. "main" */
-	char id[GITREPO_ID_SIZE];	/* commit the branch points at */
+	char *name;		  /* short name, e.g. "main" */
+	char id[GITREPO_ID_SIZE]; /* commit the branch points at */
 } GitBranch;
 
 /* Local branches sorted by name. */
@@ -80,12 +80,12 @@ bool gitrepo_branch_name_is_valid(const char *name);
 
 typedef struct GitCommitInfo {
 	char id[GITREPO_ID_SIZE];
-	char *summary;			/* first paragraph of the message, one line */
-	char *message;			/* whole message */
+	char *summary; /* first paragraph of the message, one line */
+	char *message; /* whole message */
 	char *author_name;
 	char *author_email;
-	int64_t author_time;		/* seconds since the epoch */
-	int author_tz_offset;		/* minutes east of UTC */
+	int64_t author_time;  /* seconds since the epoch */
+	int author_tz_offset; /* minutes east of UTC */
 	size_t n_parents;
 	char (*parents)[GITREPO_ID_SIZE];
 } GitCommitInfo;
@@ -102,11 +102,11 @@ int gitrepo_read_file(GitRepo *repo, const char *spec, const char *path, size_t 
 /* ---- checkout into a directory ---- */
 
 typedef struct GitCheckoutResult {
-	char id[GITREPO_ID_SIZE];	/* commit checked out */
+	char id[GITREPO_ID_SIZE]; /* commit checked out */
 	size_t n_files;
 	size_t n_symlinks;
 	size_t n_dirs;
-	char **skipped_submodules;	/* strv (NULL-terminated, never NULL on success) */
+	char **skipped_submodules; /* strv (NULL-terminated, never NULL on success) */
 } GitCheckoutResult;
 
 /* Write the tree of commit spec to target_dir, which must not exist yet. Files get 0644 or
@@ -122,9 +122,9 @@ void gitrepo_checkout_result_done(GitCheckoutResult *res);
 /* ---- diff ---- */
 
 typedef struct GitDiffFile {
-	char *path;			/* new path (old path for deletions) */
-	char *old_path;			/* differs from path only for renames */
-	char status;			/* 'A'dded 'D'eleted 'M'odified 'R'enamed 'T'ype change */
+	char *path;	/* new path (old path for deletions) */
+	char *old_path; /* differs from path only for renames */
+	char status;	/* 'A'dded 'D'eleted 'M'odified 'R'enamed 'T'ype change */
 	bool binary;
 	size_t additions;
 	size_t deletions;
@@ -133,18 +133,18 @@ typedef struct GitDiffFile {
 typedef struct GitDiff {
 	GitDiffFile *files;
 	size_t n_files;
-	size_t additions;		/* totals over all files */
+	size_t additions; /* totals over all files */
 	size_t deletions;
-	char *patch;			/* unified patch text, NUL-terminated, at most max bytes */
+	char *patch; /* unified patch text, NUL-terminated, at most max bytes */
 	size_t patch_size;
-	bool patch_truncated;		/* the patch was cut at a file boundary to fit max */
+	bool patch_truncated; /* the patch was cut at a file boundary to fit max */
 } GitDiff;
 
 /* Changes from commit `from` to commit `to` (renames detected). The patch text keeps whole
  * files only: the first file that does not fit ends it and sets patch_truncated; the file
  * list and counts are always complete. */
-int gitrepo_diff(GitRepo *repo, const char *from, const char *to, size_t max_patch,
-		 GitDiff *ret, BbxError *err);
+int gitrepo_diff(GitRepo *repo, const char *from, const char *to, size_t max_patch, GitDiff *ret,
+		 BbxError *err);
 void gitrepo_diff_done(GitDiff *diff);
 
 /* ---- writing: commits and branches ---- */
@@ -156,13 +156,13 @@ int gitrepo_branch_cas(GitRepo *repo, const char *branch, const char *expected_i
 		       const char *new_id, const char *log_message, BbxError *err);
 
 typedef struct GitApplyRequest {
-	const char *base;		/* spec of the commit the patch applies to */
-	const char *patch;		/* unified diff text (git diff or diff -u with a/ b/) */
+	const char *base;  /* spec of the commit the patch applies to */
+	const char *patch; /* unified diff text (git diff or diff -u with a/ b/) */
 	size_t patch_size;
-	const char *author;		/* "Name <email>", e.g. "agent:x <agent@branchbox.invalid>" */
-	const char *message;		/* commit message */
-	const char *branch;		/* optional: branch to move to the new commit; it must
-					 * either not exist or point at base (CAS, -ESTALE) */
+	const char *author;  /* "Name <email>", e.g. "agent:x <agent@branchbox.invalid>" */
+	const char *message; /* commit message */
+	const char *branch;  /* optional: branch to move to the new commit; it must
+			      * either not exist or point at base (CAS, -ESTALE) */
 } GitApplyRequest;
 
 /* Apply req->patch to the tree of req->base and commit the result with base as parent.
@@ -176,15 +176,15 @@ int gitrepo_is_ancestor(GitRepo *repo, const char *ancestor, const char *descend
 			BbxError *err);
 
 typedef enum GitMergeKind {
-	GIT_MERGE_UP_TO_DATE,		/* head is already contained in base: id = base */
-	GIT_MERGE_FAST_FORWARD,		/* base is an ancestor of head: id = head */
-	GIT_MERGE_COMMIT,		/* a new merge commit with parents (base, head) */
+	GITREPO_MERGE_UP_TO_DATE,   /* head is already contained in base: id = base */
+	GITREPO_MERGE_FAST_FORWARD, /* base is an ancestor of head: id = head */
+	GITREPO_MERGE_COMMIT,	    /* a new merge commit with parents (base, head) */
 } GitMergeKind;
 
 typedef struct GitMergeResult {
 	GitMergeKind kind;
-	char id[GITREPO_ID_SIZE];	/* the commit base's branch should move to */
-	char **conflicts;		/* on -EEXIST: conflicting paths (strv), else NULL */
+	char id[GITREPO_ID_SIZE]; /* the commit base's branch should move to */
+	char **conflicts;	  /* on -EEXIST: conflicting paths (strv), else NULL */
 } GitMergeResult;
 
 /* Merge head into base without moving any branch: the caller moves base's branch to

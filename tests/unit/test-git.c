@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,8 +204,9 @@ static void test_branches(void **state)
 	/* Revision expressions are not accepted from callers. */
 	assert_int_equal(gitrepo_resolve(repo, "main~1", id, NULL), -EINVAL);
 	assert_int_equal(gitrepo_resolve(repo, "", id, NULL), -EINVAL);
-	assert_int_equal(gitrepo_resolve(repo, "0123456789012345678901234567890123456789", id, NULL),
-			 -ENOENT);
+	assert_int_equal(
+		gitrepo_resolve(repo, "0123456789012345678901234567890123456789", id, NULL),
+		-ENOENT);
 	assert_true(gitrepo_branch_name_is_valid("agent/fix-1"));
 	assert_false(gitrepo_branch_name_is_valid("bad..name"));
 	assert_false(gitrepo_branch_name_is_valid("-x"));
@@ -213,7 +215,7 @@ static void test_branches(void **state)
 
 static void test_commit_info(void **state)
 {
-	GitCommitInfo info = { 0 };
+	GitCommitInfo info = {0};
 	char main_id[GITREPO_ID_SIZE];
 
 	rev_parse("main", main_id);
@@ -240,8 +242,9 @@ static void test_read_file(void **state)
 	char *p = NULL;
 	size_t size = 0;
 
-	assert_int_equal(gitrepo_read_file(repo, "main", ".branchbox/config.yaml", 4096, &data,
-					   &size, NULL), 0);
+	assert_int_equal(
+		gitrepo_read_file(repo, "main", ".branchbox/config.yaml", 4096, &data, &size, NULL),
+		0);
 	assert_string_equal(data, "applications: {}\n");
 	assert_int_equal(size, strlen("applications: {}\n"));
 
@@ -257,8 +260,7 @@ static void test_read_file(void **state)
 			 -EFBIG);
 	assert_int_equal(gitrepo_read_file(repo, "main", "/etc/passwd", 4096, &p, &size, NULL),
 			 -EINVAL);
-	assert_int_equal(gitrepo_read_file(repo, "nope", "app.py", 4096, &p, &size, NULL),
-			 -ENOENT);
+	assert_int_equal(gitrepo_read_file(repo, "nope", "app.py", 4096, &p, &size, NULL), -ENOENT);
 }
 
 static void closedirp(DIR **d)
@@ -283,7 +285,7 @@ static int count_staging(const char *dir)
 
 static void test_checkout(void **state)
 {
-	GitCheckoutResult res = { 0 };
+	GitCheckoutResult res = {0};
 	BbxError err = BBX_ERROR_INIT;
 	char target[512], p[PATH_MAX], link[PATH_MAX], want[GITREPO_ID_SIZE];
 	_cleanup_free_ char *data = NULL;
@@ -348,7 +350,7 @@ static void test_checkout(void **state)
 
 static void test_diff(void **state)
 {
-	GitDiff d = { 0 };
+	GitDiff d = {0};
 	bool seen_app = false, seen_new = false;
 
 	assert_int_equal(gitrepo_diff(repo, "main", "feature", 1 << 20, &d, NULL), 0);
@@ -394,11 +396,11 @@ static void test_diff(void **state)
 
 static void test_apply_patch(void **state)
 {
-	GitDiff d = { 0 };
+	GitDiff d = {0};
 	BbxError err = BBX_ERROR_INIT;
 	char id[GITREPO_ID_SIZE], want[GITREPO_ID_SIZE], main_id[GITREPO_ID_SIZE];
 	char tree[128], want_tree[128], author[256];
-	GitCommitInfo info = { 0 };
+	GitCommitInfo info = {0};
 
 	rev_parse("main", main_id);
 	assert_int_equal(gitrepo_diff(repo, "main", "feature", 1 << 20, &d, NULL), 0);
@@ -448,8 +450,11 @@ static void test_apply_patch(void **state)
 				  "+replacement\n"
 				  " line3\n";
 	err = (BbxError)BBX_ERROR_INIT;
-	req = (GitApplyRequest){ .base = "main", .patch = bad, .patch_size = strlen(bad),
-				 .author = "a <a@b>", .message = "m" };
+	req = (GitApplyRequest){.base = "main",
+				.patch = bad,
+				.patch_size = strlen(bad),
+				.author = "a <a@b>",
+				.message = "m"};
 	assert_int_equal(gitrepo_apply_patch(repo, &req, id, &err), -EEXIST);
 	print_message("# %s\n", err.message);
 	assert_non_null(strstr(err.message, "app.py"));
@@ -484,8 +489,11 @@ static void test_apply_patch(void **state)
 				   "@@ -1 +1 @@\n"
 				   "-README\n"
 				   "+README v2\n";
-	req = (GitApplyRequest){ .base = "main", .patch = good, .patch_size = strlen(good),
-				 .author = "no email", .message = "m" };
+	req = (GitApplyRequest){.base = "main",
+				.patch = good,
+				.patch_size = strlen(good),
+				.author = "no email",
+				.message = "m"};
 	assert_int_equal(gitrepo_apply_patch(repo, &req, id, NULL), -EINVAL);
 	/* Without a branch, only the commit is made. */
 	req.author = "agent:x <agent@branchbox.invalid>";
@@ -493,6 +501,76 @@ static void test_apply_patch(void **state)
 	_cleanup_free_ char *data = NULL;
 	assert_int_equal(gitrepo_read_file(repo, id, "README.md", 100, &data, NULL, NULL), 0);
 	assert_string_equal(data, "README v2\n");
+}
+
+/* `diff -ruN` and `diff -u` output (no "diff --git" lines) applies as well. */
+static void test_apply_plain_diff(void **state)
+{
+	static const char ruN[] = "diff -ruN a/app.py b/app.py\n"
+				  "--- a/app.py\t2026-01-01 10:00:00.000000000 +0000\n"
+				  "+++ b/app.py\t2026-01-01 10:00:01.000000000 +0000\n"
+				  "@@ -1,3 +1,3 @@\n"
+				  " line1\n"
+				  "-line2\n"
+				  "+line2 plain\n"
+				  " line3\n"
+				  "diff -ruN a/docs/new.md b/docs/new.md\n"
+				  "--- a/docs/new.md\t1970-01-01 00:00:00.000000000 +0000\n"
+				  "+++ b/docs/new.md\t2026-01-01 10:00:01.000000000 +0000\n"
+				  "@@ -0,0 +1,2 @@\n"
+				  "+-- a line that looks like a header\n"
+				  "+second\n"
+				  "Only in b: something\n"
+				  "diff -ruN a/run.sh b/run.sh\n"
+				  "--- a/run.sh\t2026-01-01 10:00:00.000000000 +0000\n"
+				  "+++ b/run.sh\t1970-01-01 00:00:00.000000000 +0000\n"
+				  "@@ -1,2 +0,0 @@\n"
+				  "-#!/bin/sh\n"
+				  "-echo run\n";
+	static const char devnull[] = "--- /dev/null\n"
+				      "+++ b/notes.txt\n"
+				      "@@ -0,0 +1 @@\n"
+				      "+note\n"
+				      "\\ No newline at end of file\n"
+				      "--- README.md.orig\n"
+				      "+++ README.md\n"
+				      "@@ -1 +1 @@\n"
+				      "-README\n"
+				      "+README plain\n";
+	static const char cut[] = "--- a/app.py\n+++ b/app.py\n@@ -1,3 +1,3 @@\n line1\n";
+	GitApplyRequest req = {.base = "main",
+			       .patch = ruN,
+			       .patch_size = strlen(ruN),
+			       .author = "agent:x <agent@branchbox.invalid>",
+			       .message = "plain"};
+	BbxError err = BBX_ERROR_INIT;
+	char id[GITREPO_ID_SIZE], files[1024];
+	_cleanup_free_ char *app = NULL, *doc = NULL, *note = NULL, *readme = NULL;
+	char *p = NULL;
+
+	assert_int_equal(gitrepo_apply_patch(repo, &req, id, &err), 0);
+	assert_int_equal(gitrepo_read_file(repo, id, "app.py", 100, &app, NULL, NULL), 0);
+	assert_string_equal(app, "line1\nline2 plain\nline3\nline4\nline5\n");
+	assert_int_equal(gitrepo_read_file(repo, id, "docs/new.md", 100, &doc, NULL, NULL), 0);
+	assert_string_equal(doc, "-- a line that looks like a header\nsecond\n");
+	assert_int_equal(gitrepo_read_file(repo, id, "run.sh", 100, &p, NULL, NULL), -ENOENT);
+	capture(files, sizeof(files), "git ls-tree -r --name-only %s | tr '\\n' ' '", id);
+	assert_string_equal(files, ".branchbox/config.yaml README.md app.py dir/sub/file.txt "
+				   "docs/new.md link ");
+
+	req.patch = devnull;
+	req.patch_size = strlen(devnull);
+	assert_int_equal(gitrepo_apply_patch(repo, &req, id, NULL), 0);
+	assert_int_equal(gitrepo_read_file(repo, id, "notes.txt", 100, &note, NULL, NULL), 0);
+	assert_string_equal(note, "note");
+	assert_int_equal(gitrepo_read_file(repo, id, "README.md", 100, &readme, NULL, NULL), 0);
+	assert_string_equal(readme, "README plain\n");
+
+	err = (BbxError)BBX_ERROR_INIT;
+	req.patch = cut;
+	req.patch_size = strlen(cut);
+	assert_int_equal(gitrepo_apply_patch(repo, &req, id, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "app.py"));
 }
 
 static void test_branch_cas(void **state)
@@ -536,7 +614,7 @@ static void test_branch_cas(void **state)
 
 static void test_merge(void **state)
 {
-	GitMergeResult res = { 0 };
+	GitMergeResult res = {0};
 	BbxError err = BBX_ERROR_INIT;
 	char feat[GITREPO_ID_SIZE], main_id[GITREPO_ID_SIZE];
 	bool anc;
@@ -555,13 +633,13 @@ static void test_merge(void **state)
 
 	/* Fast-forward. */
 	assert_int_equal(gitrepo_merge(repo, "main", "feature", "r <r@x>", NULL, &res, NULL), 0);
-	assert_int_equal(res.kind, GIT_MERGE_FAST_FORWARD);
+	assert_int_equal(res.kind, GITREPO_MERGE_FAST_FORWARD);
 	assert_string_equal(res.id, feat);
 	gitrepo_merge_result_done(&res);
 
 	/* Already contained. */
 	assert_int_equal(gitrepo_merge(repo, "feature", "main", "r <r@x>", NULL, &res, NULL), 0);
-	assert_int_equal(res.kind, GIT_MERGE_UP_TO_DATE);
+	assert_int_equal(res.kind, GITREPO_MERGE_UP_TO_DATE);
 	assert_string_equal(res.id, feat);
 	gitrepo_merge_result_done(&res);
 
@@ -569,11 +647,12 @@ static void test_merge(void **state)
 	char side_before[GITREPO_ID_SIZE], side_after[GITREPO_ID_SIZE];
 	rev_parse("side", side_before);
 	assert_int_equal(gitrepo_merge(repo, "side", "feature", "reviewer <rev@example.invalid>",
-				       NULL, &res, NULL), 0);
-	assert_int_equal(res.kind, GIT_MERGE_COMMIT);
+				       NULL, &res, NULL),
+			 0);
+	assert_int_equal(res.kind, GITREPO_MERGE_COMMIT);
 	rev_parse("side", side_after);
 	assert_string_equal(side_before, side_after);
-	GitCommitInfo info = { 0 };
+	GitCommitInfo info = {0};
 	assert_int_equal(gitrepo_commit_info(repo, res.id, &info, NULL), 0);
 	assert_int_equal(info.n_parents, 2);
 	assert_string_equal(info.parents[0], side_before);
@@ -607,6 +686,48 @@ static void test_merge(void **state)
 	assert_string_equal(clash_before, clash_after);
 }
 
+static void *reader_thread(void *arg)
+{
+	GitRepo *r = arg, *own = NULL;
+	intptr_t failures = 0;
+
+	/* A NULL argument: this thread opens its own GitRepo on the same path. */
+	if (!r) {
+		if (gitrepo_open(repo_path, &own, NULL) < 0)
+			return (void *)(intptr_t)1000;
+		r = own;
+	}
+	for (int i = 0; i < 100; i++) {
+		char id[GITREPO_ID_SIZE];
+		char *data = NULL;
+		GitDiff d = {0};
+
+		failures += gitrepo_resolve(r, "feature", id, NULL) < 0;
+		failures += gitrepo_read_file(r, id, "new.txt", 100, &data, NULL, NULL) < 0 ||
+			    strcmp(data, "new\n") != 0;
+		free(data);
+		failures += gitrepo_diff(r, "main", id, 1 << 16, &d, NULL) < 0 || d.n_files != 2;
+		gitrepo_diff_done(&d);
+	}
+	gitrepo_free(own);
+	return (void *)failures;
+}
+
+/* One GitRepo shared by threads (its lock serialises them) next to threads with their own. */
+static void test_threads(void **state)
+{
+	pthread_t t[6];
+
+	for (size_t i = 0; i < ELEMENTSOF(t); i++)
+		assert_int_equal(pthread_create(&t[i], NULL, reader_thread, i < 4 ? repo : NULL),
+				 0);
+	for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+		void *failures;
+		assert_int_equal(pthread_join(t[i], &failures), 0);
+		assert_int_equal((intptr_t)failures, 0);
+	}
+}
+
 /* Runs last: every test above worked on the repository the user has checked out. */
 static void test_worktree_untouched(void **state)
 {
@@ -625,16 +746,12 @@ static void test_worktree_untouched(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_open),
-		cmocka_unit_test(test_branches),
-		cmocka_unit_test(test_commit_info),
-		cmocka_unit_test(test_read_file),
-		cmocka_unit_test(test_checkout),
-		cmocka_unit_test(test_diff),
-		cmocka_unit_test(test_apply_patch),
-		cmocka_unit_test(test_branch_cas),
-		cmocka_unit_test(test_merge),
-		cmocka_unit_test(test_worktree_untouched),
+		cmocka_unit_test(test_open),	    cmocka_unit_test(test_branches),
+		cmocka_unit_test(test_commit_info), cmocka_unit_test(test_read_file),
+		cmocka_unit_test(test_checkout),    cmocka_unit_test(test_diff),
+		cmocka_unit_test(test_apply_patch), cmocka_unit_test(test_apply_plain_diff),
+		cmocka_unit_test(test_branch_cas),  cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_threads),	    cmocka_unit_test(test_worktree_untouched),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
