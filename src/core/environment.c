@@ -461,7 +461,7 @@ static void pb_common(Environments *E, EnvRuntime *rt, ProcBuild *b, const char 
 {
 	static unsigned counter;
 	unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
-	memset(&b->spec, 0, sizeof(b->spec));
+	memset(b, 0, sizeof(*b));
 	b->spec.name = what;
 	snprintf(b->cgroup, sizeof(b->cgroup), "env-%s.%s.%u", rt->name, what, n);
 	b->spec.cgroup_name = b->cgroup;
