@@ -351,7 +351,9 @@ def test_cgroup_limits_applied_and_removed():
                          "/sys/fs/cgroup/unified/branchbox"):
                 if os.path.isdir(os.path.join(cand, name)):
                     base = cand
-            if base and _children(q.pid):
+                    break
+            # The command runs once the tree is attached and has exec'd.
+            if base and len(_children(q.pid)) == 1 and _children(_children(q.pid)[0]):
                 break
             time.sleep(0.02)
         assert base, "cgroup not found"
