@@ -70,25 +70,29 @@ static char *make_tree(void)
 	return strdup(d);
 }
 
+static char *join(const char *a, const char *b)
+{
+	char *p = NULL;
+	assert_true(asprintf(&p, "%s/%s", a, b) > 0);
+	return p;
+}
+
 static void mkdirf(const char *base, const char *rel)
 {
-	char p[512];
-	snprintf(p, sizeof(p), "%s/%s", base, rel);
+	_cleanup_free_ char *p = join(base, rel);
 	assert_int_equal(mkdir_p(p, 0755), 0);
 }
 
 static void write_at(const char *base, const char *rel, const char *s)
 {
-	char p[512];
-	snprintf(p, sizeof(p), "%s/%s", base, rel);
+	_cleanup_free_ char *p = join(base, rel);
 	assert_int_equal(write_file_atomic(p, s, strlen(s), 0644), 0);
 }
 
 static void assert_file(const char *dir, const char *file, const char *want)
 {
-	char p[512];
 	_cleanup_free_ char *s = NULL;
-	snprintf(p, sizeof(p), "%s/%s", dir, file);
+	_cleanup_free_ char *p = join(dir, file);
 	assert_int_equal(read_full_file(p, 4096, &s, NULL), 0);
 	assert_string_equal(s, want);
 }
