@@ -304,6 +304,43 @@ int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgrou
 	return 0;
 }
 
+int sandbox_cgroup_open(const char *root, const char *name, SandboxCgroup **ret, BbxError *err)
+{
+	_cleanup_(sandbox_cgroup_freep) SandboxCgroup *cg = NULL;
+	_cleanup_free_ char *base = NULL;
+	SandboxCgroupMode mode;
+	int r = name_check(name);
+	if (r < 0)
+		return bbx_error_set(err, r, "invalid", "cgroup name '%s' is not valid", name);
+	r = sandbox_cgroup_detect(root, &mode, &base);
+	if (r < 0)
+		return bbx_error_set(err, r, "setup", "cgroup: %s: no usable cgroup hierarchy: %s",
+				     root, strerror(-r));
+	cg = calloc(1, sizeof(*cg));
+	if (!cg)
+		return -ENOMEM;
+	cg->mode = mode;
+	size_t n = mode == SANDBOX_CGROUP_V2 ? 1 : _SANDBOX_CG_MAX;
+	for (size_t i = 0; i < n; i++) {
+		if (mode == SANDBOX_CGROUP_V2)
+			r = asprintf(&cg->dir[i], "%s/" CG_PARENT "/%s", base, name);
+		else
+			r = asprintf(&cg->dir[i], "%s/%s/" CG_PARENT "/%s", base, v1_controllers[i],
+				     name);
+		if (r < 0) {
+			cg->dir[i] = NULL;
+			return -ENOMEM;
+		}
+		cg->n_dir = i + 1;
+		struct stat st;
+		if (stat(cg->dir[i], &st) < 0)
+			return bbx_error_set(err, -errno, errno == ENOENT ? "not_found" : "setup",
+					     "cgroup: %s: %s", cg->dir[i], strerror(errno));
+	}
+	*ret = TAKE_PTR(cg);
+	return 0;
+}
+
 int sandbox_cgroup_attach(const SandboxCgroup *cg, pid_t pid, BbxError *err)
 {
 	char buf[32];

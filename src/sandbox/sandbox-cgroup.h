@@ -54,6 +54,11 @@ int sandbox_cgroup_detect(const char *root, SandboxCgroupMode *ret_mode, char **
  */
 int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgroupLimits *limits,
 			  SandboxCgroup **ret, BbxError *err);
+/*
+ * An existing cgroup by name (e.g. an environment's parent cgroup, to freeze it while its
+ * volume is copied). -ENOENT when it does not exist.
+ */
+int sandbox_cgroup_open(const char *root, const char *name, SandboxCgroup **ret, BbxError *err);
 /* Move pid into every directory of the cgroup. */
 int sandbox_cgroup_attach(const SandboxCgroup *cg, pid_t pid, BbxError *err);
 int sandbox_cgroup_freeze(const SandboxCgroup *cg, bool frozen, BbxError *err);

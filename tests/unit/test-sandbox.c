@@ -137,6 +137,14 @@ static void test_cgroup_v1(void **state)
 	assert_null(again);
 	assert_file(cg->dir[SANDBOX_CG_PIDS], "pids.max", "64");
 
+	/* The environment's cgroup can be found again by name, e.g. to freeze it. */
+	SandboxCgroup *opened = NULL;
+	assert_int_equal(sandbox_cgroup_open(root, "env-a", &opened, NULL), 0);
+	assert_string_equal(opened->dir[SANDBOX_CG_FREEZER], cg->dir[SANDBOX_CG_FREEZER]);
+	assert_int_equal(sandbox_cgroup_freeze(opened, false, NULL), 0);
+	sandbox_cgroup_free(opened);
+	assert_int_equal(sandbox_cgroup_open(root, "env-missing", &opened, NULL), -ENOENT);
+
 	/* Attach and freeze write the v1 files. */
 	assert_int_equal(sandbox_cgroup_attach(cg, 4242, NULL), 0);
 	assert_file(cg->dir[SANDBOX_CG_FREEZER], "cgroup.procs", "4242");
