@@ -32,7 +32,7 @@ static const char *const v1_controllers[_SANDBOX_CG_MAX] = {
 
 static void nsleep(long ns)
 {
-	struct timespec ts = { .tv_sec = 0, .tv_nsec = ns };
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
 	nanosleep(&ts, NULL);
 }
 
@@ -75,7 +75,7 @@ static bool controllers_have_all(const char *dir)
 	_cleanup_free_ char *s = NULL;
 	if (!p || read_full_file(p, 4096, &s, NULL) < 0)
 		return false;
-	static const char *const need[] = { "memory", "pids", "cpu" };
+	static const char *const need[] = {"memory", "pids", "cpu"};
 	for (size_t i = 0; i < ELEMENTSOF(need); i++) {
 		bool found = false;
 		size_t n = strlen(need[i]);
@@ -99,7 +99,8 @@ int sandbox_cgroup_detect(const char *root, SandboxCgroupMode *ret_mode, char **
 
 	if (statfs(root, &sfs) < 0)
 		return -errno;
-	if ((unsigned long)sfs.f_type == CGROUP2_SUPER_MAGIC || file_exists(root, "cgroup.controllers"))
+	if ((unsigned long)sfs.f_type == CGROUP2_SUPER_MAGIC ||
+	    file_exists(root, "cgroup.controllers"))
 		is_v2 = true;
 	if (is_v2) {
 		char *b = strdup(root);
@@ -189,8 +190,9 @@ static int mkdir_levels(const char *base, const char *rel, bool v2, char **ret, 
 			return -ENOMEM;
 		if (mkdir(strbuf_str(&sb), 0755) < 0) {
 			if (errno != EEXIST || !next)
-				return bbx_error_set(err, -errno, errno == EEXIST ? "conflict" : "setup",
-						     "cgroup: %s: %s", strbuf_str(&sb), strerror(errno));
+				return bbx_error_set(
+					err, -errno, errno == EEXIST ? "conflict" : "setup",
+					"cgroup: %s: %s", strbuf_str(&sb), strerror(errno));
 		}
 		c = next;
 	}
@@ -227,7 +229,8 @@ static int write_limits(SandboxCgroup *cg, const SandboxCgroupLimits *l, BbxErro
 			W(d, "pids.max", buf);
 		}
 		if (l->cpu_millis) {
-			snprintf(buf, sizeof(buf), "%llu 100000", (unsigned long long)l->cpu_millis * 100);
+			snprintf(buf, sizeof(buf), "%llu 100000",
+				 (unsigned long long)l->cpu_millis * 100);
 			W(d, "cpu.max", buf);
 		}
 		return 0;
@@ -364,7 +367,7 @@ int sandbox_cgroup_freeze(const SandboxCgroup *cg, bool frozen, BbxError *err)
 	const char *dir = freezer_dir(cg);
 	const char *file = cg->mode == SANDBOX_CGROUP_V2 ? "cgroup.freeze" : "freezer.state";
 	const char *value = cg->mode == SANDBOX_CGROUP_V2 ? (frozen ? "1" : "0")
-							   : (frozen ? "FROZEN" : "THAWED");
+							  : (frozen ? "FROZEN" : "THAWED");
 	int r = cg_write(dir, file, value);
 	if (r < 0)
 		return bbx_error_set(err, r, "setup", "cgroup freeze: %s/%s: %s", dir, file,
@@ -379,7 +382,8 @@ int sandbox_cgroup_freeze(const SandboxCgroup *cg, bool frozen, BbxError *err)
 		_cleanup_free_ char *s = NULL;
 		r = read_full_file(p, 64, &s, NULL);
 		if (r < 0)
-			return bbx_error_set(err, r, "setup", "cgroup freeze: %s: %s", p, strerror(-r));
+			return bbx_error_set(err, r, "setup", "cgroup freeze: %s: %s", p,
+					     strerror(-r));
 		if (!strncmp(s, "FROZEN", 6))
 			return 0;
 		nsleep(1000 * 1000);

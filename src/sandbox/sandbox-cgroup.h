@@ -34,14 +34,14 @@ enum {
 };
 
 typedef struct SandboxCgroupLimits {
-	uint64_t memory_max;	/* bytes, 0 = none */
-	uint64_t pids_max;	/* 0 = none */
-	uint32_t cpu_millis;	/* 0 = none */
+	uint64_t memory_max; /* bytes, 0 = none */
+	uint64_t pids_max;   /* 0 = none */
+	uint32_t cpu_millis; /* 0 = none */
 } SandboxCgroupLimits;
 
 typedef struct SandboxCgroup {
 	SandboxCgroupMode mode;
-	char *dir[_SANDBOX_CG_MAX];	/* absolute directories; v2: only dir[0] */
+	char *dir[_SANDBOX_CG_MAX]; /* absolute directories; v2: only dir[0] */
 	size_t n_dir;
 } SandboxCgroup;
 

@@ -75,7 +75,7 @@ static void *spawn_thread(void *arg)
 	for (int i = 0; i < 4; i++) {
 		char script[64], out[64];
 		snprintf(script, sizeof(script), "echo %ld-%d; exit %d", id, i, (int)(id * 10 + i));
-		char *const argv[] = { "/bin/sh", "-c", script, NULL };
+		char *const argv[] = {"/bin/sh", "-c", script, NULL};
 		int status = run_capture(argv, -1, out, sizeof(out));
 		char want[32];
 		snprintf(want, sizeof(want), "%ld-%d\n", id, i);
@@ -116,10 +116,10 @@ static void test_shared_netns(void **state)
 	assert_int_equal(fstat(fd, &st), 0);
 
 	/* Both sandboxes see the same namespace, whose inode is the bound file's, with lo up. */
-	char *const argv[] = { "/bin/sh", "-c",
-			       "readlink /proc/self/ns/net; grep -c . /proc/net/dev; "
-			       "cat /sys/class/net/lo/operstate /sys/class/net/lo/flags",
-			       NULL };
+	char *const argv[] = {"/bin/sh", "-c",
+			      "readlink /proc/self/ns/net; grep -c . /proc/net/dev; "
+			      "cat /sys/class/net/lo/operstate /sys/class/net/lo/flags",
+			      NULL};
 	char a[512], b[512], want[64];
 	assert_int_equal(run_capture(argv, fd, a, sizeof(a)), 0);
 	assert_int_equal(run_capture(argv, fd, b, sizeof(b)), 0);
@@ -147,7 +147,7 @@ static void test_kill_whole_tree_and_freeze(void **state)
 		return;
 	SandboxSpec spec;
 	sandbox_spec_init(&spec);
-	char *const argv[] = { "/bin/sh", "-c", "sleep 100 & sleep 100 & wait", NULL };
+	char *const argv[] = {"/bin/sh", "-c", "sleep 100 & sleep 100 & wait", NULL};
 	spec.argv = argv;
 	spec.cgroup_name = NULL;
 	spec.pids_max = 16;
@@ -176,7 +176,7 @@ static void test_free_kills_running_sandbox(void **state)
 		return;
 	SandboxSpec spec;
 	sandbox_spec_init(&spec);
-	char *const argv[] = { "/bin/sleep", "100", NULL };
+	char *const argv[] = {"/bin/sleep", "100", NULL};
 	spec.argv = argv;
 	spec.cgroup_name = "test-free-kills";
 	Sandbox *sb = NULL;
@@ -196,8 +196,8 @@ static void test_setup_failure_reports_step(void **state)
 		return;
 	SandboxSpec spec;
 	sandbox_spec_init(&spec);
-	char *const argv[] = { "/bin/true", NULL };
-	SandboxBind rw = { "/nonexistent-bbx-test", "/data" };
+	char *const argv[] = {"/bin/true", NULL};
+	SandboxBind rw = {"/nonexistent-bbx-test", "/data"};
 	spec.argv = argv;
 	spec.rw = &rw;
 	spec.n_rw = 1;
