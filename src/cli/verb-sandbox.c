@@ -7,6 +7,7 @@
 #include "main.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -70,6 +71,16 @@ static int run_sandbox(const SandboxSpec *spec)
 	_cleanup_(sandbox_freep) Sandbox *sb = NULL;
 	sigset_t mask, saved;
 	int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+	/*
+	 * A closed stdio fd would be reused by the signalfd below and handed to the command as
+	 * its stdin/stdout; fill the gaps with /dev/null first.
+	 */
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && open("/dev/null", O_RDWR) != fd) {
+			fprintf(stderr, "branchbox sandbox: /dev/null: %s\n", strerror(errno));
+			return 125;
+		}
 
 	/* Signals the terminal or a supervisor sends to us go to the sandbox instead. */
 	sigemptyset(&mask);

@@ -944,6 +944,14 @@ static void child_setup_fds(const Plan *p, int sync_fd, int err_fd)
 		if (src[i] < 0)
 			continue;
 		high[i] = fcntl(src[i], F_DUPFD_CLOEXEC, floor_fd);
+		if (high[i] < 0 && errno == EBADF && i < 3) {
+			/* The owner runs with this stdio fd closed: give the command /dev/null. */
+			int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+			if (null_fd >= 0) {
+				high[i] = fcntl(null_fd, F_DUPFD_CLOEXEC, floor_fd);
+				close(null_fd);
+			}
+		}
 		if (high[i] < 0) {
 			/* FD_ERR is not in place yet: nothing can be reported, only the exit code.
 			 */

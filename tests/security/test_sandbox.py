@@ -376,3 +376,12 @@ def test_cgroup_limits_applied_and_removed():
         if q.poll() is None:
             q.kill()
             q.wait()
+
+
+def test_closed_stdin_gets_dev_null_not_a_cli_fd():
+    # With fd 0 closed, the CLI's own signalfd would otherwise land on 0 and be inherited.
+    p = subprocess.run([BIN, "sandbox", "run", "--", "/bin/readlink", "/proc/self/fd/0"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                       preexec_fn=lambda: os.close(0))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "/dev/null", p.stdout
