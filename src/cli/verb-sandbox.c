@@ -7,6 +7,7 @@
 #include "main.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -69,7 +70,17 @@ static int run_sandbox(const SandboxSpec *spec)
 	BbxError err = BBX_ERROR_INIT;
 	_cleanup_(sandbox_freep) Sandbox *sb = NULL;
 	sigset_t mask, saved;
-	int fwd[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+	int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+	/*
+	 * A closed stdio fd would be reused by the signalfd below and handed to the command as
+	 * its stdin/stdout; fill the gaps with /dev/null first.
+	 */
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && open("/dev/null", O_RDWR) != fd) {
+			fprintf(stderr, "branchbox sandbox: /dev/null: %s\n", strerror(errno));
+			return 125;
+		}
 
 	/* Signals the terminal or a supervisor sends to us go to the sandbox instead. */
 	sigemptyset(&mask);
@@ -92,8 +103,8 @@ static int run_sandbox(const SandboxSpec *spec)
 		return 125;
 	}
 	for (;;) {
-		struct pollfd pfd[2] = { { .fd = sandbox_pidfd(sb), .events = POLLIN },
-					 { .fd = sfd, .events = POLLIN } };
+		struct pollfd pfd[2] = {{.fd = sandbox_pidfd(sb), .events = POLLIN},
+					{.fd = sfd, .events = POLLIN}};
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -117,26 +128,35 @@ static int run_sandbox(const SandboxSpec *spec)
 
 int verb_sandbox(int argc, char **argv)
 {
-	enum { OPT_MEMORY = 256, OPT_PIDS, OPT_CPU, OPT_RW, OPT_RO, OPT_WORKDIR, OPT_ENV, OPT_UID,
-	       OPT_HOSTNAME };
+	enum {
+		OPT_MEMORY = 256,
+		OPT_PIDS,
+		OPT_CPU,
+		OPT_RW,
+		OPT_RO,
+		OPT_WORKDIR,
+		OPT_ENV,
+		OPT_UID,
+		OPT_HOSTNAME
+	};
 	static const struct option options[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "memory", required_argument, NULL, OPT_MEMORY },
-		{ "pids", required_argument, NULL, OPT_PIDS },
-		{ "cpu", required_argument, NULL, OPT_CPU },
-		{ "rw", required_argument, NULL, OPT_RW },
-		{ "ro", required_argument, NULL, OPT_RO },
-		{ "workdir", required_argument, NULL, OPT_WORKDIR },
-		{ "env", required_argument, NULL, OPT_ENV },
-		{ "uid", required_argument, NULL, OPT_UID },
-		{ "hostname", required_argument, NULL, OPT_HOSTNAME },
-		{ NULL, 0, NULL, 0 },
+		{"help", no_argument, NULL, 'h'},
+		{"memory", required_argument, NULL, OPT_MEMORY},
+		{"pids", required_argument, NULL, OPT_PIDS},
+		{"cpu", required_argument, NULL, OPT_CPU},
+		{"rw", required_argument, NULL, OPT_RW},
+		{"ro", required_argument, NULL, OPT_RO},
+		{"workdir", required_argument, NULL, OPT_WORKDIR},
+		{"env", required_argument, NULL, OPT_ENV},
+		{"uid", required_argument, NULL, OPT_UID},
+		{"hostname", required_argument, NULL, OPT_HOSTNAME},
+		{NULL, 0, NULL, 0},
 	};
 	SandboxSpec spec;
 	SandboxBind rw[MAX_BINDS], ro[MAX_BINDS];
-	char *storage[2 * MAX_BINDS] = { NULL };
+	char *storage[2 * MAX_BINDS] = {NULL};
 	size_t n_storage = 0;
-	char *env[MAX_ENV + 1] = { NULL };
+	char *env[MAX_ENV + 1] = {NULL};
 	size_t n_env = 0;
 	char term[256];
 	int ret = EXIT_USAGE;
@@ -202,9 +222,7 @@ int verb_sandbox(int argc, char **argv)
 			(*n)++;
 			break;
 		}
-		case OPT_WORKDIR:
-			spec.workdir = optarg;
-			break;
+		case OPT_WORKDIR: spec.workdir = optarg; break;
 		case OPT_ENV:
 			if (!strchr(optarg, '=') || optarg[0] == '=' ||
 			    env_set(env, &n_env, optarg) < 0) {
@@ -214,22 +232,19 @@ int verb_sandbox(int argc, char **argv)
 			break;
 		case OPT_UID:
 			if (parse_uint32(optarg, &u) < 0 || u == 0 || u == (uint32_t)-1) {
-				cli_usage_error("sandbox", "--uid: '%s' refused (must be 1..4294967294)",
+				cli_usage_error("sandbox",
+						"--uid: '%s' refused (must be 1..4294967294)",
 						optarg);
 				goto out;
 			}
 			spec.uid = u;
 			break;
-		case OPT_HOSTNAME:
-			spec.hostname = optarg;
-			break;
+		case OPT_HOSTNAME: spec.hostname = optarg; break;
 		case 'h':
 			help();
 			ret = EXIT_OK;
 			goto out;
-		default:
-			cli_usage_error("sandbox", "unknown option");
-			goto out;
+		default: cli_usage_error("sandbox", "unknown option"); goto out;
 		}
 		(void)v;
 	}

@@ -32,7 +32,7 @@ static const char *const v1_controllers[_SANDBOX_CG_MAX] = {
 
 static void nsleep(long ns)
 {
-	struct timespec ts = { .tv_sec = 0, .tv_nsec = ns };
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
 	nanosleep(&ts, NULL);
 }
 
@@ -75,7 +75,7 @@ static bool controllers_have_all(const char *dir)
 	_cleanup_free_ char *s = NULL;
 	if (!p || read_full_file(p, 4096, &s, NULL) < 0)
 		return false;
-	static const char *const need[] = { "memory", "pids", "cpu" };
+	static const char *const need[] = {"memory", "pids", "cpu"};
 	for (size_t i = 0; i < ELEMENTSOF(need); i++) {
 		bool found = false;
 		size_t n = strlen(need[i]);
@@ -99,7 +99,8 @@ int sandbox_cgroup_detect(const char *root, SandboxCgroupMode *ret_mode, char **
 
 	if (statfs(root, &sfs) < 0)
 		return -errno;
-	if ((unsigned long)sfs.f_type == CGROUP2_SUPER_MAGIC || file_exists(root, "cgroup.controllers"))
+	if ((unsigned long)sfs.f_type == CGROUP2_SUPER_MAGIC ||
+	    file_exists(root, "cgroup.controllers"))
 		is_v2 = true;
 	if (is_v2) {
 		char *b = strdup(root);
@@ -189,8 +190,9 @@ static int mkdir_levels(const char *base, const char *rel, bool v2, char **ret, 
 			return -ENOMEM;
 		if (mkdir(strbuf_str(&sb), 0755) < 0) {
 			if (errno != EEXIST || !next)
-				return bbx_error_set(err, -errno, errno == EEXIST ? "conflict" : "setup",
-						     "cgroup: %s: %s", strbuf_str(&sb), strerror(errno));
+				return bbx_error_set(
+					err, -errno, errno == EEXIST ? "conflict" : "setup",
+					"cgroup: %s: %s", strbuf_str(&sb), strerror(errno));
 		}
 		c = next;
 	}
@@ -227,7 +229,8 @@ static int write_limits(SandboxCgroup *cg, const SandboxCgroupLimits *l, BbxErro
 			W(d, "pids.max", buf);
 		}
 		if (l->cpu_millis) {
-			snprintf(buf, sizeof(buf), "%llu 100000", (unsigned long long)l->cpu_millis * 100);
+			snprintf(buf, sizeof(buf), "%llu 100000",
+				 (unsigned long long)l->cpu_millis * 100);
 			W(d, "cpu.max", buf);
 		}
 		return 0;
@@ -304,6 +307,43 @@ int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgrou
 	return 0;
 }
 
+int sandbox_cgroup_open(const char *root, const char *name, SandboxCgroup **ret, BbxError *err)
+{
+	_cleanup_(sandbox_cgroup_freep) SandboxCgroup *cg = NULL;
+	_cleanup_free_ char *base = NULL;
+	SandboxCgroupMode mode;
+	int r = name_check(name);
+	if (r < 0)
+		return bbx_error_set(err, r, "invalid", "cgroup name '%s' is not valid", name);
+	r = sandbox_cgroup_detect(root, &mode, &base);
+	if (r < 0)
+		return bbx_error_set(err, r, "setup", "cgroup: %s: no usable cgroup hierarchy: %s",
+				     root, strerror(-r));
+	cg = calloc(1, sizeof(*cg));
+	if (!cg)
+		return -ENOMEM;
+	cg->mode = mode;
+	size_t n = mode == SANDBOX_CGROUP_V2 ? 1 : _SANDBOX_CG_MAX;
+	for (size_t i = 0; i < n; i++) {
+		if (mode == SANDBOX_CGROUP_V2)
+			r = asprintf(&cg->dir[i], "%s/" CG_PARENT "/%s", base, name);
+		else
+			r = asprintf(&cg->dir[i], "%s/%s/" CG_PARENT "/%s", base, v1_controllers[i],
+				     name);
+		if (r < 0) {
+			cg->dir[i] = NULL;
+			return -ENOMEM;
+		}
+		cg->n_dir = i + 1;
+		struct stat st;
+		if (stat(cg->dir[i], &st) < 0)
+			return bbx_error_set(err, -errno, errno == ENOENT ? "not_found" : "setup",
+					     "cgroup: %s: %s", cg->dir[i], strerror(errno));
+	}
+	*ret = TAKE_PTR(cg);
+	return 0;
+}
+
 int sandbox_cgroup_attach(const SandboxCgroup *cg, pid_t pid, BbxError *err)
 {
 	char buf[32];
@@ -327,7 +367,7 @@ int sandbox_cgroup_freeze(const SandboxCgroup *cg, bool frozen, BbxError *err)
 	const char *dir = freezer_dir(cg);
 	const char *file = cg->mode == SANDBOX_CGROUP_V2 ? "cgroup.freeze" : "freezer.state";
 	const char *value = cg->mode == SANDBOX_CGROUP_V2 ? (frozen ? "1" : "0")
-							   : (frozen ? "FROZEN" : "THAWED");
+							  : (frozen ? "FROZEN" : "THAWED");
 	int r = cg_write(dir, file, value);
 	if (r < 0)
 		return bbx_error_set(err, r, "setup", "cgroup freeze: %s/%s: %s", dir, file,
@@ -342,7 +382,8 @@ int sandbox_cgroup_freeze(const SandboxCgroup *cg, bool frozen, BbxError *err)
 		_cleanup_free_ char *s = NULL;
 		r = read_full_file(p, 64, &s, NULL);
 		if (r < 0)
-			return bbx_error_set(err, r, "setup", "cgroup freeze: %s: %s", p, strerror(-r));
+			return bbx_error_set(err, r, "setup", "cgroup freeze: %s: %s", p,
+					     strerror(-r));
 		if (!strncmp(s, "FROZEN", 6))
 			return 0;
 		nsleep(1000 * 1000);

@@ -34,14 +34,14 @@ enum {
 };
 
 typedef struct SandboxCgroupLimits {
-	uint64_t memory_max;	/* bytes, 0 = none */
-	uint64_t pids_max;	/* 0 = none */
-	uint32_t cpu_millis;	/* 0 = none */
+	uint64_t memory_max; /* bytes, 0 = none */
+	uint64_t pids_max;   /* 0 = none */
+	uint32_t cpu_millis; /* 0 = none */
 } SandboxCgroupLimits;
 
 typedef struct SandboxCgroup {
 	SandboxCgroupMode mode;
-	char *dir[_SANDBOX_CG_MAX];	/* absolute directories; v2: only dir[0] */
+	char *dir[_SANDBOX_CG_MAX]; /* absolute directories; v2: only dir[0] */
 	size_t n_dir;
 } SandboxCgroup;
 
@@ -54,6 +54,11 @@ int sandbox_cgroup_detect(const char *root, SandboxCgroupMode *ret_mode, char **
  */
 int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgroupLimits *limits,
 			  SandboxCgroup **ret, BbxError *err);
+/*
+ * An existing cgroup by name (e.g. an environment's parent cgroup, to freeze it while its
+ * volume is copied). -ENOENT when it does not exist.
+ */
+int sandbox_cgroup_open(const char *root, const char *name, SandboxCgroup **ret, BbxError *err);
 /* Move pid into every directory of the cgroup. */
 int sandbox_cgroup_attach(const SandboxCgroup *cg, pid_t pid, BbxError *err);
 int sandbox_cgroup_freeze(const SandboxCgroup *cg, bool frozen, BbxError *err);

@@ -21,23 +21,82 @@
  * has none), plus what DESIGN.md section 5 adds. Names unknown to an architecture are skipped.
  */
 const char *const sandbox_seccomp_denied[] = {
-	"_sysctl", "acct", "add_key", "afs_syscall", "bpf", "chroot", "clock_adjtime",
-	"clock_adjtime64", "clock_settime", "clock_settime64", "create_module", "delete_module",
-	"fanotify_init", "finit_module", "fsconfig", "fsmount", "fsopen", "fspick",
-	"get_kernel_syms", "get_mempolicy", "init_module", "io_uring_enter", "io_uring_register",
-	"io_uring_setup", "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load", "keyctl",
-	"lookup_dcookie", "mbind", "mount", "mount_setattr", "move_mount", "move_pages",
-	"name_to_handle_at", "nfsservctl", "open_by_handle_at", "open_tree", "open_tree_attr",
-	"perf_event_open", "pidfd_getfd", "pivot_root", "process_madvise", "process_vm_readv",
-	"process_vm_writev", "ptrace", "query_module", "quotactl", "quotactl_fd", "reboot",
-	"request_key", "set_mempolicy", "set_mempolicy_home_node", "setns", "settimeofday",
-	"stime", "swapoff", "swapon", "syslog", "sysfs", "umount", "umount2", "unshare", "uselib",
-	"userfaultfd", "ustat", "vhangup", "vm86", "vm86old",
+	"_sysctl",
+	"acct",
+	"add_key",
+	"afs_syscall",
+	"bpf",
+	"chroot",
+	"clock_adjtime",
+	"clock_adjtime64",
+	"clock_settime",
+	"clock_settime64",
+	"create_module",
+	"delete_module",
+	"fanotify_init",
+	"finit_module",
+	"fsconfig",
+	"fsmount",
+	"fsopen",
+	"fspick",
+	"get_kernel_syms",
+	"get_mempolicy",
+	"init_module",
+	"io_uring_enter",
+	"io_uring_register",
+	"io_uring_setup",
+	"ioperm",
+	"iopl",
+	"kcmp",
+	"kexec_file_load",
+	"kexec_load",
+	"keyctl",
+	"lookup_dcookie",
+	"mbind",
+	"mount",
+	"mount_setattr",
+	"move_mount",
+	"move_pages",
+	"name_to_handle_at",
+	"nfsservctl",
+	"open_by_handle_at",
+	"open_tree",
+	"open_tree_attr",
+	"perf_event_open",
+	"pidfd_getfd",
+	"pivot_root",
+	"process_madvise",
+	"process_vm_readv",
+	"process_vm_writev",
+	"ptrace",
+	"query_module",
+	"quotactl",
+	"quotactl_fd",
+	"reboot",
+	"request_key",
+	"set_mempolicy",
+	"set_mempolicy_home_node",
+	"setns",
+	"settimeofday",
+	"stime",
+	"swapoff",
+	"swapon",
+	"syslog",
+	"sysfs",
+	"umount",
+	"umount2",
+	"unshare",
+	"uselib",
+	"userfaultfd",
+	"ustat",
+	"vhangup",
+	"vm86",
+	"vm86old",
 	NULL,
 };
 
 static const uint64_t clone_ns_flags[] = {
-	CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
+	CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC,    CLONE_NEWUSER,
 	CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP,
 };
 
@@ -65,8 +124,9 @@ static int add_rules(scmp_filter_ctx ctx, const char **ret_what)
 		return r;
 	*ret_what = "clone";
 	for (size_t i = 0; i < ELEMENTSOF(clone_ns_flags); i++) {
-		r = seccomp_rule_add(ctx, DENY, SCMP_SYS(clone), 1,
-				     SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i]));
+		r = seccomp_rule_add(
+			ctx, DENY, SCMP_SYS(clone), 1,
+			SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i]));
 		if (r < 0)
 			return r;
 	}
@@ -76,7 +136,7 @@ static int add_rules(scmp_filter_ctx ctx, const char **ret_what)
 	 * only the low 32 bits so TIOCSTI with high bits set does not slip through.
 	 */
 	*ret_what = "ioctl";
-	static const uint64_t ioctls[] = { TIOCSTI, TIOCLINUX };
+	static const uint64_t ioctls[] = {TIOCSTI, TIOCLINUX};
 	for (size_t i = 0; i < ELEMENTSOF(ioctls); i++) {
 		r = seccomp_rule_add(ctx, DENY, SCMP_SYS(ioctl), 1,
 				     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffULL, ioctls[i]));
@@ -91,7 +151,7 @@ static int add_rules(scmp_filter_ctx ctx, const char **ret_what)
 	 * surface. Values are compared as 64-bit: anything above AF_INET6 is denied, so high
 	 * bits cannot alias an allowed family.
 	 */
-	static const char *const socket_calls[] = { "socket", "socketpair" };
+	static const char *const socket_calls[] = {"socket", "socketpair"};
 	for (size_t s = 0; s < ELEMENTSOF(socket_calls); s++) {
 		int nr = seccomp_syscall_resolve_name(socket_calls[s]);
 		*ret_what = socket_calls[s];

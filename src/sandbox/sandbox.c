@@ -48,9 +48,9 @@
 
 /* Fixed fd numbers in the child after the fd shuffle (see child_setup_fds). */
 enum {
-	FD_SYNC = 3,	/* read end: the parent's "go", then HUP when the parent process is gone */
-	FD_ERR = 4,	/* write end: a ChildError on failure; EOF (CLOEXEC) on exec */
-	FD_NETNS = 5,	/* the netns to join, when given */
+	FD_SYNC = 3,  /* read end: the parent's "go", then HUP when the parent process is gone */
+	FD_ERR = 4,   /* write end: a ChildError on failure; EOF (CLOEXEC) on exec */
+	FD_NETNS = 5, /* the netns to join, when given */
 	FD_FIRST_FREE = 6,
 };
 
@@ -66,21 +66,21 @@ enum {
  */
 
 typedef enum OpKind {
-	OP_MKDIR,	/* path, mode */
-	OP_SYMLINK,	/* data -> path */
-	OP_FILE,	/* write data to path */
-	OP_MKNOD,	/* character device dev at path */
-	OP_MOUNT,	/* mount(source, path, fstype, flags, data) */
-	OP_BIND,	/* bind source onto rel (resolved inside the new root), ro or rw */
-	OP_MASK,	/* hide path: /dev/null over a file, empty tmpfs (mode 000) over a dir */
-	OP_READONLY,	/* bind path onto itself read-only */
+	OP_MKDIR,    /* path, mode */
+	OP_SYMLINK,  /* data -> path */
+	OP_FILE,     /* write data to path */
+	OP_MKNOD,    /* character device dev at path */
+	OP_MOUNT,    /* mount(source, path, fstype, flags, data) */
+	OP_BIND,     /* bind source onto rel (resolved inside the new root), ro or rw */
+	OP_MASK,     /* hide path: /dev/null over a file, empty tmpfs (mode 000) over a dir */
+	OP_READONLY, /* bind path onto itself read-only */
 } OpKind;
 
 typedef struct Op {
 	OpKind kind;
-	const char *step;	/* name used in error messages */
-	char *path;		/* absolute host path below SANDBOX_ROOT */
-	char *rel;		/* path relative to the new root (OP_BIND) */
+	const char *step; /* name used in error messages */
+	char *path;	  /* absolute host path below SANDBOX_ROOT */
+	char *rel;	  /* path relative to the new root (OP_BIND) */
 	char *source;
 	const char *fstype;
 	unsigned long flags;
@@ -90,7 +90,7 @@ typedef struct Op {
 	dev_t dev;
 	bool readonly;
 	bool source_is_dir;
-	bool optional;		/* skip when the path does not exist */
+	bool optional; /* skip when the path does not exist */
 } Op;
 
 typedef struct LandlockPath {
@@ -107,7 +107,7 @@ typedef struct Plan {
 	char *workdir;
 	char **argv;
 	char **envp;
-	char **exec_candidates;	/* NULL-terminated */
+	char **exec_candidates; /* NULL-terminated */
 	struct sock_filter *bpf;
 	size_t bpf_len;
 	uid_t uid;
@@ -121,8 +121,8 @@ typedef struct Plan {
 
 /* What the child sends back when a step fails. Smaller than PIPE_BUF, so one atomic write. */
 typedef struct ChildError {
-	int error;		/* positive errno */
-	int exit_code;		/* 125, 126 or 127 */
+	int error;     /* positive errno */
+	int exit_code; /* 125, 126 or 127 */
 	char step[40];
 	char path[400];
 } ChildError;
@@ -130,9 +130,9 @@ typedef struct ChildError {
 struct Sandbox {
 	pid_t pid;
 	int pidfd;
-	int sync_fd;		/* write end; closing it tells init its owner is gone */
+	int sync_fd; /* write end; closing it tells init its owner is gone */
 	SandboxCgroup *cgroup;
-	pthread_mutex_t lock;	/* guards reaped/status and the cgroup removal */
+	pthread_mutex_t lock; /* guards reaped/status and the cgroup removal */
 	bool reaped;
 	int status;
 };
@@ -182,7 +182,7 @@ static Op *plan_add(Plan *p, OpKind kind, const char *step, const char *inside)
 		p->alloc_ops = n;
 	}
 	Op *op = &p->ops[p->n_ops];
-	*op = (Op){ .kind = kind, .step = step };
+	*op = (Op){.kind = kind, .step = step};
 	if (asprintf(&op->path, SANDBOX_ROOT "%s", inside) < 0) {
 		op->path = NULL;
 		return NULL;
@@ -235,8 +235,8 @@ static int plan_file(Plan *p, const char *inside, char *content /* takes */)
 	return 0;
 }
 
-static int plan_bind(Plan *p, const char *source, const char *inside, bool readonly,
-		     bool optional, BbxError *err)
+static int plan_bind(Plan *p, const char *source, const char *inside, bool readonly, bool optional,
+		     BbxError *err)
 {
 	struct stat st;
 	if (stat(source, &st) < 0) {
@@ -306,8 +306,8 @@ static char **strv_copy(char *const *l)
 /* Host top-level entries the sandbox sees read-only: symlinks are recreated as symlinks. */
 static int plan_host_dirs(Plan *p, BbxError *err)
 {
-	static const char *const dirs[] = { "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
-					    "/libx32" };
+	static const char *const dirs[] = {"/usr",   "/bin",   "/sbin",	 "/lib",
+					   "/lib32", "/lib64", "/libx32"};
 	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
 		struct stat st;
 		if (lstat(dirs[i], &st) < 0)
@@ -316,8 +316,8 @@ static int plan_host_dirs(Plan *p, BbxError *err)
 			char target[4096];
 			ssize_t n = readlink(dirs[i], target, sizeof(target) - 1);
 			if (n < 0)
-				return bbx_error_set(err, -errno, "setup", "readlink: %s: %s", dirs[i],
-						     strerror(errno));
+				return bbx_error_set(err, -errno, "setup", "readlink: %s: %s",
+						     dirs[i], strerror(errno));
 			target[n] = '\0';
 			Op *op = plan_add(p, OP_SYMLINK, "symlink", dirs[i]);
 			if (!op || !(op->data = strdup(target)))
@@ -345,17 +345,19 @@ static int plan_etc(Plan *p, const SandboxSpec *spec, BbxError *err)
 			      "%s:x:%u:%u:%s:/tmp:/bin/sh\n",
 			      user, (unsigned)p->uid, (unsigned)p->gid, user));
 	if (r >= 0)
-		r = plan_file(p, "/etc/group", strdupf("root:x:0:\n%s:x:%u:\n", group,
-						       (unsigned)p->gid));
+		r = plan_file(p, "/etc/group",
+			      strdupf("root:x:0:\n%s:x:%u:\n", group, (unsigned)p->gid));
 	if (r >= 0)
-		r = plan_file(p, "/etc/hosts",
-			      strdupf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
-				      "ip6-loopback\n127.0.1.1\t%s\n%s%s",
-				      p->hostname, spec->hosts_extra ? spec->hosts_extra : "",
-				      spec->hosts_extra && spec->hosts_extra[0] &&
-						      spec->hosts_extra[strlen(spec->hosts_extra) - 1] != '\n'
-					      ? "\n"
-					      : ""));
+		r = plan_file(
+			p, "/etc/hosts",
+			strdupf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
+				"ip6-loopback\n127.0.1.1\t%s\n%s%s",
+				p->hostname, spec->hosts_extra ? spec->hosts_extra : "",
+				spec->hosts_extra && spec->hosts_extra[0] &&
+						spec->hosts_extra[strlen(spec->hosts_extra) - 1] !=
+							'\n'
+					? "\n"
+					: ""));
 	if (r >= 0)
 		r = plan_file(p, "/etc/hostname", strdupf("%s\n", p->hostname));
 	if (r >= 0)
@@ -390,9 +392,17 @@ static int plan_etc(Plan *p, const SandboxSpec *spec, BbxError *err)
 
 /* OCI runtime-spec defaults (runc/crun), plus a few newer entries. */
 static const char *const masked_paths[] = {
-	"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-	"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-	"/sys/firmware", "/sys/devices/virtual/powercap",
+	"/proc/acpi",
+	"/proc/asound",
+	"/proc/kcore",
+	"/proc/keys",
+	"/proc/latency_stats",
+	"/proc/timer_list",
+	"/proc/timer_stats",
+	"/proc/sched_debug",
+	"/proc/scsi",
+	"/sys/firmware",
+	"/sys/devices/virtual/powercap",
 };
 static const char *const readonly_paths[] = {
 	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
@@ -428,7 +438,8 @@ static int plan_proc_sys_dev_tmp(Plan *p, uint64_t tmp_size)
 	if (r < 0)
 		return r;
 
-	/* /dev: a small tmpfs with the usual character devices made directly (cheaper than binds). */
+	/* /dev: a small tmpfs with the usual character devices made directly (cheaper than binds).
+	 */
 	r = plan_mkdir(p, "/dev", 0755);
 	if (r >= 0)
 		r = plan_mount(p, "mount /dev", "tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC,
@@ -437,8 +448,8 @@ static int plan_proc_sys_dev_tmp(Plan *p, uint64_t tmp_size)
 		const char *name;
 		unsigned major, minor;
 	} nodes[] = {
-		{ "/dev/null", 1, 3 }, { "/dev/zero", 1, 5 }, { "/dev/full", 1, 7 },
-		{ "/dev/random", 1, 8 }, { "/dev/urandom", 1, 9 }, { "/dev/tty", 5, 0 },
+		{"/dev/null", 1, 3},   {"/dev/zero", 1, 5},    {"/dev/full", 1, 7},
+		{"/dev/random", 1, 8}, {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0},
 	};
 	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(nodes); i++) {
 		Op *op = plan_add(p, OP_MKNOD, "mknod", nodes[i].name);
@@ -450,9 +461,9 @@ static int plan_proc_sys_dev_tmp(Plan *p, uint64_t tmp_size)
 	static const struct {
 		const char *link, *target;
 	} links[] = {
-		{ "/dev/fd", "/proc/self/fd" },	    { "/dev/stdin", "/proc/self/fd/0" },
-		{ "/dev/stdout", "/proc/self/fd/1" }, { "/dev/stderr", "/proc/self/fd/2" },
-		{ "/dev/ptmx", "pts/ptmx" },
+		{"/dev/fd", "/proc/self/fd"},	    {"/dev/stdin", "/proc/self/fd/0"},
+		{"/dev/stdout", "/proc/self/fd/1"}, {"/dev/stderr", "/proc/self/fd/2"},
+		{"/dev/ptmx", "pts/ptmx"},
 	};
 	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(links); i++) {
 		Op *op = plan_add(p, OP_SYMLINK, "symlink", links[i].link);
@@ -473,7 +484,8 @@ static int plan_proc_sys_dev_tmp(Plan *p, uint64_t tmp_size)
 	if (r >= 0)
 		r = plan_mkdir(p, "/tmp", 01777);
 	if (r >= 0)
-		r = plan_mount(p, "mount /tmp", "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts);
+		r = plan_mount(p, "mount /tmp", "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+			       opts);
 	return r;
 }
 
@@ -505,7 +517,7 @@ static bool path_is_clean(const char *p)
 	return true;
 }
 
-static const char *const reserved_targets[] = { "/", "/proc", "/sys", "/dev" };
+static const char *const reserved_targets[] = {"/", "/proc", "/sys", "/dev"};
 
 static int plan_user_binds(Plan *p, const SandboxSpec *spec, BbxError *err)
 {
@@ -516,9 +528,9 @@ static int plan_user_binds(Plan *p, const SandboxSpec *spec, BbxError *err)
 	if (!all)
 		return -ENOMEM;
 	for (size_t i = 0; i < spec->n_ro; i++)
-		all[i] = (UserBind){ &spec->ro[i], true };
+		all[i] = (UserBind){&spec->ro[i], true};
 	for (size_t i = 0; i < spec->n_rw; i++)
-		all[spec->n_ro + i] = (UserBind){ &spec->rw[i], false };
+		all[spec->n_ro + i] = (UserBind){&spec->rw[i], false};
 	/* Sorted by target, so a bind nested in another one is mounted after its parent. */
 	qsort(all, n, sizeof(UserBind), user_bind_cmp);
 	for (size_t i = 0; i < n; i++) {
@@ -558,7 +570,7 @@ static int plan_exec(Plan *p, const SandboxSpec *spec, BbxError *err)
 	if (spec->env)
 		p->envp = strv_copy(spec->env);
 	else {
-		char *const defaults[] = { "PATH=" DEFAULT_PATH, "HOME=/tmp", NULL };
+		char *const defaults[] = {"PATH=" DEFAULT_PATH, "HOME=/tmp", NULL};
 		p->envp = strv_copy(defaults);
 	}
 	if (!p->envp)
@@ -566,7 +578,7 @@ static int plan_exec(Plan *p, const SandboxSpec *spec, BbxError *err)
 
 	const char *cmd = spec->argv[0];
 	if (strchr(cmd, '/')) {
-		char *const one[] = { (char *)cmd, NULL };
+		char *const one[] = {(char *)cmd, NULL};
 		p->exec_candidates = strv_copy(one);
 		return p->exec_candidates ? 0 : -ENOMEM;
 	}
@@ -594,7 +606,8 @@ static int plan_exec(Plan *p, const SandboxSpec *spec, BbxError *err)
 		c += len + 1;
 	}
 	if (k == 0)
-		return bbx_error_set(err, -ENOENT, "not_found", "exec: %s: %s", cmd, strerror(ENOENT));
+		return bbx_error_set(err, -ENOENT, "not_found", "exec: %s: %s", cmd,
+				     strerror(ENOENT));
 	return 0;
 }
 
@@ -610,7 +623,37 @@ static int read_cap_last(void)
 	return (int)v;
 }
 
-#define LL_READ (LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR)
+/*
+ * The filter is the same for every sandbox: build it once per process (about 1.3 ms with
+ * libseccomp here) and hand each plan a copy. The mutex makes the cache the only shared
+ * mutable state of this module.
+ */
+static pthread_mutex_t seccomp_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sock_filter *seccomp_cache;
+static size_t seccomp_cache_len;
+
+static int plan_seccomp(Plan *p, BbxError *err)
+{
+	int r = 0;
+	pthread_mutex_lock(&seccomp_cache_lock);
+	if (!seccomp_cache)
+		r = sandbox_seccomp_build(0, &seccomp_cache, &seccomp_cache_len, err);
+	if (r >= 0) {
+		p->bpf = malloc(seccomp_cache_len * sizeof(struct sock_filter));
+		if (!p->bpf)
+			r = -ENOMEM;
+		else {
+			memcpy(p->bpf, seccomp_cache,
+			       seccomp_cache_len * sizeof(struct sock_filter));
+			p->bpf_len = seccomp_cache_len;
+		}
+	}
+	pthread_mutex_unlock(&seccomp_cache_lock);
+	return r;
+}
+
+#define LL_READ                                                                                    \
+	(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR)
 #define LL_FILE_RW                                                                                 \
 	(LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_TRUNCATE)
 
@@ -661,14 +704,14 @@ static int plan_build(Plan *p, const SandboxSpec *spec, BbxError *err)
 		r = plan_landlock(p, "/dev/shm", UINT64_MAX);
 	if (r >= 0)
 		r = plan_landlock(p, "/dev/pts", LL_FILE_RW);
-	static const char *const devs[] = { "/dev/null", "/dev/zero", "/dev/full", "/dev/random",
-					    "/dev/urandom", "/dev/tty" };
+	static const char *const devs[] = {"/dev/null",	  "/dev/zero",	  "/dev/full",
+					   "/dev/random", "/dev/urandom", "/dev/tty"};
 	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(devs); i++)
 		r = plan_landlock(p, devs[i], LL_FILE_RW);
 	if (r < 0)
 		return r;
 
-	return sandbox_seccomp_build(0, &p->bpf, &p->bpf_len, err);
+	return plan_seccomp(p, err);
 }
 
 /* ---- The child: only direct syscalls from here to exec (see the comment at the top). ---- */
@@ -691,7 +734,7 @@ static void cstr_copy(char *dst, size_t size, const char *src)
 
 _noreturn_ static void child_fail(const char *step, const char *path, int error, int exit_code)
 {
-	ChildError ce = { .error = error, .exit_code = exit_code };
+	ChildError ce = {.error = error, .exit_code = exit_code};
 	cstr_copy(ce.step, sizeof(ce.step), step);
 	cstr_copy(ce.path, sizeof(ce.path), path);
 	(void)!write(FD_ERR, &ce, sizeof(ce));
@@ -702,7 +745,7 @@ _noreturn_ static void child_fail(const char *step, const char *path, int error,
 
 static long sys_openat2(int dirfd, const char *path, int flags, uint64_t resolve)
 {
-	struct open_how how = { .flags = (uint64_t)flags, .resolve = resolve };
+	struct open_how how = {.flags = (uint64_t)flags, .resolve = resolve};
 	return syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
 }
 
@@ -744,7 +787,8 @@ static int child_mkdir_in_root(int rootfd, const char *rel, bool leaf_file)
 			return -errno;
 		int r = 0;
 		if (saved == '\0' && leaf_file) {
-			int fd = openat(parent, leaf, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+			int fd = openat(parent, leaf, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+					0644);
 			if (fd < 0 && errno != EEXIST)
 				r = -errno;
 			if (fd >= 0)
@@ -827,9 +871,7 @@ static void child_run_op(int rootfd, const Op *op)
 		if (mount(op->source, op->path, op->fstype, op->flags, op->data) < 0)
 			FAIL(op->step, op->path);
 		break;
-	case OP_BIND:
-		child_bind(rootfd, op);
-		break;
+	case OP_BIND: child_bind(rootfd, op); break;
 	case OP_MASK:
 		if (lstat(op->path, &st) < 0) {
 			if (errno == ENOENT && op->optional)
@@ -837,7 +879,8 @@ static void child_run_op(int rootfd, const Op *op)
 			FAIL(op->step, op->path);
 		}
 		if (S_ISDIR(st.st_mode)) {
-			if (mount("tmpfs", op->path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+			if (mount("tmpfs", op->path, "tmpfs",
+				  MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
 				  "mode=000,size=4k") < 0)
 				FAIL(op->step, op->path);
 		} else if (mount("/dev/null", op->path, NULL, MS_BIND, NULL) < 0)
@@ -851,8 +894,8 @@ static void child_run_op(int rootfd, const Op *op)
 		}
 		if (mount(op->path, op->path, NULL, MS_BIND | MS_REC, NULL) < 0)
 			FAIL(op->step, op->path);
-		struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-						       MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC };
+		struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+						      MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC};
 		if (syscall(SYS_mount_setattr, AT_FDCWD, op->path, AT_RECURSIVE, &attr,
 			    sizeof(attr)) < 0)
 			FAIL(op->step, op->path);
@@ -866,7 +909,7 @@ static void child_loopback_up(void)
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
 		FAIL("loopback", "lo");
-	struct ifreq ifr = { 0 };
+	struct ifreq ifr = {0};
 	ifr.ifr_name[0] = 'l';
 	ifr.ifr_name[1] = 'o';
 	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
@@ -883,8 +926,12 @@ static void child_loopback_up(void)
  */
 static void child_setup_fds(const Plan *p, int sync_fd, int err_fd)
 {
-	int src[6] = { p->stdio[0] >= 0 ? p->stdio[0] : 0, p->stdio[1] >= 0 ? p->stdio[1] : 1,
-		       p->stdio[2] >= 0 ? p->stdio[2] : 2, sync_fd, err_fd, p->netns_fd };
+	int src[6] = {p->stdio[0] >= 0 ? p->stdio[0] : 0,
+		      p->stdio[1] >= 0 ? p->stdio[1] : 1,
+		      p->stdio[2] >= 0 ? p->stdio[2] : 2,
+		      sync_fd,
+		      err_fd,
+		      p->netns_fd};
 	int high[6];
 	int floor_fd = 0;
 	for (int i = 0; i < 6; i++)
@@ -897,8 +944,17 @@ static void child_setup_fds(const Plan *p, int sync_fd, int err_fd)
 		if (src[i] < 0)
 			continue;
 		high[i] = fcntl(src[i], F_DUPFD_CLOEXEC, floor_fd);
+		if (high[i] < 0 && errno == EBADF && i < 3) {
+			/* The owner runs with this stdio fd closed: give the command /dev/null. */
+			int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+			if (null_fd >= 0) {
+				high[i] = fcntl(null_fd, F_DUPFD_CLOEXEC, floor_fd);
+				close(null_fd);
+			}
+		}
 		if (high[i] < 0) {
-			/* FD_ERR is not in place yet: nothing can be reported, only the exit code. */
+			/* FD_ERR is not in place yet: nothing can be reported, only the exit code.
+			 */
 			_exit(125);
 		}
 	}
@@ -921,15 +977,16 @@ static void child_drop_privileges(const Plan *p)
 	for (int cap = 0; cap <= p->cap_last; cap++)
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
 			FAIL("capability bounding set", "");
-	/* Raw syscalls: glibc's wrappers would try to signal threads that exist only in the parent. */
+	/* Raw syscalls: glibc's wrappers would try to signal threads that exist only in the parent.
+	 */
 	if (syscall(SYS_setgroups, 0, NULL) < 0)
 		FAIL("setgroups", "");
 	if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0)
 		FAIL("setresgid", "");
 	if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0)
 		FAIL("setresuid", "");
-	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-	struct __user_cap_data_struct data[2] = { { 0 } };
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct data[2] = {{0}};
 	if (syscall(SYS_capset, &hdr, data) < 0)
 		FAIL("capset", "");
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
@@ -938,7 +995,7 @@ static void child_drop_privileges(const Plan *p)
 	if (p->pdeathsig && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		FAIL("pdeathsig", "");
 	/* The parent may have died before that: its sync pipe end is then closed. */
-	struct pollfd pfd = { .fd = FD_SYNC, .events = POLLIN };
+	struct pollfd pfd = {.fd = FD_SYNC, .events = POLLIN};
 	if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)))
 		_exit(125);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
@@ -950,12 +1007,12 @@ static void child_landlock(const Plan *p, int *ret_ruleset)
 	struct landlock_ruleset_attr attr = {
 		.handled_access_fs = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |
 				     LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR |
-				     LANDLOCK_ACCESS_FS_REMOVE_DIR | LANDLOCK_ACCESS_FS_REMOVE_FILE |
-				     LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_DIR |
-				     LANDLOCK_ACCESS_FS_MAKE_REG | LANDLOCK_ACCESS_FS_MAKE_SOCK |
-				     LANDLOCK_ACCESS_FS_MAKE_FIFO | LANDLOCK_ACCESS_FS_MAKE_BLOCK |
-				     LANDLOCK_ACCESS_FS_MAKE_SYM | LANDLOCK_ACCESS_FS_REFER |
-				     LANDLOCK_ACCESS_FS_TRUNCATE,
+				     LANDLOCK_ACCESS_FS_REMOVE_DIR |
+				     LANDLOCK_ACCESS_FS_REMOVE_FILE | LANDLOCK_ACCESS_FS_MAKE_CHAR |
+				     LANDLOCK_ACCESS_FS_MAKE_DIR | LANDLOCK_ACCESS_FS_MAKE_REG |
+				     LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_MAKE_FIFO |
+				     LANDLOCK_ACCESS_FS_MAKE_BLOCK | LANDLOCK_ACCESS_FS_MAKE_SYM |
+				     LANDLOCK_ACCESS_FS_REFER | LANDLOCK_ACCESS_FS_TRUNCATE,
 	};
 	int rs = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0);
 	if (rs < 0)
@@ -971,7 +1028,7 @@ static void child_landlock(const Plan *p, int *ret_ruleset)
 		/* Rules on a non-directory may only hold file rights. */
 		if (!S_ISDIR(st.st_mode))
 			access &= LANDLOCK_ACCESS_FS_EXECUTE | LL_FILE_RW;
-		struct landlock_path_beneath_attr pb = { .allowed_access = access, .parent_fd = fd };
+		struct landlock_path_beneath_attr pb = {.allowed_access = access, .parent_fd = fd};
 		if (syscall(SYS_landlock_add_rule, rs, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) < 0)
 			FAIL("landlock: add rule", p->ll[i].path);
 		close(fd);
@@ -991,7 +1048,7 @@ static int status_to_exit(int status)
 _noreturn_ static void child_exec(const Plan *p, const sigset_t *saved_mask)
 {
 	/* Reset what the command must not inherit: blocked signals and ignored dispositions. */
-	struct sigaction sa = { .sa_handler = SIG_DFL };
+	struct sigaction sa = {.sa_handler = SIG_DFL};
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
 			(void)sigaction(sig, &sa, NULL);
@@ -1021,7 +1078,7 @@ _noreturn_ static void child_init(const Plan *p, pid_t main_pid)
 {
 	sigset_t mask;
 	sigemptyset(&mask);
-	int fwd[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+	int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 	for (size_t i = 0; i < ELEMENTSOF(fwd); i++)
 		sigaddset(&mask, fwd[i]);
 	sigaddset(&mask, SIGCHLD);
@@ -1040,8 +1097,8 @@ _noreturn_ static void child_init(const Plan *p, pid_t main_pid)
 		close(devnull);
 
 	for (;;) {
-		struct pollfd pfd[2] = { { .fd = sfd, .events = POLLIN },
-					 { .fd = FD_SYNC, .events = 0 } };
+		struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN},
+					{.fd = FD_SYNC, .events = 0}};
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1100,7 +1157,7 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 		FAIL("open", SANDBOX_ROOT);
 	for (size_t i = 0; i < p->n_ops; i++)
 		child_run_op(rootfd, &p->ops[i]);
-	struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY };
+	struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
 	if (syscall(SYS_mount_setattr, rootfd, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
 		FAIL("remount root read-only", SANDBOX_ROOT);
 
@@ -1123,14 +1180,14 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 	if (syscall(SYS_landlock_restrict_self, landlock_fd, 0) < 0)
 		FAIL("landlock: restrict_self", "");
 	close(landlock_fd);
-	struct sock_fprog prog = { .len = (unsigned short)p->bpf_len, .filter = p->bpf };
+	struct sock_fprog prog = {.len = (unsigned short)p->bpf_len, .filter = p->bpf};
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
 		FAIL("seccomp", "");
 
 	/* Block what init will read from its signalfd before the command exists. */
 	sigset_t mask, saved;
 	sigemptyset(&mask);
-	int fwd[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD };
+	int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD};
 	for (size_t i = 0; i < ELEMENTSOF(fwd); i++)
 		sigaddset(&mask, fwd[i]);
 	if (sigprocmask(SIG_SETMASK, &mask, &saved) < 0)
@@ -1270,20 +1327,22 @@ static const char *kind_for_exit(int exit_code)
 
 int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 {
-	_cleanup_(plan_done) Plan plan = { 0 };
+	_cleanup_(plan_done) Plan plan = {0};
 	_cleanup_(sandbox_freep) Sandbox *sb = NULL;
 	int r;
 
 	if (spec->uid == 0 && spec->gid != 0)
 		return bbx_error_set(err, -EINVAL, "invalid", "gid without a uid");
 	if (geteuid() != 0)
-		return bbx_error_set(err, -EPERM, "setup", "sandbox: needs root to create namespaces");
+		return bbx_error_set(err, -EPERM, "setup",
+				     "sandbox: needs root to create namespaces");
 	int abi = sandbox_landlock_abi();
 	if (abi < SANDBOX_LANDLOCK_ABI_MIN)
-		return bbx_error_set(err, -EOPNOTSUPP, "unsupported",
-				     "landlock: kernel ABI %d, at least %d is required (refusing to run "
-				     "without it)",
-				     abi, SANDBOX_LANDLOCK_ABI_MIN);
+		return bbx_error_set(
+			err, -EOPNOTSUPP, "unsupported",
+			"landlock: kernel ABI %d, at least %d is required (refusing to run "
+			"without it)",
+			abi, SANDBOX_LANDLOCK_ABI_MIN);
 	r = plan_build(&plan, spec, err);
 	if (r < 0)
 		return r == -ENOMEM ? bbx_error_set(err, r, "internal", "out of memory") : r;
@@ -1330,7 +1389,8 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 	int pidfd = -1;
 	pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, &pidfd, NULL, NULL);
 	if (pid < 0)
-		return bbx_error_set(err, -errno, "setup", "clone: namespaces: %s", strerror(errno));
+		return bbx_error_set(err, -errno, "setup", "clone: namespaces: %s",
+				     strerror(errno));
 	if (pid == 0)
 		child_main(&plan, sync_r, err_w);
 
@@ -1393,10 +1453,11 @@ int sandbox_bind_parse(const char *s, SandboxBind *ret, char **ret_storage, BbxE
 	const char *source = copy;
 	const char *target = colon ? copy + (colon - s) + 1 : copy;
 	if (!path_is_clean(source) || !path_is_clean(target) || (colon && strchr(target, ':')))
-		return bbx_error_set(err, -EINVAL, "invalid",
-				     "bind '%s': want HOSTPATH[:PATH], absolute, without '..', '.', "
-				     "'//' or ':'",
-				     s);
+		return bbx_error_set(
+			err, -EINVAL, "invalid",
+			"bind '%s': want HOSTPATH[:PATH], absolute, without '..', '.', "
+			"'//' or ':'",
+			s);
 	ret->source = source;
 	ret->target = target;
 	*ret_storage = TAKE_PTR(copy);
@@ -1413,21 +1474,20 @@ int sandbox_netns_create(const char *path, BbxError *err)
 				     "netns: %s: %s", path, strerror(errno));
 	fd = safe_close(fd);
 
-	int p[2], q[2];
+	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return bbx_error_set(err, -errno, "setup", "netns: pipe: %s", strerror(errno));
-	if (pipe2(q, O_CLOEXEC) < 0) {
-		int e = errno;
-		close(p[0]);
-		close(p[1]);
-		return bbx_error_set(err, -e, "setup", "netns: pipe: %s", strerror(e));
-	}
 	pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, NULL, NULL, NULL, NULL);
 	if (pid == 0) {
-		/* Only syscalls: see the comment at the top of this file. */
+		/*
+		 * Only syscalls: see the comment at the top of this file. The child reports, then
+		 * waits to be killed once the parent has bound its namespace; it never waits on a
+		 * pipe EOF, which a concurrent spawn holding a copy of the pipe could delay.
+		 */
 		int e = 0;
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 		int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-		struct ifreq ifr = { 0 };
+		struct ifreq ifr = {0};
 		ifr.ifr_name[0] = 'l';
 		ifr.ifr_name[1] = 'o';
 		if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
@@ -1436,17 +1496,15 @@ int sandbox_netns_create(const char *path, BbxError *err)
 		if (!e && ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
 			e = errno;
 		(void)!write(p[1], &e, sizeof(e));
-		char c;
-		(void)!read(q[0], &c, 1); /* until the parent has bound the namespace */
-		_exit(0);
+		for (;;)
+			pause();
 	}
 	int saved = errno;
 	close(p[1]);
-	close(q[0]);
 	int r = 0, e = 0;
 	if (pid < 0)
 		r = bbx_error_set(err, -saved, "setup", "netns: clone: %s", strerror(saved));
-	else if (read(p[0], &e, sizeof(e)) != (ssize_t)sizeof(e))
+	else if (RETRY_EINTR(read(p[0], &e, sizeof(e))) != (ssize_t)sizeof(e))
 		r = bbx_error_set(err, -EIO, "setup", "netns: %s: child failed", path);
 	else if (e)
 		r = bbx_error_set(err, -e, "setup", "netns: loopback: lo: %s", strerror(e));
@@ -1458,9 +1516,10 @@ int sandbox_netns_create(const char *path, BbxError *err)
 					  strerror(errno));
 	}
 	close(p[0]);
-	close(q[1]);
-	if (pid > 0)
+	if (pid > 0) {
+		(void)kill(pid, SIGKILL);
 		(void)RETRY_EINTR(waitpid(pid, NULL, 0));
+	}
 	if (r < 0)
 		(void)unlink(path);
 	return r;

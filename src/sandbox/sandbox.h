@@ -28,29 +28,29 @@
 
 /* A host path made visible at path inside the sandbox. */
 typedef struct SandboxBind {
-	const char *source;	/* absolute host path, must exist */
-	const char *target;	/* absolute path inside the sandbox */
+	const char *source; /* absolute host path, must exist */
+	const char *target; /* absolute path inside the sandbox */
 } SandboxBind;
 
 typedef struct SandboxSpec {
-	char *const *argv;		/* argv[0] is looked up in PATH when it has no '/' */
-	char *const *env;		/* NULL: PATH, HOME, TERM only */
-	uid_t uid;			/* never 0; 0 here means the default 65534 */
-	gid_t gid;			/* 0 here means the same as uid */
-	const char *workdir;		/* inside the sandbox; default "/" */
-	const SandboxBind *rw;		/* writable binds (also Landlock-writable) */
+	char *const *argv;     /* argv[0] is looked up in PATH when it has no '/' */
+	char *const *env;      /* NULL: PATH, HOME, TERM only */
+	uid_t uid;	       /* never 0; 0 here means the default 65534 */
+	gid_t gid;	       /* 0 here means the same as uid */
+	const char *workdir;   /* inside the sandbox; default "/" */
+	const SandboxBind *rw; /* writable binds (also Landlock-writable) */
 	size_t n_rw;
-	const SandboxBind *ro;		/* read-only binds */
+	const SandboxBind *ro; /* read-only binds */
 	size_t n_ro;
-	const char *hostname;		/* default "sandbox" */
-	uint64_t memory_max;		/* bytes, 0 = no limit */
-	uint64_t pids_max;		/* 0 = no limit */
-	uint32_t cpu_millis;		/* thousandths of a CPU, 0 = no limit */
-	uint64_t tmp_size;		/* size of /tmp and /dev/shm tmpfs, 0 = 256M */
-	const char *cgroup_name;	/* below the "branchbox" parent; NULL = "sb-<pid>-<n>" */
-	const char *cgroup_root;	/* NULL = /sys/fs/cgroup */
-	int netns_fd;			/* >= 0: join this netns instead of a fresh one; -1 otherwise */
-	const char *hosts_extra;	/* appended to /etc/hosts, may be NULL */
+	const char *hostname;	 /* default "sandbox" */
+	uint64_t memory_max;	 /* bytes, 0 = no limit */
+	uint64_t pids_max;	 /* 0 = no limit */
+	uint32_t cpu_millis;	 /* thousandths of a CPU, 0 = no limit */
+	uint64_t tmp_size;	 /* size of /tmp and /dev/shm tmpfs, 0 = 256M */
+	const char *cgroup_name; /* below the "branchbox" parent; NULL = "sb-<pid>-<n>" */
+	const char *cgroup_root; /* NULL = /sys/fs/cgroup */
+	int netns_fd;		 /* >= 0: join this netns, -1: a fresh one */
+	const char *hosts_extra; /* appended to /etc/hosts, may be NULL */
 	int stdin_fd, stdout_fd, stderr_fd; /* -1: inherit the caller's 0, 1, 2 */
 	/*
 	 * PR_SET_PDEATHSIG fires when the spawning *thread* exits. A daemon that spawns from

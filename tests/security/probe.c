@@ -53,59 +53,59 @@ static const struct {
 	const char *name;
 	long nr;
 } denied[] = {
-	{ "acct", SYS_acct },
-	{ "add_key", SYS_add_key },
-	{ "bpf", SYS_bpf },
-	{ "chroot", SYS_chroot },
-	{ "clock_adjtime", SYS_clock_adjtime },
-	{ "clock_settime", SYS_clock_settime },
-	{ "delete_module", SYS_delete_module },
-	{ "finit_module", SYS_finit_module },
-	{ "fsconfig", SYS_fsconfig },
-	{ "fsmount", SYS_fsmount },
-	{ "fsopen", SYS_fsopen },
-	{ "fspick", SYS_fspick },
-	{ "get_mempolicy", SYS_get_mempolicy },
-	{ "init_module", SYS_init_module },
-	{ "io_uring_enter", SYS_io_uring_enter },
-	{ "io_uring_register", SYS_io_uring_register },
-	{ "io_uring_setup", SYS_io_uring_setup },
-	{ "ioperm", SYS_ioperm },
-	{ "iopl", SYS_iopl },
-	{ "kcmp", SYS_kcmp },
-	{ "kexec_file_load", SYS_kexec_file_load },
-	{ "kexec_load", SYS_kexec_load },
-	{ "keyctl", SYS_keyctl },
-	{ "mbind", SYS_mbind },
-	{ "mount", SYS_mount },
-	{ "mount_setattr", SYS_mount_setattr },
-	{ "move_mount", SYS_move_mount },
-	{ "move_pages", SYS_move_pages },
-	{ "name_to_handle_at", SYS_name_to_handle_at },
-	{ "open_by_handle_at", SYS_open_by_handle_at },
-	{ "open_tree", SYS_open_tree },
-	{ "perf_event_open", SYS_perf_event_open },
-	{ "pidfd_getfd", SYS_pidfd_getfd },
-	{ "pivot_root", SYS_pivot_root },
-	{ "process_madvise", SYS_process_madvise },
-	{ "process_vm_readv", SYS_process_vm_readv },
-	{ "process_vm_writev", SYS_process_vm_writev },
-	{ "ptrace", SYS_ptrace },
-	{ "quotactl", SYS_quotactl },
-	{ "quotactl_fd", SYS_quotactl_fd },
-	{ "reboot", SYS_reboot },
-	{ "request_key", SYS_request_key },
-	{ "set_mempolicy", SYS_set_mempolicy },
-	{ "setns", SYS_setns },
-	{ "settimeofday", SYS_settimeofday },
-	{ "swapoff", SYS_swapoff },
-	{ "swapon", SYS_swapon },
-	{ "syslog", SYS_syslog },
-	{ "sysfs", SYS_sysfs },
-	{ "umount2", SYS_umount2 },
-	{ "unshare", SYS_unshare },
-	{ "userfaultfd", SYS_userfaultfd },
-	{ "ustat", SYS_ustat },
+	{"acct", SYS_acct},
+	{"add_key", SYS_add_key},
+	{"bpf", SYS_bpf},
+	{"chroot", SYS_chroot},
+	{"clock_adjtime", SYS_clock_adjtime},
+	{"clock_settime", SYS_clock_settime},
+	{"delete_module", SYS_delete_module},
+	{"finit_module", SYS_finit_module},
+	{"fsconfig", SYS_fsconfig},
+	{"fsmount", SYS_fsmount},
+	{"fsopen", SYS_fsopen},
+	{"fspick", SYS_fspick},
+	{"get_mempolicy", SYS_get_mempolicy},
+	{"init_module", SYS_init_module},
+	{"io_uring_enter", SYS_io_uring_enter},
+	{"io_uring_register", SYS_io_uring_register},
+	{"io_uring_setup", SYS_io_uring_setup},
+	{"ioperm", SYS_ioperm},
+	{"iopl", SYS_iopl},
+	{"kcmp", SYS_kcmp},
+	{"kexec_file_load", SYS_kexec_file_load},
+	{"kexec_load", SYS_kexec_load},
+	{"keyctl", SYS_keyctl},
+	{"mbind", SYS_mbind},
+	{"mount", SYS_mount},
+	{"mount_setattr", SYS_mount_setattr},
+	{"move_mount", SYS_move_mount},
+	{"move_pages", SYS_move_pages},
+	{"name_to_handle_at", SYS_name_to_handle_at},
+	{"open_by_handle_at", SYS_open_by_handle_at},
+	{"open_tree", SYS_open_tree},
+	{"perf_event_open", SYS_perf_event_open},
+	{"pidfd_getfd", SYS_pidfd_getfd},
+	{"pivot_root", SYS_pivot_root},
+	{"process_madvise", SYS_process_madvise},
+	{"process_vm_readv", SYS_process_vm_readv},
+	{"process_vm_writev", SYS_process_vm_writev},
+	{"ptrace", SYS_ptrace},
+	{"quotactl", SYS_quotactl},
+	{"quotactl_fd", SYS_quotactl_fd},
+	{"reboot", SYS_reboot},
+	{"request_key", SYS_request_key},
+	{"set_mempolicy", SYS_set_mempolicy},
+	{"setns", SYS_setns},
+	{"settimeofday", SYS_settimeofday},
+	{"swapoff", SYS_swapoff},
+	{"swapon", SYS_swapon},
+	{"syslog", SYS_syslog},
+	{"sysfs", SYS_sysfs},
+	{"umount2", SYS_umount2},
+	{"unshare", SYS_unshare},
+	{"userfaultfd", SYS_userfaultfd},
+	{"ustat", SYS_ustat},
 };
 
 static int probe_syscalls(void)
@@ -126,10 +126,10 @@ static int probe_clone_ns(void)
 		const char *name;
 		unsigned long flag;
 	} flags[] = {
-		{ "clone_newns", CLONE_NEWNS },	  { "clone_newuser", CLONE_NEWUSER },
-		{ "clone_newpid", CLONE_NEWPID }, { "clone_newnet", CLONE_NEWNET },
-		{ "clone_newuts", CLONE_NEWUTS }, { "clone_newipc", CLONE_NEWIPC },
-		{ "clone_newcgroup", CLONE_NEWCGROUP },
+		{"clone_newns", CLONE_NEWNS},	      {"clone_newuser", CLONE_NEWUSER},
+		{"clone_newpid", CLONE_NEWPID},	      {"clone_newnet", CLONE_NEWNET},
+		{"clone_newuts", CLONE_NEWUTS},	      {"clone_newipc", CLONE_NEWIPC},
+		{"clone_newcgroup", CLONE_NEWCGROUP},
 	};
 	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
 		long pid = syscall(SYS_clone, flags[i].flag | SIGCHLD, NULL, NULL, NULL, NULL);
@@ -199,10 +199,10 @@ static int probe_sockets(void)
 		const char *name;
 		int family, type;
 	} f[] = {
-		{ "af_unix", AF_UNIX, SOCK_STREAM },	 { "af_inet", AF_INET, SOCK_STREAM },
-		{ "af_inet6", AF_INET6, SOCK_STREAM },	 { "af_netlink", AF_NETLINK, SOCK_RAW },
-		{ "af_packet", AF_PACKET, SOCK_RAW },	 { "af_vsock", AF_VSOCK, SOCK_STREAM },
-		{ "af_alg", AF_ALG, SOCK_SEQPACKET },
+		{"af_unix", AF_UNIX, SOCK_STREAM},   {"af_inet", AF_INET, SOCK_STREAM},
+		{"af_inet6", AF_INET6, SOCK_STREAM}, {"af_netlink", AF_NETLINK, SOCK_RAW},
+		{"af_packet", AF_PACKET, SOCK_RAW},  {"af_vsock", AF_VSOCK, SOCK_STREAM},
+		{"af_alg", AF_ALG, SOCK_SEQPACKET},
 	};
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
 		errno = 0;
@@ -232,9 +232,9 @@ static int probe_status(void)
 	if (!f)
 		return 1;
 	while (fgets(line, sizeof(line), f)) {
-		static const char *const keys[] = { "CapInh:", "CapPrm:", "CapEff:", "CapBnd:",
-						    "CapAmb:", "NoNewPrivs:", "Seccomp:", "Uid:",
-						    "Gid:" };
+		static const char *const keys[] = {
+			"CapInh:",     "CapPrm:",  "CapEff:", "CapBnd:", "CapAmb:",
+			"NoNewPrivs:", "Seccomp:", "Uid:",    "Gid:"};
 		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 			if (!strncmp(line, keys[i], strlen(keys[i])))
 				fputs(line, stdout);
@@ -343,7 +343,7 @@ static int probe_ptrace(void)
 		ptrace(PTRACE_DETACH, pid, NULL, NULL);
 	}
 	char buf[8], src[8] = "secret";
-	struct iovec l = { buf, sizeof(buf) }, rv = { src, sizeof(src) };
+	struct iovec l = {buf, sizeof(buf)}, rv = {src, sizeof(src)};
 	errno = 0;
 	result("process_vm_readv", process_vm_readv(pid, &l, 1, &rv, 1, 0));
 	kill(pid, SIGKILL);
@@ -429,7 +429,8 @@ static int probe_forkbomb(long max)
 static int probe_balloon(long mb)
 {
 	for (long i = 0; i < mb; i++) {
-		char *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		char *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			       -1, 0);
 		if (p == MAP_FAILED) {
 			result("mmap", -1);
 			return 1;

@@ -351,7 +351,9 @@ def test_cgroup_limits_applied_and_removed():
                          "/sys/fs/cgroup/unified/branchbox"):
                 if os.path.isdir(os.path.join(cand, name)):
                     base = cand
-            if base and _children(q.pid):
+                    break
+            # The command runs once the tree is attached and has exec'd.
+            if base and len(_children(q.pid)) == 1 and _children(_children(q.pid)[0]):
                 break
             time.sleep(0.02)
         assert base, "cgroup not found"
@@ -374,3 +376,12 @@ def test_cgroup_limits_applied_and_removed():
         if q.poll() is None:
             q.kill()
             q.wait()
+
+
+def test_closed_stdin_gets_dev_null_not_a_cli_fd():
+    # With fd 0 closed, the CLI's own signalfd would otherwise land on 0 and be inherited.
+    p = subprocess.run([BIN, "sandbox", "run", "--", "/bin/readlink", "/proc/self/fd/0"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                       preexec_fn=lambda: os.close(0))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "/dev/null", p.stdout

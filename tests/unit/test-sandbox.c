@@ -50,8 +50,8 @@ static void test_bind_parse(void **state)
 	free(storage);
 
 	static const char *const bad[] = {
-		"", "relative", "/a:relative", "/a/../b", "/a:/b/..", "/a:/b:/c", "/a//b",
-		"/a/./b", "/a:", ":/a",
+		"",	    "relative", "/a:relative", "/a/../b", "/a:/b/..",
+		"/a:/b:/c", "/a//b",	"/a/./b",      "/a:",	  ":/a",
 	};
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		BbxError err = BBX_ERROR_INIT;
@@ -70,25 +70,29 @@ static char *make_tree(void)
 	return strdup(d);
 }
 
+static char *join(const char *a, const char *b)
+{
+	char *p = NULL;
+	assert_true(asprintf(&p, "%s/%s", a, b) > 0);
+	return p;
+}
+
 static void mkdirf(const char *base, const char *rel)
 {
-	char p[512];
-	snprintf(p, sizeof(p), "%s/%s", base, rel);
+	_cleanup_free_ char *p = join(base, rel);
 	assert_int_equal(mkdir_p(p, 0755), 0);
 }
 
 static void write_at(const char *base, const char *rel, const char *s)
 {
-	char p[512];
-	snprintf(p, sizeof(p), "%s/%s", base, rel);
+	_cleanup_free_ char *p = join(base, rel);
 	assert_int_equal(write_file_atomic(p, s, strlen(s), 0644), 0);
 }
 
 static void assert_file(const char *dir, const char *file, const char *want)
 {
-	char p[512];
 	_cleanup_free_ char *s = NULL;
-	snprintf(p, sizeof(p), "%s/%s", dir, file);
+	_cleanup_free_ char *p = join(dir, file);
 	assert_int_equal(read_full_file(p, 4096, &s, NULL), 0);
 	assert_string_equal(s, want);
 }
@@ -113,7 +117,7 @@ static void test_cgroup_v1(void **state)
 	assert_int_equal(mode, SANDBOX_CGROUP_V1);
 	assert_string_equal(base, root);
 
-	SandboxCgroupLimits l = { .memory_max = 256ULL << 20, .pids_max = 64, .cpu_millis = 500 };
+	SandboxCgroupLimits l = {.memory_max = 256ULL << 20, .pids_max = 64, .cpu_millis = 500};
 	SandboxCgroup *cg = NULL;
 	assert_int_equal(sandbox_cgroup_create(root, "env-a", &l, &cg, NULL), 0);
 	assert_int_equal(cg->mode, SANDBOX_CGROUP_V1);
@@ -132,6 +136,14 @@ static void test_cgroup_v1(void **state)
 	assert_int_equal(sandbox_cgroup_create(root, "env-a", &l, &again, &err), -EEXIST);
 	assert_null(again);
 	assert_file(cg->dir[SANDBOX_CG_PIDS], "pids.max", "64");
+
+	/* The environment's cgroup can be found again by name, e.g. to freeze it. */
+	SandboxCgroup *opened = NULL;
+	assert_int_equal(sandbox_cgroup_open(root, "env-a", &opened, NULL), 0);
+	assert_string_equal(opened->dir[SANDBOX_CG_FREEZER], cg->dir[SANDBOX_CG_FREEZER]);
+	assert_int_equal(sandbox_cgroup_freeze(opened, false, NULL), 0);
+	sandbox_cgroup_free(opened);
+	assert_int_equal(sandbox_cgroup_open(root, "env-missing", &opened, NULL), -ENOENT);
 
 	/* Attach and freeze write the v1 files. */
 	assert_int_equal(sandbox_cgroup_attach(cg, 4242, NULL), 0);
@@ -160,7 +172,7 @@ static void test_cgroup_v2(void **state)
 	assert_int_equal(sandbox_cgroup_detect(root, &mode, &base), 0);
 	assert_int_equal(mode, SANDBOX_CGROUP_V2);
 
-	SandboxCgroupLimits l = { .memory_max = 1ULL << 30, .pids_max = 100, .cpu_millis = 1500 };
+	SandboxCgroupLimits l = {.memory_max = 1ULL << 30, .pids_max = 100, .cpu_millis = 1500};
 	SandboxCgroup *cg = NULL;
 	/* One cgroup per environment, one per process below it. */
 	assert_int_equal(sandbox_cgroup_create(root, "env-b/web", &l, &cg, NULL), 0);
@@ -208,7 +220,7 @@ static void test_cgroup_v2(void **state)
 
 static void test_seccomp_build_archs(void **state)
 {
-	static const uint32_t archs[] = { SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32 };
+	static const uint32_t archs[] = {SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32};
 	for (size_t i = 0; i < ELEMENTSOF(archs); i++) {
 		struct sock_filter *prog = NULL;
 		size_t len = 0;
@@ -235,7 +247,8 @@ static long int80(long nr)
 /* Load the native filter in a child and check each class of rule; 0 means all held. */
 static int seccomp_child(const struct sock_filter *prog, size_t len, bool ia32)
 {
-	struct sock_fprog fprog = { .len = (unsigned short)len, .filter = (struct sock_filter *)prog };
+	struct sock_fprog fprog = {.len = (unsigned short)len,
+				   .filter = (struct sock_filter *)prog};
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return 1;
 	if (syscall(SYS_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, 0, &fprog) < 0)
@@ -249,7 +262,8 @@ static int seccomp_child(const struct sock_filter *prog, size_t len, bool ia32)
 		return 5;
 	if (syscall(SYS_clone3, NULL, 0) != -1 || errno != ENOSYS)
 		return 6;
-	if (syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, NULL, NULL, NULL, NULL) != -1 || errno != EPERM)
+	if (syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, NULL, NULL, NULL, NULL) != -1 ||
+	    errno != EPERM)
 		return 7;
 	if (syscall(SYS_socket, AF_NETLINK, SOCK_RAW, 0) != -1 || errno != EPERM)
 		return 8;
@@ -303,8 +317,9 @@ static void test_seccomp_native_behaviour(void **state)
 	size_t len = 0;
 	bool ia32 = ia32_available();
 	if (!ia32)
-		print_message("# i386 ABI disabled in this kernel (int 0x80 faults); checked by x32 "
-			      "and the bad-arch action instead\n");
+		print_message(
+			"# i386 ABI disabled in this kernel (int 0x80 faults); checked by x32 "
+			"and the bad-arch action instead\n");
 	assert_int_equal(sandbox_seccomp_build(0, &prog, &len, NULL), 0);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
