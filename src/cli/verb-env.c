@@ -58,7 +58,7 @@ static int parse(const char *verb, int argc, char **argv, EnvArgs *a)
 	int c;
 	memset(a, 0, sizeof(*a));
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+s:f:b:a:t:jFh", options, NULL)) >= 0) {
+	while ((c = getopt_long(argc, argv, "s:f:b:a:t:jFh", options, NULL)) >= 0) {
 		switch (c) {
 		case 's': a->state = optarg; break;
 		case 'f': a->from = optarg; break;

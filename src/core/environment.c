@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -881,16 +882,31 @@ static int ensure_dirs(Environments *E, const char *name)
 	return 0;
 }
 
+static int chown_tree_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return lchown(path, APP_UID, APP_UID) < 0 ? -1 : 0;
+}
+
 static int checkout_code(Environments *E, EnvRuntime *rt, BbxError *err)
 {
 	struct stat st;
 	if (stat(rt->code_dir, &st) == 0)
 		return 0; /* this commit is already checked out (checkouts are atomic) */
 	GitCheckoutResult res;
-	int r = gitrepo_checkout(E->repo, rt->commit, rt->code_dir, &res, err);
+	char staging[4096];
+	snprintf(staging, sizeof(staging), "%s.staging", rt->code_dir);
+	(void)rm_rf(staging);
+	int r = gitrepo_checkout(E->repo, rt->commit, staging, &res, err);
 	if (r < 0)
 		return r;
 	gitrepo_checkout_result_done(&res);
+	/* A fresh checkout (never data): the build hook, running as the application's uid,
+	 * may write into it (compiled files, assets); afterwards the apps get it read-only. */
+	if (nftw(staging, chown_tree_cb, 32, FTW_PHYS) != 0 || rename(staging, rt->code_dir) < 0) {
+		r = -errno;
+		(void)rm_rf(staging);
+		return bbx_error_set(err, r, "internal", "preparing checkout %s: %s", rt->code_dir, strerror(-r));
+	}
 	return 0;
 }
 
