@@ -145,6 +145,18 @@ int verb_env(int argc, char **argv)
 		env_help();
 		return argc < 2 ? EXIT_USAGE : EXIT_OK;
 	}
+	/* Options may come before the command ("env --state DIR list"): move them after it. */
+	int ci = 1;
+	while (ci < argc && argv[ci][0] == '-' && strcmp(argv[ci], "--"))
+		ci += (!strcmp(argv[ci], "--state") || !strcmp(argv[ci], "--from") || !strcmp(argv[ci], "--branch") ||
+		       !strcmp(argv[ci], "--app") || !strcmp(argv[ci], "--timeout")) ? 2 : 1;
+	if (ci >= argc)
+		return cli_usage_error("env", "missing command; see 'branchbox env --help'");
+	if (ci > 1) {
+		char *c0 = argv[ci];
+		memmove(&argv[2], &argv[1], (size_t)(ci - 1) * sizeof(char *));
+		argv[1] = c0;
+	}
 	const char *cmd = argv[1];
 	char verb[64];
 	snprintf(verb, sizeof(verb), "env %s", cmd);

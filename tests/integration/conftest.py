@@ -90,7 +90,7 @@ class Daemon:
         if via_http:
             env["BRANCHBOX_URL"] = self.url
         else:
-            args = (args[0], "--state", self.state, *args[1:]) if args else args
+            env["BRANCHBOX_STATE"] = self.state
         if token:
             env["BRANCHBOX_TOKEN"] = token
         return run(*args, env=env, check=check, **kw)

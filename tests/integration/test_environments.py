@@ -1,0 +1,296 @@
+"""Production and previews of the example project, with real PostgreSQL, Redis and sandboxes."""
+import glob
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import BIN, ROOT, Daemon, run
+
+EXAMPLE = os.path.join(ROOT, "examples", "todo")
+GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.invalid")
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=60)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(60)
+        self.sock.connect(self.path)
+
+
+def call(d, method, path, body=None):
+    conn = UnixHTTPConnection(d.socket)
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r.status, data
+
+
+def git(repo, *args):
+    subprocess.run(["git", "-C", repo, *args], check=True, env=GIT_ENV, capture_output=True)
+
+
+def branch_with_config(repo, branch, edit):
+    """Create branch from main with .branchbox/config.yaml changed by edit(text) -> text."""
+    wt = tempfile.mkdtemp(prefix="bbx-wt-")
+    try:
+        git(repo, "worktree", "add", "-q", "-b", branch, wt, "main")
+        path = os.path.join(wt, ".branchbox", "config.yaml")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(edit(text))
+        git(wt, "commit", "-q", "-am", f"config for {branch}")
+    finally:
+        git(repo, "worktree", "remove", "--force", wt)
+        shutil.rmtree(wt, ignore_errors=True)
+
+
+def env_exec(d, name, *cmd, check=True):
+    p = d.cli("env", "exec", name, "--", *cmd, check=False, timeout=300)
+    if check and p.returncode != 0:
+        raise AssertionError(f"exec in {name} {cmd} exited {p.returncode}: {p.stdout}{p.stderr}")
+    return p
+
+
+def psql(d, name, sql):
+    code = ("import os,psycopg2,sys;c=psycopg2.connect(os.environ['DATABASE_URL']);c.autocommit=True;"
+            "cur=c.cursor();cur.execute(sys.argv[1]);"
+            "print('\\n'.join('|'.join(str(x) for x in r) for r in cur.fetchall()) if cur.description else 'ok')")
+    return env_exec(d, name, "python3", "-c", code, sql).stdout.strip()
+
+
+def leftovers(d, name):
+    """Everything of environment name still on the host."""
+    found = []
+    for pat in [f"/sys/fs/cgroup/*/branchbox/env-{name}.*", f"/sys/fs/cgroup/unified/branchbox/env-{name}.*"]:
+        found += glob.glob(pat)
+    for kind in ("run/netns", "code", "tmp", "logs"):
+        p = os.path.join(d.state, kind, name)
+        if os.path.exists(p):
+            found.append(p)
+    for line in open("/proc/self/mountinfo"):
+        if f"/{name}" in line.split()[4] and d.state in line.split()[4]:
+            found.append(line.split()[4])
+    mnt = os.path.join(d.state, "pool", "mnt")
+    for p in glob.glob(os.path.join(mnt, "*", name)) + glob.glob(os.path.join(mnt, name)):
+        found.append(p)
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    found += [l for l in out.splitlines() if f"/srv/" in l and name in l]
+    return found
+
+
+@pytest.fixture(scope="module")
+def prod():
+    tmp = tempfile.mkdtemp(prefix="bbx-env-")
+    repo = os.path.join(tmp, "repo")
+    subprocess.run([os.path.join(EXAMPLE, "make-repo.sh"), repo], check=True, capture_output=True)
+    d = Daemon(tmp, repo).start()
+    try:
+        p = d.cli("deploy", timeout=600)
+        yield d
+    finally:
+        d.stop()
+        for m in sorted((l.split()[4] for l in open("/proc/self/mountinfo") if tmp in l.split()[4]), reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_production_deploys_and_serves(prod):
+    info = json.loads(prod.cli("env", "info", "main", "--json").stdout)
+    assert info["state"] == "ready" and info["kind"] == "production"
+    states = {p["name"]: p["state"] for p in info["processes"]}
+    assert states == {"db": "running", "cache": "running", "web": "running"}
+    status, body = call(prod, "GET", "/preview/main/healthz")
+    assert status == 200 and body.strip() == b"ok"
+    status, body = call(prod, "POST", "/preview/main/api/todos", {"title": "from production"})
+    assert status in (200, 201), body
+    status, body = call(prod, "GET", "/preview/main/api/todos")
+    assert b"from production" in body
+
+
+def test_preview_clones_data_and_diverges(prod):
+    psql(prod, "main", "INSERT INTO users (name, email) VALUES ('Alice', 'alice@real.example') ON CONFLICT DO NOTHING")
+    before = psql(prod, "main", "SELECT count(*) FROM todos")
+    git(prod.repo, "branch", "-f", "pr-data", "main")
+    p = prod.cli("env", "create", "pr-data", "--json", timeout=600)
+    info = json.loads(p.stdout)
+    assert info["state"] == "ready" and info["parent"] == "main"
+    try:
+        # The preview sees production's rows...
+        assert psql(prod, "pr-data", "SELECT count(*) FROM todos") == before
+        # ...masked by sanitize before anyone could read them.
+        emails = psql(prod, "pr-data", "SELECT email FROM users")
+        assert "real.example" not in emails and "example.invalid" in emails
+        assert "alice@real.example" in psql(prod, "main", "SELECT email FROM users")
+        # Writes in the preview stay in the preview.
+        psql(prod, "pr-data", "INSERT INTO todos (title) VALUES ('only in preview')")
+        assert "only in preview" in psql(prod, "pr-data", "SELECT title FROM todos")
+        assert "only in preview" not in psql(prod, "main", "SELECT title FROM todos")
+        assert psql(prod, "main", "SELECT count(*) FROM todos") == before
+        # The app in the preview answers through the proxy.
+        status, body = call(prod, "GET", "/preview/pr-data/healthz")
+        assert status == 200
+    finally:
+        prod.cli("env", "destroy", "pr-data", timeout=300)
+
+
+def test_preview_credentials_are_new_and_useless_on_production(prod):
+    git(prod.repo, "branch", "-f", "pr-creds", "main")
+    prod.cli("env", "create", "pr-creds", timeout=600)
+    try:
+        prod_url = env_exec(prod, "main", "sh", "-c", "echo $DATABASE_URL").stdout.strip()
+        prev_url = env_exec(prod, "pr-creds", "sh", "-c", "echo $DATABASE_URL").stdout.strip()
+        prod_pw = re.search(r"://main:([0-9a-f]+)@", prod_url).group(1)
+        prev_pw = re.search(r"://main:([0-9a-f]+)@", prev_url).group(1)
+        assert prod_pw != prev_pw
+        prod_redis = env_exec(prod, "main", "sh", "-c", "echo $REDIS_URL").stdout.strip()
+        prev_redis = env_exec(prod, "pr-creds", "sh", "-c", "echo $REDIS_URL").stdout.strip()
+        assert prod_redis != prev_redis
+        # The preview's password does not open production's database...
+        code = ("import psycopg2,sys\n"
+                "try:\n psycopg2.connect(host='database',user='main',dbname='main',password=sys.argv[1],connect_timeout=5)\n"
+                " print('CONNECTED')\nexcept psycopg2.OperationalError as e:\n print('REFUSED', e)\n")
+        out = env_exec(prod, "main", "python3", "-c", code, prev_pw).stdout
+        assert "REFUSED" in out and "password authentication failed" in out
+        # ...and production's password does not open the preview's (the clone got new ones).
+        out = env_exec(prod, "pr-creds", "python3", "-c", code, prod_pw).stdout
+        assert "REFUSED" in out
+    finally:
+        prod.cli("env", "destroy", "pr-creds", timeout=300)
+
+
+def test_preview_cannot_reach_production_or_host(prod):
+    git(prod.repo, "branch", "-f", "pr-net", "main")
+    prod.cli("env", "create", "pr-net", timeout=600)
+    try:
+        # Positive control: the daemon's HTTP port answers on the host's loopback.
+        with socket.create_connection(("127.0.0.1", prod.port), timeout=5):
+            pass
+        code = ("import socket,sys\nport=int(sys.argv[1])\n"
+                "s=socket.socket();s.settimeout(3)\n"
+                "try:\n s.connect(('127.0.0.1',port));print('OPEN')\nexcept OSError as e:\n print('CLOSED',e)\n")
+        out = env_exec(prod, "pr-net", "python3", "-c", code, str(prod.port)).stdout
+        assert "CLOSED" in out
+        # Only loopback exists inside.
+        ifaces = env_exec(prod, "pr-net", "sh", "-c", "cat /proc/net/dev").stdout
+        names = [l.split(":")[0].strip() for l in ifaces.splitlines()[2:]]
+        assert names == ["lo"]
+        # The preview's "database" is its own: production's rows written now do not appear.
+        psql(prod, "main", "INSERT INTO todos (title) VALUES ('written after the clone')")
+        assert "written after the clone" not in psql(prod, "pr-net", "SELECT title FROM todos")
+    finally:
+        prod.cli("env", "destroy", "pr-net", timeout=300)
+
+
+def test_destroy_leaves_nothing(prod):
+    git(prod.repo, "branch", "-f", "pr-gone", "main")
+    prod.cli("env", "create", "pr-gone", timeout=600)
+    assert leftovers(prod, "pr-gone")  # positive control: it exists while it runs
+    prod.cli("env", "destroy", "pr-gone", timeout=300)
+    assert leftovers(prod, "pr-gone") == []
+    p = prod.cli("env", "info", "pr-gone", check=False)
+    assert p.returncode == 1 and "not found" in p.stderr
+    assert "pr-gone" not in prod.cli("env", "list").stdout
+
+
+def test_sanitize_failure_leaves_nothing(prod):
+    branch_with_config(prod.repo, "pr-badsan", lambda t: t.replace(
+        "UPDATE users SET email = 'user' || id || '@example.invalid'", "UPDATE users SET nosuchcolumn = 1"))
+    p = prod.cli("env", "create", "pr-badsan", check=False, timeout=600)
+    assert p.returncode == 1
+    assert "sanitize" in p.stderr and "nosuchcolumn" in p.stderr
+    assert leftovers(prod, "pr-badsan") == []
+    assert "pr-badsan" not in prod.cli("env", "list").stdout
+
+
+def test_ttl_expiry(prod):
+    branch_with_config(prod.repo, "pr-ttl", lambda t: t.replace("ttl: 24h", "ttl: 2s"))
+    prod.cli("env", "create", "pr-ttl", timeout=600)
+    deadline = time.time() + 60
+    while time.time() < deadline and "pr-ttl" in prod.cli("env", "list").stdout:
+        time.sleep(1)
+    assert "pr-ttl" not in prod.cli("env", "list").stdout
+    assert leftovers(prod, "pr-ttl") == []
+    db = sqlite3.connect(os.path.join(prod.state, "state.db"))
+    rows = db.execute("SELECT action, outcome FROM audit WHERE resource = 'environment:pr-ttl' "
+                      "AND action = 'environment.expire'").fetchall()
+    db.close()
+    assert rows == [("environment.expire", "destroyed")]
+
+
+def test_exec_status_and_errors(prod):
+    p = env_exec(prod, "main", "sh", "-c", "echo out; exit 7", check=False)
+    assert p.returncode == 7 and "out" in p.stdout
+    p = prod.cli("env", "exec", "nosuch", "--", "true", check=False)
+    assert p.returncode == 1 and "environment 'nosuch' not found" in p.stderr
+    p = prod.cli("env", "create", "Bad/Name", check=False)
+    assert p.returncode == 1 and "not valid" in p.stderr
+    p = prod.cli("env", "create", "pr-nobranch", check=False)
+    assert p.returncode == 1 and "branch 'pr-nobranch' not found" in p.stderr
+
+
+def test_logs(prod):
+    out = prod.cli("env", "logs", "main").stdout
+    assert "web started" in out
+    out = prod.cli("env", "logs", "main", "db").stdout
+    assert "database system is ready" in out
+
+
+@pytest.mark.parametrize("step", ["intent", "snapshot", "after-snapshot", "services", "sanitize", "app"])
+def test_crash_mid_create_leaves_nothing(tmpdir_path, step):
+    repo = os.path.join(tmpdir_path, "repo")
+    subprocess.run([os.path.join(EXAMPLE, "make-repo.sh"), repo], check=True, capture_output=True)
+    git(repo, "branch", "pr-crash", "main")
+    d = Daemon(tmpdir_path, repo).start()
+    try:
+        d.cli("deploy", timeout=600)
+        d.stop()
+        os.environ["BRANCHBOX_DEBUG_STOP_AT"] = f"create:{step}"
+        try:
+            d.start()
+        finally:
+            del os.environ["BRANCHBOX_DEBUG_STOP_AT"]
+        p = d.cli("env", "create", "pr-crash", check=False, timeout=600)
+        assert p.returncode != 0
+        d.proc.wait(timeout=30)
+        assert d.proc.returncode == -9  # the daemon died at the step
+        d.start()
+        # Either fully there or fully gone: a create that crashed is undone.
+        assert "pr-crash" not in d.cli("env", "list").stdout
+        assert leftovers(d, "pr-crash") == []
+        db = sqlite3.connect(os.path.join(d.state, "state.db"))
+        pending = db.execute("SELECT count(*) FROM operations WHERE state = 'pending'").fetchone()[0]
+        db.close()
+        assert pending == 0
+        # Production came back by itself.
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            info = json.loads(d.cli("env", "info", "main", "--json").stdout)
+            if all(p["state"] == "running" for p in info["processes"]) and info["processes"]:
+                break
+            time.sleep(0.5)
+        status, body = call(d, "GET", "/preview/main/healthz")
+        assert status == 200
+        # And a new create works.
+        d.cli("env", "create", "pr-crash", timeout=600)
+        d.cli("env", "destroy", "pr-crash", timeout=300)
+    finally:
+        d.stop()
+        for m in sorted((l.split()[4] for l in open("/proc/self/mountinfo") if tmpdir_path in l.split()[4]), reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
