@@ -53,10 +53,12 @@ FS=$(stat -f -c %T /)
 export SANDBOX SANDBOX_LIMITS BWRAP UNSHARE PLAIN STARTUP FS ROUNDS RUNS
 python3 - "$TMP" <<'PY'
 import glob, json, os, statistics, subprocess, sys
-pooled = {}
+pooled, cpu = {}, {}
 for f in sorted(glob.glob(os.path.join(sys.argv[1], "round-*.json"))):
     for r in json.load(open(f))["results"]:
         pooled.setdefault(r["command"], []).extend(r["times"])
+        # hyperfine reports user/system time as a mean per round: weight by run count.
+        cpu.setdefault(r["command"], []).append(((r["user"] + r["system"]), len(r["times"])))
 E = os.environ
 rows = [("branchbox sandbox (full)", E["SANDBOX"]),
         ("branchbox sandbox + memory/pids/cpu limits", E["SANDBOX_LIMITS"]),
@@ -74,12 +76,18 @@ print(f"Machine: {nproc} CPUs, {mem} MiB RAM, kernel {kernel}, root filesystem {
 print(f"Method: `bench/sandbox.sh`, {E['ROUNDS']} interleaved hyperfine rounds "
       f"(`-N --warmup 2 --runs {E['RUNS']}`, command order rotated), all runs pooled "
       f"({len(pooled[E['PLAIN']])} per command). Ratio = median / bwrap median.\n")
-print("| Command | median ms | min ms | max ms | vs bwrap |")
-print("|---|---:|---:|---:|---:|")
+def cpu_mean(cmd):
+    n = sum(k for _, k in cpu[cmd])
+    return sum(c * k for c, k in cpu[cmd]) / n
+bw_cpu = cpu_mean(E["BWRAP"])
+print("| Command | median ms | min ms | max ms | vs bwrap | CPU ms (user+sys, mean) | CPU vs bwrap |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 for label, cmd in rows:
     t = pooled[cmd]
     med = statistics.median(t)
-    print(f"| {label} | {med*1000:.2f} | {min(t)*1000:.2f} | {max(t)*1000:.2f} | {med/bw:.2f}x |")
+    c = cpu_mean(cmd)
+    print(f"| {label} | {med*1000:.2f} | {min(t)*1000:.2f} | {max(t)*1000:.2f} | {med/bw:.2f}x "
+          f"| {c*1000:.2f} | {c/bw_cpu:.2f}x |")
 print("\nCommands:\n")
 for label, cmd in rows:
     print(f"- {label}: `{cmd.replace(E['SANDBOX'].split()[0], 'branchbox')}`")

@@ -185,7 +185,6 @@ int verb_sandbox(int argc, char **argv)
 	int c;
 	while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
 		BbxError err = BBX_ERROR_INIT;
-		uint64_t v;
 		uint32_t u;
 		switch (c) {
 		case OPT_MEMORY:
@@ -246,7 +245,6 @@ int verb_sandbox(int argc, char **argv)
 			goto out;
 		default: cli_usage_error("sandbox", "unknown option"); goto out;
 		}
-		(void)v;
 	}
 	if (optind >= argc) {
 		cli_usage_error("sandbox", "no command given (use -- CMD [ARGS])");

@@ -1045,7 +1045,7 @@ static int status_to_exit(int status)
 	return 125;
 }
 
-_noreturn_ static void child_exec(const Plan *p, const sigset_t *saved_mask)
+_noreturn_ static void child_exec(const Plan *p)
 {
 	/* Reset what the command must not inherit: blocked signals and ignored dispositions. */
 	struct sigaction sa = {.sa_handler = SIG_DFL};
@@ -1055,7 +1055,6 @@ _noreturn_ static void child_exec(const Plan *p, const sigset_t *saved_mask)
 	sigset_t empty;
 	sigemptyset(&empty);
 	(void)sigprocmask(SIG_SETMASK, &empty, NULL);
-	(void)saved_mask;
 	close(FD_SYNC);
 	if (close_range(FD_ERR + 1, ~0U, 0) < 0)
 		FAIL("close_range", "");
@@ -1185,18 +1184,18 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 		FAIL("seccomp", "");
 
 	/* Block what init will read from its signalfd before the command exists. */
-	sigset_t mask, saved;
+	sigset_t mask;
 	sigemptyset(&mask);
 	int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD};
 	for (size_t i = 0; i < ELEMENTSOF(fwd); i++)
 		sigaddset(&mask, fwd[i]);
-	if (sigprocmask(SIG_SETMASK, &mask, &saved) < 0)
+	if (sigprocmask(SIG_SETMASK, &mask, NULL) < 0)
 		FAIL("sigprocmask", "");
 	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
 	if (pid < 0)
 		FAIL("fork", "");
 	if (pid == 0)
-		child_exec(p, &saved);
+		child_exec(p);
 	child_init(p, pid);
 }
 
