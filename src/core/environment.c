@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <glob.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,6 +26,7 @@
 #include "netns-connect.h"
 #include "parse.h"
 #include "policy.h"
+#include "sandbox-cgroup.h"
 #include "service.h"
 #include "storage.h"
 #include "strbuf.h"
@@ -460,11 +462,15 @@ static const char *pb_keep(ProcBuild *b, char *s)
 
 static void pb_common(Environments *E, EnvRuntime *rt, ProcBuild *b, const char *what, uid_t uid)
 {
-	static unsigned counter;
-	unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+	unsigned char rnd[4];
+	char hex[9];
 	memset(b, 0, sizeof(*b));
 	b->spec.name = what;
-	snprintf(b->cgroup, sizeof(b->cgroup), "env-%s.%s.%u", rt->name, what, n);
+	/* One cgroup per environment, one per process below it; the random part keeps
+	 * names unique across daemon restarts that left a cgroup behind. */
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
+	snprintf(b->cgroup, sizeof(b->cgroup), "env-%s/%s-%s", rt->name, what, hex);
 	b->spec.cgroup_name = b->cgroup;
 	b->spec.uid = uid;
 	b->spec.hostname = rt->name;
@@ -934,6 +940,61 @@ static int network_up(Environments *E, EnvRuntime *rt, BbxError *err)
 	return 0;
 }
 
+#define CGROUP_ROOT "/sys/fs/cgroup"
+
+static void cgroup_remove_name(const char *name)
+{
+	SandboxCgroup *cg = NULL;
+	if (sandbox_cgroup_open(CGROUP_ROOT, name, &cg, NULL) >= 0) {
+		(void)sandbox_cgroup_remove(cg, NULL);
+		sandbox_cgroup_free(cg);
+	}
+}
+
+/* Kill and remove an environment's cgroups: each process's, then the environment's. */
+static void cgroups_remove_env(const char *env)
+{
+	static const char *const bases[] = { CGROUP_ROOT "/*/branchbox", CGROUP_ROOT "/branchbox" };
+	char pattern[512], name[256];
+	for (size_t b = 0; b < ELEMENTSOF(bases); b++) {
+		glob_t g;
+		snprintf(pattern, sizeof(pattern), "%s/env-%s/*", bases[b], env);
+		if (glob(pattern, GLOB_ONLYDIR | GLOB_NOSORT, NULL, &g) != 0)
+			continue;
+		for (size_t i = 0; i < g.gl_pathc; i++) {
+			const char *child = strrchr(g.gl_pathv[i], '/') + 1;
+			snprintf(name, sizeof(name), "env-%s/%s", env, child);
+			if (name_is_valid(child))
+				cgroup_remove_name(name);
+		}
+		globfree(&g);
+	}
+	snprintf(name, sizeof(name), "env-%s", env);
+	cgroup_remove_name(name);
+}
+
+/* Names of environments that have a cgroup (for orphan removal). */
+static char **cgroup_env_names(void)
+{
+	static const char *const patterns[] = { CGROUP_ROOT "/*/branchbox/env-*", CGROUP_ROOT "/branchbox/env-*" };
+	char **names = NULL;
+	for (size_t p = 0; p < ELEMENTSOF(patterns); p++) {
+		glob_t g;
+		if (glob(patterns[p], GLOB_ONLYDIR | GLOB_NOSORT, NULL, &g) != 0)
+			continue;
+		for (size_t i = 0; i < g.gl_pathc; i++) {
+			const char *n = strrchr(g.gl_pathv[i], '/') + 5;
+			bool seen = false;
+			for (size_t k = 0; names && names[k]; k++)
+				seen |= !strcmp(names[k], n);
+			if (!seen && name_is_valid(n))
+				(void)strv_push(&names, n);
+		}
+		globfree(&g);
+	}
+	return names;
+}
+
 /* Undo everything an environment has on the host: processes, netns, code, logs, volume.
  * Tolerates any half-built state (used by destroy, failed creates and crash recovery). */
 static int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync, BbxError *err)
@@ -945,6 +1006,7 @@ static int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync
 		runtime_stop_processes(rt);
 		rt->netns_fd = safe_close(rt->netns_fd);
 	}
+	cgroups_remove_env(name);
 	env_path(E, path, sizeof(path), "run/netns", name);
 	r = sandbox_netns_remove(path, NULL);
 	if (r < 0 && r != -ENOENT && ret == 0)
@@ -1832,6 +1894,12 @@ static int reconcile(Environments *E, BbxError *err)
 				(void)pool_volume_destroy(E->pool, vv[i].name, false, NULL);
 		volume_info_list_free(vv, vn);
 	}
+	/* Cgroups: every environment's processes died with the previous daemon, so the
+	 * cgroups left are empty husks (or orphans to kill). */
+	char **cg = cgroup_env_names();
+	for (size_t i = 0; cg && cg[i]; i++)
+		cgroups_remove_env(cg[i]);
+	strv_free(cg);
 	/* Orphaned namespaces, checkouts, logs and scratch dirs. */
 	static const char *const kinds[] = { "run/netns", "code", "tmp", "logs" };
 	for (size_t k = 0; k < ELEMENTSOF(kinds); k++) {
