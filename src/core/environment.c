@@ -1942,8 +1942,8 @@ static void *restart_main(void *userdata)
 		r = start_recorded(E, rt, &job->rec, &err);
 		pthread_mutex_unlock(&rt->op_lock);
 	}
-	if (r < 0)
-		(void)env_record_set_state(core_store(E->core), job->rec.name, "failed", bbx_error_message(&err, r), NULL);
+	(void)env_record_set_state(core_store(E->core), job->rec.name, r >= 0 ? "ready" : "failed",
+				   r >= 0 ? NULL : bbx_error_message(&err, r), NULL);
 	env_record_done(&job->rec);
 	free(job);
 	return NULL;
@@ -1992,8 +1992,10 @@ int environments_init(Core *c, BbxError *err)
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
-		if (strcmp(v[i].state, "ready"))
+		if (strcmp(v[i].state, "ready") && strcmp(v[i].state, "starting"))
 			continue;
+		/* "starting" until its services answer and its apps are healthy again. */
+		(void)env_record_set_state(core_store(c), v[i].name, "starting", NULL, NULL);
 		RestartJob *job = calloc(1, sizeof(*job));
 		if (!job)
 			continue;

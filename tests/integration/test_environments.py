@@ -95,6 +95,16 @@ def leftovers(d, name):
     return found
 
 
+def wait_ready(d, name, timeout=180):
+    """Wait while an environment restarts after a daemon start; returns its info."""
+    deadline = time.time() + timeout
+    while True:
+        info = json.loads(d.cli("env", "info", name, "--json").stdout)
+        if info["state"] != "starting" or time.time() > deadline:
+            return info
+        time.sleep(0.3)
+
+
 @pytest.fixture(scope="module")
 def prod():
     tmp = tempfile.mkdtemp(prefix="bbx-env-")
@@ -266,6 +276,7 @@ def test_crash_mid_create_leaves_nothing(tmpdir_path, step):
             d.start()
         finally:
             del os.environ["BRANCHBOX_DEBUG_STOP_AT"]
+        wait_ready(d, "main")
         p = d.cli("env", "create", "pr-crash", check=False, timeout=600)
         assert p.returncode != 0
         d.proc.wait(timeout=30)
@@ -279,12 +290,7 @@ def test_crash_mid_create_leaves_nothing(tmpdir_path, step):
         db.close()
         assert pending == 0
         # Production came back by itself.
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            info = json.loads(d.cli("env", "info", "main", "--json").stdout)
-            if all(p["state"] == "running" for p in info["processes"]) and info["processes"]:
-                break
-            time.sleep(0.5)
+        assert wait_ready(d, "main")["state"] == "ready"
         status, body = call(d, "GET", "/preview/main/healthz")
         assert status == 200
         # And a new create works.
