@@ -12,7 +12,7 @@
 #include "strbuf.h"
 
 /* Length of the valid UTF-8 sequence at p (at most n bytes), 0 when it is not one. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
+size_t config_utf8_seq(const unsigned char *p, size_t n)
 {
 	size_t k = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 :
 		   (*p & 0xf8) == 0xf0 ? 4 : 0;
@@ -41,7 +41,7 @@ bool config_utf8_valid(const char *s, size_t len)
 	const unsigned char *p = (const unsigned char *)s;
 
 	for (size_t i = 0; i < len;) {
-		size_t k = utf8_seq(p + i, len - i);
+		size_t k = config_utf8_seq(p + i, len - i);
 		if (k == 0 || p[i] == 0)
 			return false;
 		i += k;
@@ -59,7 +59,7 @@ static void utf8_scrub(char *s)
 	size_t len = strlen(s);
 
 	for (size_t i = 0; i < len;) {
-		size_t k = utf8_seq(p + i, len - i);
+		size_t k = config_utf8_seq(p + i, len - i);
 		if (k == 0) {
 			p[i++] = '?';
 			continue;

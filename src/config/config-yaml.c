@@ -248,6 +248,37 @@ static int on_event(Builder *b, struct fy_event *e)
 	}
 }
 
+/*
+ * YAML here is UTF-8 only. Checked before libfyaml sees the input: besides giving a precise
+ * position, it keeps bytes away that libfyaml 0.7.12 does not survive (a directive line with
+ * an invalid UTF-8 byte, "%\xff", makes fy_parser_parse() loop forever).
+ */
+static bool check_encoding(Builder *b, const char *data, size_t size)
+{
+	const unsigned char *p = (const unsigned char *)data;
+	unsigned line = 1, column = 1;
+
+	for (size_t i = 0; i < size;) {
+		size_t k = p[i] ? config_utf8_seq(p + i, size - i) : 0;
+		if (k == 0) {
+			if (p[i] == 0)
+				builder_error(b, line, column, "NUL byte in the file");
+			else
+				builder_error(b, line, column,
+					      "invalid UTF-8 (byte 0x%02x): the file must be UTF-8",
+					      p[i]);
+			return false;
+		}
+		if (p[i] == '\n') {
+			line++;
+			column = 1;
+		} else
+			column++;
+		i += k;
+	}
+	return true;
+}
+
 static void diag_discard(struct fy_diag *diag, void *user, const char *buf, size_t len)
 {
 }
@@ -281,6 +312,9 @@ int yaml_document_parse(const char *data, size_t size, const char *file, YamlDoc
 	if (!doc)
 		return -ENOMEM;
 	b.doc = doc;
+
+	if (!check_encoding(&b, data, size))
+		return b.r < 0 ? b.r : -EINVAL;
 
 	fy_diag_cfg_default(&dcfg);
 	dcfg.fp = NULL;

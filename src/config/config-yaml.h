@@ -68,3 +68,5 @@ static inline bool yaml_node_is_null(const YamlNode *n)
 const char *yaml_kind_to_string(const YamlNode *n);
 /* True when s[0..len) is valid UTF-8 without NUL bytes. */
 bool config_utf8_valid(const char *s, size_t len);
+/* Length of the valid UTF-8 sequence at p (at most n bytes available), 0 when invalid. */
+size_t config_utf8_seq(const unsigned char *p, size_t n);

@@ -52,6 +52,8 @@ typedef struct Ctx {
 } Ctx;
 
 static void verr(Ctx *x, const YamlNode *n, const char *path, const char *fmt, va_list ap)
+	_printf_(4, 0);
+static void verr(Ctx *x, const YamlNode *n, const char *path, const char *fmt, va_list ap)
 {
 	char msg[768];
 
