@@ -5,10 +5,12 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "config-yaml.h"
@@ -1219,19 +1221,69 @@ int config_parse_buffer(const char *data, size_t size, const char *filename, Pro
 	return 0;
 }
 
-static bool is_regular(const char *path)
+/*
+ * Open dir/rel for reading without leaving dir: the project tree may be written by an agent,
+ * and a config.yaml that is a symlink to /etc/shadow must not be read (its lines would come
+ * back quoted in error messages). -ENOENT when absent, -ELOOP for a symlink on the way,
+ * -EBADFD when it is not a regular file.
+ */
+static int open_beneath(int dirfd, const char *rel)
 {
+	struct open_how how = {
+		.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	_cleanup_close_ int fd = -EBADF;
 	struct stat st;
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+
+	fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+	if (fd < 0)
+		return negative_errno();
+	if (fstat(fd, &st) < 0)
+		return negative_errno();
+	if (!S_ISREG(st.st_mode))
+		return -EBADFD;
+	return TAKE_FD(fd);
+}
+
+static int load_error(ConfigDiagnostics *diag, const char *file, int code, const char *fmt, ...)
+	_printf_(4, 5);
+static int load_error(ConfigDiagnostics *diag, const char *file, int code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	int r;
+
+	if (!diag)
+		return code;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	free(diag->file);
+	diag->file = strdup(file);
+	if (!diag->file)
+		return -ENOMEM;
+	r = config_diagnostics_add(diag, CONFIG_SEVERITY_ERROR, file, 0, 0, "", "%s", msg);
+	return r < 0 ? r : code;
+}
+
+static const char *open_error(int r)
+{
+	switch (r) {
+	case -ELOOP: return "refusing to follow a symlink";
+	case -EXDEV: return "refusing a path that leaves the project directory";
+	case -EBADFD: return "not a regular file";
+	default: return strerror(-r);
+	}
 }
 
 int config_load_dir(const char *dir, ProjectConfig **ret, ConfigDiagnostics *diag)
 {
 	_cleanup_free_ char *bbx = NULL, *upsun = NULL, *data = NULL;
+	_cleanup_close_ int dfd = -EBADF, fd_bbx = -EBADF, fd_upsun = -EBADF;
 	const char *chosen;
-	size_t size;
-	bool has_bbx, has_upsun;
-	int r;
+	size_t size = 0;
+	int r, fd;
 
 	if (asprintf(&bbx, "%s/.branchbox/config.yaml", dir) < 0) {
 		bbx = NULL;
@@ -1241,45 +1293,43 @@ int config_load_dir(const char *dir, ProjectConfig **ret, ConfigDiagnostics *dia
 		upsun = NULL;
 		return -ENOMEM;
 	}
-	has_bbx = is_regular(bbx);
-	has_upsun = is_regular(upsun);
-	if (!has_bbx && !has_upsun) {
-		if (diag) {
-			free(diag->file);
-			diag->file = TAKE_PTR(bbx);
-			r = config_diagnostics_add(diag, CONFIG_SEVERITY_ERROR, diag->file, 0, 0, "",
-						   "no config file: neither .branchbox/config.yaml "
-						   "nor .upsun/config.yaml exists in %s",
-						   dir);
-			if (r < 0)
-				return r;
-		}
-		return -ENOENT;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		r = negative_errno();
+		return load_error(diag, bbx, r, "cannot open project directory %s: %s", dir,
+				  strerror(-r));
 	}
-	chosen = has_bbx ? bbx : upsun;
-	if (has_bbx && has_upsun && diag) {
+	fd_bbx = open_beneath(dfd, ".branchbox/config.yaml");
+	fd_upsun = open_beneath(dfd, ".upsun/config.yaml");
+	if (fd_bbx == -ENOENT && fd_upsun == -ENOENT)
+		return load_error(diag, bbx, -ENOENT,
+				  "no config file: neither .branchbox/config.yaml nor "
+				  ".upsun/config.yaml exists in %s",
+				  dir);
+	/* Anything at .branchbox/config.yaml, even unreadable, wins: never fall back silently. */
+	if (fd_bbx != -ENOENT) {
+		chosen = bbx;
+		fd = fd_bbx;
+	} else {
+		chosen = upsun;
+		fd = fd_upsun;
+	}
+	if (fd < 0)
+		return load_error(diag, chosen, fd, "%s", open_error(fd));
+	if (fd_bbx >= 0 && fd_upsun != -ENOENT && diag) {
 		r = config_diagnostics_add(diag, CONFIG_SEVERITY_NOTE, bbx, 0, 0, "",
 					   "both .branchbox/config.yaml and .upsun/config.yaml "
 					   "exist; using .branchbox/config.yaml");
 		if (r < 0)
 			return r;
 	}
-	/* Read one byte past the limit so an oversized file is reported as such. */
-	r = read_full_file(chosen, CONFIG_MAX_INPUT + 1, &data, &size);
+	r = read_full_fd(fd, CONFIG_MAX_INPUT, &data, &size);
 	if (r == -EFBIG)
-		size = CONFIG_MAX_INPUT + 1;
-	else if (r < 0) {
-		if (diag) {
-			free(diag->file);
-			diag->file = strdup(chosen);
-			int k = config_diagnostics_add(diag, CONFIG_SEVERITY_ERROR, chosen, 0, 0, "",
-						       "cannot read: %s", strerror(-r));
-			if (k < 0 || !diag->file)
-				return -ENOMEM;
-		}
-		return r;
-	}
-	return config_parse_buffer(data ? data : "", size, chosen, ret, diag);
+		return load_error(diag, chosen, -EFBIG, "file too large: the limit is %d bytes",
+				  CONFIG_MAX_INPUT);
+	if (r < 0)
+		return load_error(diag, chosen, r, "cannot read: %s", strerror(-r));
+	return config_parse_buffer(data, size, chosen, ret, diag);
 }
 
 /* ---- lifetime and lookups -------------------------------------------------------------- */

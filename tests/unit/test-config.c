@@ -517,7 +517,11 @@ static void test_invalid_utf8(void **state)
 {
 	/* Whichever layer notices first (libfyaml or ours), it is an error at its position. */
 	expect_error("applications: {web: {type: \"python:3.11\"}}\nx: \"\xff\xfe\"\n", 2, 5, "",
-		     "UTF8");
+		     "invalid UTF-8 (byte 0xff)");
+	expect_error("x: \"\xc3\xa9\xc3\"\n", 1, 6, "", "invalid UTF-8 (byte 0xc3)");
+	/* libfyaml 0.7.12 loops forever on this one; it must never reach it. */
+	expect_error("%\xff\n", 1, 2, "", "invalid UTF-8");
+	expect_error_full("a: 1\n\0b: 2\n", 11, -EINVAL, 2, 1, "", "NUL byte");
 	expect_error("applications: {web: {type: \"python:3.11\"}}\nx: \"\\ud800\"\n", 2, 5, "",
 		     "UTF8");
 }
@@ -627,6 +631,62 @@ static void test_load_dir(void **state)
 	assert_int_equal(rm_rf(dir), 0);
 }
 
+static void test_load_dir_untrusted_tree(void **state)
+{
+	_cleanup_free_ char *dir = make_tree(), *link = NULL, *upsun = NULL, *big = NULL;
+	ConfigDiagnostics diag;
+	ProjectConfig *c = NULL;
+
+	/* A symlinked config (an agent can commit one) is refused, never followed. */
+	write_at(dir, "secret.yaml", "applications: {web: {type: \"python:3.11\"}}\n", 0644);
+	assert_true(asprintf(&link, "%s/.branchbox/config.yaml", dir) > 0);
+	assert_int_equal(mkdir_p(dir, 0755), 0);
+	write_at(dir, ".branchbox/placeholder", "", 0644);
+	assert_int_equal(symlink("../secret.yaml", link), 0);
+	config_diagnostics_init(&diag);
+	assert_int_equal(config_load_dir(dir, &c, &diag), -ELOOP);
+	assert_null(c);
+	assert_int_equal(diag.n_errors, 1);
+	assert_string_equal(diag.items[0].message, "refusing to follow a symlink");
+	config_diagnostics_done(&diag);
+
+	/* ...and does not make the .upsun file next to it the config either. */
+	write_at(dir, ".upsun/config.yaml", "applications: {web: {type: \"python:3.11\"}}\n", 0644);
+	config_diagnostics_init(&diag);
+	assert_int_equal(config_load_dir(dir, &c, &diag), -ELOOP);
+	config_diagnostics_done(&diag);
+
+	/* A symlinked directory on the way is refused the same way. */
+	assert_int_equal(unlink(link), 0);
+	assert_true(asprintf(&upsun, "%s/.upsun", dir) > 0);
+	assert_int_equal(rm_rf(upsun), 0);
+	assert_int_equal(symlink("/etc", upsun), 0);
+	config_diagnostics_init(&diag);
+	assert_int_equal(config_load_dir(dir, &c, &diag), -ELOOP);
+	config_diagnostics_done(&diag);
+	assert_int_equal(unlink(upsun), 0);
+
+	/* A directory where the file should be. */
+	assert_int_equal(mkdir(link, 0755), 0);
+	config_diagnostics_init(&diag);
+	assert_int_equal(config_load_dir(dir, &c, &diag), -EBADFD);
+	assert_string_equal(diag.items[0].message, "not a regular file");
+	config_diagnostics_done(&diag);
+	assert_int_equal(rmdir(link), 0);
+
+	/* Past the size limit. */
+	big = malloc(CONFIG_MAX_INPUT + 2);
+	assert_non_null(big);
+	memset(big, '#', CONFIG_MAX_INPUT + 1);
+	big[CONFIG_MAX_INPUT + 1] = '\0';
+	write_at(dir, ".branchbox/config.yaml", big, 0644);
+	config_diagnostics_init(&diag);
+	assert_int_equal(config_load_dir(dir, &c, &diag), -EFBIG);
+	assert_non_null(strstr(diag.items[0].message, "file too large"));
+	config_diagnostics_done(&diag);
+	assert_int_equal(rm_rf(dir), 0);
+}
+
 static void test_runtimes(void **state)
 {
 	_cleanup_free_ char *root = make_tree();
@@ -690,6 +750,7 @@ int main(void)
 		cmocka_unit_test(test_all_errors_collected),
 		cmocka_unit_test(test_invalid_utf8),
 		cmocka_unit_test(test_load_dir),
+		cmocka_unit_test(test_load_dir_untrusted_tree),
 		cmocka_unit_test(test_runtimes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
