@@ -160,6 +160,59 @@ static void count(Builder *b, uint64_t w, unsigned line, unsigned column)
 			      CONFIG_MAX_NODES);
 }
 
+static bool mapping_has_key(const YamlNode *map, const YamlNode *key)
+{
+	for (size_t i = 0; i + 1 < map->n_children; i += 2)
+		if (map->children[i]->len == key->len &&
+		    !memcmp(map->children[i]->text, key->text, key->len))
+			return true;
+	return false;
+}
+
+/*
+ * YAML merge keys ("<<: *defaults" or "<<: [*a, *b]"), which Upsun configs use to share
+ * settings: keys written in the mapping win, then earlier merged mappings win over later ones.
+ * The merged pairs are shared, like any alias, and were counted when the alias was read.
+ */
+static int apply_merges(Builder *b, YamlNode *map)
+{
+	for (size_t i = 0; i + 1 < map->n_children;) {
+		YamlNode *k = map->children[i], *v = map->children[i + 1];
+		YamlNode *const *srcs;
+		size_t n_srcs;
+
+		if (k->kind != YAML_SCALAR || !k->plain || strcmp(k->text, "<<")) {
+			i += 2;
+			continue;
+		}
+		memmove(&map->children[i], &map->children[i + 2],
+			(map->n_children - i - 2) * sizeof(YamlNode *));
+		map->n_children -= 2;
+		srcs = v->kind == YAML_SEQUENCE ? v->children : &v;
+		n_srcs = v->kind == YAML_SEQUENCE ? v->n_children : 1;
+		for (size_t s = 0; s < n_srcs; s++) {
+			const YamlNode *src = srcs[s];
+			if (src->kind != YAML_MAPPING) {
+				builder_error(b, src->line, src->column,
+					      "merge key '<<' needs a mapping or a list of mappings, "
+					      "not %s",
+					      yaml_kind_to_string(src));
+				continue;
+			}
+			for (size_t j = 0; j + 1 < src->n_children; j += 2) {
+				if (mapping_has_key(map, src->children[j]))
+					continue;
+				if (grow((void **)&map->children, &map->alloc, map->n_children + 2,
+					 sizeof(YamlNode *)) < 0)
+					return -ENOMEM;
+				map->children[map->n_children++] = src->children[j];
+				map->children[map->n_children++] = src->children[j + 1];
+			}
+		}
+	}
+	return 0;
+}
+
 static int on_event(Builder *b, struct fy_event *e)
 {
 	const struct fy_mark *m = fy_event_start_mark(e);
@@ -239,6 +292,11 @@ static int on_event(Builder *b, struct fy_event *e)
 			return 0;
 		n = b->stack[--b->depth];
 		n->open = false;
+		if (n->kind == YAML_MAPPING) {
+			r = apply_merges(b, n);
+			if (r < 0)
+				return r;
+		}
 		for (size_t i = 0; i < n->n_children; i++)
 			if (__builtin_add_overflow(n->weight, n->children[i]->weight, &n->weight))
 				n->weight = UINT64_MAX;

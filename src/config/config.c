@@ -244,7 +244,8 @@ static void check_keys(Ctx *x, const YamlNode *map, const char *path, const char
 
 	for (size_t i = 0; i + 1 < map->n_children; i += 2) {
 		const YamlNode *k = map->children[i];
-		bool ok = false;
+		/* Top-level "x-..." keys are free-form, a place for anchors (as in compose files). */
+		bool ok = !path[0] && !strncmp(k->text, "x-", 2);
 		for (const char *const *a = allowed; *a; a++)
 			if (!strcmp(k->text, *a)) {
 				ok = true;

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libfyaml.h>
+
 #include "config.h"
 #include "file-util.h"
 #include "macro.h"
@@ -333,6 +335,53 @@ static void test_duplicate_key(void **state)
 	config_diagnostics_done(&diag);
 }
 
+/*
+ * Why the parser checks duplicates itself: libfyaml rejects them in its document loader
+ * (unless FYPCF_ALLOW_DUPLICATE_KEYS), but its event stream, which the config parser uses to
+ * keep positions and bound aliases, lets them through. If a libfyaml update changes either
+ * side, this test says so.
+ */
+static void discard_output(struct fy_diag *diag, void *user, const char *buf, size_t len)
+{
+}
+
+static void test_libfyaml_duplicate_keys(void **state)
+{
+	static const char yaml[] = "a: 1\na: 2\n";
+	struct fy_diag_cfg dcfg;
+	struct fy_diag *diag;
+	struct fy_document *doc;
+	struct fy_parser *p;
+	struct fy_event *e;
+	size_t scalars = 0;
+
+	fy_diag_cfg_default(&dcfg);
+	dcfg.fp = NULL;
+	dcfg.output_fn = discard_output; /* keep the expected error off the test output */
+	diag = fy_diag_create(&dcfg);
+	assert_non_null(diag);
+	struct fy_parse_cfg cfg = { .flags = FYPCF_QUIET, .diag = diag };
+	doc = fy_document_build_from_string(&cfg, yaml, sizeof(yaml) - 1);
+	assert_null(doc);
+	cfg.flags = FYPCF_QUIET | FYPCF_ALLOW_DUPLICATE_KEYS;
+	doc = fy_document_build_from_string(&cfg, yaml, sizeof(yaml) - 1);
+	assert_non_null(doc);
+	fy_document_destroy(doc);
+
+	cfg.flags = FYPCF_QUIET;
+	p = fy_parser_create(&cfg);
+	assert_non_null(p);
+	assert_int_equal(fy_parser_set_string(p, yaml, sizeof(yaml) - 1), 0);
+	while ((e = fy_parser_parse(p))) {
+		scalars += e->type == FYET_SCALAR;
+		fy_parser_event_free(p, e);
+	}
+	assert_false(fy_parser_get_stream_error(p));
+	assert_int_equal(scalars, 4);
+	fy_parser_destroy(p);
+	fy_diag_destroy(diag);
+}
+
 static void test_dangling_relationship(void **state)
 {
 	expect_error("applications:\n  web:\n    type: python:3.11\n    relationships:\n"
@@ -449,6 +498,39 @@ static void test_alias_bomb(void **state)
 	assert_int_equal(c->applications[1].resources.cpu_millis, 2000);
 
 	expect_error("applications: {web: *nope}\n", 1, 22, "", "unknown alias '*nope'");
+}
+
+static void test_merge_keys(void **state)
+{
+	_cleanup_(config_freep) ProjectConfig *c =
+		parse_ok("x-defaults: &defaults\n"
+			 "  type: python:3.11\n"
+			 "  resources: {cpu: 2, memory: 1G}\n"
+			 "x-web: &web\n"
+			 "  web: {commands: {start: ./serve}}\n"
+			 "  type: nodejs:20\n"
+			 "applications:\n"
+			 "  web:\n"
+			 "    <<: [*defaults, *web]\n"
+			 "    resources: {cpu: 0.5}\n"
+			 "  worker:\n"
+			 "    <<: *defaults\n"
+			 "routes: {}\n");
+	const ConfigApplication *web = config_find_application(c, "web");
+	const ConfigApplication *worker = config_find_application(c, "worker");
+
+	assert_non_null(web);
+	assert_non_null(worker);
+	/* Explicit keys win, then the first merged mapping. */
+	assert_string_equal(web->type, "python:3.11");
+	assert_int_equal(web->resources.cpu_millis, 500);
+	assert_true(web->has_web);
+	assert_string_equal(web->web_start, "./serve");
+	assert_int_equal(worker->resources.cpu_millis, 2000);
+	assert_int_equal(worker->resources.memory_bytes, 1ULL << 30);
+
+	expect_error("applications:\n  web:\n    <<: [1]\n    type: python:3.11\n", 3, 10, "",
+		     "merge key '<<' needs a mapping");
 }
 
 static void test_oversize(void **state)
@@ -738,12 +820,14 @@ int main(void)
 		cmocka_unit_test(test_unknown_key),
 		cmocka_unit_test(test_wrong_type),
 		cmocka_unit_test(test_duplicate_key),
+		cmocka_unit_test(test_libfyaml_duplicate_keys),
 		cmocka_unit_test(test_dangling_relationship),
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_bad_egress),
 		cmocka_unit_test(test_missing_required),
 		cmocka_unit_test(test_bad_name),
 		cmocka_unit_test(test_alias_bomb),
+		cmocka_unit_test(test_merge_keys),
 		cmocka_unit_test(test_oversize),
 		cmocka_unit_test(test_syntax_error),
 		cmocka_unit_test(test_two_documents),
