@@ -229,6 +229,11 @@ static int on_event(Builder *b, struct fy_event *e)
 		n = node_new(b, YAML_SCALAR, m);
 		if (!n)
 			return -ENOMEM;
+		/* libfyaml marks a quoted scalar at its content: point at the opening quote. */
+		if ((fy_event_get_node_style(e) == FYNS_SINGLE_QUOTED ||
+		     fy_event_get_node_style(e) == FYNS_DOUBLE_QUOTED) &&
+		    n->column > 1)
+			column = --n->column;
 		n->text = strndup(s, len);
 		if (!n->text)
 			return -ENOMEM;
@@ -245,6 +250,9 @@ static int on_event(Builder *b, struct fy_event *e)
 	}
 	case FYET_ALIAS: {
 		size_t len = 0;
+		/* Likewise an alias is marked after its '*'. */
+		if (column > 1)
+			column--;
 		const char *s = fy_token_get_text(e->alias.anchor, &len);
 		YamlNode *target = NULL;
 		if (!s)
