@@ -23,6 +23,7 @@ typedef struct Builder {
 	size_t n_anchors, anchors_alloc;
 	uint64_t expanded; /* nodes in the tree so far, aliases counted at their full size */
 	int r;		   /* first hard failure (-ENOMEM) */
+	bool stop;	   /* an error after which the rest of the stream is not read */
 	bool failed;	   /* some error was reported */
 } Builder;
 
@@ -76,7 +77,8 @@ static YamlNode *node_new(Builder *b, YamlKind kind, const struct fy_mark *m)
 {
 	YamlNode *n;
 
-	if (grow((void **)&b->doc->nodes, &b->doc->alloc, b->doc->n_nodes + 1, sizeof(YamlNode *)) < 0)
+	if (grow((void **)&b->doc->nodes, &b->doc->alloc, b->doc->n_nodes + 1, sizeof(YamlNode *)) <
+	    0)
 		return NULL;
 	n = calloc(1, sizeof(*n));
 	if (!n)
@@ -115,9 +117,10 @@ static int attach(Builder *b, YamlNode *n, unsigned line, unsigned column)
 				YamlNode *k = parent->children[i];
 				if (k->kind == YAML_SCALAR && k->len == n->len &&
 				    !memcmp(k->text, n->text, n->len)) {
-					builder_error(b, line, column,
-						      "duplicate key '%.200s' (first defined at line %u)",
-						      n->text, k->line);
+					builder_error(
+						b, line, column,
+						"duplicate key '%.200s' (first defined at line %u)",
+						n->text, k->line);
 					break;
 				}
 			}
@@ -145,7 +148,7 @@ static int record_anchor(Builder *b, struct fy_token *t, YamlNode *n)
 	if (!n->anchor)
 		return -ENOMEM;
 	/* A later anchor with the same name shadows the earlier one, as YAML says. */
-	b->anchors[b->n_anchors++] = (Anchor){ .name = n->anchor, .node = n };
+	b->anchors[b->n_anchors++] = (Anchor){.name = n->anchor, .node = n};
 	return 0;
 }
 
@@ -155,9 +158,10 @@ static void count(Builder *b, uint64_t w, unsigned line, unsigned column)
 		return;
 	b->expanded += w;
 	if (b->expanded > CONFIG_MAX_NODES)
-		builder_error(b, line, column,
-			      "document too large: more than %d YAML nodes once aliases are expanded",
-			      CONFIG_MAX_NODES);
+		builder_error(
+			b, line, column,
+			"document too large: more than %d YAML nodes once aliases are expanded",
+			CONFIG_MAX_NODES);
 }
 
 static bool mapping_has_key(const YamlNode *map, const YamlNode *key)
@@ -193,10 +197,11 @@ static int apply_merges(Builder *b, YamlNode *map)
 		for (size_t s = 0; s < n_srcs; s++) {
 			const YamlNode *src = srcs[s];
 			if (src->kind != YAML_MAPPING) {
-				builder_error(b, src->line, src->column,
-					      "merge key '<<' needs a mapping or a list of mappings, "
-					      "not %s",
-					      yaml_kind_to_string(src));
+				builder_error(
+					b, src->line, src->column,
+					"merge key '<<' needs a mapping or a list of mappings, "
+					"not %s",
+					yaml_kind_to_string(src));
 				continue;
 			}
 			for (size_t j = 0; j + 1 < src->n_children; j += 2) {
@@ -239,7 +244,8 @@ static int on_event(Builder *b, struct fy_event *e)
 			return -ENOMEM;
 		n->len = len;
 		if (!config_utf8_valid(s, len))
-			builder_error(b, line, column, "invalid UTF-8 or NUL character in a string");
+			builder_error(b, line, column,
+				      "invalid UTF-8 or NUL character in a string");
 		/* An empty value ("key:" or "{key: }") has no token: it is a plain null. */
 		n->plain = !e->scalar.value || fy_event_get_node_style(e) == FYNS_PLAIN;
 		r = record_anchor(b, e->scalar.anchor, n);
@@ -268,8 +274,9 @@ static int on_event(Builder *b, struct fy_event *e)
 			return 0;
 		}
 		if (target->open) {
-			builder_error(b, line, column, "alias '*%.*s' refers to a node that contains it",
-				      (int)len, s);
+			builder_error(b, line, column,
+				      "alias '*%.*s' refers to a node that contains it", (int)len,
+				      s);
 			return 0;
 		}
 		count(b, target->weight, line, column);
@@ -277,12 +284,19 @@ static int on_event(Builder *b, struct fy_event *e)
 	}
 	case FYET_SEQUENCE_START:
 	case FYET_MAPPING_START:
+		if (b->depth >= YAML_MAX_DEPTH) {
+			builder_error(b, line, column, "nesting deeper than %d levels",
+				      YAML_MAX_DEPTH);
+			b->stop = true;
+			return 0;
+		}
 		n = node_new(b, e->type == FYET_MAPPING_START ? YAML_MAPPING : YAML_SEQUENCE, m);
 		if (!n)
 			return -ENOMEM;
 		n->open = true;
-		r = record_anchor(b, e->type == FYET_MAPPING_START ? e->mapping_start.anchor :
-								     e->sequence_start.anchor,
+		r = record_anchor(b,
+				  e->type == FYET_MAPPING_START ? e->mapping_start.anchor
+								: e->sequence_start.anchor,
 				  n);
 		if (r < 0)
 			return r;
@@ -309,8 +323,7 @@ static int on_event(Builder *b, struct fy_event *e)
 			if (__builtin_add_overflow(n->weight, n->children[i]->weight, &n->weight))
 				n->weight = UINT64_MAX;
 		return 0;
-	default:
-		return 0;
+	default: return 0;
 	}
 }
 
@@ -371,7 +384,7 @@ int yaml_document_parse(const char *data, size_t size, const char *file, YamlDoc
 	struct fy_event *e;
 	unsigned n_docs = 0;
 	bool stream_end = false, stopped = false, second_doc = false;
-	Builder b = { .file = file, .diag = diag };
+	Builder b = {.file = file, .diag = diag};
 	int r = 0;
 
 	doc = calloc(1, sizeof(*doc));
@@ -419,7 +432,7 @@ int yaml_document_parse(const char *data, size_t size, const char *file, YamlDoc
 			stream_end = true;
 		r = on_event(&b, e);
 		fy_parser_event_free(fyp, e);
-		if (r < 0 || b.r < 0 || b.expanded > CONFIG_MAX_NODES) {
+		if (r < 0 || b.r < 0 || b.stop || b.expanded > CONFIG_MAX_NODES) {
 			stopped = true;
 			break;
 		}
@@ -432,8 +445,8 @@ int yaml_document_parse(const char *data, size_t size, const char *file, YamlDoc
 			if (de->type < FYET_ERROR)
 				continue;
 			builder_error(&b, de->line > 0 ? (unsigned)de->line : 0,
-				      de->column > 0 ? (unsigned)de->column : 0, "YAML syntax error: %s",
-				      de->msg ? de->msg : "invalid YAML");
+				      de->column > 0 ? (unsigned)de->column : 0,
+				      "YAML syntax error: %s", de->msg ? de->msg : "invalid YAML");
 			any = true;
 		}
 		if (!any)

@@ -17,6 +17,10 @@
 
 #include "config.h"
 
+/* Deeper documents are refused: nothing in the schema nests beyond a few levels, and
+ * consumers of the tree (configuration -> JSON) recurse. */
+#define YAML_MAX_DEPTH 64
+
 typedef enum YamlKind {
 	YAML_SCALAR,
 	YAML_SEQUENCE,
@@ -27,9 +31,9 @@ typedef struct YamlNode YamlNode;
 struct YamlNode {
 	YamlKind kind;
 	unsigned line, column;
-	char *text;	/* scalar: NUL-terminated content */
+	char *text; /* scalar: NUL-terminated content */
 	size_t len;
-	bool plain;	/* scalar written without quotes: may be null, a bool or a number */
+	bool plain;	     /* scalar written without quotes: may be null, a bool or a number */
 	YamlNode **children; /* mapping: key0, value0, key1, value1, ...; not owned */
 	size_t n_children;
 	size_t alloc;

@@ -38,20 +38,20 @@ typedef enum ConfigSeverity {
 
 typedef struct ConfigDiagnostic {
 	ConfigSeverity severity;
-	char *file;	  /* as given to the parser; never NULL */
-	unsigned line;	  /* 1-based; 0 when the message is about the whole file */
-	unsigned column;  /* 1-based; 0 when unknown */
-	char *path;	  /* dotted key path, e.g. "applications.web.type"; "" for the document */
+	char *file;	 /* as given to the parser; never NULL */
+	unsigned line;	 /* 1-based; 0 when the message is about the whole file */
+	unsigned column; /* 1-based; 0 when unknown */
+	char *path;	 /* dotted key path, e.g. "applications.web.type"; "" for the document */
 	char *message;
 } ConfigDiagnostic;
 
 typedef struct ConfigDiagnostics {
 	ConfigDiagnostic *items;
 	size_t n_items;
-	size_t n_errors;  /* items with CONFIG_SEVERITY_ERROR */
+	size_t n_errors;   /* items with CONFIG_SEVERITY_ERROR */
 	size_t max_errors; /* 0 means CONFIG_DIAG_MAX */
-	bool truncated;	  /* more errors were found than max_errors */
-	char *file;	  /* the file last parsed (set by the parse functions); owned */
+	bool truncated;	   /* more errors were found than max_errors */
+	char *file;	   /* the file last parsed (set by the parse functions); owned */
 } ConfigDiagnostics;
 
 void config_diagnostics_init(ConfigDiagnostics *diag);
@@ -72,7 +72,7 @@ typedef struct ConfigPosition {
 } ConfigPosition;
 
 typedef struct ConfigResources {
-	uint32_t cpu_millis;   /* 0.5 CPU -> 500 */
+	uint32_t cpu_millis; /* 0.5 CPU -> 500 */
 	uint64_t memory_bytes;
 } ConfigResources;
 
@@ -101,15 +101,15 @@ typedef struct ConfigVariable {
 
 typedef struct ConfigApplication {
 	char *name;
-	char *source_root;	/* relative, normalized; "." by default */
-	char *type;		/* "python:3.11" */
-	char *runtime;		/* "python" */
-	char *runtime_version;	/* "3.11" */
+	char *source_root;     /* relative, normalized; "." by default */
+	char *type;	       /* "python:3.11" */
+	char *runtime;	       /* "python" */
+	char *runtime_version; /* "3.11" */
 	ConfigPosition type_pos;
 	bool has_web;
-	char *web_start;	/* required when has_web */
-	uint16_t web_port;	/* the PORT given to the app; CONFIG_DEFAULT_WEB_PORT by default */
-	char *web_healthcheck;	/* "/" by default */
+	char *web_start;       /* required when has_web */
+	uint16_t web_port;     /* the PORT given to the app; CONFIG_DEFAULT_WEB_PORT by default */
+	char *web_healthcheck; /* "/" by default */
 	char *hook_build, *hook_deploy, *hook_post_deploy; /* NULL when absent */
 	ConfigRelationship *relationships;
 	size_t n_relationships;
@@ -128,7 +128,7 @@ typedef enum ConfigServiceKind {
 
 typedef struct ConfigService {
 	char *name;
-	char *type;    /* "postgresql:15" */
+	char *type; /* "postgresql:15" */
 	ConfigServiceKind kind;
 	char *version; /* "15" */
 	uint64_t disk_bytes;
@@ -153,14 +153,14 @@ typedef struct ConfigStep {
 	char *http_path;	/* HTTP */
 	unsigned expect_status; /* HTTP, 200 by default */
 	char *expect_body_contains; /* HTTP, optional */
-	bool has_expect_rows;	/* SQL validate: expect_rows given */
+	bool has_expect_rows;	    /* SQL validate: expect_rows given */
 	uint64_t expect_rows;
-	char *expect_value;	/* SQL validate: optional */
+	char *expect_value; /* SQL validate: optional */
 } ConfigStep;
 
 typedef struct ConfigEgressRule {
-	char *host;	/* DNS name or IP literal (IPv6 without brackets) */
-	uint16_t port;	/* 0: any port */
+	char *host;    /* DNS name or IP literal (IPv6 without brackets) */
+	uint16_t port; /* 0: any port */
 } ConfigEgressRule;
 
 typedef struct ConfigBudget {

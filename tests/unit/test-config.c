@@ -223,19 +223,20 @@ static void test_full(void **state)
 	json_t *j = config_to_json(c);
 	assert_non_null(j);
 	json_t *conf = json_object_get(
-		json_object_get(json_object_get(json_object_get(j, "services"), "db"), "configuration"),
+		json_object_get(json_object_get(json_object_get(j, "services"), "db"),
+				"configuration"),
 		"max_connections");
 	assert_int_equal(json_integer_value(conf), 50);
 	assert_true(json_is_false(json_object_get(
 		json_object_get(json_object_get(json_object_get(j, "services"), "db"),
 				"configuration"),
 		"on")));
-	assert_int_equal(json_integer_value(json_object_get(
-				 json_object_get(json_object_get(json_object_get(j, "applications"),
-								 "web"),
-						 "resources"),
-				 "memory")),
-			 256 << 20);
+	assert_int_equal(
+		json_integer_value(json_object_get(
+			json_object_get(json_object_get(json_object_get(j, "applications"), "web"),
+					"resources"),
+			"memory")),
+		256 << 20);
 	json_decref(j);
 }
 
@@ -251,7 +252,8 @@ static void test_minimal_defaults_json(void **state)
 	json_t *want = json_loads(
 		"{\"file\": \".branchbox/config.yaml\","
 		" \"applications\": {\"web\": {"
-		"   \"source\": {\"root\": \".\"}, \"type\": \"python:3.11\", \"runtime\": \"python\","
+		"   \"source\": {\"root\": \".\"}, \"type\": \"python:3.11\", \"runtime\": "
+		"\"python\","
 		"   \"runtime_version\": \"3.11\","
 		"   \"web\": {\"commands\": {\"start\": \"./run\"}, \"port\": 8000,"
 		"            \"healthcheck\": \"/\"},"
@@ -313,7 +315,8 @@ static void test_wrong_type(void **state)
 {
 	expect_error("applications:\n  web:\n    type: python:3.11\n    web:\n      commands:\n"
 		     "        start: [a, b]\n",
-		     6, 16, "applications.web.web.commands.start", "expected a string, got a sequence");
+		     6, 16, "applications.web.web.commands.start",
+		     "expected a string, got a sequence");
 	expect_error("applications: [web]\n", 1, 15, "applications",
 		     "expected a mapping, got a sequence");
 	expect_error("applications: {web: {type: \"python:3.11\"}}\nvalidate: {a: 1}\n", 2, 11,
@@ -322,8 +325,8 @@ static void test_wrong_type(void **state)
 
 static void test_duplicate_key(void **state)
 {
-	expect_error("applications:\n  web:\n    type: python:3.11\n    type: nodejs:20\n", 4, 5, "",
-		     "duplicate key 'type' (first defined at line 3)");
+	expect_error("applications:\n  web:\n    type: python:3.11\n    type: nodejs:20\n", 4, 5,
+		     "", "duplicate key 'type' (first defined at line 3)");
 	/* Every duplicate is reported, not only the first. */
 	ConfigDiagnostics diag;
 	ProjectConfig *c = NULL;
@@ -360,7 +363,7 @@ static void test_libfyaml_duplicate_keys(void **state)
 	dcfg.output_fn = discard_output; /* keep the expected error off the test output */
 	diag = fy_diag_create(&dcfg);
 	assert_non_null(diag);
-	struct fy_parse_cfg cfg = { .flags = FYPCF_QUIET, .diag = diag };
+	struct fy_parse_cfg cfg = {.flags = FYPCF_QUIET, .diag = diag};
 	doc = fy_document_build_from_string(&cfg, yaml, sizeof(yaml) - 1);
 	assert_null(doc);
 	cfg.flags = FYPCF_QUIET | FYPCF_ALLOW_DUPLICATE_KEYS;
@@ -409,7 +412,8 @@ static void test_bad_values(void **state)
 	snprintf(buf, sizeof(buf), "%s    resources: {cpu: -1}\n", pre);
 	expect_error(buf, 4, 22, "applications.web.resources.cpu", "invalid cpu '-1'");
 	snprintf(buf, sizeof(buf), "%s    web: {commands: {start: x}, port: 70000}\n", pre);
-	expect_error(buf, 4, 39, "applications.web.web.port", "expected an integer from 1 to 65535");
+	expect_error(buf, 4, 39, "applications.web.web.port",
+		     "expected an integer from 1 to 65535");
 	snprintf(buf, sizeof(buf), "%s    web: {commands: {start: x}, port: 0}\n", pre);
 	expect_error(buf, 4, 39, "applications.web.web.port", "invalid value '0'");
 	snprintf(buf, sizeof(buf), "%senvironments:\n  preview:\n    ttl: forever\n", pre);
@@ -417,7 +421,8 @@ static void test_bad_values(void **state)
 	snprintf(buf, sizeof(buf), "%senvironments: {preview: {budget: {wall_time: 1h1h}}}\n", pre);
 	expect_error(buf, 4, 46, "environments.preview.budget.wall_time",
 		     "invalid duration '1h1h'");
-	snprintf(buf, sizeof(buf), "%sservices:\n  db: {type: \"postgresql:15\", disk: lots}\n", pre);
+	snprintf(buf, sizeof(buf), "%sservices:\n  db: {type: \"postgresql:15\", disk: lots}\n",
+		 pre);
 	expect_error(buf, 5, 37, "services.db.disk", "invalid size 'lots'");
 	snprintf(buf, sizeof(buf), "%sservices:\n  db: {type: \"mysql:8\"}\n", pre);
 	expect_error(buf, 5, 14, "services.db.type", "unknown service type 'mysql'");
@@ -436,8 +441,8 @@ static void test_bad_values(void **state)
 static void test_bad_egress(void **state)
 {
 	const char *pre = "applications: {web: {type: \"python:3.11\"}}\negress:\n  allow:\n";
-	static const char *const bad[] = { "bad_host!", "-a.com", "a..com", "999.1.1.1",
-					   "\"[::1\"", "\"a.com:\"", "\"\"", "\"exa mple.com\"" };
+	static const char *const bad[] = {"bad_host!", "-a.com",     "a..com", "999.1.1.1",
+					  "\"[::1\"",  "\"a.com:\"", "\"\"",   "\"exa mple.com\""};
 	char buf[512];
 
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
@@ -501,20 +506,19 @@ static void test_alias_bomb(void **state)
 
 static void test_merge_keys(void **state)
 {
-	_cleanup_(config_freep) ProjectConfig *c =
-		parse_ok("x-defaults: &defaults\n"
-			 "  type: python:3.11\n"
-			 "  resources: {cpu: 2, memory: 1G}\n"
-			 "x-web: &web\n"
-			 "  web: {commands: {start: ./serve}}\n"
-			 "  type: nodejs:20\n"
-			 "applications:\n"
-			 "  web:\n"
-			 "    <<: [*defaults, *web]\n"
-			 "    resources: {cpu: 0.5}\n"
-			 "  worker:\n"
-			 "    <<: *defaults\n"
-			 "routes: {}\n");
+	_cleanup_(config_freep) ProjectConfig *c = parse_ok("x-defaults: &defaults\n"
+							    "  type: python:3.11\n"
+							    "  resources: {cpu: 2, memory: 1G}\n"
+							    "x-web: &web\n"
+							    "  web: {commands: {start: ./serve}}\n"
+							    "  type: nodejs:20\n"
+							    "applications:\n"
+							    "  web:\n"
+							    "    <<: [*defaults, *web]\n"
+							    "    resources: {cpu: 0.5}\n"
+							    "  worker:\n"
+							    "    <<: *defaults\n"
+							    "routes: {}\n");
 	const ConfigApplication *web = config_find_application(c, "web");
 	const ConfigApplication *worker = config_find_application(c, "worker");
 
@@ -530,6 +534,40 @@ static void test_merge_keys(void **state)
 
 	expect_error("applications:\n  web:\n    <<: [1]\n    type: python:3.11\n", 3, 10, "",
 		     "merge key '<<' needs a mapping");
+}
+
+static void test_too_deep(void **state)
+{
+	_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
+
+	assert_int_equal(
+		strbuf_puts(&sb, "applications: {web: {type: \"python:3.11\"}}\n"
+				 "services: {db: {type: \"postgresql:15\", configuration: {a: "),
+		0);
+	for (int i = 0; i < 70; i++)
+		assert_int_equal(strbuf_putc(&sb, '['), 0);
+	for (int i = 0; i < 70; i++)
+		assert_int_equal(strbuf_putc(&sb, ']'), 0);
+	assert_int_equal(strbuf_puts(&sb, "}}}\n"), 0);
+	/* 4 mappings deep when the sequences start: the 61st '[' is level 65. */
+	expect_error(sb.buf, 2, 58 + 61, "", "nesting deeper than 64 levels");
+
+	/* Just below the limit is fine and kept as JSON. */
+	strbuf_reset(&sb);
+	assert_int_equal(
+		strbuf_puts(&sb, "applications: {web: {type: \"python:3.11\"}}\n"
+				 "services: {db: {type: \"postgresql:15\", configuration: {a: "),
+		0);
+	for (int i = 0; i < 60; i++)
+		assert_int_equal(strbuf_putc(&sb, '['), 0);
+	for (int i = 0; i < 60; i++)
+		assert_int_equal(strbuf_putc(&sb, ']'), 0);
+	assert_int_equal(strbuf_puts(&sb, "}}}\n"), 0);
+	ProjectConfig *c = parse_ok(sb.buf);
+	json_t *j = config_to_json(c);
+	assert_non_null(j);
+	json_decref(j);
+	config_free(c);
 }
 
 static void test_oversize(void **state)
@@ -827,6 +865,7 @@ int main(void)
 		cmocka_unit_test(test_bad_name),
 		cmocka_unit_test(test_alias_bomb),
 		cmocka_unit_test(test_merge_keys),
+		cmocka_unit_test(test_too_deep),
 		cmocka_unit_test(test_oversize),
 		cmocka_unit_test(test_syntax_error),
 		cmocka_unit_test(test_two_documents),
