@@ -188,3 +188,14 @@ def test_help_and_usage():
     assert p.returncode == 2
     p = run("check", "--bogus")
     assert p.returncode == 2
+
+
+def test_documented_example_is_valid(tmp_path, runtime_root):
+    """The example in docs/config.md must stay a valid config."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "docs/config.md")) as f:
+        text = f.read()
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    project(tmp_path, example)
+    p = run("check", str(tmp_path), f"--runtime-root={runtime_root}")
+    assert p.returncode == 0, p.stdout + p.stderr
