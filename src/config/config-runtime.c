@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -15,6 +16,8 @@
 #include "strbuf.h"
 
 extern char **environ;
+
+#define ASK_VERSION_TIMEOUT_MS 5000
 
 /*
  * Where each runtime's versions live on a Debian host. Versioned binaries (python3.11,
@@ -131,6 +134,10 @@ static int ask_version(const char *binary, char *buf, size_t size)
 		return 0;
 	}
 	while (n + 1 < size) {
+		/* A runtime that does not answer within seconds counts as not installed. */
+		struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+		if (RETRY_EINTR(poll(&pfd, 1, ASK_VERSION_TIMEOUT_MS)) <= 0)
+			break;
 		ssize_t k = RETRY_EINTR(read(fds[0], buf + n, size - 1 - n));
 		if (k <= 0)
 			break;
