@@ -166,8 +166,10 @@ static void count(Builder *b, uint64_t w, unsigned line, unsigned column)
 
 static bool mapping_has_key(const YamlNode *map, const YamlNode *key)
 {
+	if (key->kind != YAML_SCALAR)
+		return false; /* already reported by attach() */
 	for (size_t i = 0; i + 1 < map->n_children; i += 2)
-		if (map->children[i]->len == key->len &&
+		if (map->children[i]->kind == YAML_SCALAR && map->children[i]->len == key->len &&
 		    !memcmp(map->children[i]->text, key->text, key->len))
 			return true;
 	return false;
@@ -242,7 +244,9 @@ static int on_event(Builder *b, struct fy_event *e)
 		n->text = strndup(s, len);
 		if (!n->text)
 			return -ENOMEM;
-		n->len = len;
+		/* A "\0" escape makes the content shorter than len as a C string: it is refused
+		 * below, but until then every comparison must see the string strndup() kept. */
+		n->len = strlen(n->text);
 		if (!config_utf8_valid(s, len))
 			builder_error(b, line, column,
 				      "invalid UTF-8 or NUL character in a string");
