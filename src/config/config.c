@@ -92,9 +92,8 @@ static void note(Ctx *x, const YamlNode *n, const char *path, const char *fmt, .
 /* Key paths longer than the buffer are cut: they only serve to name the key in a message. */
 static void path_put(char *buf, size_t *n, const char *s)
 {
-	size_t k = strnlen(s, PATH_MAX_LEN - 1 - *n);
-	memcpy(buf + *n, s, k);
-	*n += k;
+	while (*s && *n < PATH_MAX_LEN - 1)
+		buf[(*n)++] = *s++;
 	buf[*n] = '\0';
 }
 
@@ -1257,6 +1256,23 @@ static int open_beneath(int dirfd, const char *rel)
 	struct stat st;
 
 	fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+	if (fd < 0 && errno == ENOSYS) {
+		/* No openat2 (valgrind, kernels before 5.6): rel is "DIR/FILE", so refusing a
+		 * symlink at each of its two components is the same guarantee. */
+		_cleanup_free_ char *first = strndup(rel, strcspn(rel, "/"));
+		_cleanup_close_ int sub = -EBADF;
+		if (!first)
+			return -ENOMEM;
+		sub = openat(dirfd, first, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0) {
+			struct stat lst;
+			if (errno == ENOTDIR && fstatat(dirfd, first, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISLNK(lst.st_mode))
+				return -ELOOP;
+			return negative_errno();
+		}
+		fd = openat(sub, rel + strlen(first) + 1, how.flags | O_NOFOLLOW);
+	}
 	if (fd < 0)
 		return negative_errno();
 	if (fstat(fd, &st) < 0)
