@@ -5,8 +5,10 @@
  * one ConfigDiagnostic "FILE:LINE:COL: key.path: message" with the position of the offending
  * node; parsing collects all of them (up to CONFIG_DIAG_MAX) instead of stopping at the first.
  *
- * Limits: input at most CONFIG_MAX_INPUT bytes, at most CONFIG_MAX_NODES YAML nodes counted
- * after alias expansion (so alias bombs fail fast), one YAML document per file.
+ * Limits: input at most CONFIG_MAX_INPUT bytes of UTF-8, at most CONFIG_MAX_NODES YAML nodes
+ * counted after alias expansion (so alias bombs fail fast), nesting at most 64 levels, one
+ * YAML document per file. Anchors, aliases and "<<" merge keys work; top-level "x-*" keys are
+ * ignored (a place for anchors). The schema is described in docs/config.md.
  *
  * Ownership: config_parse_buffer()/config_load_dir() hand a ProjectConfig to the caller, who
  * releases it with config_free(). Every string and array in it is owned by the ProjectConfig.
@@ -15,7 +17,9 @@
  *
  * Errors: functions return 0 or a negative errno: -EINVAL when the configuration has errors
  * (the details are in the diagnostics), -ENOENT when a directory has no config file,
- * -EFBIG past the size limit, -ENOMEM. Nothing here prints or exits.
+ * -ELOOP/-EXDEV/-EBADFD when the file is a symlink, leaves the directory or is not a regular
+ * file, -EFBIG past the size limit, -ENOMEM. Each failure also leaves at least one error in
+ * the diagnostics when they were passed. Nothing here prints or exits.
  * Thread-safety: no global state; distinct objects may be used from distinct threads.
  */
 #pragma once
