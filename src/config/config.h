@@ -18,8 +18,8 @@
  * Errors: functions return 0 or a negative errno: -EINVAL when the configuration has errors
  * (the details are in the diagnostics), -ENOENT when a directory has no config file,
  * -ELOOP/-EXDEV/-EBADFD when the file is a symlink, leaves the directory or is not a regular
- * file, -EFBIG past the size limit, -ENOMEM. Each failure also leaves at least one error in
- * the diagnostics when they were passed. Nothing here prints or exits.
+ * file, -EFBIG past the size limit, -ENOMEM. Every failure but -ENOMEM leaves at least one
+ * error in the diagnostics when they were passed. Nothing here prints or exits.
  * Thread-safety: no global state; distinct objects may be used from distinct threads.
  */
 #pragma once
