@@ -1266,7 +1266,8 @@ static int open_beneath(int dirfd, const char *rel)
 		sub = openat(dirfd, first, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (sub < 0) {
 			struct stat lst;
-			if (errno == ENOTDIR && fstatat(dirfd, first, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+			if (errno == ENOTDIR &&
+			    fstatat(dirfd, first, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
 			    S_ISLNK(lst.st_mode))
 				return -ELOOP;
 			return negative_errno();
