@@ -12,6 +12,7 @@ static const CliVerb verbs[] = {
 	{ "serve", "run the daemon", verb_serve },
 	{ "status", "check the daemon and show who you are to it", verb_status },
 	{ "version", "print the version", verb_version },
+	{ "config", "check or show the project config (local, no daemon)", verb_config },
 };
 
 static void help(FILE *f)
