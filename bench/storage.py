@@ -26,6 +26,10 @@ RESULTS = os.path.join(ROOT, "bench", "RESULTS.md")
 BEGIN, END = "<!-- bench:storage -->", "<!-- /bench:storage -->"
 PG_BIN = "/usr/lib/postgresql/15/bin"
 QUICK = bool(os.environ.get("BENCH_QUICK"))
+NOTE = ("A `branchbox volume snapshot` row includes the process start, opening the pool, the "
+        "layout check (nested-subvolume iterator plus a symlink walk that reads directories "
+        "only, via d_type) and the rename out of staging. The machine is shared: compare rows "
+        "of one run, not across runs.")
 
 if QUICK:
     SIZES = [("100M", 10 << 20), ("1G", 20 << 20), ("10G", 40 << 20)]
@@ -186,32 +190,33 @@ class Bench:
             bs, xs, cs = self.btrfs_state, self.xfs_state, self.copy_state
             self.measure(name, "branchbox volume snapshot (btrfs)",
                          f"{b} volume snapshot {v} clone --state {bs}",
-                         f"{b} volume destroy clone --state {bs} >/dev/null 2>&1 || true", 10, 2)
+                         f"{b} volume destroy --sync clone --state {bs} >/dev/null 2>&1; true", 10, 2)
             mnt = os.path.dirname(self.broot)
             self.measure(name, "btrfs subvolume snapshot",
                          f"btrfs subvolume snapshot {self.broot}/{v} {mnt}/bclone",
-                         f"btrfs subvolume delete {mnt}/bclone >/dev/null 2>&1 || true", 10, 2)
+                         f"btrfs subvolume delete -c {mnt}/bclone >/dev/null 2>&1; "
+                         f"btrfs subvolume sync {mnt} >/dev/null 2>&1; true", 10, 2)
             self.measure(name, "branchbox volume snapshot (reflink, XFS)",
                          f"{b} volume snapshot {v} clone --state {xs}",
-                         f"{b} volume destroy clone --state {xs} >/dev/null 2>&1 || true",
+                         f"{b} volume destroy --sync clone --state {xs} >/dev/null 2>&1; true",
                          3 if big else 5, 1)
             self.measure(name, "cp -a --reflink=always (XFS)",
                          f"cp -a --reflink=always {self.xroot}/{v} {self.xfs_mnt}/rclone",
-                         f"rm -rf {self.xfs_mnt}/rclone", 3 if big else 5, 1)
+                         f"rm -rf {self.xfs_mnt}/rclone; sync", 3 if big else 5, 1)
             self.measure(name, "branchbox volume snapshot (copy, ext4)",
                          f"{b} volume snapshot {v} clone --state {cs}",
-                         f"{b} volume destroy clone --state {cs} >/dev/null 2>&1 || true",
+                         f"{b} volume destroy --sync clone --state {cs} >/dev/null 2>&1; true",
                          slow_runs, slow_warm)
             self.measure(name, "cp -a (ext4)", f"cp -a {self.croot}/{v} {self.ext4}/clone",
-                         f"rm -rf {self.ext4}/clone", slow_runs, slow_warm)
+                         f"rm -rf {self.ext4}/clone; sync", slow_runs, slow_warm)
             sh(f"rm -rf {self.ext4}/clone; {b} volume destroy clone --state {cs} || true;"
                f"{b} volume destroy clone --state {bs} || true")
             if name in ("1G", "10G", "pg-1G") or (QUICK and name == "1G"):
                 self.measure(name, "teardown: branchbox volume destroy --sync (btrfs)",
                              f"{b} volume destroy --sync tclone --state {bs}",
-                             f"{b} volume snapshot {v} tclone --state {bs} >/dev/null", 5, 1)
+                             f"{b} volume snapshot {v} tclone --state {bs} >/dev/null; sync", 5, 1)
                 self.measure(name, "teardown: rm -rf (ext4)", f"rm -rf {self.ext4}/tclone",
-                             f"cp -a {self.croot}/{v} {self.ext4}/tclone", 2 if big else 3, 0)
+                             f"cp -a {self.croot}/{v} {self.ext4}/tclone; sync", 2 if big else 3, 0)
 
     # -- cleanup and report -----------------------------------------------------------
     def cleanup(self):
@@ -249,9 +254,12 @@ class Bench:
         lines.append("Pools: btrfs = `branchbox pool init --driver btrfs` (sparse loop image, "
                      "qgroups on); reflink = `--driver reflink --path` an XFS "
                      "(`mkfs.xfs -m reflink=1`) loop mount; copy = `--driver copy` on ext4. "
-                     "hyperfine, `--prepare` destroys the previous clone; median (min-max) of "
+                     "hyperfine, `--prepare` destroys the previous clone and waits for the space (btrfs "
+                     "cleaner, `sync`) so no run pays for the one before; page cache warm; median (min-max) of "
                      "N runs; \"vs cp -a\" is the cp -a median over this median "
                      "(teardown rows: over the rm -rf median).")
+        lines.append("")
+        lines.append(NOTE)
         lines.append("")
         lines.append("| dataset | what | median | min | max | runs | vs cp -a |")
         lines.append("|---|---|---|---|---|---|---|")
