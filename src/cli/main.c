@@ -13,6 +13,8 @@ static const CliVerb verbs[] = {
 	{ "status", "check the daemon and show who you are to it", verb_status },
 	{ "version", "print the version", verb_version },
 	{ "config", "check or show the project config (local, no daemon)", verb_config },
+	{ "pool", "set up, describe or remove the volume pool", verb_pool },
+	{ "volume", "create, clone, list or destroy copy-on-write volumes", verb_volume },
 };
 
 static void help(FILE *f)

@@ -25,6 +25,11 @@ int verb_serve(int argc, char **argv);
 int verb_status(int argc, char **argv);
 int verb_version(int argc, char **argv);
 int verb_config(int argc, char **argv);
+int verb_pool(int argc, char **argv);
+int verb_volume(int argc, char **argv);
+
+/* Print why and return -EPERM unless running as root. */
+int cli_require_root(const char *verb);
 
 /* Print "branchbox VERB: unknown option/usage" hint and return EXIT_USAGE. */
 int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

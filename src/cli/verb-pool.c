@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * branchbox pool init|info|destroy: set up, describe and remove the volume pool. Local and
+ * root-only; every subcommand holds the pool lock so it serializes with the daemon.
+ */
+#include "client.h"
+#include "main.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "parse.h"
+#include "storage.h"
+#include "strbuf.h"
+
+static void pool_help(void)
+{
+	printf("Usage: branchbox pool init [--driver btrfs|reflink|copy] [--size 64G] [--path DIR]\n"
+	       "       branchbox pool info [--json]\n"
+	       "       branchbox pool destroy [--force]\n"
+	       "\n"
+	       "Manage the copy-on-write volume pool.\n"
+	       "\n"
+	       "  init     Pick a driver (btrfs if the kernel has it and mkfs.btrfs exists, else\n"
+	       "           reflink if the state dir supports FICLONE, else copy). Without --path\n"
+	       "           and without btrfs under the state dir, btrfs uses a sparse image\n"
+	       "           STATE/pool/btrfs.img of --size, loop-mounted at STATE/pool/mnt.\n"
+	       "           Re-running with identical options is a no-op.\n"
+	       "  info     Driver, why it was chosen, mount source, size and free space.\n"
+	       "  destroy  Unmount, detach the loop device, remove the image. Refuses while\n"
+	       "           volumes exist unless --force.\n"
+	       "\n"
+	       "Options:\n"
+	       "  --state DIR   state directory (default $BRANCHBOX_STATE or /var/lib/branchbox)\n"
+	       "  --json        machine-readable output (info)\n");
+}
+
+int cli_require_root(const char *verb)
+{
+	if (geteuid() != 0) {
+		fprintf(stderr, "branchbox %s: must run as root (it manages mounts and volumes)\n",
+			verb);
+		return -EPERM;
+	}
+	return 0;
+}
+
+static int fail(const char *what, const BbxError *err, int r)
+{
+	fprintf(stderr, "branchbox %s: %s\n", what, bbx_error_message(err, r));
+	return EXIT_FAILURE_;
+}
+
+static int pool_do_init(const char *state, const PoolOptions *o)
+{
+	BbxError err = BBX_ERROR_INIT;
+	_cleanup_close_ int lock = -EBADF;
+	int r = pool_lock(state, &lock, &err);
+	if (r < 0)
+		return fail("pool init", &err, r);
+	bool already = false;
+	r = pool_init(state, o, &already, &err);
+	if (r < 0)
+		return fail("pool init", &err, r);
+	_cleanup_pool_ Pool *p = NULL;
+	r = pool_open(state, &p, &err);
+	if (r < 0)
+		return fail("pool init", &err, r);
+	PoolInfo info;
+	r = pool_info(p, &info, &err);
+	if (r < 0)
+		return fail("pool init", &err, r);
+	printf("%s pool %s: driver %s (%s), volumes in %s\n",
+	       already ? "existing" : "created", state, storage_driver_kind_to_string(info.driver),
+	       info.reason, info.root);
+	return EXIT_OK;
+}
+
+static void json_str(StrBuf *sb, const char *key, const char *v, bool comma)
+{
+	(void)strbuf_appendf(sb, "\"%s\":", key);
+	if (!v)
+		(void)strbuf_puts(sb, "null");
+	else {
+		(void)strbuf_putc(sb, '"');
+		(void)strbuf_put_json_escaped(sb, v);
+		(void)strbuf_putc(sb, '"');
+	}
+	if (comma)
+		(void)strbuf_putc(sb, ',');
+}
+
+static int pool_do_info(const char *state, bool json)
+{
+	BbxError err = BBX_ERROR_INIT;
+	_cleanup_close_ int lock = -EBADF;
+	int r = pool_lock(state, &lock, &err);
+	if (r < 0)
+		return fail("pool info", &err, r);
+	_cleanup_pool_ Pool *p = NULL;
+	r = pool_open(state, &p, &err);
+	if (r < 0)
+		return fail("pool info", &err, r);
+	PoolInfo info;
+	r = pool_info(p, &info, &err);
+	if (r < 0)
+		return fail("pool info", &err, r);
+	if (json) {
+		_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
+		(void)strbuf_putc(&sb, '{');
+		json_str(&sb, "driver", storage_driver_kind_to_string(info.driver), true);
+		json_str(&sb, "reason", info.reason, true);
+		json_str(&sb, "root", info.root, true);
+		json_str(&sb, "image", info.image, true);
+		json_str(&sb, "mount_source", info.mount_source, true);
+		json_str(&sb, "fstype", info.fstype, true);
+		json_str(&sb, "status", pool_status(p), true);
+		(void)strbuf_appendf(&sb, "\"quotas\":%s,\"size_bytes\":%llu,\"free_bytes\":%llu}",
+				     info.quotas ? "true" : "false",
+				     (unsigned long long)info.size_bytes,
+				     (unsigned long long)info.free_bytes);
+		printf("%s\n", strbuf_str(&sb));
+		return EXIT_OK;
+	}
+	char a[32], b[32];
+	printf("driver:       %s\n"
+	       "reason:       %s\n"
+	       "root:         %s\n"
+	       "image:        %s\n"
+	       "mount source: %s (%s)\n"
+	       "quotas:       %s\n"
+	       "size:         %s\n"
+	       "free:         %s\n"
+	       "status:       %s\n",
+	       storage_driver_kind_to_string(info.driver), info.reason, info.root,
+	       info.image ? info.image : "-", info.mount_source ? info.mount_source : "?",
+	       info.fstype ? info.fstype : "?", info.quotas ? "on" : "off",
+	       format_size(info.size_bytes, a, sizeof(a)), format_size(info.free_bytes, b, sizeof(b)),
+	       pool_status(p));
+	return EXIT_OK;
+}
+
+static int pool_do_destroy(const char *state, bool force)
+{
+	BbxError err = BBX_ERROR_INIT;
+	_cleanup_close_ int lock = -EBADF;
+	int r = pool_lock(state, &lock, &err);
+	if (r < 0)
+		return fail("pool destroy", &err, r);
+	_cleanup_pool_ Pool *p = NULL;
+	r = pool_open(state, &p, &err);
+	if (r < 0)
+		return fail("pool destroy", &err, r);
+	r = pool_destroy(p, force, &err);
+	if (r < 0)
+		return fail("pool destroy", &err, r);
+	printf("destroyed pool %s\n", state);
+	return EXIT_OK;
+}
+
+int verb_pool(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "driver", required_argument, NULL, 'd' }, { "size", required_argument, NULL, 's' },
+		{ "path", required_argument, NULL, 'p' },   { "state", required_argument, NULL, 'S' },
+		{ "json", no_argument, NULL, 'j' },	    { "force", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },	    {},
+	};
+	PoolOptions o = { .driver = STORAGE_DRIVER_AUTO };
+	const char *state = NULL;
+	bool json = false, force = false;
+	int c;
+
+	if (cli_wants_help(argc, argv)) {
+		pool_help();
+		return EXIT_OK;
+	}
+	if (argc < 2)
+		return cli_usage_error("pool", "missing subcommand (init, info, destroy)");
+	const char *sub = argv[1];
+	optind = 1;
+	while ((c = getopt_long(argc - 1, argv + 1, "", options, NULL)) >= 0) {
+		switch (c) {
+		case 'd':
+			if (storage_driver_kind_from_string(optarg, &o.driver) < 0)
+				return cli_usage_error("pool", "--driver: unknown driver '%s'",
+						       optarg);
+			break;
+		case 's':
+			if (parse_size(optarg, &o.size) < 0 || o.size == 0)
+				return cli_usage_error("pool", "--size: invalid size '%s'", optarg);
+			break;
+		case 'p': o.path = optarg; break;
+		case 'S': state = optarg; break;
+		case 'j': json = true; break;
+		case 'f': force = true; break;
+		default: return cli_usage_error("pool", "unknown option");
+		}
+	}
+	if (optind + 1 < argc)
+		return cli_usage_error("pool", "unexpected argument '%s'", argv[optind + 1]);
+	if (cli_require_root("pool") < 0)
+		return EXIT_FAILURE_;
+	state = cli_state_dir(state);
+	if (!strcmp(sub, "init"))
+		return pool_do_init(state, &o);
+	if (!strcmp(sub, "info"))
+		return pool_do_info(state, json);
+	if (!strcmp(sub, "destroy"))
+		return pool_do_destroy(state, force);
+	return cli_usage_error("pool", "unknown subcommand '%s'", sub);
+}
