@@ -32,6 +32,7 @@
 #include "macro.h"
 #include "parse.h"
 #include "sandbox-cgroup.h"
+#include "sandbox-seccomp-bpf.h"
 #include "sandbox-seccomp.h"
 #include "strbuf.h"
 
@@ -624,32 +625,17 @@ static int read_cap_last(void)
 }
 
 /*
- * The filter is the same for every sandbox: build it once per process (about 1.3 ms with
- * libseccomp here) and hand each plan a copy. The mutex makes the cache the only shared
- * mutable state of this module.
+ * The filter is the same for every sandbox and was compiled from sandbox-seccomp.c with
+ * libseccomp at build time (sandbox-seccomp-bpf.h): building it here cost ~1.3 ms per spawn.
  */
-static pthread_mutex_t seccomp_cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct sock_filter *seccomp_cache;
-static size_t seccomp_cache_len;
-
-static int plan_seccomp(Plan *p, BbxError *err)
+static int plan_seccomp(Plan *p)
 {
-	int r = 0;
-	pthread_mutex_lock(&seccomp_cache_lock);
-	if (!seccomp_cache)
-		r = sandbox_seccomp_build(0, &seccomp_cache, &seccomp_cache_len, err);
-	if (r >= 0) {
-		p->bpf = malloc(seccomp_cache_len * sizeof(struct sock_filter));
-		if (!p->bpf)
-			r = -ENOMEM;
-		else {
-			memcpy(p->bpf, seccomp_cache,
-			       seccomp_cache_len * sizeof(struct sock_filter));
-			p->bpf_len = seccomp_cache_len;
-		}
-	}
-	pthread_mutex_unlock(&seccomp_cache_lock);
-	return r;
+	p->bpf = malloc(sizeof(sandbox_seccomp_prebuilt));
+	if (!p->bpf)
+		return -ENOMEM;
+	memcpy(p->bpf, sandbox_seccomp_prebuilt, sizeof(sandbox_seccomp_prebuilt));
+	p->bpf_len = ELEMENTSOF(sandbox_seccomp_prebuilt);
+	return 0;
 }
 
 #define LL_READ                                                                                    \
@@ -711,7 +697,7 @@ static int plan_build(Plan *p, const SandboxSpec *spec, BbxError *err)
 	if (r < 0)
 		return r;
 
-	return plan_seccomp(p, err);
+	return plan_seccomp(p);
 }
 
 /* ---- The child: only direct syscalls from here to exec (see the comment at the top). ---- */

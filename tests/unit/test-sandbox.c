@@ -31,6 +31,7 @@
 #include "file-util.h"
 #include "macro.h"
 #include "sandbox-cgroup.h"
+#include "sandbox-seccomp-bpf.h"
 #include "sandbox-seccomp.h"
 #include "sandbox.h"
 
@@ -235,6 +236,17 @@ static void test_seccomp_build_archs(void **state)
 	assert_int_equal(sandbox_seccomp_build(0xdeadbeef, NULL, NULL, NULL) < 0, 1);
 }
 
+static void test_seccomp_prebuilt_is_current(void **state)
+{
+	/* The program embedded at build time is exactly what the policy builds now. */
+	struct sock_filter *prog = NULL;
+	size_t len = 0;
+	assert_int_equal(sandbox_seccomp_build(0, &prog, &len, NULL), 0);
+	assert_int_equal(len, ELEMENTSOF(sandbox_seccomp_prebuilt));
+	assert_memory_equal(prog, sandbox_seccomp_prebuilt, sizeof(sandbox_seccomp_prebuilt));
+	free(prog);
+}
+
 #if defined(__x86_64__)
 static long int80(long nr)
 {
@@ -360,6 +372,7 @@ int main(void)
 		cmocka_unit_test(test_cgroup_v2),
 		cmocka_unit_test(test_seccomp_build_archs),
 		cmocka_unit_test(test_seccomp_native_behaviour),
+		cmocka_unit_test(test_seccomp_prebuilt_is_current),
 		cmocka_unit_test(test_landlock_abi),
 		cmocka_unit_test(test_spawn_rejects),
 	};
