@@ -114,6 +114,7 @@ typedef struct Plan {
 	uid_t uid;
 	gid_t gid;
 	int cap_last;
+	uintptr_t argv_start, argv_end; /* the owner's command line, hidden from the sandbox */
 	bool new_netns;
 	bool pdeathsig;
 	int stdio[3];
@@ -612,6 +613,37 @@ static int plan_exec(Plan *p, const SandboxSpec *spec, BbxError *err)
 	return 0;
 }
 
+/*
+ * Where this process keeps its command line (fields 48 and 49 of /proc/self/stat). The
+ * sandbox's init is a clone of the owner, so /proc/1/cmdline inside would show the owner's
+ * argv (the daemon's options); the child zeroes its own copy of that memory.
+ */
+static void read_argv_area(Plan *p)
+{
+	_cleanup_free_ char *s = NULL;
+	if (read_full_file("/proc/self/stat", 4096, &s, NULL) < 0)
+		return;
+	char *c = strrchr(s, ')');
+	if (!c)
+		return;
+	/* After ") " comes field 3; arg_start is field 48. */
+	char *save = NULL;
+	int field = 3;
+	uint64_t start = 0, end = 0;
+	for (char *w = strtok_r(c + 2, " ", &save); w; w = strtok_r(NULL, " ", &save), field++) {
+		if (field == 48)
+			(void)parse_uint64(w, &start);
+		else if (field == 49) {
+			(void)parse_uint64(w, &end);
+			break;
+		}
+	}
+	if (start && end > start && end - start < (1 << 20)) {
+		p->argv_start = (uintptr_t)start;
+		p->argv_end = (uintptr_t)end;
+	}
+}
+
 static int read_cap_last(void)
 {
 	_cleanup_free_ char *s = NULL;
@@ -650,6 +682,7 @@ static int plan_build(Plan *p, const SandboxSpec *spec, BbxError *err)
 	p->uid = spec->uid ? spec->uid : 65534;
 	p->gid = spec->gid ? spec->gid : p->uid;
 	p->cap_last = read_cap_last();
+	read_argv_area(p);
 	p->new_netns = spec->netns_fd < 0;
 	p->pdeathsig = !spec->no_pdeathsig;
 	p->netns_fd = spec->netns_fd;
@@ -1117,6 +1150,9 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 	int landlock_fd = -1;
 
 	child_setup_fds(p, sync_fd, err_fd);
+	for (volatile char *a = (volatile char *)p->argv_start; a && a < (char *)p->argv_end; a++)
+		*a = '\0';
+	(void)prctl(PR_SET_NAME, "sandbox-init", 0, 0, 0);
 	/* Wait until the parent has put us into the cgroup (EOF: the parent gave up). */
 	if (RETRY_EINTR(read(FD_SYNC, &c, 1)) != 1)
 		_exit(125);

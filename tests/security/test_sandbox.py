@@ -274,6 +274,8 @@ def test_other_sandboxes_are_invisible():
         assert marker not in b.stdout
         pids = [l.split()[1] for l in b.stdout.splitlines() if l.startswith("pid ")]
         assert sorted(pids, key=int) == ["1", "2"], b.stdout
+        # The init is a clone of the CLI: its command line (the owner's argv) is wiped.
+        assert "sandbox run" not in b.stdout and "--ro" not in b.stdout, b.stdout
     finally:
         a.kill()
         a.wait()
