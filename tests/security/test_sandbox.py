@@ -387,3 +387,19 @@ def test_closed_stdin_gets_dev_null_not_a_cli_fd():
                        preexec_fn=lambda: os.close(0))
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "/dev/null", p.stdout
+
+
+def test_owner_environment_and_memory_unreachable():
+    # The init is a clone of the owner (here the CLI; in production the daemon, whose
+    # environment and heap may hold secrets). It is not dumpable after dropping to the
+    # sandbox uid, so its environ and memory stay closed to the sandbox's processes.
+    env = dict(os.environ, BBX_TEST_SECRET="bbx_secret_value")
+    for path in ("/proc/1/environ", "/proc/1/mem"):
+        p = sandbox([], ["read", path], env=env)
+        assert p.returncode == 0, p.stderr
+        assert parse(p.stdout).get("read") == "EACCES", (path, p.stdout)
+        assert "bbx_secret_value" not in p.stdout
+    # Control: on the host the owner's environment is readable by root.
+    ctl = subprocess.run([PROBE, "read", f"/proc/{os.getpid()}/environ"], capture_output=True,
+                         text=True)
+    assert int(parse(ctl.stdout).get("bytes", "0")) > 0
