@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "sandbox-cgroup.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -29,6 +30,12 @@ static const char *const v1_controllers[_SANDBOX_CG_MAX] = {
 	[SANDBOX_CG_CPU] = "cpu",
 	[SANDBOX_CG_FREEZER] = "freezer",
 };
+
+static void closedirp(DIR **d)
+{
+	if (*d)
+		closedir(*d);
+}
 
 static void nsleep(long ns)
 {
@@ -457,6 +464,49 @@ bool sandbox_cgroup_is_empty(const SandboxCgroup *cg)
 			return false;
 	}
 	return true;
+}
+
+static int prune_dir(const char *parent)
+{
+	_cleanup_(closedirp) DIR *d = opendir(parent);
+	int n = 0;
+	if (!d)
+		return 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		int pid;
+		unsigned seq;
+		char tail;
+		if (de->d_type != DT_DIR ||
+		    sscanf(de->d_name, "sb-%d-%u%c", &pid, &seq, &tail) != 2 || pid <= 0)
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		_cleanup_free_ char *p = path_join(parent, de->d_name);
+		if (p && rmdir(p) == 0)
+			n++;
+	}
+	return n;
+}
+
+int sandbox_cgroup_prune_stale(const char *root)
+{
+	SandboxCgroupMode mode;
+	_cleanup_free_ char *base = NULL;
+	int n = 0;
+	if (sandbox_cgroup_detect(root, &mode, &base) < 0)
+		return 0;
+	if (mode == SANDBOX_CGROUP_V2) {
+		_cleanup_free_ char *p = path_join(base, CG_PARENT);
+		return p ? prune_dir(p) : -ENOMEM;
+	}
+	for (size_t i = 0; i < _SANDBOX_CG_MAX; i++) {
+		_cleanup_free_ char *p = NULL;
+		if (asprintf(&p, "%s/%s/" CG_PARENT, base, v1_controllers[i]) < 0)
+			return -ENOMEM;
+		n += prune_dir(p);
+	}
+	return n;
 }
 
 int sandbox_cgroup_remove(const SandboxCgroup *cg, BbxError *err)

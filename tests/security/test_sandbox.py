@@ -403,3 +403,77 @@ def test_owner_environment_and_memory_unreachable():
     ctl = subprocess.run([PROBE, "read", f"/proc/{os.getpid()}/environ"], capture_output=True,
                          text=True)
     assert int(parse(ctl.stdout).get("bytes", "0")) > 0
+
+
+def _start_holder(probe_args):
+    """Start a sandbox running a probe that holds something open; wait for its first line."""
+    a = subprocess.Popen([BIN, "sandbox", "run", "--ro", f"{PROBE}:/probe", "--", "/probe"] +
+                         probe_args, stdout=subprocess.PIPE, text=True)
+    first = a.stdout.readline()
+    return a, first
+
+
+def _control_pair(first, second):
+    """Positive control: both probes in one private namespace set, outside any sandbox."""
+    script = f"{PROBE} {first} & sleep 0.5; {PROBE} {second}; wait"
+    p = subprocess.run(UNSHARE + ["--ipc", "/bin/sh", "-c", script], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return parse(p.stdout)
+
+
+def test_abstract_sockets_of_another_sandbox_unreachable():
+    name = "bbx-abstract-%d" % os.getpid()
+    a, first = _start_holder(["abstract-listen", name, "20"])
+    try:
+        assert first.strip() == "listen ok", first
+        res = inside(["abstract-connect", name])
+        assert res.get("connect") == "ECONNREFUSED", res
+    finally:
+        a.kill()
+        a.wait()
+    ctl = _control_pair(f"abstract-listen {name} 2", f"abstract-connect {name}")
+    assert ctl.get("connect") == "ok", ctl
+
+
+def test_sysv_ipc_of_another_sandbox_invisible():
+    key = str(0x6262000 + os.getpid() % 4096)
+    a, first = _start_holder(["shm-create", key, "20"])
+    try:
+        assert first.strip() == "shm_create ok", first
+        res = inside(["shm-find", key])
+        assert res.get("shm_find") == "ENOENT", res
+    finally:
+        a.kill()
+        a.wait()
+    ctl = _control_pair(f"shm-create {key} 2", f"shm-find {key}")
+    assert ctl.get("shm_find") == "ok", ctl
+
+
+def test_killed_owner_takes_the_tree_with_it():
+    a = subprocess.Popen([BIN, "sandbox", "run", "--", "/bin/sleep", "60"])
+    try:
+        tree = []
+        for _ in range(200):
+            init = _children(a.pid)
+            tree = init + (_children(init[0]) if init else [])
+            if len(tree) >= 2:
+                break
+            time.sleep(0.02)
+        assert len(tree) >= 2
+        cg = "/sys/fs/cgroup/pids/branchbox/sb-%d-0" % a.pid
+    finally:
+        a.kill()  # SIGKILL: the CLI gets no chance to clean up
+        a.wait()
+    # The init notices its owner is gone (pipe HUP / parent-death signal) and the
+    # namespace goes with it.
+    for _ in range(500):
+        if not any(os.path.exists(f"/proc/{p}") for p in tree):
+            break
+        time.sleep(0.01)
+    assert not any(os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read()
+                   for p in tree)
+    # The next run prunes the cgroup the killed CLI left behind.
+    if os.path.isdir("/sys/fs/cgroup/pids/branchbox"):
+        assert subprocess.run([BIN, "sandbox", "run", "--", "/bin/true"]).returncode == 0
+        assert not os.path.exists(cg)

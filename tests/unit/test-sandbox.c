@@ -160,6 +160,22 @@ static void test_cgroup_v1(void **state)
 	assert_int_equal(sandbox_cgroup_remove(cg, NULL), 0);
 	assert_int_equal(access(want, F_OK), -1);
 	sandbox_cgroup_free(cg);
+
+	/* Leftovers of a dead owner go; a live owner's and foreign names stay. */
+	char dead[64], live[64];
+	snprintf(dead, sizeof(dead), "memory/branchbox/sb-%d-3", 99999999);
+	snprintf(live, sizeof(live), "pids/branchbox/sb-%d-0", (int)getpid());
+	mkdirf(root, dead);
+	mkdirf(root, live);
+	mkdirf(root, "cpu/branchbox/env-keep");
+	mkdirf(root, "cpu/branchbox/sb-1x-2");
+	assert_int_equal(sandbox_cgroup_prune_stale(root), 1);
+	_cleanup_free_ char *dead_p = join(root, dead);
+	_cleanup_free_ char *live_p = join(root, live);
+	_cleanup_free_ char *keep_p = join(root, "cpu/branchbox/env-keep");
+	assert_int_equal(access(dead_p, F_OK), -1);
+	assert_int_equal(access(live_p, F_OK), 0);
+	assert_int_equal(access(keep_p, F_OK), 0);
 	assert_int_equal(rm_rf(root), 0);
 }
 
