@@ -167,7 +167,37 @@ static int name_check(const char *name)
 /* v2: make memory, pids and cpu available to the children of dir. */
 static int v2_enable(const char *dir, BbxError *err)
 {
-	int r = cg_write(dir, "cgroup.subtree_control", "+memory +pids +cpu");
+	/*
+	 * Enable only what this level offers: a hierarchy without a controller can still hold
+	 * sandboxes without that limit (asking for the limit then fails when it is written).
+	 * A missing cgroup.controllers only happens in unit tests' plain directory trees.
+	 */
+	_cleanup_free_ char *p = path_join(dir, "cgroup.controllers");
+	_cleanup_free_ char *avail = NULL;
+	if (!p)
+		return -ENOMEM;
+	char want[64] = "";
+	if (read_full_file(p, 4096, &avail, NULL) < 0)
+		snprintf(want, sizeof(want), "+memory +pids +cpu");
+	else {
+		static const char *const names[] = {"memory", "pids", "cpu"};
+		for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+			size_t n = strlen(names[i]);
+			for (const char *w = avail; *w;) {
+				size_t len = strcspn(w, " \n");
+				if (len == n && !strncmp(w, names[i], n)) {
+					size_t used = strlen(want);
+					snprintf(want + used, sizeof(want) - used, "%s+%s",
+						 used ? " " : "", names[i]);
+				}
+				w += len;
+				w += strspn(w, " \n");
+			}
+		}
+	}
+	if (!want[0])
+		return 0;
+	int r = cg_write(dir, "cgroup.subtree_control", want);
 	if (r < 0)
 		return bbx_error_set(err, r, "setup", "cgroup: %s/cgroup.subtree_control: %s", dir,
 				     strerror(-r));
