@@ -15,6 +15,7 @@ static const CliVerb verbs[] = {
 	{ "config", "check or show the project config (local, no daemon)", verb_config },
 	{ "pool", "set up, describe or remove the volume pool", verb_pool },
 	{ "volume", "create, clone, list or destroy copy-on-write volumes", verb_volume },
+	{ "sandbox", "run a command in a sandbox (root, no daemon)", verb_sandbox },
 };
 
 static void help(FILE *f)

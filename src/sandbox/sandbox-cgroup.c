@@ -1,0 +1,570 @@
+/* SPDX-License-Identifier: MIT */
+#include "sandbox-cgroup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "file-util.h"
+#include "macro.h"
+#include "parse.h"
+#include "strbuf.h"
+
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+#define CG_PARENT "branchbox"
+
+static const char *const v1_controllers[_SANDBOX_CG_MAX] = {
+	[SANDBOX_CG_MEMORY] = "memory",
+	[SANDBOX_CG_PIDS] = "pids",
+	[SANDBOX_CG_CPU] = "cpu",
+	[SANDBOX_CG_FREEZER] = "freezer",
+};
+
+static void closedirp(DIR **d)
+{
+	if (*d)
+		closedir(*d);
+}
+
+static void nsleep(long ns)
+{
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
+	nanosleep(&ts, NULL);
+}
+
+static char *path_join(const char *a, const char *b)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s/%s", a, b) < 0)
+		return NULL;
+	return p;
+}
+
+/*
+ * Cgroup control files exist as soon as the directory does; O_CREAT is accepted by cgroupfs
+ * for an existing file and lets unit tests run the same writes against a plain directory.
+ */
+static int cg_write(const char *dir, const char *file, const char *value)
+{
+	_cleanup_free_ char *p = path_join(dir, file);
+	if (!p)
+		return -ENOMEM;
+	_cleanup_close_ int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+	if (fd < 0)
+		return -errno;
+	size_t n = strlen(value);
+	ssize_t k = write(fd, value, n);
+	if (k < 0)
+		return -errno;
+	return (size_t)k == n ? 0 : -EIO;
+}
+
+static bool file_exists(const char *dir, const char *file)
+{
+	_cleanup_free_ char *p = path_join(dir, file);
+	return p && access(p, F_OK) == 0;
+}
+
+static bool controllers_have_all(const char *dir)
+{
+	_cleanup_free_ char *p = path_join(dir, "cgroup.controllers");
+	_cleanup_free_ char *s = NULL;
+	if (!p || read_full_file(p, 4096, &s, NULL) < 0)
+		return false;
+	static const char *const need[] = {"memory", "pids", "cpu"};
+	for (size_t i = 0; i < ELEMENTSOF(need); i++) {
+		bool found = false;
+		size_t n = strlen(need[i]);
+		for (const char *w = s; *w;) {
+			size_t len = strcspn(w, " \n");
+			if (len == n && !strncmp(w, need[i], n))
+				found = true;
+			w += len;
+			w += strspn(w, " \n");
+		}
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+int sandbox_cgroup_detect(const char *root, SandboxCgroupMode *ret_mode, char **ret_base)
+{
+	struct statfs sfs;
+	bool is_v2 = false;
+
+	if (statfs(root, &sfs) < 0)
+		return -errno;
+	if ((unsigned long)sfs.f_type == CGROUP2_SUPER_MAGIC ||
+	    file_exists(root, "cgroup.controllers"))
+		is_v2 = true;
+	if (is_v2) {
+		char *b = strdup(root);
+		if (!b)
+			return -ENOMEM;
+		*ret_mode = SANDBOX_CGROUP_V2;
+		*ret_base = b;
+		return 0;
+	}
+	_cleanup_free_ char *unified = path_join(root, "unified");
+	if (!unified)
+		return -ENOMEM;
+	if (controllers_have_all(unified)) {
+		*ret_mode = SANDBOX_CGROUP_V2;
+		*ret_base = TAKE_PTR(unified);
+		return 0;
+	}
+	for (size_t i = 0; i < _SANDBOX_CG_MAX; i++)
+		if (!file_exists(root, v1_controllers[i]))
+			return -EOPNOTSUPP;
+	char *b = strdup(root);
+	if (!b)
+		return -ENOMEM;
+	*ret_mode = SANDBOX_CGROUP_V1;
+	*ret_base = b;
+	return 0;
+}
+
+SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg)
+{
+	if (!cg)
+		return NULL;
+	for (size_t i = 0; i < _SANDBOX_CG_MAX; i++)
+		free(cg->dir[i]);
+	free(cg);
+	return NULL;
+}
+
+static int name_check(const char *name)
+{
+	_cleanup_free_ char *copy = strdup(name);
+	if (!copy)
+		return -ENOMEM;
+	char *save = NULL;
+	size_t levels = 0;
+	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		if (!name_is_valid(c))
+			return -EINVAL;
+		levels++;
+	}
+	if (levels == 0 || levels > 4 || name[0] == '/' || name[strlen(name) - 1] == '/' ||
+	    strstr(name, "//"))
+		return -EINVAL;
+	return 0;
+}
+
+/* v2: make memory, pids and cpu available to the children of dir. */
+static int v2_enable(const char *dir, BbxError *err)
+{
+	/*
+	 * Enable only what this level offers: a hierarchy without a controller can still hold
+	 * sandboxes without that limit (asking for the limit then fails when it is written).
+	 * A missing cgroup.controllers only happens in unit tests' plain directory trees.
+	 */
+	_cleanup_free_ char *p = path_join(dir, "cgroup.controllers");
+	_cleanup_free_ char *avail = NULL;
+	if (!p)
+		return -ENOMEM;
+	char want[64] = "";
+	if (read_full_file(p, 4096, &avail, NULL) < 0)
+		snprintf(want, sizeof(want), "+memory +pids +cpu");
+	else {
+		static const char *const names[] = {"memory", "pids", "cpu"};
+		for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+			size_t n = strlen(names[i]);
+			for (const char *w = avail; *w;) {
+				size_t len = strcspn(w, " \n");
+				if (len == n && !strncmp(w, names[i], n)) {
+					size_t used = strlen(want);
+					snprintf(want + used, sizeof(want) - used, "%s+%s",
+						 used ? " " : "", names[i]);
+				}
+				w += len;
+				w += strspn(w, " \n");
+			}
+		}
+	}
+	if (!want[0])
+		return 0;
+	int r = cg_write(dir, "cgroup.subtree_control", want);
+	if (r < 0)
+		return bbx_error_set(err, r, "setup", "cgroup: %s/cgroup.subtree_control: %s", dir,
+				     strerror(-r));
+	return 0;
+}
+
+/*
+ * mkdir every level of rel below base; on v2 each level that gets children enables the
+ * controllers for them. The last level must be new (-EEXIST otherwise).
+ */
+static int mkdir_levels(const char *base, const char *rel, bool v2, char **ret, BbxError *err)
+{
+	_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
+	_cleanup_free_ char *copy = strdup(rel);
+	if (!copy || strbuf_puts(&sb, base) < 0)
+		return -ENOMEM;
+	char *save = NULL;
+	char *c = strtok_r(copy, "/", &save);
+	while (c) {
+		char *next = strtok_r(NULL, "/", &save);
+		if (v2) {
+			int r = v2_enable(strbuf_str(&sb), err);
+			if (r < 0)
+				return r;
+		}
+		if (strbuf_putc(&sb, '/') < 0 || strbuf_puts(&sb, c) < 0)
+			return -ENOMEM;
+		if (mkdir(strbuf_str(&sb), 0755) < 0) {
+			if (errno != EEXIST || !next)
+				return bbx_error_set(
+					err, -errno, errno == EEXIST ? "conflict" : "setup",
+					"cgroup: %s: %s", strbuf_str(&sb), strerror(errno));
+		}
+		c = next;
+	}
+	*ret = strbuf_detach(&sb);
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int write_limits(SandboxCgroup *cg, const SandboxCgroupLimits *l, BbxError *err)
+{
+	char buf[64];
+	int r = 0;
+	const char *dir = NULL, *file = NULL;
+
+#define W(d, f, v)                                                                                 \
+	do {                                                                                       \
+		dir = (d);                                                                         \
+		file = (f);                                                                        \
+		r = cg_write(dir, file, (v));                                                      \
+		if (r < 0)                                                                         \
+			goto fail;                                                                 \
+	} while (0)
+
+	if (cg->mode == SANDBOX_CGROUP_V2) {
+		const char *d = cg->dir[0];
+		if (l->memory_max) {
+			snprintf(buf, sizeof(buf), "%llu", (unsigned long long)l->memory_max);
+			W(d, "memory.max", buf);
+			/* Swap would let a balloon outgrow the limit; only set when swap exists. */
+			if (file_exists(d, "memory.swap.max"))
+				W(d, "memory.swap.max", "0");
+		}
+		if (l->pids_max) {
+			snprintf(buf, sizeof(buf), "%llu", (unsigned long long)l->pids_max);
+			W(d, "pids.max", buf);
+		}
+		if (l->cpu_millis) {
+			snprintf(buf, sizeof(buf), "%llu 100000",
+				 (unsigned long long)l->cpu_millis * 100);
+			W(d, "cpu.max", buf);
+		}
+		return 0;
+	}
+	if (l->memory_max) {
+		const char *d = cg->dir[SANDBOX_CG_MEMORY];
+		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)l->memory_max);
+		W(d, "memory.limit_in_bytes", buf);
+		/* memsw must be >= limit_in_bytes, so it is written second. */
+		if (file_exists(d, "memory.memsw.limit_in_bytes"))
+			W(d, "memory.memsw.limit_in_bytes", buf);
+	}
+	if (l->pids_max) {
+		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)l->pids_max);
+		W(cg->dir[SANDBOX_CG_PIDS], "pids.max", buf);
+	}
+	if (l->cpu_millis) {
+		W(cg->dir[SANDBOX_CG_CPU], "cpu.cfs_period_us", "100000");
+		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)l->cpu_millis * 100);
+		W(cg->dir[SANDBOX_CG_CPU], "cpu.cfs_quota_us", buf);
+	}
+	return 0;
+#undef W
+fail:
+	return bbx_error_set(err, r, "setup", "cgroup limits: %s/%s: %s", dir, file, strerror(-r));
+}
+
+int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgroupLimits *limits,
+			  SandboxCgroup **ret, BbxError *err)
+{
+	_cleanup_(sandbox_cgroup_freep) SandboxCgroup *cg = NULL;
+	_cleanup_free_ char *base = NULL;
+	_cleanup_free_ char *rel = NULL;
+	SandboxCgroupMode mode;
+	int r;
+
+	r = name_check(name);
+	if (r < 0)
+		return bbx_error_set(err, r, "invalid", "cgroup name '%s' is not valid", name);
+	r = sandbox_cgroup_detect(root, &mode, &base);
+	if (r < 0)
+		return bbx_error_set(err, r, "setup", "cgroup: %s: no usable cgroup hierarchy: %s",
+				     root, strerror(-r));
+	if (asprintf(&rel, CG_PARENT "/%s", name) < 0)
+		return -ENOMEM;
+	cg = calloc(1, sizeof(*cg));
+	if (!cg)
+		return -ENOMEM;
+	cg->mode = mode;
+	if (mode == SANDBOX_CGROUP_V2) {
+		r = mkdir_levels(base, rel, true, &cg->dir[0], err);
+		if (r < 0)
+			return r;
+		cg->n_dir = 1;
+	} else {
+		for (size_t i = 0; i < _SANDBOX_CG_MAX; i++) {
+			_cleanup_free_ char *hier = path_join(base, v1_controllers[i]);
+			if (!hier)
+				return -ENOMEM;
+			r = mkdir_levels(hier, rel, false, &cg->dir[i], err);
+			if (r < 0) {
+				sandbox_cgroup_remove(cg, NULL);
+				return r;
+			}
+			cg->n_dir = i + 1;
+		}
+	}
+	r = write_limits(cg, limits, err);
+	if (r < 0) {
+		sandbox_cgroup_remove(cg, NULL);
+		return r;
+	}
+	*ret = TAKE_PTR(cg);
+	return 0;
+}
+
+int sandbox_cgroup_open(const char *root, const char *name, SandboxCgroup **ret, BbxError *err)
+{
+	_cleanup_(sandbox_cgroup_freep) SandboxCgroup *cg = NULL;
+	_cleanup_free_ char *base = NULL;
+	SandboxCgroupMode mode;
+	int r = name_check(name);
+	if (r < 0)
+		return bbx_error_set(err, r, "invalid", "cgroup name '%s' is not valid", name);
+	r = sandbox_cgroup_detect(root, &mode, &base);
+	if (r < 0)
+		return bbx_error_set(err, r, "setup", "cgroup: %s: no usable cgroup hierarchy: %s",
+				     root, strerror(-r));
+	cg = calloc(1, sizeof(*cg));
+	if (!cg)
+		return -ENOMEM;
+	cg->mode = mode;
+	size_t n = mode == SANDBOX_CGROUP_V2 ? 1 : _SANDBOX_CG_MAX;
+	for (size_t i = 0; i < n; i++) {
+		if (mode == SANDBOX_CGROUP_V2)
+			r = asprintf(&cg->dir[i], "%s/" CG_PARENT "/%s", base, name);
+		else
+			r = asprintf(&cg->dir[i], "%s/%s/" CG_PARENT "/%s", base, v1_controllers[i],
+				     name);
+		if (r < 0) {
+			cg->dir[i] = NULL;
+			return -ENOMEM;
+		}
+		cg->n_dir = i + 1;
+		struct stat st;
+		if (stat(cg->dir[i], &st) < 0)
+			return bbx_error_set(err, -errno, errno == ENOENT ? "not_found" : "setup",
+					     "cgroup: %s: %s", cg->dir[i], strerror(errno));
+	}
+	*ret = TAKE_PTR(cg);
+	return 0;
+}
+
+int sandbox_cgroup_attach(const SandboxCgroup *cg, pid_t pid, BbxError *err)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%d", (int)pid);
+	for (size_t i = 0; i < cg->n_dir; i++) {
+		int r = cg_write(cg->dir[i], "cgroup.procs", buf);
+		if (r < 0)
+			return bbx_error_set(err, r, "setup", "cgroup attach: %s/cgroup.procs: %s",
+					     cg->dir[i], strerror(-r));
+	}
+	return 0;
+}
+
+static const char *freezer_dir(const SandboxCgroup *cg)
+{
+	return cg->mode == SANDBOX_CGROUP_V2 ? cg->dir[0] : cg->dir[SANDBOX_CG_FREEZER];
+}
+
+int sandbox_cgroup_freeze(const SandboxCgroup *cg, bool frozen, BbxError *err)
+{
+	const char *dir = freezer_dir(cg);
+	const char *file = cg->mode == SANDBOX_CGROUP_V2 ? "cgroup.freeze" : "freezer.state";
+	const char *value = cg->mode == SANDBOX_CGROUP_V2 ? (frozen ? "1" : "0")
+							  : (frozen ? "FROZEN" : "THAWED");
+	int r = cg_write(dir, file, value);
+	if (r < 0)
+		return bbx_error_set(err, r, "setup", "cgroup freeze: %s/%s: %s", dir, file,
+				     strerror(-r));
+	if (!frozen || cg->mode == SANDBOX_CGROUP_V2)
+		return 0;
+	/* v1 freezing is asynchronous: FREEZING until every task stopped. */
+	_cleanup_free_ char *p = path_join(dir, "freezer.state");
+	if (!p)
+		return -ENOMEM;
+	for (int i = 0; i < 2000; i++) {
+		_cleanup_free_ char *s = NULL;
+		r = read_full_file(p, 64, &s, NULL);
+		if (r < 0)
+			return bbx_error_set(err, r, "setup", "cgroup freeze: %s: %s", p,
+					     strerror(-r));
+		if (!strncmp(s, "FROZEN", 6))
+			return 0;
+		nsleep(1000 * 1000);
+	}
+	return bbx_error_set(err, -ETIMEDOUT, "setup", "cgroup freeze: %s: still freezing", p);
+}
+
+/* Read the pids of cgroup.procs; returns how many were signalled, or -errno. */
+static int kill_procs(const char *dir)
+{
+	_cleanup_free_ char *p = path_join(dir, "cgroup.procs");
+	_cleanup_free_ char *s = NULL;
+	if (!p)
+		return -ENOMEM;
+	int r = read_full_file(p, 1 << 20, &s, NULL);
+	if (r < 0)
+		return r;
+	int n = 0;
+	for (char *line = s; *line;) {
+		char *end = strchr(line, '\n');
+		if (end)
+			*end = '\0';
+		uint32_t pid;
+		if (parse_uint32(line, &pid) >= 0 && pid > 1) {
+			(void)kill((pid_t)pid, SIGKILL);
+			n++;
+		}
+		if (!end)
+			break;
+		line = end + 1;
+	}
+	return n;
+}
+
+int sandbox_cgroup_kill(const SandboxCgroup *cg)
+{
+	if (cg->mode == SANDBOX_CGROUP_V2) {
+		if (file_exists(cg->dir[0], "cgroup.kill"))
+			return cg_write(cg->dir[0], "cgroup.kill", "1");
+		int r = sandbox_cgroup_freeze(cg, true, NULL);
+		for (int i = 0; i < 100 && kill_procs(cg->dir[0]) > 0; i++)
+			;
+		if (r >= 0)
+			(void)sandbox_cgroup_freeze(cg, false, NULL);
+		return 0;
+	}
+	/*
+	 * v1 has no cgroup.kill: freeze so nothing forks between reading the list and the
+	 * signal, kill every listed pid (SIGKILL is delivered to frozen tasks on thaw), thaw.
+	 */
+	int fr = sandbox_cgroup_freeze(cg, true, NULL);
+	int r = 0;
+	for (int i = 0; i < 100; i++) {
+		r = kill_procs(cg->dir[SANDBOX_CG_FREEZER]);
+		if (r <= 0)
+			break;
+		if (fr >= 0)
+			break;
+	}
+	if (fr >= 0)
+		(void)sandbox_cgroup_freeze(cg, false, NULL);
+	return r < 0 ? r : 0;
+}
+
+bool sandbox_cgroup_is_empty(const SandboxCgroup *cg)
+{
+	for (size_t i = 0; i < cg->n_dir; i++) {
+		_cleanup_free_ char *p = path_join(cg->dir[i], "cgroup.procs");
+		_cleanup_free_ char *s = NULL;
+		if (p && read_full_file(p, 1 << 20, &s, NULL) >= 0 && s[0])
+			return false;
+	}
+	return true;
+}
+
+static int prune_dir(const char *parent)
+{
+	_cleanup_(closedirp) DIR *d = opendir(parent);
+	int n = 0;
+	if (!d)
+		return 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		int pid;
+		unsigned seq;
+		char tail;
+		if (de->d_type != DT_DIR ||
+		    sscanf(de->d_name, "sb-%d-%u%c", &pid, &seq, &tail) != 2 || pid <= 0)
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		_cleanup_free_ char *p = path_join(parent, de->d_name);
+		if (p && rmdir(p) == 0)
+			n++;
+	}
+	return n;
+}
+
+int sandbox_cgroup_prune_stale(const char *root)
+{
+	SandboxCgroupMode mode;
+	_cleanup_free_ char *base = NULL;
+	int n = 0;
+	if (sandbox_cgroup_detect(root, &mode, &base) < 0)
+		return 0;
+	if (mode == SANDBOX_CGROUP_V2) {
+		_cleanup_free_ char *p = path_join(base, CG_PARENT);
+		return p ? prune_dir(p) : -ENOMEM;
+	}
+	for (size_t i = 0; i < _SANDBOX_CG_MAX; i++) {
+		_cleanup_free_ char *p = NULL;
+		if (asprintf(&p, "%s/%s/" CG_PARENT, base, v1_controllers[i]) < 0)
+			return -ENOMEM;
+		n += prune_dir(p);
+	}
+	return n;
+}
+
+int sandbox_cgroup_remove(const SandboxCgroup *cg, BbxError *err)
+{
+	int ret = 0;
+	for (size_t i = 0; i < cg->n_dir; i++) {
+		int r = -EBUSY;
+		/* Tasks killed a moment ago may still be exiting: retry for up to ~2 s. */
+		for (int attempt = 0; attempt < 400; attempt++) {
+			if (rmdir(cg->dir[i]) >= 0 || errno == ENOENT) {
+				r = 0;
+				break;
+			}
+			r = -errno;
+			if (r != -EBUSY)
+				break;
+			if (attempt % 20 == 0)
+				(void)sandbox_cgroup_kill(cg);
+			nsleep(5 * 1000 * 1000);
+		}
+		if (r == -ENOTEMPTY || r == -ENOTDIR) {
+			/* Not a cgroupfs (unit tests): the control files are ordinary files. */
+			(void)rm_rf(cg->dir[i]);
+			r = access(cg->dir[i], F_OK) < 0 ? 0 : r;
+		}
+		if (r < 0 && ret == 0)
+			ret = bbx_error_set(err, r, "setup", "cgroup remove: %s: %s", cg->dir[i],
+					    strerror(-r));
+	}
+	return ret;
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Per-sandbox cgroups below a "branchbox" parent, on cgroup v2 (one directory) or v1 (one
+ * directory in each of the memory, pids, cpu and freezer hierarchies).
+ *
+ * v2 is chosen when the root is a cgroup2 mount (or, for tests, holds cgroup.controllers)
+ * or when root/unified offers the memory, pids and cpu controllers; v1 otherwise.
+ * The root is a parameter so unit tests can point it at a plain directory tree.
+ *
+ * Ownership: SandboxCgroup owns its path strings; sandbox_cgroup_free() does not remove the
+ * directories (sandbox_cgroup_remove() does). Thread-safe on distinct objects; the shared
+ * "branchbox" parent is created with mkdir that tolerates EEXIST, so concurrent creation is fine.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+typedef enum SandboxCgroupMode {
+	SANDBOX_CGROUP_V1,
+	SANDBOX_CGROUP_V2,
+} SandboxCgroupMode;
+
+/* v1 controller directories, in this order; v2 uses only [0]. */
+enum {
+	SANDBOX_CG_MEMORY,
+	SANDBOX_CG_PIDS,
+	SANDBOX_CG_CPU,
+	SANDBOX_CG_FREEZER,
+	_SANDBOX_CG_MAX,
+};
+
+typedef struct SandboxCgroupLimits {
+	uint64_t memory_max; /* bytes, 0 = none */
+	uint64_t pids_max;   /* 0 = none */
+	uint32_t cpu_millis; /* 0 = none */
+} SandboxCgroupLimits;
+
+typedef struct SandboxCgroup {
+	SandboxCgroupMode mode;
+	char *dir[_SANDBOX_CG_MAX]; /* absolute directories; v2: only dir[0] */
+	size_t n_dir;
+} SandboxCgroup;
+
+/* Detect the mode under root; *ret_base is the hierarchy to use (root or root/unified). */
+int sandbox_cgroup_detect(const char *root, SandboxCgroupMode *ret_mode, char **ret_base);
+
+/*
+ * Create root/.../branchbox/<name> (name may have '/'-separated levels, each name_is_valid)
+ * and write the limits. -EEXIST when it already exists.
+ */
+int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgroupLimits *limits,
+			  SandboxCgroup **ret, BbxError *err);
+/*
+ * An existing cgroup by name (e.g. an environment's parent cgroup, to freeze it while its
+ * volume is copied). -ENOENT when it does not exist.
+ */
+int sandbox_cgroup_open(const char *root, const char *name, SandboxCgroup **ret, BbxError *err);
+/* Move pid into every directory of the cgroup. */
+int sandbox_cgroup_attach(const SandboxCgroup *cg, pid_t pid, BbxError *err);
+int sandbox_cgroup_freeze(const SandboxCgroup *cg, bool frozen, BbxError *err);
+/* SIGKILL every process in the cgroup (cgroup.kill on v2, freeze + kill + thaw on v1). */
+int sandbox_cgroup_kill(const SandboxCgroup *cg);
+/* True when no process is left in the cgroup. */
+bool sandbox_cgroup_is_empty(const SandboxCgroup *cg);
+/* Kill what is left and rmdir every directory, retrying briefly while tasks are exiting. */
+int sandbox_cgroup_remove(const SandboxCgroup *cg, BbxError *err);
+/*
+ * Remove empty "sb-<pid>-<n>" cgroups (the automatic names of sandbox_spawn()) whose owner
+ * pid no longer exists: left behind when an owner was killed before it could clean up.
+ * Returns how many were removed. Busy or foreign directories are left alone.
+ */
+int sandbox_cgroup_prune_stale(const char *root);
+SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg);
+DEFINE_TRIVIAL_CLEANUP_FUNC(SandboxCgroup *, sandbox_cgroup_free)

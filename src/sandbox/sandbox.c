@@ -1,0 +1,1558 @@
+/* SPDX-License-Identifier: MIT */
+#include "sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/landlock.h>
+#include <linux/openat2.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "file-util.h"
+#include "macro.h"
+#include "parse.h"
+#include "sandbox-cgroup.h"
+#include "sandbox-seccomp-bpf.h"
+#include "sandbox-seccomp.h"
+#include "strbuf.h"
+
+#ifndef LANDLOCK_ACCESS_FS_TRUNCATE
+#define LANDLOCK_ACCESS_FS_TRUNCATE (1ULL << 14)
+#endif
+
+/*
+ * Where the new root is assembled. Each sandbox mounts its own tmpfs here inside its private
+ * mount namespace, so one empty host directory serves every sandbox at once.
+ */
+#define SANDBOX_ROOT "/run/branchbox/root"
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* Fixed fd numbers in the child after the fd shuffle (see child_setup_fds). */
+enum {
+	FD_SYNC = 3,  /* read end: the parent's "go", then HUP when the parent process is gone */
+	FD_ERR = 4,   /* write end: a ChildError on failure; EOF (CLOEXEC) on exec */
+	FD_NETNS = 5, /* the netns to join, when given */
+	FD_FIRST_FREE = 6,
+};
+
+/*
+ * Why a raw clone and only syscalls in the child: the daemon calls sandbox_spawn() from many
+ * threads. After fork/clone in a multi-threaded process only async-signal-safe work is
+ * allowed (another thread may have held the malloc or stdio lock at that instant, and
+ * glibc's setuid/setgroups wrappers signal every thread glibc believes exists). So the
+ * parent precomputes everything into a Plan (paths, file contents, the BPF program, the
+ * argv/envp and PATH candidates) and the child only walks it with direct syscalls: no
+ * malloc, no stdio, no glibc set*id wrappers, no fork() (its atfork handlers take locks).
+ * A re-exec of a helper binary would also be safe, but costs an extra exec per sandbox.
+ */
+
+typedef enum OpKind {
+	OP_MKDIR,    /* path, mode */
+	OP_SYMLINK,  /* data -> path */
+	OP_FILE,     /* write data to path */
+	OP_MKNOD,    /* character device dev at path */
+	OP_MOUNT,    /* mount(source, path, fstype, flags, data) */
+	OP_BIND,     /* bind source onto rel (resolved inside the new root), ro or rw */
+	OP_MASK,     /* hide path: /dev/null over a file, empty tmpfs (mode 000) over a dir */
+	OP_READONLY, /* bind path onto itself read-only */
+} OpKind;
+
+typedef struct Op {
+	OpKind kind;
+	const char *step; /* name used in error messages */
+	char *path;	  /* absolute host path below SANDBOX_ROOT */
+	char *rel;	  /* path relative to the new root (OP_BIND) */
+	char *source;
+	const char *fstype;
+	unsigned long flags;
+	char *data;
+	size_t data_len;
+	mode_t mode;
+	dev_t dev;
+	bool readonly;
+	bool source_is_dir;
+	bool optional; /* skip when the path does not exist */
+} Op;
+
+typedef struct LandlockPath {
+	char *path;
+	uint64_t access;
+} LandlockPath;
+
+typedef struct Plan {
+	Op *ops;
+	size_t n_ops, alloc_ops;
+	LandlockPath *ll;
+	size_t n_ll, alloc_ll;
+	char *hostname;
+	char *workdir;
+	char **argv;
+	char **envp;
+	char **exec_candidates; /* NULL-terminated */
+	struct sock_filter *bpf;
+	size_t bpf_len;
+	uid_t uid;
+	gid_t gid;
+	int cap_last;
+	uintptr_t argv_start, argv_end; /* the owner's command line, hidden from the sandbox */
+	bool new_netns;
+	bool pdeathsig;
+	int stdio[3];
+	int netns_fd;
+} Plan;
+
+/* What the child sends back when a step fails. Smaller than PIPE_BUF, so one atomic write. */
+typedef struct ChildError {
+	int error;     /* positive errno */
+	int exit_code; /* 125, 126 or 127 */
+	char step[40];
+	char path[400];
+} ChildError;
+
+struct Sandbox {
+	pid_t pid;
+	int pidfd;
+	int sync_fd; /* write end; closing it tells init its owner is gone */
+	SandboxCgroup *cgroup;
+	pthread_mutex_t lock; /* guards reaped/status and the cgroup removal */
+	bool reaped;
+	int status;
+};
+
+static atomic_uint spawn_counter;
+
+void sandbox_spec_init(SandboxSpec *spec)
+{
+	*spec = (SandboxSpec){
+		.netns_fd = -1,
+		.stdin_fd = -1,
+		.stdout_fd = -1,
+		.stderr_fd = -1,
+	};
+}
+
+/* ---- Plan building (parent, may allocate) ---- */
+
+static void plan_done(Plan *p)
+{
+	for (size_t i = 0; i < p->n_ops; i++) {
+		free(p->ops[i].path);
+		free(p->ops[i].rel);
+		free(p->ops[i].source);
+		free(p->ops[i].data);
+	}
+	free(p->ops);
+	for (size_t i = 0; i < p->n_ll; i++)
+		free(p->ll[i].path);
+	free(p->ll);
+	free(p->hostname);
+	free(p->workdir);
+	strv_free(p->argv);
+	strv_free(p->envp);
+	strv_free(p->exec_candidates);
+	free(p->bpf);
+}
+
+static Op *plan_add(Plan *p, OpKind kind, const char *step, const char *inside)
+{
+	if (p->n_ops == p->alloc_ops) {
+		size_t n = p->alloc_ops ? p->alloc_ops * 2 : 64;
+		Op *o = realloc(p->ops, n * sizeof(*o));
+		if (!o)
+			return NULL;
+		p->ops = o;
+		p->alloc_ops = n;
+	}
+	Op *op = &p->ops[p->n_ops];
+	*op = (Op){.kind = kind, .step = step};
+	if (asprintf(&op->path, SANDBOX_ROOT "%s", inside) < 0) {
+		op->path = NULL;
+		return NULL;
+	}
+	op->rel = strdup(inside[0] == '/' && inside[1] ? inside + 1 : ".");
+	if (!op->rel) {
+		free(op->path);
+		return NULL;
+	}
+	p->n_ops++;
+	return op;
+}
+
+static int plan_mkdir(Plan *p, const char *inside, mode_t mode)
+{
+	Op *op = plan_add(p, OP_MKDIR, "mkdir", inside);
+	if (!op)
+		return -ENOMEM;
+	op->mode = mode;
+	return 0;
+}
+
+static int plan_mount(Plan *p, const char *step, const char *source, const char *inside,
+		      const char *fstype, unsigned long flags, const char *data)
+{
+	Op *op = plan_add(p, OP_MOUNT, step, inside);
+	if (!op)
+		return -ENOMEM;
+	op->source = strdup(source);
+	op->fstype = fstype;
+	op->flags = flags;
+	op->data = data ? strdup(data) : NULL;
+	if (!op->source || (data && !op->data))
+		return -ENOMEM;
+	return 0;
+}
+
+static int plan_file(Plan *p, const char *inside, char *content /* takes */)
+{
+	if (!content)
+		return -ENOMEM;
+	Op *op = plan_add(p, OP_FILE, "write", inside);
+	if (!op) {
+		free(content);
+		return -ENOMEM;
+	}
+	op->data = content;
+	op->data_len = strlen(content);
+	op->mode = 0644;
+	return 0;
+}
+
+static int plan_bind(Plan *p, const char *source, const char *inside, bool readonly, bool optional,
+		     BbxError *err)
+{
+	struct stat st;
+	if (stat(source, &st) < 0) {
+		if (optional && errno == ENOENT)
+			return 0;
+		return bbx_error_set(err, -errno, "setup", "bind: %s: %s", source, strerror(errno));
+	}
+	Op *op = plan_add(p, OP_BIND, "bind", inside);
+	if (!op)
+		return -ENOMEM;
+	op->source = strdup(source);
+	if (!op->source)
+		return -ENOMEM;
+	op->readonly = readonly;
+	op->source_is_dir = S_ISDIR(st.st_mode);
+	return 0;
+}
+
+static int plan_landlock(Plan *p, const char *path, uint64_t access)
+{
+	if (p->n_ll == p->alloc_ll) {
+		size_t n = p->alloc_ll ? p->alloc_ll * 2 : 16;
+		LandlockPath *l = realloc(p->ll, n * sizeof(*l));
+		if (!l)
+			return -ENOMEM;
+		p->ll = l;
+		p->alloc_ll = n;
+	}
+	p->ll[p->n_ll].path = strdup(path);
+	if (!p->ll[p->n_ll].path)
+		return -ENOMEM;
+	p->ll[p->n_ll].access = access;
+	p->n_ll++;
+	return 0;
+}
+
+static char *strdupf(const char *fmt, ...) _printf_(1, 2);
+static char *strdupf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
+}
+
+static char **strv_copy(char *const *l)
+{
+	size_t n = 0;
+	while (l && l[n])
+		n++;
+	char **c = calloc(n + 1, sizeof(char *));
+	if (!c)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		c[i] = strdup(l[i]);
+		if (!c[i]) {
+			strv_free(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+/* Host top-level entries the sandbox sees read-only: symlinks are recreated as symlinks. */
+static int plan_host_dirs(Plan *p, BbxError *err)
+{
+	static const char *const dirs[] = {"/usr",   "/bin",   "/sbin",	 "/lib",
+					   "/lib32", "/lib64", "/libx32"};
+	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+		struct stat st;
+		if (lstat(dirs[i], &st) < 0)
+			continue;
+		if (S_ISLNK(st.st_mode)) {
+			char target[4096];
+			ssize_t n = readlink(dirs[i], target, sizeof(target) - 1);
+			if (n < 0)
+				return bbx_error_set(err, -errno, "setup", "readlink: %s: %s",
+						     dirs[i], strerror(errno));
+			target[n] = '\0';
+			Op *op = plan_add(p, OP_SYMLINK, "symlink", dirs[i]);
+			if (!op || !(op->data = strdup(target)))
+				return -ENOMEM;
+		} else if (S_ISDIR(st.st_mode)) {
+			int r = plan_bind(p, dirs[i], dirs[i], true, false, err);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+static int plan_etc(Plan *p, const SandboxSpec *spec, BbxError *err)
+{
+	const char *user = p->uid == 65534 ? "nobody" : "sandbox";
+	const char *group = p->gid == 65534 ? "nogroup" : "sandbox";
+	int r;
+
+	r = plan_mkdir(p, "/etc", 0755);
+	if (r < 0)
+		return r;
+	r = plan_file(p, "/etc/passwd",
+		      strdupf("root:x:0:0:root:/root:/usr/sbin/nologin\n"
+			      "%s:x:%u:%u:%s:/tmp:/bin/sh\n",
+			      user, (unsigned)p->uid, (unsigned)p->gid, user));
+	if (r >= 0)
+		r = plan_file(p, "/etc/group",
+			      strdupf("root:x:0:\n%s:x:%u:\n", group, (unsigned)p->gid));
+	if (r >= 0)
+		r = plan_file(
+			p, "/etc/hosts",
+			strdupf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
+				"ip6-loopback\n127.0.1.1\t%s\n%s%s",
+				p->hostname, spec->hosts_extra ? spec->hosts_extra : "",
+				spec->hosts_extra && spec->hosts_extra[0] &&
+						spec->hosts_extra[strlen(spec->hosts_extra) - 1] !=
+							'\n'
+					? "\n"
+					: ""));
+	if (r >= 0)
+		r = plan_file(p, "/etc/hostname", strdupf("%s\n", p->hostname));
+	if (r >= 0)
+		r = plan_file(p, "/etc/resolv.conf", strdup(""));
+	if (r >= 0)
+		r = plan_file(p, "/etc/nsswitch.conf",
+			      strdup("passwd: files\ngroup: files\nshadow: files\n"
+				     "hosts: files dns\nnetworks: files\nprotocols: files\n"
+				     "services: files\nethers: files\nrpc: files\n"));
+	if (r < 0)
+		return r;
+	/*
+	 * Public, secret-free host files that programs need: the dynamic linker's cache (without
+	 * it every exec searches the library path), Debian's alternatives symlinks (awk, editor,
+	 * ...), TLS trust anchors for clients that go through the egress proxy, and the
+	 * protocol/service tables used by getservbyname.
+	 */
+	r = plan_bind(p, "/etc/ld.so.cache", "/etc/ld.so.cache", true, true, err);
+	if (r >= 0)
+		r = plan_bind(p, "/etc/alternatives", "/etc/alternatives", true, true, err);
+	if (r >= 0 && access("/etc/ssl/certs", F_OK) == 0) {
+		r = plan_mkdir(p, "/etc/ssl", 0755);
+		if (r >= 0)
+			r = plan_bind(p, "/etc/ssl/certs", "/etc/ssl/certs", true, true, err);
+	}
+	if (r >= 0)
+		r = plan_bind(p, "/etc/services", "/etc/services", true, true, err);
+	if (r >= 0)
+		r = plan_bind(p, "/etc/protocols", "/etc/protocols", true, true, err);
+	return r;
+}
+
+/* OCI runtime-spec defaults (runc/crun), plus a few newer entries. */
+static const char *const masked_paths[] = {
+	"/proc/acpi",
+	"/proc/asound",
+	"/proc/kcore",
+	"/proc/keys",
+	"/proc/latency_stats",
+	"/proc/timer_list",
+	"/proc/timer_stats",
+	"/proc/sched_debug",
+	"/proc/scsi",
+	"/sys/firmware",
+	"/sys/devices/virtual/powercap",
+};
+static const char *const readonly_paths[] = {
+	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+};
+
+static int plan_proc_sys_dev_tmp(Plan *p, uint64_t tmp_size)
+{
+	char opts[128];
+	int r;
+
+	r = plan_mkdir(p, "/proc", 0555);
+	if (r >= 0)
+		r = plan_mount(p, "mount proc", "proc", "/proc", "proc",
+			       MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	if (r >= 0)
+		r = plan_mkdir(p, "/sys", 0555);
+	/* A fresh sysfs of the sandbox's own netns, read-only; sensitive parts masked below. */
+	if (r >= 0)
+		r = plan_mount(p, "mount sysfs", "sysfs", "/sys", "sysfs",
+			       MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(masked_paths); i++) {
+		Op *op = plan_add(p, OP_MASK, "mask", masked_paths[i]);
+		if (!op)
+			return -ENOMEM;
+		op->optional = true;
+	}
+	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(readonly_paths); i++) {
+		Op *op = plan_add(p, OP_READONLY, "read-only", readonly_paths[i]);
+		if (!op)
+			return -ENOMEM;
+		op->optional = true;
+	}
+	if (r < 0)
+		return r;
+
+	/* /dev: a small tmpfs with the usual character devices made directly (cheaper than binds).
+	 */
+	r = plan_mkdir(p, "/dev", 0755);
+	if (r >= 0)
+		r = plan_mount(p, "mount /dev", "tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC,
+			       "mode=0755,size=64k,nr_inodes=64");
+	static const struct {
+		const char *name;
+		unsigned major, minor;
+	} nodes[] = {
+		{"/dev/null", 1, 3},   {"/dev/zero", 1, 5},    {"/dev/full", 1, 7},
+		{"/dev/random", 1, 8}, {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0},
+	};
+	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(nodes); i++) {
+		Op *op = plan_add(p, OP_MKNOD, "mknod", nodes[i].name);
+		if (!op)
+			return -ENOMEM;
+		op->mode = S_IFCHR | 0666;
+		op->dev = makedev(nodes[i].major, nodes[i].minor);
+	}
+	static const struct {
+		const char *link, *target;
+	} links[] = {
+		{"/dev/fd", "/proc/self/fd"},	    {"/dev/stdin", "/proc/self/fd/0"},
+		{"/dev/stdout", "/proc/self/fd/1"}, {"/dev/stderr", "/proc/self/fd/2"},
+		{"/dev/ptmx", "pts/ptmx"},
+	};
+	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(links); i++) {
+		Op *op = plan_add(p, OP_SYMLINK, "symlink", links[i].link);
+		if (!op || !(op->data = strdup(links[i].target)))
+			return -ENOMEM;
+	}
+	if (r >= 0)
+		r = plan_mkdir(p, "/dev/pts", 0755);
+	if (r >= 0)
+		r = plan_mount(p, "mount devpts", "devpts", "/dev/pts", "devpts",
+			       MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+	snprintf(opts, sizeof(opts), "mode=1777,size=%llu", (unsigned long long)tmp_size);
+	if (r >= 0)
+		r = plan_mkdir(p, "/dev/shm", 01777);
+	if (r >= 0)
+		r = plan_mount(p, "mount /dev/shm", "tmpfs", "/dev/shm", "tmpfs",
+			       MS_NOSUID | MS_NODEV, opts);
+	if (r >= 0)
+		r = plan_mkdir(p, "/tmp", 01777);
+	if (r >= 0)
+		r = plan_mount(p, "mount /tmp", "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+			       opts);
+	return r;
+}
+
+typedef struct UserBind {
+	const SandboxBind *bind;
+	bool readonly;
+} UserBind;
+
+static int user_bind_cmp(const void *a, const void *b)
+{
+	const UserBind *x = a, *y = b;
+	return strcmp(x->bind->target, y->bind->target);
+}
+
+static bool path_is_clean(const char *p)
+{
+	if (!p || p[0] != '/' || strlen(p) >= 400)
+		return false;
+	for (const char *c = p; *c; c++) {
+		if (*c == ':' || *c == '\n')
+			return false;
+		if (c[0] == '/' && (c[1] == '/'))
+			return false;
+		if (c[0] == '/' && c[1] == '.' && (c[2] == '/' || c[2] == '\0'))
+			return false;
+		if (c[0] == '/' && c[1] == '.' && c[2] == '.' && (c[3] == '/' || c[3] == '\0'))
+			return false;
+	}
+	return true;
+}
+
+static const char *const reserved_targets[] = {"/", "/proc", "/sys", "/dev"};
+
+static int plan_user_binds(Plan *p, const SandboxSpec *spec, BbxError *err)
+{
+	size_t n = spec->n_rw + spec->n_ro;
+	if (n == 0)
+		return 0;
+	_cleanup_free_ UserBind *all = calloc(n, sizeof(UserBind));
+	if (!all)
+		return -ENOMEM;
+	for (size_t i = 0; i < spec->n_ro; i++)
+		all[i] = (UserBind){&spec->ro[i], true};
+	for (size_t i = 0; i < spec->n_rw; i++)
+		all[spec->n_ro + i] = (UserBind){&spec->rw[i], false};
+	/* Sorted by target, so a bind nested in another one is mounted after its parent. */
+	qsort(all, n, sizeof(UserBind), user_bind_cmp);
+	for (size_t i = 0; i < n; i++) {
+		const SandboxBind *b = all[i].bind;
+		if (!path_is_clean(b->source) || !path_is_clean(b->target))
+			return bbx_error_set(err, -EINVAL, "invalid",
+					     "bind: %s:%s: paths must be absolute and clean",
+					     b->source ? b->source : "(null)",
+					     b->target ? b->target : "(null)");
+		for (size_t k = 0; k < ELEMENTSOF(reserved_targets); k++) {
+			size_t len = strlen(reserved_targets[k]);
+			if (!strcmp(b->target, reserved_targets[k]) ||
+			    (len > 1 && !strncmp(b->target, reserved_targets[k], len) &&
+			     b->target[len] == '/' && strcmp(reserved_targets[k], "/dev")))
+				return bbx_error_set(err, -EINVAL, "invalid",
+						     "bind: %s: target is reserved", b->target);
+		}
+		int r = plan_bind(p, b->source, b->target, all[i].readonly, false, err);
+		if (r < 0)
+			return r;
+		if (!all[i].readonly) {
+			r = plan_landlock(p, b->target, UINT64_MAX);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+static int plan_exec(Plan *p, const SandboxSpec *spec, BbxError *err)
+{
+	if (!spec->argv || !spec->argv[0] || !spec->argv[0][0])
+		return bbx_error_set(err, -EINVAL, "invalid", "no command given");
+	p->argv = strv_copy(spec->argv);
+	if (!p->argv)
+		return -ENOMEM;
+	if (spec->env)
+		p->envp = strv_copy(spec->env);
+	else {
+		char *const defaults[] = {"PATH=" DEFAULT_PATH, "HOME=/tmp", NULL};
+		p->envp = strv_copy(defaults);
+	}
+	if (!p->envp)
+		return -ENOMEM;
+
+	const char *cmd = spec->argv[0];
+	if (strchr(cmd, '/')) {
+		char *const one[] = {(char *)cmd, NULL};
+		p->exec_candidates = strv_copy(one);
+		return p->exec_candidates ? 0 : -ENOMEM;
+	}
+	/* execvp semantics, resolved in the parent from the sandbox's PATH. */
+	const char *path = DEFAULT_PATH;
+	for (char **e = p->envp; *e; e++)
+		if (!strncmp(*e, "PATH=", 5))
+			path = *e + 5;
+	size_t n = 1;
+	for (const char *c = path; *c; c++)
+		n += *c == ':';
+	p->exec_candidates = calloc(n + 1, sizeof(char *));
+	if (!p->exec_candidates)
+		return -ENOMEM;
+	size_t k = 0;
+	for (const char *c = path;;) {
+		size_t len = strcspn(c, ":");
+		if (len > 0 && c[0] == '/') {
+			p->exec_candidates[k] = strdupf("%.*s/%s", (int)len, c, cmd);
+			if (!p->exec_candidates[k++])
+				return -ENOMEM;
+		}
+		if (!c[len])
+			break;
+		c += len + 1;
+	}
+	if (k == 0)
+		return bbx_error_set(err, -ENOENT, "not_found", "exec: %s: %s", cmd,
+				     strerror(ENOENT));
+	return 0;
+}
+
+/*
+ * Where this process keeps its command line (fields 48 and 49 of /proc/self/stat). The
+ * sandbox's init is a clone of the owner, so /proc/1/cmdline inside would show the owner's
+ * argv (the daemon's options); the child zeroes its own copy of that memory.
+ */
+static void read_argv_area(Plan *p)
+{
+	_cleanup_free_ char *s = NULL;
+	if (read_full_file("/proc/self/stat", 4096, &s, NULL) < 0)
+		return;
+	char *c = strrchr(s, ')');
+	if (!c)
+		return;
+	/* After ") " comes field 3; arg_start is field 48. */
+	char *save = NULL;
+	int field = 3;
+	uint64_t start = 0, end = 0;
+	for (char *w = strtok_r(c + 2, " ", &save); w; w = strtok_r(NULL, " ", &save), field++) {
+		if (field == 48)
+			(void)parse_uint64(w, &start);
+		else if (field == 49) {
+			(void)parse_uint64(w, &end);
+			break;
+		}
+	}
+	if (start && end > start && end - start < (1 << 20)) {
+		p->argv_start = (uintptr_t)start;
+		p->argv_end = (uintptr_t)end;
+	}
+}
+
+static int read_cap_last(void)
+{
+	_cleanup_free_ char *s = NULL;
+	uint32_t v;
+	if (read_full_file("/proc/sys/kernel/cap_last_cap", 64, &s, NULL) < 0)
+		return 63;
+	s[strcspn(s, "\n")] = '\0';
+	if (parse_uint32(s, &v) < 0 || v > 63)
+		return 63;
+	return (int)v;
+}
+
+/*
+ * The filter is the same for every sandbox and was compiled from sandbox-seccomp.c with
+ * libseccomp at build time (sandbox-seccomp-bpf.h): building it here cost ~1.3 ms per spawn.
+ */
+static int plan_seccomp(Plan *p)
+{
+	p->bpf = malloc(sizeof(sandbox_seccomp_prebuilt));
+	if (!p->bpf)
+		return -ENOMEM;
+	memcpy(p->bpf, sandbox_seccomp_prebuilt, sizeof(sandbox_seccomp_prebuilt));
+	p->bpf_len = ELEMENTSOF(sandbox_seccomp_prebuilt);
+	return 0;
+}
+
+#define LL_READ                                                                                    \
+	(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR)
+#define LL_FILE_RW                                                                                 \
+	(LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_TRUNCATE)
+
+static int plan_build(Plan *p, const SandboxSpec *spec, BbxError *err)
+{
+	int r;
+
+	p->uid = spec->uid ? spec->uid : 65534;
+	p->gid = spec->gid ? spec->gid : p->uid;
+	p->cap_last = read_cap_last();
+	read_argv_area(p);
+	p->new_netns = spec->netns_fd < 0;
+	p->pdeathsig = !spec->no_pdeathsig;
+	p->netns_fd = spec->netns_fd;
+	p->stdio[0] = spec->stdin_fd;
+	p->stdio[1] = spec->stdout_fd;
+	p->stdio[2] = spec->stderr_fd;
+	p->hostname = strdup(spec->hostname ? spec->hostname : "sandbox");
+	p->workdir = strdup(spec->workdir ? spec->workdir : "/");
+	if (!p->hostname || !p->workdir)
+		return -ENOMEM;
+	if (strlen(p->hostname) > 63 || strchr(p->hostname, '\n') || strchr(p->hostname, '/'))
+		return bbx_error_set(err, -EINVAL, "invalid", "hostname '%s' is not valid",
+				     p->hostname);
+	if (p->workdir[0] != '/')
+		return bbx_error_set(err, -EINVAL, "invalid", "workdir %s: must be absolute",
+				     p->workdir);
+	if (spec->hosts_extra && strlen(spec->hosts_extra) > 65536)
+		return bbx_error_set(err, -E2BIG, "invalid", "hosts: extra lines too long");
+
+	r = plan_exec(p, spec, err);
+	if (r < 0)
+		return r;
+	r = plan_host_dirs(p, err);
+	if (r >= 0)
+		r = plan_etc(p, spec, err);
+	if (r >= 0)
+		r = plan_proc_sys_dev_tmp(p, spec->tmp_size ? spec->tmp_size : 256ULL << 20);
+	if (r >= 0)
+		r = plan_user_binds(p, spec, err);
+	if (r < 0)
+		return r;
+
+	/* Landlock: reads and exec everywhere; writes only to these. */
+	r = plan_landlock(p, "/", LL_READ);
+	if (r >= 0)
+		r = plan_landlock(p, "/tmp", UINT64_MAX);
+	if (r >= 0)
+		r = plan_landlock(p, "/dev/shm", UINT64_MAX);
+	if (r >= 0)
+		r = plan_landlock(p, "/dev/pts", LL_FILE_RW);
+	static const char *const devs[] = {"/dev/null",	  "/dev/zero",	  "/dev/full",
+					   "/dev/random", "/dev/urandom", "/dev/tty"};
+	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(devs); i++)
+		r = plan_landlock(p, devs[i], LL_FILE_RW);
+	if (r < 0)
+		return r;
+
+	return plan_seccomp(p);
+}
+
+/* ---- The child: only direct syscalls from here to exec (see the comment at the top). ---- */
+
+static size_t cstr_len(const char *s)
+{
+	size_t n = 0;
+	while (s && s[n])
+		n++;
+	return n;
+}
+
+static void cstr_copy(char *dst, size_t size, const char *src)
+{
+	size_t i = 0;
+	for (; src && src[i] && i + 1 < size; i++)
+		dst[i] = src[i];
+	dst[i] = '\0';
+}
+
+_noreturn_ static void child_fail(const char *step, const char *path, int error, int exit_code)
+{
+	ChildError ce = {.error = error, .exit_code = exit_code};
+	cstr_copy(ce.step, sizeof(ce.step), step);
+	cstr_copy(ce.path, sizeof(ce.path), path);
+	(void)!write(FD_ERR, &ce, sizeof(ce));
+	_exit(exit_code);
+}
+
+#define FAIL(step, path) child_fail((step), (path), errno, 125)
+
+static long sys_openat2(int dirfd, const char *path, int flags, uint64_t resolve)
+{
+	struct open_how how = {.flags = (uint64_t)flags, .resolve = resolve};
+	return syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+/*
+ * mkdir -p of rel inside the new root (dirfd), every level resolved with RESOLVE_IN_ROOT so a
+ * symlink planted in a writable bind cannot steer a mount point outside the new root.
+ * With leaf_file, the last component is created as an empty file (a mount point for a file).
+ */
+static int child_mkdir_in_root(int rootfd, const char *rel, bool leaf_file)
+{
+	char buf[512];
+	size_t n = cstr_len(rel);
+	if (n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	cstr_copy(buf, sizeof(buf), rel);
+	for (size_t i = 0; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		char saved = buf[i];
+		buf[i] = '\0';
+		/* Split buf into parent dir and leaf name. */
+		char *slash = NULL;
+		for (size_t k = 0; k < i; k++)
+			if (buf[k] == '/')
+				slash = &buf[k];
+		int parent;
+		const char *leaf;
+		if (slash) {
+			*slash = '\0';
+			parent = (int)sys_openat2(rootfd, buf, O_PATH | O_DIRECTORY | O_CLOEXEC,
+						  RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+			*slash = '/';
+			leaf = slash + 1;
+		} else {
+			parent = (int)sys_openat2(rootfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+			leaf = buf;
+		}
+		if (parent < 0)
+			return -errno;
+		int r = 0;
+		if (saved == '\0' && leaf_file) {
+			int fd = openat(parent, leaf, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+					0644);
+			if (fd < 0 && errno != EEXIST)
+				r = -errno;
+			if (fd >= 0)
+				close(fd);
+		} else if (mkdirat(parent, leaf, 0755) < 0 && errno != EEXIST)
+			r = -errno;
+		close(parent);
+		if (r < 0)
+			return r;
+		buf[i] = saved;
+	}
+	return 0;
+}
+
+static void child_bind(int rootfd, const Op *op)
+{
+	int tree = (int)syscall(SYS_open_tree, AT_FDCWD, op->source,
+				OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+	if (tree < 0)
+		FAIL("bind: open_tree", op->source);
+	struct mount_attr attr = {
+		.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+			    (op->readonly ? MOUNT_ATTR_RDONLY : 0),
+	};
+	if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
+		    sizeof(attr)) < 0)
+		FAIL("bind: mount_setattr", op->source);
+	int r = child_mkdir_in_root(rootfd, op->rel, !op->source_is_dir);
+	if (r < 0)
+		child_fail("bind: mkdir", op->path, -r, 125);
+	int target = (int)sys_openat2(rootfd, op->rel, O_PATH | O_CLOEXEC,
+				      RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+	if (target < 0)
+		FAIL("bind: open target", op->path);
+	if (syscall(SYS_move_mount, tree, "", target, "",
+		    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		FAIL("bind: move_mount", op->path);
+	close(target);
+	close(tree);
+}
+
+static void child_run_op(int rootfd, const Op *op)
+{
+	struct stat st;
+	int fd;
+
+	switch (op->kind) {
+	case OP_MKDIR:
+		if (mkdir(op->path, op->mode) < 0 && errno != EEXIST)
+			FAIL(op->step, op->path);
+		/* mkdir applies the umask; the sticky /tmp mode must be exact. */
+		if (chmod(op->path, op->mode) < 0)
+			FAIL("chmod", op->path);
+		break;
+	case OP_SYMLINK:
+		if (symlink(op->data, op->path) < 0)
+			FAIL(op->step, op->path);
+		break;
+	case OP_FILE:
+		fd = open(op->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, op->mode);
+		if (fd < 0)
+			FAIL(op->step, op->path);
+		for (size_t off = 0; off < op->data_len;) {
+			ssize_t k = write(fd, op->data + off, op->data_len - off);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0)
+				FAIL(op->step, op->path);
+			off += (size_t)k;
+		}
+		close(fd);
+		break;
+	case OP_MKNOD:
+		if (mknod(op->path, op->mode, op->dev) < 0)
+			FAIL(op->step, op->path);
+		if (chmod(op->path, op->mode & 07777) < 0)
+			FAIL("chmod", op->path);
+		break;
+	case OP_MOUNT:
+		if (mount(op->source, op->path, op->fstype, op->flags, op->data) < 0)
+			FAIL(op->step, op->path);
+		break;
+	case OP_BIND: child_bind(rootfd, op); break;
+	case OP_MASK:
+		if (lstat(op->path, &st) < 0) {
+			if (errno == ENOENT && op->optional)
+				break;
+			FAIL(op->step, op->path);
+		}
+		if (S_ISDIR(st.st_mode)) {
+			if (mount("tmpfs", op->path, "tmpfs",
+				  MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+				  "mode=000,size=4k") < 0)
+				FAIL(op->step, op->path);
+		} else if (mount("/dev/null", op->path, NULL, MS_BIND, NULL) < 0)
+			FAIL(op->step, op->path);
+		break;
+	case OP_READONLY: {
+		if (lstat(op->path, &st) < 0) {
+			if (errno == ENOENT && op->optional)
+				break;
+			FAIL(op->step, op->path);
+		}
+		if (mount(op->path, op->path, NULL, MS_BIND | MS_REC, NULL) < 0)
+			FAIL(op->step, op->path);
+		struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+						      MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC};
+		if (syscall(SYS_mount_setattr, AT_FDCWD, op->path, AT_RECURSIVE, &attr,
+			    sizeof(attr)) < 0)
+			FAIL(op->step, op->path);
+		break;
+	}
+	}
+}
+
+static void child_loopback_up(void)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		FAIL("loopback", "lo");
+	struct ifreq ifr = {0};
+	ifr.ifr_name[0] = 'l';
+	ifr.ifr_name[1] = 'o';
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		FAIL("loopback", "lo");
+	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		FAIL("loopback", "lo");
+	close(s);
+}
+
+/*
+ * Put the fds the child needs at fixed numbers and close everything else (including fds of
+ * other sandboxes that concurrent spawns in other threads had open at clone time).
+ */
+static void child_setup_fds(const Plan *p, int sync_fd, int err_fd)
+{
+	int src[6] = {p->stdio[0] >= 0 ? p->stdio[0] : 0,
+		      p->stdio[1] >= 0 ? p->stdio[1] : 1,
+		      p->stdio[2] >= 0 ? p->stdio[2] : 2,
+		      sync_fd,
+		      err_fd,
+		      p->netns_fd};
+	int high[6];
+	int floor_fd = 0;
+	for (int i = 0; i < 6; i++)
+		if (src[i] >= floor_fd)
+			floor_fd = src[i] + 1;
+	if (floor_fd < FD_FIRST_FREE)
+		floor_fd = FD_FIRST_FREE;
+	for (int i = 0; i < 6; i++) {
+		high[i] = -1;
+		if (src[i] < 0)
+			continue;
+		high[i] = fcntl(src[i], F_DUPFD_CLOEXEC, floor_fd);
+		if (high[i] < 0 && errno == EBADF && i < 3) {
+			/* The owner runs with this stdio fd closed: give the command /dev/null. */
+			int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+			if (null_fd >= 0) {
+				high[i] = fcntl(null_fd, F_DUPFD_CLOEXEC, floor_fd);
+				close(null_fd);
+			}
+		}
+		if (high[i] < 0) {
+			/* FD_ERR is not in place yet: nothing can be reported, only the exit code.
+			 */
+			_exit(125);
+		}
+	}
+	for (int i = 0; i < 6; i++) {
+		if (high[i] < 0)
+			continue;
+		if (dup3(high[i], i, i < 3 ? 0 : O_CLOEXEC) < 0)
+			_exit(125);
+	}
+	if (p->netns_fd < 0)
+		close(FD_NETNS);
+	if (close_range(FD_FIRST_FREE, ~0U, 0) < 0)
+		_exit(125);
+}
+
+static void child_drop_privileges(const Plan *p)
+{
+	if (setsid() < 0)
+		FAIL("setsid", "");
+	for (int cap = 0; cap <= p->cap_last; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+			FAIL("capability bounding set", "");
+	/* Raw syscalls: glibc's wrappers would try to signal threads that exist only in the parent.
+	 */
+	if (syscall(SYS_setgroups, 0, NULL) < 0)
+		FAIL("setgroups", "");
+	if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0)
+		FAIL("setresgid", "");
+	if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0)
+		FAIL("setresuid", "");
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct data[2] = {{0}};
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		FAIL("capset", "");
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+		FAIL("ambient capabilities", "");
+	/* Changing credentials clears the parent-death signal, so it is set after them. */
+	if (p->pdeathsig && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		FAIL("pdeathsig", "");
+	/* The parent may have died before that: its sync pipe end is then closed. */
+	struct pollfd pfd = {.fd = FD_SYNC, .events = POLLIN};
+	if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)))
+		_exit(125);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		FAIL("no_new_privs", "");
+}
+
+static void child_landlock(const Plan *p, int *ret_ruleset)
+{
+	struct landlock_ruleset_attr attr = {
+		.handled_access_fs = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |
+				     LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR |
+				     LANDLOCK_ACCESS_FS_REMOVE_DIR |
+				     LANDLOCK_ACCESS_FS_REMOVE_FILE | LANDLOCK_ACCESS_FS_MAKE_CHAR |
+				     LANDLOCK_ACCESS_FS_MAKE_DIR | LANDLOCK_ACCESS_FS_MAKE_REG |
+				     LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_MAKE_FIFO |
+				     LANDLOCK_ACCESS_FS_MAKE_BLOCK | LANDLOCK_ACCESS_FS_MAKE_SYM |
+				     LANDLOCK_ACCESS_FS_REFER | LANDLOCK_ACCESS_FS_TRUNCATE,
+	};
+	int rs = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0);
+	if (rs < 0)
+		FAIL("landlock: create ruleset", "");
+	for (size_t i = 0; i < p->n_ll; i++) {
+		int fd = open(p->ll[i].path, O_PATH | O_CLOEXEC);
+		if (fd < 0)
+			FAIL("landlock: open", p->ll[i].path);
+		struct stat st;
+		if (fstat(fd, &st) < 0)
+			FAIL("landlock: stat", p->ll[i].path);
+		uint64_t access = p->ll[i].access & attr.handled_access_fs;
+		/* Rules on a non-directory may only hold file rights. */
+		if (!S_ISDIR(st.st_mode))
+			access &= LANDLOCK_ACCESS_FS_EXECUTE | LL_FILE_RW;
+		struct landlock_path_beneath_attr pb = {.allowed_access = access, .parent_fd = fd};
+		if (syscall(SYS_landlock_add_rule, rs, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) < 0)
+			FAIL("landlock: add rule", p->ll[i].path);
+		close(fd);
+	}
+	*ret_ruleset = rs;
+}
+
+static int status_to_exit(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return 125;
+}
+
+_noreturn_ static void child_exec(const Plan *p)
+{
+	/* Reset what the command must not inherit: blocked signals and ignored dispositions. */
+	struct sigaction sa = {.sa_handler = SIG_DFL};
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			(void)sigaction(sig, &sa, NULL);
+	sigset_t empty;
+	sigemptyset(&empty);
+	(void)sigprocmask(SIG_SETMASK, &empty, NULL);
+	close(FD_SYNC);
+	if (close_range(FD_ERR + 1, ~0U, 0) < 0)
+		FAIL("close_range", "");
+	int error = ENOENT;
+	for (char **c = p->exec_candidates; *c; c++) {
+		execve(*c, p->argv, p->envp);
+		/* Like execvp: remember EACCES but keep looking; ENOENT/ENOTDIR just move on. */
+		if (errno != ENOENT && errno != ENOTDIR)
+			error = errno;
+	}
+	child_fail("exec", p->argv[0], error, error == ENOENT ? 127 : 126);
+}
+
+/*
+ * pid 1 of the sandbox: forwards the usual termination signals to the command, reaps every
+ * orphan, and exits with the command's status. When the owner's process disappears (its end
+ * of the sync pipe is closed) the whole tree is killed: exiting pid 1 kills the namespace.
+ */
+_noreturn_ static void child_init(const Plan *p, pid_t main_pid)
+{
+	sigset_t mask;
+	sigemptyset(&mask);
+	int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+	for (size_t i = 0; i < ELEMENTSOF(fwd); i++)
+		sigaddset(&mask, fwd[i]);
+	sigaddset(&mask, SIGCHLD);
+	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		kill(main_pid, SIGKILL);
+		_exit(125);
+	}
+	close(FD_ERR);
+	/* Init holds no stdio, so a reader of the command's output sees EOF when it is done. */
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	for (int fd = 0; fd < 3; fd++)
+		if (devnull >= 0)
+			dup2(devnull, fd);
+	if (devnull > 2)
+		close(devnull);
+
+	for (;;) {
+		struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN},
+					{.fd = FD_SYNC, .events = 0}};
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents & (POLLHUP | POLLERR))
+			break;
+		struct signalfd_siginfo si;
+		while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+			if (si.ssi_signo != SIGCHLD)
+				(void)kill(main_pid, (int)si.ssi_signo);
+		}
+		for (;;) {
+			int status;
+			pid_t pid = waitpid(-1, &status, WNOHANG);
+			if (pid <= 0)
+				break;
+			if (pid == main_pid) {
+				(void)kill(-1, SIGKILL);
+				_exit(status_to_exit(status));
+			}
+		}
+	}
+	(void)kill(-1, SIGKILL);
+	_exit(137);
+}
+
+_noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
+{
+	char c;
+	int landlock_fd = -1;
+
+	child_setup_fds(p, sync_fd, err_fd);
+	for (volatile char *a = (volatile char *)p->argv_start; a && a < (char *)p->argv_end; a++)
+		*a = '\0';
+	(void)prctl(PR_SET_NAME, "sandbox-init", 0, 0, 0);
+	/* Wait until the parent has put us into the cgroup (EOF: the parent gave up). */
+	if (RETRY_EINTR(read(FD_SYNC, &c, 1)) != 1)
+		_exit(125);
+	/* After the move, so the cgroup namespace's root is the sandbox's own cgroup. */
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		FAIL("unshare", "cgroup namespace");
+	if (!p->new_netns) {
+		if (setns(FD_NETNS, CLONE_NEWNET) < 0)
+			FAIL("setns", "network namespace");
+		close(FD_NETNS);
+	} else
+		child_loopback_up();
+	if (sethostname(p->hostname, cstr_len(p->hostname)) < 0)
+		FAIL("sethostname", p->hostname);
+
+	/* Nothing mounted from here on may propagate back to the host. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		FAIL("make mounts private", "/");
+	if (mount("tmpfs", SANDBOX_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m") < 0)
+		FAIL("mount root tmpfs", SANDBOX_ROOT);
+	int rootfd = open(SANDBOX_ROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		FAIL("open", SANDBOX_ROOT);
+	for (size_t i = 0; i < p->n_ops; i++)
+		child_run_op(rootfd, &p->ops[i]);
+	struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+	if (syscall(SYS_mount_setattr, rootfd, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
+		FAIL("remount root read-only", SANDBOX_ROOT);
+
+	/* pivot_root(".", ".") stacks the old root on top of the new one; detach it at once. */
+	if (fchdir(rootfd) < 0)
+		FAIL("chdir", SANDBOX_ROOT);
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		FAIL("pivot_root", SANDBOX_ROOT);
+	if (umount2(".", MNT_DETACH) < 0)
+		FAIL("detach old root", "/");
+	close(rootfd);
+	if (chdir("/") < 0)
+		FAIL("chdir", "/");
+	if (chdir(p->workdir) < 0)
+		FAIL("chdir", p->workdir);
+
+	/* Paths are the in-sandbox ones now; restrict_self needs no_new_privs, set below. */
+	child_landlock(p, &landlock_fd);
+	child_drop_privileges(p);
+	if (syscall(SYS_landlock_restrict_self, landlock_fd, 0) < 0)
+		FAIL("landlock: restrict_self", "");
+	close(landlock_fd);
+	struct sock_fprog prog = {.len = (unsigned short)p->bpf_len, .filter = p->bpf};
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+		FAIL("seccomp", "");
+
+	/* Block what init will read from its signalfd before the command exists. */
+	sigset_t mask;
+	sigemptyset(&mask);
+	int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD};
+	for (size_t i = 0; i < ELEMENTSOF(fwd); i++)
+		sigaddset(&mask, fwd[i]);
+	if (sigprocmask(SIG_SETMASK, &mask, NULL) < 0)
+		FAIL("sigprocmask", "");
+	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+	if (pid < 0)
+		FAIL("fork", "");
+	if (pid == 0)
+		child_exec(p);
+	child_init(p, pid);
+}
+
+/* ---- Parent side ---- */
+
+int sandbox_landlock_abi(void)
+{
+	long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+	return abi < 0 ? 0 : (int)abi;
+}
+
+static Sandbox *sandbox_new(void)
+{
+	Sandbox *sb = calloc(1, sizeof(*sb));
+	if (!sb)
+		return NULL;
+	sb->pid = -1;
+	sb->pidfd = -EBADF;
+	sb->sync_fd = -EBADF;
+	pthread_mutex_init(&sb->lock, NULL);
+	return sb;
+}
+
+pid_t sandbox_pid(const Sandbox *sb)
+{
+	return sb->pid;
+}
+
+int sandbox_pidfd(const Sandbox *sb)
+{
+	return sb->pidfd;
+}
+
+static int sandbox_reap(Sandbox *sb, BbxError *err)
+{
+	int r = 0;
+
+	/* waitpid runs unlocked, so a concurrent sandbox_kill() is never stuck behind it. */
+	pthread_mutex_lock(&sb->lock);
+	bool need_wait = !sb->reaped && sb->pid > 0;
+	pthread_mutex_unlock(&sb->lock);
+	if (need_wait) {
+		int status;
+		pid_t k = RETRY_EINTR(waitpid(sb->pid, &status, __WALL));
+		pthread_mutex_lock(&sb->lock);
+		if (k == sb->pid) {
+			sb->reaped = true;
+			sb->status = status_to_exit(status);
+			/* The pid may be reused from now on: signals go nowhere. */
+			sb->pidfd = safe_close(sb->pidfd);
+		} else if (!sb->reaped)
+			r = bbx_error_set(err, -errno, "internal", "wait: %d: %s", (int)sb->pid,
+					  strerror(errno));
+		pthread_mutex_unlock(&sb->lock);
+	}
+	pthread_mutex_lock(&sb->lock);
+	if (sb->reaped && sb->cgroup) {
+		int k = sandbox_cgroup_remove(sb->cgroup, err);
+		if (k >= 0)
+			sb->cgroup = sandbox_cgroup_free(sb->cgroup);
+		else if (r >= 0)
+			r = k;
+	}
+	if (sb->reaped)
+		sb->sync_fd = safe_close(sb->sync_fd);
+	pthread_mutex_unlock(&sb->lock);
+	return r;
+}
+
+int sandbox_kill(Sandbox *sb, int sig)
+{
+	int r = 0;
+	pthread_mutex_lock(&sb->lock);
+	if (sb->reaped || sb->pidfd < 0)
+		r = -ESRCH;
+	else {
+		if (sig == SIGKILL && sb->cgroup)
+			(void)sandbox_cgroup_kill(sb->cgroup);
+		if (syscall(SYS_pidfd_send_signal, sb->pidfd, sig, NULL, 0) < 0)
+			r = -errno;
+	}
+	pthread_mutex_unlock(&sb->lock);
+	return r;
+}
+
+int sandbox_freeze(Sandbox *sb, bool frozen, BbxError *err)
+{
+	pthread_mutex_lock(&sb->lock);
+	int r = sb->cgroup ? sandbox_cgroup_freeze(sb->cgroup, frozen, err)
+			   : bbx_error_set(err, -ESRCH, "not_found", "sandbox has ended");
+	pthread_mutex_unlock(&sb->lock);
+	return r;
+}
+
+int sandbox_wait(Sandbox *sb, int *ret_status, BbxError *err)
+{
+	int r = sandbox_reap(sb, err);
+	if (r < 0)
+		return r;
+	if (ret_status)
+		*ret_status = sb->status;
+	return 0;
+}
+
+Sandbox *sandbox_free(Sandbox *sb)
+{
+	if (!sb)
+		return NULL;
+	if (sb->pid > 0 && !sb->reaped) {
+		(void)sandbox_kill(sb, SIGKILL);
+		(void)sandbox_reap(sb, NULL);
+	}
+	if (sb->cgroup) {
+		(void)sandbox_cgroup_remove(sb->cgroup, NULL);
+		sandbox_cgroup_free(sb->cgroup);
+	}
+	safe_close(sb->pidfd);
+	safe_close(sb->sync_fd);
+	pthread_mutex_destroy(&sb->lock);
+	free(sb);
+	return NULL;
+}
+
+static const char *kind_for_exit(int exit_code)
+{
+	return exit_code == 127 ? "not_found" : exit_code == 126 ? "cannot_execute" : "setup";
+}
+
+int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
+{
+	_cleanup_(plan_done) Plan plan = {0};
+	_cleanup_(sandbox_freep) Sandbox *sb = NULL;
+	int r;
+
+	if (spec->uid == 0 && spec->gid != 0)
+		return bbx_error_set(err, -EINVAL, "invalid", "gid without a uid");
+	if (geteuid() != 0)
+		return bbx_error_set(err, -EPERM, "setup",
+				     "sandbox: needs root to create namespaces");
+	int abi = sandbox_landlock_abi();
+	if (abi < SANDBOX_LANDLOCK_ABI_MIN)
+		return bbx_error_set(
+			err, -EOPNOTSUPP, "unsupported",
+			"landlock: kernel ABI %d, at least %d is required (refusing to run "
+			"without it)",
+			abi, SANDBOX_LANDLOCK_ABI_MIN);
+	r = plan_build(&plan, spec, err);
+	if (r < 0)
+		return r == -ENOMEM ? bbx_error_set(err, r, "internal", "out of memory") : r;
+	r = mkdir_p(SANDBOX_ROOT, 0700);
+	if (r < 0)
+		return bbx_error_set(err, r, "setup", "mkdir: %s: %s", SANDBOX_ROOT, strerror(-r));
+
+	sb = sandbox_new();
+	if (!sb)
+		return -ENOMEM;
+	SandboxCgroupLimits limits = {
+		.memory_max = spec->memory_max,
+		.pids_max = spec->pids_max,
+		.cpu_millis = spec->cpu_millis,
+	};
+	char namebuf[64];
+	const char *name = spec->cgroup_name;
+	if (!name) {
+		snprintf(namebuf, sizeof(namebuf), "sb-%d-%u", (int)getpid(),
+			 atomic_fetch_add(&spawn_counter, 1));
+		name = namebuf;
+	}
+	r = sandbox_cgroup_create(spec->cgroup_root ? spec->cgroup_root : "/sys/fs/cgroup", name,
+				  &limits, &sb->cgroup, err);
+	if (r < 0)
+		return r;
+
+	int sync_pipe[2], err_pipe[2];
+	if (pipe2(sync_pipe, O_CLOEXEC) < 0)
+		return bbx_error_set(err, -errno, "setup", "pipe: %s", strerror(errno));
+	if (pipe2(err_pipe, O_CLOEXEC) < 0) {
+		r = -errno;
+		close(sync_pipe[0]);
+		close(sync_pipe[1]);
+		return bbx_error_set(err, r, "setup", "pipe: %s", strerror(-r));
+	}
+	_cleanup_close_ int sync_r = sync_pipe[0];
+	_cleanup_close_ int err_r = err_pipe[0];
+	_cleanup_close_ int err_w = err_pipe[1];
+	sb->sync_fd = sync_pipe[1];
+
+	unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+			      CLONE_PIDFD | (plan.new_netns ? CLONE_NEWNET : 0) | SIGCHLD;
+	int pidfd = -1;
+	pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, &pidfd, NULL, NULL);
+	if (pid < 0)
+		return bbx_error_set(err, -errno, "setup", "clone: namespaces: %s",
+				     strerror(errno));
+	if (pid == 0)
+		child_main(&plan, sync_r, err_w);
+
+	sb->pid = pid;
+	sb->pidfd = pidfd;
+	sync_r = safe_close(sync_r);
+	err_w = safe_close(err_w);
+
+	r = sandbox_cgroup_attach(sb->cgroup, pid, err);
+	if (r < 0)
+		return r; /* sandbox_free kills and reaps the child */
+	if (RETRY_EINTR(write(sb->sync_fd, "g", 1)) != 1)
+		return bbx_error_set(err, -errno, "setup", "sync: %s", strerror(errno));
+
+	ChildError ce;
+	ssize_t n = RETRY_EINTR(read(err_r, &ce, sizeof(ce)));
+	if (n == (ssize_t)sizeof(ce)) {
+		ce.step[sizeof(ce.step) - 1] = '\0';
+		ce.path[sizeof(ce.path) - 1] = '\0';
+		(void)sandbox_reap(sb, NULL);
+		if (ce.path[0])
+			return bbx_error_set(err, -ce.error, kind_for_exit(ce.exit_code),
+					     "%s: %s: %s", ce.step, ce.path, strerror(ce.error));
+		return bbx_error_set(err, -ce.error, kind_for_exit(ce.exit_code), "%s: %s", ce.step,
+				     strerror(ce.error));
+	}
+	if (n != 0) {
+		/* The child died before exec without a message (killed, or fd setup failed). */
+		int status = 0;
+		(void)sandbox_reap(sb, NULL);
+		status = sb->status;
+		return bbx_error_set(err, -EIO, "setup", "setup: child ended early (status %d)",
+				     status);
+	}
+	/* EOF without a record: the command was executed (or init died by a signal). */
+	*ret = TAKE_PTR(sb);
+	return 0;
+}
+
+/* ---- Command line binds ---- */
+
+int sandbox_bind_parse(const char *s, SandboxBind *ret, char **ret_storage, BbxError *err)
+{
+	if (!s || !*s)
+		return bbx_error_set(err, -EINVAL, "invalid", "empty bind");
+	_cleanup_free_ char *copy = NULL;
+	const char *colon = strchr(s, ':');
+	if (colon) {
+		size_t n = strlen(s);
+		copy = malloc(n + 1);
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, s, n + 1);
+		copy[colon - s] = '\0';
+	} else {
+		copy = strdup(s);
+		if (!copy)
+			return -ENOMEM;
+	}
+	const char *source = copy;
+	const char *target = colon ? copy + (colon - s) + 1 : copy;
+	if (!path_is_clean(source) || !path_is_clean(target) || (colon && strchr(target, ':')))
+		return bbx_error_set(
+			err, -EINVAL, "invalid",
+			"bind '%s': want HOSTPATH[:PATH], absolute, without '..', '.', "
+			"'//' or ':'",
+			s);
+	ret->source = source;
+	ret->target = target;
+	*ret_storage = TAKE_PTR(copy);
+	return 0;
+}
+
+/* ---- Persistent network namespaces ---- */
+
+int sandbox_netns_create(const char *path, BbxError *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	if (fd < 0)
+		return bbx_error_set(err, -errno, errno == EEXIST ? "conflict" : "setup",
+				     "netns: %s: %s", path, strerror(errno));
+	fd = safe_close(fd);
+
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return bbx_error_set(err, -errno, "setup", "netns: pipe: %s", strerror(errno));
+	pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, NULL, NULL, NULL, NULL);
+	if (pid == 0) {
+		/*
+		 * Only syscalls: see the comment at the top of this file. The child reports, then
+		 * waits to be killed once the parent has bound its namespace; it never waits on a
+		 * pipe EOF, which a concurrent spawn holding a copy of the pipe could delay.
+		 */
+		int e = 0;
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		struct ifreq ifr = {0};
+		ifr.ifr_name[0] = 'l';
+		ifr.ifr_name[1] = 'o';
+		if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+			e = errno;
+		ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+		if (!e && ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+			e = errno;
+		(void)!write(p[1], &e, sizeof(e));
+		for (;;)
+			pause();
+	}
+	int saved = errno;
+	close(p[1]);
+	int r = 0, e = 0;
+	if (pid < 0)
+		r = bbx_error_set(err, -saved, "setup", "netns: clone: %s", strerror(saved));
+	else if (RETRY_EINTR(read(p[0], &e, sizeof(e))) != (ssize_t)sizeof(e))
+		r = bbx_error_set(err, -EIO, "setup", "netns: %s: child failed", path);
+	else if (e)
+		r = bbx_error_set(err, -e, "setup", "netns: loopback: lo: %s", strerror(e));
+	else {
+		char src[64];
+		snprintf(src, sizeof(src), "/proc/%d/ns/net", (int)pid);
+		if (mount(src, path, NULL, MS_BIND, NULL) < 0)
+			r = bbx_error_set(err, -errno, "setup", "netns: bind %s: %s", path,
+					  strerror(errno));
+	}
+	close(p[0]);
+	if (pid > 0) {
+		(void)kill(pid, SIGKILL);
+		(void)RETRY_EINTR(waitpid(pid, NULL, 0));
+	}
+	if (r < 0)
+		(void)unlink(path);
+	return r;
+}
+
+int sandbox_netns_remove(const char *path, BbxError *err)
+{
+	if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+		return bbx_error_set(err, -errno, "setup", "netns: umount %s: %s", path,
+				     strerror(errno));
+	if (unlink(path) < 0 && errno != ENOENT)
+		return bbx_error_set(err, -errno, "setup", "netns: unlink %s: %s", path,
+				     strerror(errno));
+	return 0;
+}
