@@ -41,6 +41,15 @@ while [ "$i" -lt "$ROUNDS" ]; do
 	4) set -- "$STARTUP" "$SANDBOX_LIMITS" "$PLAIN" "$UNSHARE" "$SANDBOX" "$BWRAP" ;;
 	esac
 	hyperfine -N --style none --warmup 2 --runs "$RUNS" --export-json "$TMP/round-$i.json" "$@" >/dev/null 2>&1
+	# CPU time of the whole process tree (perf counts every descendant, reaped or not;
+	# hyperfine's rusage misses children their parent never waited for).
+	if command -v perf >/dev/null; then
+		for c in "$@"; do
+			# shellcheck disable=SC2086
+			perf stat -x, -e task-clock -r "$RUNS" $c 2>&1 >/dev/null |
+				awk -F, -v c="$c" '$3 == "task-clock" { print c "\t" $1 }' >>"$TMP/cpu.tsv"
+		done
+	fi
 	i=$((i + 1))
 done
 
@@ -57,8 +66,11 @@ pooled, cpu = {}, {}
 for f in sorted(glob.glob(os.path.join(sys.argv[1], "round-*.json"))):
     for r in json.load(open(f))["results"]:
         pooled.setdefault(r["command"], []).extend(r["times"])
-        # hyperfine reports user/system time as a mean per round: weight by run count.
-        cpu.setdefault(r["command"], []).append(((r["user"] + r["system"]), len(r["times"])))
+cpu_file = os.path.join(sys.argv[1], "cpu.tsv")
+if os.path.exists(cpu_file):
+    for line in open(cpu_file):
+        cmd, ms = line.rstrip("\n").rsplit("\t", 1)
+        cpu.setdefault(cmd, []).append(float(ms) / 1000)
 E = os.environ
 rows = [("branchbox sandbox (full)", E["SANDBOX"]),
         ("branchbox sandbox + memory/pids/cpu limits", E["SANDBOX_LIMITS"]),
@@ -75,17 +87,18 @@ print(f"Machine: {nproc} CPUs, {mem} MiB RAM, kernel {kernel}, root filesystem {
       f"cgroups as found on the machine; {bwv}; {hfv}.")
 print(f"Method: `bench/sandbox.sh`, {E['ROUNDS']} interleaved hyperfine rounds "
       f"(`-N --warmup 2 --runs {E['RUNS']}`, command order rotated), all runs pooled "
-      f"({len(pooled[E['PLAIN']])} per command). Ratio = median / bwrap median.\n")
-def cpu_mean(cmd):
-    n = sum(k for _, k in cpu[cmd])
-    return sum(c * k for c, k in cpu[cmd]) / n
-bw_cpu = cpu_mean(E["BWRAP"])
-print("| Command | median ms | min ms | max ms | vs bwrap | CPU ms (user+sys, mean) | CPU vs bwrap |")
+      f"({len(pooled[E['PLAIN']])} per command). Ratio = median / bwrap median. CPU: "
+      f"`perf stat -e task-clock -r {E['RUNS']}` per command and round (the whole process "
+      f"tree), median of the round means.\n")
+def cpu_median(cmd):
+    return statistics.median(cpu[cmd]) if cpu.get(cmd) else float("nan")
+bw_cpu = cpu_median(E["BWRAP"])
+print("| Command | median ms | min ms | max ms | vs bwrap | CPU ms (perf task-clock) | CPU vs bwrap |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 for label, cmd in rows:
     t = pooled[cmd]
     med = statistics.median(t)
-    c = cpu_mean(cmd)
+    c = cpu_median(cmd)
     print(f"| {label} | {med*1000:.2f} | {min(t)*1000:.2f} | {max(t)*1000:.2f} | {med/bw:.2f}x "
           f"| {c*1000:.2f} | {c/bw_cpu:.2f}x |")
 print("\nCommands:\n")

@@ -6,6 +6,8 @@
 #include <string.h>
 
 static void error_fill(BbxError *err, int code, const char *kind, const char *fmt, va_list ap)
+	_printf_(4, 0);
+static void error_fill(BbxError *err, int code, const char *kind, const char *fmt, va_list ap)
 {
 	err->code = code < 0 ? code : -EIO;
 	snprintf(err->kind, sizeof(err->kind), "%s", kind ? kind : "internal");

@@ -14,10 +14,10 @@ static const CliVerb verbs[] = {
 	{ "serve", "run the daemon", verb_serve },
 	{ "status", "check the daemon and show who you are to it", verb_status },
 	{ "version", "print the version", verb_version },
-	{ "sandbox", "run a command in a sandbox (root, no daemon)", verb_sandbox },
+	{ "config", "check or show the project config (local, no daemon)", verb_config },
 	{ "pool", "set up, describe or remove the volume pool", verb_pool },
 	{ "volume", "create, clone, list or destroy copy-on-write volumes", verb_volume },
-	{ "config", "check or show the project config (local, no daemon)", verb_config },
+	{ "sandbox", "run a command in a sandbox (root, no daemon)", verb_sandbox },
 };
 
 static void help(FILE *f)

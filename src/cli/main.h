@@ -26,13 +26,13 @@ int verb_env(int argc, char **argv);
 int verb_serve(int argc, char **argv);
 int verb_status(int argc, char **argv);
 int verb_version(int argc, char **argv);
-int verb_sandbox(int argc, char **argv);
+int verb_config(int argc, char **argv);
 int verb_pool(int argc, char **argv);
 int verb_volume(int argc, char **argv);
 
 /* Print why and return -EPERM unless running as root. */
 int cli_require_root(const char *verb);
-int verb_config(int argc, char **argv);
+int verb_sandbox(int argc, char **argv);
 
 /* Print "branchbox VERB: unknown option/usage" hint and return EXIT_USAGE. */
 int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

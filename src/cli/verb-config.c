@@ -49,7 +49,7 @@ typedef struct Args {
 
 static int parse_args(int argc, char **argv, Args *a)
 {
-	*a = (Args){ .dir = ".", .runtime_root = "/" };
+	*a = (Args){.dir = ".", .runtime_root = "/"};
 	bool have_dir = false;
 
 	for (int i = 1; i < argc; i++) {
@@ -109,8 +109,8 @@ static int check_json(const ConfigDiagnostics *diag, bool ok)
 	json_t *o = json_object(), *errors = json_array(), *notes = json_array();
 
 	for (size_t i = 0; errors && notes && i < diag->n_items; i++)
-		json_array_append_new(diag->items[i].severity == CONFIG_SEVERITY_NOTE ? notes :
-											errors,
+		json_array_append_new(diag->items[i].severity == CONFIG_SEVERITY_NOTE ? notes
+										      : errors,
 				      config_diagnostic_to_json(&diag->items[i]));
 	if (!o || !errors || !notes) {
 		json_decref(o);
@@ -142,8 +142,8 @@ static void print_steps(const char *title, const ConfigStep *steps, size_t n)
 	printf("%s:\n", title);
 	for (size_t i = 0; i < n; i++) {
 		const ConfigStep *s = &steps[i];
-		printf("  %s (timeout %s): ", s->name, format_duration(s->timeout_sec, dur,
-									 sizeof(dur)));
+		printf("  %s (timeout %s): ", s->name,
+		       format_duration(s->timeout_sec, dur, sizeof(dur)));
 		switch (s->kind) {
 		case CONFIG_STEP_COMMAND:
 			printf("command%s%s: %s\n", s->service ? " in " : "",
@@ -182,8 +182,10 @@ static void print_summary(const ProjectConfig *c)
 			       app->web_healthcheck, app->web_start);
 		for (size_t j = 0; j < app->n_relationships; j++)
 			printf("    relationship %s -> %s%s%s\n", app->relationships[j].name,
-			       app->relationships[j].service, app->relationships[j].endpoint ? ":" : "",
-			       app->relationships[j].endpoint ? app->relationships[j].endpoint : "");
+			       app->relationships[j].service,
+			       app->relationships[j].endpoint ? ":" : "",
+			       app->relationships[j].endpoint ? app->relationships[j].endpoint
+							      : "");
 		for (size_t j = 0; j < app->n_mounts; j++)
 			printf("    mount %s (%s: %s)\n", app->mounts[j].path,
 			       config_mount_source_to_string(app->mounts[j].source),
@@ -201,7 +203,8 @@ static void print_summary(const ProjectConfig *c)
 		printf("services:\n");
 	for (size_t i = 0; i < c->n_services; i++) {
 		const ConfigService *s = &c->services[i];
-		printf("  %s: %s, disk %s, ", s->name, s->type, format_size(s->disk_bytes, a, sizeof(a)));
+		printf("  %s: %s, disk %s, ", s->name, s->type,
+		       format_size(s->disk_bytes, a, sizeof(a)));
 		print_resources("", &s->resources);
 		printf("\n");
 	}

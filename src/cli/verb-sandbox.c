@@ -20,6 +20,7 @@
 #include "error.h"
 #include "macro.h"
 #include "parse.h"
+#include "sandbox-cgroup.h"
 #include "sandbox.h"
 
 #define MAX_BINDS 64
@@ -92,6 +93,9 @@ static int run_sandbox(const SandboxSpec *spec)
 		fprintf(stderr, "branchbox sandbox: signalfd: %s\n", strerror(errno));
 		return 125;
 	}
+
+	/* A CLI killed with SIGKILL could not remove its cgroup; tidy such leftovers first. */
+	(void)sandbox_cgroup_prune_stale("/sys/fs/cgroup");
 
 	int r = sandbox_spawn(spec, &sb, &err);
 	if (r < 0) {

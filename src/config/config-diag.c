@@ -12,10 +12,13 @@
 #include "strbuf.h"
 
 /* Length of the valid UTF-8 sequence at p (at most n bytes), 0 when it is not one. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
+size_t config_utf8_seq(const unsigned char *p, size_t n)
 {
-	size_t k = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 :
-		   (*p & 0xf8) == 0xf0 ? 4 : 0;
+	size_t k = *p < 0x80		 ? 1
+		   : (*p & 0xe0) == 0xc0 ? 2
+		   : (*p & 0xf0) == 0xe0 ? 3
+		   : (*p & 0xf8) == 0xf0 ? 4
+					 : 0;
 	unsigned cp;
 
 	if (k == 0 || k > n || (k == 2 && *p < 0xc2) || (k == 4 && *p > 0xf4))
@@ -41,7 +44,7 @@ bool config_utf8_valid(const char *s, size_t len)
 	const unsigned char *p = (const unsigned char *)s;
 
 	for (size_t i = 0; i < len;) {
-		size_t k = utf8_seq(p + i, len - i);
+		size_t k = config_utf8_seq(p + i, len - i);
 		if (k == 0 || p[i] == 0)
 			return false;
 		i += k;
@@ -59,7 +62,7 @@ static void utf8_scrub(char *s)
 	size_t len = strlen(s);
 
 	for (size_t i = 0; i < len;) {
-		size_t k = utf8_seq(p + i, len - i);
+		size_t k = config_utf8_seq(p + i, len - i);
 		if (k == 0) {
 			p[i++] = '?';
 			continue;
@@ -70,7 +73,7 @@ static void utf8_scrub(char *s)
 
 void config_diagnostics_init(ConfigDiagnostics *diag)
 {
-	*diag = (ConfigDiagnostics){ .max_errors = CONFIG_DIAG_MAX };
+	*diag = (ConfigDiagnostics){.max_errors = CONFIG_DIAG_MAX};
 }
 
 void config_diagnostics_done(ConfigDiagnostics *diag)
@@ -92,7 +95,7 @@ int config_diagnostics_add(ConfigDiagnostics *diag, ConfigSeverity severity, con
 {
 	size_t max;
 	va_list ap;
-	ConfigDiagnostic d = { .severity = severity, .line = line, .column = column };
+	ConfigDiagnostic d = {.severity = severity, .line = line, .column = column};
 
 	if (!diag)
 		return 0;
@@ -152,9 +155,9 @@ char *config_diagnostic_format(const ConfigDiagnostic *d)
 
 json_t *config_diagnostic_to_json(const ConfigDiagnostic *d)
 {
-	json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:s}", "file", d->file, "line",
-			      (json_int_t)d->line, "column", (json_int_t)d->column, "path", d->path,
-			      "message", d->message);
+	json_t *o =
+		json_pack("{s:s, s:I, s:I, s:s, s:s}", "file", d->file, "line", (json_int_t)d->line,
+			  "column", (json_int_t)d->column, "path", d->path, "message", d->message);
 	if (o && d->severity == CONFIG_SEVERITY_NOTE &&
 	    json_object_set_new(o, "severity", json_string("note")) < 0) {
 		json_decref(o);

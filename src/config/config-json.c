@@ -68,8 +68,8 @@ static json_t *step_to_json(const ConfigStep *st, bool *failed)
 				set(sub, "service", string_or_null(st->service), failed);
 				set(sub, "query", string_or_null(st->sql), failed);
 				set(sub, "expect_rows",
-				    st->has_expect_rows ? json_integer((json_int_t)st->expect_rows) :
-							  json_null(),
+				    st->has_expect_rows ? json_integer((json_int_t)st->expect_rows)
+							: json_null(),
 				    failed);
 				set(sub, "expect_value", string_or_null(st->expect_value), failed);
 			}
@@ -158,7 +158,8 @@ static json_t *application_to_json(const ConfigApplication *a, bool *failed)
 		sub2 = json_object();
 		if (sub2) {
 			set(sub2, "source",
-			    json_string(config_mount_source_to_string(a->mounts[i].source)), failed);
+			    json_string(config_mount_source_to_string(a->mounts[i].source)),
+			    failed);
 			set(sub2, "source_path", string_or_null(a->mounts[i].source_path), failed);
 		}
 		set(sub, a->mounts[i].path, sub2, failed);
@@ -224,10 +225,13 @@ json_t *config_to_json(const ProjectConfig *c)
 			sub3 = json_object();
 			if (sub3) {
 				set(sub3, "cpu_seconds",
-				    json_integer((json_int_t)c->preview_budget.cpu_seconds), &failed);
+				    json_integer((json_int_t)c->preview_budget.cpu_seconds),
+				    &failed);
 				set(sub3, "memory",
-				    json_integer((json_int_t)c->preview_budget.memory_bytes), &failed);
-				set(sub3, "disk", json_integer((json_int_t)c->preview_budget.disk_bytes),
+				    json_integer((json_int_t)c->preview_budget.memory_bytes),
+				    &failed);
+				set(sub3, "disk",
+				    json_integer((json_int_t)c->preview_budget.disk_bytes),
 				    &failed);
 				set(sub3, "wall_time",
 				    json_integer((json_int_t)c->preview_budget.wall_time_sec),

@@ -23,6 +23,7 @@ typedef struct Builder {
 	size_t n_anchors, anchors_alloc;
 	uint64_t expanded; /* nodes in the tree so far, aliases counted at their full size */
 	int r;		   /* first hard failure (-ENOMEM) */
+	bool stop;	   /* an error after which the rest of the stream is not read */
 	bool failed;	   /* some error was reported */
 } Builder;
 
@@ -76,7 +77,8 @@ static YamlNode *node_new(Builder *b, YamlKind kind, const struct fy_mark *m)
 {
 	YamlNode *n;
 
-	if (grow((void **)&b->doc->nodes, &b->doc->alloc, b->doc->n_nodes + 1, sizeof(YamlNode *)) < 0)
+	if (grow((void **)&b->doc->nodes, &b->doc->alloc, b->doc->n_nodes + 1, sizeof(YamlNode *)) <
+	    0)
 		return NULL;
 	n = calloc(1, sizeof(*n));
 	if (!n)
@@ -115,9 +117,10 @@ static int attach(Builder *b, YamlNode *n, unsigned line, unsigned column)
 				YamlNode *k = parent->children[i];
 				if (k->kind == YAML_SCALAR && k->len == n->len &&
 				    !memcmp(k->text, n->text, n->len)) {
-					builder_error(b, line, column,
-						      "duplicate key '%.200s' (first defined at line %u)",
-						      n->text, k->line);
+					builder_error(
+						b, line, column,
+						"duplicate key '%.200s' (first defined at line %u)",
+						n->text, k->line);
 					break;
 				}
 			}
@@ -145,7 +148,7 @@ static int record_anchor(Builder *b, struct fy_token *t, YamlNode *n)
 	if (!n->anchor)
 		return -ENOMEM;
 	/* A later anchor with the same name shadows the earlier one, as YAML says. */
-	b->anchors[b->n_anchors++] = (Anchor){ .name = n->anchor, .node = n };
+	b->anchors[b->n_anchors++] = (Anchor){.name = n->anchor, .node = n};
 	return 0;
 }
 
@@ -155,9 +158,66 @@ static void count(Builder *b, uint64_t w, unsigned line, unsigned column)
 		return;
 	b->expanded += w;
 	if (b->expanded > CONFIG_MAX_NODES)
-		builder_error(b, line, column,
-			      "document too large: more than %d YAML nodes once aliases are expanded",
-			      CONFIG_MAX_NODES);
+		builder_error(
+			b, line, column,
+			"document too large: more than %d YAML nodes once aliases are expanded",
+			CONFIG_MAX_NODES);
+}
+
+static bool mapping_has_key(const YamlNode *map, const YamlNode *key)
+{
+	if (key->kind != YAML_SCALAR)
+		return false; /* already reported by attach() */
+	for (size_t i = 0; i + 1 < map->n_children; i += 2)
+		if (map->children[i]->kind == YAML_SCALAR && map->children[i]->len == key->len &&
+		    !memcmp(map->children[i]->text, key->text, key->len))
+			return true;
+	return false;
+}
+
+/*
+ * YAML merge keys ("<<: *defaults" or "<<: [*a, *b]"), which Upsun configs use to share
+ * settings: keys written in the mapping win, then earlier merged mappings win over later ones.
+ * The merged pairs are shared, like any alias, and were counted when the alias was read.
+ */
+static int apply_merges(Builder *b, YamlNode *map)
+{
+	for (size_t i = 0; i + 1 < map->n_children;) {
+		YamlNode *k = map->children[i], *v = map->children[i + 1];
+		YamlNode *const *srcs;
+		size_t n_srcs;
+
+		if (k->kind != YAML_SCALAR || !k->plain || strcmp(k->text, "<<")) {
+			i += 2;
+			continue;
+		}
+		memmove(&map->children[i], &map->children[i + 2],
+			(map->n_children - i - 2) * sizeof(YamlNode *));
+		map->n_children -= 2;
+		srcs = v->kind == YAML_SEQUENCE ? v->children : &v;
+		n_srcs = v->kind == YAML_SEQUENCE ? v->n_children : 1;
+		for (size_t s = 0; s < n_srcs; s++) {
+			const YamlNode *src = srcs[s];
+			if (src->kind != YAML_MAPPING) {
+				builder_error(
+					b, src->line, src->column,
+					"merge key '<<' needs a mapping or a list of mappings, "
+					"not %s",
+					yaml_kind_to_string(src));
+				continue;
+			}
+			for (size_t j = 0; j + 1 < src->n_children; j += 2) {
+				if (mapping_has_key(map, src->children[j]))
+					continue;
+				if (grow((void **)&map->children, &map->alloc, map->n_children + 2,
+					 sizeof(YamlNode *)) < 0)
+					return -ENOMEM;
+				map->children[map->n_children++] = src->children[j];
+				map->children[map->n_children++] = src->children[j + 1];
+			}
+		}
+	}
+	return 0;
 }
 
 static int on_event(Builder *b, struct fy_event *e)
@@ -176,12 +236,20 @@ static int on_event(Builder *b, struct fy_event *e)
 		n = node_new(b, YAML_SCALAR, m);
 		if (!n)
 			return -ENOMEM;
+		/* libfyaml marks a quoted scalar at its content: point at the opening quote. */
+		if ((fy_event_get_node_style(e) == FYNS_SINGLE_QUOTED ||
+		     fy_event_get_node_style(e) == FYNS_DOUBLE_QUOTED) &&
+		    n->column > 1)
+			column = --n->column;
 		n->text = strndup(s, len);
 		if (!n->text)
 			return -ENOMEM;
-		n->len = len;
+		/* A "\0" escape makes the content shorter than len as a C string: it is refused
+		 * below, but until then every comparison must see the string strndup() kept. */
+		n->len = strlen(n->text);
 		if (!config_utf8_valid(s, len))
-			builder_error(b, line, column, "invalid UTF-8 or NUL character in a string");
+			builder_error(b, line, column,
+				      "invalid UTF-8 or NUL character in a string");
 		/* An empty value ("key:" or "{key: }") has no token: it is a plain null. */
 		n->plain = !e->scalar.value || fy_event_get_node_style(e) == FYNS_PLAIN;
 		r = record_anchor(b, e->scalar.anchor, n);
@@ -192,6 +260,9 @@ static int on_event(Builder *b, struct fy_event *e)
 	}
 	case FYET_ALIAS: {
 		size_t len = 0;
+		/* Likewise an alias is marked after its '*'. */
+		if (column > 1)
+			column--;
 		const char *s = fy_token_get_text(e->alias.anchor, &len);
 		YamlNode *target = NULL;
 		if (!s)
@@ -207,8 +278,9 @@ static int on_event(Builder *b, struct fy_event *e)
 			return 0;
 		}
 		if (target->open) {
-			builder_error(b, line, column, "alias '*%.*s' refers to a node that contains it",
-				      (int)len, s);
+			builder_error(b, line, column,
+				      "alias '*%.*s' refers to a node that contains it", (int)len,
+				      s);
 			return 0;
 		}
 		count(b, target->weight, line, column);
@@ -216,12 +288,19 @@ static int on_event(Builder *b, struct fy_event *e)
 	}
 	case FYET_SEQUENCE_START:
 	case FYET_MAPPING_START:
+		if (b->depth >= YAML_MAX_DEPTH) {
+			builder_error(b, line, column, "nesting deeper than %d levels",
+				      YAML_MAX_DEPTH);
+			b->stop = true;
+			return 0;
+		}
 		n = node_new(b, e->type == FYET_MAPPING_START ? YAML_MAPPING : YAML_SEQUENCE, m);
 		if (!n)
 			return -ENOMEM;
 		n->open = true;
-		r = record_anchor(b, e->type == FYET_MAPPING_START ? e->mapping_start.anchor :
-								     e->sequence_start.anchor,
+		r = record_anchor(b,
+				  e->type == FYET_MAPPING_START ? e->mapping_start.anchor
+								: e->sequence_start.anchor,
 				  n);
 		if (r < 0)
 			return r;
@@ -239,13 +318,48 @@ static int on_event(Builder *b, struct fy_event *e)
 			return 0;
 		n = b->stack[--b->depth];
 		n->open = false;
+		if (n->kind == YAML_MAPPING) {
+			r = apply_merges(b, n);
+			if (r < 0)
+				return r;
+		}
 		for (size_t i = 0; i < n->n_children; i++)
 			if (__builtin_add_overflow(n->weight, n->children[i]->weight, &n->weight))
 				n->weight = UINT64_MAX;
 		return 0;
-	default:
-		return 0;
+	default: return 0;
 	}
+}
+
+/*
+ * YAML here is UTF-8 only. Checked before libfyaml sees the input: besides giving a precise
+ * position, it keeps bytes away that libfyaml 0.7.12 does not survive (a directive line with
+ * an invalid UTF-8 byte, "%\xff", makes fy_parser_parse() loop forever).
+ */
+static bool check_encoding(Builder *b, const char *data, size_t size)
+{
+	const unsigned char *p = (const unsigned char *)data;
+	unsigned line = 1, column = 1;
+
+	for (size_t i = 0; i < size;) {
+		size_t k = p[i] ? config_utf8_seq(p + i, size - i) : 0;
+		if (k == 0) {
+			if (p[i] == 0)
+				builder_error(b, line, column, "NUL byte in the file");
+			else
+				builder_error(b, line, column,
+					      "invalid UTF-8 (byte 0x%02x): the file must be UTF-8",
+					      p[i]);
+			return false;
+		}
+		if (p[i] == '\n') {
+			line++;
+			column = 1;
+		} else
+			column++;
+		i += k;
+	}
+	return true;
 }
 
 static void diag_discard(struct fy_diag *diag, void *user, const char *buf, size_t len)
@@ -274,13 +388,16 @@ int yaml_document_parse(const char *data, size_t size, const char *file, YamlDoc
 	struct fy_event *e;
 	unsigned n_docs = 0;
 	bool stream_end = false, stopped = false, second_doc = false;
-	Builder b = { .file = file, .diag = diag };
+	Builder b = {.file = file, .diag = diag};
 	int r = 0;
 
 	doc = calloc(1, sizeof(*doc));
 	if (!doc)
 		return -ENOMEM;
 	b.doc = doc;
+
+	if (!check_encoding(&b, data, size))
+		return b.r < 0 ? b.r : -EINVAL;
 
 	fy_diag_cfg_default(&dcfg);
 	dcfg.fp = NULL;
@@ -319,7 +436,7 @@ int yaml_document_parse(const char *data, size_t size, const char *file, YamlDoc
 			stream_end = true;
 		r = on_event(&b, e);
 		fy_parser_event_free(fyp, e);
-		if (r < 0 || b.r < 0 || b.expanded > CONFIG_MAX_NODES) {
+		if (r < 0 || b.r < 0 || b.stop || b.expanded > CONFIG_MAX_NODES) {
 			stopped = true;
 			break;
 		}
@@ -332,8 +449,8 @@ int yaml_document_parse(const char *data, size_t size, const char *file, YamlDoc
 			if (de->type < FYET_ERROR)
 				continue;
 			builder_error(&b, de->line > 0 ? (unsigned)de->line : 0,
-				      de->column > 0 ? (unsigned)de->column : 0, "YAML syntax error: %s",
-				      de->msg ? de->msg : "invalid YAML");
+				      de->column > 0 ? (unsigned)de->column : 0,
+				      "YAML syntax error: %s", de->msg ? de->msg : "invalid YAML");
 			any = true;
 		}
 		if (!any)

@@ -17,6 +17,10 @@
 
 #include "config.h"
 
+/* Deeper documents are refused: nothing in the schema nests beyond a few levels, and
+ * consumers of the tree (configuration -> JSON) recurse. */
+#define YAML_MAX_DEPTH 64
+
 typedef enum YamlKind {
 	YAML_SCALAR,
 	YAML_SEQUENCE,
@@ -27,9 +31,9 @@ typedef struct YamlNode YamlNode;
 struct YamlNode {
 	YamlKind kind;
 	unsigned line, column;
-	char *text;	/* scalar: NUL-terminated content */
+	char *text; /* scalar: NUL-terminated content */
 	size_t len;
-	bool plain;	/* scalar written without quotes: may be null, a bool or a number */
+	bool plain;	     /* scalar written without quotes: may be null, a bool or a number */
 	YamlNode **children; /* mapping: key0, value0, key1, value1, ...; not owned */
 	size_t n_children;
 	size_t alloc;
@@ -68,3 +72,5 @@ static inline bool yaml_node_is_null(const YamlNode *n)
 const char *yaml_kind_to_string(const YamlNode *n);
 /* True when s[0..len) is valid UTF-8 without NUL bytes. */
 bool config_utf8_valid(const char *s, size_t len);
+/* Length of the valid UTF-8 sequence at p (at most n bytes available), 0 when invalid. */
+size_t config_utf8_seq(const unsigned char *p, size_t n);

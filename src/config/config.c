@@ -5,10 +5,12 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "config-yaml.h"
@@ -37,11 +39,11 @@ static const struct {
 	const char *name;
 	ConfigServiceKind kind;
 } service_types[] = {
-	{ "postgresql", CONFIG_SERVICE_POSTGRESQL },
-	{ "redis", CONFIG_SERVICE_REDIS },
+	{"postgresql", CONFIG_SERVICE_POSTGRESQL},
+	{"redis", CONFIG_SERVICE_REDIS},
 };
 
-static const char *const runtimes[] = { "python", "nodejs", "php", "golang", "ruby" };
+static const char *const runtimes[] = {"python", "nodejs", "php", "golang", "ruby"};
 
 typedef struct Ctx {
 	const char *file;
@@ -51,6 +53,8 @@ typedef struct Ctx {
 	int r; /* -ENOMEM, sticky */
 } Ctx;
 
+static void verr(Ctx *x, const YamlNode *n, const char *path, const char *fmt, va_list ap)
+	_printf_(4, 0);
 static void verr(Ctx *x, const YamlNode *n, const char *path, const char *fmt, va_list ap)
 {
 	char msg[768];
@@ -88,9 +92,8 @@ static void note(Ctx *x, const YamlNode *n, const char *path, const char *fmt, .
 /* Key paths longer than the buffer are cut: they only serve to name the key in a message. */
 static void path_put(char *buf, size_t *n, const char *s)
 {
-	size_t k = strnlen(s, PATH_MAX_LEN - 1 - *n);
-	memcpy(buf + *n, s, k);
-	*n += k;
+	while (*s && *n < PATH_MAX_LEN - 1)
+		buf[(*n)++] = *s++;
 	buf[*n] = '\0';
 }
 
@@ -224,7 +227,8 @@ static bool want_cpu(Ctx *x, const YamlNode *n, const char *path, uint32_t *ret)
 		return false;
 	if (parse_cpu(n->text, &v) < 0) {
 		err(x, n, path,
-		    "invalid cpu '%.64s': expected a number of CPUs above 0 with at most 3 decimals, "
+		    "invalid cpu '%.64s': expected a number of CPUs above 0 with at most 3 "
+		    "decimals, "
 		    "e.g. 0.5",
 		    n->text);
 		return false;
@@ -240,7 +244,9 @@ static void check_keys(Ctx *x, const YamlNode *map, const char *path, const char
 
 	for (size_t i = 0; i + 1 < map->n_children; i += 2) {
 		const YamlNode *k = map->children[i];
-		bool ok = false;
+		/* Top-level "x-..." keys are free-form, a place for anchors (as in compose files).
+		 */
+		bool ok = !path[0] && !strncmp(k->text, "x-", 2);
 		for (const char *const *a = allowed; *a; a++)
 			if (!strcmp(k->text, *a)) {
 				ok = true;
@@ -256,7 +262,8 @@ static const YamlNode *get(const YamlNode *map, const char *key)
 {
 	for (size_t i = 0; i + 1 < map->n_children; i += 2)
 		if (!strcmp(map->children[i]->text, key))
-			return yaml_node_is_null(map->children[i + 1]) ? NULL : map->children[i + 1];
+			return yaml_node_is_null(map->children[i + 1]) ? NULL
+								       : map->children[i + 1];
 	return NULL;
 }
 
@@ -314,7 +321,7 @@ static bool url_path_ok(const char *s)
 
 static void parse_resources(Ctx *x, const YamlNode *n, const char *path, ConfigResources *res)
 {
-	static const char *const keys[] = { "cpu", "memory", NULL };
+	static const char *const keys[] = {"cpu", "memory", NULL};
 	char sub[PATH_MAX_LEN];
 	const YamlNode *v;
 
@@ -336,7 +343,7 @@ static void parse_type(Ctx *x, const YamlNode *n, const char *path, ConfigApplic
 
 	if (!want_string(x, n, path, &app->type) || !app->type)
 		return;
-	app->type_pos = (ConfigPosition){ n->line, n->column };
+	app->type_pos = (ConfigPosition){n->line, n->column};
 	colon = strchr(n->text, ':');
 	if (!colon || colon == n->text || !colon[1] ||
 	    strspn(colon + 1, "0123456789.") != strlen(colon + 1) || colon[1] == '.') {
@@ -360,8 +367,8 @@ static void parse_type(Ctx *x, const YamlNode *n, const char *path, ConfigApplic
 
 static void parse_web(Ctx *x, const YamlNode *n, const char *path, ConfigApplication *app)
 {
-	static const char *const keys[] = { "commands", "port", "healthcheck", NULL };
-	static const char *const cmd_keys[] = { "start", NULL };
+	static const char *const keys[] = {"commands", "port", "healthcheck", NULL};
+	static const char *const cmd_keys[] = {"start", NULL};
 	char sub[PATH_MAX_LEN], sub2[PATH_MAX_LEN];
 	const YamlNode *v, *cmds;
 	uint64_t port;
@@ -381,9 +388,11 @@ static void parse_web(Ctx *x, const YamlNode *n, const char *path, ConfigApplica
 		err(x, n, join(sub, path, "commands.start"), "missing required key");
 	if ((v = get(n, "port")) && want_uint(x, v, join(sub, path, "port"), 1, 65535, &port))
 		app->web_port = (uint16_t)port;
-	if ((v = get(n, "healthcheck")) && want_string(x, v, join(sub, path, "healthcheck"), NULL)) {
+	if ((v = get(n, "healthcheck")) &&
+	    want_string(x, v, join(sub, path, "healthcheck"), NULL)) {
 		if (!url_path_ok(v->text))
-			err(x, v, sub, "invalid path '%.64s': expected an absolute URL path like /health",
+			err(x, v, sub,
+			    "invalid path '%.64s': expected an absolute URL path like /health",
 			    v->text);
 		else {
 			free(app->web_healthcheck);
@@ -416,14 +425,16 @@ static void parse_relationships(Ctx *x, const YamlNode *n, const char *path, Con
 		rel = &app->relationships[app->n_relationships++];
 		rel->name = xstrdup(x, k->text);
 		if (yaml_node_is_null(v)) {
-			/* "database:" alone names the service of the same name (Upsun does this). */
+			/* "database:" alone names the service of the same name (Upsun does this).
+			 */
 			rel->service = xstrdup(x, k->text);
 			continue;
 		}
 		if (!want_string(x, v, sub, NULL))
 			continue;
 		colon = strchr(v->text, ':');
-		rel->service = colon ? strndup(v->text, (size_t)(colon - v->text)) : xstrdup(x, v->text);
+		rel->service =
+			colon ? strndup(v->text, (size_t)(colon - v->text)) : xstrdup(x, v->text);
 		if (!rel->service) {
 			x->r = -ENOMEM;
 			continue;
@@ -431,15 +442,16 @@ static void parse_relationships(Ctx *x, const YamlNode *n, const char *path, Con
 		if (colon)
 			rel->endpoint = xstrdup(x, colon + 1);
 		if (!name_is_valid(rel->service) || (colon && !name_is_valid(colon + 1)))
-			err(x, v, sub, "invalid relationship '%.64s': expected \"service\" or "
-				       "\"service:endpoint\"",
+			err(x, v, sub,
+			    "invalid relationship '%.64s': expected \"service\" or "
+			    "\"service:endpoint\"",
 			    v->text);
 	}
 }
 
 static void parse_mounts(Ctx *x, const YamlNode *n, const char *path, ConfigApplication *app)
 {
-	static const char *const keys[] = { "source", "source_path", NULL };
+	static const char *const keys[] = {"source", "source_path", NULL};
 	char sub[PATH_MAX_LEN], sub2[PATH_MAX_LEN];
 
 	if (!want_mapping(x, n, path))
@@ -455,8 +467,9 @@ static void parse_mounts(Ctx *x, const YamlNode *n, const char *path, ConfigAppl
 
 		join(sub, path, k->text);
 		if (k->text[0] != '/' || !relative_path_ok(k->text + 1)) {
-			err(x, k, sub, "invalid mount path: expected an absolute path without '..', "
-				       "e.g. /uploads");
+			err(x, k, sub,
+			    "invalid mount path: expected an absolute path without '..', "
+			    "e.g. /uploads");
 			continue;
 		}
 		m = &app->mounts[app->n_mounts++];
@@ -464,7 +477,8 @@ static void parse_mounts(Ctx *x, const YamlNode *n, const char *path, ConfigAppl
 		m->source = CONFIG_MOUNT_LOCAL;
 		if (yaml_node_is_null(v) || !want_mapping(x, v, sub)) {
 			if (yaml_node_is_null(v))
-				err(x, v ? v : k, join(sub2, sub, "source"), "missing required key");
+				err(x, v ? v : k, join(sub2, sub, "source"),
+				    "missing required key");
 			continue;
 		}
 		check_keys(x, v, sub, keys);
@@ -478,7 +492,8 @@ static void parse_mounts(Ctx *x, const YamlNode *n, const char *path, ConfigAppl
 					m->source = CONFIG_MOUNT_TMP;
 				else
 					err(x, s, sub2,
-					    "invalid source '%.64s': expected local, storage or tmp",
+					    "invalid source '%.64s': expected local, storage or "
+					    "tmp",
 					    s->text);
 			}
 		} else
@@ -486,8 +501,9 @@ static void parse_mounts(Ctx *x, const YamlNode *n, const char *path, ConfigAppl
 		if ((s = get(v, "source_path")) &&
 		    want_string(x, s, join(sub2, sub, "source_path"), NULL)) {
 			if (!relative_path_ok(s->text))
-				err(x, s, sub2, "invalid path '%.64s': expected a relative path "
-						"without '..'",
+				err(x, s, sub2,
+				    "invalid path '%.64s': expected a relative path "
+				    "without '..'",
 				    s->text);
 			else
 				m->source_path = normalize_relative(x, s->text);
@@ -509,7 +525,7 @@ static bool env_name_ok(const char *s)
 
 static void parse_variables(Ctx *x, const YamlNode *n, const char *path, ConfigApplication *app)
 {
-	static const char *const keys[] = { "env", NULL };
+	static const char *const keys[] = {"env", NULL};
 	char sub[PATH_MAX_LEN], sub2[PATH_MAX_LEN];
 	const YamlNode *env;
 
@@ -543,11 +559,11 @@ static void parse_variables(Ctx *x, const YamlNode *n, const char *path, ConfigA
 
 static void parse_application(Ctx *x, const YamlNode *k, const YamlNode *n, ConfigApplication *app)
 {
-	static const char *const keys[] = { "source",	 "type",      "web",	   "hooks",
-					    "relationships", "mounts", "variables", "resources",
-					    NULL };
-	static const char *const source_keys[] = { "root", NULL };
-	static const char *const hook_keys[] = { "build", "deploy", "post_deploy", NULL };
+	static const char *const keys[] = {"source",	"type",		 "web",
+					   "hooks",	"relationships", "mounts",
+					   "variables", "resources",	 NULL};
+	static const char *const source_keys[] = {"root", NULL};
+	static const char *const hook_keys[] = {"build", "deploy", "post_deploy", NULL};
 	char path[PATH_MAX_LEN], sub[PATH_MAX_LEN], sub2[PATH_MAX_LEN];
 	const YamlNode *v, *w;
 
@@ -556,10 +572,11 @@ static void parse_application(Ctx *x, const YamlNode *k, const YamlNode *n, Conf
 	app->web_port = CONFIG_DEFAULT_WEB_PORT;
 	app->web_healthcheck = xstrdup(x, "/");
 	app->source_root = xstrdup(x, ".");
-	app->resources = (ConfigResources){ DEFAULT_APP_CPU, DEFAULT_APP_MEMORY };
+	app->resources = (ConfigResources){DEFAULT_APP_CPU, DEFAULT_APP_MEMORY};
 	if (!name_is_valid(k->text))
 		err(x, k, path,
-		    "invalid application name: expected 1-63 of [a-z0-9-_.], starting with a letter "
+		    "invalid application name: expected 1-63 of [a-z0-9-_.], starting with a "
+		    "letter "
 		    "or digit");
 	if (yaml_node_is_null(n)) {
 		err(x, k, join(sub, path, "type"), "missing required key");
@@ -572,13 +589,15 @@ static void parse_application(Ctx *x, const YamlNode *k, const YamlNode *n, Conf
 	if ((v = get(n, "source")) && want_mapping(x, v, join(sub, path, "source"))) {
 		check_keys(x, v, sub, source_keys);
 		if ((w = get(v, "root")) && want_string(x, w, join(sub2, sub, "root"), NULL)) {
-			/* Upsun writes the repository root as "/": the one absolute path allowed. */
+			/* Upsun writes the repository root as "/": the one absolute path allowed.
+			 */
 			if (!strcmp(w->text, "/")) {
 				free(app->source_root);
 				app->source_root = xstrdup(x, ".");
 			} else if (!relative_path_ok(w->text))
-				err(x, w, sub2, "invalid path '%.64s': expected a path relative to the "
-						"repository, without '..'",
+				err(x, w, sub2,
+				    "invalid path '%.64s': expected a path relative to the "
+				    "repository, without '..'",
 				    w->text);
 			else {
 				free(app->source_root);
@@ -621,8 +640,8 @@ static json_t *yaml_to_json(const YamlNode *n, unsigned depth)
 {
 	json_t *j;
 
-	if (depth > 64)
-		return NULL;
+	if (depth > YAML_MAX_DEPTH)
+		return NULL; /* cannot happen: the parser refuses deeper documents */
 	if (n->kind == YAML_SCALAR) {
 		int64_t i;
 		if (!n->plain)
@@ -663,14 +682,14 @@ static json_t *yaml_to_json(const YamlNode *n, unsigned depth)
 
 static void parse_service(Ctx *x, const YamlNode *k, const YamlNode *n, ConfigService *svc)
 {
-	static const char *const keys[] = { "type", "disk", "resources", "configuration", NULL };
+	static const char *const keys[] = {"type", "disk", "resources", "configuration", NULL};
 	char path[PATH_MAX_LEN], sub[PATH_MAX_LEN];
 	const YamlNode *v;
 
 	join(path, "services", k->text);
 	svc->name = xstrdup(x, k->text);
 	svc->disk_bytes = DEFAULT_SERVICE_DISK;
-	svc->resources = (ConfigResources){ DEFAULT_SERVICE_CPU, DEFAULT_SERVICE_MEMORY };
+	svc->resources = (ConfigResources){DEFAULT_SERVICE_CPU, DEFAULT_SERVICE_MEMORY};
 	svc->kind = _CONFIG_SERVICE_KIND_MAX;
 	if (!name_is_valid(k->text))
 		err(x, k, path,
@@ -706,8 +725,7 @@ static void parse_service(Ctx *x, const YamlNode *k, const YamlNode *n, ConfigSe
 		want_size(x, v, join(sub, path, "disk"), &svc->disk_bytes);
 	if ((v = get(n, "resources")))
 		parse_resources(x, v, join(sub, path, "resources"), &svc->resources);
-	if ((v = get(n, "configuration")) &&
-	    want_mapping(x, v, join(sub, path, "configuration"))) {
+	if ((v = get(n, "configuration")) && want_mapping(x, v, join(sub, path, "configuration"))) {
 		json_decref(svc->configuration);
 		svc->configuration = yaml_to_json(v, 0);
 		if (!svc->configuration)
@@ -721,10 +739,10 @@ static void parse_service(Ctx *x, const YamlNode *k, const YamlNode *n, ConfigSe
 
 static void parse_environments(Ctx *x, const YamlNode *n)
 {
-	static const char *const keys[] = { "production_branch", "preview", NULL };
-	static const char *const preview_keys[] = { "profile", "ttl", "budget", NULL };
-	static const char *const budget_keys[] = { "cpu_seconds", "memory", "disk", "wall_time",
-						   NULL };
+	static const char *const keys[] = {"production_branch", "preview", NULL};
+	static const char *const preview_keys[] = {"profile", "ttl", "budget", NULL};
+	static const char *const budget_keys[] = {"cpu_seconds", "memory", "disk", "wall_time",
+						  NULL};
 	ProjectConfig *c = x->c;
 	const YamlNode *v, *p, *b;
 
@@ -734,11 +752,12 @@ static void parse_environments(Ctx *x, const YamlNode *n)
 	if ((v = get(n, "production_branch")) &&
 	    want_string(x, v, "environments.production_branch", NULL)) {
 		/* A git ref name component: keep it simple and safe for paths and URLs. */
-		if (strspn(v->text, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./") !=
+		if (strspn(v->text,
+			   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./") !=
 			    v->len ||
 		    strstr(v->text, "..") || v->text[0] == '/' || v->text[0] == '-' || v->len > 200)
-			err(x, v, "environments.production_branch",
-			    "invalid branch name '%.64s'", v->text);
+			err(x, v, "environments.production_branch", "invalid branch name '%.64s'",
+			    v->text);
 		else {
 			free(c->production_branch);
 			c->production_branch = xstrdup(x, v->text);
@@ -760,7 +779,8 @@ static void parse_environments(Ctx *x, const YamlNode *n)
 		want_duration(x, v, "environments.preview.budget.cpu_seconds",
 			      &c->preview_budget.cpu_seconds);
 	if ((v = get(b, "memory")))
-		want_size(x, v, "environments.preview.budget.memory", &c->preview_budget.memory_bytes);
+		want_size(x, v, "environments.preview.budget.memory",
+			  &c->preview_budget.memory_bytes);
 	if ((v = get(b, "disk")))
 		want_size(x, v, "environments.preview.budget.disk", &c->preview_budget.disk_bytes);
 	if ((v = get(b, "wall_time")))
@@ -803,7 +823,7 @@ static void parse_step_common(Ctx *x, const YamlNode *n, const char *path, Confi
 static void parse_sanitize_step(Ctx *x, const YamlNode *n, const char *path, ConfigStep *st,
 				size_t index)
 {
-	static const char *const keys[] = { "name", "command", "sql", "service", "timeout", NULL };
+	static const char *const keys[] = {"name", "command", "sql", "service", "timeout", NULL};
 	char sub[PATH_MAX_LEN];
 	const YamlNode *cmd, *sql, *svc;
 
@@ -821,14 +841,16 @@ static void parse_sanitize_step(Ctx *x, const YamlNode *n, const char *path, Con
 		want_string(x, cmd, join(sub, path, "command"), &st->command);
 		if (svc && want_string(x, svc, join(sub, path, "service"), &st->service) &&
 		    !config_find_service(x->c, svc->text))
-			err(x, svc, sub, "service '%.64s' is not defined under services", svc->text);
+			err(x, svc, sub, "service '%.64s' is not defined under services",
+			    svc->text);
 		return;
 	}
 	st->kind = CONFIG_STEP_SQL;
 	want_string(x, sql, join(sub, path, "sql"), &st->sql);
 	if (!svc)
-		err(x, n, join(sub, path, "service"), "missing required key (sql steps name a "
-						      "postgresql service)");
+		err(x, n, join(sub, path, "service"),
+		    "missing required key (sql steps name a "
+		    "postgresql service)");
 	else if (want_string(x, svc, join(sub, path, "service"), &st->service))
 		check_sql_service(x, svc, sub);
 }
@@ -836,11 +858,11 @@ static void parse_sanitize_step(Ctx *x, const YamlNode *n, const char *path, Con
 static void parse_validate_step(Ctx *x, const YamlNode *n, const char *path, ConfigStep *st,
 				size_t index)
 {
-	static const char *const keys[] = { "name", "command", "http", "sql", "timeout", NULL };
-	static const char *const http_keys[] = { "path", "expect_status", "expect_body_contains",
-						 NULL };
-	static const char *const sql_keys[] = { "service", "query", "expect_rows", "expect_value",
-						NULL };
+	static const char *const keys[] = {"name", "command", "http", "sql", "timeout", NULL};
+	static const char *const http_keys[] = {"path", "expect_status", "expect_body_contains",
+						NULL};
+	static const char *const sql_keys[] = {"service", "query", "expect_rows", "expect_value",
+					       NULL};
 	char sub[PATH_MAX_LEN], sub2[PATH_MAX_LEN];
 	const YamlNode *cmd, *http, *sql, *v;
 	uint64_t u;
@@ -865,8 +887,8 @@ static void parse_validate_step(Ctx *x, const YamlNode *n, const char *path, Con
 		check_keys(x, http, sub, http_keys);
 		if ((v = get(http, "path")) && want_string(x, v, join(sub2, sub, "path"), NULL)) {
 			if (!url_path_ok(v->text))
-				err(x, v, sub2, "invalid path '%.64s': expected an absolute URL path",
-				    v->text);
+				err(x, v, sub2,
+				    "invalid path '%.64s': expected an absolute URL path", v->text);
 			else
 				st->http_path = xstrdup(x, v->text);
 		} else if (!v)
@@ -971,7 +993,8 @@ static int parse_egress(const char *s, char **ret_host, uint16_t *ret_port)
 		if (colon)
 			port = colon + 1;
 		if (inet_pton(AF_INET, host, buf) != 1) {
-			/* A DNS name: labels of [a-z0-9-], no leading/trailing '-', last not numeric. */
+			/* A DNS name: labels of [a-z0-9-], no leading/trailing '-', last not
+			 * numeric. */
 			size_t len = strlen(host);
 			const char *h = host, *last = host;
 			if (len == 0 || len > 253)
@@ -1005,7 +1028,7 @@ static int parse_egress(const char *s, char **ret_host, uint16_t *ret_port)
 
 static void parse_egress_section(Ctx *x, const YamlNode *n)
 {
-	static const char *const keys[] = { "allow", NULL };
+	static const char *const keys[] = {"allow", NULL};
 	char sub[PATH_MAX_LEN];
 	const YamlNode *allow;
 	ProjectConfig *c = x->c;
@@ -1110,16 +1133,16 @@ static void check_relationships(Ctx *x, const YamlNode *root)
 
 static int config_build(Ctx *x, const YamlNode *root)
 {
-	static const char *const keys[] = { "applications", "services", "environments", "sanitize",
-					    "validate",	    "egress",	"routes",	NULL };
+	static const char *const keys[] = {"applications", "services", "environments", "sanitize",
+					   "validate",	   "egress",   "routes",       NULL};
 	ProjectConfig *c = x->c;
 	const YamlNode *v;
 
 	c->production_branch = xstrdup(x, CONFIG_DEFAULT_PRODUCTION_BRANCH);
-	c->preview_profile = (ConfigResources){ DEFAULT_PREVIEW_CPU, DEFAULT_PREVIEW_MEMORY };
+	c->preview_profile = (ConfigResources){DEFAULT_PREVIEW_CPU, DEFAULT_PREVIEW_MEMORY};
 	c->preview_ttl_sec = DEFAULT_PREVIEW_TTL;
-	c->preview_budget = (ConfigBudget){ DEFAULT_BUDGET_CPU_SECONDS, DEFAULT_BUDGET_MEMORY,
-					    DEFAULT_BUDGET_DISK, DEFAULT_BUDGET_WALL_TIME };
+	c->preview_budget = (ConfigBudget){DEFAULT_BUDGET_CPU_SECONDS, DEFAULT_BUDGET_MEMORY,
+					   DEFAULT_BUDGET_DISK, DEFAULT_BUDGET_WALL_TIME};
 	if (!root || yaml_node_is_null(root)) {
 		err(x, root, "applications", "missing required key (the file is empty)");
 		return x->r;
@@ -1203,7 +1226,7 @@ int config_parse_buffer(const char *data, size_t size, const char *filename, Pro
 	c->file = strdup(filename);
 	if (!c->file)
 		return -ENOMEM;
-	x = (Ctx){ .file = filename, .diag = diag, .c = c };
+	x = (Ctx){.file = filename, .diag = diag, .c = c};
 	r = config_build(&x, doc->root);
 	if (r < 0)
 		return r;
@@ -1217,19 +1240,87 @@ int config_parse_buffer(const char *data, size_t size, const char *filename, Pro
 	return 0;
 }
 
-static bool is_regular(const char *path)
+/*
+ * Open dir/rel for reading without leaving dir: the project tree may be written by an agent,
+ * and a config.yaml that is a symlink to /etc/shadow must not be read (its lines would come
+ * back quoted in error messages). -ENOENT when absent, -ELOOP for a symlink on the way,
+ * -EBADFD when it is not a regular file.
+ */
+static int open_beneath(int dirfd, const char *rel)
 {
+	struct open_how how = {
+		.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	_cleanup_close_ int fd = -EBADF;
 	struct stat st;
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+
+	fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+	if (fd < 0 && errno == ENOSYS) {
+		/* No openat2 (valgrind, kernels before 5.6): rel is "DIR/FILE", so refusing a
+		 * symlink at each of its two components is the same guarantee. */
+		_cleanup_free_ char *first = strndup(rel, strcspn(rel, "/"));
+		_cleanup_close_ int sub = -EBADF;
+		if (!first)
+			return -ENOMEM;
+		sub = openat(dirfd, first, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0) {
+			struct stat lst;
+			if (errno == ENOTDIR &&
+			    fstatat(dirfd, first, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISLNK(lst.st_mode))
+				return -ELOOP;
+			return negative_errno();
+		}
+		fd = openat(sub, rel + strlen(first) + 1, how.flags | O_NOFOLLOW);
+	}
+	if (fd < 0)
+		return negative_errno();
+	if (fstat(fd, &st) < 0)
+		return negative_errno();
+	if (!S_ISREG(st.st_mode))
+		return -EBADFD;
+	return TAKE_FD(fd);
+}
+
+static int load_error(ConfigDiagnostics *diag, const char *file, int code, const char *fmt, ...)
+	_printf_(4, 5);
+static int load_error(ConfigDiagnostics *diag, const char *file, int code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	int r;
+
+	if (!diag)
+		return code;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	free(diag->file);
+	diag->file = strdup(file);
+	if (!diag->file)
+		return -ENOMEM;
+	r = config_diagnostics_add(diag, CONFIG_SEVERITY_ERROR, file, 0, 0, "", "%s", msg);
+	return r < 0 ? r : code;
+}
+
+static const char *open_error(int r)
+{
+	switch (r) {
+	case -ELOOP: return "refusing to follow a symlink";
+	case -EXDEV: return "refusing a path that leaves the project directory";
+	case -EBADFD: return "not a regular file";
+	default: return strerror(-r);
+	}
 }
 
 int config_load_dir(const char *dir, ProjectConfig **ret, ConfigDiagnostics *diag)
 {
 	_cleanup_free_ char *bbx = NULL, *upsun = NULL, *data = NULL;
+	_cleanup_close_ int dfd = -EBADF, fd_bbx = -EBADF, fd_upsun = -EBADF;
 	const char *chosen;
-	size_t size;
-	bool has_bbx, has_upsun;
-	int r;
+	size_t size = 0;
+	int r, fd;
 
 	if (asprintf(&bbx, "%s/.branchbox/config.yaml", dir) < 0) {
 		bbx = NULL;
@@ -1239,45 +1330,43 @@ int config_load_dir(const char *dir, ProjectConfig **ret, ConfigDiagnostics *dia
 		upsun = NULL;
 		return -ENOMEM;
 	}
-	has_bbx = is_regular(bbx);
-	has_upsun = is_regular(upsun);
-	if (!has_bbx && !has_upsun) {
-		if (diag) {
-			free(diag->file);
-			diag->file = TAKE_PTR(bbx);
-			r = config_diagnostics_add(diag, CONFIG_SEVERITY_ERROR, diag->file, 0, 0, "",
-						   "no config file: neither .branchbox/config.yaml "
-						   "nor .upsun/config.yaml exists in %s",
-						   dir);
-			if (r < 0)
-				return r;
-		}
-		return -ENOENT;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		r = negative_errno();
+		return load_error(diag, bbx, r, "cannot open project directory %s: %s", dir,
+				  strerror(-r));
 	}
-	chosen = has_bbx ? bbx : upsun;
-	if (has_bbx && has_upsun && diag) {
+	fd_bbx = open_beneath(dfd, ".branchbox/config.yaml");
+	fd_upsun = open_beneath(dfd, ".upsun/config.yaml");
+	if (fd_bbx == -ENOENT && fd_upsun == -ENOENT)
+		return load_error(diag, bbx, -ENOENT,
+				  "no config file: neither .branchbox/config.yaml nor "
+				  ".upsun/config.yaml exists in %s",
+				  dir);
+	/* Anything at .branchbox/config.yaml, even unreadable, wins: never fall back silently. */
+	if (fd_bbx != -ENOENT) {
+		chosen = bbx;
+		fd = fd_bbx;
+	} else {
+		chosen = upsun;
+		fd = fd_upsun;
+	}
+	if (fd < 0)
+		return load_error(diag, chosen, fd, "%s", open_error(fd));
+	if (fd_bbx >= 0 && fd_upsun != -ENOENT && diag) {
 		r = config_diagnostics_add(diag, CONFIG_SEVERITY_NOTE, bbx, 0, 0, "",
 					   "both .branchbox/config.yaml and .upsun/config.yaml "
 					   "exist; using .branchbox/config.yaml");
 		if (r < 0)
 			return r;
 	}
-	/* Read one byte past the limit so an oversized file is reported as such. */
-	r = read_full_file(chosen, CONFIG_MAX_INPUT + 1, &data, &size);
+	r = read_full_fd(fd, CONFIG_MAX_INPUT, &data, &size);
 	if (r == -EFBIG)
-		size = CONFIG_MAX_INPUT + 1;
-	else if (r < 0) {
-		if (diag) {
-			free(diag->file);
-			diag->file = strdup(chosen);
-			int k = config_diagnostics_add(diag, CONFIG_SEVERITY_ERROR, chosen, 0, 0, "",
-						       "cannot read: %s", strerror(-r));
-			if (k < 0 || !diag->file)
-				return -ENOMEM;
-		}
-		return r;
-	}
-	return config_parse_buffer(data ? data : "", size, chosen, ret, diag);
+		return load_error(diag, chosen, -EFBIG, "file too large: the limit is %d bytes",
+				  CONFIG_MAX_INPUT);
+	if (r < 0)
+		return load_error(diag, chosen, r, "cannot read: %s", strerror(-r));
+	return config_parse_buffer(data, size, chosen, ret, diag);
 }
 
 /* ---- lifetime and lookups -------------------------------------------------------------- */

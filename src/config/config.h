@@ -5,8 +5,10 @@
  * one ConfigDiagnostic "FILE:LINE:COL: key.path: message" with the position of the offending
  * node; parsing collects all of them (up to CONFIG_DIAG_MAX) instead of stopping at the first.
  *
- * Limits: input at most CONFIG_MAX_INPUT bytes, at most CONFIG_MAX_NODES YAML nodes counted
- * after alias expansion (so alias bombs fail fast), one YAML document per file.
+ * Limits: input at most CONFIG_MAX_INPUT bytes of UTF-8, at most CONFIG_MAX_NODES YAML nodes
+ * counted after alias expansion (so alias bombs fail fast), nesting at most 64 levels, one
+ * YAML document per file. Anchors, aliases and "<<" merge keys work; top-level "x-*" keys are
+ * ignored (a place for anchors). The schema is described in docs/config.md.
  *
  * Ownership: config_parse_buffer()/config_load_dir() hand a ProjectConfig to the caller, who
  * releases it with config_free(). Every string and array in it is owned by the ProjectConfig.
@@ -15,7 +17,9 @@
  *
  * Errors: functions return 0 or a negative errno: -EINVAL when the configuration has errors
  * (the details are in the diagnostics), -ENOENT when a directory has no config file,
- * -EFBIG past the size limit, -ENOMEM. Nothing here prints or exits.
+ * -ELOOP/-EXDEV/-EBADFD when the file is a symlink, leaves the directory or is not a regular
+ * file, -EFBIG past the size limit, -ENOMEM. Every failure but -ENOMEM leaves at least one
+ * error in the diagnostics when they were passed. Nothing here prints or exits.
  * Thread-safety: no global state; distinct objects may be used from distinct threads.
  */
 #pragma once
@@ -38,20 +42,20 @@ typedef enum ConfigSeverity {
 
 typedef struct ConfigDiagnostic {
 	ConfigSeverity severity;
-	char *file;	  /* as given to the parser; never NULL */
-	unsigned line;	  /* 1-based; 0 when the message is about the whole file */
-	unsigned column;  /* 1-based; 0 when unknown */
-	char *path;	  /* dotted key path, e.g. "applications.web.type"; "" for the document */
+	char *file;	 /* as given to the parser; never NULL */
+	unsigned line;	 /* 1-based; 0 when the message is about the whole file */
+	unsigned column; /* 1-based; 0 when unknown */
+	char *path;	 /* dotted key path, e.g. "applications.web.type"; "" for the document */
 	char *message;
 } ConfigDiagnostic;
 
 typedef struct ConfigDiagnostics {
 	ConfigDiagnostic *items;
 	size_t n_items;
-	size_t n_errors;  /* items with CONFIG_SEVERITY_ERROR */
+	size_t n_errors;   /* items with CONFIG_SEVERITY_ERROR */
 	size_t max_errors; /* 0 means CONFIG_DIAG_MAX */
-	bool truncated;	  /* more errors were found than max_errors */
-	char *file;	  /* the file last parsed (set by the parse functions); owned */
+	bool truncated;	   /* more errors were found than max_errors */
+	char *file;	   /* the file last parsed (set by the parse functions); owned */
 } ConfigDiagnostics;
 
 void config_diagnostics_init(ConfigDiagnostics *diag);
@@ -72,7 +76,7 @@ typedef struct ConfigPosition {
 } ConfigPosition;
 
 typedef struct ConfigResources {
-	uint32_t cpu_millis;   /* 0.5 CPU -> 500 */
+	uint32_t cpu_millis; /* 0.5 CPU -> 500 */
 	uint64_t memory_bytes;
 } ConfigResources;
 
@@ -101,15 +105,15 @@ typedef struct ConfigVariable {
 
 typedef struct ConfigApplication {
 	char *name;
-	char *source_root;	/* relative, normalized; "." by default */
-	char *type;		/* "python:3.11" */
-	char *runtime;		/* "python" */
-	char *runtime_version;	/* "3.11" */
+	char *source_root;     /* relative, normalized; "." by default */
+	char *type;	       /* "python:3.11" */
+	char *runtime;	       /* "python" */
+	char *runtime_version; /* "3.11" */
 	ConfigPosition type_pos;
 	bool has_web;
-	char *web_start;	/* required when has_web */
-	uint16_t web_port;	/* the PORT given to the app; CONFIG_DEFAULT_WEB_PORT by default */
-	char *web_healthcheck;	/* "/" by default */
+	char *web_start;       /* required when has_web */
+	uint16_t web_port;     /* the PORT given to the app; CONFIG_DEFAULT_WEB_PORT by default */
+	char *web_healthcheck; /* "/" by default */
 	char *hook_build, *hook_deploy, *hook_post_deploy; /* NULL when absent */
 	ConfigRelationship *relationships;
 	size_t n_relationships;
@@ -128,7 +132,7 @@ typedef enum ConfigServiceKind {
 
 typedef struct ConfigService {
 	char *name;
-	char *type;    /* "postgresql:15" */
+	char *type; /* "postgresql:15" */
 	ConfigServiceKind kind;
 	char *version; /* "15" */
 	uint64_t disk_bytes;
@@ -153,14 +157,14 @@ typedef struct ConfigStep {
 	char *http_path;	/* HTTP */
 	unsigned expect_status; /* HTTP, 200 by default */
 	char *expect_body_contains; /* HTTP, optional */
-	bool has_expect_rows;	/* SQL validate: expect_rows given */
+	bool has_expect_rows;	    /* SQL validate: expect_rows given */
 	uint64_t expect_rows;
-	char *expect_value;	/* SQL validate: optional */
+	char *expect_value; /* SQL validate: optional */
 } ConfigStep;
 
 typedef struct ConfigEgressRule {
-	char *host;	/* DNS name or IP literal (IPv6 without brackets) */
-	uint16_t port;	/* 0: any port */
+	char *host;    /* DNS name or IP literal (IPv6 without brackets) */
+	uint16_t port; /* 0: any port */
 } ConfigEgressRule;
 
 typedef struct ConfigBudget {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "sandbox-cgroup.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -29,6 +30,12 @@ static const char *const v1_controllers[_SANDBOX_CG_MAX] = {
 	[SANDBOX_CG_CPU] = "cpu",
 	[SANDBOX_CG_FREEZER] = "freezer",
 };
+
+static void closedirp(DIR **d)
+{
+	if (*d)
+		closedir(*d);
+}
 
 static void nsleep(long ns)
 {
@@ -160,7 +167,37 @@ static int name_check(const char *name)
 /* v2: make memory, pids and cpu available to the children of dir. */
 static int v2_enable(const char *dir, BbxError *err)
 {
-	int r = cg_write(dir, "cgroup.subtree_control", "+memory +pids +cpu");
+	/*
+	 * Enable only what this level offers: a hierarchy without a controller can still hold
+	 * sandboxes without that limit (asking for the limit then fails when it is written).
+	 * A missing cgroup.controllers only happens in unit tests' plain directory trees.
+	 */
+	_cleanup_free_ char *p = path_join(dir, "cgroup.controllers");
+	_cleanup_free_ char *avail = NULL;
+	if (!p)
+		return -ENOMEM;
+	char want[64] = "";
+	if (read_full_file(p, 4096, &avail, NULL) < 0)
+		snprintf(want, sizeof(want), "+memory +pids +cpu");
+	else {
+		static const char *const names[] = {"memory", "pids", "cpu"};
+		for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+			size_t n = strlen(names[i]);
+			for (const char *w = avail; *w;) {
+				size_t len = strcspn(w, " \n");
+				if (len == n && !strncmp(w, names[i], n)) {
+					size_t used = strlen(want);
+					snprintf(want + used, sizeof(want) - used, "%s+%s",
+						 used ? " " : "", names[i]);
+				}
+				w += len;
+				w += strspn(w, " \n");
+			}
+		}
+	}
+	if (!want[0])
+		return 0;
+	int r = cg_write(dir, "cgroup.subtree_control", want);
 	if (r < 0)
 		return bbx_error_set(err, r, "setup", "cgroup: %s/cgroup.subtree_control: %s", dir,
 				     strerror(-r));
@@ -457,6 +494,49 @@ bool sandbox_cgroup_is_empty(const SandboxCgroup *cg)
 			return false;
 	}
 	return true;
+}
+
+static int prune_dir(const char *parent)
+{
+	_cleanup_(closedirp) DIR *d = opendir(parent);
+	int n = 0;
+	if (!d)
+		return 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		int pid;
+		unsigned seq;
+		char tail;
+		if (de->d_type != DT_DIR ||
+		    sscanf(de->d_name, "sb-%d-%u%c", &pid, &seq, &tail) != 2 || pid <= 0)
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		_cleanup_free_ char *p = path_join(parent, de->d_name);
+		if (p && rmdir(p) == 0)
+			n++;
+	}
+	return n;
+}
+
+int sandbox_cgroup_prune_stale(const char *root)
+{
+	SandboxCgroupMode mode;
+	_cleanup_free_ char *base = NULL;
+	int n = 0;
+	if (sandbox_cgroup_detect(root, &mode, &base) < 0)
+		return 0;
+	if (mode == SANDBOX_CGROUP_V2) {
+		_cleanup_free_ char *p = path_join(base, CG_PARENT);
+		return p ? prune_dir(p) : -ENOMEM;
+	}
+	for (size_t i = 0; i < _SANDBOX_CG_MAX; i++) {
+		_cleanup_free_ char *p = NULL;
+		if (asprintf(&p, "%s/%s/" CG_PARENT, base, v1_controllers[i]) < 0)
+			return -ENOMEM;
+		n += prune_dir(p);
+	}
+	return n;
 }
 
 int sandbox_cgroup_remove(const SandboxCgroup *cg, BbxError *err)

@@ -68,5 +68,11 @@ int sandbox_cgroup_kill(const SandboxCgroup *cg);
 bool sandbox_cgroup_is_empty(const SandboxCgroup *cg);
 /* Kill what is left and rmdir every directory, retrying briefly while tasks are exiting. */
 int sandbox_cgroup_remove(const SandboxCgroup *cg, BbxError *err);
+/*
+ * Remove empty "sb-<pid>-<n>" cgroups (the automatic names of sandbox_spawn()) whose owner
+ * pid no longer exists: left behind when an owner was killed before it could clean up.
+ * Returns how many were removed. Busy or foreign directories are left alone.
+ */
+int sandbox_cgroup_prune_stale(const char *root);
 SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg);
 DEFINE_TRIVIAL_CLEANUP_FUNC(SandboxCgroup *, sandbox_cgroup_free)

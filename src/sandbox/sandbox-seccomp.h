@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The sandbox's seccomp filter, built with libseccomp in the calling process and exported as
- * a raw BPF program, so the child only needs the seccomp(2) syscall (no allocation after clone).
+ * The sandbox's seccomp filter, built with libseccomp and exported as a raw BPF program, so the
+ * child only needs the seccomp(2) syscall (no allocation after clone). The build runs this once
+ * (sandbox-seccomp-gen) and embeds the program in sandbox-seccomp-bpf.h; spawns copy that.
  *
  * Policy: default allow, an explicit deny list returning EPERM (Docker's default profile plus
  * io_uring, namespace flags of clone, TIOCSTI/TIOCLINUX with a 32-bit masked compare, socket

@@ -3,11 +3,17 @@
  * Sandbox: run one process tree in a fail-closed, kernel-isolated box (DESIGN.md section 5).
  *
  * sandbox_spawn() builds a plan in the calling process (all allocation, path strings, the
- * generated /etc, the seccomp BPF program, the cgroup), then clones a child into fresh mount,
- * pid, ipc, uts, net (or a given netns) and cgroup namespaces. The child builds a tmpfs root,
- * pivots into it, drops to an unprivileged uid with no capabilities, applies no_new_privs,
- * Landlock and seccomp, and becomes a small pid-1 init that runs the command. Any failed step
- * aborts before exec; the step, path and errno come back to the caller in the BbxError.
+ * generated /etc, a copy of the prebuilt seccomp BPF program, the cgroup), then clones a child
+ * into fresh mount, pid, ipc, uts, net (or a given netns) and cgroup namespaces. The child
+ * builds a tmpfs root, pivots into it, drops to an unprivileged uid with no capabilities,
+ * applies no_new_privs, Landlock and seccomp, and becomes a small pid-1 init that runs the
+ * command. Any failed step aborts before exec; the step, path and errno come back to the
+ * caller in the BbxError.
+ *
+ * /etc is generated (passwd, group, hosts, hostname, an empty resolv.conf, nsswitch.conf; no
+ * shadow); only secret-free host files are bound read-only into it: ld.so.cache (fast exec),
+ * alternatives (Debian's awk, editor... symlinks), ssl/certs (TLS trust anchors), services and
+ * protocols. /sys is a fresh read-only sysfs of the sandbox's netns with /sys/firmware masked.
  *
  * Ownership: the spec and everything it points to stay owned by the caller and are only read
  * during sandbox_spawn(). The returned Sandbox is owned by the caller: sandbox_free() kills

@@ -440,7 +440,7 @@ int pool_init(const char *state_dir, const PoolOptions *opts, bool *ret_already,
 		/* Our own filesystem: qgroups give per-volume exclusive/shared bytes. */
 		rec.quotas = mfd >= 0 && storage_btrfs_enable_quotas(mfd) >= 0;
 	} else {
-		rec.root = path_join(where, opts->path ? "volumes" : "volumes");
+		rec.root = path_join(where, "volumes");
 		if (!rec.root) {
 			r = -ENOMEM;
 			goto fail;

@@ -250,6 +250,11 @@ int storage_freezer_files_freeze(void *userdata)
 		}
 		if (all)
 			return 0;
+		/* v1 only retries tasks it missed (forked meanwhile, or busy in the kernel)
+		 * when FROZEN is written again. */
+		for (char **f = files; tries % 10 == 9 && f && *f; f++)
+			if (ends_with(*f, "freezer.state"))
+				(void)freezer_write(*f, true);
 		(void)nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
 	}
 	(void)storage_freezer_files_thaw(userdata);

@@ -9,3 +9,5 @@
 #include <stdint.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* Read by LeakSanitizer at startup (lsan-suppressions.c). */
+const char *__lsan_default_suppressions(void);

@@ -342,7 +342,11 @@ def test_pool_init_info_destroy(btrfs_pool):
     assert p.returncode == 1 and "already initialized with driver btrfs" in p.stderr
     # an unmounted pool is remounted by the next command
     run("umount", os.path.join(pool.state, "pool", "mnt"))
-    assert run("losetup", "-j", info["image"]).stdout == ""  # autoclear freed the device
+    # autoclear frees the device once the last reference goes, which can lag the umount
+    deadline = time.time() + 10
+    while run("losetup", "-j", info["image"]).stdout and time.time() < deadline:
+        time.sleep(0.1)
+    assert run("losetup", "-j", info["image"]).stdout == ""
     assert "remounted" in pool.info()["status"]
     pool.bb("volume", "create", "x")
     p = pool.bb("pool", "destroy", check=False)

@@ -15,6 +15,8 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +28,9 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/shm.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -441,6 +445,47 @@ static int probe_balloon(long mb)
 	return 0;
 }
 
+/* Abstract unix socket: listen on "@name" for a while, or try to connect to it. */
+static int probe_abstract(const char *name, bool listen_mode, long seconds)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	size_t n = strlen(name);
+	if (n + 1 >= sizeof(sa.sun_path))
+		return 2;
+	memcpy(sa.sun_path + 1, name, n);
+	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		result("socket", -1);
+		return 0;
+	}
+	if (listen_mode) {
+		int r = bind(s, (struct sockaddr *)&sa, len);
+		if (r == 0)
+			r = listen(s, 4);
+		result("listen", r);
+		sleep((unsigned)seconds);
+	} else {
+		errno = 0;
+		result("connect", connect(s, (struct sockaddr *)&sa, len));
+	}
+	close(s);
+	return 0;
+}
+
+/* SysV shared memory: create a segment with key, or look for it. */
+static int probe_sysv(long key, bool create, long seconds)
+{
+	errno = 0;
+	int id = shmget((key_t)key, 4096, create ? IPC_CREAT | IPC_EXCL | 0666 : 0);
+	result(create ? "shm_create" : "shm_find", id);
+	if (create && id >= 0) {
+		sleep((unsigned)seconds);
+		shmctl(id, IPC_RMID, NULL);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -483,6 +528,15 @@ int main(int argc, char **argv)
 		return probe_forkbomb(strtol(arg, NULL, 10));
 	if (!strcmp(name, "balloon") && arg)
 		return probe_balloon(strtol(arg, NULL, 10));
+	if (!strcmp(name, "abstract-listen") && arg)
+		return probe_abstract(arg, true, argc > 3 ? strtol(argv[3], NULL, 10) : 5);
+	if (!strcmp(name, "abstract-connect") && arg)
+		return probe_abstract(arg, false, 0);
+	if (!strcmp(name, "shm-create") && arg)
+		return probe_sysv(strtol(arg, NULL, 10), true,
+				  argc > 3 ? strtol(argv[3], NULL, 10) : 5);
+	if (!strcmp(name, "shm-find") && arg)
+		return probe_sysv(strtol(arg, NULL, 10), false, 0);
 	if (!strcmp(name, "sleep") && arg) {
 		sleep((unsigned)strtol(arg, NULL, 10));
 		return 0;

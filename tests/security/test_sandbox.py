@@ -274,6 +274,8 @@ def test_other_sandboxes_are_invisible():
         assert marker not in b.stdout
         pids = [l.split()[1] for l in b.stdout.splitlines() if l.startswith("pid ")]
         assert sorted(pids, key=int) == ["1", "2"], b.stdout
+        # The init is a clone of the CLI: its command line (the owner's argv) is wiped.
+        assert "sandbox run" not in b.stdout and "--ro" not in b.stdout, b.stdout
     finally:
         a.kill()
         a.wait()
@@ -385,3 +387,93 @@ def test_closed_stdin_gets_dev_null_not_a_cli_fd():
                        preexec_fn=lambda: os.close(0))
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "/dev/null", p.stdout
+
+
+def test_owner_environment_and_memory_unreachable():
+    # The init is a clone of the owner (here the CLI; in production the daemon, whose
+    # environment and heap may hold secrets). It is not dumpable after dropping to the
+    # sandbox uid, so its environ and memory stay closed to the sandbox's processes.
+    env = dict(os.environ, BBX_TEST_SECRET="bbx_secret_value")
+    for path in ("/proc/1/environ", "/proc/1/mem"):
+        p = sandbox([], ["read", path], env=env)
+        assert p.returncode == 0, p.stderr
+        assert parse(p.stdout).get("read") == "EACCES", (path, p.stdout)
+        assert "bbx_secret_value" not in p.stdout
+    # Control: on the host the owner's environment is readable by root.
+    ctl = subprocess.run([PROBE, "read", f"/proc/{os.getpid()}/environ"], capture_output=True,
+                         text=True)
+    assert int(parse(ctl.stdout).get("bytes", "0")) > 0
+
+
+def _start_holder(probe_args):
+    """Start a sandbox running a probe that holds something open; wait for its first line."""
+    a = subprocess.Popen([BIN, "sandbox", "run", "--ro", f"{PROBE}:/probe", "--", "/probe"] +
+                         probe_args, stdout=subprocess.PIPE, text=True)
+    first = a.stdout.readline()
+    return a, first
+
+
+def _control_pair(first, second):
+    """Positive control: both probes in one private namespace set, outside any sandbox."""
+    script = f"{PROBE} {first} & sleep 0.5; {PROBE} {second}; wait"
+    p = subprocess.run(UNSHARE + ["--ipc", "/bin/sh", "-c", script], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return parse(p.stdout)
+
+
+def test_abstract_sockets_of_another_sandbox_unreachable():
+    name = "bbx-abstract-%d" % os.getpid()
+    a, first = _start_holder(["abstract-listen", name, "20"])
+    try:
+        assert first.strip() == "listen ok", first
+        res = inside(["abstract-connect", name])
+        assert res.get("connect") == "ECONNREFUSED", res
+    finally:
+        a.kill()
+        a.wait()
+    ctl = _control_pair(f"abstract-listen {name} 2", f"abstract-connect {name}")
+    assert ctl.get("connect") == "ok", ctl
+
+
+def test_sysv_ipc_of_another_sandbox_invisible():
+    key = str(0x6262000 + os.getpid() % 4096)
+    a, first = _start_holder(["shm-create", key, "20"])
+    try:
+        assert first.strip() == "shm_create ok", first
+        res = inside(["shm-find", key])
+        assert res.get("shm_find") == "ENOENT", res
+    finally:
+        a.kill()
+        a.wait()
+    ctl = _control_pair(f"shm-create {key} 2", f"shm-find {key}")
+    assert ctl.get("shm_find") == "ok", ctl
+
+
+def test_killed_owner_takes_the_tree_with_it():
+    a = subprocess.Popen([BIN, "sandbox", "run", "--", "/bin/sleep", "60"])
+    try:
+        tree = []
+        for _ in range(200):
+            init = _children(a.pid)
+            tree = init + (_children(init[0]) if init else [])
+            if len(tree) >= 2:
+                break
+            time.sleep(0.02)
+        assert len(tree) >= 2
+        cg = "/sys/fs/cgroup/pids/branchbox/sb-%d-0" % a.pid
+    finally:
+        a.kill()  # SIGKILL: the CLI gets no chance to clean up
+        a.wait()
+    # The init notices its owner is gone (pipe HUP / parent-death signal) and the
+    # namespace goes with it.
+    for _ in range(500):
+        if not any(os.path.exists(f"/proc/{p}") for p in tree):
+            break
+        time.sleep(0.01)
+    assert not any(os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read()
+                   for p in tree)
+    # The next run prunes the cgroup the killed CLI left behind.
+    if os.path.isdir("/sys/fs/cgroup/pids/branchbox"):
+        assert subprocess.run([BIN, "sandbox", "run", "--", "/bin/true"]).returncode == 0
+        assert not os.path.exists(cg)

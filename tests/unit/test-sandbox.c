@@ -31,6 +31,7 @@
 #include "file-util.h"
 #include "macro.h"
 #include "sandbox-cgroup.h"
+#include "sandbox-seccomp-bpf.h"
 #include "sandbox-seccomp.h"
 #include "sandbox.h"
 
@@ -159,6 +160,22 @@ static void test_cgroup_v1(void **state)
 	assert_int_equal(sandbox_cgroup_remove(cg, NULL), 0);
 	assert_int_equal(access(want, F_OK), -1);
 	sandbox_cgroup_free(cg);
+
+	/* Leftovers of a dead owner go; a live owner's and foreign names stay. */
+	char dead[64], live[64];
+	snprintf(dead, sizeof(dead), "memory/branchbox/sb-%d-3", 99999999);
+	snprintf(live, sizeof(live), "pids/branchbox/sb-%d-0", (int)getpid());
+	mkdirf(root, dead);
+	mkdirf(root, live);
+	mkdirf(root, "cpu/branchbox/env-keep");
+	mkdirf(root, "cpu/branchbox/sb-1x-2");
+	assert_int_equal(sandbox_cgroup_prune_stale(root), 1);
+	_cleanup_free_ char *dead_p = join(root, dead);
+	_cleanup_free_ char *live_p = join(root, live);
+	_cleanup_free_ char *keep_p = join(root, "cpu/branchbox/env-keep");
+	assert_int_equal(access(dead_p, F_OK), -1);
+	assert_int_equal(access(live_p, F_OK), 0);
+	assert_int_equal(access(keep_p, F_OK), 0);
 	assert_int_equal(rm_rf(root), 0);
 }
 
@@ -233,6 +250,17 @@ static void test_seccomp_build_archs(void **state)
 		free(prog);
 	}
 	assert_int_equal(sandbox_seccomp_build(0xdeadbeef, NULL, NULL, NULL) < 0, 1);
+}
+
+static void test_seccomp_prebuilt_is_current(void **state)
+{
+	/* The program embedded at build time is exactly what the policy builds now. */
+	struct sock_filter *prog = NULL;
+	size_t len = 0;
+	assert_int_equal(sandbox_seccomp_build(0, &prog, &len, NULL), 0);
+	assert_int_equal(len, ELEMENTSOF(sandbox_seccomp_prebuilt));
+	assert_memory_equal(prog, sandbox_seccomp_prebuilt, sizeof(sandbox_seccomp_prebuilt));
+	free(prog);
 }
 
 #if defined(__x86_64__)
@@ -360,6 +388,7 @@ int main(void)
 		cmocka_unit_test(test_cgroup_v2),
 		cmocka_unit_test(test_seccomp_build_archs),
 		cmocka_unit_test(test_seccomp_native_behaviour),
+		cmocka_unit_test(test_seccomp_prebuilt_is_current),
 		cmocka_unit_test(test_landlock_abi),
 		cmocka_unit_test(test_spawn_rejects),
 	};

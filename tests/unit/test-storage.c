@@ -408,6 +408,45 @@ static void test_freeze_callbacks(void **state)
 	assert_int_equal(rm_rf(d), 0);
 }
 
+static void test_freezer_files(void **state)
+{
+	_cleanup_free_ char *d = make_tmpdir();
+	_cleanup_close_ int fd = open_dir(d);
+	StrBuf a = STRBUF_INIT, b = STRBUF_INIT;
+	/* regular files stand in for cgroupfs: v1 reads back what was written, v2 reports
+	 * "frozen 1" in cgroup.events */
+	write_file(fd, "freezer.state", "THAWED\n");
+	assert_int_equal(mkdirat(fd, "v2", 0755), 0);
+	write_file(fd, "v2/cgroup.freeze", "0\n");
+	write_file(fd, "v2/cgroup.events", "populated 1\nfrozen 1\n");
+	assert_int_equal(strbuf_appendf(&a, "%s/freezer.state", d), 0);
+	assert_int_equal(strbuf_appendf(&b, "%s/v2/cgroup.freeze", d), 0);
+	char *files[] = { a.buf, b.buf, NULL };
+	assert_int_equal(storage_freezer_files_freeze(files), 0);
+	_cleanup_free_ char *s1 = NULL, *s2 = NULL;
+	assert_int_equal(read_full_file(a.buf, 100, &s1, NULL), 0);
+	assert_int_equal(read_full_file(b.buf, 100, &s2, NULL), 0);
+	assert_int_equal(strncmp(s1, "FROZEN", 6), 0);
+	assert_int_equal(s2[0], '1');
+	assert_int_equal(storage_freezer_files_thaw(files), 0);
+	free(s1);
+	free(s2);
+	assert_int_equal(read_full_file(a.buf, 100, &s1, NULL), 0);
+	assert_int_equal(read_full_file(b.buf, 100, &s2, NULL), 0);
+	assert_int_equal(strncmp(s1, "THAWED", 6), 0);
+	assert_int_equal(s2[0], '0');
+	/* an unknown file is refused, and what was frozen is thawed again */
+	char *bad[] = { a.buf, (char *)"/nonexistent/cgroup.procs", NULL };
+	assert_int_equal(storage_freezer_files_freeze(bad), -EINVAL);
+	free(s1);
+	s1 = NULL;
+	assert_int_equal(read_full_file(a.buf, 100, &s1, NULL), 0);
+	assert_int_equal(strncmp(s1, "THAWED", 6), 0);
+	strbuf_done(&a);
+	strbuf_done(&b);
+	assert_int_equal(rm_rf(d), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -419,6 +458,7 @@ int main(void)
 		cmocka_unit_test(test_reflink_driver),
 		cmocka_unit_test(test_pool_copy),
 		cmocka_unit_test(test_freeze_callbacks),
+		cmocka_unit_test(test_freezer_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
