@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, Daemon, run
+from conftest import BIN, Daemon, make_repo, run
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -107,7 +107,10 @@ def test_serve_errors_are_clear(tmpdir_path):
     assert p.returncode == 2 and "--repo PATH is required" in p.stderr
     p = run("serve", "--repo", "/nonexistent/repo", "--state", tmpdir_path, check=False)
     assert p.returncode == 1 and "/nonexistent/repo" in p.stderr
-    p = run("serve", "--repo", tmpdir_path, "--state", tmpdir_path + "/s", "--listen", "nonsense", check=False)
+    p = run("serve", "--repo", tmpdir_path, "--state", tmpdir_path + "/s", check=False)
+    assert p.returncode == 1 and "is not a git repository" in p.stderr
+    repo = make_repo(os.path.join(tmpdir_path, "repo"))
+    p = run("serve", "--repo", repo, "--state", tmpdir_path + "/s", "--listen", "nonsense", check=False)
     assert p.returncode == 1 and "ADDRESS:PORT" in p.stderr
 
 
