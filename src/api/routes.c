@@ -62,6 +62,8 @@ static bool pattern_match(const char *pattern, const char *path, char *buf, size
 		p++;
 		s++;
 	}
+	if (p[0] == '*' && p[1] == '\0')
+		return true;
 	return *p == '\0' && (*s == '\0' || *s == '?');
 }
 

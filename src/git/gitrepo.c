@@ -1304,7 +1304,7 @@ int gitrepo_merge(GitRepo *r, const char *base, const char *head, const char *au
 	git_merge_options opts = GIT_MERGE_OPTIONS_INIT;
 	GitMergeResult res = {0};
 	git_oid tree_id, new_id;
-	bool anc;
+	bool anc = false;
 	int k, g;
 
 	REPO_LOCK(r);

@@ -118,7 +118,7 @@ static int read_user_version(Store *s, int *ret, BbxError *err)
 
 static int migrate(Store *s, int target, BbxError *err)
 {
-	int v, r;
+	int v = 0, r;
 
 	r = read_user_version(s, &v, err);
 	if (r < 0)

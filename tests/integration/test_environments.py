@@ -128,6 +128,8 @@ def test_production_deploys_and_serves(prod):
     assert states == {"db": "running", "cache": "running", "web": "running"}
     status, body = call(prod, "GET", "/preview/main/healthz")
     assert status == 200 and body.strip() == b"ok"
+    status, body = call(prod, "GET", "/preview/main/")
+    assert status == 200 and b"<h1>" in body
     status, body = call(prod, "POST", "/preview/main/api/todos", {"title": "from production"})
     assert status in (200, 201), body
     status, body = call(prod, "GET", "/preview/main/api/todos")
