@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "build-config.h"
 #include "parse.h"
 #include "policy.h"
 #include "strbuf.h"
@@ -37,8 +38,12 @@ struct ApiServer {
 
 /* Per-request state across libmicrohttpd's access-handler calls. */
 typedef struct Exchange {
+	Listener *listener;
 	StrBuf body;
 	bool too_large;
+	bool started;		/* the access handler saw the headers */
+	bool dispatched;	/* the request went through dispatch() and was audited there */
+	char url[256];		/* as first seen, truncated, for requests the HTTP layer rejects */
 } Exchange;
 
 const char *api_request_header(const ApiRequest *req, const char *name)
@@ -284,6 +289,29 @@ static void dispatch(Listener *l, struct MHD_Connection *c, const char *method, 
 		.connection = c,
 	};
 	request_digest(method, url, req.body, req.body_len, digest);
+	req.request_digest = digest;
+	ex->dispatched = true;
+
+#if BRANCHBOX_BENCH_NOAUTH
+	/* Bench-only build: no authentication, authorization or audit at all. */
+	{
+		const ApiRoute *br = api_route_match(method, url, pathbuf, sizeof(pathbuf), req.params,
+						     &path_matched);
+		principal.kind = PRINCIPAL_ROOT;
+		principal.verbs = VERB_ALL;
+		snprintf(principal.name, sizeof(principal.name), "root");
+		if (br)
+			r = br->handler(&req, resp);
+		else
+			api_reply_error(resp, 404, "not_found", "no such route: %s %s", method, url);
+		if (resp->status == 0)
+			api_reply_error(resp, 500, "internal", "handler produced no answer");
+		(void)decision;
+		(void)err;
+		(void)outcome;
+		return;
+	}
+#endif
 
 	const ApiRoute *route = NULL;
 	if (strlen(url) > API_MAX_URL) {
@@ -387,6 +415,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 		if (!ex)
 			return MHD_NO;
 		*con_cls = ex;
+	}
+	if (!ex->started) {
+		ex->started = true;
 		return MHD_YES;
 	}
 	if (*upload_data_size > 0) {
@@ -415,9 +446,48 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	Exchange *ex = *con_cls;
 	if (!ex)
 		return;
+#if !BRANCHBOX_BENCH_NOAUTH
+	if (!ex->started && !ex->dispatched && ex->listener) {
+		/*
+		 * libmicrohttpd answered this request itself (oversized or malformed headers, 431
+		 * or 400) or the client left mid-headers: the request never reached dispatch(),
+		 * but it is still a request, so it gets its record.
+		 */
+		char request_id[33], outcome[32];
+		unsigned char rid[16];
+		Principal anon = { 0 };
+		randombytes_buf(rid, sizeof(rid));
+		sodium_bin2hex(request_id, sizeof(request_id), rid, sizeof(rid));
+		snprintf(outcome, sizeof(outcome), "rejected");
+		AuditRecord rec = {
+			.request_id = request_id,
+			.principal = &anon,
+			.interface = ex->listener->origin == ORIGIN_UNIX_SOCKET ? "cli" : "http",
+			.action = "request",
+			.resource = ex->url,
+			.decision = "deny",
+			.reason = toe == MHD_REQUEST_TERMINATED_WITH_ERROR
+					  ? "rejected by the HTTP layer (headers too large or malformed)"
+					  : "connection closed before the request was complete",
+			.outcome = outcome,
+		};
+		(void)audit_append(ex->listener->server->core, &rec, NULL, NULL);
+	}
+#endif
 	strbuf_done(&ex->body);
 	free(ex);
 	*con_cls = NULL;
+}
+
+/* Called once the request line is read, before the headers: the earliest point of a request. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	Exchange *ex = calloc(1, sizeof(*ex));
+	if (!ex)
+		return NULL;
+	ex->listener = cls;
+	snprintf(ex->url, sizeof(ex->url), "%s", uri ? uri : "");
+	return ex;
 }
 
 static int listener_start(Listener *l, int fd, BbxError *err, const char *what)
@@ -427,6 +497,7 @@ static int listener_start(Listener *l, int fd, BbxError *err, const char *what)
 				  0, NULL, NULL, on_access, l,
 				  MHD_OPTION_LISTEN_SOCKET, fd,
 				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+				  MHD_OPTION_URI_LOG_CALLBACK, on_uri, l,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
 				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)0,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,

@@ -14,6 +14,8 @@ typedef struct Core Core;
 typedef struct CoreOptions {
 	const char *state_dir;	/* required; created 0700 if missing */
 	const char *repo_path;	/* required; the git repository production is built from */
+	const char *production_branch;	/* production's environment name; NULL = "main" */
+	int64_t agent_token_max_ttl;	/* seconds; 0 = 30 days */
 } CoreOptions;
 
 int core_new(const CoreOptions *opts, Core **ret, BbxError *err);
@@ -23,3 +25,5 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Core *, core_free)
 const char *core_state_dir(Core *c);
 const char *core_repo_path(Core *c);
 Store *core_store(Core *c);
+const char *core_production_branch(Core *c);
+int64_t core_agent_token_max_ttl(Core *c);
