@@ -12,6 +12,8 @@ static const CliVerb verbs[] = {
 	{ "serve", "run the daemon", verb_serve },
 	{ "status", "check the daemon and show who you are to it", verb_status },
 	{ "version", "print the version", verb_version },
+	{ "token", "mint, list and revoke scoped tokens", verb_token },
+	{ "audit", "read, checkpoint and verify the audit ledger", verb_audit },
 };
 
 static void help(FILE *f)

@@ -24,6 +24,10 @@ enum {
 int verb_serve(int argc, char **argv);
 int verb_status(int argc, char **argv);
 int verb_version(int argc, char **argv);
+int verb_token(int argc, char **argv);
+int verb_audit(int argc, char **argv);
+/* Strip "--state DIR" given before a subcommand; returns DIR or NULL. */
+const char *cli_take_leading_state(int *argc, char **argv);
 
 /* Print "branchbox VERB: unknown option/usage" hint and return EXIT_USAGE. */
 int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
