@@ -83,14 +83,14 @@ static bool environment_exists(Core *c, const char *name)
 
 	if (!strcmp(name, core_production_branch(c)))
 		return true;
-	store_lock(s);
-	if (sqlite3_prepare_v2(store_db(s), "SELECT 1 FROM environments WHERE name = ?", -1, &st, NULL) ==
+	store_read_lock(s);
+	if (sqlite3_prepare_v2(store_read_db(s), "SELECT 1 FROM environments WHERE name = ?", -1, &st, NULL) ==
 	    SQLITE_OK) {
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 		found = sqlite3_step(st) == SQLITE_ROW;
 	}
 	sqlite3_finalize(st);
-	store_unlock(s);
+	store_read_unlock(s);
 	return found;
 }
 

@@ -66,77 +66,6 @@ static void now_iso(char *buf, size_t size)
 	snprintf(buf + n, size - n, ".%06ldZ", ts.tv_nsec / 1000);
 }
 
-static int audit_head(Store *s, int64_t *ret_size, char prev[65], BbxError *err)
-{
-	sqlite3_stmt *st = NULL;
-	int rc;
-
-	*ret_size = 0;
-	snprintf(prev, 65, "%s", AUDIT_GENESIS_HASH);
-	rc = sqlite3_prepare_v2(store_db(s), "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", -1,
-				&st, NULL);
-	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		*ret_size = sqlite3_column_int64(st, 0);
-		snprintf(prev, 65, "%s", (const char *)sqlite3_column_text(st, 1));
-		rc = SQLITE_DONE;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return store_error(s, rc, "audit head", err);
-	return 0;
-}
-
-int audit_append_locked(Core *c, const AuditRecord *r, int64_t *ret_seq, BbxError *err)
-{
-	Store *s = core_store(c);
-	sqlite3 *db = store_db(s);
-	sqlite3_stmt *st = NULL;
-	char prev[65], hash[65], seq_s[24], time_s[40];
-	const Principal *p = r->principal;
-	const char *token_id = p && p->token_id[0] ? p->token_id : NULL;
-	int64_t seq;
-	int rc, ret;
-
-	ret = audit_head(s, &seq, prev, err);
-	if (ret < 0)
-		return ret;
-	seq++;
-	now_iso(time_s, sizeof(time_s));
-	snprintf(seq_s, sizeof(seq_s), "%lld", (long long)seq);
-
-	const char *f[_F_MAX] = {
-		[F_SEQ] = seq_s, [F_TIME] = time_s, [F_REQUEST_ID] = r->request_id,
-		[F_PRINCIPAL] = principal_label(p), [F_TOKEN_ID] = token_id,
-		[F_INTERFACE] = r->interface, [F_ACTION] = r->action, [F_RESOURCE] = r->resource,
-		[F_DECISION] = r->decision, [F_REASON] = r->reason, [F_DIGEST] = r->request_digest,
-		[F_OUTCOME] = r->outcome, [F_PREV] = prev,
-	};
-	ret = fields_hash(f, hash);
-	if (ret < 0)
-		return ret;
-
-	rc = sqlite3_prepare_v2(db,
-				"INSERT INTO audit (seq, time, request_id, principal, token_id, interface, action, "
-				"resource, decision, reason, request_digest, outcome, prev_hash, hash) "
-				"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-				-1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, seq);
-		for (int i = F_TIME; i < _F_MAX; i++)
-			sqlite3_bind_text(st, i + 1, f[i], -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 14, hash, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return store_error(s, rc, "audit append", err);
-	if (ret_seq)
-		*ret_seq = seq;
-	return 0;
-}
-
-/* --- group commit ------------------------------------------------------------------- */
-
 typedef struct Pending {
 	const AuditRecord *rec;	/* the appender waits, so its strings outlive the batch */
 	int result;
@@ -154,7 +83,123 @@ struct AuditQueue {
 	bool stop;
 	bool running;
 	pthread_t thread;
+	/* Prepared once, used only under the store lock: parsing SQL per record was a
+	 * measurable share of an audited request. */
+	sqlite3_stmt *head_st;
+	sqlite3_stmt *insert_st;
 };
+
+#define SQL_HEAD "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+#define SQL_INSERT "INSERT INTO audit (seq, time, request_id, principal, token_id, interface, action, " \
+		   "resource, decision, reason, request_digest, outcome, prev_hash, hash) " \
+		   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+/* A cached statement (reset) or a fresh one the caller finalizes (*fresh set). */
+static int stmt_get(Core *c, sqlite3_stmt **cache, const char *sql, sqlite3_stmt **ret, bool *fresh)
+{
+	sqlite3 *db = store_db(core_store(c));
+	int rc;
+
+	if (c->audit_queue) {
+		if (!*cache) {
+			rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, cache, NULL);
+			if (rc != SQLITE_OK)
+				return rc;
+		}
+		sqlite3_reset(*cache);
+		sqlite3_clear_bindings(*cache);
+		*ret = *cache;
+		*fresh = false;
+		return SQLITE_OK;
+	}
+	*fresh = true;
+	return sqlite3_prepare_v2(db, sql, -1, ret, NULL);
+}
+
+static void stmt_put(sqlite3_stmt *st, bool fresh)
+{
+	if (fresh)
+		sqlite3_finalize(st);
+	else if (st)
+		sqlite3_reset(st);
+}
+
+static int audit_head(Core *c, int64_t *ret_size, char prev[65], BbxError *err)
+{
+	sqlite3_stmt *st = NULL;
+	bool fresh = false;
+	int rc;
+
+	*ret_size = 0;
+	snprintf(prev, 65, "%s", AUDIT_GENESIS_HASH);
+	rc = stmt_get(c, c->audit_queue ? &c->audit_queue->head_st : NULL, SQL_HEAD, &st, &fresh);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*ret_size = sqlite3_column_int64(st, 0);
+		snprintf(prev, 65, "%s", (const char *)sqlite3_column_text(st, 1));
+		rc = SQLITE_DONE;
+	}
+	stmt_put(st, fresh);
+	if (rc != SQLITE_DONE)
+		return store_error(core_store(c), rc, "audit head", err);
+	return 0;
+}
+
+/* Append after the head (*seq, prev), which advance to the new record on success. */
+static int append_at(Core *c, const AuditRecord *r, int64_t *seq_io, char prev[65], BbxError *err)
+{
+	Store *s = core_store(c);
+	sqlite3_stmt *st = NULL;
+	char hash[65], seq_s[24], time_s[40];
+	const Principal *p = r->principal;
+	const char *token_id = p && p->token_id[0] ? p->token_id : NULL;
+	int64_t seq = *seq_io + 1;
+	bool fresh = false;
+	int rc, ret;
+
+	now_iso(time_s, sizeof(time_s));
+	snprintf(seq_s, sizeof(seq_s), "%lld", (long long)seq);
+
+	const char *f[_F_MAX] = {
+		[F_SEQ] = seq_s, [F_TIME] = time_s, [F_REQUEST_ID] = r->request_id,
+		[F_PRINCIPAL] = principal_label(p), [F_TOKEN_ID] = token_id,
+		[F_INTERFACE] = r->interface, [F_ACTION] = r->action, [F_RESOURCE] = r->resource,
+		[F_DECISION] = r->decision, [F_REASON] = r->reason, [F_DIGEST] = r->request_digest,
+		[F_OUTCOME] = r->outcome, [F_PREV] = prev,
+	};
+	ret = fields_hash(f, hash);
+	if (ret < 0)
+		return ret;
+
+	rc = stmt_get(c, c->audit_queue ? &c->audit_queue->insert_st : NULL, SQL_INSERT, &st, &fresh);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, seq);
+		for (int i = F_TIME; i < _F_MAX; i++)
+			sqlite3_bind_text(st, i + 1, f[i], -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 14, hash, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+	}
+	stmt_put(st, fresh);
+	if (rc != SQLITE_DONE)
+		return store_error(s, rc, "audit append", err);
+	*seq_io = seq;
+	memcpy(prev, hash, 65);
+	return 0;
+}
+
+int audit_append_locked(Core *c, const AuditRecord *r, int64_t *ret_seq, BbxError *err)
+{
+	char prev[65];
+	int64_t seq;
+	int ret = audit_head(c, &seq, prev, err);
+	if (ret < 0)
+		return ret;
+	ret = append_at(c, r, &seq, prev, err);
+	if (ret >= 0 && ret_seq)
+		*ret_seq = seq;
+	return ret;
+}
+
+/* --- group commit ------------------------------------------------------------------- */
 
 static void commit_batch(Core *c, Pending *batch)
 {
@@ -162,10 +207,17 @@ static void commit_batch(Core *c, Pending *batch)
 	BbxError err = BBX_ERROR_INIT;
 	int r;
 
+	char prev[65];
+	int64_t seq = 0;
+
 	store_lock(s);
 	r = store_begin(s, &err);
-	for (Pending *p = batch; r >= 0 && p; p = p->next)
-		r = audit_append_locked(c, p->rec, &p->seq, &err);
+	if (r >= 0)
+		r = audit_head(c, &seq, prev, &err); /* once per batch */
+	for (Pending *p = batch; r >= 0 && p; p = p->next) {
+		r = append_at(c, p->rec, &seq, prev, &err);
+		p->seq = seq;
+	}
 	if (r >= 0)
 		r = store_commit(s, &err); /* synchronous=FULL: one fsync for the batch */
 	else
@@ -236,6 +288,10 @@ void audit_stop(Core *c)
 		pthread_mutex_unlock(&q->lock);
 		pthread_join(q->thread, NULL);
 	}
+	store_lock(core_store(c));
+	sqlite3_finalize(q->head_st);
+	sqlite3_finalize(q->insert_st);
+	store_unlock(core_store(c));
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->work);
 	pthread_cond_destroy(&q->done);
@@ -322,7 +378,7 @@ int audit_checkpoint_create(Core *c, AuditCheckpoint *ret, BbxError *err)
 	int r;
 
 	store_lock(core_store(c));
-	r = audit_head(core_store(c), &cp.size, cp.head_hash, err);
+	r = audit_head(c, &cp.size, cp.head_hash, err);
 	store_unlock(core_store(c));
 	if (r < 0)
 		return r;
@@ -511,8 +567,8 @@ int audit_query(Core *c, const char *resource, const char *since, int64_t limit,
 
 	if (!arr)
 		return -ENOMEM;
-	store_lock(s);
-	rc = sqlite3_prepare_v2(store_db(s),
+	store_read_lock(s);
+	rc = sqlite3_prepare_v2(store_read_db(s),
 				"SELECT * FROM (SELECT seq, time, request_id, principal, token_id, interface, "
 				"action, resource, decision, reason, request_digest, outcome, prev_hash, hash "
 				"FROM audit WHERE (?1 IS NULL OR resource = ?1) AND (?2 IS NULL OR time >= ?2) "
@@ -534,10 +590,10 @@ int audit_query(Core *c, const char *resource, const char *since, int64_t limit,
 		}
 	}
 	sqlite3_finalize(st);
-	store_unlock(s);
+	store_read_unlock(s);
 	if (rc != SQLITE_DONE) {
 		json_decref(arr);
-		return store_error(s, rc, "audit query", err);
+		return bbx_error_set(err, -EIO, "internal", "state database: audit query: %s", sqlite3_errstr(rc));
 	}
 	*ret = arr;
 	return 0;

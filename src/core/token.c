@@ -335,8 +335,8 @@ int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err
 	bool revoked = false, found = false;
 	PrincipalKind kind = PRINCIPAL_ANONYMOUS;
 
-	store_lock(s);
-	int rc = sqlite3_prepare_v2(store_db(s),
+	store_read_lock(s);
+	int rc = sqlite3_prepare_v2(store_read_db(s),
 				    "SELECT id, digest, principal_kind, name, scope_json, verbs, expires_at, "
 				    "revoked_at FROM tokens WHERE digest = ?",
 				    -1, &st, NULL);
@@ -363,9 +363,9 @@ int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err
 		}
 	}
 	sqlite3_finalize(st);
-	store_unlock(s);
+	store_read_unlock(s);
 	if (rc != SQLITE_DONE)
-		return store_error(s, rc, "token lookup", err);
+		return bbx_error_set(err, -EIO, "internal", "state database: token lookup: %s", sqlite3_errstr(rc));
 	if (!found)
 		return bbx_error_set(err, -EACCES, "unauthorized", "unknown token");
 	if (!scope_json)
