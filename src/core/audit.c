@@ -72,13 +72,13 @@ typedef struct Pending {
 	int64_t seq;
 	BbxError err;
 	bool done;
+	pthread_cond_t cond;	/* one per waiter: a batch wakes only its own appenders */
 	struct Pending *next;
 } Pending;
 
 struct AuditQueue {
 	pthread_mutex_t lock;
 	pthread_cond_t work;
-	pthread_cond_t done;
 	Pending *head, **tail;
 	bool stop;
 	bool running;
@@ -250,10 +250,10 @@ static void *committer(void *userdata)
 
 		pthread_mutex_lock(&q->lock);
 		for (Pending *p = batch, *next; p; p = next) {
-			next = p->next;
-			p->done = true; /* p may be gone once the lock is released */
+			next = p->next; /* p may be gone once its waiter runs */
+			p->done = true;
+			pthread_cond_signal(&p->cond);
 		}
-		pthread_cond_broadcast(&q->done);
 	}
 	pthread_mutex_unlock(&q->lock);
 	return NULL;
@@ -266,7 +266,6 @@ int audit_start(Core *c, BbxError *err)
 		return -ENOMEM;
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->work, NULL);
-	pthread_cond_init(&q->done, NULL);
 	q->tail = &q->head;
 	c->audit_queue = q;
 	int r = pthread_create(&q->thread, NULL, committer, c);
@@ -294,7 +293,6 @@ void audit_stop(Core *c)
 	store_unlock(core_store(c));
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->work);
-	pthread_cond_destroy(&q->done);
 	free(q);
 	c->audit_queue = NULL;
 }
@@ -306,17 +304,22 @@ int audit_append(Core *c, const AuditRecord *r, int64_t *ret_seq, BbxError *err)
 
 	if (!q || !q->running)
 		return bbx_error_set(err, -ESHUTDOWN, "unavailable", "the audit log is not running");
+	pthread_cond_init(&p.cond, NULL);
 	pthread_mutex_lock(&q->lock);
 	if (q->stop) {
 		pthread_mutex_unlock(&q->lock);
+		pthread_cond_destroy(&p.cond);
 		return bbx_error_set(err, -ESHUTDOWN, "unavailable", "the audit log is shutting down");
 	}
+	bool was_empty = !q->head;
 	*q->tail = &p;
 	q->tail = &p.next;
-	pthread_cond_signal(&q->work);
+	if (was_empty)
+		pthread_cond_signal(&q->work);
 	while (!p.done)
-		pthread_cond_wait(&q->done, &q->lock);
+		pthread_cond_wait(&p.cond, &q->lock);
 	pthread_mutex_unlock(&q->lock);
+	pthread_cond_destroy(&p.cond);
 	if (p.result < 0) {
 		if (err && !bbx_error_isset(err))
 			*err = p.err;
