@@ -571,12 +571,15 @@ int audit_query(Core *c, const char *resource, const char *since, int64_t limit,
 	if (!arr)
 		return -ENOMEM;
 	store_read_lock(s);
-	rc = sqlite3_prepare_v2(store_read_db(s),
-				"SELECT * FROM (SELECT seq, time, request_id, principal, token_id, interface, "
-				"action, resource, decision, reason, request_digest, outcome, prev_hash, hash "
-				"FROM audit WHERE (?1 IS NULL OR resource = ?1) AND (?2 IS NULL OR time >= ?2) "
-				"ORDER BY seq DESC LIMIT ?3) ORDER BY seq",
-				-1, &st, NULL);
+	/* Only the filters given, so SQLite can walk the resource index backwards (an
+	 * "?1 IS NULL OR ..." form made every query a full scan of the ledger). */
+	char sql[640];
+	snprintf(sql, sizeof(sql),
+		 "SELECT * FROM (SELECT seq, time, request_id, principal, token_id, interface, action, "
+		 "resource, decision, reason, request_digest, outcome, prev_hash, hash FROM audit "
+		 "WHERE %s AND %s ORDER BY seq DESC LIMIT ?3) ORDER BY seq",
+		 resource ? "resource = ?1" : "1", since ? "time >= ?2" : "1");
+	rc = sqlite3_prepare_v2(store_read_db(s), sql, -1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		static const char *const names[] = { "seq", "time", "request_id", "principal", "token_id",
 						     "interface", "action", "resource", "decision", "reason",
