@@ -59,6 +59,14 @@ static int audit_list(ApiRequest *req, ApiResponse *resp, const char *resource)
 	r = audit_query(req->core, resource, r > 0 ? since : NULL, (int64_t)limit, &arr, &err);
 	if (r < 0)
 		return api_reply_bbx_error(resp, r, &err);
+	/* Records about environments the principal cannot see are left out, as the
+	 * environments themselves are (so a page may hold fewer than limit records). */
+	for (size_t i = json_array_size(arr); i-- > 0;) {
+		const char *res = json_string_value(json_object_get(json_array_get(arr, i), "resource"));
+		if (res && !strncmp(res, "environment:", 12) &&
+		    !policy_can_see_environment(req->core, req->principal, res + 12))
+			json_array_remove(arr, i);
+	}
 	return api_reply_json(resp, 200, json_pack("{s:o}", "records", arr));
 }
 

@@ -346,6 +346,20 @@ def test_audit_log_and_env_filter(authd):
     assert p.returncode == 1
 
 
+def test_audit_list_leaves_out_invisible_environments(authd):
+    full = authd.tokens["full"]["token"]  # audit:read, scope pr-*
+    assert call(authd, "GET", "/v1/environments/zz-01/audit", unix=True)[0] == 200
+    assert call(authd, "GET", "/v1/environments/pr-01/audit", token=full)[0] == 200
+    s, _, body = call(authd, "GET", "/v1/audit?limit=1000", token=full)
+    resources = {r["resource"] for r in json.loads(body)["records"]}
+    assert "environment:pr-01" in resources and "environment:zz-01" not in resources
+    out = call(authd, "GET", "/v1/audit?env=zz-01", token=full)
+    absent = call(authd, "GET", "/v1/audit?env=zz-99", token=full)
+    assert out == absent and json.loads(out[2]) == {"records": []}
+    s, _, body = call(authd, "GET", "/v1/audit?env=zz-01", unix=True)
+    assert json.loads(body)["records"]
+
+
 def test_checkpoint_and_offline_verify(authd, tmpdir_path):
     cp = os.path.join(tmpdir_path, "cp.json")
     authd.cli("audit", "checkpoint", "--out", cp)
