@@ -331,7 +331,9 @@ static void dispatch(Listener *l, struct MHD_Connection *c, const char *method, 
 	const ApiRoute *matched = route;
 	const char *bearer = NULL;
 	if (route && !(route->flags & ROUTE_PUBLIC)) {
-		if (bearer_token(c, &bearer) < 0) {
+		/* An Authorization header, even an empty one, means a token was meant: it never
+		 * falls back to the root shortcut of the unix socket. */
+		if (bearer_token(c, &bearer) < 0 || (bearer && !*bearer)) {
 			snprintf(resp->reason, sizeof(resp->reason), "malformed Authorization header");
 			api_reply_error(resp, 401, "unauthorized", "authentication required");
 			route = NULL;

@@ -284,6 +284,13 @@ def test_token_on_unix_socket_is_that_token(authd):
     p = authd.cli("status", token="bbx_broken", check=False)
     assert p.returncode == 1 and "authentication required" in p.stderr
     assert json.loads(authd.cli("status", "--json").stdout)["kind"] == "root"
+    # Root on the socket who sends an Authorization header is judged by it, even an empty one.
+    for hdr in ("Bearer ", "Bearer bbx_x", "Basic cm9vdDo="):
+        conn = UnixHTTPConnection(authd.socket)
+        conn.request("GET", "/v1/version", headers={"Authorization": hdr})
+        r = conn.getresponse()
+        assert r.status == 401 and json.loads(r.read()) == UNAUTHORIZED, hdr
+        conn.close()
 
 
 def test_cli_create_prints_token_alone(authd):
