@@ -402,6 +402,28 @@ def test_checkpoint_and_offline_verify(authd, tmpdir_path):
     assert p.returncode == 1 and "signature" in p.stderr
 
 
+def test_no_record_no_answer(authd):
+    """If the ledger cannot be written, the request fails and changes nothing."""
+    db = sqlite3.connect(os.path.join(authd.state, "state.db"), timeout=30)
+    db.execute("CREATE TRIGGER audit_blocked BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'blocked'); END")
+    db.commit()
+    try:
+        s, _, body = call(authd, "GET", "/v1/environments/pr-01/audit", token=authd.tokens["full"]["token"])
+        assert s == 500 and json.loads(body)["error"]["code"] == "audit_unavailable"
+        n = db.execute("SELECT count(*) FROM tokens").fetchone()[0]
+        s, _, body = call(authd, "POST", "/v1/tokens", unix=True,
+                          body={"kind": "human", "name": "ghost", "scopes": ["pr-1"], "verbs": ["env:read"]})
+        assert s == 500, body
+        assert b"bbx_" not in body
+        assert db.execute("SELECT count(*) FROM tokens").fetchone()[0] == n
+    finally:
+        db.execute("DROP TRIGGER audit_blocked")
+        db.commit()
+        db.close()
+    assert call(authd, "GET", "/v1/environments/pr-01/audit", token=authd.tokens["full"]["token"])[0] == 200
+    assert authd.cli("audit", "verify").returncode == 0
+
+
 def test_keys_are_private(authd):
     for k in ("token.key", "audit-ed25519.key"):
         st = os.stat(os.path.join(authd.state, "keys", k))
