@@ -51,18 +51,21 @@ static int audit_list(ApiRequest *req, ApiResponse *resp, const char *resource)
 	int r;
 
 	if (limit_s && (parse_uint64(limit_s, &limit) < 0 || limit == 0 || limit > AUDIT_MAX_LIMIT))
-		return api_reply_error(resp, 400, "invalid", "limit: an integer from 1 to %d", AUDIT_MAX_LIMIT);
+		return api_reply_error(resp, 400, "invalid", "limit: an integer from 1 to %d",
+				       AUDIT_MAX_LIMIT);
 	r = parse_since(since_s, since, sizeof(since));
 	if (r < 0)
-		return api_reply_error(resp, 400, "invalid",
-				       "since: an ISO 8601 UTC time (2026-01-31T12:00:00) or a duration (15m)");
+		return api_reply_error(
+			resp, 400, "invalid",
+			"since: an ISO 8601 UTC time (2026-01-31T12:00:00) or a duration (15m)");
 	r = audit_query(req->core, resource, r > 0 ? since : NULL, (int64_t)limit, &arr, &err);
 	if (r < 0)
 		return api_reply_bbx_error(resp, r, &err);
 	/* Records about environments the principal cannot see are left out, as the
 	 * environments themselves are (so a page may hold fewer than limit records). */
 	for (size_t i = json_array_size(arr); i-- > 0;) {
-		const char *res = json_string_value(json_object_get(json_array_get(arr, i), "resource"));
+		const char *res =
+			json_string_value(json_object_get(json_array_get(arr, i), "resource"));
 		if (res && !strncmp(res, "environment:", 12) &&
 		    !policy_can_see_environment(req->core, req->principal, res + 12))
 			json_array_remove(arr, i);
@@ -77,7 +80,8 @@ int route_audit_list(ApiRequest *req, ApiResponse *resp)
 
 	if (env) {
 		if (!name_is_valid(env))
-			return api_reply_error(resp, 400, "invalid", "env: not a valid environment name");
+			return api_reply_error(resp, 400, "invalid",
+					       "env: not a valid environment name");
 		snprintf(resource, sizeof(resource), "environment:%s", env);
 	}
 	return audit_list(req, resp, env ? resource : NULL);
@@ -92,8 +96,8 @@ static bool environment_exists(Core *c, const char *name)
 	if (!strcmp(name, core_production_branch(c)))
 		return true;
 	store_read_lock(s);
-	if (sqlite3_prepare_v2(store_read_db(s), "SELECT 1 FROM environments WHERE name = ?", -1, &st, NULL) ==
-	    SQLITE_OK) {
+	if (sqlite3_prepare_v2(store_read_db(s), "SELECT 1 FROM environments WHERE name = ?", -1,
+			       &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 		found = sqlite3_step(st) == SQLITE_ROW;
 	}
@@ -128,7 +132,8 @@ int route_audit_pubkey(ApiRequest *req, ApiResponse *resp)
 {
 	char hex[65];
 	audit_public_key_hex(req->core, hex);
-	return api_reply_json(resp, 200, json_pack("{s:s,s:s}", "algorithm", "ed25519", "public_key", hex));
+	return api_reply_json(resp, 200,
+			      json_pack("{s:s,s:s}", "algorithm", "ed25519", "public_key", hex));
 }
 
 int route_audit_verify(ApiRequest *req, ApiResponse *resp)
@@ -142,13 +147,15 @@ int route_audit_verify(ApiRequest *req, ApiResponse *resp)
 	int r = audit_verify_db(path, NULL, &res, &err);
 	if (r == -EBADMSG)
 		return api_reply_json(resp, 200,
-				      json_pack("{s:b,s:I,s:I,s:s}", "valid", 0, "size", (json_int_t)res.size,
-						"bad_seq", (json_int_t)res.bad_seq, "error",
+				      json_pack("{s:b,s:I,s:I,s:s}", "valid", 0, "size",
+						(json_int_t)res.size, "bad_seq",
+						(json_int_t)res.bad_seq, "error",
 						bbx_error_message(&err, r)));
 	if (r < 0)
 		return api_reply_bbx_error(resp, r, &err);
-	return api_reply_json(resp, 200, json_pack("{s:b,s:I,s:s}", "valid", 1, "size", (json_int_t)res.size,
-						   "head_hash", res.head_hash));
+	return api_reply_json(resp, 200,
+			      json_pack("{s:b,s:I,s:s}", "valid", 1, "size", (json_int_t)res.size,
+					"head_hash", res.head_hash));
 }
 
 int route_routes_list(ApiRequest *req, ApiResponse *resp)
@@ -157,11 +164,12 @@ int route_routes_list(ApiRequest *req, ApiResponse *resp)
 	for (size_t i = 0; i < api_n_routes; i++) {
 		const ApiRoute *r = &api_routes[i];
 		const char *verb = r->verb ? verb_to_string(r->verb) : NULL;
-		json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:o,s:i,s:b,s:b}", "method", r->method,
-						     "pattern", r->pattern, "action", r->action, "verb",
-						     verb ? json_string(verb) : json_null(), "env_param",
-						     r->env_param, "public", !!(r->flags & ROUTE_PUBLIC),
-						     "root_only", !!(r->flags & ROUTE_ROOT_ONLY)));
+		json_array_append_new(
+			arr, json_pack("{s:s,s:s,s:s,s:o,s:i,s:b,s:b}", "method", r->method,
+				       "pattern", r->pattern, "action", r->action, "verb",
+				       verb ? json_string(verb) : json_null(), "env_param",
+				       r->env_param, "public", !!(r->flags & ROUTE_PUBLIC),
+				       "root_only", !!(r->flags & ROUTE_ROOT_ONLY)));
 	}
 	return api_reply_json(resp, 200, json_pack("{s:o}", "routes", arr));
 }

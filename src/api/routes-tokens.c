@@ -26,7 +26,7 @@ static void audit_template(ApiRequest *req, AuditRecord *a, const char *action, 
 int route_token_create(ApiRequest *req, ApiResponse *resp)
 {
 	json_t *body = NULL;
-	const char *scopes[PRINCIPAL_MAX_SCOPES + 1] = { 0 };
+	const char *scopes[PRINCIPAL_MAX_SCOPES + 1] = {0};
 	BbxError err = BBX_ERROR_INIT;
 	int r;
 
@@ -39,12 +39,13 @@ int route_token_create(ApiRequest *req, ApiResponse *resp)
 	json_t *v;
 	size_t i;
 
-	json_object_foreach(body, key, v)
-		if (strcmp(key, "kind") && strcmp(key, "name") && strcmp(key, "scopes") &&
-		    strcmp(key, "verbs") && strcmp(key, "ttl_seconds")) {
-			api_reply_error(resp, 400, "invalid", "request body: unknown field '%.64s'", key);
-			goto out;
-		}
+	json_object_foreach(body, key, v) if (strcmp(key, "kind") && strcmp(key, "name") &&
+					      strcmp(key, "scopes") && strcmp(key, "verbs") &&
+					      strcmp(key, "ttl_seconds"))
+	{
+		api_reply_error(resp, 400, "invalid", "request body: unknown field '%.64s'", key);
+		goto out;
+	}
 	if (!json_is_string(kind) || (strcmp(json_string_value(kind), "agent") &&
 				      strcmp(json_string_value(kind), "human"))) {
 		api_reply_error(resp, 400, "invalid", "kind: must be \"agent\" or \"human\"");
@@ -54,12 +55,15 @@ int route_token_create(ApiRequest *req, ApiResponse *resp)
 		api_reply_error(resp, 400, "invalid", "name: a string is required");
 		goto out;
 	}
-	if (!json_is_array(js) || json_array_size(js) == 0 || json_array_size(js) > PRINCIPAL_MAX_SCOPES) {
-		api_reply_error(resp, 400, "invalid", "scopes: an array of 1 to %d environment names or globs",
+	if (!json_is_array(js) || json_array_size(js) == 0 ||
+	    json_array_size(js) > PRINCIPAL_MAX_SCOPES) {
+		api_reply_error(resp, 400, "invalid",
+				"scopes: an array of 1 to %d environment names or globs",
 				PRINCIPAL_MAX_SCOPES);
 		goto out;
 	}
-	json_array_foreach(js, i, v) {
+	json_array_foreach(js, i, v)
+	{
 		if (!json_is_string(v)) {
 			api_reply_error(resp, 400, "invalid", "scopes[%zu]: must be a string", i);
 			goto out;
@@ -71,7 +75,8 @@ int route_token_create(ApiRequest *req, ApiResponse *resp)
 		goto out;
 	}
 	uint32_t verbs = 0;
-	json_array_foreach(jv, i, v) {
+	json_array_foreach(jv, i, v)
+	{
 		uint32_t b = json_is_string(v) ? verb_from_string(json_string_value(v)) : 0;
 		if (!b) {
 			api_reply_error(resp, 400, "invalid", "verbs[%zu]: unknown verb '%.64s'", i,
@@ -85,7 +90,8 @@ int route_token_create(ApiRequest *req, ApiResponse *resp)
 		goto out;
 	}
 	TokenSpec spec = {
-		.kind = !strcmp(json_string_value(kind), "agent") ? PRINCIPAL_AGENT : PRINCIPAL_HUMAN,
+		.kind = !strcmp(json_string_value(kind), "agent") ? PRINCIPAL_AGENT
+								  : PRINCIPAL_HUMAN,
 		.name = json_string_value(name),
 		.scopes = scopes,
 		.verbs = verbs,

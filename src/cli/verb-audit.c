@@ -26,15 +26,19 @@ static void audit_help(void)
 	       "       branchbox audit verify [--checkpoint FILE] [--db PATH] [--pubkey HEX]\n"
 	       "       (each also takes --state DIR)\n"
 	       "\n"
-	       "  log          records, oldest first (needs audit:read); --since takes an ISO time\n"
-	       "               (2026-01-31T12:00) or a duration back from now (15m); --limit <= 1000\n"
+	       "  log          records, oldest first (needs audit:read); --since takes an ISO "
+	       "time\n"
+	       "               (2026-01-31T12:00) or a duration back from now (15m); --limit <= "
+	       "1000\n"
 	       "  checkpoint   a checkpoint {size, head hash, time, key id, public key, Ed25519\n"
 	       "               signature} signed by the daemon; keep it somewhere else\n"
 	       "  pubkey       the daemon's Ed25519 public key (hex)\n"
-	       "  verify       check the whole chain of the database (default STATE/state.db; works\n"
+	       "  verify       check the whole chain of the database (default STATE/state.db; "
+	       "works\n"
 	       "               without a daemon, needs read access to the state dir) and, given a\n"
 	       "               checkpoint kept elsewhere, that nothing up to it was rewritten,\n"
-	       "               deleted, reordered or truncated. The signing key must be --pubkey, or\n"
+	       "               deleted, reordered or truncated. The signing key must be --pubkey, "
+	       "or\n"
 	       "               the one in the database's state dir when readable.\n"
 	       "               Exit 0 when valid, 1 naming the first bad record.\n");
 }
@@ -42,13 +46,9 @@ static void audit_help(void)
 static int audit_log(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{ "env", required_argument, NULL, 'e' },
-		{ "since", required_argument, NULL, 'S' },
-		{ "limit", required_argument, NULL, 'n' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "state", required_argument, NULL, 's' },
-		{}
-	};
+		{"env", required_argument, NULL, 'e'},	 {"since", required_argument, NULL, 'S'},
+		{"limit", required_argument, NULL, 'n'}, {"json", no_argument, NULL, 'j'},
+		{"state", required_argument, NULL, 's'}, {}};
 	const char *env = NULL, *since = NULL, *limit = NULL, *state = leading_state;
 	bool json = false;
 	int c;
@@ -69,7 +69,7 @@ static int audit_log(int argc, char **argv)
 
 	StrBuf path = STRBUF_INIT;
 	char sep = '?';
-	const char *keys[] = { "env", "since", "limit" }, *vals[] = { env, since, limit };
+	const char *keys[] = {"env", "since", "limit"}, *vals[] = {env, since, limit};
 	strbuf_puts(&path, "/v1/audit");
 	for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
 		if (!vals[i])
@@ -91,7 +91,8 @@ static int audit_log(int argc, char **argv)
 	else {
 		size_t i;
 		json_t *r;
-		json_array_foreach(json_object_get(j, "records"), i, r) {
+		json_array_foreach(json_object_get(j, "records"), i, r)
+		{
 			const char *reason = json_string_value(json_object_get(r, "reason"));
 			printf("%lld %s %s/%s %s %s %s %s%s%s\n",
 			       (long long)json_integer_value(json_object_get(r, "seq")),
@@ -101,8 +102,8 @@ static int audit_log(int argc, char **argv)
 			       json_string_value(json_object_get(r, "action")),
 			       json_string_value(json_object_get(r, "resource")) ?: "-",
 			       json_string_value(json_object_get(r, "decision")),
-			       json_string_value(json_object_get(r, "outcome")),
-			       reason ? " " : "", reason ? reason : "");
+			       json_string_value(json_object_get(r, "outcome")), reason ? " " : "",
+			       reason ? reason : "");
 		}
 	}
 	json_decref(j);
@@ -112,10 +113,7 @@ static int audit_log(int argc, char **argv)
 static int audit_checkpoint(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{ "out", required_argument, NULL, 'o' },
-		{ "state", required_argument, NULL, 's' },
-		{}
-	};
+		{"out", required_argument, NULL, 'o'}, {"state", required_argument, NULL, 's'}, {}};
 	const char *out = NULL, *state = leading_state;
 	int c;
 
@@ -169,13 +167,11 @@ static int audit_pubkey(int argc, char **argv)
 
 static int audit_verify(int argc, char **argv)
 {
-	static const struct option options[] = {
-		{ "checkpoint", required_argument, NULL, 'c' },
-		{ "db", required_argument, NULL, 'd' },
-		{ "pubkey", required_argument, NULL, 'p' },
-		{ "state", required_argument, NULL, 's' },
-		{}
-	};
+	static const struct option options[] = {{"checkpoint", required_argument, NULL, 'c'},
+						{"db", required_argument, NULL, 'd'},
+						{"pubkey", required_argument, NULL, 'p'},
+						{"state", required_argument, NULL, 's'},
+						{}};
 	const char *cpfile = NULL, *db = NULL, *pubkey = NULL, *state = leading_state;
 	BbxError err = BBX_ERROR_INIT;
 	char dbpath[PATH_MAX], keyhex[65];
@@ -223,8 +219,11 @@ static int audit_verify(int argc, char **argv)
 			if (audit_public_key_from_state(dirname(dir), keyhex, &kerr) >= 0)
 				pubkey = keyhex;
 			else
-				fprintf(stderr, "note: no signing key next to %s; trusting the key named in "
-						"the checkpoint (pass --pubkey to pin it)\n", dbpath);
+				fprintf(stderr,
+					"note: no signing key next to %s; trusting the key named "
+					"in "
+					"the checkpoint (pass --pubkey to pin it)\n",
+					dbpath);
 		}
 		r = audit_checkpoint_check_signature(&cp, pubkey, &err);
 		if (r < 0) {
@@ -241,8 +240,8 @@ static int audit_verify(int argc, char **argv)
 	}
 	printf("audit chain valid: %lld records, head %s\n", (long long)res.size, res.head_hash);
 	if (cpfile)
-		printf("checkpoint valid: %lld records signed by key %s at %s\n", (long long)cp.size,
-		       cp.key_id, cp.time);
+		printf("checkpoint valid: %lld records signed by key %s at %s\n",
+		       (long long)cp.size, cp.key_id, cp.time);
 	return EXIT_OK;
 }
 
@@ -261,5 +260,6 @@ int verb_audit(int argc, char **argv)
 		return audit_pubkey(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "verify"))
 		return audit_verify(argc - 1, argv + 1);
-	return cli_usage_error("audit", "unknown subcommand '%s' (log, checkpoint, pubkey, verify)", argv[1]);
+	return cli_usage_error("audit", "unknown subcommand '%s' (log, checkpoint, pubkey, verify)",
+			       argv[1]);
 }

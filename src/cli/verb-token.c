@@ -15,20 +15,26 @@ static const char *leading_state;
 
 static void token_help(void)
 {
-	printf("Usage: branchbox token create (--agent NAME | --human NAME) --env GLOB... --verbs LIST\n"
+	printf("Usage: branchbox token create (--agent NAME | --human NAME) --env GLOB... --verbs "
+	       "LIST\n"
 	       "                              [--ttl DURATION] [--json] [--state DIR]\n"
 	       "       branchbox token list [--json] [--state DIR]\n"
 	       "       branchbox token revoke ID [--state DIR]\n"
 	       "\n"
-	       "Mint, list and revoke bearer tokens. A new token is printed once, alone on its line\n"
+	       "Mint, list and revoke bearer tokens. A new token is printed once, alone on its "
+	       "line\n"
 	       "on stdout (details on stderr); only its digest is stored.\n"
 	       "\n"
-	       "  --agent NAME     a token for an AI agent: must expire, never reaches production,\n"
-	       "                   never holds proposal:review, proposal:merge, audit:read, token:admin\n"
+	       "  --agent NAME     a token for an AI agent: must expire, never reaches "
+	       "production,\n"
+	       "                   never holds proposal:review, proposal:merge, audit:read, "
+	       "token:admin\n"
 	       "  --human NAME     a token for a person\n"
 	       "  --env GLOB       an environment name or glob it may see (repeat for more)\n"
-	       "  --verbs LIST     comma-separated: env:read,env:create,env:exec,env:write,env:destroy,\n"
-	       "                   proposal:submit,proposal:review,proposal:merge,audit:read,token:admin\n"
+	       "  --verbs LIST     comma-separated: "
+	       "env:read,env:create,env:exec,env:write,env:destroy,\n"
+	       "                   "
+	       "proposal:submit,proposal:review,proposal:merge,audit:read,token:admin\n"
 	       "  --ttl DURATION   lifetime, e.g. 30m, 12h, 7d (agents: required, at most 30d)\n"
 	       "  --json           print {id, token, ...} as JSON\n"
 	       "\n"
@@ -38,15 +44,10 @@ static void token_help(void)
 static int token_create(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{ "agent", required_argument, NULL, 'a' },
-		{ "human", required_argument, NULL, 'H' },
-		{ "env", required_argument, NULL, 'e' },
-		{ "verbs", required_argument, NULL, 'V' },
-		{ "ttl", required_argument, NULL, 't' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "state", required_argument, NULL, 's' },
-		{}
-	};
+		{"agent", required_argument, NULL, 'a'}, {"human", required_argument, NULL, 'H'},
+		{"env", required_argument, NULL, 'e'},	 {"verbs", required_argument, NULL, 'V'},
+		{"ttl", required_argument, NULL, 't'},	 {"json", no_argument, NULL, 'j'},
+		{"state", required_argument, NULL, 's'}, {}};
 	const char *name = NULL, *kind = NULL, *verbs = NULL, *ttl = NULL, *state = leading_state;
 	bool json = false;
 	json_t *envs = json_array();
@@ -59,7 +60,8 @@ static int token_create(int argc, char **argv)
 		case 'H':
 			if (kind) {
 				json_decref(envs);
-				return cli_usage_error("token", "give exactly one of --agent and --human");
+				return cli_usage_error("token",
+						       "give exactly one of --agent and --human");
 			}
 			kind = c == 'a' ? "agent" : "human";
 			name = optarg;
@@ -74,7 +76,9 @@ static int token_create(int argc, char **argv)
 	}
 	if (optind < argc || !kind || !verbs || json_array_size(envs) == 0) {
 		json_decref(envs);
-		return cli_usage_error("token", "create needs --agent or --human NAME, --env GLOB and --verbs LIST");
+		return cli_usage_error(
+			"token",
+			"create needs --agent or --human NAME, --env GLOB and --verbs LIST");
 	}
 	uint32_t bits;
 	const char *bad = NULL;
@@ -85,7 +89,8 @@ static int token_create(int argc, char **argv)
 	uint64_t secs = 0;
 	if (ttl && (parse_duration(ttl, &secs) < 0 || secs == 0 || secs > INT64_MAX / 2)) {
 		json_decref(envs);
-		return cli_usage_error("token", "--ttl %s: expected a duration like 30m, 12h or 7d", ttl);
+		return cli_usage_error("token", "--ttl %s: expected a duration like 30m, 12h or 7d",
+				       ttl);
 	}
 	json_t *verbs_j = json_array();
 	for (uint32_t b = 1; b & VERB_ALL; b <<= 1)
@@ -125,10 +130,7 @@ static int token_create(int argc, char **argv)
 static int token_list(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "state", required_argument, NULL, 's' },
-		{}
-	};
+		{"json", no_argument, NULL, 'j'}, {"state", required_argument, NULL, 's'}, {}};
 	const char *state = leading_state;
 	bool json = false;
 	int c;
@@ -153,15 +155,21 @@ static int token_list(int argc, char **argv)
 		size_t i;
 		json_t *t;
 		printf("%-18s %-6s %-20s %-8s %s\n", "ID", "KIND", "NAME", "STATE", "SCOPES");
-		json_array_foreach(json_object_get(j, "tokens"), i, t) {
+		json_array_foreach(json_object_get(j, "tokens"), i, t)
+		{
 			json_t *exp = json_object_get(t, "expires_at");
-			const char *st = !json_is_null(json_object_get(t, "revoked_at")) ? "revoked"
-					 : json_is_integer(exp) && json_integer_value(exp) <= time(NULL) ? "expired"
-					 : "active";
-			_cleanup_free_ char *scopes = json_dumps(json_object_get(t, "scopes"), JSON_COMPACT);
-			printf("%-18s %-6s %-20s %-8s %s\n", json_string_value(json_object_get(t, "id")),
+			const char *st =
+				!json_is_null(json_object_get(t, "revoked_at")) ? "revoked"
+				: json_is_integer(exp) && json_integer_value(exp) <= time(NULL)
+					? "expired"
+					: "active";
+			_cleanup_free_ char *scopes =
+				json_dumps(json_object_get(t, "scopes"), JSON_COMPACT);
+			printf("%-18s %-6s %-20s %-8s %s\n",
+			       json_string_value(json_object_get(t, "id")),
 			       json_string_value(json_object_get(t, "kind")),
-			       json_string_value(json_object_get(t, "name")), st, scopes ? scopes : "");
+			       json_string_value(json_object_get(t, "name")), st,
+			       scopes ? scopes : "");
 		}
 	}
 	json_decref(j);
@@ -170,10 +178,7 @@ static int token_list(int argc, char **argv)
 
 static int token_revoke(int argc, char **argv)
 {
-	static const struct option options[] = {
-		{ "state", required_argument, NULL, 's' },
-		{}
-	};
+	static const struct option options[] = {{"state", required_argument, NULL, 's'}, {}};
 	const char *state = leading_state;
 	int c;
 

@@ -15,8 +15,20 @@
 #include "strbuf.h"
 
 enum {
-	F_SEQ, F_TIME, F_REQUEST_ID, F_PRINCIPAL, F_TOKEN_ID, F_INTERFACE, F_ACTION, F_RESOURCE,
-	F_DECISION, F_REASON, F_DIGEST, F_OUTCOME, F_PREV, _F_MAX
+	F_SEQ,
+	F_TIME,
+	F_REQUEST_ID,
+	F_PRINCIPAL,
+	F_TOKEN_ID,
+	F_INTERFACE,
+	F_ACTION,
+	F_RESOURCE,
+	F_DECISION,
+	F_REASON,
+	F_DIGEST,
+	F_OUTCOME,
+	F_PREV,
+	_F_MAX
 };
 
 int audit_init(Core *c, BbxError *err)
@@ -70,12 +82,12 @@ static void now_iso(char *buf, size_t size)
 }
 
 typedef struct Pending {
-	const AuditRecord *rec;	/* the appender waits, so its strings outlive the batch */
+	const AuditRecord *rec; /* the appender waits, so its strings outlive the batch */
 	int result;
 	int64_t seq;
 	BbxError err;
 	bool done;
-	pthread_cond_t cond;	/* one per waiter: a batch wakes only its own appenders */
+	pthread_cond_t cond; /* one per waiter: a batch wakes only its own appenders */
 	struct Pending *next;
 } Pending;
 
@@ -93,9 +105,10 @@ struct AuditQueue {
 };
 
 #define SQL_HEAD "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
-#define SQL_INSERT "INSERT INTO audit (seq, time, request_id, principal, token_id, interface, action, " \
-		   "resource, decision, reason, request_digest, outcome, prev_hash, hash) " \
-		   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#define SQL_INSERT                                                                                 \
+	"INSERT INTO audit (seq, time, request_id, principal, token_id, interface, action, "       \
+	"resource, decision, reason, request_digest, outcome, prev_hash, hash) "                   \
+	"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 /* A cached statement (reset) or a fresh one the caller finalizes (*fresh set). */
 static int stmt_get(Core *c, sqlite3_stmt **cache, const char *sql, sqlite3_stmt **ret, bool *fresh)
@@ -105,7 +118,8 @@ static int stmt_get(Core *c, sqlite3_stmt **cache, const char *sql, sqlite3_stmt
 
 	if (c->audit_queue) {
 		if (!*cache) {
-			rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, cache, NULL);
+			rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, cache,
+						NULL);
 			if (rc != SQLITE_OK)
 				return rc;
 		}
@@ -163,17 +177,26 @@ static int append_at(Core *c, const AuditRecord *r, int64_t *seq_io, char prev[6
 	snprintf(seq_s, sizeof(seq_s), "%lld", (long long)seq);
 
 	const char *f[_F_MAX] = {
-		[F_SEQ] = seq_s, [F_TIME] = time_s, [F_REQUEST_ID] = r->request_id,
-		[F_PRINCIPAL] = principal_label(p), [F_TOKEN_ID] = token_id,
-		[F_INTERFACE] = r->interface, [F_ACTION] = r->action, [F_RESOURCE] = r->resource,
-		[F_DECISION] = r->decision, [F_REASON] = r->reason, [F_DIGEST] = r->request_digest,
-		[F_OUTCOME] = r->outcome, [F_PREV] = prev,
+		[F_SEQ] = seq_s,
+		[F_TIME] = time_s,
+		[F_REQUEST_ID] = r->request_id,
+		[F_PRINCIPAL] = principal_label(p),
+		[F_TOKEN_ID] = token_id,
+		[F_INTERFACE] = r->interface,
+		[F_ACTION] = r->action,
+		[F_RESOURCE] = r->resource,
+		[F_DECISION] = r->decision,
+		[F_REASON] = r->reason,
+		[F_DIGEST] = r->request_digest,
+		[F_OUTCOME] = r->outcome,
+		[F_PREV] = prev,
 	};
 	ret = fields_hash(f, hash);
 	if (ret < 0)
 		return ret;
 
-	rc = stmt_get(c, c->audit_queue ? &c->audit_queue->insert_st : NULL, SQL_INSERT, &st, &fresh);
+	rc = stmt_get(c, c->audit_queue ? &c->audit_queue->insert_st : NULL, SQL_INSERT, &st,
+		      &fresh);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, seq);
 		for (int i = F_TIME; i < _F_MAX; i++)
@@ -273,7 +296,8 @@ int audit_start(Core *c, BbxError *err)
 	c->audit_queue = q;
 	int r = pthread_create(&q->thread, NULL, committer, c);
 	if (r != 0)
-		return bbx_error_set(err, -r, "internal", "audit committer thread: %s", strerror(r));
+		return bbx_error_set(err, -r, "internal", "audit committer thread: %s",
+				     strerror(r));
 	q->running = true;
 	return 0;
 }
@@ -303,16 +327,18 @@ void audit_stop(Core *c)
 int audit_append(Core *c, const AuditRecord *r, int64_t *ret_seq, BbxError *err)
 {
 	AuditQueue *q = c->audit_queue;
-	Pending p = { .rec = r };
+	Pending p = {.rec = r};
 
 	if (!q || !q->running)
-		return bbx_error_set(err, -ESHUTDOWN, "unavailable", "the audit log is not running");
+		return bbx_error_set(err, -ESHUTDOWN, "unavailable",
+				     "the audit log is not running");
 	pthread_cond_init(&p.cond, NULL);
 	pthread_mutex_lock(&q->lock);
 	if (q->stop) {
 		pthread_mutex_unlock(&q->lock);
 		pthread_cond_destroy(&p.cond);
-		return bbx_error_set(err, -ESHUTDOWN, "unavailable", "the audit log is shutting down");
+		return bbx_error_set(err, -ESHUTDOWN, "unavailable",
+				     "the audit log is shutting down");
 	}
 	bool was_empty = !q->head;
 	*q->tail = &p;
@@ -337,7 +363,8 @@ int audit_append(Core *c, const AuditRecord *r, int64_t *ret_seq, BbxError *err)
 
 static int checkpoint_text(const AuditCheckpoint *cp, char *buf, size_t size)
 {
-	int n = snprintf(buf, size, "branchbox-audit-checkpoint-v1\nsize=%lld\nhead=%s\ntime=%s\nkey=%s\n",
+	int n = snprintf(buf, size,
+			 "branchbox-audit-checkpoint-v1\nsize=%lld\nhead=%s\ntime=%s\nkey=%s\n",
 			 (long long)cp->size, cp->head_hash, cp->time, cp->key_id);
 	return n < 0 || (size_t)n >= size ? -EOVERFLOW : n;
 }
@@ -356,7 +383,8 @@ void audit_public_key_hex(Core *c, char ret[65])
 
 int audit_public_key_from_state(const char *state_dir, char ret[65], BbxError *err)
 {
-	uint8_t seed[crypto_sign_SEEDBYTES], pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+	uint8_t seed[crypto_sign_SEEDBYTES], pk[crypto_sign_PUBLICKEYBYTES],
+		sk[crypto_sign_SECRETKEYBYTES];
 	char path[PATH_MAX];
 	_cleanup_free_ char *data = NULL;
 	size_t n = 0;
@@ -378,7 +406,7 @@ int audit_public_key_from_state(const char *state_dir, char ret[65], BbxError *e
 
 int audit_checkpoint_create(Core *c, AuditCheckpoint *ret, BbxError *err)
 {
-	AuditCheckpoint cp = { 0 };
+	AuditCheckpoint cp = {0};
 	uint8_t sig[crypto_sign_BYTES];
 	char text[512];
 	int r;
@@ -404,28 +432,31 @@ json_t *audit_checkpoint_to_json(const AuditCheckpoint *cp)
 {
 	return json_pack("{s:s,s:I,s:s,s:s,s:s,s:s,s:s}", "format", "branchbox-audit-checkpoint-v1",
 			 "size", (json_int_t)cp->size, "head_hash", cp->head_hash, "time", cp->time,
-			 "key_id", cp->key_id, "public_key", cp->public_key, "signature", cp->signature);
+			 "key_id", cp->key_id, "public_key", cp->public_key, "signature",
+			 cp->signature);
 }
 
 static int copy_hex(json_t *j, const char *key, char *out, size_t size, size_t want, BbxError *err)
 {
 	const char *v = json_string_value(json_object_get(j, key));
 	if (!v || (want && strlen(v) != want) || strlen(v) >= size)
-		return bbx_error_set(err, -EINVAL, "invalid", "checkpoint: field '%s' missing or malformed", key);
+		return bbx_error_set(err, -EINVAL, "invalid",
+				     "checkpoint: field '%s' missing or malformed", key);
 	snprintf(out, size, "%s", v);
 	return 0;
 }
 
 int audit_checkpoint_from_json(json_t *j, AuditCheckpoint *ret, BbxError *err)
 {
-	AuditCheckpoint cp = { 0 };
+	AuditCheckpoint cp = {0};
 	json_t *size = json_object_get(j, "size");
 	int r;
 
 	if (!json_is_object(j))
 		return bbx_error_set(err, -EINVAL, "invalid", "checkpoint: expected a JSON object");
 	if (!json_is_integer(size) || json_integer_value(size) < 0)
-		return bbx_error_set(err, -EINVAL, "invalid", "checkpoint: field 'size' missing or malformed");
+		return bbx_error_set(err, -EINVAL, "invalid",
+				     "checkpoint: field 'size' missing or malformed");
 	cp.size = json_integer_value(size);
 	if ((r = copy_hex(j, "head_hash", cp.head_hash, sizeof(cp.head_hash), 64, err)) < 0 ||
 	    (r = copy_hex(j, "time", cp.time, sizeof(cp.time), 0, err)) < 0 ||
@@ -446,15 +477,20 @@ int audit_checkpoint_check_signature(const AuditCheckpoint *cp, const char *expe
 
 	if (expected_public_key && strcmp(expected_public_key, cp->public_key))
 		return bbx_error_set(err, -EBADMSG, "invalid",
-				     "checkpoint: signed by key %s, not by this daemon's key", cp->key_id);
-	if (sodium_hex2bin(pk, sizeof(pk), cp->public_key, strlen(cp->public_key), NULL, &n, NULL) < 0 ||
+				     "checkpoint: signed by key %s, not by this daemon's key",
+				     cp->key_id);
+	if (sodium_hex2bin(pk, sizeof(pk), cp->public_key, strlen(cp->public_key), NULL, &n, NULL) <
+		    0 ||
 	    n != sizeof(pk) ||
-	    sodium_hex2bin(sig, sizeof(sig), cp->signature, strlen(cp->signature), NULL, &n, NULL) < 0 ||
+	    sodium_hex2bin(sig, sizeof(sig), cp->signature, strlen(cp->signature), NULL, &n, NULL) <
+		    0 ||
 	    n != sizeof(sig))
-		return bbx_error_set(err, -EBADMSG, "invalid", "checkpoint: malformed key or signature");
+		return bbx_error_set(err, -EBADMSG, "invalid",
+				     "checkpoint: malformed key or signature");
 	key_id_of(pk, kid);
 	if (strcmp(kid, cp->key_id))
-		return bbx_error_set(err, -EBADMSG, "invalid", "checkpoint: key_id does not match public_key");
+		return bbx_error_set(err, -EBADMSG, "invalid",
+				     "checkpoint: key_id does not match public_key");
 	int tn = checkpoint_text(cp, text, sizeof(text));
 	if (tn < 0 || crypto_sign_verify_detached(sig, (const uint8_t *)text, (size_t)tn, pk) != 0)
 		return bbx_error_set(err, -EBADMSG, "invalid", "checkpoint: bad signature");
@@ -477,17 +513,20 @@ int audit_verify_db(const char *db_path, const AuditCheckpoint *cp, AuditVerifyR
 	int64_t expect = 1;
 	int rc, r = 0;
 
-	AuditVerifyResult res = { .head_hash = AUDIT_GENESIS_HASH };
+	AuditVerifyResult res = {.head_hash = AUDIT_GENESIS_HASH};
 	rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL);
 	if (rc != SQLITE_OK) {
-		r = bbx_error_set(err, -EIO, "invalid", "%s: %s", db_path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		r = bbx_error_set(err, -EIO, "invalid", "%s: %s", db_path,
+				  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 		goto out;
 	}
 	sqlite3_busy_timeout(db, 5000);
-	rc = sqlite3_prepare_v2(db,
-				"SELECT seq, time, request_id, principal, token_id, interface, action, resource, "
-				"decision, reason, request_digest, outcome, prev_hash, hash FROM audit ORDER BY seq",
-				-1, &st, NULL);
+	rc = sqlite3_prepare_v2(
+		db,
+		"SELECT seq, time, request_id, principal, token_id, interface, action, resource, "
+		"decision, reason, request_digest, outcome, prev_hash, hash FROM audit ORDER BY "
+		"seq",
+		-1, &st, NULL);
 	if (rc != SQLITE_OK) {
 		r = bbx_error_set(err, -EIO, "invalid", "%s: %s", db_path, sqlite3_errmsg(db));
 		goto out;
@@ -495,21 +534,23 @@ int audit_verify_db(const char *db_path, const AuditCheckpoint *cp, AuditVerifyR
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t seq = sqlite3_column_int64(st, 0);
 		if (seq != expect) {
-			r = bbx_error_set(err, -EBADMSG, "invalid",
-					  "seq %lld: expected seq %lld (a record was deleted or reordered)",
-					  (long long)expect, (long long)expect);
+			r = bbx_error_set(
+				err, -EBADMSG, "invalid",
+				"seq %lld: expected seq %lld (a record was deleted or reordered)",
+				(long long)expect, (long long)expect);
 			res.bad_seq = expect;
 			goto out;
 		}
 		snprintf(seq_s, sizeof(seq_s), "%lld", (long long)seq);
-		const char *f[_F_MAX] = { seq_s };
+		const char *f[_F_MAX] = {seq_s};
 		for (int i = F_TIME; i < _F_MAX; i++)
 			f[i] = col(st, i);
 		const char *stored_prev = col(st, 12), *stored = col(st, 13);
 		if (!stored_prev || strcmp(stored_prev, prev)) {
-			r = bbx_error_set(err, -EBADMSG, "invalid",
-					  "seq %lld: prev_hash does not link to the hash of seq %lld",
-					  (long long)seq, (long long)seq - 1);
+			r = bbx_error_set(
+				err, -EBADMSG, "invalid",
+				"seq %lld: prev_hash does not link to the hash of seq %lld",
+				(long long)seq, (long long)seq - 1);
 			res.bad_seq = seq;
 			goto out;
 		}
@@ -519,16 +560,18 @@ int audit_verify_db(const char *db_path, const AuditCheckpoint *cp, AuditVerifyR
 		}
 		if (!stored || strcmp(stored, hash)) {
 			r = bbx_error_set(err, -EBADMSG, "invalid",
-					  "seq %lld: hash does not match the record's contents (the record was changed)",
+					  "seq %lld: hash does not match the record's contents "
+					  "(the record was changed)",
 					  (long long)seq);
 			res.bad_seq = seq;
 			goto out;
 		}
 		if (cp && seq == cp->size && strcmp(hash, cp->head_hash)) {
-			r = bbx_error_set(err, -EBADMSG, "invalid",
-					  "seq %lld: the log up to here differs from the signed checkpoint "
-					  "(records up to seq %lld were rewritten)",
-					  (long long)seq, (long long)seq);
+			r = bbx_error_set(
+				err, -EBADMSG, "invalid",
+				"seq %lld: the log up to here differs from the signed checkpoint "
+				"(records up to seq %lld were rewritten)",
+				(long long)seq, (long long)seq);
 			res.bad_seq = seq;
 			goto out;
 		}
@@ -543,14 +586,17 @@ int audit_verify_db(const char *db_path, const AuditCheckpoint *cp, AuditVerifyR
 	memcpy(res.head_hash, prev, sizeof(prev));
 	if (cp && cp->size > res.size) {
 		r = bbx_error_set(err, -EBADMSG, "invalid",
-				  "seq %lld: missing; the log has %lld records but the checkpoint covers %lld "
+				  "seq %lld: missing; the log has %lld records but the checkpoint "
+				  "covers %lld "
 				  "(the log was truncated)",
-				  (long long)res.size + 1, (long long)res.size, (long long)cp->size);
+				  (long long)res.size + 1, (long long)res.size,
+				  (long long)cp->size);
 		res.bad_seq = res.size + 1;
 		goto out;
 	}
 	if (cp && cp->size == 0 && strcmp(cp->head_hash, AUDIT_GENESIS_HASH)) {
-		r = bbx_error_set(err, -EBADMSG, "invalid", "checkpoint: size 0 with a non-genesis head");
+		r = bbx_error_set(err, -EBADMSG, "invalid",
+				  "checkpoint: size 0 with a non-genesis head");
 		goto out;
 	}
 out:
@@ -578,15 +624,18 @@ int audit_query(Core *c, const char *resource, const char *since, int64_t limit,
 	 * "?1 IS NULL OR ..." form made every query a full scan of the ledger). */
 	char sql[640];
 	snprintf(sql, sizeof(sql),
-		 "SELECT * FROM (SELECT seq, time, request_id, principal, token_id, interface, action, "
+		 "SELECT * FROM (SELECT seq, time, request_id, principal, token_id, interface, "
+		 "action, "
 		 "resource, decision, reason, request_digest, outcome, prev_hash, hash FROM audit "
 		 "WHERE %s AND %s ORDER BY seq DESC LIMIT ?3) ORDER BY seq",
 		 resource ? "resource = ?1" : "1", since ? "time >= ?2" : "1");
 	rc = sqlite3_prepare_v2(store_read_db(s), sql, -1, &st, NULL);
 	if (rc == SQLITE_OK) {
-		static const char *const names[] = { "seq", "time", "request_id", "principal", "token_id",
-						     "interface", "action", "resource", "decision", "reason",
-						     "request_digest", "outcome", "prev_hash", "hash" };
+		static const char *const names[] = {
+			"seq",	     "time",	  "request_id",	    "principal",
+			"token_id",  "interface", "action",	    "resource",
+			"decision",  "reason",	  "request_digest", "outcome",
+			"prev_hash", "hash"};
 		sqlite3_bind_text(st, 1, resource, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, since, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, limit);
@@ -594,7 +643,9 @@ int audit_query(Core *c, const char *resource, const char *since, int64_t limit,
 			json_t *o = json_object();
 			json_object_set_new(o, "seq", json_integer(sqlite3_column_int64(st, 0)));
 			for (int i = 1; i < (int)ELEMENTSOF(names); i++)
-				json_object_set_new(o, names[i], col(st, i) ? json_string(col(st, i)) : json_null());
+				json_object_set_new(o, names[i],
+						    col(st, i) ? json_string(col(st, i))
+							       : json_null());
 			json_array_append_new(arr, o);
 		}
 	}
@@ -602,7 +653,8 @@ int audit_query(Core *c, const char *resource, const char *since, int64_t limit,
 	store_read_unlock(s);
 	if (rc != SQLITE_DONE) {
 		json_decref(arr);
-		return bbx_error_set(err, -EIO, "internal", "state database: audit query: %s", sqlite3_errstr(rc));
+		return bbx_error_set(err, -EIO, "internal", "state database: audit query: %s",
+				     sqlite3_errstr(rc));
 	}
 	*ret = arr;
 	return 0;

@@ -24,13 +24,13 @@
 typedef struct AuditRecord {
 	const char *request_id;
 	const Principal *principal;
-	const char *interface;	/* "cli", "http", "mcp" */
-	const char *action;	/* e.g. "environment.get" */
-	const char *resource;	/* e.g. "environment:pr-1", may be NULL */
-	const char *decision;	/* "allow", "deny" */
-	const char *reason;	/* why denied or failed, may be NULL */
+	const char *interface;	    /* "cli", "http", "mcp" */
+	const char *action;	    /* e.g. "environment.get" */
+	const char *resource;	    /* e.g. "environment:pr-1", may be NULL */
+	const char *decision;	    /* "allow", "deny" */
+	const char *reason;	    /* why denied or failed, may be NULL */
 	const char *request_digest; /* hex SHA-256 of method, path and body */
-	const char *outcome;	/* e.g. "200", "404" */
+	const char *outcome;	    /* e.g. "200", "404" */
 } AuditRecord;
 
 #define AUDIT_GENESIS_HASH "0000000000000000000000000000000000000000000000000000000000000000"
@@ -41,12 +41,12 @@ int audit_append(Core *c, const AuditRecord *rec, int64_t *ret_seq, BbxError *er
 int audit_append_locked(Core *c, const AuditRecord *rec, int64_t *ret_seq, BbxError *err);
 
 typedef struct AuditCheckpoint {
-	int64_t size;			/* number of records covered */
-	char head_hash[65];		/* hash of record number size (genesis when 0) */
-	char time[40];			/* UTC, ISO 8601 */
-	char key_id[17];		/* hex of the first 8 bytes of BLAKE2b(public key) */
-	char public_key[65];		/* hex Ed25519 public key */
-	char signature[129];		/* hex Ed25519 signature over the canonical text */
+	int64_t size;	     /* number of records covered */
+	char head_hash[65];  /* hash of record number size (genesis when 0) */
+	char time[40];	     /* UTC, ISO 8601 */
+	char key_id[17];     /* hex of the first 8 bytes of BLAKE2b(public key) */
+	char public_key[65]; /* hex Ed25519 public key */
+	char signature[129]; /* hex Ed25519 signature over the canonical text */
 } AuditCheckpoint;
 
 /* Sign the current head with the daemon's key. */
@@ -62,9 +62,9 @@ void audit_public_key_hex(Core *c, char ret[65]);
 int audit_public_key_from_state(const char *state_dir, char ret[65], BbxError *err);
 
 typedef struct AuditVerifyResult {
-	int64_t size;			/* records checked */
+	int64_t size; /* records checked */
 	char head_hash[65];
-	int64_t bad_seq;		/* first bad record, 0 when valid */
+	int64_t bad_seq; /* first bad record, 0 when valid */
 } AuditVerifyResult;
 
 /*

@@ -105,7 +105,8 @@ int token_scope_pattern_check(const char *p, BbxError *err)
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
 		      ch == '_' || ch == '.' || ch == '*' || ch == '?'))
 			return bbx_error_set(err, -EINVAL, "invalid",
-					     "scope '%.63s': character %zu is not allowed (use a-z 0-9 - _ . * ?)",
+					     "scope '%.63s': character %zu is not allowed (use a-z "
+					     "0-9 - _ . * ?)",
 					     p, i + 1);
 	}
 	return 0;
@@ -144,10 +145,12 @@ int token_spec_check(const TokenSpec *spec, const Principal *creator, const char
 		return bbx_error_set(err, -EINVAL, "invalid", "kind: must be 'human' or 'agent'");
 	if (!spec->name || !name_is_valid(spec->name))
 		return bbx_error_set(err, -EINVAL, "invalid",
-				     "name '%s': 1-63 characters of a-z 0-9 - _ . starting with a letter or digit",
+				     "name '%s': 1-63 characters of a-z 0-9 - _ . starting with a "
+				     "letter or digit",
 				     spec->name ? spec->name : "");
 	if (!spec->scopes || !spec->scopes[0])
-		return bbx_error_set(err, -EINVAL, "invalid", "scopes: at least one environment name or glob is required");
+		return bbx_error_set(err, -EINVAL, "invalid",
+				     "scopes: at least one environment name or glob is required");
 	for (; spec->scopes[n]; n++) {
 		if (n >= PRINCIPAL_MAX_SCOPES)
 			return bbx_error_set(err, -EINVAL, "invalid", "scopes: at most %d entries",
@@ -157,26 +160,30 @@ int token_spec_check(const TokenSpec *spec, const Principal *creator, const char
 			return r;
 	}
 	if (spec->verbs == 0 || (spec->verbs & ~(uint32_t)VERB_ALL))
-		return bbx_error_set(err, -EINVAL, "invalid", "verbs: at least one known verb is required");
+		return bbx_error_set(err, -EINVAL, "invalid",
+				     "verbs: at least one known verb is required");
 	if (spec->ttl_seconds < 0)
 		return bbx_error_set(err, -EINVAL, "invalid", "ttl_seconds: must not be negative");
 
 	if (spec->kind == PRINCIPAL_AGENT) {
-		const uint32_t never = VERB_PROPOSAL_REVIEW | VERB_PROPOSAL_MERGE | VERB_AUDIT_READ |
-				       VERB_TOKEN_ADMIN;
+		const uint32_t never = VERB_PROPOSAL_REVIEW | VERB_PROPOSAL_MERGE |
+				       VERB_AUDIT_READ | VERB_TOKEN_ADMIN;
 		if (spec->verbs & never) {
 			_cleanup_free_ char *bad = verbs_format(spec->verbs & never);
 			return bbx_error_set(err, -EPERM, "forbidden",
-					     "agent tokens can never hold %s", bad ? bad : "these verbs");
+					     "agent tokens can never hold %s",
+					     bad ? bad : "these verbs");
 		}
 		for (size_t i = 0; i < n; i++)
 			if (scope_reaches(spec->scopes[i], production))
-				return bbx_error_set(err, -EPERM, "forbidden",
-						     "scope '%s' reaches the production environment '%s', "
-						     "which is never in an agent token's scope",
-						     spec->scopes[i], production);
+				return bbx_error_set(
+					err, -EPERM, "forbidden",
+					"scope '%s' reaches the production environment '%s', "
+					"which is never in an agent token's scope",
+					spec->scopes[i], production);
 		if (spec->ttl_seconds == 0)
-			return bbx_error_set(err, -EINVAL, "invalid", "ttl_seconds: agent tokens must expire");
+			return bbx_error_set(err, -EINVAL, "invalid",
+					     "ttl_seconds: agent tokens must expire");
 		if (spec->ttl_seconds > agent_max_ttl)
 			return bbx_error_set(err, -EPERM, "forbidden",
 					     "ttl_seconds: agent tokens expire within %lld seconds",
@@ -188,17 +195,21 @@ int token_spec_check(const TokenSpec *spec, const Principal *creator, const char
 
 	if (creator->kind != PRINCIPAL_ROOT) {
 		if (!(creator->verbs & VERB_TOKEN_ADMIN))
-			return bbx_error_set(err, -EPERM, "forbidden", "minting tokens needs token:admin");
+			return bbx_error_set(err, -EPERM, "forbidden",
+					     "minting tokens needs token:admin");
 		if (spec->verbs & ~creator->verbs) {
 			_cleanup_free_ char *bad = verbs_format(spec->verbs & ~creator->verbs);
 			return bbx_error_set(err, -EPERM, "forbidden",
-					     "verbs: %s not held by the creating token", bad ? bad : "?");
+					     "verbs: %s not held by the creating token",
+					     bad ? bad : "?");
 		}
 		for (size_t i = 0; i < n; i++)
-			if (!token_scope_covered((const char *const *)creator->scopes, spec->scopes[i]))
-				return bbx_error_set(err, -EPERM, "forbidden",
-						     "scope '%s' is wider than the creating token's scope",
-						     spec->scopes[i]);
+			if (!token_scope_covered((const char *const *)creator->scopes,
+						 spec->scopes[i]))
+				return bbx_error_set(
+					err, -EPERM, "forbidden",
+					"scope '%s' is wider than the creating token's scope",
+					spec->scopes[i]);
 		if (creator->expires_at && (!expires || expires > creator->expires_at))
 			return bbx_error_set(err, -EPERM, "forbidden",
 					     "ttl_seconds: would outlive the creating token");
@@ -281,7 +292,8 @@ static int principal_fill(Principal *p, const char *id, PrincipalKind kind, cons
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	p->verbs = verbs;
 	p->expires_at = expires_at;
-	json_array_foreach(j, i, v) {
+	json_array_foreach(j, i, v)
+	{
 		if (i >= PRINCIPAL_MAX_SCOPES || !json_is_string(v))
 			break;
 		p->scopes[i] = strdup(json_string_value(v));
@@ -316,12 +328,15 @@ int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err
 		if (ct->used && !sodium_memcmp(ct->digest, digest, sizeof(digest))) {
 			if (ct->expires_at && ct->expires_at <= now) {
 				pthread_mutex_unlock(&tc->lock);
-				return bbx_error_set(err, -EACCES, "unauthorized", "token %s expired", ct->id);
+				return bbx_error_set(err, -EACCES, "unauthorized",
+						     "token %s expired", ct->id);
 			}
-			r = principal_fill(ret, ct->id, ct->kind, ct->name, ct->verbs, ct->scope_json,
-					   ct->expires_at);
+			r = principal_fill(ret, ct->id, ct->kind, ct->name, ct->verbs,
+					   ct->scope_json, ct->expires_at);
 			pthread_mutex_unlock(&tc->lock);
-			return r < 0 ? bbx_error_set(err, r, "internal", "token %s: bad scope", ct->id) : 0;
+			return r < 0 ? bbx_error_set(err, r, "internal", "token %s: bad scope",
+						     ct->id)
+				     : 0;
 		}
 	}
 	pthread_mutex_unlock(&tc->lock);
@@ -336,10 +351,11 @@ int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err
 	PrincipalKind kind = PRINCIPAL_ANONYMOUS;
 
 	store_read_lock(s);
-	int rc = sqlite3_prepare_v2(store_read_db(s),
-				    "SELECT id, digest, principal_kind, name, scope_json, verbs, expires_at, "
-				    "revoked_at FROM tokens WHERE digest = ?",
-				    -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(
+		store_read_db(s),
+		"SELECT id, digest, principal_kind, name, scope_json, verbs, expires_at, "
+		"revoked_at FROM tokens WHERE digest = ?",
+		-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_blob(st, 1, digest, sizeof(digest), SQLITE_STATIC);
 		rc = sqlite3_step(st);
@@ -348,13 +364,17 @@ int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err
 			if (d && sqlite3_column_bytes(st, 1) == (int)sizeof(digest) &&
 			    !sodium_memcmp(d, digest, sizeof(digest))) {
 				found = true;
-				snprintf(id, sizeof(id), "%s", (const char *)sqlite3_column_text(st, 0));
+				snprintf(id, sizeof(id), "%s",
+					 (const char *)sqlite3_column_text(st, 0));
 				kind = !strcmp((const char *)sqlite3_column_text(st, 2), "agent")
-					       ? PRINCIPAL_AGENT : PRINCIPAL_HUMAN;
-				snprintf(name, sizeof(name), "%s", (const char *)sqlite3_column_text(st, 3));
+					       ? PRINCIPAL_AGENT
+					       : PRINCIPAL_HUMAN;
+				snprintf(name, sizeof(name), "%s",
+					 (const char *)sqlite3_column_text(st, 3));
 				scope_json = strdup((const char *)sqlite3_column_text(st, 4));
 				const char *bad = NULL;
-				if (verbs_parse((const char *)sqlite3_column_text(st, 5), &verbs, &bad) < 0)
+				if (verbs_parse((const char *)sqlite3_column_text(st, 5), &verbs,
+						&bad) < 0)
 					verbs = 0;
 				expires_at = sqlite3_column_int64(st, 6);
 				revoked = sqlite3_column_type(st, 7) != SQLITE_NULL;
@@ -365,7 +385,8 @@ int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err
 	sqlite3_finalize(st);
 	store_read_unlock(s);
 	if (rc != SQLITE_DONE)
-		return bbx_error_set(err, -EIO, "internal", "state database: token lookup: %s", sqlite3_errstr(rc));
+		return bbx_error_set(err, -EIO, "internal", "state database: token lookup: %s",
+				     sqlite3_errstr(rc));
 	if (!found)
 		return bbx_error_set(err, -EACCES, "unauthorized", "unknown token");
 	if (!scope_json)
@@ -379,7 +400,8 @@ int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err
 	if (tc->generation == gen) {
 		CachedToken *ct = &tc->slots[tc->next++ % TOKEN_CACHE_SLOTS];
 		free(ct->scope_json);
-		*ct = (CachedToken){ .used = true, .kind = kind, .verbs = verbs, .expires_at = expires_at };
+		*ct = (CachedToken){
+			.used = true, .kind = kind, .verbs = verbs, .expires_at = expires_at};
 		memcpy(ct->digest, digest, sizeof(digest));
 		snprintf(ct->id, sizeof(ct->id), "%s", id);
 		snprintf(ct->name, sizeof(ct->name), "%s", name);
@@ -405,22 +427,25 @@ static json_t *token_row_json(sqlite3_stmt *st)
 		for (uint32_t b = 1; b & VERB_ALL; b <<= 1)
 			if (bits & b)
 				json_array_append_new(verbs, json_string(verb_to_string(b)));
-	return json_pack("{s:s,s:s,s:s,s:o,s:o,s:s,s:I,s:o,s:o}",
-			 "id", (const char *)sqlite3_column_text(st, 0),
-			 "kind", (const char *)sqlite3_column_text(st, 1),
-			 "name", (const char *)sqlite3_column_text(st, 2),
-			 "scopes", scopes ? scopes : json_array(),
-			 "verbs", verbs,
-			 "created_by", (const char *)sqlite3_column_text(st, 5),
-			 "created_at", (json_int_t)sqlite3_column_int64(st, 6),
-			 "expires_at", sqlite3_column_type(st, 7) == SQLITE_NULL ? json_null()
-				       : json_integer(sqlite3_column_int64(st, 7)),
-			 "revoked_at", sqlite3_column_type(st, 8) == SQLITE_NULL ? json_null()
-				       : json_integer(sqlite3_column_int64(st, 8)));
+	return json_pack("{s:s,s:s,s:s,s:o,s:o,s:s,s:I,s:o,s:o}", "id",
+			 (const char *)sqlite3_column_text(st, 0), "kind",
+			 (const char *)sqlite3_column_text(st, 1), "name",
+			 (const char *)sqlite3_column_text(st, 2), "scopes",
+			 scopes ? scopes : json_array(), "verbs", verbs, "created_by",
+			 (const char *)sqlite3_column_text(st, 5), "created_at",
+			 (json_int_t)sqlite3_column_int64(st, 6), "expires_at",
+			 sqlite3_column_type(st, 7) == SQLITE_NULL
+				 ? json_null()
+				 : json_integer(sqlite3_column_int64(st, 7)),
+			 "revoked_at",
+			 sqlite3_column_type(st, 8) == SQLITE_NULL
+				 ? json_null()
+				 : json_integer(sqlite3_column_int64(st, 8)));
 }
 
-#define TOKEN_COLUMNS "id, principal_kind, name, scope_json, verbs, created_by, created_at, " \
-		      "expires_at, revoked_at"
+#define TOKEN_COLUMNS                                                                              \
+	"id, principal_kind, name, scope_json, verbs, created_by, created_at, "                    \
+	"expires_at, revoked_at"
 
 static const char *creator_label(const Principal *p)
 {
@@ -435,7 +460,8 @@ int token_create(Core *c, const Principal *creator, const TokenSpec *spec, const
 	int64_t now = store_now(), expires = 0;
 	int r;
 
-	r = token_spec_check(spec, creator, c->production_branch, c->agent_token_max_ttl, now, &expires, err);
+	r = token_spec_check(spec, creator, c->production_branch, c->agent_token_max_ttl, now,
+			     &expires, err);
 	if (r < 0)
 		return r;
 
@@ -459,14 +485,16 @@ int token_create(Core *c, const Principal *creator, const TokenSpec *spec, const
 		store_unlock(s);
 		return r;
 	}
-	int rc = sqlite3_prepare_v2(store_db(s),
-				    "INSERT INTO tokens (id, digest, principal_kind, name, scope_json, verbs, "
-				    "created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-				    -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(
+		store_db(s),
+		"INSERT INTO tokens (id, digest, principal_kind, name, scope_json, verbs, "
+		"created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		sqlite3_bind_blob(st, 2, digest, sizeof(digest), SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, spec->kind == PRINCIPAL_AGENT ? "agent" : "human", -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, spec->kind == PRINCIPAL_AGENT ? "agent" : "human", -1,
+				  SQLITE_STATIC);
 		sqlite3_bind_text(st, 4, spec->name, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 5, scope_json, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 6, verbs, -1, SQLITE_STATIC);
@@ -504,11 +532,12 @@ int token_create(Core *c, const Principal *creator, const TokenSpec *spec, const
 		if (spec->verbs & b)
 			json_array_append_new(vj, json_string(verb_to_string(b)));
 	json_t *sj = json_loads(scope_json, 0, NULL);
-	json_t *info = json_pack("{s:s,s:s,s:s,s:o,s:o,s:s,s:I,s:o}", "id", id, "kind",
-				 spec->kind == PRINCIPAL_AGENT ? "agent" : "human", "name", spec->name,
-				 "scopes", sj ? sj : json_array(), "verbs", vj, "created_by",
-				 creator_label(creator), "created_at", (json_int_t)now, "expires_at",
-				 expires ? json_integer(expires) : json_null());
+	json_t *info =
+		json_pack("{s:s,s:s,s:s,s:o,s:o,s:s,s:I,s:o}", "id", id, "kind",
+			  spec->kind == PRINCIPAL_AGENT ? "agent" : "human", "name", spec->name,
+			  "scopes", sj ? sj : json_array(), "verbs", vj, "created_by",
+			  creator_label(creator), "created_at", (json_int_t)now, "expires_at",
+			  expires ? json_integer(expires) : json_null());
 	char *copy = strdup(token);
 	sodium_memzero(token, sizeof(token));
 	if (!info || !copy) {
@@ -533,7 +562,8 @@ int token_list(Core *c, const Principal *viewer, json_t **ret, BbxError *err)
 		return -ENOMEM;
 	store_lock(s);
 	rc = sqlite3_prepare_v2(store_db(s),
-				all ? "SELECT " TOKEN_COLUMNS " FROM tokens ORDER BY created_at DESC, id"
+				all ? "SELECT " TOKEN_COLUMNS
+				      " FROM tokens ORDER BY created_at DESC, id"
 				    : "SELECT " TOKEN_COLUMNS " FROM tokens WHERE created_by = ? "
 				      "ORDER BY created_at DESC, id",
 				-1, &st, NULL);
@@ -566,10 +596,11 @@ int token_revoke(Core *c, const Principal *viewer, const char *id, const AuditRe
 		store_unlock(s);
 		return r;
 	}
-	rc = sqlite3_prepare_v2(store_db(s),
-				"UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? "
-				"AND (? OR created_by = ?)",
-				-1, &st, NULL);
+	rc = sqlite3_prepare_v2(
+		store_db(s),
+		"UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? "
+		"AND (? OR created_by = ?)",
+		-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, store_now());
 		sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
@@ -613,14 +644,16 @@ int core_load_or_create_key(const char *state_dir, const char *name, void *key, 
 	if (fd >= 0) {
 		struct stat st;
 		if (fstat(fd, &st) < 0)
-			return bbx_error_set(err, -errno, "internal", "%s: %s", path, strerror(errno));
+			return bbx_error_set(err, -errno, "internal", "%s: %s", path,
+					     strerror(errno));
 		if ((size_t)st.st_size != size)
-			return bbx_error_set(err, -EUCLEAN, "internal", "%s: expected %zu bytes, found %lld",
-					     path, size, (long long)st.st_size);
+			return bbx_error_set(err, -EUCLEAN, "internal",
+					     "%s: expected %zu bytes, found %lld", path, size,
+					     (long long)st.st_size);
 		if (st.st_mode & 077)
 			return bbx_error_set(err, -EPERM, "internal",
-					     "%s: readable by others (mode %o); expected 0600", path,
-					     st.st_mode & 0777);
+					     "%s: readable by others (mode %o); expected 0600",
+					     path, st.st_mode & 0777);
 		r = read_exact(fd, key, size);
 		if (r < 0)
 			return bbx_error_set(err, r, "internal", "%s: %s", path, strerror(-r));

@@ -26,10 +26,10 @@
 #include "principal.h"
 
 #define TOKEN_PREFIX "bbx_"
-#define TOKEN_RANDOM_CHARS 52	/* 32 bytes of randomness in base32 */
-#define TOKEN_CHECK_CHARS 7	/* 4 bytes of checksum in base32 */
+#define TOKEN_RANDOM_CHARS 52 /* 32 bytes of randomness in base32 */
+#define TOKEN_CHECK_CHARS 7   /* 4 bytes of checksum in base32 */
 #define TOKEN_LEN (4 + TOKEN_RANDOM_CHARS + TOKEN_CHECK_CHARS)
-#define TOKEN_ID_LEN 16		/* "tok_" + 12 */
+#define TOKEN_ID_LEN 16 /* "tok_" + 12 */
 #define TOKEN_KEY_BYTES 32
 #define TOKEN_DIGEST_BYTES 32
 #define TOKEN_SCOPE_MAX_LEN 63
@@ -49,11 +49,11 @@ int token_scope_pattern_check(const char *pattern, BbxError *err);
 bool token_scope_covered(const char *const *parent_scopes, const char *child);
 
 typedef struct TokenSpec {
-	PrincipalKind kind;		/* PRINCIPAL_HUMAN or PRINCIPAL_AGENT */
+	PrincipalKind kind; /* PRINCIPAL_HUMAN or PRINCIPAL_AGENT */
 	const char *name;
-	const char *const *scopes;	/* NULL-terminated */
+	const char *const *scopes; /* NULL-terminated */
 	uint32_t verbs;
-	int64_t ttl_seconds;		/* 0 = no expiry (humans only) */
+	int64_t ttl_seconds; /* 0 = no expiry (humans only) */
 } TokenSpec;
 
 /*

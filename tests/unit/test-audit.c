@@ -25,7 +25,7 @@ static AuditCheckpoint checkpoint;
 
 static Core *new_core(void)
 {
-	CoreOptions o = { .state_dir = state_dir, .repo_path = dir };
+	CoreOptions o = {.state_dir = state_dir, .repo_path = dir};
 	Core *c = NULL;
 	assert_int_equal(core_new(&o, &c, NULL), 0);
 	return c;
@@ -34,13 +34,18 @@ static Core *new_core(void)
 static void append_one(Core *c, int i)
 {
 	char rid[32], outcome[8];
-	Principal p = { .kind = PRINCIPAL_HUMAN, .name = "alice", .token_id = "tok_aaaaaaaaaaaa" };
+	Principal p = {.kind = PRINCIPAL_HUMAN, .name = "alice", .token_id = "tok_aaaaaaaaaaaa"};
 	snprintf(rid, sizeof(rid), "req-%d", i);
 	snprintf(outcome, sizeof(outcome), "%d", i % 2 ? 200 : 404);
-	AuditRecord r = { .request_id = rid, .principal = &p, .interface = "http",
-			  .action = "environment.get", .resource = "environment:pr-1",
-			  .decision = i % 2 ? "allow" : "deny", .reason = i % 2 ? NULL : "out of scope",
-			  .request_digest = "abc", .outcome = outcome };
+	AuditRecord r = {.request_id = rid,
+			 .principal = &p,
+			 .interface = "http",
+			 .action = "environment.get",
+			 .resource = "environment:pr-1",
+			 .decision = i % 2 ? "allow" : "deny",
+			 .reason = i % 2 ? NULL : "out of scope",
+			 .request_digest = "abc",
+			 .outcome = outcome};
 	BbxError err = BBX_ERROR_INIT;
 	assert_int_equal(audit_append(c, &r, NULL, &err), 0);
 }
@@ -85,7 +90,8 @@ static const char *tampered(const char *name, const char *sql)
 	return path;
 }
 
-static void expect_bad(const char *path, const AuditCheckpoint *cp, int64_t bad_seq, const char *what)
+static void expect_bad(const char *path, const AuditCheckpoint *cp, int64_t bad_seq,
+		       const char *what)
 {
 	AuditVerifyResult res;
 	BbxError err = BBX_ERROR_INIT;
@@ -142,17 +148,16 @@ static void test_delete(void **state)
 static void test_swap(void **state)
 {
 	/* Swap the contents of records 3 and 4, keeping the seq column in order. */
-	const char *p = tampered("swap",
-				 "UPDATE audit SET seq = -3 WHERE seq = 3;"
-				 "UPDATE audit SET seq = 3 WHERE seq = 4;"
-				 "UPDATE audit SET seq = 4 WHERE seq = -3;");
+	const char *p = tampered("swap", "UPDATE audit SET seq = -3 WHERE seq = 3;"
+					 "UPDATE audit SET seq = 3 WHERE seq = 4;"
+					 "UPDATE audit SET seq = 4 WHERE seq = -3;");
 	expect_bad(p, NULL, 3, "seq 3");
 }
 
 static void test_truncate(void **state)
 {
 	const char *p = tampered("truncate", "DELETE FROM audit WHERE seq > 15");
-	expect_ok(p, NULL, 15); /* a shorter chain is still a chain... */
+	expect_ok(p, NULL, 15);			     /* a shorter chain is still a chain... */
 	expect_bad(p, &checkpoint, 16, "truncated"); /* ...but not the one that was signed */
 }
 
@@ -164,16 +169,21 @@ static void rehash_from(const char *path, int64_t from)
 	char prev[65];
 
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT hash FROM audit WHERE seq = ?", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(
+		sqlite3_prepare_v2(db, "SELECT hash FROM audit WHERE seq = ?", -1, &st, NULL),
+		SQLITE_OK);
 	sqlite3_bind_int64(st, 1, from - 1);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	snprintf(prev, sizeof(prev), "%s", sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	for (int64_t seq = from; seq <= N_RECORDS; seq++) {
-		assert_int_equal(sqlite3_prepare_v2(db, "SELECT seq, time, request_id, principal, token_id, "
-						    "interface, action, resource, decision, reason, "
-						    "request_digest, outcome FROM audit WHERE seq = ?",
-						    -1, &st, NULL), SQLITE_OK);
+		assert_int_equal(
+			sqlite3_prepare_v2(db,
+					   "SELECT seq, time, request_id, principal, token_id, "
+					   "interface, action, resource, decision, reason, "
+					   "request_digest, outcome FROM audit WHERE seq = ?",
+					   -1, &st, NULL),
+			SQLITE_OK);
 		sqlite3_bind_int64(st, 1, seq);
 		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 		StrBuf sb = STRBUF_INIT;
@@ -193,8 +203,9 @@ static void rehash_from(const char *path, int64_t from)
 		sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
 		strbuf_done(&sb);
 		char sql[256];
-		snprintf(sql, sizeof(sql), "UPDATE audit SET prev_hash = '%s', hash = '%s' WHERE seq = %lld",
-			 prev, hex, (long long)seq);
+		snprintf(sql, sizeof(sql),
+			 "UPDATE audit SET prev_hash = '%s', hash = '%s' WHERE seq = %lld", prev,
+			 hex, (long long)seq);
 		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 		memcpy(prev, hex, sizeof(prev));
 	}
@@ -264,7 +275,7 @@ static void test_concurrent_appenders(void **state)
 	Worker w[12];
 
 	for (int i = 0; i < 12; i++) {
-		w[i] = (Worker){ .core = c, .base = 1000 * (i + 1) };
+		w[i] = (Worker){.core = c, .base = 1000 * (i + 1)};
 		assert_int_equal(pthread_create(&t[i], NULL, worker, &w[i]), 0);
 	}
 	for (int i = 0; i < 12; i++)
@@ -274,8 +285,10 @@ static void test_concurrent_appenders(void **state)
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 	assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(DISTINCT request_id), max(seq) FROM audit",
-					    -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(
+		sqlite3_prepare_v2(db, "SELECT count(DISTINCT request_id), max(seq) FROM audit", -1,
+				   &st, NULL),
+		SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	assert_int_equal(sqlite3_column_int(st, 0), N_RECORDS + 12 * 150);
 	assert_int_equal(sqlite3_column_int(st, 1), N_RECORDS + 12 * 150);

@@ -32,7 +32,7 @@ static int teardown(void **state)
 
 static Core *new_core(const char *production)
 {
-	CoreOptions o = { .state_dir = dir, .repo_path = dir, .production_branch = production };
+	CoreOptions o = {.state_dir = dir, .repo_path = dir, .production_branch = production};
 	BbxError err = BBX_ERROR_INIT;
 	Core *c = NULL;
 	char state[128];
@@ -99,7 +99,7 @@ static void test_format(void **state)
 
 static void test_digest(void **state)
 {
-	uint8_t k1[TOKEN_KEY_BYTES] = { 1 }, k2[TOKEN_KEY_BYTES] = { 2 };
+	uint8_t k1[TOKEN_KEY_BYTES] = {1}, k2[TOKEN_KEY_BYTES] = {2};
 	uint8_t d1[TOKEN_DIGEST_BYTES], d2[TOKEN_DIGEST_BYTES], d3[TOKEN_DIGEST_BYTES];
 	char tok[TOKEN_LEN + 1], id[TOKEN_ID_LEN + 1];
 
@@ -120,16 +120,17 @@ static void test_scope_patterns(void **state)
 	assert_int_equal(token_scope_pattern_check("PR-1", NULL), -EINVAL);
 	assert_int_equal(token_scope_pattern_check("pr/1", NULL), -EINVAL);
 	assert_int_equal(token_scope_pattern_check("pr-[12]", NULL), -EINVAL);
-	assert_int_equal(token_scope_pattern_check(
-				 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", NULL),
-			 -EINVAL);
+	assert_int_equal(
+		token_scope_pattern_check(
+			"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", NULL),
+		-EINVAL);
 }
 
 static void test_coverage(void **state)
 {
-	const char *star[] = { "*", NULL };
-	const char *pr[] = { "pr-*", "fix-1", NULL };
-	const char *q[] = { "pr-?", NULL };
+	const char *star[] = {"*", NULL};
+	const char *pr[] = {"pr-*", "fix-1", NULL};
+	const char *q[] = {"pr-?", NULL};
 
 	assert_true(token_scope_covered(star, "anything"));
 	assert_true(token_scope_covered(star, "pr-*"));
@@ -137,7 +138,7 @@ static void test_coverage(void **state)
 	assert_true(token_scope_covered(pr, "pr-*"));
 	assert_true(token_scope_covered(pr, "fix-1"));
 	assert_false(token_scope_covered(pr, "fix-2"));
-	assert_false(token_scope_covered(pr, "pr-1*"));	/* a glob is covered only by equality */
+	assert_false(token_scope_covered(pr, "pr-1*")); /* a glob is covered only by equality */
 	assert_false(token_scope_covered(pr, "p*"));
 	assert_false(token_scope_covered(pr, "*"));
 	assert_true(token_scope_covered(q, "pr-7"));
@@ -153,16 +154,19 @@ static int check(const TokenSpec *spec, const Principal *creator, const char *pr
 
 static void test_agent_rules(void **state)
 {
-	Principal root = { .kind = PRINCIPAL_ROOT, .verbs = VERB_ALL };
-	const char *ok[] = { "pr-*", NULL };
-	TokenSpec s = { .kind = PRINCIPAL_AGENT, .name = "bot", .scopes = ok, .verbs = VERB_ENV_READ,
-			.ttl_seconds = 3600 };
+	Principal root = {.kind = PRINCIPAL_ROOT, .verbs = VERB_ALL};
+	const char *ok[] = {"pr-*", NULL};
+	TokenSpec s = {.kind = PRINCIPAL_AGENT,
+		       .name = "bot",
+		       .scopes = ok,
+		       .verbs = VERB_ENV_READ,
+		       .ttl_seconds = 3600};
 	BbxError err = BBX_ERROR_INIT;
 
 	assert_int_equal(check(&s, &root, "main", NULL), 0);
 
-	const char *prod_scopes[][2] = { { "main", NULL }, { "*", NULL }, { "m*", NULL },
-					 { "ma?n", NULL }, { "*n", NULL } };
+	const char *prod_scopes[][2] = {
+		{"main", NULL}, {"*", NULL}, {"m*", NULL}, {"ma?n", NULL}, {"*n", NULL}};
 	for (size_t i = 0; i < ELEMENTSOF(prod_scopes); i++) {
 		TokenSpec t = s;
 		t.scopes = prod_scopes[i];
@@ -175,11 +179,11 @@ static void test_agent_rules(void **state)
 		TokenSpec t = s;
 		t.scopes = prod_scopes[0];
 		assert_int_equal(check(&t, &root, "prod", NULL), 0);
-		t.scopes = (const char *[]){ "pro*", NULL };
+		t.scopes = (const char *[]){"pro*", NULL};
 		assert_int_equal(check(&t, &root, "prod", NULL), -EPERM);
 	}
-	const uint32_t never[] = { VERB_PROPOSAL_REVIEW, VERB_PROPOSAL_MERGE, VERB_AUDIT_READ,
-				   VERB_TOKEN_ADMIN };
+	const uint32_t never[] = {VERB_PROPOSAL_REVIEW, VERB_PROPOSAL_MERGE, VERB_AUDIT_READ,
+				  VERB_TOKEN_ADMIN};
 	for (size_t i = 0; i < ELEMENTSOF(never); i++) {
 		TokenSpec t = s;
 		t.verbs |= never[i];
@@ -198,10 +202,10 @@ static void test_agent_rules(void **state)
 
 	/* Malformed specs. */
 	t = s;
-	t.scopes = (const char *[]){ "pr/1", NULL };
+	t.scopes = (const char *[]){"pr/1", NULL};
 	assert_int_equal(check(&t, &root, "main", NULL), -EINVAL);
 	t = s;
-	t.scopes = (const char *[]){ NULL };
+	t.scopes = (const char *[]){NULL};
 	assert_int_equal(check(&t, &root, "main", NULL), -EINVAL);
 	t = s;
 	t.name = "Bad Name";
@@ -213,13 +217,17 @@ static void test_agent_rules(void **state)
 
 static void test_minting_narrower(void **state)
 {
-	Principal parent = { .kind = PRINCIPAL_HUMAN, .verbs = VERB_ENV_READ | VERB_ENV_EXEC | VERB_TOKEN_ADMIN,
-			     .expires_at = 1000000 + 7200 };
+	Principal parent = {.kind = PRINCIPAL_HUMAN,
+			    .verbs = VERB_ENV_READ | VERB_ENV_EXEC | VERB_TOKEN_ADMIN,
+			    .expires_at = 1000000 + 7200};
 	parent.scopes[0] = (char *)"pr-*";
 	parent.scopes[1] = (char *)"fix-1";
-	const char *sc[] = { "pr-1", "fix-1", NULL };
-	TokenSpec s = { .kind = PRINCIPAL_AGENT, .name = "bot", .scopes = sc,
-			.verbs = VERB_ENV_READ, .ttl_seconds = 3600 };
+	const char *sc[] = {"pr-1", "fix-1", NULL};
+	TokenSpec s = {.kind = PRINCIPAL_AGENT,
+		       .name = "bot",
+		       .scopes = sc,
+		       .verbs = VERB_ENV_READ,
+		       .ttl_seconds = 3600};
 	BbxError err = BBX_ERROR_INIT;
 
 	assert_int_equal(check(&s, &parent, "main", NULL), 0);
@@ -228,12 +236,12 @@ static void test_minting_narrower(void **state)
 	assert_int_equal(check(&t, &parent, "main", &err), -EPERM);
 	assert_non_null(strstr(err.message, "env:write"));
 	t = s;
-	t.scopes = (const char *[]){ "*", NULL };
+	t.scopes = (const char *[]){"*", NULL};
 	t.kind = PRINCIPAL_HUMAN;
 	assert_int_equal(check(&t, &parent, "main", NULL), -EPERM);
-	t.scopes = (const char *[]){ "pr-*", NULL };
+	t.scopes = (const char *[]){"pr-*", NULL};
 	assert_int_equal(check(&t, &parent, "main", NULL), 0);
-	t.scopes = (const char *[]){ "fix-*", NULL };
+	t.scopes = (const char *[]){"fix-*", NULL};
 	assert_int_equal(check(&t, &parent, "main", NULL), -EPERM);
 	t = s;
 	t.ttl_seconds = 7201; /* outlives the parent */
@@ -250,14 +258,17 @@ static void test_minting_narrower(void **state)
 static void test_authenticate_and_revoke(void **state)
 {
 	_cleanup_(core_freep) Core *c = new_core(NULL);
-	Principal root = { .kind = PRINCIPAL_ROOT, .verbs = VERB_ALL };
-	const char *sc[] = { "pr-*", NULL };
-	TokenSpec s = { .kind = PRINCIPAL_AGENT, .name = "bot", .scopes = sc,
-			.verbs = VERB_ENV_READ | VERB_ENV_EXEC, .ttl_seconds = 3600 };
+	Principal root = {.kind = PRINCIPAL_ROOT, .verbs = VERB_ALL};
+	const char *sc[] = {"pr-*", NULL};
+	TokenSpec s = {.kind = PRINCIPAL_AGENT,
+		       .name = "bot",
+		       .scopes = sc,
+		       .verbs = VERB_ENV_READ | VERB_ENV_EXEC,
+		       .ttl_seconds = 3600};
 	BbxError err = BBX_ERROR_INIT;
 	char *tok = NULL;
 	json_t *info = NULL;
-	Principal p = { 0 };
+	Principal p = {0};
 
 	assert_int_equal(token_create(c, &root, &s, NULL, &tok, &info, &err), 0);
 	const char *id = json_string_value(json_object_get(info, "id"));
@@ -293,8 +304,13 @@ static void test_authenticate_and_revoke(void **state)
 	Store *st = core_store(c);
 	sqlite3_stmt *q = NULL;
 	store_lock(st);
-	assert_int_equal(sqlite3_prepare_v2(store_db(st), "SELECT count(*) FROM tokens WHERE "
-				"instr(CAST(digest AS TEXT), ?) OR instr(scope_json, ?) OR instr(name, ?)", -1, &q, NULL), SQLITE_OK);
+	assert_int_equal(
+		sqlite3_prepare_v2(
+			store_db(st),
+			"SELECT count(*) FROM tokens WHERE "
+			"instr(CAST(digest AS TEXT), ?) OR instr(scope_json, ?) OR instr(name, ?)",
+			-1, &q, NULL),
+		SQLITE_OK);
 	sqlite3_bind_text(q, 1, tok, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 2, tok, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 3, tok, -1, SQLITE_STATIC);
@@ -304,13 +320,17 @@ static void test_authenticate_and_revoke(void **state)
 	store_unlock(st);
 
 	/* An expired token is refused. */
-	TokenSpec h = { .kind = PRINCIPAL_HUMAN, .name = "alice", .scopes = sc, .verbs = VERB_ENV_READ,
-			.ttl_seconds = 100 };
+	TokenSpec h = {.kind = PRINCIPAL_HUMAN,
+		       .name = "alice",
+		       .scopes = sc,
+		       .verbs = VERB_ENV_READ,
+		       .ttl_seconds = 100};
 	char *tok2 = NULL;
 	json_t *info2 = NULL;
 	assert_int_equal(token_create(c, &root, &h, NULL, &tok2, &info2, &err), 0);
 	store_lock(st);
-	assert_int_equal(store_exec(st, "UPDATE tokens SET expires_at = 1 WHERE name = 'alice'", NULL), 0);
+	assert_int_equal(
+		store_exec(st, "UPDATE tokens SET expires_at = 1 WHERE name = 'alice'", NULL), 0);
 	store_unlock(st);
 	err = (BbxError)BBX_ERROR_INIT;
 	assert_int_equal(token_authenticate(c, tok2, &p, &err), -EACCES);
@@ -345,16 +365,19 @@ static void test_key_file(void **state)
 	struct stat st;
 
 	snprintf(kd, sizeof(kd), "%s/keys-test", dir);
-	assert_int_equal(core_load_or_create_key(kd, "token.key", k1, sizeof(k1), &created, NULL), 0);
+	assert_int_equal(core_load_or_create_key(kd, "token.key", k1, sizeof(k1), &created, NULL),
+			 0);
 	assert_true(created);
 	snprintf(path, sizeof(path), "%s/keys/token.key", kd);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	assert_int_equal(core_load_or_create_key(kd, "token.key", k2, sizeof(k2), &created, NULL), 0);
+	assert_int_equal(core_load_or_create_key(kd, "token.key", k2, sizeof(k2), &created, NULL),
+			 0);
 	assert_false(created);
 	assert_memory_equal(k1, k2, sizeof(k1));
 	chmod(path, 0644);
-	assert_int_equal(core_load_or_create_key(kd, "token.key", k2, sizeof(k2), NULL, NULL), -EPERM);
+	assert_int_equal(core_load_or_create_key(kd, "token.key", k2, sizeof(k2), NULL, NULL),
+			 -EPERM);
 }
 
 int main(void)
