@@ -371,6 +371,9 @@ static void dispatch(Listener *l, struct MHD_Connection *c, const char *method, 
 			r = route->handler(&req, resp);
 			if (r < 0 && resp->status == 0)
 				api_reply_error(resp, 500, "internal", "%s", strerror(-r));
+			/* A rule the handler enforces (minting wider than self) is a denial too. */
+			if (resp->status == 401 || resp->status == 403)
+				decision = "deny";
 		}
 	} else if (resp->status == 0) {
 		api_reply_error(resp, 404, "not_found", "no such route: %s %s", method, url);
@@ -449,7 +452,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	if (!ex)
 		return;
 #if !BRANCHBOX_BENCH_NOAUTH
-	if (!ex->started && !ex->dispatched && ex->listener) {
+	if (!ex->dispatched && ex->listener) {
 		/*
 		 * libmicrohttpd answered this request itself (oversized or malformed headers, 431
 		 * or 400) or the client left mid-headers: the request never reached dispatch(),
@@ -468,7 +471,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			.action = "request",
 			.resource = ex->url,
 			.decision = "deny",
-			.reason = toe == MHD_REQUEST_TERMINATED_WITH_ERROR
+			.reason = ex->started ? "connection closed before the request body was complete"
+				  : toe == MHD_REQUEST_TERMINATED_WITH_ERROR
 					  ? "rejected by the HTTP layer (headers too large or malformed)"
 					  : "connection closed before the request was complete",
 			.outcome = outcome,

@@ -337,6 +337,28 @@ def test_oversized_headers_are_refused_and_audited(authd):
     assert "HTTP layer" in rows[-1][6]
 
 
+def test_abandoned_request_is_audited(authd):
+    before = len(audit_rows(authd))
+    with socket.create_connection(("127.0.0.1", authd.port), timeout=30) as s:
+        s.sendall(b"POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"kind\"")
+        time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(audit_rows(authd)) == before:
+        time.sleep(0.05)
+    rows = audit_rows(authd)[before:]
+    assert rows and rows[-1][4] == "/v1/tokens" and rows[-1][5] == "deny"
+    assert "closed before" in rows[-1][6]
+
+
+def test_refused_mint_is_a_denial(authd):
+    before = len(audit_rows(authd))
+    p = mint(authd, "agent", "bad", ["main"], "env:read", "1h", check=False)
+    assert p.returncode == 1
+    rows = audit_rows(authd)[before:]
+    assert rows[-1][3] == "token.create" and rows[-1][5] == "deny" and rows[-1][7] == "403"
+    assert "production" in rows[-1][6]
+
+
 def test_audit_log_and_env_filter(authd):
     call(authd, "GET", "/v1/environments/pr-01/audit", token=authd.tokens["agent"]["token"])
     p = authd.cli("audit", "log", "--env", "pr-01", "--json")
