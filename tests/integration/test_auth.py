@@ -225,7 +225,8 @@ def test_agent_tokens_cannot_get_production_or_powers(authd):
 
 
 def test_production_name_comes_from_options(tmpdir_path, repo):
-    d = Daemon(tmpdir_path, repo, extra_args=["--production-branch", "prod"]).start()
+    d = Daemon(tmpdir_path, repo, extra_args=["--production-branch", "prod",
+                                              "--agent-token-max-ttl", "2h"]).start()
     try:
         ok = mint(d, "agent", "bot", ["main"], "env:read", "1h")
         MINTED.append(ok["token"])
@@ -233,6 +234,8 @@ def test_production_name_comes_from_options(tmpdir_path, repo):
         assert p.returncode == 1 and "'prod'" in p.stderr
         s, _, body = call(d, "GET", "/v1/environments/prod/audit", token=ok["token"])
         assert s == 404
+        p = mint(d, "agent", "bot", ["pr-1"], "env:read", "3h", check=False)
+        assert p.returncode == 1 and "7200 seconds" in p.stderr
     finally:
         d.stop()
 
