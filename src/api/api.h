@@ -46,6 +46,7 @@ typedef struct ApiRequest {
 	const char *path;
 	const char *interface;		/* "cli", "http", "mcp" */
 	const char *request_id;
+	const char *request_digest;	/* hex SHA-256 of method, path and body, for the audit */
 	const Principal *principal;
 	const char *params[API_MAX_PARAMS]; /* values of {name} segments, in order */
 	const char *body;		/* NUL-terminated, may be "" */
@@ -122,3 +123,12 @@ int route_environment_exec(ApiRequest *req, ApiResponse *resp);
 int route_environment_logs(ApiRequest *req, ApiResponse *resp);
 int route_deploy(ApiRequest *req, ApiResponse *resp);
 int route_preview_proxy(ApiRequest *req, ApiResponse *resp);
+int route_routes_list(ApiRequest *req, ApiResponse *resp);
+int route_token_create(ApiRequest *req, ApiResponse *resp);
+int route_token_list(ApiRequest *req, ApiResponse *resp);
+int route_token_revoke(ApiRequest *req, ApiResponse *resp);
+int route_audit_list(ApiRequest *req, ApiResponse *resp);
+int route_audit_checkpoint(ApiRequest *req, ApiResponse *resp);
+int route_audit_pubkey(ApiRequest *req, ApiResponse *resp);
+int route_audit_verify(ApiRequest *req, ApiResponse *resp);
+int route_environment_audit(ApiRequest *req, ApiResponse *resp);

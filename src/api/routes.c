@@ -21,11 +21,20 @@ const ApiRoute api_routes[] = {
 	{ "POST", "/v1/environments/{name}/exec", "environment.exec", VERB_ENV_EXEC, 0, 0, route_environment_exec },
 	{ "GET", "/v1/environments/{name}/logs", "environment.logs", VERB_ENV_READ, 0, 0, route_environment_logs },
 	{ "GET", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },
-	{ "HEAD", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },
 	{ "POST", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },
 	{ "PUT", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },
 	{ "PATCH", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },
 	{ "DELETE", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },
+	{ "GET", "/v1/routes", "routes.list", 0, -1, ROUTE_ROOT_ONLY, route_routes_list },
+	{ "POST", "/v1/tokens", "token.create", VERB_TOKEN_ADMIN, -1, 0, route_token_create },
+	{ "GET", "/v1/tokens", "token.list", VERB_TOKEN_ADMIN, -1, 0, route_token_list },
+	{ "DELETE", "/v1/tokens/{id}", "token.revoke", VERB_TOKEN_ADMIN, -1, 0, route_token_revoke },
+	{ "GET", "/v1/audit", "audit.list", VERB_AUDIT_READ, -1, 0, route_audit_list },
+	{ "POST", "/v1/audit/checkpoint", "audit.checkpoint", VERB_AUDIT_READ, -1, 0, route_audit_checkpoint },
+	{ "GET", "/v1/audit/pubkey", "audit.pubkey", VERB_AUDIT_READ, -1, 0, route_audit_pubkey },
+	{ "GET", "/v1/audit/verify", "audit.verify", VERB_AUDIT_READ, -1, 0, route_audit_verify },
+	{ "GET", "/v1/environments/{name}/audit", "environment.audit", VERB_ENV_READ, 0, 0,
+	  route_environment_audit },
 };
 
 const size_t api_n_routes = ELEMENTSOF(api_routes);

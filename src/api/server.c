@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "environment.h"
+#include "build-config.h"
 #include "parse.h"
 #include "policy.h"
 #include "strbuf.h"
@@ -37,8 +39,12 @@ struct ApiServer {
 
 /* Per-request state across libmicrohttpd's access-handler calls. */
 typedef struct Exchange {
+	Listener *listener;
 	StrBuf body;
 	bool too_large;
+	bool started;		/* the access handler saw the headers */
+	bool dispatched;	/* the request went through dispatch() and was audited there */
+	char url[256];		/* as first seen, truncated, for requests the HTTP layer rejects */
 } Exchange;
 
 const char *api_request_header(const ApiRequest *req, const char *name)
@@ -349,6 +355,29 @@ static void dispatch(Listener *l, struct MHD_Connection *c, const char *method, 
 		.connection = c,
 	};
 	request_digest(method, url, req.body, req.body_len, digest);
+	req.request_digest = digest;
+	ex->dispatched = true;
+
+#if BRANCHBOX_BENCH_NOAUTH
+	/* Bench-only build: no authentication, authorization or audit at all. */
+	{
+		const ApiRoute *br = api_route_match(method, url, pathbuf, sizeof(pathbuf), req.params,
+						     &path_matched);
+		principal.kind = PRINCIPAL_ROOT;
+		principal.verbs = VERB_ALL;
+		snprintf(principal.name, sizeof(principal.name), "root");
+		if (br)
+			r = br->handler(&req, resp);
+		else
+			api_reply_error(resp, 404, "not_found", "no such route: %s %s", method, url);
+		if (resp->status == 0)
+			api_reply_error(resp, 500, "internal", "handler produced no answer");
+		(void)decision;
+		(void)err;
+		(void)outcome;
+		return;
+	}
+#endif
 
 	const ApiRoute *route = NULL;
 	if (strlen(url) > API_MAX_URL) {
@@ -368,7 +397,9 @@ static void dispatch(Listener *l, struct MHD_Connection *c, const char *method, 
 	const ApiRoute *matched = route;
 	const char *bearer = NULL;
 	if (route && !(route->flags & ROUTE_PUBLIC)) {
-		if (bearer_token(c, &bearer) < 0) {
+		/* An Authorization header, even an empty one, means a token was meant: it never
+		 * falls back to the root shortcut of the unix socket. */
+		if (bearer_token(c, &bearer) < 0 || (bearer && !*bearer)) {
 			snprintf(resp->reason, sizeof(resp->reason), "malformed Authorization header");
 			api_reply_error(resp, 401, "unauthorized", "authentication required");
 			route = NULL;
@@ -393,10 +424,19 @@ static void dispatch(Listener *l, struct MHD_Connection *c, const char *method, 
 			snprintf(req.resource, sizeof(req.resource), "environment:%s", env);
 		PolicyDecision d = route->flags & ROUTE_PUBLIC ? POLICY_ALLOW
 				   : policy_authorize(s->core, &principal, route->verb, env);
+		/* One code path for "absent" and "not yours": an environment that does not exist
+		 * is answered here exactly like an invisible one, before any handler looks at the
+		 * request, and 403 is left only for a verb on one the principal can see. */
+		bool absent = false;
+		if (d != POLICY_INVISIBLE && env && !environment_exists(s->core, env)) {
+			d = POLICY_INVISIBLE;
+			absent = true;
+		}
 		if (d == POLICY_INVISIBLE) {
 			/* Exactly what the handler answers for an environment that does not exist. */
 			api_reply_not_found(resp, "environment", env);
-			snprintf(resp->reason, sizeof(resp->reason), "out of scope");
+			/* The reason is for the audit record only; the client sees the same answer. */
+			snprintf(resp->reason, sizeof(resp->reason), absent ? "no such environment" : "out of scope");
 			decision = "deny";
 		} else if (d == POLICY_FORBIDDEN) {
 			api_reply_error(resp, 403, "forbidden", "this token may not %s",
@@ -406,6 +446,9 @@ static void dispatch(Listener *l, struct MHD_Connection *c, const char *method, 
 			r = route->handler(&req, resp);
 			if (r < 0 && resp->status == 0)
 				api_reply_error(resp, 500, "internal", "%s", strerror(-r));
+			/* A rule the handler enforces (minting wider than self) is a denial too. */
+			if (resp->status == 401 || resp->status == 403)
+				decision = "deny";
 		}
 	} else if (resp->status == 0) {
 		api_reply_error(resp, 404, "not_found", "no such route: %s %s", method, url);
@@ -454,6 +497,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 		if (!ex)
 			return MHD_NO;
 		*con_cls = ex;
+	}
+	if (!ex->started) {
+		ex->started = true;
 		return MHD_YES;
 	}
 	if (*upload_data_size > 0) {
@@ -483,9 +529,49 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	Exchange *ex = *con_cls;
 	if (!ex)
 		return;
+#if !BRANCHBOX_BENCH_NOAUTH
+	if (!ex->dispatched && ex->listener) {
+		/*
+		 * libmicrohttpd answered this request itself (oversized or malformed headers, 431
+		 * or 400) or the client left mid-headers: the request never reached dispatch(),
+		 * but it is still a request, so it gets its record.
+		 */
+		char request_id[33], outcome[32];
+		unsigned char rid[16];
+		Principal anon = { 0 };
+		randombytes_buf(rid, sizeof(rid));
+		sodium_bin2hex(request_id, sizeof(request_id), rid, sizeof(rid));
+		snprintf(outcome, sizeof(outcome), "rejected");
+		AuditRecord rec = {
+			.request_id = request_id,
+			.principal = &anon,
+			.interface = ex->listener->origin == ORIGIN_UNIX_SOCKET ? "cli" : "http",
+			.action = "request",
+			.resource = ex->url,
+			.decision = "deny",
+			.reason = ex->started ? "connection closed before the request body was complete"
+				  : toe == MHD_REQUEST_TERMINATED_WITH_ERROR
+					  ? "rejected by the HTTP layer (headers too large or malformed)"
+					  : "connection closed before the request was complete",
+			.outcome = outcome,
+		};
+		(void)audit_append(ex->listener->server->core, &rec, NULL, NULL);
+	}
+#endif
 	strbuf_done(&ex->body);
 	free(ex);
 	*con_cls = NULL;
+}
+
+/* Called once the request line is read, before the headers: the earliest point of a request. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	Exchange *ex = calloc(1, sizeof(*ex));
+	if (!ex)
+		return NULL;
+	ex->listener = cls;
+	snprintf(ex->url, sizeof(ex->url), "%s", uri ? uri : "");
+	return ex;
 }
 
 static int listener_start(Listener *l, int fd, BbxError *err, const char *what)
@@ -495,6 +581,7 @@ static int listener_start(Listener *l, int fd, BbxError *err, const char *what)
 				  0, NULL, NULL, on_access, l,
 				  MHD_OPTION_LISTEN_SOCKET, fd,
 				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+				  MHD_OPTION_URI_LOG_CALLBACK, on_uri, l,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
 				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)0,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,

@@ -18,6 +18,8 @@ static const CliVerb verbs[] = {
 	{ "pool", "set up, describe or remove the volume pool", verb_pool },
 	{ "volume", "create, clone, list or destroy copy-on-write volumes", verb_volume },
 	{ "sandbox", "run a command in a sandbox (root, no daemon)", verb_sandbox },
+	{ "token", "mint, list and revoke scoped tokens", verb_token },
+	{ "audit", "read, checkpoint and verify the audit ledger", verb_audit },
 };
 
 static void help(FILE *f)

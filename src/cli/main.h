@@ -33,6 +33,10 @@ int verb_volume(int argc, char **argv);
 /* Print why and return -EPERM unless running as root. */
 int cli_require_root(const char *verb);
 int verb_sandbox(int argc, char **argv);
+int verb_token(int argc, char **argv);
+int verb_audit(int argc, char **argv);
+/* Strip "--state DIR" given before a subcommand; returns DIR or NULL. */
+const char *cli_take_leading_state(int *argc, char **argv);
 
 /* Print "branchbox VERB: unknown option/usage" hint and return EXIT_USAGE. */
 int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -10,11 +10,13 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "build-config.h"
 #include "client.h"
 #include "core.h"
 #include "environment.h"
 #include "log.h"
 #include "main.h"
+#include "parse.h"
 
 #define DEFAULT_LISTEN "127.0.0.1:7480"
 
@@ -28,7 +30,11 @@ static void serve_help(void)
 	       "  --state DIR        state directory (default $BRANCHBOX_STATE or %s)\n"
 	       "  --listen ADDR:PORT also serve HTTP here (default %s; tokens only)\n"
 	       "  --no-listen        serve only the unix socket DIR/branchbox.sock\n"
-	       "  --production-branch B  the branch production runs (default main)\n"
+	       "  --production-branch NAME\n"
+	       "                     production's environment name (default main); never in an\n"
+	       "                     agent token's scope\n"
+	       "  --agent-token-max-ttl DURATION\n"
+	       "                     longest lifetime of an agent token (default 30d)\n"
 	       "  -v, --verbose      log every request\n"
 	       "\n"
 	       "The unix socket is always served; uid 0 on it without a token is the local\n"
@@ -43,22 +49,28 @@ int verb_serve(int argc, char **argv)
 		{ "state", required_argument, NULL, 's' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "no-listen", no_argument, NULL, 'n' },
-		{ "production-branch", required_argument, NULL, 'p' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "production-branch", required_argument, NULL, 'P' },
+		{ "agent-token-max-ttl", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
-	const char *repo = NULL, *state = NULL, *listen = DEFAULT_LISTEN, *production = "main";
+	const char *repo = NULL, *state = NULL, *listen = DEFAULT_LISTEN, *production = NULL;
+	uint64_t max_ttl = 0;
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "r:s:l:np:vh", options, NULL)) >= 0) {
+	while ((c = getopt_long(argc, argv, "r:s:l:nvhP:T:", options, NULL)) >= 0) {
 		switch (c) {
 		case 'r': repo = optarg; break;
 		case 's': state = optarg; break;
 		case 'l': listen = optarg; break;
 		case 'n': listen = NULL; break;
-		case 'p': production = optarg; break;
+		case 'P': production = optarg; break;
+		case 'T':
+			if (parse_duration(optarg, &max_ttl) < 0 || max_ttl == 0 || max_ttl > INT32_MAX)
+				return cli_usage_error("serve", "--agent-token-max-ttl %s: expected a duration like 7d", optarg);
+			break;
 		case 'v': log_set_level(LOG_LEVEL_DEBUG); break;
 		case 'h': serve_help(); return EXIT_OK;
 		default: return cli_usage_error("serve", "bad option");
@@ -71,10 +83,16 @@ int verb_serve(int argc, char **argv)
 	state = cli_state_dir(state);
 	log_set_timestamps(1);
 	log_set_ident("branchbox-serve");
+#if BRANCHBOX_BENCH_NOAUTH
+	for (int i = 0; i < 3; i++)
+		log_warning("THIS BINARY WAS BUILT WITH -Dbench_noauth=true: NO AUTHENTICATION, NO "
+			    "AUTHORIZATION, NO AUDIT. FOR BENCHMARKS ONLY; NEVER RUN IT ANYWHERE ELSE.");
+#endif
 
 	BbxError err = BBX_ERROR_INIT;
 	_cleanup_(core_freep) Core *core = NULL;
-	CoreOptions copts = { .state_dir = state, .repo_path = repo, .production_branch = production };
+	CoreOptions copts = { .state_dir = state, .repo_path = repo, .production_branch = production,
+			     .agent_token_max_ttl = (int64_t)max_ttl };
 	int r = core_new(&copts, &core, &err);
 	if (r < 0) {
 		log_error("%s", bbx_error_message(&err, r));

@@ -8,15 +8,9 @@
 #include <sys/stat.h>
 
 #include "audit.h"
+#include "core-internal.h"
 #include "file-util.h"
-
-struct Core {
-	char *state_dir;
-	char *repo_path;
-	char *production_branch;
-	Store *store;
-	struct Environments *environments;
-};
+#include "parse.h"
 
 int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
 {
@@ -50,14 +44,41 @@ int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
 	}
 	(void)chmod(c->state_dir, 0700);
 	c->repo_path = realpath(opts->repo_path, NULL);
-	c->production_branch = strdup(opts->production_branch ? opts->production_branch : "main");
-	if (!c->repo_path || !c->production_branch)
+	if (!c->repo_path)
 		return -ENOMEM;
 
 	r = store_open(c->state_dir, &c->store, err);
 	if (r < 0)
 		return r;
 	r = audit_init(c, err);
+	if (r < 0)
+		return r;
+
+	c->production_branch = strdup(opts->production_branch && *opts->production_branch
+					      ? opts->production_branch : "main");
+	if (!c->production_branch)
+		return -ENOMEM;
+	if (!name_is_valid(c->production_branch))
+		return bbx_error_set(err, -EINVAL, "invalid", "production branch '%s': not a valid environment name",
+				     c->production_branch);
+	c->agent_token_max_ttl = opts->agent_token_max_ttl > 0 ? opts->agent_token_max_ttl
+							       : TOKEN_DEFAULT_AGENT_MAX_TTL;
+
+	/* Keys are created at first start and never leave the state dir. */
+	r = core_load_or_create_key(c->state_dir, "token.key", c->token_key, sizeof(c->token_key), NULL, err);
+	if (r < 0)
+		return r;
+	uint8_t seed[crypto_sign_SEEDBYTES];
+	r = core_load_or_create_key(c->state_dir, "audit-ed25519.key", seed, sizeof(seed), NULL, err);
+	if (r < 0)
+		return r;
+	crypto_sign_seed_keypair(c->audit_pk, c->audit_sk, seed);
+	sodium_memzero(seed, sizeof(seed));
+
+	r = token_cache_new(&c->token_cache);
+	if (r < 0)
+		return r;
+	r = audit_start(c, err);
 	if (r < 0)
 		return r;
 
@@ -69,6 +90,10 @@ void core_free(Core *c)
 {
 	if (!c)
 		return;
+	audit_stop(c);
+	token_cache_free(c->token_cache);
+	sodium_memzero(c->token_key, sizeof(c->token_key));
+	sodium_memzero(c->audit_sk, sizeof(c->audit_sk));
 	store_free(c->store);
 	free(c->production_branch);
 	free(c->state_dir);
@@ -104,4 +129,9 @@ struct Environments *core_environments(Core *c)
 void core_set_environments(Core *c, struct Environments *e)
 {
 	c->environments = e;
+}
+
+int64_t core_agent_token_max_ttl(Core *c)
+{
+	return c->agent_token_max_ttl;
 }

@@ -14,7 +14,8 @@ typedef struct Core Core;
 typedef struct CoreOptions {
 	const char *state_dir;	/* required; created 0700 if missing */
 	const char *repo_path;	/* required; the git repository production is built from */
-	const char *production_branch; /* NULL: "main" */
+	const char *production_branch;	/* production's environment name; NULL = "main" */
+	int64_t agent_token_max_ttl;	/* seconds; 0 = 30 days */
 } CoreOptions;
 
 int core_new(const CoreOptions *opts, Core **ret, BbxError *err);
@@ -31,3 +32,4 @@ const char *core_production_branch(Core *c);
 struct Environments;
 struct Environments *core_environments(Core *c);
 void core_set_environments(Core *c, struct Environments *e);
+int64_t core_agent_token_max_ttl(Core *c);

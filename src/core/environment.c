@@ -229,6 +229,8 @@ static int load_config_at(Environments *E, const char *commit, ProjectConfig **r
 			     "commit %.12s has no .branchbox/config.yaml or .upsun/config.yaml", commit);
 }
 
+static int ensure_pool(Environments *E, BbxError *err);
+
 /* ---- secrets ---- */
 
 static int secrets_to_json(EnvRuntime *rt, char **ret)
@@ -274,8 +276,11 @@ static int runtime_setup(Environments *E, EnvRuntime *rt, ProjectConfig *config,
 	rt->preview = preview;
 	free(rt->volume_path);
 	pthread_mutex_lock(&E->pool_lock);
-	rt->volume_path = pool_volume_path(E->pool, rt->name);
+	int r = ensure_pool(E, err);
+	rt->volume_path = r >= 0 ? pool_volume_path(E->pool, rt->name) : NULL;
 	pthread_mutex_unlock(&E->pool_lock);
+	if (r < 0)
+		return r;
 	env_path(E, buf, sizeof(buf), "code", rt->name);
 	free(rt->code_dir);
 	rt->code_dir = path_join(buf, commit, NULL);
@@ -1012,7 +1017,7 @@ static int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync
 	if (r < 0 && r != -ENOENT && ret == 0)
 		ret = bbx_error_set(err, r, "internal", "removing network namespace %s: %s", path, strerror(-r));
 	pthread_mutex_lock(&E->pool_lock);
-	r = pool_volume_exists(E->pool, name);
+	r = E->pool ? pool_volume_exists(E->pool, name) : 0;
 	if (r > 0) {
 		r = pool_volume_destroy(E->pool, name, sync, err);
 		if (r < 0 && ret == 0)
@@ -1097,7 +1102,7 @@ static int record_info(Environments *E, const char *name, json_t **ret, BbxError
 	json_object_set_new(o, "processes", runtime_processes_json(rt));
 	pthread_mutex_lock(&E->pool_lock);
 	VolumeInfo vi;
-	if (pool_volume_exists(E->pool, name) > 0 && pool_volume_usage(E->pool, name, &vi, NULL) >= 0) {
+	if (E->pool && pool_volume_exists(E->pool, name) > 0 && pool_volume_usage(E->pool, name, &vi, NULL) >= 0) {
 		json_t *v = json_object();
 		if (vi.exclusive_bytes != STORAGE_UNKNOWN)
 			json_object_set_new(v, "exclusive_bytes", json_integer((json_int_t)vi.exclusive_bytes));
@@ -1667,6 +1672,11 @@ int environment_start(Core *c, const char *name, BbxError *err)
 				   r >= 0 ? NULL : bbx_error_message(err, r), NULL);
 	env_record_done(&rec);
 	return r;
+}
+
+bool environment_exists(Core *c, const char *name)
+{
+	return env_record_exists(core_store(c), name) > 0;
 }
 
 int environment_info(Core *c, const char *name, json_t **ret, BbxError *err)

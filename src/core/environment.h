@@ -43,6 +43,9 @@ int environment_destroy(Core *c, const char *name, BbxError *err);
 int environment_stop(Core *c, const char *name, BbxError *err);
 int environment_start(Core *c, const char *name, BbxError *err);
 
+/* Whether a row for the environment exists (any state). */
+bool environment_exists(Core *c, const char *name);
+
 /* -ENOENT (kind "not_found", message "environment 'NAME' not found") when absent. */
 int environment_info(Core *c, const char *name, json_t **ret, BbxError *err);
 /* All environments the principal can see. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "parse.h"
+#include "token.h"
 
 int policy_authenticate(Core *c, RequestOrigin origin, uid_t peer_uid, const char *bearer,
 			Principal *ret, BbxError *err)
@@ -20,8 +21,8 @@ int policy_authenticate(Core *c, RequestOrigin origin, uid_t peer_uid, const cha
 		}
 		return bbx_error_set(err, -EACCES, "unauthorized", "no credentials");
 	}
-	/* No token store yet: every bearer token is unknown. */
-	return bbx_error_set(err, -EACCES, "unauthorized", "unknown token");
+	/* A token on the unix socket means that token, never root. */
+	return token_authenticate(c, bearer, ret, err);
 }
 
 static bool scope_matches(const Principal *p, const char *env)
@@ -37,6 +38,10 @@ bool policy_can_see_environment(Core *c, const Principal *p, const char *env)
 	if (p->kind == PRINCIPAL_ROOT)
 		return true;
 	if (p->kind == PRINCIPAL_ANONYMOUS)
+		return false;
+	/* Whatever its scope says (a token minted before a config change, a row edited by
+	 * hand), an agent never sees production. */
+	if (p->kind == PRINCIPAL_AGENT && !strcmp(env, core_production_branch(c)))
 		return false;
 	return scope_matches(p, env);
 }

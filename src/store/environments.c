@@ -226,3 +226,20 @@ int env_record_delete(Store *s, const char *name, BbxError *err)
 	store_unlock(s);
 	return ret;
 }
+
+int env_record_exists(Store *s, const char *name)
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	store_read_lock(s);
+	rc = sqlite3_prepare_v2(store_read_db(s), "SELECT 1 FROM environments WHERE name = ?", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+	}
+	r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+	sqlite3_finalize(st);
+	store_read_unlock(s);
+	return r;
+}

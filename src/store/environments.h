@@ -31,6 +31,8 @@ void env_record_done(EnvRecord *r);
 void env_records_free(EnvRecord *v, size_t n);
 
 int env_record_insert(Store *s, const EnvRecord *r, BbxError *err);
+/* 1 when a row exists, 0 when not, -errno; on the read connection (hot path). */
+int env_record_exists(Store *s, const char *name);
 /* -ENOENT (kind "not_found") when absent. */
 int env_record_get(Store *s, const char *name, EnvRecord *ret, BbxError *err);
 int env_record_list(Store *s, EnvRecord **ret, size_t *ret_n, BbxError *err);

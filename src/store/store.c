@@ -16,6 +16,8 @@
 struct Store {
 	sqlite3 *db;
 	pthread_mutex_t lock;
+	sqlite3 *read_db;
+	pthread_mutex_t read_lock;
 	int version;
 };
 
@@ -69,6 +71,21 @@ void store_rollback(Store *s)
 {
 	if (!sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+void store_read_lock(Store *s)
+{
+	pthread_mutex_lock(&s->read_lock);
+}
+
+void store_read_unlock(Store *s)
+{
+	pthread_mutex_unlock(&s->read_lock);
+}
+
+sqlite3 *store_read_db(Store *s)
+{
+	return s->read_db;
 }
 
 void store_lock(Store *s)
@@ -169,6 +186,7 @@ int store_open_at_version(const char *state_dir, int max_version, Store **ret, B
 	pthread_mutexattr_init(&attr);
 	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&s->lock, &attr);
+	pthread_mutex_init(&s->read_lock, &attr);
 	pthread_mutexattr_destroy(&attr);
 
 	rc = sqlite3_open_v2(path, &s->db,
@@ -192,6 +210,14 @@ int store_open_at_version(const char *state_dir, int max_version, Store **ret, B
 		       err);
 	if (r >= 0)
 		r = migrate(s, max_version < store_n_migrations ? max_version : store_n_migrations, err);
+	if (r >= 0) {
+		rc = sqlite3_open_v2(path, &s->read_db,
+				     SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
+		if (rc != SQLITE_OK)
+			r = store_error(s, rc, "read connection", err);
+		else
+			sqlite3_busy_timeout(s->read_db, 5000);
+	}
 	if (r < 0) {
 		bbx_error_prefix(err, "%s", path);
 		store_free(s);
@@ -210,8 +236,11 @@ void store_free(Store *s)
 {
 	if (!s)
 		return;
+	if (s->read_db)
+		sqlite3_close_v2(s->read_db);
 	if (s->db)
 		sqlite3_close_v2(s->db);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->read_lock);
 	free(s);
 }

@@ -38,6 +38,16 @@ void store_unlock(Store *s);
 /* The raw connection; valid only while the lock is held. */
 sqlite3 *store_db(Store *s);
 
+/*
+ * A second, read-only connection for queries on hot paths. In WAL mode it reads the last
+ * committed state while a writer commits (and fsyncs) on the main connection, so reads
+ * never queue behind a group commit. Its own recursive lock; never nest it inside
+ * store_lock() the other way round.
+ */
+void store_read_lock(Store *s);
+void store_read_unlock(Store *s);
+sqlite3 *store_read_db(Store *s);
+
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK; call with the lock held. */
 int store_begin(Store *s, BbxError *err);
 int store_commit(Store *s, BbxError *err);
