@@ -69,6 +69,7 @@ typedef struct Environments {
 	int reaper_wake[2];
 	char *state_dir;
 	char *production;		/* production environment (= branch) name */
+	char cgroup_prefix[16];		/* "d-" + 8 hex of the state dir: this daemon's cgroups */
 } Environments;
 
 static Environments *envs_of(Core *c)
@@ -475,7 +476,7 @@ static void pb_common(Environments *E, EnvRuntime *rt, ProcBuild *b, const char 
 	 * names unique across daemon restarts that left a cgroup behind. */
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
-	snprintf(b->cgroup, sizeof(b->cgroup), "env-%s/%s-%s", rt->name, what, hex);
+	snprintf(b->cgroup, sizeof(b->cgroup), "%s/env-%s/%s-%s", E->cgroup_prefix, rt->name, what, hex);
 	b->spec.cgroup_name = b->cgroup;
 	b->spec.uid = uid;
 	b->spec.hostname = rt->name;
@@ -956,32 +957,35 @@ static void cgroup_remove_name(const char *name)
 	}
 }
 
-/* Kill and remove an environment's cgroups: each process's, then the environment's. */
-static void cgroups_remove_env(const char *env)
+/* Kill and remove an environment's cgroups: each process's, then the environment's.
+ * Only below this daemon's own prefix: other daemons on the host keep theirs. */
+static void cgroups_remove_env(Environments *E, const char *env)
 {
 	static const char *const bases[] = { CGROUP_ROOT "/*/branchbox", CGROUP_ROOT "/branchbox" };
 	char pattern[512], name[256];
 	for (size_t b = 0; b < ELEMENTSOF(bases); b++) {
 		glob_t g;
-		snprintf(pattern, sizeof(pattern), "%s/env-%s/*", bases[b], env);
+		snprintf(pattern, sizeof(pattern), "%s/%s/env-%s/*", bases[b], E->cgroup_prefix, env);
 		if (glob(pattern, GLOB_ONLYDIR | GLOB_NOSORT, NULL, &g) != 0)
 			continue;
 		for (size_t i = 0; i < g.gl_pathc; i++) {
 			const char *child = strrchr(g.gl_pathv[i], '/') + 1;
-			snprintf(name, sizeof(name), "env-%s/%s", env, child);
+			snprintf(name, sizeof(name), "%s/env-%s/%s", E->cgroup_prefix, env, child);
 			if (name_is_valid(child))
 				cgroup_remove_name(name);
 		}
 		globfree(&g);
 	}
-	snprintf(name, sizeof(name), "env-%s", env);
+	snprintf(name, sizeof(name), "%s/env-%s", E->cgroup_prefix, env);
 	cgroup_remove_name(name);
 }
 
-/* Names of environments that have a cgroup (for orphan removal). */
-static char **cgroup_env_names(void)
+/* Names of this daemon's environments that have a cgroup (for orphan removal). */
+static char **cgroup_env_names(Environments *E)
 {
-	static const char *const patterns[] = { CGROUP_ROOT "/*/branchbox/env-*", CGROUP_ROOT "/branchbox/env-*" };
+	char patterns[2][256];
+	snprintf(patterns[0], sizeof(patterns[0]), CGROUP_ROOT "/*/branchbox/%s/env-*", E->cgroup_prefix);
+	snprintf(patterns[1], sizeof(patterns[1]), CGROUP_ROOT "/branchbox/%s/env-*", E->cgroup_prefix);
 	char **names = NULL;
 	for (size_t p = 0; p < ELEMENTSOF(patterns); p++) {
 		glob_t g;
@@ -1011,7 +1015,7 @@ static int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync
 		runtime_stop_processes(rt);
 		rt->netns_fd = safe_close(rt->netns_fd);
 	}
-	cgroups_remove_env(name);
+	cgroups_remove_env(E, name);
 	env_path(E, path, sizeof(path), "run/netns", name);
 	r = sandbox_netns_remove(path, NULL);
 	if (r < 0 && r != -ENOENT && ret == 0)
@@ -1906,9 +1910,9 @@ static int reconcile(Environments *E, BbxError *err)
 	}
 	/* Cgroups: every environment's processes died with the previous daemon, so the
 	 * cgroups left are empty husks (or orphans to kill). */
-	char **cg = cgroup_env_names();
+	char **cg = cgroup_env_names(E);
 	for (size_t i = 0; cg && cg[i]; i++)
-		cgroups_remove_env(cg[i]);
+		cgroups_remove_env(E, cg[i]);
 	strv_free(cg);
 	/* Orphaned namespaces, checkouts, logs and scratch dirs. */
 	static const char *const kinds[] = { "run/netns", "code", "tmp", "logs" };
@@ -1979,6 +1983,10 @@ int environments_init(Core *c, BbxError *err)
 		return -ENOMEM;
 	}
 	core_set_environments(c, E);
+	/* Several daemons (state dirs) may share a host: each keeps its cgroups apart. */
+	unsigned char h[crypto_hash_sha256_BYTES];
+	crypto_hash_sha256(h, (const unsigned char *)E->state_dir, strlen(E->state_dir));
+	snprintf(E->cgroup_prefix, sizeof(E->cgroup_prefix), "d-%02x%02x%02x%02x", h[0], h[1], h[2], h[3]);
 
 	r = gitrepo_open(core_repo_path(c), &E->repo, err);
 	if (r < 0)

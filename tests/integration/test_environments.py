@@ -78,7 +78,7 @@ def psql(d, name, sql):
 def leftovers(d, name):
     """Everything of environment name still on the host."""
     found = []
-    for pat in [f"/sys/fs/cgroup/*/branchbox/env-{name}.*", f"/sys/fs/cgroup/unified/branchbox/env-{name}.*"]:
+    for pat in [f"/sys/fs/cgroup/*/branchbox/d-*/env-{name}", f"/sys/fs/cgroup/branchbox/d-*/env-{name}"]:
         found += glob.glob(pat)
     for kind in ("run/netns", "code", "tmp", "logs"):
         p = os.path.join(d.state, kind, name)
@@ -213,7 +213,9 @@ def test_preview_cannot_reach_production_or_host(prod):
 def test_destroy_leaves_nothing(prod):
     git(prod.repo, "branch", "-f", "pr-gone", "main")
     prod.cli("env", "create", "pr-gone", timeout=600)
-    assert leftovers(prod, "pr-gone")  # positive control: it exists while it runs
+    running = leftovers(prod, "pr-gone")  # positive control: it exists while it runs
+    assert any("/sys/fs/cgroup/" in p for p in running), running
+    assert any("run/netns" in p for p in running), running
     prod.cli("env", "destroy", "pr-gone", timeout=300)
     assert leftovers(prod, "pr-gone") == []
     p = prod.cli("env", "info", "pr-gone", check=False)
@@ -244,6 +246,20 @@ def test_ttl_expiry(prod):
                       "AND action = 'environment.expire'").fetchall()
     db.close()
     assert rows == [("environment.expire", "destroyed")]
+
+
+def test_another_daemon_leaves_our_environments_alone(prod, tmpdir_path):
+    before = {p["name"]: p["pid"] for p in json.loads(prod.cli("env", "info", "main", "--json").stdout)["processes"]}
+    other_repo = os.path.join(tmpdir_path, "other-repo")
+    subprocess.run([os.path.join(EXAMPLE, "make-repo.sh"), other_repo], check=True, capture_output=True)
+    other = Daemon(tmpdir_path, other_repo).start()  # its crash recovery sweeps its own orphans
+    try:
+        time.sleep(1)
+        after = {p["name"]: p["pid"] for p in json.loads(prod.cli("env", "info", "main", "--json").stdout)["processes"]}
+        assert after == before and all(after.values())
+        assert call(prod, "GET", "/preview/main/healthz")[0] == 200
+    finally:
+        other.stop()
 
 
 def test_exec_status_and_errors(prod):
