@@ -12,6 +12,7 @@ Usage: bench/env.py BUILD_DIR [--previews N]
    memory charged to their cgroups is read, and the machine's capacity is the available memory
    divided by the per-preview figure.
 """
+import glob
 import json
 import os
 import platform
@@ -86,13 +87,10 @@ class Bench:
 
     def env_cgroup_memory(self, name):
         total = 0
-        for base in ("/sys/fs/cgroup/memory/branchbox", "/sys/fs/cgroup/branchbox"):
-            d = os.path.join(base, f"env-{name}")
-            if not os.path.isdir(d):
-                continue
-            for child in os.listdir(d):
+        for pat in ("/sys/fs/cgroup/memory/branchbox/d-*/env-%s/*", "/sys/fs/cgroup/branchbox/d-*/env-%s/*"):
+            for d in glob.glob(pat % name):
                 for f in ("memory.usage_in_bytes", "memory.current"):
-                    p = os.path.join(d, child, f)
+                    p = os.path.join(d, f)
                     if os.path.exists(p):
                         total += int(open(p).read())
                         break

@@ -693,7 +693,7 @@ static int services_wait_ready(EnvRuntime *rt, BbxError *err)
 				return bbx_error_set(err, -ETIMEDOUT, "failed", "service %s did not accept connections within %d s",
 						     s->config->name, SERVICE_READY_TIMEOUT_MS / 1000);
 			usleep(delay * 1000);
-			if (delay < 200)
+			if (delay < 100)
 				delay *= 2;
 		}
 	}
@@ -818,7 +818,7 @@ static int apps_wait_healthy(EnvRuntime *rt, BbxError *err)
 						     app->name, app->web_port, APP_HEALTHY_TIMEOUT_MS / 1000, rt->name, app->name);
 			}
 			usleep(delay * 1000);
-			if (delay < 250)
+			if (delay < 100)
 				delay *= 2;
 		}
 	}
@@ -1123,6 +1123,26 @@ static int record_info(Environments *E, const char *name, json_t **ret, BbxError
 
 /* ---- bringing an environment up from its data ---- */
 
+typedef struct BuildJob {
+	Environments *E;
+	EnvRuntime *rt;
+	pthread_t thread;
+	bool started;
+	int r;
+	BbxError err;
+} BuildJob;
+
+static void *build_main(void *userdata)
+{
+	BuildJob *j = userdata;
+	j->r = 0;
+	for (size_t a = 0; j->r >= 0 && a < j->rt->config->n_applications; a++) {
+		const ConfigApplication *app = &j->rt->config->applications[a];
+		j->r = run_hook(j->E, j->rt, app, "build", app->hook_build, &j->err);
+	}
+	return NULL;
+}
+
 /* Start services (initialising those whose data dir is new), hooks, apps. */
 static int bring_up(Environments *E, EnvRuntime *rt, const char *op, bool cloned, bool run_hooks,
 		    bool sanitize, int64_t journal_id, BbxError *err)
@@ -1154,21 +1174,27 @@ static int bring_up(Environments *E, EnvRuntime *rt, const char *op, bool cloned
 	r = network_up(E, rt, err);
 	if (r < 0)
 		return r;
+	/* The build needs no service (as on Upsun): it runs while the services start. */
+	BuildJob build = { .E = E, .rt = rt, .err = BBX_ERROR_INIT };
+	if (run_hooks) {
+		if (journal_id)
+			(void)journal_step(s, journal_id, "build", NULL);
+		environment_debug_stop_point(op, "build");
+		if (pthread_create(&build.thread, NULL, build_main, &build) == 0)
+			build.started = true;
+		else
+			build_main(&build);
+	}
 	if (journal_id)
 		(void)journal_step(s, journal_id, "services", NULL);
 	environment_debug_stop_point(op, "services");
 	r = services_start(E, rt, cloned, err);
 	if (r >= 0)
 		r = services_wait_ready(rt, err);
-	if (r < 0)
-		return r;
-	if (cloned) {
+	if (r >= 0 && cloned)
 		/* New credentials before anything else touches the clone. */
 		r = services_rotate_credentials(E, rt, err);
-		if (r < 0)
-			return r;
-	}
-	if (sanitize) {
+	if (r >= 0 && sanitize) {
 		if (journal_id)
 			(void)journal_step(s, journal_id, "sanitize", NULL);
 		environment_debug_stop_point(op, "sanitize");
@@ -1177,22 +1203,22 @@ static int bring_up(Environments *E, EnvRuntime *rt, const char *op, bool cloned
 			bbx_error_prefix(err, "sanitize failed, so the environment was removed");
 			if (err)
 				snprintf(err->kind, sizeof(err->kind), "sanitize_failed");
-			return r;
 		}
 	}
-	if (run_hooks) {
-		if (journal_id)
-			(void)journal_step(s, journal_id, "build", NULL);
-		environment_debug_stop_point(op, "build");
+	if (build.started)
+		pthread_join(build.thread, NULL);
+	if (r < 0)
+		return r;
+	if (run_hooks && build.r < 0)
+		return bbx_error_set(err, build.r, build.err.kind[0] ? build.err.kind : "failed", "%s",
+				     bbx_error_message(&build.err, build.r));
+	if (run_hooks)
 		for (size_t a = 0; a < rt->config->n_applications; a++) {
 			const ConfigApplication *app = &rt->config->applications[a];
-			r = run_hook(E, rt, app, "build", app->hook_build, err);
-			if (r >= 0)
-				r = run_hook(E, rt, app, "deploy", app->hook_deploy, err);
+			r = run_hook(E, rt, app, "deploy", app->hook_deploy, err);
 			if (r < 0)
 				return r;
 		}
-	}
 	if (journal_id)
 		(void)journal_step(s, journal_id, "app", NULL);
 	environment_debug_stop_point(op, "app");
@@ -1232,6 +1258,39 @@ static int ensure_pool(Environments *E, BbxError *err)
 }
 
 /* ---- operations ---- */
+
+/* The end of a successful deploy or create: the row says ready, with the config it runs
+ * and this environment's own credentials (and the new commit, for a deploy). */
+static int record_mark_ready(Environments *E, EnvRuntime *rt, const char *commit, BbxError *err)
+{
+	Store *s = core_store(E->core);
+	_cleanup_free_ char *secrets = NULL, *cfg = NULL;
+	json_t *cj = config_to_json(rt->config);
+	cfg = cj ? json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(cj);
+	if (!cfg || secrets_to_json(rt, &secrets) < 0)
+		return -ENOMEM;
+	EnvRecord cur;
+	int r = env_record_get(s, rt->name, &cur, err);
+	if (r < 0)
+		return r;
+	if (commit) {
+		free(cur.commit_id);
+		cur.commit_id = strdup(commit);
+	}
+	free(cur.state);
+	cur.state = strdup("ready");
+	free(cur.config_json);
+	cur.config_json = TAKE_PTR(cfg);
+	free(cur.secrets_json);
+	cur.secrets_json = TAKE_PTR(secrets);
+	free(cur.error);
+	cur.error = NULL;
+	cur.updated_at = store_now();
+	r = cur.state && cur.commit_id ? env_record_update(s, &cur, err) : -ENOMEM;
+	env_record_done(&cur);
+	return r;
+}
 
 int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 {
@@ -1327,36 +1386,9 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 	if (r < 0)
 		goto fail;
 
-	{
-		_cleanup_free_ char *secrets = NULL, *cfg = NULL;
-		json_t *cj = config_to_json(rt->config);
-		cfg = cj ? json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-		json_decref(cj);
-		r = secrets_to_json(rt, &secrets);
-		if (r < 0 || !cfg) {
-			r = -ENOMEM;
-			goto fail;
-		}
-		EnvRecord cur;
-		r = env_record_get(s, name, &cur, err);
-		if (r < 0)
-			goto fail;
-		free(cur.commit_id);
-		cur.commit_id = strdup(commit);
-		free(cur.state);
-		cur.state = strdup("ready");
-		free(cur.config_json);
-		cur.config_json = TAKE_PTR(cfg);
-		free(cur.secrets_json);
-		cur.secrets_json = TAKE_PTR(secrets);
-		free(cur.error);
-		cur.error = NULL;
-		cur.updated_at = store_now();
-		r = cur.commit_id && cur.state ? env_record_update(s, &cur, err) : -ENOMEM;
-		env_record_done(&cur);
-		if (r < 0)
-			goto fail;
-	}
+	r = record_mark_ready(E, rt, commit, err);
+	if (r < 0)
+		goto fail;
 	(void)journal_finish(s, jid, "done", NULL);
 	r = ret_info ? record_info(E, name, ret_info, err) : 0;
 	goto out;
@@ -1496,32 +1528,9 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	if (r < 0)
 		goto fail;
 
-	{
-		_cleanup_free_ char *secrets = NULL, *cfg = NULL;
-		json_t *cj = config_to_json(rt->config);
-		cfg = cj ? json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-		json_decref(cj);
-		r = secrets_to_json(rt, &secrets);
-		if (r < 0 || !cfg) {
-			r = -ENOMEM;
-			goto fail;
-		}
-		EnvRecord cur;
-		r = env_record_get(s, name, &cur, err);
-		if (r < 0)
-			goto fail;
-		free(cur.state);
-		cur.state = strdup("ready");
-		free(cur.config_json);
-		cur.config_json = TAKE_PTR(cfg);
-		free(cur.secrets_json);
-		cur.secrets_json = TAKE_PTR(secrets);
-		cur.updated_at = store_now();
-		r = cur.state ? env_record_update(s, &cur, err) : -ENOMEM;
-		env_record_done(&cur);
-		if (r < 0)
-			goto fail;
-	}
+	r = record_mark_ready(E, rt, NULL, err);
+	if (r < 0)
+		goto fail;
 	(void)journal_finish(s, jid, "done", NULL);
 	pthread_mutex_unlock(&rt->op_lock);
 	return ret_info ? record_info(E, name, ret_info, err) : 0;

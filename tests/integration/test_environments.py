@@ -233,6 +233,17 @@ def test_sanitize_failure_leaves_nothing(prod):
     assert "pr-badsan" not in prod.cli("env", "list").stdout
 
 
+def test_build_failure_leaves_nothing(prod):
+    # The build runs while the services start; its failure still fails the whole create.
+    branch_with_config(prod.repo, "pr-badbuild", lambda t: t.replace(
+        "python3 -m py_compile *.py", "echo compiling; echo broken >&2; exit 3"))
+    p = prod.cli("env", "create", "pr-badbuild", check=False, timeout=600)
+    assert p.returncode == 1
+    assert "hook build of application web failed with exit status 3" in p.stderr and "broken" in p.stderr
+    assert leftovers(prod, "pr-badbuild") == []
+    assert "pr-badbuild" not in prod.cli("env", "list").stdout
+
+
 def test_ttl_expiry(prod):
     branch_with_config(prod.repo, "pr-ttl", lambda t: t.replace("ttl: 24h", "ttl: 2s"))
     prod.cli("env", "create", "pr-ttl", timeout=600)
