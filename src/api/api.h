@@ -32,6 +32,8 @@ typedef struct ApiServerOptions {
 	Core *core;
 	const char *socket_path;	/* required */
 	const char *listen;		/* "127.0.0.1:7480" or NULL for the unix socket only */
+	const char *preview_domain;	/* "preview.example.com": Host NAME.<domain> goes to
+					 * /preview/NAME/; NULL to disable */
 } ApiServerOptions;
 
 int api_server_new(const ApiServerOptions *opts, ApiServer **ret, BbxError *err);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -32,6 +33,7 @@ typedef struct Listener {
 struct ApiServer {
 	Core *core;
 	char *socket_path;
+	char *preview_domain;
 	Listener unix_listener;
 	Listener tcp_listener;
 	uint16_t port;
@@ -328,6 +330,28 @@ static enum MHD_Result send_response(struct MHD_Connection *c, ApiResponse *resp
 	return ret;
 }
 
+static bool preview_host_rewrite(ApiServer *s, struct MHD_Connection *c, const char *url, char *buf,
+				 size_t size)
+{
+	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+	char name[128];
+
+	if (!s->preview_domain || !host)
+		return false;
+	size_t hn = strcspn(host, ":"), dn = strlen(s->preview_domain);
+	if (hn <= dn + 1 || host[hn - dn - 1] != '.' || strncasecmp(host + hn - dn, s->preview_domain, dn))
+		return false;
+	size_t nn = hn - dn - 1;
+	if (nn >= sizeof(name))
+		return false;
+	memcpy(name, host, nn);
+	name[nn] = '\0';
+	if (!name_is_valid(name))
+		return false;
+	int k = snprintf(buf, size, "/preview/%s%s", name, url[0] == '/' ? url : "/");
+	return k > 0 && (size_t)k < size;
+}
+
 static void dispatch(Listener *l, struct MHD_Connection *c, const char *method, const char *url,
 		     Exchange *ex, ApiResponse *resp)
 {
@@ -342,6 +366,11 @@ static void dispatch(Listener *l, struct MHD_Connection *c, const char *method, 
 
 	randombytes_buf(rid, sizeof(rid));
 	sodium_bin2hex(request_id, sizeof(request_id), rid, sizeof(rid));
+
+	/* Ingress by name: "Host: NAME.<preview domain>" is the preview proxy for NAME. */
+	char rewritten[API_MAX_URL + 1];
+	if (preview_host_rewrite(s, c, url, rewritten, sizeof(rewritten)))
+		url = rewritten;
 
 	ApiRequest req = {
 		.core = s->core,
@@ -690,7 +719,9 @@ int api_server_new(const ApiServerOptions *opts, ApiServer **ret, BbxError *err)
 	s->unix_listener = (Listener){ .server = s, .origin = ORIGIN_UNIX_SOCKET };
 	s->tcp_listener = (Listener){ .server = s, .origin = ORIGIN_TCP };
 	s->socket_path = strdup(opts->socket_path);
-	if (!s->socket_path) {
+	s->preview_domain = opts->preview_domain ? strdup(opts->preview_domain) : NULL;
+	if (!s->socket_path || (opts->preview_domain && !s->preview_domain)) {
+		free(s->preview_domain);
 		free(s);
 		return -ENOMEM;
 	}
@@ -737,5 +768,6 @@ void api_server_free(ApiServer *s)
 		(void)unlink(s->socket_path);
 	}
 	free(s->socket_path);
+	free(s->preview_domain);
 	free(s);
 }

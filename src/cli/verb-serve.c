@@ -35,6 +35,8 @@ static void serve_help(void)
 	       "                     agent token's scope\n"
 	       "  --agent-token-max-ttl DURATION\n"
 	       "                     longest lifetime of an agent token (default 30d)\n"
+	       "  --preview-domain DOMAIN\n"
+	       "                     requests for Host NAME.DOMAIN go to preview NAME's application\n"
 	       "  -v, --verbose      log every request\n"
 	       "\n"
 	       "The unix socket is always served; uid 0 on it without a token is the local\n"
@@ -51,22 +53,25 @@ int verb_serve(int argc, char **argv)
 		{ "no-listen", no_argument, NULL, 'n' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "production-branch", required_argument, NULL, 'P' },
+		{ "preview-domain", required_argument, NULL, 'D' },
 		{ "agent-token-max-ttl", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
 	const char *repo = NULL, *state = NULL, *listen = DEFAULT_LISTEN, *production = NULL;
+	const char *preview_domain = NULL;
 	uint64_t max_ttl = 0;
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "r:s:l:nvhP:T:", options, NULL)) >= 0) {
+	while ((c = getopt_long(argc, argv, "r:s:l:nvhP:T:D:", options, NULL)) >= 0) {
 		switch (c) {
 		case 'r': repo = optarg; break;
 		case 's': state = optarg; break;
 		case 'l': listen = optarg; break;
 		case 'n': listen = NULL; break;
 		case 'P': production = optarg; break;
+		case 'D': preview_domain = optarg; break;
 		case 'T':
 			if (parse_duration(optarg, &max_ttl) < 0 || max_ttl == 0 || max_ttl > INT32_MAX)
 				return cli_usage_error("serve", "--agent-token-max-ttl %s: expected a duration like 7d", optarg);
@@ -129,7 +134,8 @@ int verb_serve(int argc, char **argv)
 
 	char sock[4096];
 	snprintf(sock, sizeof(sock), "%s/branchbox.sock", core_state_dir(core));
-	ApiServerOptions aopts = { .core = core, .socket_path = sock, .listen = listen };
+	ApiServerOptions aopts = { .core = core, .socket_path = sock, .listen = listen,
+				   .preview_domain = preview_domain };
 	ApiServer *server = NULL;
 	r = api_server_new(&aopts, &server, &err);
 	if (r < 0) {

@@ -31,9 +31,11 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def call(d, method, path, body=None):
+def call(d, method, path, body=None, host=None):
     conn = UnixHTTPConnection(d.socket)
     headers = {"Content-Type": "application/json"} if body is not None else {}
+    if host:
+        headers["Host"] = host
     conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
     r = conn.getresponse()
     data = r.read()
@@ -110,7 +112,7 @@ def prod():
     tmp = tempfile.mkdtemp(prefix="bbx-env-")
     repo = os.path.join(tmp, "repo")
     subprocess.run([os.path.join(EXAMPLE, "make-repo.sh"), repo], check=True, capture_output=True)
-    d = Daemon(tmp, repo).start()
+    d = Daemon(tmp, repo, extra_args=["--preview-domain", "preview.test"]).start()
     try:
         p = d.cli("deploy", timeout=600)
         yield d
@@ -130,6 +132,13 @@ def test_production_deploys_and_serves(prod):
     assert status == 200 and body.strip() == b"ok"
     status, body = call(prod, "GET", "/preview/main/")
     assert status == 200 and b"<h1>" in body
+    # Ingress by host name under the preview domain reaches the same application.
+    status, body = call(prod, "GET", "/healthz", host="main.preview.test:7480")
+    assert status == 200 and body.strip() == b"ok"
+    status, body = call(prod, "GET", "/api/todos", host="nosuch.preview.test")
+    assert status == 404 and b"environment 'nosuch' not found" in body
+    # Other hosts are the API as usual.
+    assert call(prod, "GET", "/healthz", host="main.elsewhere.test")[1] != b"ok\n"
     status, body = call(prod, "POST", "/preview/main/api/todos", {"title": "from production"})
     assert status in (200, 201), body
     status, body = call(prod, "GET", "/preview/main/api/todos")
