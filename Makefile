@@ -6,6 +6,7 @@
 
 BUILD       ?= build
 CHECK_BUILD ?= build-check
+VALGRIND_BUILD ?= build-valgrind
 FUZZ_BUILD  ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
@@ -25,9 +26,13 @@ build: deps $(BUILD)/build.ninja
 $(CHECK_BUILD)/build.ninja:
 	meson setup $(CHECK_BUILD) -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 
-check: deps $(CHECK_BUILD)/build.ninja
+$(VALGRIND_BUILD)/build.ninja:
+	meson setup $(VALGRIND_BUILD) -Dbuildtype=debugoptimized -Dfuzz_corpus_runner=false >/dev/null
+
+check: deps $(CHECK_BUILD)/build.ninja $(VALGRIND_BUILD)/build.ninja
 	@ninja -C $(CHECK_BUILD) --quiet
-	@./scripts/run-tests $(CHECK_BUILD)
+	@ninja -C $(VALGRIND_BUILD) --quiet
+	@./scripts/run-tests $(CHECK_BUILD) --valgrind $(VALGRIND_BUILD)
 
 demo: build
 	@./scripts/demo $(BUILD)
@@ -43,4 +48,4 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	@./tests/fuzz/run $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 clean:
-	rm -rf $(BUILD) $(CHECK_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(CHECK_BUILD) $(VALGRIND_BUILD) $(FUZZ_BUILD)
