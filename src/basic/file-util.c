@@ -192,3 +192,78 @@ int write_string_file(const char *path, const char *s)
 		return -errno;
 	return (size_t)k == n ? 0 : -EIO;
 }
+
+int open_dir_at_nofollow(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int mkdir_owned_at(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid)
+{
+	if (mkdirat(dirfd, name, mode) < 0 && errno != EEXIST)
+		return -errno;
+	_cleanup_close_ int fd = open_dir_at_nofollow(dirfd, name);
+	if (fd < 0)
+		return fd;
+	if (fchown(fd, uid, gid) < 0 || fchmod(fd, mode) < 0)
+		return -errno;
+	return 0;
+}
+
+int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t size, mode_t mode,
+			 uid_t uid, gid_t gid)
+{
+	char tmp[256];
+	int r;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), ".%s.tmp.%d", name, (int)getpid()) >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	(void)unlinkat(dirfd, tmp, 0);
+	_cleanup_close_ int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	r = write_all(fd, data, size);
+	if (r >= 0 && (fchown(fd, uid, gid) < 0 || fchmod(fd, mode) < 0))
+		r = -errno;
+	if (r >= 0 && fsync(fd) < 0)
+		r = -errno;
+	if (r >= 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+		r = -errno;
+	if (r < 0)
+		(void)unlinkat(dirfd, tmp, 0);
+	return r;
+}
+
+int mkdir_beneath(int dirfd, const char *relpath, mode_t mode)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(relpath);
+
+	if (n == 0 || n >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, relpath, n + 1);
+	int cur = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+	if (cur < 0)
+		return -errno;
+	char *save = NULL;
+	for (char *part = strtok_r(buf, "/", &save); part; part = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(part, "..") || !strcmp(part, ".")) {
+			close(cur);
+			return -EINVAL;
+		}
+		if (mkdirat(cur, part, mode) < 0 && errno != EEXIST) {
+			int r = -errno;
+			close(cur);
+			return r;
+		}
+		int next = openat(cur, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int r = next < 0 ? (errno == ENOTDIR ? -ELOOP : -errno) : 0;
+		close(cur);
+		if (r < 0)
+			return r;
+		cur = next;
+	}
+	close(cur);
+	return 0;
+}

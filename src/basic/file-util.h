@@ -16,6 +16,22 @@ int read_full_fd(int fd, size_t max, char **ret, size_t *ret_size);
 int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode);
 int write_all(int fd, const void *data, size_t size);
 int read_exact(int fd, void *data, size_t size);
+/*
+ * For trees a less trusted process owns: write dirfd/name atomically without following
+ * any symlink (temp file created O_EXCL|O_NOFOLLOW, owned by uid:gid via fchown, fsynced,
+ * renamed over name). Never writes outside dirfd.
+ */
+int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t size, mode_t mode,
+			 uid_t uid, gid_t gid);
+/* Open dirfd/name as a directory, refusing a symlink (O_NOFOLLOW), O_CLOEXEC. */
+int open_dir_at_nofollow(int dirfd, const char *name);
+/* mkdir dirfd/name if missing (never through a symlink) and make it uid:gid, mode. */
+int mkdir_owned_at(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid);
+
+/* mkdir -p of relpath below dirfd, one component at a time, never through a symlink and
+ * never above dirfd ("..", absolute parts: -EINVAL; a symlink on the way: -ELOOP). */
+int mkdir_beneath(int dirfd, const char *relpath, mode_t mode);
+
 /* mkdir -p with mode for each created component. */
 int mkdir_p(const char *path, mode_t mode);
 /* Remove a tree without following symlinks; -ENOENT is not an error. */

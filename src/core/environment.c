@@ -550,9 +550,11 @@ static int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app,
 			return -ENOMEM;
 		if (mkdir_p(host, 0755) < 0 || chown(host, APP_UID, APP_UID) < 0)
 			return -EIO;
-		/* The mount point must exist in the (read-only) code tree. */
-		_cleanup_free_ char *mp = path_join(src, mt->path + 1, NULL);
-		if (!mp || mkdir_p(mp, 0755) < 0)
+		/* The mount point must exist in the (read-only) code tree. That tree came from the
+		 * branch and went through the build hook, so it is walked without following any
+		 * symlink it may hold. */
+		_cleanup_close_ int srcfd = open(src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (srcfd < 0 || mkdir_beneath(srcfd, mt->path + 1, 0755) < 0)
 			return -EIO;
 		b->rw[nrw++] = (SandboxBind){ .source = host, .target = target };
 	}

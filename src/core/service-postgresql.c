@@ -9,6 +9,7 @@
 #include "service.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,21 +35,28 @@ static int pg_bin(const ServiceRuntime *s, const char *prog, char *buf, size_t s
 
 static int pg_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxError *err)
 {
-	char path[4096];
 	_cleanup_strbuf_ StrBuf conf = STRBUF_INIT;
 	int r;
 
 	if (fresh)
 		return 0; /* initdb makes the directory */
 
+	/* services/NAME and everything below it belong to the service's uid: every host-side
+	 * access goes through directory fds without following symlinks, so a compromised
+	 * service cannot point the daemon's writes outside its volume. */
+	_cleanup_close_ int base = open(s->data_host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (base < 0)
+		return bbx_error_set(err, -errno, "internal", "service %s: %s: %m", s->config->name, s->data_host);
+	_cleanup_close_ int data = open_dir_at_nofollow(base, "data");
+	if (data < 0)
+		return bbx_error_set(err, data, "internal", "service %s: %s/data: %s", s->config->name,
+				     s->data_host, strerror(-data));
 	if (cloned) {
 		/* A snapshot of a running cluster: its pid file and any standby or archiving
 		 * setup belong to the source; the clone is a separate, stand-alone cluster. */
 		static const char *const stale[] = { "postmaster.pid", "standby.signal", "recovery.signal" };
-		for (size_t i = 0; i < ELEMENTSOF(stale); i++) {
-			snprintf(path, sizeof(path), "%s/data/%s", s->data_host, stale[i]);
-			(void)unlink(path);
-		}
+		for (size_t i = 0; i < ELEMENTSOF(stale); i++)
+			(void)unlinkat(data, stale[i], 0);
 	}
 	r = strbuf_appendf(&conf,
 			   "# Written by branchbox at every start; do not edit.\n"
@@ -69,15 +77,14 @@ static int pg_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxError
 			   s->port, s->data_path);
 	if (r < 0)
 		return r;
-	snprintf(path, sizeof(path), "%s/data/branchbox.conf", s->data_host);
-	r = write_file_atomic(path, conf.buf, conf.len, 0600);
+	r = write_file_atomic_at(data, "branchbox.conf", conf.buf, conf.len, 0600, SERVICE_UID, SERVICE_UID);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "service %s: writing %s: %s", s->config->name, path, strerror(-r));
-	if (chown(path, SERVICE_UID, SERVICE_UID) < 0)
-		return bbx_error_set(err, -errno, "internal", "service %s: chown %s: %m", s->config->name, path);
-	snprintf(path, sizeof(path), "%s/run", s->data_host);
-	if (mkdir_p(path, 0700) < 0 || chown(path, SERVICE_UID, SERVICE_UID) < 0)
-		return bbx_error_set(err, -EIO, "internal", "service %s: cannot make %s", s->config->name, path);
+		return bbx_error_set(err, r, "internal", "service %s: writing %s/data/branchbox.conf: %s",
+				     s->config->name, s->data_host, strerror(-r));
+	r = mkdir_owned_at(base, "run", 0700, SERVICE_UID, SERVICE_UID);
+	if (r < 0)
+		return bbx_error_set(err, r, "internal", "service %s: %s/run: %s", s->config->name, s->data_host,
+				     strerror(-r));
 	return 0;
 }
 

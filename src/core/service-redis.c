@@ -7,9 +7,11 @@
 #include "service.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "file-util.h"
@@ -19,13 +21,19 @@
 
 static int redis_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxError *err)
 {
-	char path[4096];
 	_cleanup_strbuf_ StrBuf conf = STRBUF_INIT;
 	int r;
 
-	snprintf(path, sizeof(path), "%s/data", s->data_host);
-	if (mkdir_p(path, 0700) < 0 || chown(path, SERVICE_UID, SERVICE_UID) < 0)
-		return bbx_error_set(err, -EIO, "internal", "service %s: cannot make %s", s->config->name, path);
+	/* services/NAME is the service's own: no path below it is followed (see pg_prepare). */
+	if (mkdir(s->data_host, 0700) < 0 && errno != EEXIST)
+		return bbx_error_set(err, -errno, "internal", "service %s: %s: %m", s->config->name, s->data_host);
+	_cleanup_close_ int base = open(s->data_host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (base < 0 || fchown(base, SERVICE_UID, SERVICE_UID) < 0)
+		return bbx_error_set(err, -errno, "internal", "service %s: %s: %m", s->config->name, s->data_host);
+	r = mkdir_owned_at(base, "data", 0700, SERVICE_UID, SERVICE_UID);
+	if (r < 0)
+		return bbx_error_set(err, r, "internal", "service %s: %s/data: %s", s->config->name, s->data_host,
+				     strerror(-r));
 	r = strbuf_appendf(&conf,
 			   "# Written by branchbox at every start; do not edit.\n"
 			   "bind 127.0.0.1\n"
@@ -48,12 +56,10 @@ static int redis_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxEr
 			   s->port, s->data_path, s->password);
 	if (r < 0)
 		return r;
-	snprintf(path, sizeof(path), "%s/redis.conf", s->data_host);
-	r = write_file_atomic(path, conf.buf, conf.len, 0600);
+	r = write_file_atomic_at(base, "redis.conf", conf.buf, conf.len, 0600, SERVICE_UID, SERVICE_UID);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "service %s: writing %s: %s", s->config->name, path, strerror(-r));
-	if (chown(path, SERVICE_UID, SERVICE_UID) < 0 || chown(s->data_host, SERVICE_UID, SERVICE_UID) < 0)
-		return bbx_error_set(err, -errno, "internal", "service %s: chown %s: %m", s->config->name, path);
+		return bbx_error_set(err, r, "internal", "service %s: writing %s/redis.conf: %s", s->config->name,
+				     s->data_host, strerror(-r));
 	return 0;
 }
 

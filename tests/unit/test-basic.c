@@ -6,7 +6,10 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "file-util.h"
@@ -130,6 +133,45 @@ static void test_files(void **state)
 	assert_int_equal(rm_rf(dir), 0);
 }
 
+static void test_nofollow_writes(void **state)
+{
+	char dir[] = "/tmp/bbx-test-XXXXXX", outside[] = "/tmp/bbx-out-XXXXXX";
+	char p[512];
+	assert_non_null(mkdtemp(dir));
+	assert_non_null(mkdtemp(outside));
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dfd >= 0);
+
+	/* A plain nested path is made. */
+	assert_int_equal(mkdir_beneath(dfd, "a/b/c", 0755), 0);
+	snprintf(p, sizeof(p), "%s/a/b/c", dir);
+	struct stat st;
+	assert_int_equal(stat(p, &st), 0);
+	/* A symlink on the way, or "..", is refused and nothing is made outside. */
+	snprintf(p, sizeof(p), "%s/evil", dir);
+	assert_int_equal(symlink(outside, p), 0);
+	assert_int_equal(mkdir_beneath(dfd, "evil/x", 0755), -ELOOP);
+	snprintf(p, sizeof(p), "%s/x", outside);
+	assert_int_equal(stat(p, &st), -1);
+	assert_int_equal(mkdir_beneath(dfd, "a/../../x", 0755), -EINVAL);
+
+	/* write_file_atomic_at replaces a symlinked name instead of writing through it. */
+	snprintf(p, sizeof(p), "%s/target", outside);
+	char lnk[512];
+	snprintf(lnk, sizeof(lnk), "%s/conf", dir);
+	assert_int_equal(symlink(p, lnk), 0);
+	assert_int_equal(write_file_atomic_at(dfd, "conf", "x=1\n", 4, 0600, getuid(), getgid()), 0);
+	assert_int_equal(stat(p, &st), -1);
+	assert_int_equal(lstat(lnk, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	/* open_dir_at_nofollow refuses a symlink to a directory. */
+	assert_true(open_dir_at_nofollow(dfd, "evil") < 0);
+
+	close(dfd);
+	assert_int_equal(rm_rf(dir), 0);
+	assert_int_equal(rm_rf(outside), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -140,6 +182,7 @@ int main(void)
 		cmocka_unit_test(test_names_and_globs),
 		cmocka_unit_test(test_error),
 		cmocka_unit_test(test_files),
+		cmocka_unit_test(test_nofollow_writes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
