@@ -5,10 +5,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -266,4 +269,49 @@ int mkdir_beneath(int dirfd, const char *relpath, mode_t mode)
 	}
 	close(cur);
 	return 0;
+}
+
+static int openat2_beneath(int dirfd, const char *path, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	int fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+	return fd < 0 ? -errno : fd;
+}
+
+int open_dir_beneath(int dirfd, const char *relpath, mode_t mode)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(relpath);
+
+	if (relpath[0] == '/' || n >= sizeof(buf))
+		return -EINVAL;
+	if (mode == 0 || n == 0 || !strcmp(relpath, "."))
+		return openat2_beneath(dirfd, n ? relpath : ".", O_PATH | O_DIRECTORY);
+	memcpy(buf, relpath, n + 1);
+	int cur = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+	if (cur < 0)
+		return -errno;
+	char *save = NULL;
+	for (char *part = strtok_r(buf, "/", &save); part; part = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(part, "..")) {
+			close(cur);
+			return -EXDEV;
+		}
+		if (!strcmp(part, "."))
+			continue;
+		if (mkdirat(cur, part, mode) < 0 && errno != EEXIST) {
+			int r = -errno;
+			close(cur);
+			return r;
+		}
+		int next = openat2_beneath(cur, part, O_PATH | O_DIRECTORY);
+		close(cur);
+		if (next < 0)
+			return next;
+		cur = next;
+	}
+	return cur;
 }

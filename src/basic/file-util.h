@@ -32,6 +32,16 @@ int mkdir_owned_at(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gi
  * never above dirfd ("..", absolute parts: -EINVAL; a symlink on the way: -ELOOP). */
 int mkdir_beneath(int dirfd, const char *relpath, mode_t mode);
 
+/*
+ * Open the directory relpath below dirfd as an O_PATH fd, resolved with openat2
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS: a symlink anywhere on the
+ * way is -ELOOP, a way out of dirfd -EXDEV, a FIFO, device or file -ENOTDIR (never opened,
+ * so never blocks). With mode != 0, missing components are created (mode, owned by the
+ * caller) one at a time through the same checks. relpath "" or "." is dirfd itself.
+ * Returns the new fd (O_CLOEXEC) or -errno.
+ */
+int open_dir_beneath(int dirfd, const char *relpath, mode_t mode);
+
 /* mkdir -p with mode for each created component. */
 int mkdir_p(const char *path, mode_t mode);
 /* Remove a tree without following symlinks; -ENOENT is not an error. */

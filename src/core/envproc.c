@@ -76,6 +76,12 @@ static void *keep_mem(SpecCopy *c, size_t size)
 
 static void spec_copy_done(SpecCopy *c)
 {
+	SandboxBind *lists[] = { c->spec.rw, c->spec.ro };
+	size_t counts[] = { c->spec.n_rw, c->spec.n_ro };
+	for (size_t l = 0; l < ELEMENTSOF(lists); l++)
+		for (size_t i = 0; lists[l] && i < counts[l]; i++)
+			if (lists[l][i].source_fd > 0)
+				close(lists[l][i].source_fd);
 	for (size_t i = 0; i < c->n_strings; i++)
 		free(c->strings[i]);
 	free(c->strings);
@@ -110,6 +116,13 @@ static SandboxBind *keep_binds(SpecCopy *c, const SandboxBind *b, size_t n)
 		d[i].target = keep(c, b[i].target);
 		if (!d[i].source || !d[i].target)
 			return NULL;
+		/* A supervised process is restarted from this copy: it keeps its own fd. */
+		if (b[i].source_fd > 0 && (d[i].source_fd = fcntl(b[i].source_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+			for (size_t k = 0; k < i; k++)
+				if (d[k].source_fd > 0)
+					close(d[k].source_fd);
+			return NULL;
+		}
 	}
 	return d;
 }

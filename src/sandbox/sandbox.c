@@ -52,8 +52,11 @@ enum {
 	FD_SYNC = 3,  /* read end: the parent's "go", then HUP when the parent process is gone */
 	FD_ERR = 4,   /* write end: a ChildError on failure; EOF (CLOEXEC) on exec */
 	FD_NETNS = 5, /* the netns to join, when given */
-	FD_FIRST_FREE = 6,
+	FD_FIRST_FREE = 6, /* binds by fd take FD_FIRST_FREE + k, in plan order */
 };
+
+/* Binds given as open fds (SandboxBind.source_fd) in one sandbox. */
+#define SANDBOX_MAX_FD_BINDS 32
 
 /*
  * Why a raw clone and only syscalls in the child: the daemon calls sandbox_spawn() from many
@@ -92,6 +95,8 @@ typedef struct Op {
 	bool readonly;
 	bool source_is_dir;
 	bool optional; /* skip when the path does not exist */
+	int source_fd; /* OP_BIND by fd: the caller's fd, -1 for a bind by path */
+	int child_fd;  /* where child_setup_fds puts source_fd in the child */
 } Op;
 
 typedef struct LandlockPath {
@@ -119,6 +124,7 @@ typedef struct Plan {
 	bool pdeathsig;
 	int stdio[3];
 	int netns_fd;
+	size_t n_fd_binds;
 } Plan;
 
 /* What the child sends back when a step fails. Smaller than PIPE_BUF, so one atomic write. */
@@ -156,6 +162,8 @@ void sandbox_spec_init(SandboxSpec *spec)
 static void plan_done(Plan *p)
 {
 	for (size_t i = 0; i < p->n_ops; i++) {
+		if (p->ops[i].kind == OP_BIND && p->ops[i].source_fd >= 0)
+			close(p->ops[i].source_fd);
 		free(p->ops[i].path);
 		free(p->ops[i].rel);
 		free(p->ops[i].source);
@@ -237,15 +245,19 @@ static int plan_file(Plan *p, const char *inside, char *content /* takes */)
 	return 0;
 }
 
-static int plan_bind(Plan *p, const char *source, const char *inside, bool readonly, bool optional,
-		     BbxError *err)
+/* source_fd >= 0: bind what that fd refers to (source only names it in messages). */
+static int plan_bind(Plan *p, const char *source, int source_fd, const char *inside,
+		     bool readonly, bool optional, BbxError *err)
 {
 	struct stat st;
-	if (stat(source, &st) < 0) {
+	if ((source_fd >= 0 ? fstat(source_fd, &st) : stat(source, &st)) < 0) {
 		if (optional && errno == ENOENT)
 			return 0;
 		return bbx_error_set(err, -errno, "setup", "bind: %s: %s", source, strerror(errno));
 	}
+	if (source_fd >= 0 && p->n_fd_binds >= SANDBOX_MAX_FD_BINDS)
+		return bbx_error_set(err, -E2BIG, "invalid", "bind: %s: more than %d binds by fd",
+				     source, SANDBOX_MAX_FD_BINDS);
 	Op *op = plan_add(p, OP_BIND, "bind", inside);
 	if (!op)
 		return -ENOMEM;
@@ -254,6 +266,22 @@ static int plan_bind(Plan *p, const char *source, const char *inside, bool reado
 		return -ENOMEM;
 	op->readonly = readonly;
 	op->source_is_dir = S_ISDIR(st.st_mode);
+	op->source_fd = -1;
+	op->child_fd = -1;
+	if (source_fd >= 0) {
+		/*
+		 * A detached copy of the mount, made here: the child lives in a new mount
+		 * namespace, where the caller's fd is not a mount it may clone, but a detached
+		 * tree can be attached anywhere (once: one per spawn).
+		 */
+		op->source_fd = (int)syscall(SYS_open_tree, source_fd, "",
+					     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE |
+						     AT_EMPTY_PATH);
+		if (op->source_fd < 0)
+			return bbx_error_set(err, -errno, "setup", "bind: open_tree: %s: %s", source,
+					     strerror(errno));
+		op->child_fd = FD_FIRST_FREE + (int)p->n_fd_binds++;
+	}
 	return 0;
 }
 
@@ -325,7 +353,7 @@ static int plan_host_dirs(Plan *p, BbxError *err)
 			if (!op || !(op->data = strdup(target)))
 				return -ENOMEM;
 		} else if (S_ISDIR(st.st_mode)) {
-			int r = plan_bind(p, dirs[i], dirs[i], true, false, err);
+			int r = plan_bind(p, dirs[i], -1, dirs[i], true, false, err);
 			if (r < 0)
 				return r;
 		}
@@ -377,18 +405,18 @@ static int plan_etc(Plan *p, const SandboxSpec *spec, BbxError *err)
 	 * ...), TLS trust anchors for clients that go through the egress proxy, and the
 	 * protocol/service tables used by getservbyname.
 	 */
-	r = plan_bind(p, "/etc/ld.so.cache", "/etc/ld.so.cache", true, true, err);
+	r = plan_bind(p, "/etc/ld.so.cache", -1, "/etc/ld.so.cache", true, true, err);
 	if (r >= 0)
-		r = plan_bind(p, "/etc/alternatives", "/etc/alternatives", true, true, err);
+		r = plan_bind(p, "/etc/alternatives", -1, "/etc/alternatives", true, true, err);
 	if (r >= 0 && access("/etc/ssl/certs", F_OK) == 0) {
 		r = plan_mkdir(p, "/etc/ssl", 0755);
 		if (r >= 0)
-			r = plan_bind(p, "/etc/ssl/certs", "/etc/ssl/certs", true, true, err);
+			r = plan_bind(p, "/etc/ssl/certs", -1, "/etc/ssl/certs", true, true, err);
 	}
 	if (r >= 0)
-		r = plan_bind(p, "/etc/services", "/etc/services", true, true, err);
+		r = plan_bind(p, "/etc/services", -1, "/etc/services", true, true, err);
 	if (r >= 0)
-		r = plan_bind(p, "/etc/protocols", "/etc/protocols", true, true, err);
+		r = plan_bind(p, "/etc/protocols", -1, "/etc/protocols", true, true, err);
 	return r;
 }
 
@@ -537,7 +565,8 @@ static int plan_user_binds(Plan *p, const SandboxSpec *spec, BbxError *err)
 	qsort(all, n, sizeof(UserBind), user_bind_cmp);
 	for (size_t i = 0; i < n; i++) {
 		const SandboxBind *b = all[i].bind;
-		if (!path_is_clean(b->source) || !path_is_clean(b->target))
+		bool by_fd = b->source_fd > 0;
+		if ((!by_fd && !path_is_clean(b->source)) || !path_is_clean(b->target))
 			return bbx_error_set(err, -EINVAL, "invalid",
 					     "bind: %s:%s: paths must be absolute and clean",
 					     b->source ? b->source : "(null)",
@@ -550,7 +579,8 @@ static int plan_user_binds(Plan *p, const SandboxSpec *spec, BbxError *err)
 				return bbx_error_set(err, -EINVAL, "invalid",
 						     "bind: %s: target is reserved", b->target);
 		}
-		int r = plan_bind(p, b->source, b->target, all[i].readonly, false, err);
+		int r = plan_bind(p, b->source ? b->source : "(fd)", by_fd ? b->source_fd : -1,
+				  b->target, all[i].readonly, false, err);
 		if (r < 0)
 			return r;
 		if (!all[i].readonly) {
@@ -824,8 +854,11 @@ static int child_mkdir_in_root(int rootfd, const char *rel, bool leaf_file)
 
 static void child_bind(int rootfd, const Op *op)
 {
-	int tree = (int)syscall(SYS_open_tree, AT_FDCWD, op->source,
-				OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+	/* By fd: a detached copy of what the caller resolved and checked (see plan_bind), not
+	 * whatever a path names now. */
+	int tree = op->child_fd >= 0 ? op->child_fd
+				     : (int)syscall(SYS_open_tree, AT_FDCWD, op->source,
+						    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
 	if (tree < 0)
 		FAIL("bind: open_tree", op->source);
 	struct mount_attr attr = {
@@ -945,20 +978,28 @@ static void child_loopback_up(void)
  */
 static void child_setup_fds(const Plan *p, int sync_fd, int err_fd)
 {
-	int src[6] = {p->stdio[0] >= 0 ? p->stdio[0] : 0,
-		      p->stdio[1] >= 0 ? p->stdio[1] : 1,
-		      p->stdio[2] >= 0 ? p->stdio[2] : 2,
-		      sync_fd,
-		      err_fd,
-		      p->netns_fd};
-	int high[6];
+	enum { N_FIXED = 6, N_MAX = N_FIXED + SANDBOX_MAX_FD_BINDS };
+	int src[N_MAX] = {p->stdio[0] >= 0 ? p->stdio[0] : 0,
+			  p->stdio[1] >= 0 ? p->stdio[1] : 1,
+			  p->stdio[2] >= 0 ? p->stdio[2] : 2,
+			  sync_fd,
+			  err_fd,
+			  p->netns_fd};
+	int dst[N_MAX] = {0, 1, 2, FD_SYNC, FD_ERR, FD_NETNS};
+	int high[N_MAX];
+	int n = N_FIXED;
+	for (size_t i = 0; i < p->n_ops; i++)
+		if (p->ops[i].kind == OP_BIND && p->ops[i].child_fd >= 0 && n < N_MAX) {
+			src[n] = p->ops[i].source_fd;
+			dst[n++] = p->ops[i].child_fd;
+		}
 	int floor_fd = 0;
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < n; i++)
 		if (src[i] >= floor_fd)
 			floor_fd = src[i] + 1;
-	if (floor_fd < FD_FIRST_FREE)
-		floor_fd = FD_FIRST_FREE;
-	for (int i = 0; i < 6; i++) {
+	if (floor_fd < FD_FIRST_FREE + SANDBOX_MAX_FD_BINDS)
+		floor_fd = FD_FIRST_FREE + SANDBOX_MAX_FD_BINDS;
+	for (int i = 0; i < n; i++) {
 		high[i] = -1;
 		if (src[i] < 0)
 			continue;
@@ -977,15 +1018,15 @@ static void child_setup_fds(const Plan *p, int sync_fd, int err_fd)
 			_exit(125);
 		}
 	}
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < n; i++) {
 		if (high[i] < 0)
 			continue;
-		if (dup3(high[i], i, i < 3 ? 0 : O_CLOEXEC) < 0)
+		if (dup3(high[i], dst[i], i < 3 ? 0 : O_CLOEXEC) < 0)
 			_exit(125);
 	}
 	if (p->netns_fd < 0)
 		close(FD_NETNS);
-	if (close_range(FD_FIRST_FREE, ~0U, 0) < 0)
+	if (close_range(FD_FIRST_FREE + (unsigned)p->n_fd_binds, ~0U, 0) < 0)
 		_exit(125);
 }
 
@@ -1178,6 +1219,10 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 		FAIL("open", SANDBOX_ROOT);
 	for (size_t i = 0; i < p->n_ops; i++)
 		child_run_op(rootfd, &p->ops[i]);
+	/* Bound; no fd to a host directory may reach the command (/proc/1/fd would lead out). */
+	if (p->n_fd_binds &&
+	    close_range(FD_FIRST_FREE, FD_FIRST_FREE + (unsigned)p->n_fd_binds - 1, 0) < 0)
+		FAIL("close_range", "");
 	struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
 	if (syscall(SYS_mount_setattr, rootfd, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
 		FAIL("remount root read-only", SANDBOX_ROOT);

@@ -36,6 +36,14 @@
 typedef struct SandboxBind {
 	const char *source; /* absolute host path, must exist */
 	const char *target; /* absolute path inside the sandbox */
+	/*
+	 * > 0: bind the file or directory this fd refers to (O_PATH is enough) instead of
+	 * resolving source, which then only names it in messages. For sources below a tree
+	 * something untrusted can write: the caller resolves it safely once (openat2 with
+	 * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) and the bind cannot be redirected afterwards.
+	 * The fd stays the caller's; the sandbox closes its copy before the command runs.
+	 */
+	int source_fd;
 } SandboxBind;
 
 typedef struct SandboxSpec {
