@@ -328,10 +328,11 @@ static void parse_resources(Ctx *x, const YamlNode *n, const char *path, ConfigR
 	if (!want_mapping(x, n, path))
 		return;
 	check_keys(x, n, path, keys);
-	if ((v = get(n, "cpu")))
-		want_cpu(x, v, join(sub, path, "cpu"), &res->cpu_millis);
-	if ((v = get(n, "memory")))
-		want_size(x, v, join(sub, path, "memory"), &res->memory_bytes);
+	if ((v = get(n, "cpu")) && want_cpu(x, v, join(sub, path, "cpu"), &res->cpu_millis))
+		res->set |= CONFIG_SET_CPU;
+	if ((v = get(n, "memory")) &&
+	    want_size(x, v, join(sub, path, "memory"), &res->memory_bytes))
+		res->set |= CONFIG_SET_MEMORY;
 }
 
 /* ---- applications ---------------------------------------------------------------------- */
@@ -449,6 +450,42 @@ static void parse_relationships(Ctx *x, const YamlNode *n, const char *path, Con
 	}
 }
 
+/* Whether b lies strictly inside a: "x" contains "x/y", not "xy" nor "x". */
+static bool path_strictly_inside(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+	if (!strcmp(a, "."))
+		return strcmp(b, ".") != 0;
+	return strncmp(a, b, n) == 0 && b[n] == '/';
+}
+
+/*
+ * Two mounts whose sources nest (x and x/y) would let the application replace x/y, through
+ * the outer mount, with a symlink or anything else before the inner one is bound: refused
+ * here, so no host-side step ever has to bind a path the sandbox controls.
+ * local and storage mounts share one directory of the volume; tmp mounts have their own.
+ */
+static void check_nested_mounts(Ctx *x, const YamlNode *n, const char *path,
+				const ConfigApplication *app)
+{
+	char sub[PATH_MAX_LEN], sub2[PATH_MAX_LEN];
+
+	for (size_t i = 0; i < app->n_mounts; i++)
+		for (size_t j = 0; j < app->n_mounts; j++) {
+			const ConfigMount *a = &app->mounts[i], *b = &app->mounts[j];
+			bool tmp_a = a->source == CONFIG_MOUNT_TMP, tmp_b = b->source == CONFIG_MOUNT_TMP;
+			if (i == j || tmp_a != tmp_b || !a->source_path || !b->source_path ||
+			    !path_strictly_inside(a->source_path, b->source_path))
+				continue;
+			const YamlNode *v = get(n, b->path), *s = v ? get(v, "source_path") : NULL;
+			join(sub, path, b->path);
+			err(x, s ? s : (v ? v : n), join(sub2, sub, "source_path"),
+			    "source '%.64s' is inside the source '%.64s' of mount %.64s: nested mount "
+			    "sources are not allowed (use sibling directories)",
+			    b->source_path, a->source_path, a->path);
+		}
+}
+
 static void parse_mounts(Ctx *x, const YamlNode *n, const char *path, ConfigApplication *app)
 {
 	static const char *const keys[] = {"source", "source_path", NULL};
@@ -511,6 +548,7 @@ static void parse_mounts(Ctx *x, const YamlNode *n, const char *path, ConfigAppl
 		if (!m->source_path)
 			m->source_path = normalize_relative(x, k->text + 1);
 	}
+	check_nested_mounts(x, n, path, app);
 }
 
 static bool env_name_ok(const char *s)
@@ -722,7 +760,7 @@ static void parse_service(Ctx *x, const YamlNode *k, const YamlNode *n, ConfigSe
 	} else if (!v)
 		err(x, k, join(sub, path, "type"), "missing required key");
 	if ((v = get(n, "disk")))
-		want_size(x, v, join(sub, path, "disk"), &svc->disk_bytes);
+		svc->disk_set = want_size(x, v, join(sub, path, "disk"), &svc->disk_bytes);
 	if ((v = get(n, "resources")))
 		parse_resources(x, v, join(sub, path, "resources"), &svc->resources);
 	if ((v = get(n, "configuration")) && want_mapping(x, v, join(sub, path, "configuration"))) {
@@ -770,22 +808,25 @@ static void parse_environments(Ctx *x, const YamlNode *n)
 	if ((v = get(p, "profile")))
 		parse_resources(x, v, "environments.preview.profile", &c->preview_profile);
 	if ((v = get(p, "ttl")))
-		want_duration(x, v, "environments.preview.ttl", &c->preview_ttl_sec);
+		c->preview_ttl_set = want_duration(x, v, "environments.preview.ttl", &c->preview_ttl_sec);
 	b = get(p, "budget");
 	if (!b || !want_mapping(x, b, "environments.preview.budget"))
 		return;
 	check_keys(x, b, "environments.preview.budget", budget_keys);
-	if ((v = get(b, "cpu_seconds")))
-		want_duration(x, v, "environments.preview.budget.cpu_seconds",
-			      &c->preview_budget.cpu_seconds);
-	if ((v = get(b, "memory")))
-		want_size(x, v, "environments.preview.budget.memory",
-			  &c->preview_budget.memory_bytes);
-	if ((v = get(b, "disk")))
-		want_size(x, v, "environments.preview.budget.disk", &c->preview_budget.disk_bytes);
-	if ((v = get(b, "wall_time")))
-		want_duration(x, v, "environments.preview.budget.wall_time",
-			      &c->preview_budget.wall_time_sec);
+	if ((v = get(b, "cpu_seconds")) &&
+	    want_duration(x, v, "environments.preview.budget.cpu_seconds",
+			  &c->preview_budget.cpu_seconds))
+		c->preview_budget.set |= CONFIG_SET_CPU_SECONDS;
+	if ((v = get(b, "memory")) &&
+	    want_size(x, v, "environments.preview.budget.memory", &c->preview_budget.memory_bytes))
+		c->preview_budget.set |= CONFIG_SET_MEMORY;
+	if ((v = get(b, "disk")) &&
+	    want_size(x, v, "environments.preview.budget.disk", &c->preview_budget.disk_bytes))
+		c->preview_budget.set |= CONFIG_SET_DISK;
+	if ((v = get(b, "wall_time")) &&
+	    want_duration(x, v, "environments.preview.budget.wall_time",
+			  &c->preview_budget.wall_time_sec))
+		c->preview_budget.set |= CONFIG_SET_WALL_TIME;
 }
 
 static void check_sql_service(Ctx *x, const YamlNode *v, const char *path)

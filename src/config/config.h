@@ -75,9 +75,19 @@ typedef struct ConfigPosition {
 	unsigned line, column; /* 1-based, 0 when synthesized from a default */
 } ConfigPosition;
 
+/* Which keys a file gave explicitly (the rest are defaults): a preview's config may only
+ * narrow what production's config governs, and a default is not a request to widen. */
+#define CONFIG_SET_CPU (1u << 0)
+#define CONFIG_SET_MEMORY (1u << 1)
+#define CONFIG_SET_DISK (1u << 2)
+#define CONFIG_SET_TTL (1u << 3)
+#define CONFIG_SET_CPU_SECONDS (1u << 4)
+#define CONFIG_SET_WALL_TIME (1u << 5)
+
 typedef struct ConfigResources {
 	uint32_t cpu_millis; /* 0.5 CPU -> 500 */
 	uint64_t memory_bytes;
+	unsigned set; /* CONFIG_SET_CPU | CONFIG_SET_MEMORY */
 } ConfigResources;
 
 typedef struct ConfigRelationship {
@@ -136,6 +146,7 @@ typedef struct ConfigService {
 	ConfigServiceKind kind;
 	char *version; /* "15" */
 	uint64_t disk_bytes;
+	bool disk_set;
 	ConfigResources resources;
 	json_t *configuration; /* a JSON object (empty when absent); owned */
 } ConfigService;
@@ -172,6 +183,7 @@ typedef struct ConfigBudget {
 	uint64_t memory_bytes;
 	uint64_t disk_bytes;
 	uint64_t wall_time_sec;
+	unsigned set; /* CONFIG_SET_CPU_SECONDS | _MEMORY | _DISK | _WALL_TIME */
 } ConfigBudget;
 
 typedef struct ProjectConfig {
@@ -183,6 +195,7 @@ typedef struct ProjectConfig {
 	char *production_branch;
 	ConfigResources preview_profile;
 	uint64_t preview_ttl_sec;
+	bool preview_ttl_set;
 	ConfigBudget preview_budget;
 	ConfigStep *sanitize;
 	size_t n_sanitize;
@@ -224,6 +237,19 @@ const ConfigApplication *config_find_application(const ProjectConfig *c, const c
 const ConfigService *config_find_service(const ProjectConfig *c, const char *name);
 const char *config_service_kind_to_string(ConfigServiceKind k);
 const char *config_mount_source_to_string(ConfigMountSource s);
+
+/*
+ * Production's config governs a preview (DESIGN.md 2a). Check the preview's config against
+ * production's and narrow it in place: a governed value the preview's config sets above
+ * production's (preview profile, TTL, budget, service resources and disk, egress rules, mount
+ * source kinds) is an error in diag naming the key and both values; a governed value the
+ * preview's config leaves to its default is lowered to production's when the default is
+ * higher. sanitize and validate are not read from a preview's config at all: the caller takes
+ * them from production's. Returns 0, -EPERM when something widens (details in diag),
+ * -ENOMEM.
+ */
+int config_apply_production_policy(const ProjectConfig *production, ProjectConfig *preview,
+				   ConfigDiagnostics *diag);
 
 /*
  * Check that each application's runtime is installed under root ("/" normally; tests pass a

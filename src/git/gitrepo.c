@@ -466,6 +466,11 @@ int gitrepo_read_file(GitRepo *r, const char *spec, const char *path, size_t max
 	if (git_tree_entry_type(entry) != GIT_OBJECT_BLOB)
 		return bbx_error_set(err, -ENOENT, "not_found",
 				     "%s is not a file at %s (submodule)", path, spec);
+	/* A branch's symlink is never followed, not even inside the object database. */
+	if (git_tree_entry_filemode(entry) == GIT_FILEMODE_LINK)
+		return bbx_error_set(err, -ELOOP, "invalid",
+				     "%s is a symbolic link at %s; it must be a regular file", path,
+				     spec);
 	g = git_blob_lookup(&blob, r->repo, git_tree_entry_id(entry));
 	if (g < 0)
 		return git_fail(err, g, "reading %s at %s", path, spec);

@@ -851,6 +851,123 @@ static void test_runtimes(void **state)
 	assert_int_equal(rm_rf(root), 0);
 }
 
+static void test_nested_mounts(void **state)
+{
+	const char *pre = "applications:\n  web:\n    type: python:3.11\n    mounts:\n";
+	char buf[512];
+	ProjectConfig *c = NULL;
+
+	snprintf(buf, sizeof(buf),
+		 "%s      \"/a\": {source: storage, source_path: x}\n"
+		 "      \"/b\": {source: storage, source_path: x/y}\n",
+		 pre);
+	expect_error(buf, 6, 44, "applications.web.mounts./b.source_path",
+		     "source 'x/y' is inside the source 'x' of mount /a");
+	/* local and storage share the volume's mounts directory. */
+	snprintf(buf, sizeof(buf),
+		 "%s      \"/b\": {source: local, source_path: x/y/z}\n"
+		 "      \"/a\": {source: storage, source_path: x}\n",
+		 pre);
+	expect_error(buf, 5, 42, "applications.web.mounts./b.source_path", "nested mount sources");
+	/* The default source_path is the mount path. */
+	snprintf(buf, sizeof(buf),
+		 "%s      \"/data\": {source: storage}\n"
+		 "      \"/data/cache\": {source: storage}\n",
+		 pre);
+	expect_error(buf, 6, 22, "applications.web.mounts./data/cache.source_path",
+		     "source 'data/cache' is inside the source 'data'");
+	/* Siblings, a common prefix that is not a path prefix, and tmp beside storage: fine. */
+	snprintf(buf, sizeof(buf),
+		 "%s      \"/a\": {source: storage, source_path: x/a}\n"
+		 "      \"/b\": {source: storage, source_path: x/b}\n"
+		 "      \"/c\": {source: storage, source_path: xy}\n"
+		 "      \"/d\": {source: tmp, source_path: x/a/deeper}\n",
+		 pre);
+	assert_int_equal(config_parse_buffer(buf, strlen(buf), FILE_NAME, &c, NULL), 0);
+	config_free(c);
+}
+
+/* Apply production's policy to a branch config; expect refusal naming path and message. */
+static void expect_policy(const char *prod_yaml, const char *branch_yaml, const char *path,
+			  const char *message)
+{
+	_cleanup_(config_freep) ProjectConfig *prod = parse_ok(prod_yaml);
+	_cleanup_(config_freep) ProjectConfig *branch = parse_ok(branch_yaml);
+	ConfigDiagnostics diag;
+	bool found = false;
+
+	config_diagnostics_init(&diag);
+	int r = config_apply_production_policy(prod, branch, &diag);
+	if (!path) {
+		assert_int_equal(r, 0);
+		assert_int_equal(diag.n_items, 0);
+	} else {
+		assert_int_equal(r, -EPERM);
+		for (size_t i = 0; i < diag.n_items; i++) {
+			_cleanup_free_ char *s = config_diagnostic_format(&diag.items[i]);
+			print_message("# %s\n", s);
+			found |= !strcmp(diag.items[i].path, path) &&
+				 strstr(diag.items[i].message, message) != NULL;
+		}
+		assert_true(found);
+	}
+	config_diagnostics_done(&diag);
+}
+
+#define APP "applications: {web: {type: \"python:3.11\"}}\n"
+
+static void test_production_policy(void **state)
+{
+	const char *prod = APP "services: {db: {type: \"postgresql:15\", disk: 1G, "
+			       "resources: {cpu: 0.5, memory: 256M}}}\n"
+			       "environments: {preview: {profile: {cpu: 0.5, memory: 256M}, ttl: 2h, "
+			       "budget: {cpu_seconds: 10m, disk: 1G}}}\n"
+			       "egress: {allow: [api.example.com:443, \"pypi.org\"]}\n";
+
+	/* Widening is refused, naming the key and both values. */
+	expect_policy(prod, APP "environments: {preview: {ttl: 3h}}\n", "environments.preview.ttl",
+		      "the branch asks for 3h, more than production's config allows (2h)");
+	expect_policy(prod, APP "environments: {preview: {profile: {memory: 1G}}}\n",
+		      "environments.preview.profile.memory", "asks for 1G");
+	expect_policy(prod, APP "environments: {preview: {profile: {cpu: 2}}}\n",
+		      "environments.preview.profile.cpu", "asks for 2 CPU, more than production's config allows (0.5 CPU)");
+	expect_policy(prod, APP "environments: {preview: {budget: {cpu_seconds: 1h}}}\n",
+		      "environments.preview.budget.cpu_seconds", "allows (10m)");
+	expect_policy(prod, APP "services: {db: {type: \"postgresql:15\", disk: 5G}}\n",
+		      "services.db.disk", "asks for 5G");
+	expect_policy(prod, APP "services: {db: {type: \"postgresql:15\", resources: {memory: 2G}}}\n",
+		      "services.db.resources.memory", "asks for 2G");
+	expect_policy(prod, APP "services: {extra: {type: \"redis:7\", resources: {cpu: 4}}}\n",
+		      "services.extra.resources.cpu", "asks for 4 CPU");
+	expect_policy(prod, APP "egress: {allow: [\"evil.example.com:443\"]}\n",
+		      "egress.allow[0]", "evil.example.com port 443 is not allowed");
+	expect_policy(prod, APP "egress: {allow: [\"api.example.com\"]}\n", "egress.allow[0]",
+		      "api.example.com (any port) is not allowed");
+	expect_policy(prod,
+		      "applications: {web: {type: \"python:3.11\", mounts: {\"/u\": {source: storage}}}}\n",
+		      "applications.web.mounts./u.source", "'storage' mounts are not used");
+
+	/* Narrowing, unset keys and allowed rules pass. */
+	expect_policy(prod,
+		      APP "environments: {preview: {ttl: 1h, profile: {memory: 128M}}}\n"
+			  "egress: {allow: [api.example.com:443, pypi.org:443]}\n"
+			  "services: {db: {type: \"postgresql:15\", disk: 512M}}\n",
+		      NULL, NULL);
+	expect_policy(prod,
+		      "applications: {web: {type: \"python:3.11\", mounts: {\"/t\": {source: tmp}}}}\n",
+		      NULL, NULL);
+
+	/* What the branch leaves to a default takes production's value when that is lower. */
+	_cleanup_(config_freep) ProjectConfig *p = parse_ok(prod);
+	_cleanup_(config_freep) ProjectConfig *b = parse_ok(APP "services: {db: {type: \"postgresql:15\"}}\n");
+	assert_true(b->preview_ttl_sec > p->preview_ttl_sec);
+	assert_int_equal(config_apply_production_policy(p, b, NULL), 0);
+	assert_int_equal(b->preview_ttl_sec, 2 * 3600);
+	assert_int_equal(b->preview_budget.cpu_seconds, 600);
+	assert_int_equal(b->services[0].disk_bytes, 1ULL << 30);
+	assert_int_equal(b->preview_profile.memory_bytes, 256ULL << 20);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -877,6 +994,8 @@ int main(void)
 		cmocka_unit_test(test_load_dir),
 		cmocka_unit_test(test_load_dir_untrusted_tree),
 		cmocka_unit_test(test_runtimes),
+		cmocka_unit_test(test_nested_mounts),
+		cmocka_unit_test(test_production_policy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
