@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,10 @@
 typedef struct EnvRuntime {
 	char *name;
 	pthread_mutex_t op_lock;	/* one lifecycle operation at a time */
-	ProjectConfig *config;
+	ProjectConfig *config;		/* the branch's, narrowed by production's policy */
+	ProjectConfig *policy;		/* a preview's: production's config (sanitize, validate) */
+	char *policy_code_dir;		/* a preview's: production's checkout (sanitize commands) */
+	atomic_bool ready;		/* exec, logs and the preview proxy answer only when set */
 	char *commit;
 	char *code_dir;			/* STATE/code/NAME/COMMIT */
 	char *volume_path;
@@ -127,6 +131,8 @@ static void runtime_free(EnvRuntime *rt)
 	runtime_stop_processes(rt);
 	safe_close(rt->netns_fd);
 	config_free(rt->config);
+	config_free(rt->policy);
+	free(rt->policy_code_dir);
 	for (size_t i = 0; i < rt->n_services; i++)
 		free(rt->service_data_host ? rt->service_data_host[i] : NULL);
 	free(rt->service_data_host);
@@ -228,6 +234,58 @@ static int load_config_at(Environments *E, const char *commit, ProjectConfig **r
 	}
 	return bbx_error_set(err, -ENOENT, "invalid",
 			     "commit %.12s has no .branchbox/config.yaml or .upsun/config.yaml", commit);
+}
+
+static int checkout_code(Environments *E, const char *name, const char *commit, char **ret_dir,
+			 BbxError *err);
+
+/*
+ * A preview's config: the branch's, checked against and narrowed by the config of the
+ * commit production runs (DESIGN.md 2a). Production's config comes back too, for what it
+ * alone governs (sanitize, validate), with the checkout of that commit.
+ */
+static int load_preview_config(Environments *E, const char *commit, ProjectConfig **ret_config,
+			       ProjectConfig **ret_policy, char **ret_policy_code, BbxError *err)
+{
+	_cleanup_(config_freep) ProjectConfig *config = NULL, *policy = NULL;
+	_cleanup_free_ char *code = NULL;
+	EnvRecord prod;
+	int r = env_record_get(core_store(E->core), E->production, &prod, NULL);
+	if (r < 0)
+		return bbx_error_set(err, -ENOENT, "conflict",
+				     "production ('%s') is not deployed: its config governs every preview",
+				     E->production);
+	r = load_config_at(E, prod.commit_id, &policy, err);
+	if (r >= 0 && ret_policy_code)
+		r = checkout_code(E, E->production, prod.commit_id, &code, err);
+	env_record_done(&prod);
+	if (r < 0) {
+		bbx_error_prefix(err, "production's config");
+		return r;
+	}
+	r = load_config_at(E, commit, &config, err);
+	if (r < 0)
+		return r;
+	ConfigDiagnostics diag;
+	config_diagnostics_init(&diag);
+	r = config_apply_production_policy(policy, config, &diag);
+	if (r < 0) {
+		_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
+		(void)strbuf_appendf(&sb, "the config at commit %.12s widens what production's config allows:",
+				     commit);
+		for (size_t k = 0; k < diag.n_items && k < 10; k++) {
+			_cleanup_free_ char *line = config_diagnostic_format(&diag.items[k]);
+			(void)strbuf_appendf(&sb, "\n  %s", line ? line : "?");
+		}
+		config_diagnostics_done(&diag);
+		return bbx_error_set(err, r, "invalid", "%s", strbuf_str(&sb));
+	}
+	config_diagnostics_done(&diag);
+	*ret_config = TAKE_PTR(config);
+	*ret_policy = TAKE_PTR(policy);
+	if (ret_policy_code)
+		*ret_policy_code = TAKE_PTR(code);
+	return 0;
 }
 
 static int ensure_pool(Environments *E, BbxError *err);
@@ -433,6 +491,27 @@ static int app_environment(EnvRuntime *rt, const ConfigApplication *app, char **
 	return 0;
 }
 
+/* The build hook's variables: the app's own, none that lead to a service. */
+static int build_environment(EnvRuntime *rt, const ConfigApplication *app, char ***ret)
+{
+	_cleanup_strv_free_ char **v = NULL;
+	int r = 0;
+	r |= strv_push(&v, "PATH=/usr/local/bin:/usr/bin:/bin");
+	r |= strv_push(&v, "HOME=/tmp");
+	r |= strv_push(&v, "LANG=C.UTF-8");
+	r |= strv_pushf(&v, "PLATFORM_APPLICATION_NAME=%s", app->name);
+	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT=%s", rt->name);
+	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT_TYPE=%s", rt->preview ? "development" : "production");
+	r |= strv_pushf(&v, "BRANCHBOX_ENVIRONMENT=%s", rt->name);
+	r |= strv_pushf(&v, "BRANCHBOX_COMMIT=%s", rt->commit);
+	for (size_t k = 0; k < app->n_env; k++)
+		r |= strv_pushf(&v, "%s=%s", app->env[k].name, app->env[k].value);
+	if (r)
+		return -ENOMEM;
+	*ret = TAKE_PTR(v);
+	return 0;
+}
+
 /* ---- processes ---- */
 
 typedef struct ProcBuild {
@@ -441,6 +520,8 @@ typedef struct ProcBuild {
 	SandboxBind ro[4];
 	char *strings[40];
 	size_t n_strings;
+	int fds[20];			/* bind sources, resolved beneath their roots */
+	size_t n_fds;
 	char **envp;
 	char *hosts;
 	char cgroup[128];
@@ -449,6 +530,8 @@ typedef struct ProcBuild {
 
 static void proc_build_done(ProcBuild *b)
 {
+	for (size_t i = 0; i < b->n_fds; i++)
+		safe_close(b->fds[i]);
 	for (size_t i = 0; i < b->n_strings; i++)
 		free(b->strings[i]);
 	strv_free(b->envp);
@@ -464,6 +547,25 @@ static const char *pb_keep(ProcBuild *b, char *s)
 	}
 	b->strings[b->n_strings++] = s;
 	return s;
+}
+
+static int pb_keep_fd(ProcBuild *b, int fd)
+{
+	if (fd < 0)
+		return fd;
+	if (b->n_fds >= ELEMENTSOF(b->fds)) {
+		safe_close(fd);
+		return -E2BIG;
+	}
+	b->fds[b->n_fds++] = fd;
+	return fd;
+}
+
+/* A directory the daemon owns (volume, scratch dir), opened without following anything. */
+static int open_trusted_dir(const char *path)
+{
+	int fd = open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
 }
 
 static void pb_common(Environments *E, EnvRuntime *rt, ProcBuild *b, const char *what, uid_t uid)
@@ -490,11 +592,20 @@ static void pb_common(Environments *E, EnvRuntime *rt, ProcBuild *b, const char 
 }
 
 /* A service process or one-shot next to a service: its data dir is /srv/NAME. */
-static void pb_service(Environments *E, EnvRuntime *rt, size_t idx, ProcBuild *b, const char *what)
+static int pb_service(Environments *E, EnvRuntime *rt, size_t idx, ProcBuild *b, const char *what,
+		      BbxError *err)
 {
 	const ServiceRuntime *s = &rt->services[idx];
 	pb_common(E, rt, b, what, SERVICE_UID);
-	b->rw[0] = (SandboxBind){ .source = s->data_host, .target = s->data_path };
+	/* The data dir is written by the service: bound by an fd resolved beneath the volume. */
+	_cleanup_close_ int vol = open_trusted_dir(rt->volume_path);
+	char rel[300];
+	snprintf(rel, sizeof(rel), "services/%s", s->config->name);
+	int fd = vol < 0 ? vol : pb_keep_fd(b, open_dir_beneath(vol, rel, 0));
+	if (fd < 0)
+		return bbx_error_set(err, fd, "internal", "service %s: data directory %s: %s",
+				     s->config->name, s->data_host, strerror(-fd));
+	b->rw[0] = (SandboxBind){ .source = s->data_host, .target = s->data_path, .source_fd = fd };
 	b->spec.n_rw = 1;
 	b->spec.workdir = s->data_path;
 	b->envp = strv_new("PATH=/usr/lib/postgresql/bin:/usr/local/bin:/usr/bin:/bin", "HOME=/tmp",
@@ -504,6 +615,7 @@ static void pb_service(Environments *E, EnvRuntime *rt, size_t idx, ProcBuild *b
 	b->spec.memory_max = res->memory_bytes;
 	b->spec.cpu_millis = res->cpu_millis;
 	b->spec.pids_max = 512;
+	return 0;
 }
 
 static const ConfigApplication *find_app(EnvRuntime *rt, const char *name, size_t *ret_idx)
@@ -517,55 +629,109 @@ static const ConfigApplication *find_app(EnvRuntime *rt, const char *name, size_
 	return NULL;
 }
 
-/* An application process, hook or exec: code at /app (writable only for the build hook),
- * its mounts writable, the app's variables. */
-static int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app, ProcBuild *b,
-		  const char *what, bool code_writable)
+/* How an application-side process is built. */
+typedef enum AppProcFlags {
+	APP_PROC_CODE_WRITABLE = 1 << 0, /* the build hook: /app writable */
+	/*
+	 * The build hook (as on Upsun): no services, no relationship variables, no data mounts,
+	 * and a network namespace of its own, so branch code never meets data before deploy.
+	 */
+	APP_PROC_BUILD = 1 << 1,
+} AppProcFlags;
+
+/*
+ * The directory an application's mount binds, resolved beneath the daemon's own directory
+ * for its kind (the volume, or the environment's scratch dir) and never through a symlink,
+ * created when missing and owned by the application's uid. Returns an O_PATH fd.
+ */
+static int open_mount_source(Environments *E, EnvRuntime *rt, const ConfigApplication *app,
+			     const ConfigMount *mt, BbxError *err)
+{
+	char base[4096], rel[1024];
+	if (mt->source == CONFIG_MOUNT_TMP) {
+		env_path(E, base, sizeof(base), "tmp", rt->name);
+		snprintf(rel, sizeof(rel), "%s/%s", app->name, mt->source_path);
+	} else {
+		snprintf(base, sizeof(base), "%s", rt->volume_path);
+		snprintf(rel, sizeof(rel), "mounts/%s/%s", app->name, mt->source_path);
+	}
+	_cleanup_close_ int root = open_trusted_dir(base);
+	int fd = root < 0 ? root : open_dir_beneath(root, rel, 0755);
+	if (fd >= 0 && fchownat(fd, "", APP_UID, APP_UID, AT_EMPTY_PATH) < 0) {
+		int r = -errno;
+		safe_close(fd);
+		fd = r;
+	}
+	if (fd < 0)
+		return bbx_error_set(err, fd, "invalid",
+				     "applications.%s.mounts.%s: source %s/%s: %s%s", app->name, mt->path,
+				     base, rel, strerror(-fd),
+				     fd == -ELOOP || fd == -ENOTDIR || fd == -EXDEV
+					     ? " (a symlink or non-directory in the way is never followed)"
+					     : "");
+	return fd;
+}
+
+/*
+ * An application process, hook or exec: code_dir (a checkout) at /app, read-only except for
+ * the build hook, its mounts writable, the app's variables. The code tree came from the
+ * branch and went through its build hook: the source root and every mount point are
+ * resolved beneath it without following symlinks, and bound by fd.
+ */
+static int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app, const char *code_dir,
+		  ProcBuild *b, const char *what, unsigned flags, BbxError *err)
 {
 	pb_common(E, rt, b, what, APP_UID);
-	const char *src = pb_keep(b, strcmp(app->source_root, ".") ? path_join(rt->code_dir, app->source_root, NULL)
-								  : strdup(rt->code_dir));
-	if (!src)
+	_cleanup_close_ int code = open_trusted_dir(code_dir);
+	int src = code < 0 ? code : pb_keep_fd(b, open_dir_beneath(code, app->source_root, 0));
+	if (src < 0)
+		return bbx_error_set(err, src, "invalid",
+				     "applications.%s.source.root: '%s' %s", app->name, app->source_root,
+				     src == -ELOOP || src == -EXDEV
+					     ? "is a symbolic link or resolves through one; it is never followed"
+				     : src == -ENOTDIR ? "is not a directory"
+				     : src == -ENOENT  ? "does not exist in the branch"
+						       : strerror(-src));
+	const char *src_name = pb_keep(b, path_join(code_dir, app->source_root, NULL));
+	if (!src_name)
 		return -ENOMEM;
 	size_t nrw = 0;
-	if (code_writable)
-		b->rw[nrw++] = (SandboxBind){ .source = src, .target = "/app" };
+	if (flags & APP_PROC_CODE_WRITABLE)
+		b->rw[nrw++] = (SandboxBind){ .source = src_name, .target = "/app", .source_fd = src };
 	else {
-		b->ro[0] = (SandboxBind){ .source = src, .target = "/app" };
+		b->ro[0] = (SandboxBind){ .source = src_name, .target = "/app", .source_fd = src };
 		b->spec.n_ro = 1;
 	}
-	for (size_t m = 0; m < app->n_mounts && nrw < ELEMENTSOF(b->rw); m++) {
+	for (size_t m = 0; !(flags & APP_PROC_BUILD) && m < app->n_mounts; m++) {
 		const ConfigMount *mt = &app->mounts[m];
-		char base[4096];
-		const char *host;
-		if (mt->source == CONFIG_MOUNT_TMP) {
-			env_path(E, base, sizeof(base), "tmp", rt->name);
-			host = pb_keep(b, path_join(base, app->name, mt->source_path));
-		} else {
-			snprintf(base, sizeof(base), "%s/mounts/%s", rt->volume_path, app->name);
-			host = pb_keep(b, path_join(base, mt->source_path, NULL));
-		}
+		if (nrw >= ELEMENTSOF(b->rw))
+			return bbx_error_set(err, -E2BIG, "invalid", "applications.%s.mounts: at most %zu",
+					     app->name, ELEMENTSOF(b->rw) - 1);
 		const char *target = pb_keep(b, path_join("/app", mt->path + 1, NULL));
-		if (!host || !target)
+		if (!target)
 			return -ENOMEM;
-		if (mkdir_p(host, 0755) < 0 || chown(host, APP_UID, APP_UID) < 0)
-			return -EIO;
-		/* The mount point must exist in the (read-only) code tree. That tree came from the
-		 * branch and went through the build hook, so it is walked without following any
-		 * symlink it may hold. */
-		_cleanup_close_ int srcfd = open(src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (srcfd < 0 || mkdir_beneath(srcfd, mt->path + 1, 0755) < 0)
-			return -EIO;
-		b->rw[nrw++] = (SandboxBind){ .source = host, .target = target };
+		/* The mount point must exist in the (read-only) code tree. */
+		int r = mkdir_beneath(src, mt->path + 1, 0755);
+		if (r < 0)
+			return bbx_error_set(err, r, "invalid",
+					     "applications.%s.mounts.%s: cannot make the mount point in the code tree: %s%s",
+					     app->name, mt->path, strerror(-r),
+					     r == -ELOOP ? " (a symlink in the way is never followed)" : "");
+		int fd = pb_keep_fd(b, open_mount_source(E, rt, app, mt, err));
+		if (fd < 0)
+			return fd;
+		b->rw[nrw++] = (SandboxBind){ .source = target, .target = target, .source_fd = fd };
 	}
 	b->spec.n_rw = nrw;
 	b->spec.workdir = "/app";
-	int r = app_environment(rt, app, &b->envp);
+	int r = (flags & APP_PROC_BUILD) ? build_environment(rt, app, &b->envp) : app_environment(rt, app, &b->envp);
 	if (r < 0)
 		return r;
 	b->spec.envp = b->envp;
-	const ConfigResources *res = rt->preview && rt->config->preview_profile.memory_bytes ? &rt->config->preview_profile
-											 : &app->resources;
+	if (flags & APP_PROC_BUILD)
+		b->spec.netns_fd = -1;
+	/* A preview's processes get the preview profile (already within production's). */
+	const ConfigResources *res = rt->preview ? &rt->config->preview_profile : &app->resources;
 	b->spec.memory_max = res->memory_bytes;
 	b->spec.cpu_millis = res->cpu_millis;
 	b->spec.pids_max = 1024;
@@ -624,8 +790,9 @@ static int service_init(Environments *E, EnvRuntime *rt, size_t i, BbxError *err
 		OneshotResult res;
 		char what[96];
 		snprintf(what, sizeof(what), "%s-init", s->config->name);
-		pb_service(E, rt, i, &b, what);
-		r = run_oneshot(&b, cmd.argv, cmd.stdin_data, 300, &res, err);
+		r = pb_service(E, rt, i, &b, what, err);
+		if (r >= 0)
+			r = run_oneshot(&b, cmd.argv, cmd.stdin_data, 300, &res, err);
 		proc_build_done(&b);
 		if (r >= 0) {
 			append_step_log(E, rt, what, &res);
@@ -656,9 +823,10 @@ static int services_start(Environments *E, EnvRuntime *rt, bool cloned, BbxError
 			service_command_done(&cmd);
 			return r;
 		}
-		pb_service(E, rt, i, &b, s->config->name);
+		r = pb_service(E, rt, i, &b, s->config->name, err);
 		b.spec.argv = cmd.argv;
-		r = envproc_start(&b.spec, &rt->service_procs[i], err);
+		if (r >= 0)
+			r = envproc_start(&b.spec, &rt->service_procs[i], err);
 		proc_build_done(&b);
 		service_command_done(&cmd);
 		if (r < 0)
@@ -707,8 +875,9 @@ static int service_oneshot(Environments *E, EnvRuntime *rt, size_t i, ServiceCom
 			   const char *what, uint64_t timeout, OneshotResult *res, BbxError *err)
 {
 	ProcBuild b;
-	pb_service(E, rt, i, &b, what);
-	int r = run_oneshot(&b, cmd->argv, cmd->stdin_data, timeout, res, err);
+	int r = pb_service(E, rt, i, &b, what, err);
+	if (r >= 0)
+		r = run_oneshot(&b, cmd->argv, cmd->stdin_data, timeout, res, err);
 	proc_build_done(&b);
 	if (r >= 0)
 		append_step_log(E, rt, what, res);
@@ -754,7 +923,8 @@ static int run_hook(Environments *E, EnvRuntime *rt, const ConfigApplication *ap
 	if (!script || !*script)
 		return 0;
 	snprintf(what, sizeof(what), "%s-%s", app->name, hook);
-	r = pb_app(E, rt, app, &b, what, !strcmp(hook, "build"));
+	bool build = !strcmp(hook, "build");
+	r = pb_app(E, rt, app, rt->code_dir, &b, what, build ? APP_PROC_CODE_WRITABLE | APP_PROC_BUILD : 0, err);
 	if (r >= 0) {
 		_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-e", "-c", script, NULL);
 		r = argv ? run_oneshot(&b, argv, NULL, 1800, &res, err) : -ENOMEM;
@@ -781,10 +951,11 @@ static int apps_start(Environments *E, EnvRuntime *rt, BbxError *err)
 
 		if (!app->has_web || rt->app_procs[i])
 			continue;
-		r = pb_app(E, rt, app, &b, app->name, false);
+		r = pb_app(E, rt, app, rt->code_dir, &b, app->name, 0, err);
 		if (r < 0) {
 			proc_build_done(&b);
-			return bbx_error_set(err, r, "internal", "application %s: preparing its sandbox: %s", app->name, strerror(-r));
+			bbx_error_prefix(err, "application %s: preparing its sandbox", app->name);
+			return r;
 		}
 		_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-c", app->web_start, NULL);
 		b.spec.argv = argv;
@@ -829,10 +1000,18 @@ static int apps_wait_healthy(EnvRuntime *rt, BbxError *err)
 
 /* ---- sanitize ---- */
 
+/*
+ * Production's sanitize steps, never the branch's (DESIGN.md 2a). A command step runs
+ * production's code (the checkout of the commit production runs) against the preview's
+ * services: nothing of the branch has run yet.
+ */
 static int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err)
 {
-	for (size_t k = 0; k < rt->config->n_sanitize; k++) {
-		const ConfigStep *step = &rt->config->sanitize[k];
+	const ProjectConfig *policy = rt->policy;
+	if (!policy || !rt->policy_code_dir)
+		return bbx_error_set(err, -EINVAL, "internal", "no production config to sanitize %s with", rt->name);
+	for (size_t k = 0; k < policy->n_sanitize; k++) {
+		const ConfigStep *step = &policy->sanitize[k];
 		OneshotResult res;
 		char what[128];
 		int r;
@@ -852,10 +1031,10 @@ static int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err)
 			service_command_done(&cmd);
 		} else if (step->kind == CONFIG_STEP_COMMAND) {
 			ProcBuild b;
-			const ConfigApplication *app = find_app(rt, NULL, NULL);
+			const ConfigApplication *app = policy->n_applications ? &policy->applications[0] : NULL;
 			if (!app)
 				return bbx_error_set(err, -EINVAL, "failed", "sanitize step %s: no application to run it in", step->name);
-			r = pb_app(E, rt, app, &b, what, false);
+			r = pb_app(E, rt, app, rt->policy_code_dir, &b, what, 0, err);
 			if (r >= 0) {
 				_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-e", "-c", step->command, NULL);
 				r = argv ? run_oneshot(&b, argv, NULL, step->timeout_sec, &res, err) : -ENOMEM;
@@ -901,26 +1080,43 @@ static int chown_tree_cb(const char *path, const struct stat *st, int flag, stru
 	return lchown(path, APP_UID, APP_UID) < 0 ? -1 : 0;
 }
 
-static int checkout_code(Environments *E, EnvRuntime *rt, BbxError *err)
+/* The checkout of commit for environment name: STATE/code/NAME/COMMIT, made once. */
+static int checkout_code(Environments *E, const char *name, const char *commit, char **ret_dir,
+			 BbxError *err)
 {
+	char base[4096];
 	struct stat st;
-	if (stat(rt->code_dir, &st) == 0)
-		return 0; /* this commit is already checked out (checkouts are atomic) */
+	env_path(E, base, sizeof(base), "code", name);
+	_cleanup_free_ char *dir = path_join(base, commit, NULL);
+	if (!dir)
+		return -ENOMEM;
+	if (lstat(dir, &st) == 0) {
+		/* this commit is already checked out (checkouts are atomic) */
+		if (ret_dir)
+			*ret_dir = TAKE_PTR(dir);
+		return 0;
+	}
+	int r = mkdir_p(base, 0711);
+	if (r < 0)
+		return bbx_error_set(err, r, "internal", "%s: %s", base, strerror(-r));
 	GitCheckoutResult res;
 	char staging[4096];
-	snprintf(staging, sizeof(staging), "%s.staging", rt->code_dir);
+	snprintf(staging, sizeof(staging), "%s.staging", dir);
 	(void)rm_rf(staging);
-	int r = gitrepo_checkout(E->repo, rt->commit, staging, &res, err);
+	r = gitrepo_checkout(E->repo, commit, staging, &res, err);
 	if (r < 0)
 		return r;
 	gitrepo_checkout_result_done(&res);
 	/* A fresh checkout (never data): the build hook, running as the application's uid,
-	 * may write into it (compiled files, assets); afterwards the apps get it read-only. */
-	if (nftw(staging, chown_tree_cb, 32, FTW_PHYS) != 0 || rename(staging, rt->code_dir) < 0) {
+	 * may write into it (compiled files, assets); afterwards the apps get it read-only.
+	 * lchown: a symlink of the branch is changed itself, never what it points to. */
+	if (nftw(staging, chown_tree_cb, 32, FTW_PHYS) != 0 || rename(staging, dir) < 0) {
 		r = -errno;
 		(void)rm_rf(staging);
-		return bbx_error_set(err, r, "internal", "preparing checkout %s: %s", rt->code_dir, strerror(-r));
+		return bbx_error_set(err, r, "internal", "preparing checkout %s: %s", dir, strerror(-r));
 	}
+	if (ret_dir)
+		*ret_dir = TAKE_PTR(dir);
 	return 0;
 }
 
@@ -1170,7 +1366,7 @@ static int bring_up(Environments *E, EnvRuntime *rt, const char *op, bool cloned
 	if (journal_id)
 		(void)journal_step(s, journal_id, "checkout", NULL);
 	environment_debug_stop_point(op, "checkout");
-	r = checkout_code(E, rt, err);
+	r = checkout_code(E, rt->name, rt->commit, NULL, err);
 	if (r < 0)
 		return r;
 	r = network_up(E, rt, err);
@@ -1370,6 +1566,7 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 		}
 	} else {
 		/* Redeploy: the applications restart on the new code; the data stays. */
+		atomic_store(&rt->ready, false);
 		for (size_t i = 0; rt->config && i < rt->config->n_applications; i++)
 			if (rt->app_procs[i]) {
 				envproc_stop(rt->app_procs[i], STOP_GRACE_MS);
@@ -1392,6 +1589,7 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 	if (r < 0)
 		goto fail;
 	(void)journal_finish(s, jid, "done", NULL);
+	atomic_store(&rt->ready, true);
 	r = ret_info ? record_info(E, name, ret_info, err) : 0;
 	goto out;
 
@@ -1426,6 +1624,8 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	const char *branch = opts->branch ? opts->branch : name;
 	char commit[GITREPO_ID_SIZE];
 	ProjectConfig *config = NULL;
+	_cleanup_(config_freep) ProjectConfig *policy = NULL;
+	_cleanup_free_ char *policy_code = NULL;
 	EnvRecord prec = { 0 };
 	EnvRuntime *rt = NULL, *parent = NULL;
 	int64_t jid = 0;
@@ -1454,7 +1654,7 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 			return bbx_error_reset(err, -ENOENT, "invalid", "branch '%s' not found in the repository", branch);
 		return r;
 	}
-	r = load_config_at(E, commit, &config, err);
+	r = load_preview_config(E, commit, &config, &policy, &policy_code, err);
 	if (r < 0)
 		return r;
 
@@ -1522,6 +1722,8 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	r = runtime_setup(E, rt, config, commit, true, err);
 	if (r < 0)
 		goto fail;
+	rt->policy = TAKE_PTR(policy);
+	rt->policy_code_dir = TAKE_PTR(policy_code);
 	/* Fresh credentials: nothing of the parent's secrets is valid here. */
 	r = secrets_load(rt, NULL);
 	if (r < 0)
@@ -1534,6 +1736,7 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	if (r < 0)
 		goto fail;
 	(void)journal_finish(s, jid, "done", NULL);
+	atomic_store(&rt->ready, true);
 	pthread_mutex_unlock(&rt->op_lock);
 	return ret_info ? record_info(E, name, ret_info, err) : 0;
 
@@ -1607,6 +1810,7 @@ int environment_destroy(Core *c, const char *name, BbxError *err)
 	r = runtime_get(E, name, &rt, NULL);
 	if (r < 0)
 		return r;
+	atomic_store(&rt->ready, false);
 	pthread_mutex_lock(&rt->op_lock);
 	r = journal_begin(s, "environment.destroy", name, "intent", NULL, &jid, err);
 	if (r < 0) {
@@ -1632,17 +1836,25 @@ int environment_destroy(Core *c, const char *name, BbxError *err)
 /* Bring a recorded environment's processes up again (after stop or a daemon restart). */
 static int start_recorded(Environments *E, EnvRuntime *rt, const EnvRecord *rec, BbxError *err)
 {
-	ProjectConfig *config = NULL;
-	int r = load_config_at(E, rec->commit_id, &config, err);
+	ProjectConfig *config = NULL, *policy = NULL;
+	bool preview = !strcmp(rec->kind, "preview");
+	/* A preview starts again within what production's config allows now. */
+	int r = preview ? load_preview_config(E, rec->commit_id, &config, &policy, NULL, err)
+			: load_config_at(E, rec->commit_id, &config, err);
 	if (r < 0)
 		return r;
-	r = runtime_setup(E, rt, config, rec->commit_id, !strcmp(rec->kind, "preview"), err);
+	atomic_store(&rt->ready, false);
+	r = runtime_setup(E, rt, config, rec->commit_id, preview, err);
+	config_free(rt->policy);
+	rt->policy = policy;
 	if (r >= 0)
 		r = secrets_load(rt, rec->secrets_json);
 	if (r >= 0)
 		r = ensure_dirs(E, rec->name);
 	if (r >= 0)
 		r = bring_up(E, rt, "start", false, false, false, 0, err);
+	if (r >= 0)
+		atomic_store(&rt->ready, true);
 	return r;
 }
 
@@ -1656,6 +1868,7 @@ int environment_stop(Core *c, const char *name, BbxError *err)
 	env_record_done(&rec);
 	EnvRuntime *rt = runtime_find(E, name);
 	if (rt) {
+		atomic_store(&rt->ready, false);
 		pthread_mutex_lock(&rt->op_lock);
 		runtime_stop_processes(rt);
 		pthread_mutex_unlock(&rt->op_lock);
@@ -1687,6 +1900,13 @@ int environment_start(Core *c, const char *name, BbxError *err)
 				   r >= 0 ? NULL : bbx_error_message(err, r), NULL);
 	env_record_done(&rec);
 	return r;
+}
+
+/* The one answer exec, logs, file access and the preview proxy give until an environment is
+ * ready: a preview's data is not masked before then. */
+static int not_ready(BbxError *err, const char *name)
+{
+	return bbx_error_set(err, -EBUSY, "conflict", "environment '%s' is not ready", name);
 }
 
 bool environment_exists(Core *c, const char *name)
@@ -1732,8 +1952,8 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 	bool ready = !strcmp(rec.state, "ready");
 	env_record_done(&rec);
 	EnvRuntime *rt = runtime_find(E, opts->name);
-	if (!ready || !rt || !rt->config)
-		return bbx_error_set(err, -EBUSY, "conflict", "environment '%s' is not running", opts->name);
+	if (!ready || !rt || !rt->config || !atomic_load(&rt->ready))
+		return not_ready(err, opts->name);
 	if (!opts->argv || !opts->argv[0])
 		return bbx_error_set(err, -EINVAL, "invalid", "no command given");
 
@@ -1745,7 +1965,7 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 				     opts->application ? opts->application : "");
 	}
 	ProcBuild b;
-	r = pb_app(E, rt, app, &b, "exec", false);
+	r = pb_app(E, rt, app, rt->code_dir, &b, "exec", 0, err);
 	if (r >= 0) {
 		b.spec.log_path = NULL;
 		r = run_oneshot(&b, opts->argv, opts->stdin_data, opts->timeout_sec ? opts->timeout_sec : 600, ret, err);
@@ -1764,7 +1984,11 @@ int environment_logs(Core *c, const char *name, const char *process, int64_t off
 	int r = env_record_get(core_store(c), name, &rec, err);
 	if (r < 0)
 		return r;
+	bool hidden = !strcmp(rec.kind, "preview") &&
+		      (!strcmp(rec.state, "creating") || !strcmp(rec.state, "destroying"));
 	env_record_done(&rec);
+	if (hidden)
+		return not_ready(err, name);
 	if (!process) {
 		EnvRuntime *rt = runtime_find(E, name);
 		process = rt && rt->config && rt->config->n_applications ? rt->config->applications[0].name : "deploy";
@@ -1807,8 +2031,8 @@ int environment_connect_app(Core *c, const char *name, int *ret_fd, BbxError *er
 {
 	Environments *E = envs_of(c);
 	EnvRuntime *rt = runtime_find(E, name);
-	if (!rt || rt->netns_fd < 0 || !rt->config)
-		return bbx_error_set(err, -EBUSY, "unavailable", "environment '%s' is not running", name);
+	if (!rt || rt->netns_fd < 0 || !rt->config || !atomic_load(&rt->ready))
+		return not_ready(err, name);
 	const ConfigApplication *app = find_app(rt, NULL, NULL);
 	if (!app || !app->has_web)
 		return bbx_error_set(err, -ENOENT, "unavailable", "environment '%s' has no web application", name);

@@ -1,5 +1,6 @@
 """Production and previews of the example project, with real PostgreSQL, Redis and sandboxes."""
 import glob
+import hashlib
 import http.client
 import json
 import os
@@ -44,7 +45,8 @@ def call(d, method, path, body=None, host=None):
 
 
 def git(repo, *args):
-    subprocess.run(["git", "-C", repo, *args], check=True, env=GIT_ENV, capture_output=True)
+    return subprocess.run(["git", "-C", repo, *args], check=True, env=GIT_ENV, capture_output=True,
+                          text=True).stdout
 
 
 def branch_with_config(repo, branch, edit):
@@ -80,7 +82,9 @@ def psql(d, name, sql):
 def leftovers(d, name):
     """Everything of environment name still on the host."""
     found = []
-    for pat in [f"/sys/fs/cgroup/*/branchbox/d-*/env-{name}", f"/sys/fs/cgroup/branchbox/d-*/env-{name}"]:
+    # Only this daemon's cgroups: other daemons on the host keep theirs under their own prefix.
+    prefix = "d-" + hashlib.sha256(d.state.encode()).hexdigest()[:8]
+    for pat in [f"/sys/fs/cgroup/*/branchbox/{prefix}/env-{name}", f"/sys/fs/cgroup/branchbox/{prefix}/env-{name}"]:
         found += glob.glob(pat)
     for kind in ("run/netns", "code", "tmp", "logs"):
         p = os.path.join(d.state, kind, name)
@@ -232,14 +236,53 @@ def test_destroy_leaves_nothing(prod):
     assert "pr-gone" not in prod.cli("env", "list").stdout
 
 
+def edit_main_config(repo, edit):
+    """Commit edit(text) -> text of .branchbox/config.yaml on main; returns the old head."""
+    old = git(repo, "rev-parse", "main").strip()
+    branch_with_config(repo, "tmp-main-edit", edit)
+    git(repo, "update-ref", "refs/heads/main", "refs/heads/tmp-main-edit")
+    git(repo, "branch", "-D", "tmp-main-edit")
+    return old
+
+
 def test_sanitize_failure_leaves_nothing(prod):
-    branch_with_config(prod.repo, "pr-badsan", lambda t: t.replace(
+    # Sanitize is production's policy: a failing step in production's config fails every
+    # preview closed, whatever the branch's config says.
+    old = edit_main_config(prod.repo, lambda t: t.replace(
         "UPDATE users SET email = 'user' || id || '@example.invalid'", "UPDATE users SET nosuchcolumn = 1"))
-    p = prod.cli("env", "create", "pr-badsan", check=False, timeout=600)
+    try:
+        prod.cli("deploy", timeout=600)
+        git(prod.repo, "branch", "-f", "pr-badsan", old)
+        p = prod.cli("env", "create", "pr-badsan", check=False, timeout=600)
+        assert p.returncode == 1
+        assert "sanitize" in p.stderr and "nosuchcolumn" in p.stderr
+        assert leftovers(prod, "pr-badsan") == []
+        assert "pr-badsan" not in prod.cli("env", "list").stdout
+    finally:
+        git(prod.repo, "update-ref", "refs/heads/main", old)
+        prod.cli("deploy", timeout=600)
+
+
+def test_branch_config_cannot_drop_or_change_sanitize(prod):
+    psql(prod, "main", "INSERT INTO users (name, email) VALUES ('Bob', 'bob@real.example') ON CONFLICT DO NOTHING")
+    # A branch that deletes the masking step, and one that makes it a no-op.
+    branch_with_config(prod.repo, "pr-nosan", lambda t: t.replace(
+        "UPDATE users SET email = 'user' || id || '@example.invalid'", "SELECT 1"))
+    prod.cli("env", "create", "pr-nosan", timeout=600)
+    try:
+        emails = psql(prod, "pr-nosan", "SELECT email FROM users")
+        assert "real.example" not in emails and "example.invalid" in emails
+    finally:
+        prod.cli("env", "destroy", "pr-nosan", timeout=300)
+
+
+def test_branch_config_cannot_widen_policy(prod):
+    branch_with_config(prod.repo, "pr-wide", lambda t: t.replace("ttl: 24h", "ttl: 48h"))
+    p = prod.cli("env", "create", "pr-wide", check=False, timeout=600)
     assert p.returncode == 1
-    assert "sanitize" in p.stderr and "nosuchcolumn" in p.stderr
-    assert leftovers(prod, "pr-badsan") == []
-    assert "pr-badsan" not in prod.cli("env", "list").stdout
+    assert "environments.preview.ttl" in p.stderr and "asks for 2d" in p.stderr and "allows (1d)" in p.stderr
+    assert leftovers(prod, "pr-wide") == []
+    assert "pr-wide" not in prod.cli("env", "list").stdout
 
 
 def test_build_failure_leaves_nothing(prod):
