@@ -1210,6 +1210,15 @@ static int config_build(Ctx *x, const YamlNode *root)
 		parse_steps(x, v, "validate", &c->validate, &c->n_validate, true);
 	if ((v = get(root, "egress")))
 		parse_egress_section(x, v);
+	/* Checked and governed (config-policy.c), but nothing acts on them yet: say so. */
+	if ((v = get_key_node(root, "validate")))
+		note(x, v, "validate", "checked, but not run yet: nothing executes validate steps today");
+	if ((v = get_key_node(root, "egress")))
+		note(x, v, "egress",
+		     "checked, but not enforced yet: environments have loopback only, no egress proxy runs");
+	if ((v = get(root, "environments")) && (v = get(v, "preview")) &&
+	    (v = get_key_node(v, "budget")))
+		note(x, v, "environments.preview.budget", "checked, but not metered yet");
 	if ((v = get_key_node(root, "routes")))
 		note(x, v, "routes",
 		     "ignored: previews are reached through the branchbox preview proxy");
