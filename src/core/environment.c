@@ -1369,6 +1369,15 @@ static int bring_up(Environments *E, EnvRuntime *rt, const char *op, bool cloned
 	r = checkout_code(E, rt->name, rt->commit, NULL, err);
 	if (r < 0)
 		return r;
+	/* Refuse a source.root that is or passes through a symlink before anything runs. */
+	for (size_t a = 0; a < rt->config->n_applications; a++) {
+		ProcBuild b;
+		r = pb_app(E, rt, &rt->config->applications[a], rt->code_dir, &b, "check",
+			   APP_PROC_BUILD, err);
+		proc_build_done(&b);
+		if (r < 0)
+			return r;
+	}
 	r = network_up(E, rt, err);
 	if (r < 0)
 		return r;
