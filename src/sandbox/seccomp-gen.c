@@ -3,7 +3,8 @@
  * Build-time generator: runs the libseccomp filter builder once and writes the resulting BPF
  * program as a C array, so a sandbox spawn does not spend ~1.3 ms in libseccomp at run time.
  * The policy still lives only in sandbox-seccomp.c; test-sandbox checks that the embedded
- * program equals a freshly built one.
+ * program equals a freshly built one. A syscall name in the policy that the build's libseccomp
+ * cannot resolve makes this exit 1 with a message naming it, which fails the build.
  *
  * Usage: sandbox-seccomp-gen OUTPUT.h
  */

@@ -100,6 +100,8 @@ static const struct {
 	{"reboot", SYS_reboot},
 	{"request_key", SYS_request_key},
 	{"set_mempolicy", SYS_set_mempolicy},
+	{"setdomainname", SYS_setdomainname},
+	{"sethostname", SYS_sethostname},
 	{"setns", SYS_setns},
 	{"settimeofday", SYS_settimeofday},
 	{"swapoff", SYS_swapoff},
@@ -121,6 +123,42 @@ static int probe_syscalls(void)
 	}
 	errno = 0;
 	result("clone3", syscall(SYS_clone3, M1, M1));
+	return 0;
+}
+
+/*
+ * Syscalls on neither list of the filter: it answers ENOSYS, as a kernel without them would,
+ * so libc falls back. migrate_pages is old and in every NUMA kernel (Docker does not allow
+ * it either); open_tree_attr (467, Linux 6.15) and lsm_list_modules (461, Linux 6.8) are
+ * newer than the libseccomp the filter is built with; 1000 is no syscall at all.
+ */
+static int probe_unlisted(void)
+{
+	static const struct {
+		const char *name;
+		long nr;
+	} unlisted[] = {
+		{"migrate_pages", SYS_migrate_pages},
+		{"open_tree_attr", 467},
+		{"lsm_list_modules", 461},
+		{"nr_1000", 1000},
+	};
+	for (size_t i = 0; i < sizeof(unlisted) / sizeof(unlisted[0]); i++) {
+		errno = 0;
+		long r = syscall(unlisted[i].nr, M1, M1, M1, M1, M1, M1);
+		result(unlisted[i].name, r);
+	}
+	return 0;
+}
+
+/* modify_ldt: Docker allows it on x86; the filter denies it. Reading the LDT changes nothing. */
+static int probe_ldt(void)
+{
+#if defined(__x86_64__)
+	char ldt[16];
+	errno = 0;
+	result("modify_ldt", syscall(SYS_modify_ldt, 0, ldt, sizeof(ldt)));
+#endif
 	return 0;
 }
 
@@ -496,6 +534,10 @@ int main(int argc, char **argv)
 	const char *arg = argc > 2 ? argv[2] : NULL;
 	if (!strcmp(name, "syscalls"))
 		return probe_syscalls();
+	if (!strcmp(name, "unlisted"))
+		return probe_unlisted();
+	if (!strcmp(name, "ldt"))
+		return probe_ldt();
 	if (!strcmp(name, "clone-ns"))
 		return probe_clone_ns();
 	if (!strcmp(name, "int80"))

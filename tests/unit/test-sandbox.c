@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Pure parts of the sandbox: bind parsing, cgroup mode detection and limit writes against a
- * plain directory tree, and the seccomp filter (built for x86_64, i386 and x32; the native
- * one is also loaded in a child to check what it denies).
+ * plain directory tree, and the seccomp filter (built for x86_64 and aarch64 and run through
+ * a BPF interpreter for every syscall number; the native one is also loaded in a child to
+ * check what it denies).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -237,19 +240,237 @@ static void test_cgroup_v2(void **state)
 
 static void test_seccomp_build_archs(void **state)
 {
-	static const uint32_t archs[] = {SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32};
+	/* The policy's two architectures build (aarch64 cross-built from its own table). */
+	static const uint32_t archs[] = {SCMP_ARCH_X86_64, SCMP_ARCH_AARCH64};
 	for (size_t i = 0; i < ELEMENTSOF(archs); i++) {
 		struct sock_filter *prog = NULL;
 		size_t len = 0;
 		BbxError err = BBX_ERROR_INIT;
 		assert_int_equal(sandbox_seccomp_build(archs[i], &prog, &len, &err), 0);
 		assert_non_null(prog);
-		/* Every denied syscall, clone flags, ioctls, families and personality bits. */
-		assert_true(len > 100);
+		/* ~300 allowed and ~70 denied numbers plus the argument rules. */
+		assert_true(len > 300);
 		assert_true(len < 4096);
 		free(prog);
 	}
-	assert_int_equal(sandbox_seccomp_build(0xdeadbeef, NULL, NULL, NULL) < 0, 1);
+	/* Any other is refused: the tables name no 32-bit calls, s390x orders clone differently. */
+	static const uint32_t refused[] = {SCMP_ARCH_X86, SCMP_ARCH_X32, SCMP_ARCH_ARM,
+					   SCMP_ARCH_S390X, 0xdeadbeef};
+	for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
+		struct sock_filter *prog = NULL;
+		size_t len = 0;
+		BbxError err = BBX_ERROR_INIT;
+		assert_int_equal(sandbox_seccomp_build(refused[i], &prog, &len, &err), -EOPNOTSUPP);
+		assert_null(prog);
+		assert_non_null(strstr(bbx_error_message(&err, -EOPNOTSUPP), "x86_64 and aarch64"));
+	}
+}
+
+static void test_seccomp_unknown_name_fails(void **state)
+{
+	/* A name libseccomp cannot resolve is an error that names it, never a skipped rule. */
+	BbxError err = BBX_ERROR_INIT;
+	int nr = -12345;
+	assert_int_equal(sandbox_seccomp_resolve("no_such_syscall_bbx", &nr, &err), -ENOENT);
+	assert_int_equal(nr, -12345);
+	const char *msg = bbx_error_message(&err, -ENOENT);
+	assert_non_null(strstr(msg, "'no_such_syscall_bbx'"));
+	assert_non_null(strstr(msg, "libseccomp "));
+	/* Control: a real name resolves, to the number the kernel headers give it. */
+	assert_int_equal(sandbox_seccomp_resolve("getpid", &nr, NULL), 0);
+	assert_int_equal(nr, SYS_getpid);
+	/* Every name in the tables resolves (or the build would have failed). */
+	const char *const *tables[] = {sandbox_seccomp_allowed, sandbox_seccomp_denied};
+	for (size_t t = 0; t < ELEMENTSOF(tables); t++)
+		for (size_t i = 0; tables[t][i]; i++)
+			assert_int_equal(sandbox_seccomp_resolve(tables[t][i], &nr, NULL), 0);
+}
+
+/*
+ * A classic BPF interpreter for the instructions libseccomp emits, so the policy can be
+ * checked for every syscall number and many argument values without making the calls. An
+ * instruction it does not know fails the test rather than guessing.
+ */
+static uint32_t bpf_run(const struct sock_filter *prog, size_t len, const struct seccomp_data *d)
+{
+	uint32_t a = 0;
+	for (size_t pc = 0; pc < len; pc++) {
+		const struct sock_filter *f = &prog[pc];
+		switch (f->code) {
+		case BPF_LD | BPF_W | BPF_ABS:
+			assert_true(f->k % 4 == 0 && f->k + 4 <= sizeof(*d));
+			memcpy(&a, (const char *)d + f->k, sizeof(a));
+			break;
+		case BPF_ALU | BPF_AND | BPF_K: a &= f->k; break;
+		case BPF_JMP | BPF_JA: pc += f->k; break;
+		case BPF_JMP | BPF_JEQ | BPF_K: pc += a == f->k ? f->jt : f->jf; break;
+		case BPF_JMP | BPF_JGT | BPF_K: pc += a > f->k ? f->jt : f->jf; break;
+		case BPF_JMP | BPF_JGE | BPF_K: pc += a >= f->k ? f->jt : f->jf; break;
+		case BPF_JMP | BPF_JSET | BPF_K: pc += (a & f->k) ? f->jt : f->jf; break;
+		case BPF_RET | BPF_K: return f->k;
+		default: fail_msg("unexpected BPF instruction 0x%04x at %zu", f->code, pc);
+		}
+	}
+	fail_msg("BPF program ran off its end");
+	return 0;
+}
+
+#define RET_ALLOW SECCOMP_RET_ALLOW
+#define RET_EPERM (SECCOMP_RET_ERRNO | EPERM)
+#define RET_ENOSYS (SECCOMP_RET_ERRNO | ENOSYS)
+
+typedef struct PolicyCheck {
+	const struct sock_filter *prog;
+	size_t len;
+	uint32_t arch; /* SCMP_ARCH_* values are the kernel's AUDIT_ARCH_* ones */
+} PolicyCheck;
+
+static uint32_t run_call(const PolicyCheck *pc, uint32_t arch, int nr, uint64_t a0, uint64_t a1)
+{
+	struct seccomp_data d = {.nr = nr, .arch = arch, .args = {a0, a1}};
+	return bpf_run(pc->prog, pc->len, &d);
+}
+
+static int nr_of(const PolicyCheck *pc, const char *name)
+{
+	return seccomp_syscall_resolve_name_arch(pc->arch, name);
+}
+
+static void check_policy(const PolicyCheck *pc)
+{
+	static const char *const by_argument[] = {"clone", "ioctl", "personality", "socket",
+						  "socketpair"};
+	bool named[1024] = {false};
+	uint32_t arch = pc->arch;
+
+	for (size_t i = 0; sandbox_seccomp_allowed[i]; i++) {
+		int nr = nr_of(pc, sandbox_seccomp_allowed[i]);
+		if (nr < 0)
+			continue; /* a name of the other architecture */
+		assert_true(nr < 1024);
+		named[nr] = true;
+		if (run_call(pc, arch, nr, 0, 0) != RET_ALLOW)
+			fail_msg("%s (%d) is not allowed", sandbox_seccomp_allowed[i], nr);
+	}
+	for (size_t i = 0; sandbox_seccomp_denied[i]; i++) {
+		int nr = nr_of(pc, sandbox_seccomp_denied[i]);
+		if (nr < 0)
+			continue;
+		assert_true(nr < 1024);
+		named[nr] = true;
+		if (run_call(pc, arch, nr, 0, 0) != RET_EPERM)
+			fail_msg("%s (%d) is not denied with EPERM", sandbox_seccomp_denied[i], nr);
+	}
+	for (size_t i = 0; i < ELEMENTSOF(by_argument); i++) {
+		int nr = nr_of(pc, by_argument[i]);
+		assert_true(nr >= 0 && nr < 1024);
+		named[nr] = true;
+	}
+	/* Every other number, clone3, migrate_pages and numbers no kernel has yet: ENOSYS. */
+	size_t unnamed = 0;
+	for (int nr = 0; nr < 1024; nr++) {
+		if (named[nr])
+			continue;
+		unnamed++;
+		if (run_call(pc, arch, nr, 0, 0) != RET_ENOSYS)
+			fail_msg("unlisted syscall %d does not get ENOSYS", nr);
+	}
+	assert_true(unnamed > 600);
+	assert_false(named[nr_of(pc, "clone3")]);
+	assert_false(named[nr_of(pc, "migrate_pages")]);
+	assert_int_equal(run_call(pc, arch, 467 /* open_tree_attr */, 0, 0), RET_ENOSYS);
+
+	/* clone: flags without namespaces pass, each namespace flag is refused. */
+	int clone = nr_of(pc, "clone");
+	static const uint64_t plain[] = {SIGCHLD, CLONE_VM | CLONE_VFORK | SIGCHLD,
+					 CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND |
+						 CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS |
+						 CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID,
+					 0xffffffff00000000ULL | SIGCHLD};
+	for (size_t i = 0; i < ELEMENTSOF(plain); i++)
+		assert_int_equal(run_call(pc, arch, clone, plain[i], 0), RET_ALLOW);
+	static const uint64_t ns[] = {CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC,	  CLONE_NEWUSER,
+				      CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP};
+	for (size_t i = 0; i < ELEMENTSOF(ns); i++)
+		assert_int_equal(run_call(pc, arch, clone, ns[i] | CLONE_VM | SIGCHLD, 0),
+				 RET_EPERM);
+
+	/*
+	 * ioctl: only the low 32 bits of the request count (the kernel truncates it). Every
+	 * request near the two refused ones, with and without high bits, then random ones.
+	 */
+	int ioctl_nr = nr_of(pc, "ioctl");
+	for (uint64_t req = 0x5300; req < 0x5500; req++) {
+		uint32_t want = req == TIOCSTI || req == TIOCLINUX ? RET_EPERM : RET_ALLOW;
+		assert_int_equal(run_call(pc, arch, ioctl_nr, 0, req), want);
+		assert_int_equal(run_call(pc, arch, ioctl_nr, 0, req | 0xdead000000000000ULL),
+				 want);
+	}
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	for (int i = 0; i < 200000; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		uint32_t lo = (uint32_t)x;
+		uint32_t want = lo == TIOCSTI || lo == TIOCLINUX ? RET_EPERM : RET_ALLOW;
+		assert_int_equal(run_call(pc, arch, ioctl_nr, 0, x), want);
+	}
+	for (int bit = 0; bit < 64; bit++) {
+		assert_int_equal(run_call(pc, arch, ioctl_nr, 0, 1ULL << bit), RET_ALLOW);
+		if (bit >= 32)
+			assert_int_equal(run_call(pc, arch, ioctl_nr, 0, (1ULL << bit) | TIOCSTI),
+					 RET_EPERM);
+	}
+
+	/* socket, socketpair: AF_UNIX, AF_INET, AF_INET6 and nothing else, high bits refused. */
+	static const char *const sockets[] = {"socket", "socketpair"};
+	for (size_t s = 0; s < ELEMENTSOF(sockets); s++) {
+		int nr = nr_of(pc, sockets[s]);
+		for (uint64_t fam = 0; fam < 64; fam++) {
+			bool ok = fam == AF_UNIX || fam == AF_INET || fam == AF_INET6;
+			assert_int_equal(run_call(pc, arch, nr, fam, SOCK_STREAM),
+					 ok ? RET_ALLOW : RET_EPERM);
+			assert_int_equal(run_call(pc, arch, nr, fam | 0x100000000ULL, SOCK_STREAM),
+					 RET_EPERM);
+		}
+	}
+
+	/* personality: Docker's four personas; other flags, the query and high bits refused. */
+	int pers = nr_of(pc, "personality");
+	static const uint64_t personas[] = {0x0, 0x8, 0x20000, 0x20008};
+	for (size_t i = 0; i < ELEMENTSOF(personas); i++)
+		assert_int_equal(run_call(pc, arch, pers, personas[i], 0), RET_ALLOW);
+	static const uint64_t bad_personas[] = {0x0400000 /* READ_IMPLIES_EXEC */, 0xffffffff,
+						0x0040000 /* ADDR_NO_RANDOMIZE */, 0x100000000ULL,
+						0x100000008ULL};
+	for (size_t i = 0; i < ELEMENTSOF(bad_personas); i++)
+		assert_int_equal(run_call(pc, arch, pers, bad_personas[i], 0), RET_EPERM);
+
+	/* Other ABIs are refused whole: x32 numbers, and any other architecture token. */
+	int getpid_nr = nr_of(pc, "getpid");
+	assert_int_equal(run_call(pc, arch, getpid_nr, 0, 0), RET_ALLOW);
+	static const uint32_t foreign[] = {AUDIT_ARCH_I386, AUDIT_ARCH_ARM, AUDIT_ARCH_X86_64,
+					   AUDIT_ARCH_AARCH64};
+	for (size_t i = 0; i < ELEMENTSOF(foreign); i++)
+		if (foreign[i] != arch)
+			assert_int_equal(run_call(pc, foreign[i], getpid_nr, 0, 0), RET_EPERM);
+	if (arch == AUDIT_ARCH_X86_64)
+		assert_int_equal(run_call(pc, arch, 0x40000000 | getpid_nr, 0, 0), RET_EPERM);
+}
+
+static void test_seccomp_policy(void **state)
+{
+	/* The embedded program (what sandboxes load) on x86_64 or aarch64 natively ... */
+	PolicyCheck native = {.prog = sandbox_seccomp_prebuilt,
+			      .len = ELEMENTSOF(sandbox_seccomp_prebuilt),
+			      .arch = seccomp_arch_native()};
+	check_policy(&native);
+	/* ... and the other architecture's build. */
+	uint32_t other = native.arch == SCMP_ARCH_X86_64 ? SCMP_ARCH_AARCH64 : SCMP_ARCH_X86_64;
+	struct sock_filter *prog = NULL;
+	size_t len = 0;
+	assert_int_equal(sandbox_seccomp_build(other, &prog, &len, NULL), 0);
+	PolicyCheck cross = {.prog = prog, .len = len, .arch = other};
+	check_policy(&cross);
+	free(prog);
 }
 
 static void test_seccomp_prebuilt_is_current(void **state)
@@ -314,7 +535,33 @@ static int seccomp_child(const struct sock_filter *prog, size_t len, bool ia32)
 	/* x32 getpid (39 | __X32_SYSCALL_BIT). */
 	if (syscall(0x40000000 | 39) != -1 || errno != EPERM)
 		return 15;
+	/* Denied by name although Docker allows it on x86. */
+	char ldt[16];
+	if (syscall(SYS_modify_ldt, 0, ldt, sizeof(ldt)) != -1 || errno != EPERM)
+		return 16;
 #endif
+	/* Not on the allow-list: ENOSYS, as from a kernel without them. */
+	if (syscall(1000, 0, 0, 0) != -1 || errno != ENOSYS)
+		return 17;
+	if (syscall(SYS_migrate_pages, -1L, -1L, -1L, -1L) != -1 || errno != ENOSYS)
+		return 18;
+	/*
+	 * Allowed calls still work: an ioctl whose request has high bits (the kernel ignores
+	 * them), a plain fork through clone, the plain personality.
+	 */
+	int p[2];
+	int n = 0;
+	if (pipe2(p, O_CLOEXEC) < 0 || write(p[1], "abc", 3) != 3 ||
+	    syscall(SYS_ioctl, p[0], 0xdead00000000ULL | FIONREAD, &n) != 0 || n != 3)
+		return 19;
+	long pid = syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+	if (pid == 0)
+		_exit(0);
+	int status;
+	if (pid < 0 || waitpid((pid_t)pid, &status, 0) != pid || !WIFEXITED(status))
+		return 20;
+	if (syscall(SYS_personality, 0) < 0)
+		return 21;
 	return 0;
 }
 
@@ -348,6 +595,14 @@ static void test_seccomp_native_behaviour(void **state)
 		print_message(
 			"# i386 ABI disabled in this kernel (int 0x80 faults); checked by x32 "
 			"and the bad-arch action instead\n");
+	/* Controls: without the filter the same calls reach the kernel. */
+	errno = 0;
+	assert_int_equal(syscall(SYS_migrate_pages, -1L, -1L, -1L, -1L), -1);
+	assert_int_not_equal(errno, ENOSYS);
+#if defined(__x86_64__)
+	char ldt[16];
+	assert_true(syscall(SYS_modify_ldt, 0, ldt, sizeof(ldt)) >= 0);
+#endif
 	assert_int_equal(sandbox_seccomp_build(0, &prog, &len, NULL), 0);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
@@ -387,6 +642,8 @@ int main(void)
 		cmocka_unit_test(test_cgroup_v1),
 		cmocka_unit_test(test_cgroup_v2),
 		cmocka_unit_test(test_seccomp_build_archs),
+		cmocka_unit_test(test_seccomp_unknown_name_fails),
+		cmocka_unit_test(test_seccomp_policy),
 		cmocka_unit_test(test_seccomp_native_behaviour),
 		cmocka_unit_test(test_seccomp_prebuilt_is_current),
 		cmocka_unit_test(test_landlock_abi),
