@@ -1524,8 +1524,7 @@ int sandbox_bind_parse(const char *s, SandboxBind *ret, char **ret_storage, BbxE
 			"bind '%s': want HOSTPATH[:PATH], absolute, without '..', '.', "
 			"'//' or ':'",
 			s);
-	ret->source = source;
-	ret->target = target;
+	*ret = (SandboxBind){.source = source, .target = target};
 	*ret_storage = TAKE_PTR(copy);
 	return 0;
 }
