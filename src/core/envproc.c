@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -460,107 +461,287 @@ void oneshot_result_done(OneshotResult *r)
 	memset(r, 0, sizeof(*r));
 }
 
-int envproc_run_oneshot(const EnvProcSpec *spec, const char *stdin_data, uint64_t timeout_sec,
-			OneshotResult *ret, BbxError *err)
+/*
+ * After SIGKILL, how long the caller waits for the sandbox's init to go before reaping moves to
+ * a background thread (a task stuck in uninterruptible sleep dies only when the kernel lets it).
+ */
+#define KILL_WAIT_MS 2000
+/*
+ * Output read once the command ended. A pipe holds at most pipe-max-size (1 MiB by default for
+ * an unprivileged writer) and its writers are gone; the bound matters only if one leaked.
+ */
+#define DRAIN_MAX (2u << 20)
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
 {
-	int out[2] = { -EBADF, -EBADF }, in[2] = { -EBADF, -EBADF };
-	char *tail = NULL;
-	size_t tail_len = 0;
-	uint64_t total = 0, start = now_ms();
-	crypto_hash_sha256_state hs;
-	int r;
+	return a < b ? a : b;
+}
+
+void envproc_oneshot_options_init(EnvOneshotOptions *opts)
+{
+	*opts = (EnvOneshotOptions){.cancel_fd = -EBADF};
+}
+
+/* Everything a one-shot printed: its digest and the last ENVPROC_CAPTURE_MAX bytes. */
+typedef struct Capture {
+	char *tail;
+	size_t len;
+	uint64_t total;
+	crypto_hash_sha256_state hash;
+} Capture;
+
+static void capture_add(Capture *c, const char *buf, size_t n)
+{
+	crypto_hash_sha256_update(&c->hash, (const unsigned char *)buf, n);
+	c->total += n;
+	/* Reads are smaller than the capture (see capture_read), so drop from the front. */
+	if (c->len + n > ENVPROC_CAPTURE_MAX) {
+		size_t drop = c->len + n - ENVPROC_CAPTURE_MAX;
+		memmove(c->tail, c->tail + drop, c->len - drop);
+		c->len -= drop;
+	}
+	memcpy(c->tail + c->len, buf, n);
+	c->len += n;
+}
+
+/* One read from the (non-blocking) output pipe: bytes read, 0 at EOF, -EAGAIN or -errno. */
+static ssize_t capture_read(Capture *c, int fd)
+{
+	char buf[16384];
+	_Static_assert(sizeof(buf) <= ENVPROC_CAPTURE_MAX, "read buffer larger than the capture");
+	ssize_t n = RETRY_EINTR(read(fd, buf, sizeof(buf)));
+	if (n < 0)
+		return -errno;
+	if (n > 0)
+		capture_add(c, buf, (size_t)n);
+	return n;
+}
+
+static bool fd_is_readable(int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	return RETRY_EINTR(poll(&pfd, 1, 0)) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR));
+}
+
+static void *reap_in_background(void *userdata)
+{
+	sandbox_free(userdata);
+	return NULL;
+}
+
+/*
+ * SIGKILL everything in the sandbox (sandbox_kill() empties its cgroup, then kills init, whose
+ * exit takes its pid namespace down) and reap it. Repeated while init lingers, so nothing
+ * forked between two kills survives. Bounded: past KILL_WAIT_MS a detached thread finishes the
+ * reaping and *sbp is handed over to it. *sbp is NULL afterwards either way.
+ */
+static void kill_tree(Sandbox **sbp)
+{
+	Sandbox *sb = *sbp;
+	uint64_t give_up = now_ms() + KILL_WAIT_MS;
+
+	for (;;) {
+		(void)sandbox_kill(sb, SIGKILL);
+		uint64_t now = now_ms();
+		if (now >= give_up)
+			break;
+		struct pollfd pfd = {.fd = sandbox_pidfd(sb), .events = POLLIN};
+		int k = poll(&pfd, 1, (int)min_u64(give_up - now, 200));
+		if (k > 0 || pfd.fd < 0) {
+			(void)sandbox_wait(sb, NULL, NULL);
+			*sbp = sandbox_free(sb);
+			return;
+		}
+	}
+	pthread_attr_t attr;
+	pthread_t t;
+	if (pthread_attr_init(&attr) == 0) {
+		bool started = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+			       pthread_create(&t, &attr, reap_in_background, sb) == 0;
+		pthread_attr_destroy(&attr);
+		if (started) {
+			*sbp = NULL;
+			return;
+		}
+	}
+	*sbp = sandbox_free(sb);
+}
+
+/* Where a one-shot run ended up. */
+typedef enum OneshotEnd {
+	ONESHOT_EXITED,
+	ONESHOT_TIMED_OUT,
+	ONESHOT_CANCELLED,
+} OneshotEnd;
+
+/*
+ * The one poll loop: the sandbox's pidfd (the command's end), the output pipe (drained all
+ * along, EOF only stops watching it), the stdin pipe (written as the child reads, closed when
+ * done or when the child stops reading) and the cancel fd, with the deadline as the timeout.
+ */
+static OneshotEnd oneshot_loop(Sandbox *sb, int out_fd, int *in_fd, const char *data, size_t len,
+			       int cancel_fd, uint64_t deadline, Capture *cap)
+{
+	size_t written = 0;
+
+	for (;;) {
+		enum { P_EXIT, P_OUT, P_IN, P_CANCEL, _P_MAX };
+		struct pollfd pfd[_P_MAX] = {
+			[P_EXIT] = {.fd = sandbox_pidfd(sb), .events = POLLIN},
+			[P_OUT] = {.fd = out_fd, .events = POLLIN},
+			[P_IN] = {.fd = *in_fd, .events = POLLOUT},
+			[P_CANCEL] = {.fd = cancel_fd, .events = POLLIN},
+		};
+		int wait_ms = -1;
+		if (deadline) {
+			uint64_t now = now_ms();
+			if (now >= deadline)
+				return ONESHOT_TIMED_OUT;
+			wait_ms = (int)min_u64(deadline - now, INT_MAX);
+		}
+		int k = poll(pfd, _P_MAX, wait_ms);
+		if (k < 0 && errno != EINTR)
+			/* poll itself failed: never leave the command running unwatched. */
+			return ONESHOT_TIMED_OUT;
+		if (k <= 0)
+			continue;
+
+		if (pfd[P_OUT].revents) {
+			/* A few reads per wake-up: a flood cannot starve the other fds. */
+			for (int i = 0; i < 4; i++) {
+				ssize_t n = capture_read(cap, out_fd);
+				/* EOF (every writer closed it) ends only the reading. */
+				if (n == 0 || (n < 0 && n != -EAGAIN))
+					out_fd = -EBADF;
+				if (n <= 0)
+					break;
+			}
+		}
+		if (pfd[P_IN].revents) {
+			ssize_t n = RETRY_EINTR(write(*in_fd, data + written, len - written));
+			if (n > 0)
+				written += (size_t)n;
+			/* EPIPE: the command stopped reading, which is its business. */
+			if (written == len || (n < 0 && errno != EAGAIN))
+				*in_fd = safe_close(*in_fd);
+		}
+		if (pfd[P_EXIT].revents)
+			return ONESHOT_EXITED;
+		if (pfd[P_CANCEL].revents)
+			return ONESHOT_CANCELLED;
+	}
+}
+
+int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *opts,
+			     OneshotResult *ret, BbxError *err)
+{
+	_cleanup_close_ int out_r = -EBADF, out_w = -EBADF, in_r = -EBADF, in_w = -EBADF;
+	_cleanup_(sandbox_freep) Sandbox *sb = NULL;
+	_cleanup_free_ char *tail = NULL;
+	uint64_t start = now_ms();
+	int r, fds[2];
 
 	memset(ret, 0, sizeof(*ret));
-	if (pipe2(out, O_CLOEXEC) < 0)
+	if (opts->cancel_fd >= 0 && fd_is_readable(opts->cancel_fd))
+		return bbx_error_set(err, -ECANCELED, "conflict", "%s: cancelled before it started",
+				     spec->name);
+	if (pipe2(fds, O_CLOEXEC) < 0)
 		return -errno;
-	if (stdin_data && pipe2(in, O_CLOEXEC) < 0) {
-		r = -errno;
-		safe_close(out[0]);
-		safe_close(out[1]);
-		return r;
-	}
+	out_r = fds[0];
+	out_w = fds[1];
+	if (opts->stdin_data) {
+		if (pipe2(fds, O_CLOEXEC) < 0)
+			return -errno;
+		in_r = fds[0];
+		in_w = fds[1];
+	} else if ((in_r = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	/* Only our ends: the command's ends stay blocking, as programs expect. */
+	if (fcntl(out_r, F_SETFL, O_NONBLOCK) < 0 ||
+	    (in_w >= 0 && fcntl(in_w, F_SETFL, O_NONBLOCK) < 0))
+		return -errno;
 	tail = malloc(ENVPROC_CAPTURE_MAX + 1);
-	if (!tail) {
-		r = -ENOMEM;
-		goto finish;
-	}
+	if (!tail)
+		return -ENOMEM;
 
 	SandboxSpec sp;
 	to_sandbox_spec(spec, &sp);
-	sp.stdout_fd = out[1];
-	sp.stderr_fd = out[1];
-	if (stdin_data)
-		sp.stdin_fd = in[0];
-	else {
-		sp.stdin_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		in[0] = sp.stdin_fd;
-	}
-	Sandbox *sb = NULL;
+	sp.stdin_fd = in_r;
+	sp.stdout_fd = out_w;
+	sp.stderr_fd = out_w;
 	r = sandbox_spawn(&sp, &sb, err);
-	out[1] = safe_close(out[1]);
-	in[0] = safe_close(in[0]);
+	out_w = safe_close(out_w);
+	in_r = safe_close(in_r);
 	if (r < 0)
-		goto finish;
-	if (stdin_data) {
-		/* Small inputs (SQL, scripts) fit the pipe buffer; larger ones are bounded by callers. */
-		(void)write_all(in[1], stdin_data, strlen(stdin_data));
-		in[1] = safe_close(in[1]);
-	}
+		return r;
+	if (opts->stdin_len == 0)
+		in_w = safe_close(in_w);
 
-	crypto_hash_sha256_init(&hs);
-	uint64_t deadline = start + timeout_sec * 1000;
-	bool timed_out = false;
-	char buf[16384];
-	for (;;) {
-		uint64_t now = now_ms();
-		int wait_ms = timeout_sec ? (now >= deadline ? 0 : (int)(deadline - now)) : -1;
-		struct pollfd pfd = { .fd = out[0], .events = POLLIN };
-		int k = poll(&pfd, 1, wait_ms);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k == 0) {
-			timed_out = true;
-			(void)sandbox_kill(sb, SIGKILL);
-			break;
-		}
-		ssize_t n = read(out[0], buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
+	/*
+	 * A write to a pipe whose reader is gone raises SIGPIPE in this thread: block it here
+	 * and consume the one we caused, so the library works whatever the process's disposition.
+	 */
+	sigset_t sigpipe, old_mask, pending;
+	sigemptyset(&sigpipe);
+	sigaddset(&sigpipe, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &sigpipe, &old_mask);
+	bool pipe_was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+
+	Capture cap = {.tail = tail};
+	crypto_hash_sha256_init(&cap.hash);
+	uint64_t timeout_ms = opts->timeout_ms;
+	uint64_t deadline = timeout_ms ? start + min_u64(timeout_ms, UINT64_MAX / 2) : 0;
+	OneshotEnd end = oneshot_loop(sb, out_r, &in_w, opts->stdin_data, opts->stdin_len,
+				      opts->cancel_fd, deadline, &cap);
+	in_w = safe_close(in_w);
+
+	if (!pipe_was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
+		struct timespec zero = {0};
+		(void)RETRY_EINTR(sigtimedwait(&sigpipe, NULL, &zero));
+	}
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+
+	int status = 0;
+	if (end == ONESHOT_EXITED) {
+		/* init killed what the command left behind; reap, remove the cgroup. */
+		r = sandbox_wait(sb, &status, err);
+		if (r < 0)
+			return r;
+	} else
+		kill_tree(&sb);
+	if (end == ONESHOT_CANCELLED)
+		return bbx_error_set(err, -ECANCELED, "conflict",
+				     "%s: cancelled after %llu ms; its processes were killed",
+				     spec->name, (unsigned long long)(now_ms() - start));
+
+	/* What is left in the pipe, without blocking: the writers are gone. */
+	for (size_t drained = 0; drained < DRAIN_MAX;) {
+		ssize_t n = capture_read(&cap, out_r);
 		if (n <= 0)
 			break;
-		crypto_hash_sha256_update(&hs, (unsigned char *)buf, (size_t)n);
-		total += (uint64_t)n;
-		/* Keep the tail: reads are smaller than the capture, so drop from the front. */
-		_Static_assert(sizeof(buf) <= ENVPROC_CAPTURE_MAX, "read buffer larger than the capture");
-		if (tail_len + (size_t)n > ENVPROC_CAPTURE_MAX) {
-			size_t drop = tail_len + (size_t)n - ENVPROC_CAPTURE_MAX;
-			memmove(tail, tail + drop, tail_len - drop);
-			tail_len -= drop;
-		}
-		memcpy(tail + tail_len, buf, (size_t)n);
-		tail_len += (size_t)n;
+		drained += (size_t)n;
 	}
-	int status = 0;
-	r = sandbox_wait(sb, &status, err);
-	sandbox_free(sb);
-	if (r < 0)
-		goto finish;
+
 	unsigned char h[crypto_hash_sha256_BYTES];
-	crypto_hash_sha256_final(&hs, h);
+	crypto_hash_sha256_final(&cap.hash, h);
 	sodium_bin2hex(ret->output_sha256, sizeof(ret->output_sha256), h, sizeof(h));
-	tail[tail_len] = '\0';
+	tail[cap.len] = '\0';
 	ret->output = TAKE_PTR(tail);
-	ret->output_len = tail_len;
-	ret->output_total = total;
-	ret->timed_out = timed_out;
-	ret->exit_status = timed_out ? 124 : status;
+	ret->output_len = cap.len;
+	ret->output_total = cap.total;
+	ret->timed_out = end == ONESHOT_TIMED_OUT;
+	ret->exit_status = ret->timed_out ? 124 : status;
 	ret->duration_ms = now_ms() - start;
-	r = 0;
-finish:
-	free(tail);
-	safe_close(out[0]);
-	safe_close(out[1]);
-	safe_close(in[0]);
-	safe_close(in[1]);
-	return r;
+	return 0;
+}
+
+int envproc_run_oneshot(const EnvProcSpec *spec, const char *stdin_data, uint64_t timeout_sec,
+			OneshotResult *ret, BbxError *err)
+{
+	EnvOneshotOptions opts;
+	envproc_oneshot_options_init(&opts);
+	opts.stdin_data = stdin_data;
+	opts.stdin_len = stdin_data ? strlen(stdin_data) : 0;
+	opts.timeout_ms = timeout_sec > UINT64_MAX / 1000 ? UINT64_MAX / 2 : timeout_sec * 1000;
+	return envproc_run_oneshot_with(spec, &opts, ret, err);
 }

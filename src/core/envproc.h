@@ -6,7 +6,8 @@
  *    stdout/stderr into a size-bounded log file, and restarts it with exponential backoff
  *    when it dies, giving up (state "failed") after too many restarts in a short time;
  *  - one-shot (hooks, sanitize and validate steps, `env exec`): run to completion with a
- *    timeout, output captured up to a bound (the tail is kept) and digested.
+ *    deadline that kills the whole tree, output captured up to a bound (the tail is kept)
+ *    and digested, abortable from another thread through a cancel fd.
  *
  * Ownership: EnvProcSpec and what it points to are copied by envproc_start(); the EnvProc is
  * owned by the caller, envproc_stop() ends it and envproc_free() releases it.
@@ -77,6 +78,40 @@ typedef struct OneshotResult {
 
 void oneshot_result_done(OneshotResult *r);
 
-/* Run spec->argv to completion (log_path ignored). stdin is /dev/null unless stdin_data. */
+/*
+ * How a one-shot runs. The deadline holds whatever the command does with its fds and children:
+ * its output is read and its stdin written in one poll loop that also watches the sandbox's
+ * init, so a command that closes its output, forks away or never reads its input cannot stall
+ * the caller. The command ends when it exits (what it left running is killed with it) or, at
+ * the deadline or on cancel, when everything in its sandbox (pid namespace and cgroup) is
+ * SIGKILLed; the call returns within a few seconds of either.
+ */
+typedef struct EnvOneshotOptions {
+	const char *stdin_data; /* NULL: stdin is /dev/null */
+	size_t stdin_len;	/* bytes of stdin_data, written as the command reads */
+	uint64_t timeout_ms;	/* 0: no deadline */
+	/*
+	 * >= 0: when this fd becomes readable (an eventfd written, a pipe written to or whose
+	 * write end closed) the run is aborted. Borrowed and never read, so one fd can cancel
+	 * every run that watches it and stays fired; a run started on a fired fd never spawns.
+	 */
+	int cancel_fd;
+} EnvOneshotOptions;
+
+/* No stdin, no deadline, cancel_fd -1. */
+void envproc_oneshot_options_init(EnvOneshotOptions *opts);
+
+/*
+ * Run spec->argv to completion (log_path ignored). Returns 0 when the command ran, also when
+ * it hit the deadline (then ret->timed_out and exit_status 124); -ECANCELED (kind "conflict")
+ * when opts->cancel_fd fired, after its processes were killed and reaped; another -errno when
+ * it could not be started. *ret is zeroed, then filled when 0 is returned (release it with
+ * oneshot_result_done()).
+ * Thread-safety: runs on the calling thread; any thread may fire cancel_fd meanwhile.
+ */
+int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *opts,
+			     OneshotResult *ret, BbxError *err);
+
+/* The same with stdin_data a NUL-terminated string (NULL: /dev/null) and no cancel. */
 int envproc_run_oneshot(const EnvProcSpec *spec, const char *stdin_data, uint64_t timeout_sec,
 			OneshotResult *ret, BbxError *err);
