@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <linux/landlock.h>
 #include <linux/openat2.h>
@@ -20,7 +21,6 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -28,10 +28,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "build-config.h"
 #include "file-util.h"
 #include "macro.h"
 #include "parse.h"
 #include "sandbox-cgroup.h"
+#include "sandbox-init.h"
 #include "sandbox-seccomp-bpf.h"
 #include "sandbox-seccomp.h"
 #include "strbuf.h"
@@ -49,10 +51,11 @@
 
 /* Fixed fd numbers in the child after the fd shuffle (see child_setup_fds). */
 enum {
-	FD_SYNC = 3,  /* read end: the parent's "go", then HUP when the parent process is gone */
-	FD_ERR = 4,   /* write end: a ChildError on failure; EOF (CLOEXEC) on exec */
-	FD_NETNS = 5, /* the netns to join, when given */
-	FD_FIRST_FREE = 6, /* binds by fd take FD_FIRST_FREE + k, in plan order */
+	FD_SYNC = SANDBOX_FD_SYNC, /* read end: "go", then HUP when the owner is gone */
+	FD_ERR = SANDBOX_FD_ERR,   /* write end: a SandboxChildError on failure; EOF on exec */
+	FD_NETNS = 5,		   /* the netns to join, when given */
+	FD_INIT = 6,		   /* a detached bind mount of the init binary */
+	FD_FIRST_FREE = 7,	   /* binds by fd take FD_FIRST_FREE + k, in plan order */
 };
 
 /* Binds given as open fds (SandboxBind.source_fd) in one sandbox. */
@@ -66,7 +69,14 @@ enum {
  * parent precomputes everything into a Plan (paths, file contents, the BPF program, the
  * argv/envp and PATH candidates) and the child only walks it with direct syscalls: no
  * malloc, no stdio, no glibc set*id wrappers, no fork() (its atfork handlers take locks).
- * A re-exec of a helper binary would also be safe, but costs an extra exec per sandbox.
+ *
+ * Why the child then execs branchbox-init (sandbox-init.c) instead of being pid 1 itself: a
+ * clone shares nothing with the daemon but holds a copy of all of its memory (the token key,
+ * the audit signing key, other environments' credentials). The exec, the last step after
+ * Landlock and seccomp, replaces that copy with a small static program; the command is
+ * forked from it. The parent clones the init binary into a detached mount (FD_INIT) that
+ * the child attaches read-only at SANDBOX_INIT_TARGET in the new root, so no host path is
+ * visible inside and Landlock's "execute beneath /" rule covers it.
  */
 
 typedef enum OpKind {
@@ -94,9 +104,10 @@ typedef struct Op {
 	dev_t dev;
 	bool readonly;
 	bool source_is_dir;
-	bool optional; /* skip when the path does not exist */
-	int source_fd; /* OP_BIND by fd: the caller's fd, -1 for a bind by path */
-	int child_fd;  /* where child_setup_fds puts source_fd in the child */
+	bool optional;	  /* skip when the path does not exist */
+	bool source_init; /* OP_BIND: the source is FD_INIT, source names it in errors */
+	int source_fd;	  /* OP_BIND by fd: a detached tree (owned), -1 for a bind by path */
+	int child_fd;	  /* where child_setup_fds puts source_fd in the child */
 } Op;
 
 typedef struct LandlockPath {
@@ -114,26 +125,19 @@ typedef struct Plan {
 	char **argv;
 	char **envp;
 	char **exec_candidates; /* NULL-terminated */
+	char **init_argv;	/* branchbox-init's argv; borrows argv and exec_candidates */
+	int init_fd;		/* detached mount of the init binary; FD_INIT in the child */
 	struct sock_filter *bpf;
 	size_t bpf_len;
 	uid_t uid;
 	gid_t gid;
 	int cap_last;
-	uintptr_t argv_start, argv_end; /* the owner's command line, hidden from the sandbox */
 	bool new_netns;
 	bool pdeathsig;
 	int stdio[3];
 	int netns_fd;
 	size_t n_fd_binds;
 } Plan;
-
-/* What the child sends back when a step fails. Smaller than PIPE_BUF, so one atomic write. */
-typedef struct ChildError {
-	int error;     /* positive errno */
-	int exit_code; /* 125, 126 or 127 */
-	char step[40];
-	char path[400];
-} ChildError;
 
 struct Sandbox {
 	pid_t pid;
@@ -178,6 +182,8 @@ static void plan_done(Plan *p)
 	strv_free(p->argv);
 	strv_free(p->envp);
 	strv_free(p->exec_candidates);
+	free(p->init_argv);
+	safe_close(p->init_fd);
 	free(p->bpf);
 }
 
@@ -192,7 +198,7 @@ static Op *plan_add(Plan *p, OpKind kind, const char *step, const char *inside)
 		p->alloc_ops = n;
 	}
 	Op *op = &p->ops[p->n_ops];
-	*op = (Op){.kind = kind, .step = step};
+	*op = (Op){.kind = kind, .step = step, .source_fd = -1, .child_fd = -1};
 	if (asprintf(&op->path, SANDBOX_ROOT "%s", inside) < 0) {
 		op->path = NULL;
 		return NULL;
@@ -547,7 +553,7 @@ static bool path_is_clean(const char *p)
 	return true;
 }
 
-static const char *const reserved_targets[] = {"/", "/proc", "/sys", "/dev"};
+static const char *const reserved_targets[] = {"/", "/proc", "/sys", "/dev", SANDBOX_INIT_TARGET};
 
 static int plan_user_binds(Plan *p, const SandboxSpec *spec, BbxError *err)
 {
@@ -643,37 +649,6 @@ static int plan_exec(Plan *p, const SandboxSpec *spec, BbxError *err)
 	return 0;
 }
 
-/*
- * Where this process keeps its command line (fields 48 and 49 of /proc/self/stat). The
- * sandbox's init is a clone of the owner, so /proc/1/cmdline inside would show the owner's
- * argv (the daemon's options); the child zeroes its own copy of that memory.
- */
-static void read_argv_area(Plan *p)
-{
-	_cleanup_free_ char *s = NULL;
-	if (read_full_file("/proc/self/stat", 4096, &s, NULL) < 0)
-		return;
-	char *c = strrchr(s, ')');
-	if (!c)
-		return;
-	/* After ") " comes field 3; arg_start is field 48. */
-	char *save = NULL;
-	int field = 3;
-	uint64_t start = 0, end = 0;
-	for (char *w = strtok_r(c + 2, " ", &save); w; w = strtok_r(NULL, " ", &save), field++) {
-		if (field == 48)
-			(void)parse_uint64(w, &start);
-		else if (field == 49) {
-			(void)parse_uint64(w, &end);
-			break;
-		}
-	}
-	if (start && end > start && end - start < (1 << 20)) {
-		p->argv_start = (uintptr_t)start;
-		p->argv_end = (uintptr_t)end;
-	}
-}
-
 static int read_cap_last(void)
 {
 	_cleanup_free_ char *s = NULL;
@@ -700,6 +675,87 @@ static int plan_seccomp(Plan *p)
 	return 0;
 }
 
+/*
+ * The init binary that becomes the sandbox's pid 1. A binary inside this build tree uses the
+ * init built next to it, so tests and a development daemon never pick up an installed one of
+ * another version; anything else uses the installed one (libexecdir).
+ */
+static int sandbox_init_path(char **ret)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n < 0)
+		return -errno;
+	exe[n] = '\0';
+	_cleanup_free_ char *build_root = realpath(BRANCHBOX_BUILD_ROOT, NULL);
+	size_t len = build_root ? strlen(build_root) : 0;
+	const char *path = len && !strncmp(exe, build_root, len) && exe[len] == '/'
+				   ? BRANCHBOX_INIT_BUILT
+				   : BRANCHBOX_INIT_INSTALLED;
+	*ret = strdup(path);
+	return *ret ? 0 : -ENOMEM;
+}
+
+/*
+ * Open the init binary now (the child binds it into the new root from a mount fd) and build
+ * its argv: "branchbox-init" ["--pdeathsig"] CANDIDATE... "--" ARGV... (sandbox-init.h).
+ */
+static int plan_init(Plan *p, BbxError *err)
+{
+	_cleanup_free_ char *path = NULL;
+	int r = sandbox_init_path(&path);
+	if (r < 0)
+		return r == -ENOMEM ? r
+				    : bbx_error_set(err, r, "setup", "init: /proc/self/exe: %s",
+						    strerror(-r));
+	_cleanup_close_ int fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		return bbx_error_set(err, -errno, "setup", "init: %s: %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return bbx_error_set(err, -errno, "setup", "init: %s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode) || !(st.st_mode & S_IXOTH))
+		return bbx_error_set(err, -EACCES, "setup",
+				     "init: %s: not a regular file executable by all", path);
+	/*
+	 * A detached bind mount of the file, made here: the child cannot clone a mount of the
+	 * namespace it left, but it can attach a detached one into its own.
+	 */
+	p->init_fd = (int)syscall(SYS_open_tree, fd, "",
+				  OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+	if (p->init_fd < 0)
+		return bbx_error_set(err, -errno, "setup", "init: open_tree: %s: %s", path,
+				     strerror(errno));
+
+	size_t n_cand = 0, n_argv = 0;
+	while (p->exec_candidates[n_cand])
+		n_cand++;
+	while (p->argv[n_argv])
+		n_argv++;
+	p->init_argv = calloc(n_cand + n_argv + 4, sizeof(char *));
+	if (!p->init_argv)
+		return -ENOMEM;
+	size_t k = 0;
+	p->init_argv[k++] = (char *)SANDBOX_INIT_NAME;
+	if (p->pdeathsig)
+		p->init_argv[k++] = (char *)SANDBOX_INIT_OPT_PDEATHSIG;
+	for (size_t i = 0; i < n_cand; i++)
+		p->init_argv[k++] = p->exec_candidates[i];
+	p->init_argv[k++] = (char *)"--";
+	for (size_t i = 0; i < n_argv; i++)
+		p->init_argv[k++] = p->argv[i];
+	p->init_argv[k] = NULL;
+
+	/* Last of all binds: nothing the spec asks for can cover it (the target is reserved). */
+	Op *op = plan_add(p, OP_BIND, "bind init", SANDBOX_INIT_TARGET);
+	if (!op)
+		return -ENOMEM;
+	op->source = TAKE_PTR(path);
+	op->source_init = true;
+	op->readonly = true;
+	return 0;
+}
+
 #define LL_READ                                                                                    \
 	(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR)
 #define LL_FILE_RW                                                                                 \
@@ -712,7 +768,6 @@ static int plan_build(Plan *p, const SandboxSpec *spec, BbxError *err)
 	p->uid = spec->uid ? spec->uid : 65534;
 	p->gid = spec->gid ? spec->gid : p->uid;
 	p->cap_last = read_cap_last();
-	read_argv_area(p);
 	p->new_netns = spec->netns_fd < 0;
 	p->pdeathsig = !spec->no_pdeathsig;
 	p->netns_fd = spec->netns_fd;
@@ -742,6 +797,8 @@ static int plan_build(Plan *p, const SandboxSpec *spec, BbxError *err)
 		r = plan_proc_sys_dev_tmp(p, spec->tmp_size ? spec->tmp_size : 256ULL << 20);
 	if (r >= 0)
 		r = plan_user_binds(p, spec, err);
+	if (r >= 0)
+		r = plan_init(p, err);
 	if (r < 0)
 		return r;
 
@@ -783,7 +840,7 @@ static void cstr_copy(char *dst, size_t size, const char *src)
 
 _noreturn_ static void child_fail(const char *step, const char *path, int error, int exit_code)
 {
-	ChildError ce = {.error = error, .exit_code = exit_code};
+	SandboxChildError ce = {.error = error, .exit_code = exit_code};
 	cstr_copy(ce.step, sizeof(ce.step), step);
 	cstr_copy(ce.path, sizeof(ce.path), path);
 	(void)!write(FD_ERR, &ce, sizeof(ce));
@@ -854,11 +911,15 @@ static int child_mkdir_in_root(int rootfd, const char *rel, bool leaf_file)
 
 static void child_bind(int rootfd, const Op *op)
 {
-	/* By fd: a detached copy of what the caller resolved and checked (see plan_bind), not
-	 * whatever a path names now. */
-	int tree = op->child_fd >= 0 ? op->child_fd
-				     : (int)syscall(SYS_open_tree, AT_FDCWD, op->source,
-						    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+	/*
+	 * The init, and binds by fd, were cloned into detached mounts by the parent (a copy of
+	 * what the caller resolved and checked, not whatever a path names now): only moved here.
+	 */
+	int tree = op->source_init    ? FD_INIT
+		   : op->child_fd >= 0 ? op->child_fd
+				       : (int)syscall(SYS_open_tree, AT_FDCWD, op->source,
+						      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+							      AT_RECURSIVE);
 	if (tree < 0)
 		FAIL("bind: open_tree", op->source);
 	struct mount_attr attr = {
@@ -879,7 +940,8 @@ static void child_bind(int rootfd, const Op *op)
 		    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
 		FAIL("bind: move_mount", op->path);
 	close(target);
-	close(tree);
+	if (!op->source_init)
+		close(tree);
 }
 
 static void child_run_op(int rootfd, const Op *op)
@@ -978,14 +1040,15 @@ static void child_loopback_up(void)
  */
 static void child_setup_fds(const Plan *p, int sync_fd, int err_fd)
 {
-	enum { N_FIXED = 6, N_MAX = N_FIXED + SANDBOX_MAX_FD_BINDS };
+	enum { N_FIXED = FD_FIRST_FREE, N_MAX = N_FIXED + SANDBOX_MAX_FD_BINDS };
 	int src[N_MAX] = {p->stdio[0] >= 0 ? p->stdio[0] : 0,
 			  p->stdio[1] >= 0 ? p->stdio[1] : 1,
 			  p->stdio[2] >= 0 ? p->stdio[2] : 2,
 			  sync_fd,
 			  err_fd,
-			  p->netns_fd};
-	int dst[N_MAX] = {0, 1, 2, FD_SYNC, FD_ERR, FD_NETNS};
+			  p->netns_fd,
+			  p->init_fd};
+	int dst[N_MAX] = {0, 1, 2, FD_SYNC, FD_ERR, FD_NETNS, FD_INIT};
 	int high[N_MAX];
 	int n = N_FIXED;
 	for (size_t i = 0; i < p->n_ops; i++)
@@ -1105,95 +1168,13 @@ static int status_to_exit(int status)
 	return 125;
 }
 
-_noreturn_ static void child_exec(const Plan *p)
-{
-	/* Reset what the command must not inherit: blocked signals and ignored dispositions. */
-	struct sigaction sa = {.sa_handler = SIG_DFL};
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)sigaction(sig, &sa, NULL);
-	sigset_t empty;
-	sigemptyset(&empty);
-	(void)sigprocmask(SIG_SETMASK, &empty, NULL);
-	close(FD_SYNC);
-	if (close_range(FD_ERR + 1, ~0U, 0) < 0)
-		FAIL("close_range", "");
-	int error = ENOENT;
-	for (char **c = p->exec_candidates; *c; c++) {
-		execve(*c, p->argv, p->envp);
-		/* Like execvp: remember EACCES but keep looking; ENOENT/ENOTDIR just move on. */
-		if (errno != ENOENT && errno != ENOTDIR)
-			error = errno;
-	}
-	child_fail("exec", p->argv[0], error, error == ENOENT ? 127 : 126);
-}
-
-/*
- * pid 1 of the sandbox: forwards the usual termination signals to the command, reaps every
- * orphan, and exits with the command's status. When the owner's process disappears (its end
- * of the sync pipe is closed) the whole tree is killed: exiting pid 1 kills the namespace.
- */
-_noreturn_ static void child_init(const Plan *p, pid_t main_pid)
-{
-	sigset_t mask;
-	sigemptyset(&mask);
-	int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
-	for (size_t i = 0; i < ELEMENTSOF(fwd); i++)
-		sigaddset(&mask, fwd[i]);
-	sigaddset(&mask, SIGCHLD);
-	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0) {
-		kill(main_pid, SIGKILL);
-		_exit(125);
-	}
-	close(FD_ERR);
-	/* Init holds no stdio, so a reader of the command's output sees EOF when it is done. */
-	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	for (int fd = 0; fd < 3; fd++)
-		if (devnull >= 0)
-			dup2(devnull, fd);
-	if (devnull > 2)
-		close(devnull);
-
-	for (;;) {
-		struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN},
-					{.fd = FD_SYNC, .events = 0}};
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (pfd[1].revents & (POLLHUP | POLLERR))
-			break;
-		struct signalfd_siginfo si;
-		while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-			if (si.ssi_signo != SIGCHLD)
-				(void)kill(main_pid, (int)si.ssi_signo);
-		}
-		for (;;) {
-			int status;
-			pid_t pid = waitpid(-1, &status, WNOHANG);
-			if (pid <= 0)
-				break;
-			if (pid == main_pid) {
-				(void)kill(-1, SIGKILL);
-				_exit(status_to_exit(status));
-			}
-		}
-	}
-	(void)kill(-1, SIGKILL);
-	_exit(137);
-}
-
 _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 {
 	char c;
 	int landlock_fd = -1;
 
 	child_setup_fds(p, sync_fd, err_fd);
-	for (volatile char *a = (volatile char *)p->argv_start; a && a < (char *)p->argv_end; a++)
-		*a = '\0';
-	(void)prctl(PR_SET_NAME, "sandbox-init", 0, 0, 0);
+	(void)prctl(PR_SET_NAME, "sandbox-setup", 0, 0, 0);
 	/* Wait until the parent has put us into the cgroup (EOF: the parent gave up). */
 	if (RETRY_EINTR(read(FD_SYNC, &c, 1)) != 1)
 		_exit(125);
@@ -1219,6 +1200,7 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 		FAIL("open", SANDBOX_ROOT);
 	for (size_t i = 0; i < p->n_ops; i++)
 		child_run_op(rootfd, &p->ops[i]);
+	close(FD_INIT);
 	/* Bound; no fd to a host directory may reach the command (/proc/1/fd would lead out). */
 	if (p->n_fd_binds &&
 	    close_range(FD_FIRST_FREE, FD_FIRST_FREE + (unsigned)p->n_fd_binds - 1, 0) < 0)
@@ -1250,20 +1232,17 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
 		FAIL("seccomp", "");
 
-	/* Block what init will read from its signalfd before the command exists. */
+	/* Block what init will read from its signalfd: pending signals survive the exec. */
 	sigset_t mask;
-	sigemptyset(&mask);
-	int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD};
-	for (size_t i = 0; i < ELEMENTSOF(fwd); i++)
-		sigaddset(&mask, fwd[i]);
+	sandbox_init_sigmask(&mask);
 	if (sigprocmask(SIG_SETMASK, &mask, NULL) < 0)
 		FAIL("sigprocmask", "");
-	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
-	if (pid < 0)
-		FAIL("fork", "");
-	if (pid == 0)
-		child_exec(p);
-	child_init(p, pid);
+	/* The protocol fds cross the exec; every other fd is CLOEXEC or closed already. */
+	if (fcntl(FD_SYNC, F_SETFD, 0) < 0 || fcntl(FD_ERR, F_SETFD, 0) < 0)
+		FAIL("fcntl", "");
+	/* Last step: a fresh image, nothing of the owner's memory survives it. */
+	execve(SANDBOX_INIT_TARGET, p->init_argv, p->envp);
+	FAIL("exec", SANDBOX_INIT_TARGET);
 }
 
 /* ---- Parent side ---- */
@@ -1393,7 +1372,7 @@ static const char *kind_for_exit(int exit_code)
 
 int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 {
-	_cleanup_(plan_done) Plan plan = {0};
+	_cleanup_(plan_done) Plan plan = {.init_fd = -EBADF};
 	_cleanup_(sandbox_freep) Sandbox *sb = NULL;
 	int r;
 
@@ -1471,7 +1450,7 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 	if (RETRY_EINTR(write(sb->sync_fd, "g", 1)) != 1)
 		return bbx_error_set(err, -errno, "setup", "sync: %s", strerror(errno));
 
-	ChildError ce;
+	SandboxChildError ce;
 	ssize_t n = RETRY_EINTR(read(err_r, &ce, sizeof(ce)));
 	if (n == (ssize_t)sizeof(ce)) {
 		ce.step[sizeof(ce.step) - 1] = '\0';
@@ -1491,7 +1470,7 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 		return bbx_error_set(err, -EIO, "setup", "setup: child ended early (status %d)",
 				     status);
 	}
-	/* EOF without a record: the command was executed (or init died by a signal). */
+	/* EOF without a record: the command was executed (or init died before that). */
 	*ret = TAKE_PTR(sb);
 	return 0;
 }

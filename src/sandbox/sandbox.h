@@ -6,8 +6,12 @@
  * generated /etc, a copy of the prebuilt seccomp BPF program, the cgroup), then clones a child
  * into fresh mount, pid, ipc, uts, net (or a given netns) and cgroup namespaces. The child
  * builds a tmpfs root, pivots into it, drops to an unprivileged uid with no capabilities,
- * applies no_new_privs, Landlock and seccomp, and becomes a small pid-1 init that runs the
- * command. Any failed step aborts before exec; the step, path and errno come back to the
+ * applies no_new_privs, Landlock and seccomp, and as its last step execs branchbox-init
+ * (sandbox-init.c), which becomes pid 1 and forks the command. The exec discards the child's
+ * copy of the caller's memory: no sandboxed process holds a byte of the daemon's heap (keys,
+ * other environments' credentials). The init binary is found next to the build tree's
+ * binaries, else in libexecdir/branchbox; it is bound read-only at /.branchbox-init inside.
+ * Any failed step aborts before the command runs; the step, path and errno come back to the
  * caller in the BbxError.
  *
  * /etc is generated (passwd, group, hosts, hostname, an empty resolv.conf, nsswitch.conf; no

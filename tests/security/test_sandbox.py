@@ -305,8 +305,10 @@ def test_other_sandboxes_are_invisible():
         assert marker not in b.stdout
         pids = [l.split()[1] for l in b.stdout.splitlines() if l.startswith("pid ")]
         assert sorted(pids, key=int) == ["1", "2"], b.stdout
-        # The init is a clone of the CLI: its command line (the owner's argv) is wiped.
+        # The init is exec'd, not a clone of the CLI: no trace of the owner's command line.
         assert "sandbox run" not in b.stdout and "--ro" not in b.stdout, b.stdout
+        init = [l for l in b.stdout.splitlines() if l.startswith("pid 1 ")]
+        assert init and init[0].split()[2] == "branchbox-init", b.stdout
     finally:
         a.kill()
         a.wait()
@@ -421,9 +423,9 @@ def test_closed_stdin_gets_dev_null_not_a_cli_fd():
 
 
 def test_owner_environment_and_memory_unreachable():
-    # The init is a clone of the owner (here the CLI; in production the daemon, whose
-    # environment and heap may hold secrets). It is not dumpable after dropping to the
-    # sandbox uid, so its environ and memory stay closed to the sandbox's processes.
+    # The init is exec'd with the command's environment only (never the owner's: here the
+    # CLI, in production the daemon) and makes itself not dumpable, so the command, which
+    # runs under the same uid, can neither read nor write its memory through /proc.
     env = dict(os.environ, BBX_TEST_SECRET="bbx_secret_value")
     for path in ("/proc/1/environ", "/proc/1/mem"):
         p = sandbox([], ["read", path], env=env)

@@ -4,6 +4,7 @@
  * a shared persistent network namespace, kill of a whole tree, freeze/thaw, stdio fds.
  * Needs root (namespaces, cgroups); outside CI a non-root run skips with the reason.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -16,12 +17,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "build-config.h"
 #include "file-util.h"
 #include "macro.h"
 #include "sandbox.h"
@@ -271,6 +275,197 @@ static void test_real_cgroup2_without_controllers(void **state)
 	assert_non_null(strstr(err2.message, "memory.max"));
 }
 
+/* The first child of pid, waiting up to 10 s for it to appear; 0 when it never did. */
+static pid_t first_child(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+	for (int i = 0; i < 1000; i++) {
+		_cleanup_free_ char *s = NULL;
+		unsigned long child = 0;
+		if (read_full_file(path, 4096, &s, NULL) == 0 && sscanf(s, "%lu", &child) == 1)
+			return (pid_t)child;
+		usleep(10 * 1000);
+	}
+	return 0;
+}
+
+/*
+ * Whether needle occurs anywhere in the readable mappings of pid (/proc/PID/maps, read
+ * through /proc/PID/mem). *ret_scanned gets the number of bytes read, so a scan that read
+ * nothing cannot pass for "absent". Mappings of more than 1 GiB are skipped and counted in
+ * *ret_skipped: the sanitizers' shadow reserves terabytes in this test program.
+ */
+static bool memory_contains(pid_t pid, const void *needle, size_t n, size_t *ret_scanned,
+			    size_t *ret_skipped)
+{
+	enum { CHUNK = 1 << 20 };
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	_cleanup_free_ char *maps = NULL;
+	assert_int_equal(read_full_file(path, 16 << 20, &maps, NULL), 0);
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	_cleanup_close_ int mem = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(mem >= 0);
+	_cleanup_free_ char *buf = malloc(CHUNK + n);
+	assert_non_null(buf);
+	bool found = false;
+	size_t scanned = 0, skipped = 0;
+	for (char *line = maps, *next; !found && line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		unsigned long long start, end;
+		char perms[8];
+		if (sscanf(line, "%llx-%llx %7s", &start, &end, perms) != 3 || perms[0] != 'r' ||
+		    end > (unsigned long long)INT64_MAX)
+			continue;
+		if (end - start > (1ULL << 30)) {
+			skipped++;
+			continue;
+		}
+		size_t carry = 0;
+		for (unsigned long long off = start; off < end;) {
+			size_t want = end - off < CHUNK ? (size_t)(end - off) : CHUNK;
+			ssize_t k = pread(mem, buf + carry, want, (off_t)off);
+			if (k <= 0)
+				break; /* e.g. [vvar] or a mapping beyond its file's end */
+			scanned += (size_t)k;
+			size_t have = carry + (size_t)k;
+			if (memmem(buf, have, needle, n)) {
+				found = true;
+				break;
+			}
+			carry = have < n - 1 ? have : n - 1;
+			memmove(buf, buf + have - carry, carry);
+			off += (unsigned long long)k;
+		}
+	}
+	*ret_scanned = scanned;
+	*ret_skipped = skipped;
+	return found;
+}
+
+static bool same_file(const char *a, const char *b)
+{
+	struct stat x, y;
+	assert_int_equal(stat(a, &x), 0);
+	assert_int_equal(stat(b, &y), 0);
+	return x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+/*
+ * pid 1 is branchbox-init, a fresh exec: nothing of the spawning process (a secret in its
+ * heap, its environment, its fds) exists in the init or in the command.
+ */
+static void test_init_is_a_fresh_image(void **state)
+{
+	if (!need_root())
+		return;
+	uint8_t *secret = malloc(32);
+	assert_non_null(secret);
+	assert_int_equal(getrandom(secret, 32, 0), 32);
+	assert_int_equal(setenv("BBX_OWNER_ONLY", "owner-secret-value", 1), 0);
+
+	SandboxSpec spec;
+	sandbox_spec_init(&spec);
+	char *const argv[] = {"sleep", "100", NULL};
+	char *const envp[] = {"PATH=/usr/bin:/bin", "BBX_FOR_COMMAND=1", NULL};
+	spec.argv = argv;
+	spec.env = envp;
+	Sandbox *sb = NULL;
+	BbxError err = BBX_ERROR_INIT;
+	int r = sandbox_spawn(&spec, &sb, &err);
+	if (r < 0)
+		fail_msg("spawn: %s", bbx_error_message(&err, r));
+	pid_t init = sandbox_pid(sb);
+	pid_t command = first_child(init);
+	assert_true(command > 0);
+	char path[64], link[256];
+
+	/* The init binary, not a copy of this test program. */
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)init);
+	assert_true(same_file(path, BRANCHBOX_INIT_BUILT));
+	assert_false(same_file(path, "/proc/self/exe"));
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)init);
+	_cleanup_free_ char *cmdline = NULL;
+	size_t len = 0;
+	assert_int_equal(read_full_file(path, 4096, &cmdline, &len), 0);
+	static const char want_cmdline[] = "branchbox-init\0--pdeathsig\0/usr/bin/sleep\0"
+					   "/bin/sleep\0--\0sleep\0"
+					   "100";
+	assert_int_equal(len, sizeof(want_cmdline));
+	assert_memory_equal(cmdline, want_cmdline, sizeof(want_cmdline));
+
+	/* Its environment is exactly the command's. */
+	static const char want_env[] = "PATH=/usr/bin:/bin\0BBX_FOR_COMMAND=1";
+	_cleanup_free_ char *environ_init = NULL;
+	snprintf(path, sizeof(path), "/proc/%d/environ", (int)init);
+	assert_int_equal(read_full_file(path, 65536, &environ_init, &len), 0);
+	assert_int_equal(len, sizeof(want_env));
+	assert_memory_equal(environ_init, want_env, sizeof(want_env));
+
+	/* Its fds: /dev/null as 0-2, the sync pipe, its signalfd; nothing of the owner. */
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)init);
+	DIR *d = opendir(path);
+	assert_non_null(d);
+	int n_fds = 0;
+	for (struct dirent *de; (de = readdir(d));) {
+		if (de->d_name[0] == '.')
+			continue;
+		char fdpath[128];
+		snprintf(fdpath, sizeof(fdpath), "%s/%s", path, de->d_name);
+		ssize_t k = readlink(fdpath, link, sizeof(link) - 1);
+		assert_true(k > 0);
+		link[k] = '\0';
+		int fd = (int)strtol(de->d_name, NULL, 10);
+		if (fd <= 2)
+			assert_string_equal(link, "/dev/null");
+		else if (fd == 3)
+			assert_true(!strncmp(link, "pipe:", 5));
+		else
+			assert_string_equal(link, "anon_inode:[signalfd]");
+		n_fds++;
+	}
+	closedir(d);
+	assert_int_equal(n_fds, 5);
+
+	/*
+	 * The secret in this process's heap and its environment variable are in neither the
+	 * init nor the command...
+	 */
+	static const char owner_env[] = "owner-secret-value";
+	size_t scanned = 0, skipped = 0;
+	pid_t inside[] = {init, command};
+	for (size_t i = 0; i < ELEMENTSOF(inside); i++) {
+		assert_false(memory_contains(inside[i], secret, 32, &scanned, &skipped));
+		assert_true(scanned > 0);
+		assert_int_equal(skipped, 0);
+		assert_false(memory_contains(inside[i], owner_env, sizeof(owner_env) - 1, &scanned,
+					     &skipped));
+	}
+	/* ...but in any copy of this process, which a cloned pid 1 was (the control). */
+	pid_t copy = fork();
+	assert_true(copy >= 0);
+	if (copy == 0) {
+		pause();
+		_exit(0);
+	}
+	bool in_copy = memory_contains(copy, secret, 32, &scanned, &skipped) &&
+		       memory_contains(copy, owner_env, sizeof(owner_env) - 1, &scanned, &skipped);
+	kill(copy, SIGKILL);
+	assert_int_equal(waitpid(copy, NULL, 0), copy);
+	assert_true(in_copy);
+
+	assert_int_equal(sandbox_kill(sb, SIGTERM), 0);
+	int status = -1;
+	assert_int_equal(sandbox_wait(sb, &status, &err), 0);
+	assert_int_equal(status, 128 + SIGTERM);
+	sandbox_free(sb);
+	unsetenv("BBX_OWNER_ONLY");
+	free(secret);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -280,6 +475,7 @@ int main(void)
 		cmocka_unit_test(test_free_kills_running_sandbox),
 		cmocka_unit_test(test_setup_failure_reports_step),
 		cmocka_unit_test(test_real_cgroup2_without_controllers),
+		cmocka_unit_test(test_init_is_a_fresh_image),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
