@@ -49,10 +49,11 @@
 
 /* Fixed fd numbers in the child after the fd shuffle (see child_setup_fds). */
 enum {
-	FD_SYNC = 3,  /* read end: the parent's "go", then HUP when the parent process is gone */
-	FD_ERR = 4,   /* write end: a ChildError on failure; EOF (CLOEXEC) on exec */
-	FD_NETNS = 5, /* the netns to join, when given */
-	FD_FIRST_FREE = 6,
+	FD_SYNC = 3,   /* read end: the parent's "go", then HUP when the parent process is gone */
+	FD_ERR = 4,    /* write end: a ChildError on failure; EOF (CLOEXEC) on exec */
+	FD_NETNS = 5,  /* the netns to join, when given */
+	FD_USERNS = 6, /* the user namespace idmapped binds take their mapping from, when any */
+	FD_FIRST_FREE = 7,
 };
 
 /*
@@ -90,6 +91,7 @@ typedef struct Op {
 	mode_t mode;
 	dev_t dev;
 	bool readonly;
+	bool idmapped; /* OP_BIND: through the user namespace at FD_USERNS */
 	bool source_is_dir;
 	bool optional; /* skip when the path does not exist */
 } Op;
@@ -119,6 +121,7 @@ typedef struct Plan {
 	bool pdeathsig;
 	int stdio[3];
 	int netns_fd;
+	int userns_fd; /* owned; -EBADF when no bind is idmapped */
 } Plan;
 
 /* What the child sends back when a step fails. Smaller than PIPE_BUF, so one atomic write. */
@@ -171,6 +174,7 @@ static void plan_done(Plan *p)
 	strv_free(p->envp);
 	strv_free(p->exec_candidates);
 	free(p->bpf);
+	p->userns_fd = safe_close(p->userns_fd);
 }
 
 static Op *plan_add(Plan *p, OpKind kind, const char *step, const char *inside)
@@ -550,9 +554,15 @@ static int plan_user_binds(Plan *p, const SandboxSpec *spec, BbxError *err)
 				return bbx_error_set(err, -EINVAL, "invalid",
 						     "bind: %s: target is reserved", b->target);
 		}
+		if (b->idmapped && spec->n_idmap == 0)
+			return bbx_error_set(err, -EINVAL, "invalid",
+					     "bind: %s: idmapped, but the spec has no idmap",
+					     b->source);
 		int r = plan_bind(p, b->source, b->target, all[i].readonly, false, err);
 		if (r < 0)
 			return r;
+		/* plan_bind added exactly one op: user binds are never optional. */
+		p->ops[p->n_ops - 1].idmapped = b->idmapped;
 		if (!all[i].readonly) {
 			r = plan_landlock(p, b->target, UINT64_MAX);
 			if (r < 0)
@@ -560,6 +570,71 @@ static int plan_user_binds(Plan *p, const SandboxSpec *spec, BbxError *err)
 		}
 	}
 	return 0;
+}
+
+/*
+ * The user namespace idmapped binds take their mapping from. It only carries the map: a
+ * child that does nothing but pause (only syscalls, see the top of this file) is cloned into
+ * a new user namespace, its uid and gid maps are written from here, and the namespace is
+ * kept as an fd before the child is killed. Nothing ever runs inside it.
+ */
+static int plan_userns(Plan *p, const SandboxSpec *spec, BbxError *err)
+{
+	char map[SANDBOX_IDMAP_MAX * 24 + 1];
+	size_t len = 0;
+
+	if (spec->n_idmap == 0 || spec->n_idmap > SANDBOX_IDMAP_MAX)
+		return bbx_error_set(err, -EINVAL, "invalid", "idmap: %zu entries, want 1 to %d",
+				     spec->n_idmap, SANDBOX_IDMAP_MAX);
+	for (size_t i = 0; i < spec->n_idmap; i++) {
+		const SandboxIdmap *m = &spec->idmap[i];
+		/* Root is never translated, and -1 means "no change" to chown. */
+		if (m->stored_id == 0 || m->id == 0 || m->stored_id == UINT32_MAX ||
+		    m->id == UINT32_MAX)
+			return bbx_error_set(err, -EINVAL, "invalid",
+					     "idmap: %u -> %u: not mappable", m->stored_id, m->id);
+		for (size_t k = 0; k < i; k++)
+			if (spec->idmap[k].stored_id == m->stored_id || spec->idmap[k].id == m->id)
+				return bbx_error_set(err, -EINVAL, "invalid",
+						     "idmap: %u -> %u: overlaps %u -> %u",
+						     m->stored_id, m->id, spec->idmap[k].stored_id,
+						     spec->idmap[k].id);
+		len += (size_t)snprintf(map + len, sizeof(map) - len, "%u %u 1\n", m->stored_id,
+					m->id);
+	}
+
+	pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, NULL);
+	if (pid == 0) {
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		for (;;)
+			pause();
+	}
+	if (pid < 0)
+		return bbx_error_set(err, -errno, "setup", "idmap: clone: user namespace: %s",
+				     strerror(errno));
+	int r = 0;
+	static const char *const files[] = {"uid_map", "gid_map"};
+	char path[64];
+	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(files); i++) {
+		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, files[i]);
+		_cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+		/* The kernel takes a map in one write only. */
+		ssize_t k = fd < 0 ? -1 : write(fd, map, len);
+		if (k != (ssize_t)len) {
+			int e = k < 0 ? errno : EIO;
+			r = bbx_error_set(err, -e, "setup", "idmap: %s: %s", path, strerror(e));
+		}
+	}
+	if (r >= 0) {
+		snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+		p->userns_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (p->userns_fd < 0)
+			r = bbx_error_set(err, -errno, "setup", "idmap: %s: %s", path,
+					  strerror(errno));
+	}
+	(void)kill(pid, SIGKILL);
+	(void)RETRY_EINTR(waitpid(pid, NULL, 0));
+	return r;
 }
 
 static int plan_exec(Plan *p, const SandboxSpec *spec, BbxError *err)
@@ -712,6 +787,9 @@ static int plan_build(Plan *p, const SandboxSpec *spec, BbxError *err)
 		r = plan_proc_sys_dev_tmp(p, spec->tmp_size ? spec->tmp_size : 256ULL << 20);
 	if (r >= 0)
 		r = plan_user_binds(p, spec, err);
+	for (size_t i = 0; r >= 0 && p->userns_fd < 0 && i < p->n_ops; i++)
+		if (p->ops[i].idmapped)
+			r = plan_userns(p, spec, err);
 	if (r < 0)
 		return r;
 
@@ -828,13 +906,16 @@ static void child_bind(int rootfd, const Op *op)
 				OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
 	if (tree < 0)
 		FAIL("bind: open_tree", op->source);
+	/* An idmap can only be set on a mount not attached yet, like this clone. */
 	struct mount_attr attr = {
 		.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
-			    (op->readonly ? MOUNT_ATTR_RDONLY : 0),
+			    (op->readonly ? MOUNT_ATTR_RDONLY : 0) |
+			    (op->idmapped ? MOUNT_ATTR_IDMAP : 0),
+		.userns_fd = op->idmapped ? FD_USERNS : 0,
 	};
 	if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
 		    sizeof(attr)) < 0)
-		FAIL("bind: mount_setattr", op->source);
+		FAIL(op->idmapped ? "bind: idmapped mount" : "bind: mount_setattr", op->source);
 	int r = child_mkdir_in_root(rootfd, op->rel, !op->source_is_dir);
 	if (r < 0)
 		child_fail("bind: mkdir", op->path, -r, 125);
@@ -945,20 +1026,21 @@ static void child_loopback_up(void)
  */
 static void child_setup_fds(const Plan *p, int sync_fd, int err_fd)
 {
-	int src[6] = {p->stdio[0] >= 0 ? p->stdio[0] : 0,
+	int src[7] = {p->stdio[0] >= 0 ? p->stdio[0] : 0,
 		      p->stdio[1] >= 0 ? p->stdio[1] : 1,
 		      p->stdio[2] >= 0 ? p->stdio[2] : 2,
 		      sync_fd,
 		      err_fd,
-		      p->netns_fd};
-	int high[6];
+		      p->netns_fd,
+		      p->userns_fd};
+	int high[7];
 	int floor_fd = 0;
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 7; i++)
 		if (src[i] >= floor_fd)
 			floor_fd = src[i] + 1;
 	if (floor_fd < FD_FIRST_FREE)
 		floor_fd = FD_FIRST_FREE;
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < 7; i++) {
 		high[i] = -1;
 		if (src[i] < 0)
 			continue;
@@ -977,7 +1059,7 @@ static void child_setup_fds(const Plan *p, int sync_fd, int err_fd)
 			_exit(125);
 		}
 	}
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < 7; i++) {
 		if (high[i] < 0)
 			continue;
 		if (dup3(high[i], i, i < 3 ? 0 : O_CLOEXEC) < 0)
@@ -985,6 +1067,8 @@ static void child_setup_fds(const Plan *p, int sync_fd, int err_fd)
 	}
 	if (p->netns_fd < 0)
 		close(FD_NETNS);
+	if (p->userns_fd < 0)
+		close(FD_USERNS);
 	if (close_range(FD_FIRST_FREE, ~0U, 0) < 0)
 		_exit(125);
 }
@@ -1178,6 +1262,8 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 		FAIL("open", SANDBOX_ROOT);
 	for (size_t i = 0; i < p->n_ops; i++)
 		child_run_op(rootfd, &p->ops[i]);
+	if (p->userns_fd >= 0)
+		close(FD_USERNS);
 	struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
 	if (syscall(SYS_mount_setattr, rootfd, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
 		FAIL("remount root read-only", SANDBOX_ROOT);
@@ -1348,7 +1434,7 @@ static const char *kind_for_exit(int exit_code)
 
 int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 {
-	_cleanup_(plan_done) Plan plan = {0};
+	_cleanup_(plan_done) Plan plan = {.userns_fd = -EBADF};
 	_cleanup_(sandbox_freep) Sandbox *sb = NULL;
 	int r;
 
@@ -1481,6 +1567,7 @@ int sandbox_bind_parse(const char *s, SandboxBind *ret, char **ret_storage, BbxE
 			s);
 	ret->source = source;
 	ret->target = target;
+	ret->idmapped = false;
 	*ret_storage = TAKE_PTR(copy);
 	return 0;
 }
