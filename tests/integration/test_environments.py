@@ -78,10 +78,17 @@ def psql(d, name, sql):
     return env_exec(d, name, "python3", "-c", code, sql).stdout.strip()
 
 
+def cgroup_prefix(d):
+    """The daemon's own cgroups are below branchbox/d-<8 hex of its state dir's sha256>."""
+    return "d-" + hashlib.sha256(os.path.realpath(d.state).encode()).hexdigest()[:8]
+
+
 def leftovers(d, name):
-    """Everything of environment name still on the host."""
+    """Everything of environment name still on the host (other daemons on the host may have an
+    environment of the same name: their cgroups are not ours)."""
     found = []
-    for pat in [f"/sys/fs/cgroup/*/branchbox/d-*/env-{name}", f"/sys/fs/cgroup/branchbox/d-*/env-{name}"]:
+    prefix = cgroup_prefix(d)
+    for pat in [f"/sys/fs/cgroup/*/branchbox/{prefix}/env-{name}", f"/sys/fs/cgroup/branchbox/{prefix}/env-{name}"]:
         found += glob.glob(pat)
     for kind in ("run/netns", "code", "tmp", "logs"):
         p = os.path.join(d.state, kind, name)
@@ -236,7 +243,7 @@ def test_destroy_leaves_nothing(prod):
 def env_processes(d, name):
     """{pid: (process name, uids, gids)} of every process in environment name's cgroups, each
     read on the host from /proc/PID/status (real, effective, saved and filesystem ids)."""
-    prefix = "d-" + hashlib.sha256(os.path.realpath(d.state).encode()).hexdigest()[:8]
+    prefix = cgroup_prefix(d)
     found = {}
     for base in (glob.glob(f"/sys/fs/cgroup/*/branchbox/{prefix}/env-{name}") +
                  glob.glob(f"/sys/fs/cgroup/branchbox/{prefix}/env-{name}")):
