@@ -46,5 +46,8 @@ int open_dir_beneath(int dirfd, const char *relpath, mode_t mode);
 int mkdir_p(const char *path, mode_t mode);
 /* Remove a tree without following symlinks; -ENOENT is not an error. */
 int rm_rf(const char *path);
+/* Make every entry of the tree at path (path included) uid:gid, never following a symlink
+ * (a link itself is changed). For fresh trees only: a volume's data is never walked. */
+int chown_tree(const char *path, uid_t uid, gid_t gid);
 /* Write a short string to an existing file (sysfs/cgroupfs style), no O_CREAT. */
 int write_string_file(const char *path, const char *s);

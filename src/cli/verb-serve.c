@@ -17,12 +17,14 @@
 #include "log.h"
 #include "main.h"
 #include "parse.h"
+#include "uid-range.h"
 
 #define DEFAULT_LISTEN "127.0.0.1:7480"
 
 static void serve_help(void)
 {
 	printf("Usage: branchbox serve --repo PATH [--state DIR] [--listen ADDR:PORT | --no-listen]\n"
+	       "                       [--uid-range FIRST-LAST]\n"
 	       "\n"
 	       "Run the branchbox daemon for the git repository at PATH.\n"
 	       "\n"
@@ -37,11 +39,17 @@ static void serve_help(void)
 	       "                     longest lifetime of an agent token (default 30d)\n"
 	       "  --preview-domain DOMAIN\n"
 	       "                     requests for Host NAME.DOMAIN go to preview NAME's application\n"
+	       "  --uid-range FIRST-LAST\n"
+	       "                     uids (and gids) given to environments, two each: one for its\n"
+	       "                     services, one for its applications; never shared by two\n"
+	       "                     environments (default %s). Refused when it holds\n"
+	       "                     a user, group or sub-id range of the host, or overlaps the\n"
+	       "                     range of another running daemon\n"
 	       "  -v, --verbose      log every request\n"
 	       "\n"
 	       "The unix socket is always served; uid 0 on it without a token is the local\n"
 	       "administrator. Stop the daemon with SIGTERM or SIGINT.\n",
-	       DEFAULT_STATE_DIR, DEFAULT_LISTEN);
+	       DEFAULT_STATE_DIR, DEFAULT_LISTEN, UID_RANGE_DEFAULT);
 }
 
 int verb_serve(int argc, char **argv)
@@ -55,16 +63,18 @@ int verb_serve(int argc, char **argv)
 		{ "production-branch", required_argument, NULL, 'P' },
 		{ "preview-domain", required_argument, NULL, 'D' },
 		{ "agent-token-max-ttl", required_argument, NULL, 'T' },
+		{ "uid-range", required_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
 	const char *repo = NULL, *state = NULL, *listen = DEFAULT_LISTEN, *production = NULL;
 	const char *preview_domain = NULL;
 	uint64_t max_ttl = 0;
+	UidRange uid_range = { 0 };
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "r:s:l:nvhP:T:D:", options, NULL)) >= 0) {
+	while ((c = getopt_long(argc, argv, "r:s:l:nvhP:T:D:U:", options, NULL)) >= 0) {
 		switch (c) {
 		case 'r': repo = optarg; break;
 		case 's': state = optarg; break;
@@ -76,6 +86,12 @@ int verb_serve(int argc, char **argv)
 			if (parse_duration(optarg, &max_ttl) < 0 || max_ttl == 0 || max_ttl > INT32_MAX)
 				return cli_usage_error("serve", "--agent-token-max-ttl %s: expected a duration like 7d", optarg);
 			break;
+		case 'U': {
+			BbxError e = BBX_ERROR_INIT;
+			if (uid_range_parse(optarg, &uid_range, &e) < 0)
+				return cli_usage_error("serve", "--uid-range: %s", e.message);
+			break;
+		}
 		case 'v': log_set_level(LOG_LEVEL_DEBUG); break;
 		case 'h': serve_help(); return EXIT_OK;
 		default: return cli_usage_error("serve", "bad option");
@@ -97,7 +113,7 @@ int verb_serve(int argc, char **argv)
 	BbxError err = BBX_ERROR_INIT;
 	_cleanup_(core_freep) Core *core = NULL;
 	CoreOptions copts = { .state_dir = state, .repo_path = repo, .production_branch = production,
-			     .agent_token_max_ttl = (int64_t)max_ttl };
+			     .agent_token_max_ttl = (int64_t)max_ttl, .uid_range = uid_range };
 	int r = core_new(&copts, &core, &err);
 	if (r < 0) {
 		log_error("%s", bbx_error_message(&err, r));
@@ -116,6 +132,16 @@ int verb_serve(int argc, char **argv)
 	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
 	if (ftruncate(lockfd, 0) < 0 || write(lockfd, pid, (size_t)n) != n)
 		log_warning("could not record the daemon's pid in %s", lockpath);
+
+	/* No host account and no other daemon may hold one of our uids, for as long as we run. */
+	_cleanup_close_ int uid_claim = -EBADF;
+	r = uid_range_check_host(core_uid_range(core), NULL, &err);
+	if (r >= 0)
+		r = uid_range_claim(core_uid_range(core), core_state_dir(core), NULL, &uid_claim, &err);
+	if (r < 0) {
+		log_error("%s", bbx_error_message(&err, r));
+		return EXIT_FAILURE_;
+	}
 
 	sigset_t mask;
 	sigemptyset(&mask);

@@ -11,6 +11,7 @@
 #include "core-internal.h"
 #include "file-util.h"
 #include "parse.h"
+#include "uid-range.h"
 
 int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
 {
@@ -63,6 +64,13 @@ int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
 				     c->production_branch);
 	c->agent_token_max_ttl = opts->agent_token_max_ttl > 0 ? opts->agent_token_max_ttl
 							       : TOKEN_DEFAULT_AGENT_MAX_TTL;
+	c->uid_range = opts->uid_range.first || opts->uid_range.last
+			       ? opts->uid_range
+			       : (UidRange){ UID_RANGE_DEFAULT_FIRST, UID_RANGE_DEFAULT_LAST };
+	if (c->uid_range.first < UID_RANGE_MIN || c->uid_range.last > UID_RANGE_MAX ||
+	    c->uid_range.last <= c->uid_range.first)
+		return bbx_error_set(err, -ERANGE, "invalid", "uid range %u-%u is not usable",
+				     c->uid_range.first, c->uid_range.last);
 
 	/* Keys are created at first start and never leave the state dir. */
 	r = core_load_or_create_key(c->state_dir, "token.key", c->token_key, sizeof(c->token_key), NULL, err);
@@ -134,4 +142,9 @@ void core_set_environments(Core *c, struct Environments *e)
 int64_t core_agent_token_max_ttl(Core *c)
 {
 	return c->agent_token_max_ttl;
+}
+
+const UidRange *core_uid_range(Core *c)
+{
+	return &c->uid_range;
 }

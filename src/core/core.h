@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "store.h"
+#include "uids.h"
 
 typedef struct Core Core;
 
@@ -16,6 +17,7 @@ typedef struct CoreOptions {
 	const char *repo_path;	/* required; the git repository production is built from */
 	const char *production_branch;	/* production's environment name; NULL = "main" */
 	int64_t agent_token_max_ttl;	/* seconds; 0 = 30 days */
+	UidRange uid_range;		/* environments' uids; all zero = UID_RANGE_DEFAULT (uid-range.h) */
 } CoreOptions;
 
 int core_new(const CoreOptions *opts, Core **ret, BbxError *err);
@@ -33,3 +35,5 @@ struct Environments;
 struct Environments *core_environments(Core *c);
 void core_set_environments(Core *c, struct Environments *e);
 int64_t core_agent_token_max_ttl(Core *c);
+/* Where new environments' uids come from (see uid-range.h). */
+const UidRange *core_uid_range(Core *c);

@@ -4,7 +4,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <glob.h>
 #include <poll.h>
 #include <pthread.h>
@@ -32,6 +31,7 @@
 #include "storage.h"
 #include "strbuf.h"
 #include "strv.h"
+#include "uids.h"
 
 #define SERVICE_READY_TIMEOUT_MS (180 * 1000)
 #define APP_HEALTHY_TIMEOUT_MS (90 * 1000)
@@ -58,6 +58,8 @@ typedef struct EnvRuntime {
 	EnvProc **service_procs;
 	EnvProc **app_procs;		/* parallel to config->applications */
 	bool preview;
+	uid_t uid;			/* its services' uid; its applications' is uid + 1 (gids equal) */
+	uid_t volume_uid;		/* the pair its volume's files are stored as (see pb_common) */
 } EnvRuntime;
 
 typedef struct Environments {
@@ -236,8 +238,8 @@ static int load_config_at(Environments *E, const char *commit, ProjectConfig **r
 			     "commit %.12s has no .branchbox/config.yaml or .upsun/config.yaml", commit);
 }
 
-static int checkout_code(Environments *E, const char *name, const char *commit, char **ret_dir,
-			 BbxError *err);
+static int checkout_code(Environments *E, const char *name, const char *commit, uid_t owner,
+			 char **ret_dir, BbxError *err);
 
 /*
  * A preview's config: the branch's, checked against and narrowed by the config of the
@@ -257,7 +259,7 @@ static int load_preview_config(Environments *E, const char *commit, ProjectConfi
 				     E->production);
 	r = load_config_at(E, prod.commit_id, &policy, err);
 	if (r >= 0 && ret_policy_code)
-		r = checkout_code(E, E->production, prod.commit_id, &code, err);
+		r = checkout_code(E, E->production, prod.commit_id, prod.uid + 1, &code, err);
 	env_record_done(&prod);
 	if (r < 0) {
 		bbx_error_prefix(err, "production's config");
@@ -323,6 +325,30 @@ static int secrets_load(EnvRuntime *rt, const char *json)
 
 /* ---- runtime setup from config ---- */
 
+/* Its own uids, from its row; a row from before per-environment uids gets its pair now. */
+static int runtime_load_uids(Environments *E, EnvRuntime *rt, BbxError *err)
+{
+	Store *s = core_store(E->core);
+	EnvRecord rec;
+	int r = env_record_get(s, rt->name, &rec, err);
+	if (r < 0)
+		return r;
+	uint32_t uid = rec.uid, volume_uid = rec.volume_uid;
+	env_record_done(&rec);
+	if (uid == 0) {
+		r = env_record_assign_uid(s, rt->name, core_uid_range(E->core), &uid, err);
+		if (r < 0)
+			return r;
+	}
+	/* Never root, never a pair cut off at the end of the id space. */
+	if (uid == 0 || volume_uid == 0 || uid >= UINT32_MAX - 1 || volume_uid >= UINT32_MAX - 1)
+		return bbx_error_set(err, -EINVAL, "internal", "environment '%s' has no usable uids (%u, %u)",
+				     rt->name, uid, volume_uid);
+	rt->uid = uid;
+	rt->volume_uid = volume_uid;
+	return 0;
+}
+
 static int runtime_setup(Environments *E, EnvRuntime *rt, ProjectConfig *config, const char *commit,
 			 bool preview, BbxError *err)
 {
@@ -345,6 +371,9 @@ static int runtime_setup(Environments *E, EnvRuntime *rt, ProjectConfig *config,
 	rt->code_dir = path_join(buf, commit, NULL);
 	if (!rt->commit || !rt->volume_path || !rt->code_dir)
 		return -ENOMEM;
+	r = runtime_load_uids(E, rt, err);
+	if (r < 0)
+		return r;
 
 	for (size_t i = 0; i < rt->n_services; i++)
 		free(rt->service_data_host[i]);
@@ -379,6 +408,8 @@ static int runtime_setup(Environments *E, EnvRuntime *rt, ProjectConfig *config,
 		rt->services[i] = (ServiceRuntime){
 			.config = cs,
 			.data_host = rt->service_data_host[i],
+			.owner_uid = rt->volume_uid,
+			.owner_gid = rt->volume_uid,
 			.port = (uint16_t)(t->default_port + same),
 			.password = rt->passwords[i],
 		};
@@ -549,6 +580,11 @@ static const char *pb_keep(ProcBuild *b, char *s)
 	return s;
 }
 
+static bool volume_idmapped(const EnvRuntime *rt)
+{
+	return rt->volume_uid != rt->uid;
+}
+
 static int pb_keep_fd(ProcBuild *b, int fd)
 {
 	if (fd < 0)
@@ -581,6 +617,14 @@ static void pb_common(Environments *E, EnvRuntime *rt, ProcBuild *b, const char 
 	snprintf(b->cgroup, sizeof(b->cgroup), "%s/env-%s/%s-%s", E->cgroup_prefix, rt->name, what, hex);
 	b->spec.cgroup_name = b->cgroup;
 	b->spec.uid = uid;
+	b->spec.gid = uid;
+	if (volume_idmapped(rt)) {
+		/* A preview's volume is a snapshot stored as its parent's pair: the kernel shows
+		 * it (and stores what we write) as this environment's own, no file is chowned. */
+		b->spec.idmap[0] = (SandboxIdmap){ .stored_id = rt->volume_uid, .id = rt->uid };
+		b->spec.idmap[1] = (SandboxIdmap){ .stored_id = rt->volume_uid + 1, .id = rt->uid + 1 };
+		b->spec.n_idmap = 2;
+	}
 	b->spec.hostname = rt->name;
 	b->spec.netns_fd = rt->netns_fd;
 	b->spec.rw = b->rw;
@@ -596,7 +640,7 @@ static int pb_service(Environments *E, EnvRuntime *rt, size_t idx, ProcBuild *b,
 		      BbxError *err)
 {
 	const ServiceRuntime *s = &rt->services[idx];
-	pb_common(E, rt, b, what, SERVICE_UID);
+	pb_common(E, rt, b, what, rt->uid);
 	/* The data dir is written by the service: bound by an fd resolved beneath the volume. */
 	_cleanup_close_ int vol = open_trusted_dir(rt->volume_path);
 	char rel[300];
@@ -605,7 +649,8 @@ static int pb_service(Environments *E, EnvRuntime *rt, size_t idx, ProcBuild *b,
 	if (fd < 0)
 		return bbx_error_set(err, fd, "internal", "service %s: data directory %s: %s",
 				     s->config->name, s->data_host, strerror(-fd));
-	b->rw[0] = (SandboxBind){ .source = s->data_host, .target = s->data_path, .source_fd = fd };
+	b->rw[0] = (SandboxBind){ .source = s->data_host, .target = s->data_path, .source_fd = fd,
+				  .idmapped = volume_idmapped(rt) };
 	b->spec.n_rw = 1;
 	b->spec.workdir = s->data_path;
 	b->envp = strv_new("PATH=/usr/lib/postgresql/bin:/usr/local/bin:/usr/bin:/bin", "HOME=/tmp",
@@ -657,7 +702,9 @@ static int open_mount_source(Environments *E, EnvRuntime *rt, const ConfigApplic
 	}
 	_cleanup_close_ int root = open_trusted_dir(base);
 	int fd = root < 0 ? root : open_dir_beneath(root, rel, 0755);
-	if (fd >= 0 && fchownat(fd, "", APP_UID, APP_UID, AT_EMPTY_PATH) < 0) {
+	/* tmp is this environment's own; the volume keeps the owner it is stored as. */
+	uid_t owner = mt->source == CONFIG_MOUNT_TMP ? rt->uid + 1 : rt->volume_uid + 1;
+	if (fd >= 0 && fchownat(fd, "", owner, owner, AT_EMPTY_PATH) < 0) {
 		int r = -errno;
 		safe_close(fd);
 		fd = r;
@@ -681,7 +728,7 @@ static int open_mount_source(Environments *E, EnvRuntime *rt, const ConfigApplic
 static int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app, const char *code_dir,
 		  ProcBuild *b, const char *what, unsigned flags, BbxError *err)
 {
-	pb_common(E, rt, b, what, APP_UID);
+	pb_common(E, rt, b, what, rt->uid + 1);
 	_cleanup_close_ int code = open_trusted_dir(code_dir);
 	int src = code < 0 ? code : pb_keep_fd(b, open_dir_beneath(code, app->source_root, 0));
 	if (src < 0)
@@ -720,7 +767,8 @@ static int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app,
 		int fd = pb_keep_fd(b, open_mount_source(E, rt, app, mt, err));
 		if (fd < 0)
 			return fd;
-		b->rw[nrw++] = (SandboxBind){ .source = target, .target = target, .source_fd = fd };
+		b->rw[nrw++] = (SandboxBind){ .source = target, .target = target, .source_fd = fd,
+					      .idmapped = mt->source != CONFIG_MOUNT_TMP && volume_idmapped(rt) };
 	}
 	b->spec.n_rw = nrw;
 	b->spec.workdir = "/app";
@@ -777,8 +825,14 @@ static int service_init(Environments *E, EnvRuntime *rt, size_t i, BbxError *err
 	ServiceCommand cmd = { 0 };
 	int r;
 
-	if (mkdir_p(s->data_host, 0700) < 0 || chown(s->data_host, SERVICE_UID, SERVICE_UID) < 0)
-		return bbx_error_set(err, -EIO, "internal", "service %s: cannot create %s", s->config->name, s->data_host);
+	/* Beneath the volume, never through a symlink, chowned through the fd. */
+	char rel[300];
+	snprintf(rel, sizeof(rel), "services/%s", s->config->name);
+	_cleanup_close_ int vol = open_trusted_dir(rt->volume_path);
+	_cleanup_close_ int dir = vol < 0 ? vol : open_dir_beneath(vol, rel, 0700);
+	if (dir < 0 || fchownat(dir, "", s->owner_uid, s->owner_gid, AT_EMPTY_PATH) < 0)
+		return bbx_error_set(err, dir < 0 ? dir : -errno, "internal", "service %s: cannot create %s: %s",
+				     s->config->name, s->data_host, strerror(dir < 0 ? -dir : errno));
 	r = t->prepare(s, true, false, err);
 	if (r < 0)
 		return r;
@@ -1075,14 +1129,10 @@ static int ensure_dirs(Environments *E, const char *name)
 	return 0;
 }
 
-static int chown_tree_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return lchown(path, APP_UID, APP_UID) < 0 ? -1 : 0;
-}
-
-/* The checkout of commit for environment name: STATE/code/NAME/COMMIT, made once. */
-static int checkout_code(Environments *E, const char *name, const char *commit, char **ret_dir,
-			 BbxError *err)
+/* The checkout of commit for environment name: STATE/code/NAME/COMMIT, made once, owned by
+ * owner (the environment's application uid). */
+static int checkout_code(Environments *E, const char *name, const char *commit, uid_t owner,
+			 char **ret_dir, BbxError *err)
 {
 	char base[4096];
 	struct stat st;
@@ -1109,9 +1159,11 @@ static int checkout_code(Environments *E, const char *name, const char *commit, 
 	gitrepo_checkout_result_done(&res);
 	/* A fresh checkout (never data): the build hook, running as the application's uid,
 	 * may write into it (compiled files, assets); afterwards the apps get it read-only.
-	 * lchown: a symlink of the branch is changed itself, never what it points to. */
-	if (nftw(staging, chown_tree_cb, 32, FTW_PHYS) != 0 || rename(staging, dir) < 0) {
+	 * chown_tree: a symlink of the branch is changed itself, never what it points to. */
+	r = chown_tree(staging, owner, owner);
+	if (r >= 0 && rename(staging, dir) < 0)
 		r = -errno;
+	if (r < 0) {
 		(void)rm_rf(staging);
 		return bbx_error_set(err, r, "internal", "preparing checkout %s: %s", dir, strerror(-r));
 	}
@@ -1229,8 +1281,14 @@ static int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync
 	static const char *const kinds[] = { "code", "tmp", "logs" };
 	for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
 		env_path(E, path, sizeof(path), kinds[i], name);
-		(void)rm_rf(path);
+		r = rm_rf(path);
+		if (r < 0 && ret == 0)
+			ret = bbx_error_set(err, r, "internal", "removing %s: %s", path, strerror(-r));
 	}
+	/* Nothing stored as its uids is left: the store releases them with its row, unless a
+	 * clone's volume still holds them. */
+	if (ret == 0)
+		(void)uid_allocation_files_gone(core_store(E->core), name, NULL);
 	return ret;
 }
 
@@ -1366,7 +1424,7 @@ static int bring_up(Environments *E, EnvRuntime *rt, const char *op, bool cloned
 	if (journal_id)
 		(void)journal_step(s, journal_id, "checkout", NULL);
 	environment_debug_stop_point(op, "checkout");
-	r = checkout_code(E, rt->name, rt->commit, NULL, err);
+	r = checkout_code(E, rt->name, rt->commit, rt->uid + 1, NULL, err);
 	if (r < 0)
 		return r;
 	/* Refuse a source.root that is or passes through a symlink before anything runs. */
@@ -1559,7 +1617,7 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 		EnvRecord nr = { .name = (char *)name, .kind = "production", .branch = (char *)name,
 				 .commit_id = commit, .state = "creating", .volume = (char *)name,
 				 .created_at = now, .updated_at = now };
-		r = env_record_insert(s, &nr, err);
+		r = env_record_insert(s, &nr, core_uid_range(c), err);
 		if (r < 0) {
 			config_free(config);
 			goto fail;
@@ -1689,7 +1747,7 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	EnvRecord nr = { .name = (char *)name, .kind = "preview", .branch = (char *)branch, .commit_id = commit,
 			 .parent = (char *)parent_name, .state = "creating", .volume = (char *)name,
 			 .created_at = now, .updated_at = now, .expires_at = ttl ? now + (int64_t)ttl : 0 };
-	r = env_record_insert(s, &nr, err);
+	r = env_record_insert(s, &nr, core_uid_range(c), err);
 	if (r < 0) {
 		config_free(config);
 		pthread_mutex_unlock(&rt->op_lock);
@@ -2105,6 +2163,19 @@ static bool has_record(EnvRecord *v, size_t n, const char *name)
 	return false;
 }
 
+/* Whether anything of environment name may be left on the host (errors count as yes). */
+static bool env_files_left(Environments *E, const char *name)
+{
+	static const char *const kinds[] = { "code", "tmp", "logs" };
+	char path[4096];
+	for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+		env_path(E, path, sizeof(path), kinds[i], name);
+		if (access(path, F_OK) == 0 || errno != ENOENT)
+			return true;
+	}
+	return E->pool && pool_volume_exists(E->pool, name) != 0;
+}
+
 /* Finish or undo what a crash interrupted, then remove what no environment owns. */
 static int reconcile(Environments *E, BbxError *err)
 {
@@ -2180,6 +2251,16 @@ static int reconcile(Environments *E, BbxError *err)
 		closedir(d);
 	}
 	env_records_free(ev, en);
+	/* Uids whose environment has no row any more (a crash after its teardown, or a
+	 * teardown that failed): released once nothing of it is left on the host. */
+	char **held = NULL;
+	if (uid_allocation_orphans(s, &held, NULL) >= 0) {
+		for (size_t i = 0; held && held[i]; i++)
+			if (!env_files_left(E, held[i]))
+				(void)uid_allocation_files_gone(s, held[i], NULL);
+		strv_free(held);
+		(void)uid_allocation_sweep(s, NULL);
+	}
 	return 0;
 }
 

@@ -115,6 +115,7 @@ static SandboxBind *keep_binds(SpecCopy *c, const SandboxBind *b, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		d[i].source = keep(c, b[i].source);
 		d[i].target = keep(c, b[i].target);
+		d[i].idmapped = b[i].idmapped;
 		if (!d[i].source || !d[i].target)
 			return NULL;
 		/* A supervised process is restarted from this copy: it keeps its own fd. */
@@ -153,11 +154,14 @@ static void to_sandbox_spec(const EnvProcSpec *s, SandboxSpec *sp)
 	sp->argv = s->argv;
 	sp->env = s->envp;
 	sp->uid = s->uid;
+	sp->gid = s->gid;
 	sp->workdir = s->workdir;
 	sp->rw = s->rw;
 	sp->n_rw = s->n_rw;
 	sp->ro = s->ro;
 	sp->n_ro = s->n_ro;
+	memcpy(sp->idmap, s->idmap, sizeof(sp->idmap));
+	sp->n_idmap = s->n_idmap;
 	sp->hostname = s->hostname;
 	sp->hosts_extra = s->hosts_extra;
 	sp->memory_max = s->memory_max;

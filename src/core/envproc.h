@@ -31,11 +31,14 @@ typedef struct EnvProcSpec {
 	char **argv;
 	char **envp;
 	uid_t uid;
+	gid_t gid;			/* 0: the same as uid */
 	const char *workdir;
 	SandboxBind *rw;
 	size_t n_rw;
 	SandboxBind *ro;
 	size_t n_ro;
+	SandboxIdmap idmap[SANDBOX_IDMAP_MAX];	/* for binds marked idmapped */
+	size_t n_idmap;
 	const char *hostname;
 	const char *hosts_extra;
 	uint64_t memory_max;

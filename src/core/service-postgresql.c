@@ -77,11 +77,11 @@ static int pg_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxError
 			   s->port, s->data_path);
 	if (r < 0)
 		return r;
-	r = write_file_atomic_at(data, "branchbox.conf", conf.buf, conf.len, 0600, SERVICE_UID, SERVICE_UID);
+	r = write_file_atomic_at(data, "branchbox.conf", conf.buf, conf.len, 0600, s->owner_uid, s->owner_gid);
 	if (r < 0)
 		return bbx_error_set(err, r, "internal", "service %s: writing %s/data/branchbox.conf: %s",
 				     s->config->name, s->data_host, strerror(-r));
-	r = mkdir_owned_at(base, "run", 0700, SERVICE_UID, SERVICE_UID);
+	r = mkdir_owned_at(base, "run", 0700, s->owner_uid, s->owner_gid);
 	if (r < 0)
 		return bbx_error_set(err, r, "internal", "service %s: %s/run: %s", s->config->name, s->data_host,
 				     strerror(-r));

@@ -28,9 +28,9 @@ static int redis_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxEr
 	if (mkdir(s->data_host, 0700) < 0 && errno != EEXIST)
 		return bbx_error_set(err, -errno, "internal", "service %s: %s: %m", s->config->name, s->data_host);
 	_cleanup_close_ int base = open(s->data_host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (base < 0 || fchown(base, SERVICE_UID, SERVICE_UID) < 0)
+	if (base < 0 || fchown(base, s->owner_uid, s->owner_gid) < 0)
 		return bbx_error_set(err, -errno, "internal", "service %s: %s: %m", s->config->name, s->data_host);
-	r = mkdir_owned_at(base, "data", 0700, SERVICE_UID, SERVICE_UID);
+	r = mkdir_owned_at(base, "data", 0700, s->owner_uid, s->owner_gid);
 	if (r < 0)
 		return bbx_error_set(err, r, "internal", "service %s: %s/data: %s", s->config->name, s->data_host,
 				     strerror(-r));
@@ -56,7 +56,7 @@ static int redis_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxEr
 			   s->port, s->data_path, s->password);
 	if (r < 0)
 		return r;
-	r = write_file_atomic_at(base, "redis.conf", conf.buf, conf.len, 0600, SERVICE_UID, SERVICE_UID);
+	r = write_file_atomic_at(base, "redis.conf", conf.buf, conf.len, 0600, s->owner_uid, s->owner_gid);
 	if (r < 0)
 		return bbx_error_set(err, r, "internal", "service %s: writing %s/redis.conf: %s", s->config->name,
 				     s->data_host, strerror(-r));

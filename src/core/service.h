@@ -6,8 +6,11 @@
  * line in service_types[].
  *
  * A service's data lives in the environment's volume at VOLUME/services/NAME, seen inside
- * its sandbox at /srv/NAME; it runs as SERVICE_UID inside the environment's network
- * namespace on 127.0.0.1:port, reachable by the application under its relationship names.
+ * its sandbox at /srv/NAME; it runs as its environment's own service uid inside the
+ * environment's network namespace on 127.0.0.1:port, reachable by the application under its
+ * relationship names. Host-side files in data_host are written as owner_uid, the owner the
+ * volume stores them as (for a preview its parent's, seen by the service as its own
+ * through an idmapped bind).
  * Pure description plus small host-side file preparation: spawning is done by the caller.
  */
 #pragma once
@@ -15,16 +18,16 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "error.h"
 
-#define SERVICE_UID 64000	/* services' uid in every environment (never host root) */
-#define APP_UID 64001		/* applications', hooks' and agent commands' uid */
-
 typedef struct ServiceRuntime {
 	const ConfigService *config;	/* borrowed */
 	const char *data_host;		/* host path of VOLUME/services/NAME */
+	uid_t owner_uid;		/* what data_host's files are stored as (never 0) */
+	gid_t owner_gid;
 	char data_path[128];		/* "/srv/NAME" inside the sandbox */
 	uint16_t port;
 	const char *password;		/* the application's credential for this environment */

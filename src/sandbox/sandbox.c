@@ -55,7 +55,8 @@ enum {
 	FD_ERR = SANDBOX_FD_ERR,   /* write end: a SandboxChildError on failure; EOF on exec */
 	FD_NETNS = 5,		   /* the netns to join, when given */
 	FD_INIT = 6,		   /* a detached bind mount of the init binary */
-	FD_FIRST_FREE = 7,	   /* binds by fd take FD_FIRST_FREE + k, in plan order */
+	FD_USERNS = 7,		   /* the user namespace idmapped binds take their map from */
+	FD_FIRST_FREE = 8,	   /* binds by fd take FD_FIRST_FREE + k, in plan order */
 };
 
 /* Binds given as open fds (SandboxBind.source_fd) in one sandbox. */
@@ -103,6 +104,7 @@ typedef struct Op {
 	mode_t mode;
 	dev_t dev;
 	bool readonly;
+	bool idmapped; /* OP_BIND: through the user namespace at FD_USERNS */
 	bool source_is_dir;
 	bool optional;	  /* skip when the path does not exist */
 	bool source_init; /* OP_BIND: the source is FD_INIT, source names it in errors */
@@ -137,6 +139,7 @@ typedef struct Plan {
 	int stdio[3];
 	int netns_fd;
 	size_t n_fd_binds;
+	int userns_fd; /* owned; -EBADF when no bind is idmapped */
 } Plan;
 
 struct Sandbox {
@@ -185,6 +188,7 @@ static void plan_done(Plan *p)
 	free(p->init_argv);
 	safe_close(p->init_fd);
 	free(p->bpf);
+	p->userns_fd = safe_close(p->userns_fd);
 }
 
 static Op *plan_add(Plan *p, OpKind kind, const char *step, const char *inside)
@@ -585,10 +589,16 @@ static int plan_user_binds(Plan *p, const SandboxSpec *spec, BbxError *err)
 				return bbx_error_set(err, -EINVAL, "invalid",
 						     "bind: %s: target is reserved", b->target);
 		}
+		if (b->idmapped && spec->n_idmap == 0)
+			return bbx_error_set(err, -EINVAL, "invalid",
+					     "bind: %s: idmapped, but the spec has no idmap",
+					     b->source ? b->source : "(fd)");
 		int r = plan_bind(p, b->source ? b->source : "(fd)", by_fd ? b->source_fd : -1,
 				  b->target, all[i].readonly, false, err);
 		if (r < 0)
 			return r;
+		/* plan_bind added exactly one op: user binds are never optional. */
+		p->ops[p->n_ops - 1].idmapped = b->idmapped;
 		if (!all[i].readonly) {
 			r = plan_landlock(p, b->target, UINT64_MAX);
 			if (r < 0)
@@ -596,6 +606,71 @@ static int plan_user_binds(Plan *p, const SandboxSpec *spec, BbxError *err)
 		}
 	}
 	return 0;
+}
+
+/*
+ * The user namespace idmapped binds take their mapping from. It only carries the map: a
+ * child that does nothing but pause (only syscalls, see the top of this file) is cloned into
+ * a new user namespace, its uid and gid maps are written from here, and the namespace is
+ * kept as an fd before the child is killed. Nothing ever runs inside it.
+ */
+static int plan_userns(Plan *p, const SandboxSpec *spec, BbxError *err)
+{
+	char map[SANDBOX_IDMAP_MAX * 24 + 1];
+	size_t len = 0;
+
+	if (spec->n_idmap == 0 || spec->n_idmap > SANDBOX_IDMAP_MAX)
+		return bbx_error_set(err, -EINVAL, "invalid", "idmap: %zu entries, want 1 to %d",
+				     spec->n_idmap, SANDBOX_IDMAP_MAX);
+	for (size_t i = 0; i < spec->n_idmap; i++) {
+		const SandboxIdmap *m = &spec->idmap[i];
+		/* Root is never translated, and -1 means "no change" to chown. */
+		if (m->stored_id == 0 || m->id == 0 || m->stored_id == UINT32_MAX ||
+		    m->id == UINT32_MAX)
+			return bbx_error_set(err, -EINVAL, "invalid",
+					     "idmap: %u -> %u: not mappable", m->stored_id, m->id);
+		for (size_t k = 0; k < i; k++)
+			if (spec->idmap[k].stored_id == m->stored_id || spec->idmap[k].id == m->id)
+				return bbx_error_set(err, -EINVAL, "invalid",
+						     "idmap: %u -> %u: overlaps %u -> %u",
+						     m->stored_id, m->id, spec->idmap[k].stored_id,
+						     spec->idmap[k].id);
+		len += (size_t)snprintf(map + len, sizeof(map) - len, "%u %u 1\n", m->stored_id,
+					m->id);
+	}
+
+	pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, NULL);
+	if (pid == 0) {
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		for (;;)
+			pause();
+	}
+	if (pid < 0)
+		return bbx_error_set(err, -errno, "setup", "idmap: clone: user namespace: %s",
+				     strerror(errno));
+	int r = 0;
+	static const char *const files[] = {"uid_map", "gid_map"};
+	char path[64];
+	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(files); i++) {
+		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, files[i]);
+		_cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+		/* The kernel takes a map in one write only. */
+		ssize_t k = fd < 0 ? -1 : write(fd, map, len);
+		if (k != (ssize_t)len) {
+			int e = k < 0 ? errno : EIO;
+			r = bbx_error_set(err, -e, "setup", "idmap: %s: %s", path, strerror(e));
+		}
+	}
+	if (r >= 0) {
+		snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+		p->userns_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (p->userns_fd < 0)
+			r = bbx_error_set(err, -errno, "setup", "idmap: %s: %s", path,
+					  strerror(errno));
+	}
+	(void)kill(pid, SIGKILL);
+	(void)RETRY_EINTR(waitpid(pid, NULL, 0));
+	return r;
 }
 
 static int plan_exec(Plan *p, const SandboxSpec *spec, BbxError *err)
@@ -797,6 +872,9 @@ static int plan_build(Plan *p, const SandboxSpec *spec, BbxError *err)
 		r = plan_proc_sys_dev_tmp(p, spec->tmp_size ? spec->tmp_size : 256ULL << 20);
 	if (r >= 0)
 		r = plan_user_binds(p, spec, err);
+	for (size_t i = 0; r >= 0 && p->userns_fd < 0 && i < p->n_ops; i++)
+		if (p->ops[i].idmapped)
+			r = plan_userns(p, spec, err);
 	if (r >= 0)
 		r = plan_init(p, err);
 	if (r < 0)
@@ -922,13 +1000,16 @@ static void child_bind(int rootfd, const Op *op)
 							      AT_RECURSIVE);
 	if (tree < 0)
 		FAIL("bind: open_tree", op->source);
+	/* An idmap can only be set on a mount not attached yet, like this clone. */
 	struct mount_attr attr = {
 		.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
-			    (op->readonly ? MOUNT_ATTR_RDONLY : 0),
+			    (op->readonly ? MOUNT_ATTR_RDONLY : 0) |
+			    (op->idmapped ? MOUNT_ATTR_IDMAP : 0),
+		.userns_fd = op->idmapped ? FD_USERNS : 0,
 	};
 	if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
 		    sizeof(attr)) < 0)
-		FAIL("bind: mount_setattr", op->source);
+		FAIL(op->idmapped ? "bind: idmapped mount" : "bind: mount_setattr", op->source);
 	int r = child_mkdir_in_root(rootfd, op->rel, !op->source_is_dir);
 	if (r < 0)
 		child_fail("bind: mkdir", op->path, -r, 125);
@@ -1047,8 +1128,9 @@ static void child_setup_fds(const Plan *p, int sync_fd, int err_fd)
 			  sync_fd,
 			  err_fd,
 			  p->netns_fd,
-			  p->init_fd};
-	int dst[N_MAX] = {0, 1, 2, FD_SYNC, FD_ERR, FD_NETNS, FD_INIT};
+			  p->init_fd,
+			  p->userns_fd};
+	int dst[N_MAX] = {0, 1, 2, FD_SYNC, FD_ERR, FD_NETNS, FD_INIT, FD_USERNS};
 	int high[N_MAX];
 	int n = N_FIXED;
 	for (size_t i = 0; i < p->n_ops; i++)
@@ -1089,6 +1171,8 @@ static void child_setup_fds(const Plan *p, int sync_fd, int err_fd)
 	}
 	if (p->netns_fd < 0)
 		close(FD_NETNS);
+	if (p->userns_fd < 0)
+		close(FD_USERNS);
 	if (close_range(FD_FIRST_FREE + (unsigned)p->n_fd_binds, ~0U, 0) < 0)
 		_exit(125);
 }
@@ -1201,6 +1285,8 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 	for (size_t i = 0; i < p->n_ops; i++)
 		child_run_op(rootfd, &p->ops[i]);
 	close(FD_INIT);
+	if (p->userns_fd >= 0)
+		close(FD_USERNS);
 	/* Bound; no fd to a host directory may reach the command (/proc/1/fd would lead out). */
 	if (p->n_fd_binds &&
 	    close_range(FD_FIRST_FREE, FD_FIRST_FREE + (unsigned)p->n_fd_binds - 1, 0) < 0)
@@ -1372,7 +1458,7 @@ static const char *kind_for_exit(int exit_code)
 
 int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 {
-	_cleanup_(plan_done) Plan plan = {.init_fd = -EBADF};
+	_cleanup_(plan_done) Plan plan = {.init_fd = -EBADF, .userns_fd = -EBADF};
 	_cleanup_(sandbox_freep) Sandbox *sb = NULL;
 	int r;
 

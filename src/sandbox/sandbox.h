@@ -48,7 +48,21 @@ typedef struct SandboxBind {
 	 * The fd stays the caller's; the sandbox closes its copy before the command runs.
 	 */
 	int source_fd;
+	bool idmapped;	    /* seen through the spec's idmap (see SandboxIdmap) */
 } SandboxBind;
+
+/*
+ * One owner translation of the idmapped binds, for user and group ids alike: a file stored
+ * with stored_id appears owned by id inside the sandbox, and what the sandbox creates as id is
+ * stored as stored_id. Ids of the tree outside the map appear as the overflow id (65534) and
+ * cannot be written as. Neither side may be 0. The kernel does it (an idmapped mount); no
+ * file is touched, so a snapshot taken from another owner is used as is.
+ */
+typedef struct SandboxIdmap {
+	uint32_t stored_id;
+	uint32_t id;
+} SandboxIdmap;
+#define SANDBOX_IDMAP_MAX 4
 
 typedef struct SandboxSpec {
 	char *const *argv;     /* argv[0] is looked up in PATH when it has no '/' */
@@ -60,6 +74,8 @@ typedef struct SandboxSpec {
 	size_t n_rw;
 	const SandboxBind *ro; /* read-only binds */
 	size_t n_ro;
+	SandboxIdmap idmap[SANDBOX_IDMAP_MAX]; /* for binds marked idmapped */
+	size_t n_idmap;
 	const char *hostname;	 /* default "sandbox" */
 	uint64_t memory_max;	 /* bytes, 0 = no limit */
 	uint64_t pids_max;	 /* 0 = no limit */

@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store-internal.h"
+
 #define ENV_COLUMNS                                                                                \
 	"name, kind, branch, commit_id, parent, state, volume, config_json, secrets_json, error, " \
-	"created_at, updated_at, expires_at"
+	"created_at, updated_at, expires_at, uid, volume_uid"
 
 static char *col(sqlite3_stmt *st, int i)
 {
@@ -53,6 +55,8 @@ static int read_row(sqlite3_stmt *st, EnvRecord *r)
 		.created_at = sqlite3_column_int64(st, 10),
 		.updated_at = sqlite3_column_int64(st, 11),
 		.expires_at = sqlite3_column_int64(st, 12),
+		.uid = (uint32_t)sqlite3_column_int64(st, 13),
+		.volume_uid = (uint32_t)sqlite3_column_int64(st, 14),
 	};
 	if (!r->name || !r->kind || !r->branch || !r->state) {
 		env_record_done(r);
@@ -81,16 +85,52 @@ static void bind_record(sqlite3_stmt *st, const EnvRecord *r)
 		sqlite3_bind_null(st, 13);
 }
 
-int env_record_insert(Store *s, const EnvRecord *r, BbxError *err)
+/* With the lock held: the volume_uid of row name, 0 when it has none, -ENOENT without a row. */
+static int volume_uid_locked(Store *s, const char *name, uint32_t *ret, BbxError *err)
 {
 	sqlite3_stmt *st = NULL;
+	int r = 0, rc;
+
+	rc = sqlite3_prepare_v2(store_db(s), "SELECT volume_uid FROM environments WHERE name = ?", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+	}
+	if (rc == SQLITE_ROW)
+		*ret = (uint32_t)sqlite3_column_int64(st, 0);
+	else if (rc == SQLITE_DONE)
+		r = bbx_error_set(err, -ENOENT, "not_found", "environment '%s' not found", name);
+	else
+		r = store_error(s, rc, "read environment", err);
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int insert_locked(Store *s, EnvRecord *r, const UidRange *range, BbxError *err)
+{
+	sqlite3_stmt *st = NULL;
+	uint32_t uid = 0, volume_uid = 0;
 	int ret = 0, rc;
 
-	store_lock(s);
+	/* A name already taken fails at the INSERT, which rolls the allocation back too. */
+	if (r->parent) {
+		ret = volume_uid_locked(s, r->parent, &volume_uid, err);
+		if (ret < 0)
+			return ret;
+		if (volume_uid == 0)
+			return bbx_error_set(err, -EINVAL, "internal", "environment '%s' has no volume owner", r->parent);
+	}
+	ret = uid_allocate_locked(s, r->name, range, &uid, err);
+	if (ret < 0)
+		return ret;
+	if (!r->parent)
+		volume_uid = uid;
 	rc = sqlite3_prepare_v2(store_db(s), "INSERT INTO environments (" ENV_COLUMNS ") "
-				"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL);
+				"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		bind_record(st, r);
+		sqlite3_bind_int64(st, 14, uid);
+		sqlite3_bind_int64(st, 15, volume_uid);
 		rc = sqlite3_step(st);
 	}
 	if (rc != SQLITE_DONE) {
@@ -100,8 +140,75 @@ int env_record_insert(Store *s, const EnvRecord *r, BbxError *err)
 			ret = store_error(s, rc, "insert environment", err);
 	}
 	sqlite3_finalize(st);
+	if (ret >= 0) {
+		r->uid = uid;
+		r->volume_uid = volume_uid;
+	}
+	return ret;
+}
+
+int env_record_insert(Store *s, EnvRecord *r, const UidRange *range, BbxError *err)
+{
+	store_lock(s);
+	int ret = store_begin(s, err);
+	if (ret >= 0) {
+		ret = insert_locked(s, r, range, err);
+		if (ret >= 0)
+			ret = store_commit(s, err);
+		else
+			store_rollback(s);
+	}
 	store_unlock(s);
 	return ret;
+}
+
+int env_record_assign_uid(Store *s, const char *name, const UidRange *range, uint32_t *ret_uid,
+			  BbxError *err)
+{
+	sqlite3_stmt *st = NULL;
+	uint32_t uid = 0;
+	int r, rc;
+
+	store_lock(s);
+	r = store_begin(s, err);
+	if (r < 0) {
+		store_unlock(s);
+		return r;
+	}
+	rc = sqlite3_prepare_v2(store_db(s), "SELECT uid FROM environments WHERE name = ?", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+	}
+	if (rc == SQLITE_ROW)
+		uid = (uint32_t)sqlite3_column_int64(st, 0);
+	else if (rc == SQLITE_DONE)
+		r = bbx_error_set(err, -ENOENT, "not_found", "environment '%s' not found", name);
+	else
+		r = store_error(s, rc, "read environment", err);
+	sqlite3_finalize(st);
+	if (r >= 0 && uid == 0) {
+		r = uid_allocate_locked(s, name, range, &uid, err);
+		if (r >= 0) {
+			rc = sqlite3_prepare_v2(store_db(s), "UPDATE environments SET uid = ? WHERE name = ?", -1, &st, NULL);
+			if (rc == SQLITE_OK) {
+				sqlite3_bind_int64(st, 1, uid);
+				sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+				rc = sqlite3_step(st);
+			}
+			if (rc != SQLITE_DONE)
+				r = store_error(s, rc, "assign uids", err);
+			sqlite3_finalize(st);
+		}
+	}
+	if (r >= 0)
+		r = store_commit(s, err);
+	else
+		store_rollback(s);
+	store_unlock(s);
+	if (r >= 0)
+		*ret_uid = uid;
+	return r;
 }
 
 int env_record_get(Store *s, const char *name, EnvRecord *ret, BbxError *err)
@@ -212,9 +319,14 @@ int env_record_set_state(Store *s, const char *name, const char *state, const ch
 int env_record_delete(Store *s, const char *name, BbxError *err)
 {
 	sqlite3_stmt *st = NULL;
-	int ret = 0, rc;
+	int ret, rc;
 
 	store_lock(s);
+	ret = store_begin(s, err);
+	if (ret < 0) {
+		store_unlock(s);
+		return ret;
+	}
 	rc = sqlite3_prepare_v2(store_db(s), "DELETE FROM environments WHERE name = ?", -1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -223,8 +335,14 @@ int env_record_delete(Store *s, const char *name, BbxError *err)
 	if (rc != SQLITE_DONE)
 		ret = store_error(s, rc, "delete environment", err);
 	sqlite3_finalize(st);
+	if (ret >= 0)
+		ret = uid_allocation_sweep_locked(s, err);
+	if (ret >= 0)
+		ret = store_commit(s, err);
+	else
+		store_rollback(s);
 	store_unlock(s);
-	return ret;
+	return ret < 0 ? ret : 0;
 }
 
 int env_record_exists(Store *s, const char *name)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "store.h"
+#include "uids.h"
 
 typedef struct EnvRecord {
 	char *name;
@@ -25,12 +26,23 @@ typedef struct EnvRecord {
 	int64_t created_at;
 	int64_t updated_at;
 	int64_t expires_at;	/* 0 = never */
+	uint32_t uid;		/* services run as uid, applications as uid + 1 (gids equal); 0: none yet */
+	uint32_t volume_uid;	/* the pair its volume's files are stored as: its own, or for a
+				 * preview its parent's (a snapshot keeps its owners) */
 } EnvRecord;
 
 void env_record_done(EnvRecord *r);
 void env_records_free(EnvRecord *v, size_t n);
 
-int env_record_insert(Store *s, const EnvRecord *r, BbxError *err);
+/* Insert r with a pair of uids of its own from range, in one transaction; r->uid and
+ * r->volume_uid are written back (volume_uid: the parent row's when r->parent is set, else
+ * uid). -EEXIST when the name exists, -ENOSPC when the range is used up, -ENOENT when the
+ * parent has no row. */
+int env_record_insert(Store *s, EnvRecord *r, const UidRange *range, BbxError *err);
+/* Give a row from before per-environment uids a pair from range; *ret_uid is its pair's
+ * first uid (the one it had, if it had one). */
+int env_record_assign_uid(Store *s, const char *name, const UidRange *range, uint32_t *ret_uid,
+			  BbxError *err);
 /* 1 when a row exists, 0 when not, -errno; on the read connection (hot path). */
 int env_record_exists(Store *s, const char *name);
 /* -ENOENT (kind "not_found") when absent. */
@@ -39,4 +51,6 @@ int env_record_list(Store *s, EnvRecord **ret, size_t *ret_n, BbxError *err);
 /* Update every mutable column from r (matched by name). */
 int env_record_update(Store *s, const EnvRecord *r, BbxError *err);
 int env_record_set_state(Store *s, const char *name, const char *state, const char *error, BbxError *err);
+/* Delete the row and, in the same transaction, release the uid pairs nothing holds any
+ * more (see uids.h: only those whose files a teardown removed). */
 int env_record_delete(Store *s, const char *name, BbxError *err);

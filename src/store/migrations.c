@@ -87,6 +87,20 @@ const char *const store_migrations[] = {
 
 	/* 3: per-environment service credentials, generated at creation (never cloned) */
 	"ALTER TABLE environments ADD COLUMN secrets_json TEXT;",
+
+	/* 4: each environment's own uids (services uid, applications uid + 1, gids equal), and
+	 * the pair its volume's files are stored as. Rows from before had none: their volumes
+	 * belong to the former fixed pair 64000/64001 and they get a pair at their next start. */
+	"ALTER TABLE environments ADD COLUMN uid INTEGER;"
+	"ALTER TABLE environments ADD COLUMN volume_uid INTEGER;"
+	"UPDATE environments SET volume_uid = 64000;"
+	"CREATE TABLE uid_allocations ("
+	"  uid INTEGER PRIMARY KEY,"
+	"  environment TEXT NOT NULL,"
+	"  files_gone INTEGER NOT NULL DEFAULT 0 CHECK (files_gone IN (0, 1)),"
+	"  created_at INTEGER NOT NULL"
+	");"
+	"CREATE INDEX uid_allocations_environment ON uid_allocations(environment);",
 };
 
 const int store_n_migrations = (int)ELEMENTSOF(store_migrations);

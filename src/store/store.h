@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The state store: one SQLite database (STATE/state.db) holding environments, proposals,
- * tokens, the operation journal and the audit ledger. Opening applies the numbered
+ * The state store: one SQLite database (STATE/state.db) holding environments, their uid
+ * allocations, proposals, tokens, the operation journal and the audit ledger. Opening applies the numbered
  * migrations in one transaction each.
  *
  * Thread-safety: a Store is one connection shared by all threads; every use of the

@@ -1,5 +1,6 @@
 """Shared fixtures: the built binary, throwaway git repositories and a real daemon."""
 import os
+import random
 import re
 import shutil
 import signal
@@ -44,6 +45,17 @@ def make_repo(path, files=None):
     return path
 
 
+UID_RANGE_SIZE = 4096
+
+
+def pick_uid_range():
+    """A uid range of its own for a test daemon: daemons running at the same time on this host
+    (of this run or any other) must not overlap, and none may take the default range."""
+    blocks = (0x7F000000 - 0x71000000) // UID_RANGE_SIZE
+    first = 0x71000000 + random.randrange(blocks) * UID_RANGE_SIZE
+    return f"{first}-{first + UID_RANGE_SIZE - 1}"
+
+
 class Daemon:
     """A branchbox daemon on a temporary state dir, stopped by pid at teardown."""
 
@@ -53,18 +65,32 @@ class Daemon:
         self.state = os.path.join(tmp, "state")
         self.log_path = os.path.join(tmp, "daemon.log")
         self.extra_args = list(extra_args)
+        self.uid_range = None if "--uid-range" in self.extra_args else pick_uid_range()
         self.proc = None
         self.port = None
 
     def start(self):
+        for attempt in range(5):
+            try:
+                return self._start()
+            except AssertionError as e:
+                # Another running daemon holds an overlapping range: take another one.
+                if not self.uid_range or "give each daemon its own --uid-range" not in str(e):
+                    raise
+                self.uid_range = pick_uid_range()
+        raise AssertionError("no free uid range for the daemon")
+
+    def _start(self):
         self.log = open(self.log_path, "w")
+        own_range = ["--uid-range", self.uid_range] if self.uid_range else []
         self.proc = subprocess.Popen(
             [BIN, "serve", "--repo", self.repo, "--state", self.state, "--listen", "127.0.0.1:0",
-             *self.extra_args],
+             *own_range, *self.extra_args],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.log.close()
                 raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.read_log()}")
             m = re.search(r"http port (\d+)", self.read_log())
             if m and os.path.exists(self.socket):

@@ -79,11 +79,16 @@ def psql(d, name, sql):
     return env_exec(d, name, "python3", "-c", code, sql).stdout.strip()
 
 
+def cgroup_prefix(d):
+    """The daemon's own cgroups are below branchbox/d-<8 hex of its state dir's sha256>."""
+    return "d-" + hashlib.sha256(os.path.realpath(d.state).encode()).hexdigest()[:8]
+
+
 def leftovers(d, name):
-    """Everything of environment name still on the host."""
+    """Everything of environment name still on the host (other daemons on the host may have an
+    environment of the same name: their cgroups are not ours)."""
     found = []
-    # Only this daemon's cgroups: other daemons on the host keep theirs under their own prefix.
-    prefix = "d-" + hashlib.sha256(d.state.encode()).hexdigest()[:8]
+    prefix = cgroup_prefix(d)
     for pat in [f"/sys/fs/cgroup/*/branchbox/{prefix}/env-{name}", f"/sys/fs/cgroup/branchbox/{prefix}/env-{name}"]:
         found += glob.glob(pat)
     for kind in ("run/netns", "code", "tmp", "logs"):
@@ -243,6 +248,134 @@ def edit_main_config(repo, edit):
     git(repo, "update-ref", "refs/heads/main", "refs/heads/tmp-main-edit")
     git(repo, "branch", "-D", "tmp-main-edit")
     return old
+
+
+def env_processes(d, name):
+    """{pid: (process name, uids, gids)} of every process in environment name's cgroups, each
+    read on the host from /proc/PID/status (real, effective, saved and filesystem ids)."""
+    prefix = cgroup_prefix(d)
+    found = {}
+    for base in (glob.glob(f"/sys/fs/cgroup/*/branchbox/{prefix}/env-{name}") +
+                 glob.glob(f"/sys/fs/cgroup/branchbox/{prefix}/env-{name}")):
+        for sub in os.listdir(base):
+            what = sub.rsplit("-", 1)[0]  # "<process>-<8 hex>"
+            for root, _, files in os.walk(os.path.join(base, sub)):
+                if "cgroup.procs" not in files:
+                    continue
+                for pid in open(os.path.join(root, "cgroup.procs")).read().split():
+                    try:
+                        status = open(f"/proc/{pid}/status").read()
+                    except (FileNotFoundError, ProcessLookupError):
+                        continue  # ended meanwhile
+                    ids = {l.split(":")[0]: tuple(int(x) for x in l.split()[1:])
+                           for l in status.splitlines() if l.startswith(("Uid:", "Gid:"))}
+                    found[int(pid)] = (what, ids["Uid"], ids["Gid"])
+    return found
+
+
+def env_identity(d, name):
+    """(service uid, application uid) of a running environment, checking on the way that every
+    process runs under one uid and gid pair, services under one, applications under another."""
+    info = json.loads(d.cli("env", "info", name, "--json").stdout)
+    kinds = {p["name"]: p["kind"] for p in info["processes"]}
+    procs = env_processes(d, name)
+    # Positive control: every supervised process is there, seen through the cgroups.
+    assert {p["pid"] for p in info["processes"]} <= set(procs), (info["processes"], procs)
+    seen = {"service": set(), "application": set()}
+    for pid, (what, uids, gids) in procs.items():
+        assert len(set(uids)) == 1 and gids == uids, (name, pid, what, uids, gids)
+        seen[kinds[what]].add(uids[0])
+    assert len(seen["service"]) == 1 and len(seen["application"]) == 1, (name, seen)
+    service, app = seen["service"].pop(), seen["application"].pop()
+    assert service != app and 0 not in (service, app)
+    return service, app, info["processes"]
+
+
+def volume_dir(d, name):
+    paths = glob.glob(os.path.join(d.state, "pool", "mnt", "*", name))
+    assert len(paths) == 1, paths
+    return paths[0]
+
+
+def test_environments_never_share_uids(prod):
+    first, last = (int(x) for x in prod.uid_range.split("-"))
+    for b in ("pr-id-a", "pr-id-b", "pr-id-c", "pr-id-d"):
+        git(prod.repo, "branch", "-f", b, "main")
+    # A branch whose build prints who it runs as, then fails.
+    branch_with_config(prod.repo, "pr-id-x", lambda t: t.replace(
+        "python3 -m py_compile *.py", 'echo "build-ids $(id -u) $(id -g)"; exit 3'))
+    obstacle = os.path.join(prod.state, "logs", "pr-id-x", "obstacle")
+    made = []
+    try:
+        for b in ("pr-id-a", "pr-id-b"):
+            prod.cli("env", "create", b, timeout=600)
+            made.append(b)
+        ids = {n: env_identity(prod, n) for n in ("main", "pr-id-a", "pr-id-b")}
+        pairs = [set(v[:2]) for v in ids.values()]
+        for i, a in enumerate(pairs):
+            assert all(first <= u <= last for u in a), (a, prod.uid_range)
+            assert not a & {64000, 64001}  # the former fixed uids of every environment
+            for b in pairs[i + 1:]:
+                assert not a & b, ids
+
+        # The preview's volume is a snapshot stored as production's uids, never chowned...
+        main_db, main_app = ids["main"][:2]
+        a_db, a_app = ids["pr-id-a"][:2]
+        data = os.path.join(volume_dir(prod, "pr-id-a"), "services", "db", "data")
+        for root, dirs, files in os.walk(volume_dir(prod, "pr-id-a")):
+            for e in dirs + files:
+                assert os.lstat(os.path.join(root, e)).st_uid in (0, main_db, main_app), (root, e)
+        # ...including what its PostgreSQL created since (its pid file), and its processes see
+        # all of it as their own (PostgreSQL refuses a data dir another uid owns).
+        assert os.stat(os.path.join(data, "postmaster.pid")).st_uid == main_db
+        db_pid = next(p["pid"] for p in ids["pr-id-a"][2] if p["name"] == "db")
+        seen = os.stat(f"/proc/{db_pid}/root/srv/db/data")
+        assert (seen.st_uid, seen.st_gid) == (a_db, a_db)
+        assert os.stat(data).st_uid == main_db  # positive control: the same dir on the host
+        web_pid = next(p["pid"] for p in ids["pr-id-a"][2] if p["name"] == "web")
+        assert os.stat(f"/proc/{web_pid}/root/app/uploads").st_uid == a_app
+        assert os.stat(os.path.join(volume_dir(prod, "pr-id-a"), "mounts", "web", "uploads")).st_uid == main_app
+        # Fresh per environment, so simply its own: the checkout.
+        code = glob.glob(os.path.join(prod.state, "code", "pr-id-a", "*"))
+        assert code and all(os.stat(c).st_uid == a_app for c in code)
+
+        # A preview whose files cannot all be removed keeps its uids: its create fails, the
+        # teardown cannot remove its logs (a mount point in the way), its row goes anyway.
+        os.makedirs(obstacle)
+        subprocess.run(["mount", "-t", "tmpfs", "obstacle", obstacle], check=True)
+        p = prod.cli("env", "create", "pr-id-x", check=False, timeout=600)
+        assert p.returncode == 1 and "hook build of application web failed" in p.stderr, p.stderr
+        x_app, x_gid = (int(v) for v in re.search(r"build-ids (\d+) (\d+)", p.stderr).groups())
+        assert x_gid == x_app and x_app - 1 not in {u for pair in pairs for u in pair}
+        assert "pr-id-x" not in prod.cli("env", "list").stdout
+        assert os.path.isdir(os.path.dirname(obstacle))  # its files are still there
+        prod.cli("env", "create", "pr-id-c", timeout=600)
+        made.append("pr-id-c")
+        c_ids = set(env_identity(prod, "pr-id-c")[:2])
+        assert not c_ids & {x_app - 1, x_app}, (c_ids, x_app)
+        assert not any(c_ids & pair for pair in pairs)
+
+        # Once nothing of it is left, its uids are free again: the next start removes what
+        # stayed, and the lowest free pair (its own) goes to the next preview.
+        prod.cli("env", "destroy", "pr-id-c", timeout=300)
+        made.remove("pr-id-c")
+        subprocess.run(["umount", obstacle], check=True)
+        prod.stop()
+        prod.start()
+        for n in ["main"] + made:
+            assert wait_ready(prod, n)["state"] == "ready"
+        assert not os.path.exists(os.path.dirname(obstacle))
+        prod.cli("env", "create", "pr-id-d", timeout=600)
+        made.append("pr-id-d")
+        assert env_identity(prod, "pr-id-d")[:2] == (x_app - 1, x_app)
+        # And the restarted environments kept theirs.
+        for n in ("main", "pr-id-a", "pr-id-b"):
+            assert env_identity(prod, n)[:2] == ids[n][:2]
+    finally:
+        if os.path.ismount(obstacle):
+            subprocess.run(["umount", "-l", obstacle], capture_output=True)
+        for n in made:
+            prod.cli("env", "destroy", n, check=False, timeout=300)
 
 
 def test_sanitize_failure_leaves_nothing(prod):

@@ -42,20 +42,16 @@ static bool need_root(void)
 	return false;
 }
 
-/* Run argv in a sandbox, capture stdout (up to 4 KiB), return the exit status. */
-static int run_capture(char *const *argv, int netns_fd, char *out, size_t size)
+/* Run spec in a sandbox, capture stdout (up to size - 1 bytes), return the exit status. */
+static int spec_capture(SandboxSpec *spec, char *out, size_t size)
 {
-	SandboxSpec spec;
-	sandbox_spec_init(&spec);
-	spec.argv = argv;
-	spec.netns_fd = netns_fd;
-	spec.no_pdeathsig = true; /* spawned from short-lived test threads */
+	spec->no_pdeathsig = true; /* spawned from short-lived test threads */
 	int p[2];
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	spec.stdout_fd = p[1];
+	spec->stdout_fd = p[1];
 	Sandbox *sb = NULL;
 	BbxError err = BBX_ERROR_INIT;
-	int r = sandbox_spawn(&spec, &sb, &err);
+	int r = sandbox_spawn(spec, &sb, &err);
 	if (r < 0)
 		fail_msg("spawn: %s", bbx_error_message(&err, r));
 	close(p[1]);
@@ -72,6 +68,15 @@ static int run_capture(char *const *argv, int netns_fd, char *out, size_t size)
 	assert_int_equal(sandbox_wait(sb, &status, &err), 0);
 	sandbox_free(sb);
 	return status;
+}
+
+static int run_capture(char *const *argv, int netns_fd, char *out, size_t size)
+{
+	SandboxSpec spec;
+	sandbox_spec_init(&spec);
+	spec.argv = argv;
+	spec.netns_fd = netns_fd;
+	return spec_capture(&spec, out, size);
 }
 
 static void *spawn_thread(void *arg)
@@ -466,6 +471,82 @@ static void test_init_is_a_fresh_image(void **state)
 	free(secret);
 }
 
+/*
+ * An idmapped bind: a tree stored as one owner is used by the sandbox's own uid without a
+ * single chown, and what the sandbox writes is stored as the tree's owner again.
+ */
+#define STORED_ID 2000000001u
+#define SANDBOX_ID 2000000002u
+
+static void test_idmapped_bind(void **state)
+{
+	if (!need_root())
+		return;
+	char dir[64], data[80], path[128];
+	snprintf(dir, sizeof(dir), "/tmp/bbx-idmap-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(data, sizeof(data), "%s/data", dir);
+	assert_int_equal(mkdir(data, 0700), 0);
+	assert_int_equal(chown(data, STORED_ID, STORED_ID), 0);
+	snprintf(path, sizeof(path), "%s/f", data);
+	assert_int_equal(write_file_atomic(path, "stored\n", 7, 0600), 0);
+	assert_int_equal(chown(path, STORED_ID, STORED_ID), 0);
+
+	char *const argv[] = {
+		"/bin/sh", "-c",
+		"stat -c %u:%g /data; cat /data/f 2>/dev/null && echo written > /data/g && id -u",
+		NULL};
+	SandboxBind rw = {.source = data, .target = "/data", .idmapped = true};
+	SandboxSpec spec;
+	sandbox_spec_init(&spec);
+	spec.argv = argv;
+	spec.uid = SANDBOX_ID;
+	spec.rw = &rw;
+	spec.n_rw = 1;
+	spec.idmap[0] = (SandboxIdmap){.stored_id = STORED_ID, .id = SANDBOX_ID};
+	spec.n_idmap = 1;
+	char out[256];
+	assert_int_equal(spec_capture(&spec, out, sizeof(out)), 0);
+	char want[128];
+	snprintf(want, sizeof(want), "%u:%u\nstored\n%u\n", SANDBOX_ID, SANDBOX_ID, SANDBOX_ID);
+	assert_string_equal(out, want);
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/g", data);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_uid, STORED_ID);
+	assert_int_equal(st.st_gid, STORED_ID);
+	assert_int_equal(stat(data, &st), 0);
+	assert_int_equal(st.st_uid, STORED_ID); /* the tree itself was not touched */
+
+	/* Positive control: the same bind without the idmap is the stored owner's, closed to
+	 * the sandbox's uid. */
+	rw.idmapped = false;
+	assert_int_not_equal(spec_capture(&spec, out, sizeof(out)), 0);
+	snprintf(want, sizeof(want), "%u:%u\n", STORED_ID, STORED_ID);
+	assert_string_equal(out, want);
+
+	/* Fail closed: an idmapped bind without a usable map never starts. */
+	Sandbox *sb = NULL;
+	BbxError err = BBX_ERROR_INIT;
+	rw.idmapped = true;
+	spec.n_idmap = 0;
+	assert_int_equal(sandbox_spawn(&spec, &sb, &err), -EINVAL);
+	assert_null(sb);
+	assert_non_null(strstr(err.message, "no idmap"));
+	spec.idmap[0] = (SandboxIdmap){.stored_id = 0, .id = SANDBOX_ID};
+	spec.n_idmap = 1;
+	BbxError err2 = BBX_ERROR_INIT;
+	assert_int_equal(sandbox_spawn(&spec, &sb, &err2), -EINVAL);
+	assert_non_null(strstr(err2.message, "not mappable"));
+	spec.idmap[0] = (SandboxIdmap){.stored_id = STORED_ID, .id = SANDBOX_ID};
+	spec.idmap[1] = (SandboxIdmap){.stored_id = STORED_ID + 5, .id = SANDBOX_ID};
+	spec.n_idmap = 2;
+	BbxError err3 = BBX_ERROR_INIT;
+	assert_int_equal(sandbox_spawn(&spec, &sb, &err3), -EINVAL);
+	assert_non_null(strstr(err3.message, "overlaps"));
+	assert_int_equal(rm_rf(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -475,6 +556,7 @@ int main(void)
 		cmocka_unit_test(test_free_kills_running_sandbox),
 		cmocka_unit_test(test_setup_failure_reports_step),
 		cmocka_unit_test(test_real_cgroup2_without_controllers),
+		cmocka_unit_test(test_idmapped_bind),
 		cmocka_unit_test(test_init_is_a_fresh_image),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

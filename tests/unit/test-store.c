@@ -9,9 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "environments.h"
 #include "file-util.h"
 #include "journal.h"
 #include "store.h"
+#include "strv.h"
+#include "uids.h"
 
 static char dir[64];
 
@@ -47,8 +50,9 @@ static void test_fresh(void **state)
 	assert_int_equal(store_schema_version(s), store_latest_version());
 	assert_true(store_latest_version() >= 2);
 	assert_int_equal(count_rows(s, "SELECT count(*) FROM sqlite_master WHERE name IN "
-				       "('environments','proposals','tokens','operations','audit','meta')"),
-			 6);
+				       "('environments','proposals','tokens','operations','audit','meta',"
+				       "'uid_allocations')"),
+			 7);
 	assert_int_equal(count_rows(s, "PRAGMA foreign_keys"), 1);
 	/* WAL + FULL: synchronous=2 */
 	assert_int_equal(count_rows(s, "PRAGMA synchronous"), 2);
@@ -72,6 +76,22 @@ static void test_upgrade_keeps_data(void **state)
 	assert_int_equal(store_schema_version(s), store_latest_version());
 	assert_int_equal(count_rows(s, "SELECT count(*) FROM environments WHERE name = 'main'"), 1);
 	assert_int_equal(count_rows(s, "SELECT count(*) FROM sqlite_master WHERE name = 'operations_pending'"), 1);
+
+	/* A row from before per-environment uids: its volume is the former fixed pair's, and
+	 * it gets a pair of its own (once) when it starts. */
+	EnvRecord rec;
+	assert_int_equal(env_record_get(s, "main", &rec, &err), 0);
+	assert_int_equal(rec.uid, 0);
+	assert_int_equal(rec.volume_uid, 64000);
+	env_record_done(&rec);
+	UidRange range = { 100000, 100009 };
+	uint32_t uid = 0, again = 0;
+	assert_int_equal(env_record_assign_uid(s, "main", &range, &uid, &err), 0);
+	assert_int_equal(uid, 100000);
+	assert_int_equal(env_record_assign_uid(s, "main", &range, &again, &err), 0);
+	assert_int_equal(again, 100000);
+	assert_int_equal(count_rows(s, "SELECT count(*) FROM uid_allocations"), 1);
+	assert_int_equal(env_record_assign_uid(s, "nosuch", &range, &uid, NULL), -ENOENT);
 	store_free(s);
 
 	/* reopening an up-to-date database is a no-op */
@@ -123,6 +143,105 @@ static void test_journal(void **state)
 	journal_entries_free(v, n);
 }
 
+static int insert_env(Store *s, const char *name, const char *parent, const UidRange *range,
+		      EnvRecord *ret)
+{
+	EnvRecord r = { .name = (char *)name, .kind = parent ? "preview" : "production",
+			.branch = (char *)name, .parent = (char *)parent, .state = "creating",
+			.created_at = 1, .updated_at = 1 };
+	int k = env_record_insert(s, &r, range, NULL);
+	if (ret)
+		*ret = r;
+	return k;
+}
+
+/*
+ * The allocator: a pair per environment, the lowest free first, never one of a row or of a
+ * volume stored as it, released only after the files are gone and with the last row
+ * holding it.
+ */
+static void test_uid_allocation(void **state)
+{
+	_cleanup_(store_freep) Store *s = NULL;
+	BbxError err = BBX_ERROR_INIT;
+	UidRange range = { 100000, 100005 }; /* three pairs */
+	EnvRecord r;
+
+	assert_int_equal(store_open(dir, &s, &err), 0);
+	assert_int_equal(insert_env(s, "main", NULL, &range, &r), 0);
+	assert_int_equal(r.uid, 100000);
+	assert_int_equal(r.volume_uid, 100000);
+	/* A preview runs as its own pair; its volume is a snapshot stored as its parent's. */
+	assert_int_equal(insert_env(s, "p1", "main", &range, &r), 0);
+	assert_int_equal(r.uid, 100002);
+	assert_int_equal(r.volume_uid, 100000);
+	assert_int_equal(insert_env(s, "p2", "p1", &range, &r), 0);
+	assert_int_equal(r.uid, 100004);
+	assert_int_equal(r.volume_uid, 100000);
+	EnvRecord got;
+	assert_int_equal(env_record_get(s, "p2", &got, &err), 0);
+	assert_int_equal(got.uid, 100004);
+	assert_int_equal(got.volume_uid, 100000);
+	env_record_done(&got);
+
+	/* Refused inserts take nothing: a full range, a taken name, a missing parent. */
+	BbxError e1 = BBX_ERROR_INIT;
+	assert_int_equal(env_record_insert(s, &(EnvRecord){ .name = "p3", .kind = "preview", .branch = "p3",
+							     .parent = "main", .state = "creating" },
+					   &range, &e1),
+			 -ENOSPC);
+	assert_non_null(strstr(e1.message, "100000-100005"));
+	range.last = 100009;
+	assert_int_equal(insert_env(s, "p1", "main", &range, NULL), -EEXIST);
+	assert_int_equal(insert_env(s, "p3", "nosuch", &range, NULL), -ENOENT);
+	assert_int_equal(count_rows(s, "SELECT count(*) FROM uid_allocations"), 3);
+	assert_int_equal(count_rows(s, "SELECT count(*) FROM environments"), 3);
+	range.last = 100005;
+
+	/* A row deleted without a teardown that removed its files (a crash, a failed
+	 * teardown) keeps its pair: nothing new may run as the owner of what is left. */
+	assert_int_equal(env_record_delete(s, "p1", &err), 0);
+	assert_int_equal(insert_env(s, "p3", "main", &range, NULL), -ENOSPC);
+	char **orphans = NULL;
+	assert_int_equal(uid_allocation_orphans(s, &orphans, &err), 0);
+	assert_non_null(orphans);
+	assert_string_equal(orphans[0], "p1");
+	assert_null(orphans[1]);
+	strv_free(orphans);
+	/* Once its files are gone, the pair is free again, and the lowest free one is reused. */
+	assert_int_equal(uid_allocation_files_gone(s, "p1", &err), 0);
+	assert_int_equal(uid_allocation_sweep(s, &err), 1);
+	assert_int_equal(insert_env(s, "p3", "main", &range, &r), 0);
+	assert_int_equal(r.uid, 100002);
+
+	/* Files gone but the row still there (a crash between teardown and delete): held. */
+	assert_int_equal(uid_allocation_files_gone(s, "p3", &err), 0);
+	assert_int_equal(uid_allocation_sweep(s, &err), 0);
+	assert_int_equal(env_record_delete(s, "p3", &err), 0); /* releases with the row */
+	assert_int_equal(count_rows(s, "SELECT count(*) FROM uid_allocations WHERE uid = 100002"), 0);
+
+	/* Production gone: its pair stays while a preview's volume is stored as it. */
+	assert_int_equal(uid_allocation_files_gone(s, "main", &err), 0);
+	assert_int_equal(env_record_delete(s, "main", &err), 0);
+	assert_int_equal(count_rows(s, "SELECT count(*) FROM uid_allocations WHERE uid = 100000"), 1);
+	assert_int_equal(insert_env(s, "p4", NULL, &range, &r), 0);
+	assert_int_equal(r.uid, 100002);
+	assert_int_equal(uid_allocation_files_gone(s, "p2", &err), 0);
+	assert_int_equal(env_record_delete(s, "p2", &err), 0);
+	assert_int_equal(count_rows(s, "SELECT count(*) FROM uid_allocations"), 1); /* p4's */
+
+	/* A pair taken under another range at an odd offset is stepped around. */
+	store_lock(s);
+	assert_int_equal(store_exec(s, "INSERT INTO uid_allocations (uid, environment, created_at) "
+				       "VALUES (100005, 'old', 1)", &err), 0);
+	store_unlock(s);
+	UidRange wide = { 100000, 100011 };
+	assert_int_equal(insert_env(s, "p5", NULL, &wide, &r), 0);
+	assert_int_equal(r.uid, 100000);
+	assert_int_equal(insert_env(s, "p6", NULL, &wide, &r), 0);
+	assert_int_equal(r.uid, 100007);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -130,6 +249,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_upgrade_keeps_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uid_allocation, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
