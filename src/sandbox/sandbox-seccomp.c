@@ -480,7 +480,7 @@ static int add_table(scmp_filter_ctx ctx, uint32_t action, const char *const *na
 		     const char **ret_what, BbxError *err)
 {
 	for (size_t i = 0; names[i]; i++) {
-		int nr, r;
+		int nr = -1, r;
 		r = sandbox_seccomp_resolve(names[i], &nr, err);
 		if (r < 0)
 			return r;
