@@ -24,12 +24,17 @@ build: deps $(BUILD)/build.ninja
 	@ninja -C $(BUILD) --quiet
 
 $(CHECK_BUILD)/build.ninja:
-	meson setup $(CHECK_BUILD) -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+	meson setup $(CHECK_BUILD) -Db_sanitize=address,undefined -Db_lundef=false -Ddebug_hooks=true >/dev/null
 
 $(VALGRIND_BUILD)/build.ninja:
 	meson setup $(VALGRIND_BUILD) -Dbuildtype=debugoptimized -Dfuzz_corpus_runner=false >/dev/null
 
+# A check build set up before debug_hooks existed gets it turned on (the crash tests need it).
 check: deps $(CHECK_BUILD)/build.ninja $(VALGRIND_BUILD)/build.ninja
+	@ninja -C $(CHECK_BUILD) --quiet build.ninja
+	@meson introspect --buildoptions $(CHECK_BUILD) | python3 -c 'import json, sys; \
+		sys.exit(not any(o["name"] == "debug_hooks" and o["value"] for o in json.load(sys.stdin)))' \
+		|| meson configure $(CHECK_BUILD) -Ddebug_hooks=true >/dev/null
 	@ninja -C $(CHECK_BUILD) --quiet
 	@ninja -C $(VALGRIND_BUILD) --quiet
 	@./scripts/run-tests $(CHECK_BUILD) --valgrind $(VALGRIND_BUILD)

@@ -39,21 +39,36 @@ cleanup() {
 trap cleanup EXIT
 git init -q "$TMP/repo"
 
-start() { # name binary -> sets PORT
-	"$2" serve --repo "$TMP/repo" --state "$TMP/$1" --listen 127.0.0.1:0 >"$TMP/$1.log" 2>&1 &
+start() { # name binary [serve options...] -> sets PORT
+	local name=$1 bin=$2
+	shift 2
+	"$bin" serve --repo "$TMP/repo" --state "$TMP/$name" --listen 127.0.0.1:0 "$@" >"$TMP/$name.log" 2>&1 &
 	PIDS+=($!)
 	for _ in $(seq 100); do
-		PORT=$(sed -n 's/.*http port \([0-9]*\).*/\1/p' "$TMP/$1.log")
-		[ -n "$PORT" ] && [ -S "$TMP/$1/branchbox.sock" ] && break
+		PORT=$(sed -n 's/.*http port \([0-9]*\).*/\1/p' "$TMP/$name.log")
+		[ -n "$PORT" ] && [ -S "$TMP/$name/branchbox.sock" ] && break
 		sleep 0.1
 	done
-	[ -n "$PORT" ] || { cat "$TMP/$1.log" >&2; exit 1; }
-	sqlite3 "$TMP/$1/state.db" "INSERT INTO environments (name, kind, branch, state, created_at, updated_at) \
+	[ -n "$PORT" ] || { cat "$TMP/$name.log" >&2; exit 1; }
+	sqlite3 "$TMP/$name/state.db" "INSERT INTO environments (name, kind, branch, state, created_at, updated_at) \
 		VALUES ('pr-1', 'preview', 'pr-1', 'ready', 1, 1)"
 }
+# The no-auth build refuses to start unless told so in as many words.
+rc=0
+timeout 20 "$NOAUTH/src/cli/branchbox" serve --repo "$TMP/repo" --state "$TMP/refused" \
+	--listen 127.0.0.1:0 >"$TMP/refused.log" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q -- "--insecure-no-auth" "$TMP/refused.log" ||
+	{ echo "bench/auth.sh: the noauth build started without --insecure-no-auth" >&2; exit 1; }
 start auth "$BUILD/src/cli/branchbox"; AUTH_PORT=$PORT
-start noauth "$NOAUTH/src/cli/branchbox"; NOAUTH_PORT=$PORT
+start noauth "$NOAUTH/src/cli/branchbox" --insecure-no-auth; NOAUTH_PORT=$PORT
 grep -q "bench_noauth" "$TMP/noauth.log" || { echo "bench/auth.sh: the noauth daemon did not warn" >&2; exit 1; }
+/usr/bin/python3 - "$NOAUTH_PORT" "$ROUTE" <<'PY' || { echo "bench/auth.sh: the noauth daemon's answers are not marked insecure" >&2; exit 1; }
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=10)
+c.request("GET", sys.argv[2])
+r = c.getresponse()
+sys.exit(0 if r.status == 200 and r.getheader("X-Branchbox-Insecure") == "no-auth" else 1)
+PY
 TOKEN=$("$BUILD/src/cli/branchbox" token --state "$TMP/auth" create --agent bench --env 'pr-*' \
 	--verbs env:read --ttl 1h 2>/dev/null)
 

@@ -6,8 +6,15 @@
  * address where only tokens count.
  *
  * Every request goes one way: parse (bounded) -> route -> authenticate -> authorize
- * (out-of-scope answers exactly like not found) -> handler -> audit -> answer. If the
- * audit record cannot be written, the request fails with 500 and its result is not sent.
+ * (out-of-scope answers exactly like not found) -> handler -> audit -> answer. Everything
+ * up to authorization is decided from the request line and headers alone, before any of
+ * the body is read: a refused request is answered without the body being consumed. A
+ * control character in the request target (raw or %-decoded) is refused with 400 before
+ * routing. The handler of a route with side effects outside the database (ROUTE_INTENT)
+ * records an intent (api_request_intent) before it acts and the dispatcher the outcome
+ * after, under the same request id. If an audit record cannot be written, the request
+ * fails with 500 and its result is not sent; if the intent cannot be written, nothing is
+ * done.
  *
  * Threads: one per connection; handlers run concurrently and must be thread-safe.
  */
@@ -54,8 +61,11 @@ typedef struct ApiRequest {
 	const char *body;		/* NUL-terminated, may be "" */
 	size_t body_len;
 	void *connection;		/* for api_request_header()/api_request_query() */
+	const char *action;		/* the route's audit action */
 	/* Set by the handler when it appended its own audit record inside its transaction. */
 	bool audited;
+	/* Set by api_request_intent(). */
+	bool intent_recorded;
 	/* What the audit record names, set by the dispatcher (handlers may refine). */
 	char resource[160];
 } ApiRequest;
@@ -71,11 +81,20 @@ typedef struct ApiResponse {
 } ApiResponse;
 
 const char *api_request_header(const ApiRequest *req, const char *name);
+/* The value and its length, which counts bytes after an embedded NUL; NULL when absent. */
+const char *api_request_header_n(const ApiRequest *req, const char *name, size_t *ret_len);
 const char *api_request_query(const ApiRequest *req, const char *name);
 /* The query string as the client sent it ("" or "?a=b&c"), re-encoded; caller frees. */
 char *api_request_query_string(const ApiRequest *req);
 /* A JSON string from bytes that may not be valid UTF-8 (bad bytes become U+FFFD). */
 json_t *api_json_string_lossy(const char *data, size_t n);
+/*
+ * For the handler of a ROUTE_INTENT route, right before it acts (after it has checked the
+ * request and set req->resource): append and commit the intent record. < 0 when it could
+ * not be written; resp then holds the 500 and the handler must return without acting. A
+ * ROUTE_INTENT handler that succeeds without calling this is answered 500.
+ */
+int api_request_intent(ApiRequest *req, ApiResponse *resp);
 /* Parse the body as a JSON object (depth and size bounded); 400 with a message otherwise. */
 int api_request_json(const ApiRequest *req, ApiResponse *resp, json_t **ret);
 
@@ -93,6 +112,7 @@ typedef int (*ApiHandler)(ApiRequest *req, ApiResponse *resp);
 enum {
 	ROUTE_PUBLIC = 1u << 0,		/* no authentication (health) */
 	ROUTE_ROOT_ONLY = 1u << 1,	/* only the bootstrap admin on the unix socket */
+	ROUTE_INTENT = 1u << 2,		/* acts outside the database (api_request_intent) */
 };
 
 typedef struct ApiRoute {

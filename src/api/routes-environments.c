@@ -96,6 +96,8 @@ int route_environment_create(ApiRequest *req, ApiResponse *resp)
 		api_reply_not_found(resp, "environment", from);
 		goto out;
 	}
+	if (api_request_intent(req, resp) < 0)
+		goto out;
 	EnvCreateOptions o = { .name = name, .parent = from, .branch = branch, .created_by = req->principal->name };
 	r = environment_create(req->core, &o, &info, &err);
 	if (r < 0) {
@@ -114,6 +116,8 @@ out:
 int route_environment_delete(ApiRequest *req, ApiResponse *resp)
 {
 	BbxError err = BBX_ERROR_INIT;
+	if (api_request_intent(req, resp) < 0)
+		return 0;
 	int r = environment_destroy(req->core, req->params[0], &err);
 	if (r < 0)
 		return reply_env_error(req, resp, req->params[0], r, &err);
@@ -123,6 +127,8 @@ int route_environment_delete(ApiRequest *req, ApiResponse *resp)
 int route_environment_stop(ApiRequest *req, ApiResponse *resp)
 {
 	BbxError err = BBX_ERROR_INIT;
+	if (api_request_intent(req, resp) < 0)
+		return 0;
 	int r = environment_stop(req->core, req->params[0], &err);
 	if (r < 0)
 		return reply_env_error(req, resp, req->params[0], r, &err);
@@ -132,6 +138,8 @@ int route_environment_stop(ApiRequest *req, ApiResponse *resp)
 int route_environment_start(ApiRequest *req, ApiResponse *resp)
 {
 	BbxError err = BBX_ERROR_INIT;
+	if (api_request_intent(req, resp) < 0)
+		return 0;
 	int r = environment_start(req->core, req->params[0], &err);
 	if (r < 0)
 		return reply_env_error(req, resp, req->params[0], r, &err);
@@ -172,6 +180,8 @@ int route_environment_exec(ApiRequest *req, ApiResponse *resp)
 		api_reply_error(resp, 400, "invalid", "request body: 'timeout' must be seconds between 1 and 3600");
 		goto out;
 	}
+	if (api_request_intent(req, resp) < 0)
+		goto out;
 	EnvExecOptions o = { .name = req->params[0], .application = app, .argv = argv, .stdin_data = in,
 			     .timeout_sec = (uint64_t)timeout };
 	r = environment_exec(req->core, &o, &res, &err);
@@ -225,6 +235,8 @@ int route_deploy(ApiRequest *req, ApiResponse *resp)
 		return api_reply_not_found(resp, "environment", prod);
 	if (d == POLICY_FORBIDDEN)
 		return api_reply_error(resp, 403, "forbidden", "this token may not env:write");
+	if (api_request_intent(req, resp) < 0)
+		return 0;
 	int r = environment_deploy(req->core, &info, &err);
 	if (r < 0)
 		return api_reply_bbx_error(resp, r, &err);

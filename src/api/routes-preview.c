@@ -20,6 +20,37 @@
 
 static const char *const forwarded_headers[] = { "Content-Type", "Accept", "Accept-Language", "User-Agent", NULL };
 
+static bool has_control(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f)
+			return true;
+	return false;
+}
+
+/*
+ * The decoded path, encoded again for the upstream request line: a byte that is not
+ * allowed in a path segment (space, '?', '#', '%', non-ASCII, ...) becomes %XX, so the
+ * path the client meant is the only thing that reaches the preview's request line.
+ */
+static int append_path(StrBuf *sb, const char *path)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+		int r;
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr("-._~!$&'()*+,;=:@/", *p))
+			r = strbuf_putc(sb, (char)*p);
+		else {
+			char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+			r = strbuf_append(sb, e, 3);
+		}
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 int route_preview_proxy(ApiRequest *req, ApiResponse *resp)
 {
 	BbxError err = BBX_ERROR_INIT;
@@ -35,6 +66,24 @@ int route_preview_proxy(ApiRequest *req, ApiResponse *resp)
 	if (!*rest)
 		rest = "/";
 	_cleanup_free_ char *query = api_request_query_string(req);
+	if (!query)
+		return -ENOMEM;
+
+	/*
+	 * Nothing with a control character goes upstream: the dispatcher refused one in the
+	 * path or query already; a forwarded header with one is refused here, before the
+	 * preview is even connected, rather than dropped (a request smuggled into the
+	 * preview's application must fail loudly, not half-succeed).
+	 */
+	for (const char *const *h = forwarded_headers; *h; h++) {
+		size_t n = 0;
+		const char *v = api_request_header_n(req, *h, &n);
+		if (v && has_control(v, n))
+			return api_reply_error(
+				resp, 400, "invalid",
+				"header %s: control characters (0x00-0x1f, 0x7f) are not allowed",
+				*h);
+	}
 
 	r = environment_connect_app(req->core, name, &fd, &err);
 	if (r < 0) {
@@ -43,19 +92,28 @@ int route_preview_proxy(ApiRequest *req, ApiResponse *resp)
 		return api_reply_error(resp, 502, "bad_gateway", "%s", bbx_error_message(&err, r));
 	}
 
-	(void)strbuf_appendf(&out, "%s %s%s HTTP/1.0\r\nHost: %s.preview\r\nX-Forwarded-Prefix: /preview/%s\r\nConnection: close\r\n",
-			     req->method, rest, query ? query : "", name, name);
-	for (const char *const *h = forwarded_headers; *h; h++) {
+	/* Any failed append stops here: a request cut short is never sent. */
+	r = strbuf_appendf(&out, "%s ", req->method);
+	if (r >= 0)
+		r = append_path(&out, rest);
+	if (r >= 0)
+		r = strbuf_appendf(&out,
+				   "%s HTTP/1.0\r\nHost: %s.preview\r\nX-Forwarded-Prefix: "
+				   "/preview/%s\r\nConnection: close\r\n",
+				   query, name, name);
+	for (const char *const *h = forwarded_headers; r >= 0 && *h; h++) {
 		const char *v = api_request_header(req, *h);
-		if (v && !strpbrk(v, "\r\n"))
-			(void)strbuf_appendf(&out, "%s: %s\r\n", *h, v);
+		if (v)
+			r = strbuf_appendf(&out, "%s: %s\r\n", *h, v);
 	}
-	if (req->body_len)
-		(void)strbuf_appendf(&out, "Content-Length: %zu\r\n", req->body_len);
-	(void)strbuf_puts(&out, "\r\n");
-	(void)strbuf_append(&out, req->body, req->body_len);
-	if (!out.buf)
-		return -ENOMEM;
+	if (r >= 0 && req->body_len)
+		r = strbuf_appendf(&out, "Content-Length: %zu\r\n", req->body_len);
+	if (r >= 0)
+		r = strbuf_puts(&out, "\r\n");
+	if (r >= 0)
+		r = strbuf_append(&out, req->body, req->body_len);
+	if (r < 0)
+		return r;
 	r = write_all(fd, out.buf, out.len);
 	if (r < 0)
 		return api_reply_error(resp, 502, "bad_gateway", "sending to the preview: %s", strerror(-r));

@@ -45,13 +45,34 @@ typedef struct Exchange {
 	StrBuf body;
 	bool too_large;
 	bool started;		/* the access handler saw the headers */
-	bool dispatched;	/* the request went through dispatch() and was audited there */
-	char url[256];		/* as first seen, truncated, for requests the HTTP layer rejects */
+	bool admitted;		/* routed, authenticated and authorized from the headers alone */
+	bool answered;		/* by admit() or run(), and recorded there if it needs it */
+	bool url_control;	/* a control character in the target, raw or %-decoded */
+	char url[256];		/* as first seen, raw, truncated, for requests refused early */
+	/* Decided when the headers arrived, before any of the body was read. */
+	const ApiRoute *route;
+	Principal principal;
+	ApiRequest req;
+	char request_id[33];
+	char pathbuf[API_MAX_URL + 1];	 /* the {param} values of req.params */
+	char rewritten[API_MAX_URL + 1]; /* "/preview/NAME/..." for a preview host, or "" */
 } Exchange;
 
 const char *api_request_header(const ApiRequest *req, const char *name)
 {
 	return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
+}
+
+const char *api_request_header_n(const ApiRequest *req, const char *name, size_t *ret_len)
+{
+	const char *v = NULL;
+	size_t n = 0;
+
+	if (MHD_lookup_connection_value_n(req->connection, MHD_HEADER_KIND, name, strlen(name), &v,
+					  &n) != MHD_YES)
+		return NULL;
+	*ret_len = n;
+	return v;
 }
 
 const char *api_request_query(const ApiRequest *req, const char *name)
@@ -325,6 +346,10 @@ static enum MHD_Result send_response(struct MHD_Connection *c, ApiResponse *resp
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	if (resp->status == 401)
 		MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+#if BRANCHBOX_BENCH_NOAUTH
+	/* Whoever reads any answer of this build can tell that nothing was checked. */
+	MHD_add_response_header(r, "X-Branchbox-Insecure", "no-auth");
+#endif
 	enum MHD_Result ret = MHD_queue_response(c, resp->status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -352,107 +377,199 @@ static bool preview_host_rewrite(ApiServer *s, struct MHD_Connection *c, const c
 	return k > 0 && (size_t)k < size;
 }
 
-static void dispatch(Listener *l, struct MHD_Connection *c, const char *method, const char *url,
-		     Exchange *ex, ApiResponse *resp)
+/* Refused with 400 before routing: no control character reaches a handler, the preview's
+ * upstream request line or the audit record, decoded or not. */
+static bool byte_is_control(unsigned char ch)
+{
+	return ch < 0x20 || ch == 0x7f;
+}
+
+static int hex_value(unsigned char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	ch |= 0x20;
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}
+
+/* A control character in the raw request target or in what its %XX escapes decode to. */
+static bool uri_has_control(const char *uri)
+{
+	for (const unsigned char *p = (const unsigned char *)uri; *p; p++) {
+		unsigned char ch = *p;
+		if (ch == '%' && hex_value(p[1]) >= 0 && hex_value(p[2]) >= 0) {
+			ch = (unsigned char)(hex_value(p[1]) << 4 | hex_value(p[2]));
+			p += 2;
+		}
+		if (byte_is_control(ch))
+			return true;
+	}
+	return false;
+}
+
+/* The raw target with control bytes escaped, for the record of a request refused for them. */
+static void uri_printable(const char *uri, char *buf, size_t size)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+
+	for (const unsigned char *p = (const unsigned char *)uri; *p && n + 4 < size; p++) {
+		if (byte_is_control(*p)) {
+			buf[n++] = '%';
+			buf[n++] = hex[*p >> 4];
+			buf[n++] = hex[*p & 15];
+		} else
+			buf[n++] = (char)*p;
+	}
+	buf[n] = '\0';
+}
+
+static int record(const ApiRequest *req, const char *resource, const char *action,
+		  const char *decision, const char *reason, const char *outcome, BbxError *err)
+{
+	if (!resource)
+		resource = req->resource[0] ? req->resource : req->path;
+	AuditRecord rec = {
+		.request_id = req->request_id,
+		.principal = req->principal,
+		.interface = req->interface,
+		.action = action,
+		.resource = resource,
+		.decision = decision,
+		.reason = reason && reason[0] ? reason : NULL,
+		.request_digest = req->request_digest,
+		.outcome = outcome,
+	};
+	return audit_append(req->core, &rec, NULL, err);
+}
+
+/* Drop a handler's raw or text answer, so an error replacing it is sent as JSON. */
+static void reply_drop_body(ApiResponse *resp)
+{
+	free(resp->text);
+	resp->text = NULL;
+	free(resp->raw);
+	resp->raw = NULL;
+	resp->content_type = NULL;
+}
+
+static void reply_audit_unavailable(ApiResponse *resp)
+{
+	reply_drop_body(resp);
+	api_reply_error(
+		resp, 500, "audit_unavailable",
+		"the request could not be recorded in the audit log, so it was not performed");
+}
+
+/*
+ * Everything that can be decided from the request line and the headers, before one byte
+ * of the body is read: refusal of control characters, routing, authentication and
+ * authorization. A request refused here is recorded and answered at once; libmicrohttpd
+ * then closes the connection instead of reading the body, so an unauthenticated client
+ * cannot make the daemon buffer anything. Sets ex->admitted, or fills resp.
+ */
+static void admit(Listener *l, struct MHD_Connection *c, const char *method, const char *url,
+		  Exchange *ex, ApiResponse *resp)
 {
 	ApiServer *s = l->server;
-	Principal principal = { 0 };
+	ApiRequest *req = &ex->req;
 	BbxError err = BBX_ERROR_INIT;
-	char pathbuf[API_MAX_URL + 1], request_id[33], digest[65], outcome[8];
-	unsigned char rid[16];
 	bool path_matched = false;
-	const char *decision = "allow";
-	int r;
+	unsigned char rid[16];
 
 	randombytes_buf(rid, sizeof(rid));
-	sodium_bin2hex(request_id, sizeof(request_id), rid, sizeof(rid));
+	sodium_bin2hex(ex->request_id, sizeof(ex->request_id), rid, sizeof(rid));
 
 	/* Ingress by name: "Host: NAME.<preview domain>" is the preview proxy for NAME. */
-	char rewritten[API_MAX_URL + 1];
-	if (preview_host_rewrite(s, c, url, rewritten, sizeof(rewritten)))
-		url = rewritten;
-
-	ApiRequest req = {
+	if (preview_host_rewrite(s, c, url, ex->rewritten, sizeof(ex->rewritten)))
+		url = ex->rewritten;
+	*req = (ApiRequest){
 		.core = s->core,
 		.method = method,
 		.path = url,
 		.interface = origin_interface(l->origin, c, url),
-		.request_id = request_id,
-		.principal = &principal,
-		.body = strbuf_str(&ex->body),
-		.body_len = ex->body.len,
+		.request_id = ex->request_id,
+		.principal = &ex->principal,
+		.body = "",
 		.connection = c,
 	};
-	request_digest(method, url, req.body, req.body_len, digest);
-	req.request_digest = digest;
-	ex->dispatched = true;
+
+	static const char control_message[] = "request path or query: control characters "
+					      "(0x00-0x1f, 0x7f) are not allowed, encoded or not";
 
 #if BRANCHBOX_BENCH_NOAUTH
 	/* Bench-only build: no authentication, authorization or audit at all. */
-	{
-		const ApiRoute *br = api_route_match(method, url, pathbuf, sizeof(pathbuf), req.params,
-						     &path_matched);
-		principal.kind = PRINCIPAL_ROOT;
-		principal.verbs = VERB_ALL;
-		snprintf(principal.name, sizeof(principal.name), "root");
-		if (br)
-			r = br->handler(&req, resp);
-		else
-			api_reply_error(resp, 404, "not_found", "no such route: %s %s", method, url);
-		if (resp->status == 0)
-			api_reply_error(resp, 500, "internal", "handler produced no answer");
-		(void)decision;
-		(void)err;
-		(void)outcome;
+	if (ex->url_control) {
+		api_reply_error(resp, 400, "invalid", "%s", control_message);
 		return;
 	}
+	ex->route = api_route_match(method, url, ex->pathbuf, sizeof(ex->pathbuf), req->params,
+				    &path_matched);
+	ex->principal.kind = PRINCIPAL_ROOT;
+	ex->principal.verbs = VERB_ALL;
+	snprintf(ex->principal.name, sizeof(ex->principal.name), "root");
+	if (ex->route) {
+		req->action = ex->route->action;
+		ex->admitted = true;
+	} else
+		api_reply_error(resp, 404, "not_found", "no such route: %s %s", method, url);
+	(void)err;
+	return;
 #endif
 
 	const ApiRoute *route = NULL;
-	if (strlen(url) > API_MAX_URL) {
+	if (ex->url_control)
+		api_reply_error(resp, 400, "invalid", "%s", control_message);
+	else if (strlen(url) > API_MAX_URL)
 		api_reply_error(resp, 414, "invalid", "request path longer than %u bytes", API_MAX_URL);
-		decision = "deny";
-	} else if (ex->too_large) {
-		api_reply_error(resp, 413, "too_large", "request body larger than %u bytes", API_MAX_BODY);
-		decision = "deny";
-	} else {
-		route = api_route_match(method, url, pathbuf, sizeof(pathbuf), req.params, &path_matched);
-		if (!route && path_matched) {
+	else {
+		route = api_route_match(method, url, ex->pathbuf, sizeof(ex->pathbuf), req->params,
+					&path_matched);
+		if (!route && path_matched)
 			api_reply_error(resp, 405, "method_not_allowed", "%s is not allowed on %s", method, url);
-			decision = "deny";
-		}
+		else if (!route)
+			api_reply_error(resp, 404, "not_found", "no such route: %s %s", method,
+					url);
+	}
+	if (route && (route->flags & ROUTE_PUBLIC)) {
+		ex->route = route;
+		req->action = route->action;
+		ex->admitted = true;
+		return;
 	}
 
 	const ApiRoute *matched = route;
 	const char *bearer = NULL;
-	if (route && !(route->flags & ROUTE_PUBLIC)) {
+	if (route) {
 		/* An Authorization header, even an empty one, means a token was meant: it never
 		 * falls back to the root shortcut of the unix socket. */
 		if (bearer_token(c, &bearer) < 0 || (bearer && !*bearer)) {
-			snprintf(resp->reason, sizeof(resp->reason), "malformed Authorization header");
 			api_reply_error(resp, 401, "unauthorized", "authentication required");
+			snprintf(resp->reason, sizeof(resp->reason),
+				 "malformed Authorization header");
 			route = NULL;
-			decision = "deny";
-		} else if (policy_authenticate(s->core, l->origin, l->origin == ORIGIN_UNIX_SOCKET ? peer_uid(c) : (uid_t)-1,
-					       bearer, &principal, &err) < 0) {
+		} else if (policy_authenticate(s->core, l->origin,
+					       l->origin == ORIGIN_UNIX_SOCKET ? peer_uid(c)
+									       : (uid_t)-1,
+					       bearer, &ex->principal, &err) < 0) {
 			/* No detail for the client; the reason goes to the audit record only. */
 			api_reply_error(resp, 401, "unauthorized", "authentication required");
 			snprintf(resp->reason, sizeof(resp->reason), "%s", bbx_error_message(&err, -EACCES));
 			route = NULL;
-			decision = "deny";
-		} else if ((route->flags & ROUTE_ROOT_ONLY) && principal.kind != PRINCIPAL_ROOT) {
+		} else if ((route->flags & ROUTE_ROOT_ONLY) &&
+			   ex->principal.kind != PRINCIPAL_ROOT) {
 			api_reply_error(resp, 403, "forbidden", "only the local administrator may do this");
 			route = NULL;
-			decision = "deny";
 		}
 	}
 
 	if (route) {
-		const char *env = route->env_param >= 0 ? req.params[route->env_param] : NULL;
+		const char *env = route->env_param >= 0 ? req->params[route->env_param] : NULL;
 		if (env)
-			snprintf(req.resource, sizeof(req.resource), "environment:%s", env);
-		PolicyDecision d = route->flags & ROUTE_PUBLIC ? POLICY_ALLOW
-				   : policy_authorize(s->core, &principal, route->verb, env);
+			snprintf(req->resource, sizeof(req->resource), "environment:%s", env);
+		PolicyDecision d = policy_authorize(s->core, &ex->principal, route->verb, env);
 		/* One code path for "absent" and "not yours": an environment that does not exist
 		 * is answered here exactly like an invisible one, before any handler looks at the
 		 * request, and 403 is left only for a verb on one the principal can see. */
@@ -465,53 +582,114 @@ static void dispatch(Listener *l, struct MHD_Connection *c, const char *method, 
 			/* Exactly what the handler answers for an environment that does not exist. */
 			api_reply_not_found(resp, "environment", env);
 			/* The reason is for the audit record only; the client sees the same answer. */
-			snprintf(resp->reason, sizeof(resp->reason), absent ? "no such environment" : "out of scope");
-			decision = "deny";
+			snprintf(resp->reason, sizeof(resp->reason),
+				 absent ? "no such environment" : "out of scope");
 		} else if (d == POLICY_FORBIDDEN) {
 			api_reply_error(resp, 403, "forbidden", "this token may not %s",
-					verb_to_string(route->verb) ? verb_to_string(route->verb) : route->action);
-			decision = "deny";
+					verb_to_string(route->verb) ? verb_to_string(route->verb)
+								    : route->action);
 		} else {
-			r = route->handler(&req, resp);
-			if (r < 0 && resp->status == 0)
-				api_reply_error(resp, 500, "internal", "%s", strerror(-r));
-			/* A rule the handler enforces (minting wider than self) is a denial too. */
-			if (resp->status == 401 || resp->status == 403)
-				decision = "deny";
+			ex->route = route;
+			req->action = route->action;
+			ex->admitted = true;
+			return;
 		}
-	} else if (resp->status == 0) {
-		api_reply_error(resp, 404, "not_found", "no such route: %s %s", method, url);
+	}
+
+	/* Refused: the record carries what was known, the body was never read. */
+	char digest[65], outcome[8], printable[sizeof(ex->url)];
+	request_digest(method, url, "", 0, digest);
+	req->request_digest = digest;
+	snprintf(outcome, sizeof(outcome), "%u", resp->status);
+	if (ex->url_control)
+		uri_printable(ex->url, printable, sizeof(printable));
+	if (record(req, ex->url_control ? printable : NULL, matched ? matched->action : "request",
+		   "deny", resp->reason, outcome, NULL) < 0)
+		reply_audit_unavailable(resp);
+	req->request_digest = NULL;
+}
+
+int api_request_intent(ApiRequest *req, ApiResponse *resp)
+{
+#if !BRANCHBOX_BENCH_NOAUTH
+	BbxError err = BBX_ERROR_INIT;
+	if (record(req, NULL, req->action, "allow", NULL, AUDIT_OUTCOME_INTENT, &err) < 0) {
+		reply_audit_unavailable(resp);
+		return -EIO;
+	}
+#endif
+	req->intent_recorded = true;
+	return 0;
+}
+
+/*
+ * The admitted request with its whole body: the handler, then its record. The handler of a
+ * route with side effects outside the database (ROUTE_INTENT) records its intent through
+ * api_request_intent() before it acts; the outcome record here follows under the same
+ * request id.
+ */
+static void run(const char *method, const char *url, Exchange *ex, ApiResponse *resp)
+{
+	ApiRequest *req = &ex->req;
+	const ApiRoute *route = ex->route;
+	const char *decision = "allow";
+	char digest[65], outcome[8];
+	int r;
+
+	req->method = method;
+	req->path = ex->rewritten[0] ? ex->rewritten : url;
+	req->body = strbuf_str(&ex->body);
+	req->body_len = ex->body.len;
+	request_digest(req->method, req->path, req->body, req->body_len, digest);
+	req->request_digest = digest;
+
+#if BRANCHBOX_BENCH_NOAUTH
+	r = route->handler(req, resp);
+	if (resp->status == 0)
+		api_reply_error(resp, 500, "internal", "handler produced no answer");
+	(void)decision;
+	(void)outcome;
+	return;
+#endif
+
+	if (ex->too_large) {
+		api_reply_error(resp, 413, "too_large", "request body larger than %u bytes",
+				API_MAX_BODY);
 		decision = "deny";
+	} else {
+		r = route->handler(req, resp);
+		if (r < 0 && resp->status == 0)
+			api_reply_error(resp, 500, "internal", "%s", strerror(-r));
+		/* A rule the handler enforces (minting wider than self) is a denial too. */
+		if (resp->status == 401 || resp->status == 403)
+			decision = "deny";
+		if ((route->flags & ROUTE_INTENT) && !req->intent_recorded && resp->status > 0 &&
+		    resp->status < 400) {
+			/* A handler that acted without its intent on record is a bug: fail loudly.
+			 */
+			reply_drop_body(resp);
+			api_reply_error(resp, 500, "internal", "%s ran without an intent record",
+					route->action);
+		}
 	}
 	if (resp->status == 0)
 		api_reply_error(resp, 500, "internal", "handler produced no answer");
 
-	if (!req.audited && !(matched && (matched->flags & ROUTE_PUBLIC))) {
+	if (!req->audited && !(route->flags & ROUTE_PUBLIC)) {
 		snprintf(outcome, sizeof(outcome), "%u", resp->status);
-		AuditRecord rec = {
-			.request_id = request_id,
-			.principal = &principal,
-			.interface = req.interface,
-			.action = matched ? matched->action : "request",
-			.resource = req.resource[0] ? req.resource : url,
-			.decision = decision,
-			.reason = resp->reason[0] ? resp->reason : NULL,
-			.request_digest = digest,
-			.outcome = outcome,
-		};
-		BbxError aerr = BBX_ERROR_INIT;
-		if (audit_append(s->core, &rec, NULL, &aerr) < 0) {
-			/* No record, no answer. */
-			free(resp->text);
-			resp->text = NULL;
-			free(resp->raw);
-			resp->raw = NULL;
-			resp->content_type = NULL;
-			api_reply_error(resp, 500, "audit_unavailable",
-					"the request could not be recorded in the audit log, so it was not performed");
-		}
+		/* No record, no answer. */
+		if (record(req, NULL, route->action, decision, resp->reason, outcome, NULL) < 0)
+			reply_audit_unavailable(resp);
 	}
-	principal_done(&principal);
+}
+
+static enum MHD_Result answer(struct MHD_Connection *c, ApiResponse *resp)
+{
+	enum MHD_Result ret = send_response(c, resp);
+	json_decref(resp->json);
+	free(resp->text);
+	free(resp->raw);
+	return ret;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
@@ -527,9 +705,20 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 			return MHD_NO;
 		*con_cls = ex;
 	}
-	if (!ex->started) {
-		ex->started = true;
+	if (ex->answered) {
+		/* Answered from the headers: whatever body follows is not ours to keep. */
+		*upload_data_size = 0;
 		return MHD_YES;
+	}
+	if (!ex->started) {
+		/* The headers are in, the body (if any) is not: decide now. */
+		ApiResponse resp = {0};
+		ex->started = true;
+		admit(l, c, method, url, ex, &resp);
+		if (ex->admitted)
+			return MHD_YES;
+		ex->answered = true;
+		return answer(c, &resp);
 	}
 	if (*upload_data_size > 0) {
 		if (!ex->too_large) {
@@ -544,12 +733,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 	}
 
 	ApiResponse resp = { 0 };
-	dispatch(l, c, method, url, ex, &resp);
-	enum MHD_Result ret = send_response(c, &resp);
-	json_decref(resp.json);
-	free(resp.text);
-	free(resp.raw);
-	return ret;
+	ex->answered = true;
+	run(method, url, ex, &resp);
+	return answer(c, &resp);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -559,46 +745,56 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	if (!ex)
 		return;
 #if !BRANCHBOX_BENCH_NOAUTH
-	if (!ex->dispatched && ex->listener) {
+	if (!ex->answered && ex->listener) {
 		/*
 		 * libmicrohttpd answered this request itself (oversized or malformed headers, 431
-		 * or 400) or the client left mid-headers: the request never reached dispatch(),
-		 * but it is still a request, so it gets its record.
+		 * or 400) or the client left mid-headers or mid-body: the request was never
+		 * answered by us, but it is still a request, so it gets its record, with the
+		 * principal and action when they were already known.
 		 */
-		char request_id[33], outcome[32];
+		char request_id[33], printable[sizeof(ex->url)];
 		unsigned char rid[16];
 		Principal anon = { 0 };
-		randombytes_buf(rid, sizeof(rid));
-		sodium_bin2hex(request_id, sizeof(request_id), rid, sizeof(rid));
-		snprintf(outcome, sizeof(outcome), "rejected");
+		bool known = ex->admitted && ex->route;
+		uri_printable(ex->url, printable, sizeof(printable));
+		if (!ex->request_id[0]) {
+			randombytes_buf(rid, sizeof(rid));
+			sodium_bin2hex(request_id, sizeof(request_id), rid, sizeof(rid));
+		} else
+			snprintf(request_id, sizeof(request_id), "%s", ex->request_id);
 		AuditRecord rec = {
 			.request_id = request_id,
-			.principal = &anon,
+			.principal = known ? &ex->principal : &anon,
 			.interface = ex->listener->origin == ORIGIN_UNIX_SOCKET ? "cli" : "http",
-			.action = "request",
-			.resource = ex->url,
+			.action = known ? ex->route->action : "request",
+			.resource = known && ex->req.resource[0] ? ex->req.resource : printable,
 			.decision = "deny",
-			.reason = ex->started ? "connection closed before the request body was complete"
+			.reason = ex->started
+					  ? "connection closed before the request body was complete"
 				  : toe == MHD_REQUEST_TERMINATED_WITH_ERROR
-					  ? "rejected by the HTTP layer (headers too large or malformed)"
+					  ? "rejected by the HTTP layer (headers too large or "
+					    "malformed)"
 					  : "connection closed before the request was complete",
-			.outcome = outcome,
+			.outcome = "rejected",
 		};
 		(void)audit_append(ex->listener->server->core, &rec, NULL, NULL);
 	}
 #endif
 	strbuf_done(&ex->body);
+	principal_done(&ex->principal);
 	free(ex);
 	*con_cls = NULL;
 }
 
-/* Called once the request line is read, before the headers: the earliest point of a request. */
+/* Called once the request line is read, before the headers: the earliest point of a request,
+ * and the only one that sees the target before libmicrohttpd decodes it. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
 	Exchange *ex = calloc(1, sizeof(*ex));
 	if (!ex)
 		return NULL;
 	ex->listener = cls;
+	ex->url_control = uri && uri_has_control(uri);
 	snprintf(ex->url, sizeof(ex->url), "%s", uri ? uri : "");
 	return ex;
 }

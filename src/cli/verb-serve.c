@@ -46,6 +46,9 @@ static void serve_help(void)
 	       "                     a user, group or sub-id range of the host, or overlaps the\n"
 	       "                     range of another running daemon\n"
 	       "  -v, --verbose      log every request\n"
+	       "  --insecure-no-auth required to start a -Dbench_noauth=true build (benchmarks\n"
+	       "                     only: no authentication, authorization or audit);\n"
+	       "                     refused by every other build\n"
 	       "\n"
 	       "The unix socket is always served; uid 0 on it without a token is the local\n"
 	       "administrator. Stop the daemon with SIGTERM or SIGINT.\n",
@@ -64,6 +67,7 @@ int verb_serve(int argc, char **argv)
 		{ "preview-domain", required_argument, NULL, 'D' },
 		{ "agent-token-max-ttl", required_argument, NULL, 'T' },
 		{ "uid-range", required_argument, NULL, 'U' },
+		{ "insecure-no-auth", no_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
@@ -71,6 +75,7 @@ int verb_serve(int argc, char **argv)
 	const char *preview_domain = NULL;
 	uint64_t max_ttl = 0;
 	UidRange uid_range = { 0 };
+	bool insecure_no_auth = false;
 	int c;
 
 	optind = 1;
@@ -92,6 +97,7 @@ int verb_serve(int argc, char **argv)
 				return cli_usage_error("serve", "--uid-range: %s", e.message);
 			break;
 		}
+		case 'I': insecure_no_auth = true; break;
 		case 'v': log_set_level(LOG_LEVEL_DEBUG); break;
 		case 'h': serve_help(); return EXIT_OK;
 		default: return cli_usage_error("serve", "bad option");
@@ -101,13 +107,30 @@ int verb_serve(int argc, char **argv)
 		return cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
 	if (!repo)
 		return cli_usage_error("serve", "--repo PATH is required");
+#if BRANCHBOX_BENCH_NOAUTH
+	/* A build without authentication never starts by accident, e.g. from a unit file
+	 * written for a real one. */
+	if (!insecure_no_auth)
+		return cli_usage_error("serve",
+				       "this binary was built with -Dbench_noauth=true: it checks "
+				       "no token and records nothing; it starts only with "
+				       "--insecure-no-auth, for benchmarks");
+#else
+	if (insecure_no_auth)
+		return cli_usage_error("serve",
+				       "--insecure-no-auth: this build authenticates, authorizes "
+				       "and audits every request; only a -Dbench_noauth=true build "
+				       "runs without");
+#endif
 	state = cli_state_dir(state);
 	log_set_timestamps(1);
 	log_set_ident("branchbox-serve");
 #if BRANCHBOX_BENCH_NOAUTH
 	for (int i = 0; i < 3; i++)
-		log_warning("THIS BINARY WAS BUILT WITH -Dbench_noauth=true: NO AUTHENTICATION, NO "
-			    "AUTHORIZATION, NO AUDIT. FOR BENCHMARKS ONLY; NEVER RUN IT ANYWHERE ELSE.");
+		log_warning("THIS BINARY WAS BUILT WITH -Dbench_noauth=true AND STARTED WITH "
+			    "--insecure-no-auth: NO AUTHENTICATION, NO AUTHORIZATION, NO AUDIT. "
+			    "EVERY ANSWER CARRIES X-Branchbox-Insecure: no-auth. FOR BENCHMARKS "
+			    "ONLY; NEVER RUN IT ANYWHERE ELSE.");
 #endif
 
 	BbxError err = BBX_ERROR_INIT;

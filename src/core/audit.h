@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The audit ledger: one record per request on every interface, allowed, denied or
- * failed. Each record's hash (SHA-256 over its length-prefixed fields and the previous
- * record's hash) chains it to the one before, so any rewrite, deletion or reordering
- * breaks the chain; signed checkpoints (size, head hash, Ed25519 over a canonical text)
- * kept elsewhere expose even a rewrite whose later hashes were all recomputed.
+ * failed; a request with side effects outside the database (exec, create, destroy, deploy,
+ * start, stop) has two, an intent (outcome AUDIT_OUTCOME_INTENT) committed before it acts
+ * and its outcome after, with the same request id, so a crash between leaves the intent
+ * on record with no outcome. Each record's hash (SHA-256 over its length-prefixed fields
+ * and the previous record's hash) chains it to the one before, so any rewrite, deletion or
+ * reordering breaks the chain; signed checkpoints (size, head hash, Ed25519 over a
+ * canonical text) kept elsewhere expose even a rewrite whose later hashes were all
+ * recomputed.
  *
  * audit_append() is durable (fsynced) when it returns 0; if it fails the caller must fail
  * the request. Concurrent appenders are committed together by one committer thread, one
@@ -30,8 +34,11 @@ typedef struct AuditRecord {
 	const char *decision;	    /* "allow", "deny" */
 	const char *reason;	    /* why denied or failed, may be NULL */
 	const char *request_digest; /* hex SHA-256 of method, path and body */
-	const char *outcome;	    /* e.g. "200", "404" */
+	const char *outcome;	    /* e.g. "200", "404", or AUDIT_OUTCOME_INTENT */
 } AuditRecord;
+
+/* The outcome of an intent record: admitted, about to act, result not known yet. */
+#define AUDIT_OUTCOME_INTENT "intent"
 
 #define AUDIT_GENESIS_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 

@@ -85,6 +85,7 @@ static Environments *envs_of(Core *c)
 
 void environment_debug_stop_point(const char *op, const char *step)
 {
+#if BRANCHBOX_DEBUG_HOOKS /* -Ddebug_hooks=true: crash tests only, never a release */
 	const char *want = getenv("BRANCHBOX_DEBUG_STOP_AT");
 	char here[128];
 	if (!want || !*want)
@@ -92,6 +93,7 @@ void environment_debug_stop_point(const char *op, const char *step)
 	snprintf(here, sizeof(here), "%s:%s", op, step);
 	if (!strcmp(want, here))
 		raise(SIGKILL);
+#endif
 }
 
 /* ---- paths ---- */

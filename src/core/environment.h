@@ -75,5 +75,6 @@ int environment_connect_app(Core *c, const char *name, int *ret_fd, BbxError *er
 /* Destroy previews whose TTL has passed; returns how many. */
 int environments_reap_expired(Core *c, BbxError *err);
 
-/* Debug: kill the daemon at a named step ("BRANCHBOX_DEBUG_STOP_AT=create:snapshot"). */
+/* Debug: kill the daemon at a named step ("BRANCHBOX_DEBUG_STOP_AT=create:snapshot"); a no-op
+ * unless built with -Ddebug_hooks=true. */
 void environment_debug_stop_point(const char *op, const char *step);

@@ -41,7 +41,8 @@ int storage_list_dir(int root_fd, char ***ret, BbxError *err);
 int storage_remove_tree_at(int root_fd, const char *name);
 int storage_freeze(const VolumeFreeze *f, const char *what, BbxError *err);
 int storage_thaw(const VolumeFreeze *f, const char *what, BbxError *err);
-/* SIGKILL ourselves when BRANCHBOX_DEBUG_STOP_AT names this point (crash tests). */
+/* SIGKILL ourselves when BRANCHBOX_DEBUG_STOP_AT names this point (crash tests); a no-op
+ * unless built with -Ddebug_hooks=true. */
 void storage_debug_stop(const char *point);
 /* Run argv (no shell); output goes to a captured buffer returned in *ret_output. */
 int storage_run(char *const argv[], char **ret_output);

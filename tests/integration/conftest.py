@@ -14,6 +14,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.environ.get("BRANCHBOX_BIN") or os.path.join(ROOT, "build-check", "src", "cli", "branchbox")
 
 
+DEBUG_HOOK = b"BRANCHBOX_DEBUG_STOP_AT"
+
+
+def require_debug_hooks(binary=None):
+    """Crash tests stop the daemon through BRANCHBOX_DEBUG_STOP_AT, which only a build
+    configured with -Ddebug_hooks=true carries (make check's build does)."""
+    binary = binary or BIN
+    with open(binary, "rb") as f:
+        if DEBUG_HOOK not in f.read():
+            raise AssertionError(f"{binary} was built without -Ddebug_hooks=true, so "
+                                 "BRANCHBOX_DEBUG_STOP_AT does nothing in it: run "
+                                 "'meson configure BUILD -Ddebug_hooks=true' (make check does)")
+
+
 def run(*args, env=None, check=True, input=None, timeout=120):
     """Run the branchbox binary; returns CompletedProcess with text output."""
     e = dict(os.environ)
@@ -81,6 +95,8 @@ class Daemon:
         raise AssertionError("no free uid range for the daemon")
 
     def _start(self):
+        if os.environ.get("BRANCHBOX_DEBUG_STOP_AT"):
+            require_debug_hooks()
         self.log = open(self.log_path, "w")
         own_range = ["--uid-range", self.uid_range] if self.uid_range else []
         self.proc = subprocess.Popen(

@@ -347,9 +347,13 @@ def test_oversized_headers_are_refused_and_audited(authd):
 
 
 def test_abandoned_request_is_audited(authd):
+    # Authenticated, so the daemon waits for the body (without a token it would answer 401
+    # from the headers alone and never read it).
     before = len(audit_rows(authd))
+    tok = authd.tokens["full"]
     with socket.create_connection(("127.0.0.1", authd.port), timeout=30) as s:
-        s.sendall(b"POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"kind\"")
+        s.sendall(b"POST /v1/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                  tok["token"].encode() + b"\r\nContent-Length: 100\r\n\r\n{\"kind\"")
         time.sleep(0.2)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and len(audit_rows(authd)) == before:
@@ -357,6 +361,24 @@ def test_abandoned_request_is_audited(authd):
     rows = audit_rows(authd)[before:]
     assert rows and rows[-1][4] == "/v1/tokens" and rows[-1][5] == "deny"
     assert "closed before" in rows[-1][6]
+    # The record names who it was and what was asked.
+    assert rows[-1][1:4] == ("full", tok["id"], "token.create")
+
+
+def test_unauthenticated_body_is_not_read(authd):
+    """Refused from the headers: answered at once, the announced body never read."""
+    before = len(audit_rows(authd))
+    with socket.create_connection(("127.0.0.1", authd.port), timeout=30) as s:
+        s.sendall(b"POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n{")
+        out = b""
+        while True:
+            k = s.recv(65536)
+            if not k:
+                break
+            out += k
+    assert out.startswith(b"HTTP/1.1 401 ")
+    rows = audit_rows(authd)[before:]
+    assert [(r[3], r[5], r[7]) for r in rows] == [("token.create", "deny", "401")]
 
 
 def test_refused_mint_is_a_denial(authd):

@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from conftest import require_debug_hooks
+
 BIN = os.environ.get("BRANCHBOX_BIN", "build/src/cli/branchbox")
 PG_BIN = "/usr/lib/postgresql/15/bin"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -44,6 +46,7 @@ class PoolEnv:
         env = dict(os.environ)
         env.pop("BRANCHBOX_DEBUG_STOP_AT", None)
         if stop_at:
+            require_debug_hooks(BIN)
             env["BRANCHBOX_DEBUG_STOP_AT"] = stop_at
         return run(BIN, *args, "--state", self.state, check=check, env=env)
 
