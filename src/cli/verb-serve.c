@@ -37,6 +37,10 @@ static void serve_help(void)
 	       "                     agent token's scope\n"
 	       "  --agent-token-max-ttl DURATION\n"
 	       "                     longest lifetime of an agent token (default 30d)\n"
+	       "  --hook-timeout DURATION\n"
+	       "                     deadline of each build, deploy and post_deploy hook run\n"
+	       "                     (default 30m); at it the hook's whole process tree is killed\n"
+	       "                     and the deploy or create fails saying so\n"
 	       "  --preview-domain DOMAIN\n"
 	       "                     requests for Host NAME.DOMAIN go to preview NAME's application\n"
 	       "  --uid-range FIRST-LAST\n"
@@ -67,13 +71,14 @@ int verb_serve(int argc, char **argv)
 		{ "preview-domain", required_argument, NULL, 'D' },
 		{ "agent-token-max-ttl", required_argument, NULL, 'T' },
 		{ "uid-range", required_argument, NULL, 'U' },
+		{ "hook-timeout", required_argument, NULL, 'H' },
 		{ "insecure-no-auth", no_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
 	const char *repo = NULL, *state = NULL, *listen = DEFAULT_LISTEN, *production = NULL;
 	const char *preview_domain = NULL;
-	uint64_t max_ttl = 0;
+	uint64_t max_ttl = 0, hook_timeout = 0;
 	UidRange uid_range = { 0 };
 	bool insecure_no_auth = false;
 	int c;
@@ -90,6 +95,11 @@ int verb_serve(int argc, char **argv)
 		case 'T':
 			if (parse_duration(optarg, &max_ttl) < 0 || max_ttl == 0 || max_ttl > INT32_MAX)
 				return cli_usage_error("serve", "--agent-token-max-ttl %s: expected a duration like 7d", optarg);
+			break;
+		case 'H':
+			if (parse_duration(optarg, &hook_timeout) < 0 || hook_timeout == 0 || hook_timeout > 24 * 3600)
+				return cli_usage_error("serve", "--hook-timeout %s: expected a duration between 1s and 24h, like 30m",
+						       optarg);
 			break;
 		case 'U': {
 			BbxError e = BBX_ERROR_INIT;
@@ -136,7 +146,8 @@ int verb_serve(int argc, char **argv)
 	BbxError err = BBX_ERROR_INIT;
 	_cleanup_(core_freep) Core *core = NULL;
 	CoreOptions copts = { .state_dir = state, .repo_path = repo, .production_branch = production,
-			     .agent_token_max_ttl = (int64_t)max_ttl, .uid_range = uid_range };
+			     .agent_token_max_ttl = (int64_t)max_ttl, .uid_range = uid_range,
+			     .hook_timeout_sec = hook_timeout };
 	int r = core_new(&copts, &core, &err);
 	if (r < 0) {
 		log_error("%s", bbx_error_message(&err, r));
@@ -206,6 +217,8 @@ int verb_serve(int argc, char **argv)
 		log_info("received %s, shutting down", strsignal(sig));
 		break;
 	}
+	/* Running commands are killed first: no request handler can hold the server open. */
+	environments_quiesce(core);
 	api_server_free(server);
 	log_info("stopping environments");
 	environments_shutdown(core);

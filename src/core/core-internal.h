@@ -16,6 +16,7 @@ struct Core {
 	char *repo_path;
 	char *production_branch;
 	int64_t agent_token_max_ttl;
+	uint64_t hook_timeout_sec;
 	UidRange uid_range;
 	Store *store;
 	uint8_t token_key[TOKEN_KEY_BYTES];

@@ -62,6 +62,7 @@ int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
 	if (!name_is_valid(c->production_branch))
 		return bbx_error_set(err, -EINVAL, "invalid", "production branch '%s': not a valid environment name",
 				     c->production_branch);
+	c->hook_timeout_sec = opts->hook_timeout_sec ? opts->hook_timeout_sec : 30 * 60;
 	c->agent_token_max_ttl = opts->agent_token_max_ttl > 0 ? opts->agent_token_max_ttl
 							       : TOKEN_DEFAULT_AGENT_MAX_TTL;
 	c->uid_range = opts->uid_range.first || opts->uid_range.last
@@ -137,6 +138,11 @@ struct Environments *core_environments(Core *c)
 void core_set_environments(Core *c, struct Environments *e)
 {
 	c->environments = e;
+}
+
+uint64_t core_hook_timeout(Core *c)
+{
+	return c->hook_timeout_sec;
 }
 
 int64_t core_agent_token_max_ttl(Core *c)

@@ -18,6 +18,7 @@ typedef struct CoreOptions {
 	const char *production_branch;	/* production's environment name; NULL = "main" */
 	int64_t agent_token_max_ttl;	/* seconds; 0 = 30 days */
 	UidRange uid_range;		/* environments' uids; all zero = UID_RANGE_DEFAULT (uid-range.h) */
+	uint64_t hook_timeout_sec;	/* deadline of each hook (build, deploy, post_deploy); 0 = 30 min */
 } CoreOptions;
 
 int core_new(const CoreOptions *opts, Core **ret, BbxError *err);
@@ -35,5 +36,7 @@ struct Environments;
 struct Environments *core_environments(Core *c);
 void core_set_environments(Core *c, struct Environments *e);
 int64_t core_agent_token_max_ttl(Core *c);
+/* Deadline of one hook run, in seconds. */
+uint64_t core_hook_timeout(Core *c);
 /* Where new environments' uids come from (see uid-range.h). */
 const UidRange *core_uid_range(Core *c);

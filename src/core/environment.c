@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,11 +39,35 @@
 #define STOP_GRACE_MS 15000
 #define CONFIG_MAX_SIZE (1u << 20)
 #define REAPER_INTERVAL_SEC 5
+#define EXEC_LOCK_WAIT_MS 5000		/* how long exec waits for a lifecycle step to end */
+#define CANCEL_WAIT_MS 5000		/* how long destroy/stop wait for cancelled commands */
 
-/* What runs of one environment, in memory. */
+/*
+ * What runs of one environment, in memory.
+ *
+ * Lifetime: reference-counted. The runtime list holds one reference; runtime_find() and
+ * runtime_get() return another, dropped with runtime_unref(). A removed runtime (destroyed,
+ * or a create that failed) leaves the list but lives until its last user lets go.
+ *
+ * Locking, outermost first:
+ *  - op_lock: one lifecycle operation (deploy, create, destroy, start, stop) at a time. It is
+ *    never held while an agent's command runs: exec takes it only to build its sandbox.
+ *  - lock: held briefly; guards what readers without op_lock look at (config, netns_fd,
+ *    the process arrays). Writers hold op_lock too, so op_lock holders read freely.
+ *  - E->pool_lock, then E->lock.
+ * Cancelling: cancel_fd (an eventfd) is fired by destroy, stop and shutdown; every one-shot
+ * and wait of the environment watches it. Agent commands in flight are counted in n_running
+ * (under lock, signalled on run_done) so destroy and stop wait for them to be gone.
+ */
 typedef struct EnvRuntime {
 	char *name;
+	atomic_int refs;
+	bool removed;			/* under E->lock: no longer in the list */
 	pthread_mutex_t op_lock;	/* one lifecycle operation at a time */
+	pthread_mutex_t lock;		/* short: config, netns_fd, process arrays, n_running */
+	pthread_cond_t run_done;
+	unsigned n_running;		/* agent commands running now */
+	int cancel_fd;			/* eventfd: fired to abort every command and wait */
 	ProjectConfig *config;		/* the branch's, narrowed by production's policy */
 	ProjectConfig *policy;		/* a preview's: production's config (sanitize, validate) */
 	char *policy_code_dir;		/* a preview's: production's checkout (sanitize commands) */
@@ -73,6 +98,9 @@ typedef struct Environments {
 	pthread_t reaper;
 	bool reaper_started;
 	int reaper_wake[2];
+	pthread_mutex_t jobs_lock;
+	struct EnvJob *jobs;		/* background threads (restarts, expiries), joined at the end */
+	atomic_bool shutting_down;
 	char *state_dir;
 	char *production;		/* production environment (= branch) name */
 	char cgroup_prefix[16];		/* "d-" + 8 hex of the state dir: this daemon's cgroups */
@@ -113,19 +141,51 @@ static void env_path(Environments *E, char *buf, size_t size, const char *kind, 
 
 /* ---- runtime objects ---- */
 
+/* Take the processes out (under lock, so readers never see one being freed), then end them. */
 static void runtime_stop_processes(EnvRuntime *rt)
 {
-	for (size_t i = 0; rt->config && i < rt->config->n_applications; i++)
-		if (rt->app_procs && rt->app_procs[i]) {
-			envproc_free((envproc_stop(rt->app_procs[i], STOP_GRACE_MS), rt->app_procs[i]));
-			rt->app_procs[i] = NULL;
+	size_t na = 0, ns = 0;
+	EnvProc **apps = NULL, **svcs = NULL;
+
+	pthread_mutex_lock(&rt->lock);
+	na = rt->config && rt->app_procs ? rt->config->n_applications : 0;
+	ns = rt->service_procs ? rt->n_services : 0;
+	apps = na ? calloc(na, sizeof(*apps)) : NULL;
+	svcs = ns ? calloc(ns, sizeof(*svcs)) : NULL;
+	for (size_t i = 0; apps && i < na; i++) {
+		apps[i] = rt->app_procs[i];
+		rt->app_procs[i] = NULL;
+	}
+	for (size_t i = 0; svcs && i < ns; i++) {
+		svcs[i] = rt->service_procs[i];
+		rt->service_procs[i] = NULL;
+	}
+	pthread_mutex_unlock(&rt->lock);
+	if ((na && !apps) || (ns && !svcs)) {
+		/* No memory to take them out: end them in place, still under op_lock. */
+		free(apps);
+		free(svcs);
+		for (size_t i = 0; i < na; i++)
+			if (rt->app_procs[i])
+				envproc_stop(rt->app_procs[i], STOP_GRACE_MS);
+		for (size_t i = 0; i < ns; i++)
+			if (rt->service_procs[i])
+				envproc_stop(rt->service_procs[i], STOP_GRACE_MS);
+		return;
+	}
+	/* Applications first: they use the services. */
+	for (size_t i = 0; i < na; i++)
+		if (apps[i]) {
+			envproc_stop(apps[i], STOP_GRACE_MS);
+			envproc_free(apps[i]);
 		}
-	for (size_t i = 0; i < rt->n_services; i++)
-		if (rt->service_procs && rt->service_procs[i]) {
-			envproc_stop(rt->service_procs[i], STOP_GRACE_MS);
-			envproc_free(rt->service_procs[i]);
-			rt->service_procs[i] = NULL;
+	for (size_t i = 0; i < ns; i++)
+		if (svcs[i]) {
+			envproc_stop(svcs[i], STOP_GRACE_MS);
+			envproc_free(svcs[i]);
 		}
+	free(apps);
+	free(svcs);
 }
 
 static void runtime_free(EnvRuntime *rt)
@@ -133,7 +193,12 @@ static void runtime_free(EnvRuntime *rt)
 	if (!rt)
 		return;
 	runtime_stop_processes(rt);
+	for (size_t i = 0; rt->config && rt->app_procs && i < rt->config->n_applications; i++)
+		envproc_free(rt->app_procs[i]);
+	for (size_t i = 0; rt->service_procs && i < rt->n_services; i++)
+		envproc_free(rt->service_procs[i]);
 	safe_close(rt->netns_fd);
+	safe_close(rt->cancel_fd);
 	config_free(rt->config);
 	config_free(rt->policy);
 	free(rt->policy_code_dir);
@@ -147,29 +212,52 @@ static void runtime_free(EnvRuntime *rt)
 	free(rt->commit);
 	free(rt->code_dir);
 	free(rt->volume_path);
+	pthread_cond_destroy(&rt->run_done);
+	pthread_mutex_destroy(&rt->lock);
 	pthread_mutex_destroy(&rt->op_lock);
 	free(rt->name);
 	free(rt);
 }
 
+static EnvRuntime *runtime_ref(EnvRuntime *rt)
+{
+	if (rt)
+		atomic_fetch_add(&rt->refs, 1);
+	return rt;
+}
+
+static void runtime_unref(EnvRuntime *rt)
+{
+	if (rt && atomic_fetch_sub(&rt->refs, 1) == 1)
+		runtime_free(rt);
+}
+
+static void runtime_unrefp(EnvRuntime **rt)
+{
+	runtime_unref(*rt);
+}
+#define _cleanup_runtime_ _cleanup_(runtime_unrefp)
+
+/* The runtime of name with a reference the caller drops, or NULL. */
 static EnvRuntime *runtime_find(Environments *E, const char *name)
 {
 	EnvRuntime *rt = NULL;
 	pthread_mutex_lock(&E->lock);
 	for (size_t i = 0; i < E->n_runtimes; i++)
 		if (!strcmp(E->runtimes[i]->name, name))
-			rt = E->runtimes[i];
+			rt = runtime_ref(E->runtimes[i]);
 	pthread_mutex_unlock(&E->lock);
 	return rt;
 }
 
-/* Find or create the runtime slot for name; *ret_created tells which. */
+/* Find or create the runtime slot for name, with a reference the caller drops;
+ * *ret_created tells which. */
 static int runtime_get(Environments *E, const char *name, EnvRuntime **ret, bool *ret_created)
 {
 	pthread_mutex_lock(&E->lock);
 	for (size_t i = 0; i < E->n_runtimes; i++)
 		if (!strcmp(E->runtimes[i]->name, name)) {
-			*ret = E->runtimes[i];
+			*ret = runtime_ref(E->runtimes[i]);
 			if (ret_created)
 				*ret_created = false;
 			pthread_mutex_unlock(&E->lock);
@@ -177,16 +265,24 @@ static int runtime_get(Environments *E, const char *name, EnvRuntime **ret, bool
 		}
 	EnvRuntime *rt = calloc(1, sizeof(*rt));
 	EnvRuntime **v = rt ? realloc(E->runtimes, (E->n_runtimes + 1) * sizeof(*v)) : NULL;
-	if (!v || !(rt->name = strdup(name))) {
+	if (v)
+		E->runtimes = v;
+	int cfd = v ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+	if (!v || cfd < 0 || !(rt->name = strdup(name))) {
 		pthread_mutex_unlock(&E->lock);
+		if (cfd >= 0)
+			close(cfd);
 		if (rt)
 			free(rt->name);
 		free(rt);
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&rt->op_lock, NULL);
+	pthread_mutex_init(&rt->lock, NULL);
+	pthread_cond_init(&rt->run_done, NULL);
+	rt->cancel_fd = cfd;
 	rt->netns_fd = -EBADF;
-	E->runtimes = v;
+	atomic_init(&rt->refs, 2); /* the list's and the caller's */
 	E->runtimes[E->n_runtimes++] = rt;
 	*ret = rt;
 	if (ret_created)
@@ -195,16 +291,88 @@ static int runtime_get(Environments *E, const char *name, EnvRuntime **ret, bool
 	return 0;
 }
 
+/* Take rt out of the list and drop the list's reference (the caller still holds its own). */
 static void runtime_remove(Environments *E, EnvRuntime *rt)
 {
+	bool found = false;
 	pthread_mutex_lock(&E->lock);
 	for (size_t i = 0; i < E->n_runtimes; i++)
 		if (E->runtimes[i] == rt) {
 			memmove(&E->runtimes[i], &E->runtimes[i + 1], (E->n_runtimes - i - 1) * sizeof(*E->runtimes));
 			E->n_runtimes--;
+			found = true;
 			break;
 		}
+	rt->removed = true;
 	pthread_mutex_unlock(&E->lock);
+	if (found)
+		runtime_unref(rt);
+}
+
+static bool runtime_removed(Environments *E, EnvRuntime *rt)
+{
+	pthread_mutex_lock(&E->lock);
+	bool removed = rt->removed;
+	pthread_mutex_unlock(&E->lock);
+	return removed;
+}
+
+/* ---- cancelling ---- */
+
+/* Abort every command and wait of rt now and until the next cancel_reset(). */
+static void cancel_fire(EnvRuntime *rt)
+{
+	uint64_t one = 1;
+	pthread_mutex_lock(&rt->lock);
+	(void)!write(rt->cancel_fd, &one, sizeof(one));
+	pthread_mutex_unlock(&rt->lock);
+}
+
+static bool cancel_fired(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	return fd >= 0 && poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN);
+}
+
+static bool cancelled(EnvRuntime *rt)
+{
+	return cancel_fired(rt->cancel_fd);
+}
+
+/* A fired cancel fd is replaced (under op_lock) when an operation brings processes up again:
+ * commands that took the old one stay cancelled. */
+static int cancel_reset(EnvRuntime *rt)
+{
+	if (!cancelled(rt))
+		return 0;
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	pthread_mutex_lock(&rt->lock);
+	safe_close(rt->cancel_fd);
+	rt->cancel_fd = fd;
+	pthread_mutex_unlock(&rt->lock);
+	return 0;
+}
+
+/* Wait (bounded) until no agent command of rt runs; true when none does. */
+static bool runs_wait_gone(EnvRuntime *rt, int timeout_ms)
+{
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&rt->lock);
+	while (rt->n_running > 0)
+		if (pthread_cond_timedwait(&rt->run_done, &rt->lock, &deadline) == ETIMEDOUT)
+			break;
+	bool gone = rt->n_running == 0;
+	pthread_mutex_unlock(&rt->lock);
+	return gone;
 }
 
 /* ---- configuration at a commit ---- */
@@ -351,8 +519,8 @@ static int runtime_load_uids(Environments *E, EnvRuntime *rt, BbxError *err)
 	return 0;
 }
 
-static int runtime_setup(Environments *E, EnvRuntime *rt, ProjectConfig *config, const char *commit,
-			 bool preview, BbxError *err)
+static int runtime_setup_locked(Environments *E, EnvRuntime *rt, ProjectConfig *config, const char *commit,
+				bool preview, BbxError *err)
 {
 	char buf[4096];
 
@@ -418,6 +586,17 @@ static int runtime_setup(Environments *E, EnvRuntime *rt, ProjectConfig *config,
 		snprintf(rt->services[i].data_path, sizeof(rt->services[i].data_path), "/srv/%s", cs->name);
 	}
 	return 0;
+}
+
+/* Take config (owned from here on) as what rt runs: paths, uids, services, empty process slots.
+ * The caller holds op_lock and has stopped rt's processes. */
+static int runtime_setup(Environments *E, EnvRuntime *rt, ProjectConfig *config, const char *commit,
+			 bool preview, BbxError *err)
+{
+	pthread_mutex_lock(&rt->lock);
+	int r = runtime_setup_locked(E, rt, config, commit, preview, err);
+	pthread_mutex_unlock(&rt->lock);
+	return r;
 }
 
 static const ServiceRuntime *runtime_service(EnvRuntime *rt, const char *name, size_t *ret_index)
@@ -788,11 +967,19 @@ static int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app,
 	return 0;
 }
 
-static int run_oneshot(ProcBuild *b, char **argv, const char *stdin_data, uint64_t timeout_sec,
+/* A one-shot of the current operation on rt (whose op_lock the caller holds): killed at its
+ * deadline, or when rt is destroyed, stopped or the daemon shuts down. */
+static int run_oneshot(EnvRuntime *rt, ProcBuild *b, char **argv, const char *stdin_data, uint64_t timeout_sec,
 		       OneshotResult *res, BbxError *err)
 {
+	EnvOneshotOptions o;
+	envproc_oneshot_options_init(&o);
+	o.stdin_data = stdin_data;
+	o.stdin_len = stdin_data ? strlen(stdin_data) : 0;
+	o.timeout_ms = timeout_sec * 1000;
+	o.cancel_fd = rt->cancel_fd;
 	b->spec.argv = argv;
-	return envproc_run_oneshot(&b->spec, stdin_data, timeout_sec, res, err);
+	return envproc_run_oneshot_with(&b->spec, &o, res, err);
 }
 
 /* Append a one-shot's output to the environment's deploy log, so failures can be read. */
@@ -816,8 +1003,11 @@ static int fail_with_output(BbxError *err, const char *what, const OneshotResult
 	const char *out = res->output ? res->output : "";
 	size_t n = strlen(out);
 	const char *tail = n > 600 ? out + n - 600 : out;
-	return bbx_error_set(err, -EIO, "failed", "%s failed with exit status %d%s%s%s", what,
-			     res->exit_status, res->timed_out ? " (timed out)" : "", *tail ? ":\n" : "", tail);
+	if (res->timed_out)
+		return bbx_error_set(err, -ETIMEDOUT, "failed", "%s timed out after %llu s; all its processes were killed%s%s",
+				     what, (unsigned long long)(res->duration_ms / 1000), *tail ? ":\n" : "", tail);
+	return bbx_error_set(err, -EIO, "failed", "%s failed with exit status %d%s%s", what,
+			     res->exit_status, *tail ? ":\n" : "", tail);
 }
 
 static int service_init(Environments *E, EnvRuntime *rt, size_t i, BbxError *err)
@@ -848,7 +1038,7 @@ static int service_init(Environments *E, EnvRuntime *rt, size_t i, BbxError *err
 		snprintf(what, sizeof(what), "%s-init", s->config->name);
 		r = pb_service(E, rt, i, &b, what, err);
 		if (r >= 0)
-			r = run_oneshot(&b, cmd.argv, cmd.stdin_data, 300, &res, err);
+			r = run_oneshot(rt, &b, cmd.argv, cmd.stdin_data, 300, &res, err);
 		proc_build_done(&b);
 		if (r >= 0) {
 			append_step_log(E, rt, what, &res);
@@ -881,8 +1071,14 @@ static int services_start(Environments *E, EnvRuntime *rt, bool cloned, BbxError
 		}
 		r = pb_service(E, rt, i, &b, s->config->name, err);
 		b.spec.argv = cmd.argv;
+		EnvProc *proc = NULL;
 		if (r >= 0)
-			r = envproc_start(&b.spec, &rt->service_procs[i], err);
+			r = envproc_start(&b.spec, &proc, err);
+		if (r >= 0) {
+			pthread_mutex_lock(&rt->lock);
+			rt->service_procs[i] = proc;
+			pthread_mutex_unlock(&rt->lock);
+		}
 		proc_build_done(&b);
 		service_command_done(&cmd);
 		if (r < 0)
@@ -896,6 +1092,16 @@ static uint64_t mono_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Sleep ms, or less when rt is cancelled: then an error saying so. */
+static int wait_or_cancel(EnvRuntime *rt, unsigned ms, BbxError *err)
+{
+	struct pollfd pfd = { .fd = rt->cancel_fd, .events = POLLIN };
+	if (poll(&pfd, 1, (int)ms) > 0 && (pfd.revents & POLLIN))
+		return bbx_error_set(err, -ECANCELED, "conflict", "environment '%s' was stopped or destroyed meanwhile",
+				     rt->name);
+	return 0;
 }
 
 static int services_wait_ready(EnvRuntime *rt, BbxError *err)
@@ -918,7 +1124,9 @@ static int services_wait_ready(EnvRuntime *rt, BbxError *err)
 			if (mono_ms() > deadline)
 				return bbx_error_set(err, -ETIMEDOUT, "failed", "service %s did not accept connections within %d s",
 						     s->config->name, SERVICE_READY_TIMEOUT_MS / 1000);
-			usleep(delay * 1000);
+			r = wait_or_cancel(rt, delay, err);
+			if (r < 0)
+				return r;
 			if (delay < 100)
 				delay *= 2;
 		}
@@ -933,7 +1141,7 @@ static int service_oneshot(Environments *E, EnvRuntime *rt, size_t i, ServiceCom
 	ProcBuild b;
 	int r = pb_service(E, rt, i, &b, what, err);
 	if (r >= 0)
-		r = run_oneshot(&b, cmd->argv, cmd->stdin_data, timeout, res, err);
+		r = run_oneshot(rt, &b, cmd->argv, cmd->stdin_data, timeout, res, err);
 	proc_build_done(&b);
 	if (r >= 0)
 		append_step_log(E, rt, what, res);
@@ -983,7 +1191,7 @@ static int run_hook(Environments *E, EnvRuntime *rt, const ConfigApplication *ap
 	r = pb_app(E, rt, app, rt->code_dir, &b, what, build ? APP_PROC_CODE_WRITABLE | APP_PROC_BUILD : 0, err);
 	if (r >= 0) {
 		_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-e", "-c", script, NULL);
-		r = argv ? run_oneshot(&b, argv, NULL, 1800, &res, err) : -ENOMEM;
+		r = argv ? run_oneshot(rt, &b, argv, NULL, core_hook_timeout(E->core), &res, err) : -ENOMEM;
 		if (r >= 0) {
 			append_step_log(E, rt, what, &res);
 			if (res.exit_status != 0) {
@@ -1015,7 +1223,13 @@ static int apps_start(Environments *E, EnvRuntime *rt, BbxError *err)
 		}
 		_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-c", app->web_start, NULL);
 		b.spec.argv = argv;
-		r = argv ? envproc_start(&b.spec, &rt->app_procs[i], err) : -ENOMEM;
+		EnvProc *proc = NULL;
+		r = argv ? envproc_start(&b.spec, &proc, err) : -ENOMEM;
+		if (r >= 0) {
+			pthread_mutex_lock(&rt->lock);
+			rt->app_procs[i] = proc;
+			pthread_mutex_unlock(&rt->lock);
+		}
 		proc_build_done(&b);
 		if (r < 0)
 			return r;
@@ -1046,7 +1260,9 @@ static int apps_wait_healthy(EnvRuntime *rt, BbxError *err)
 				return bbx_error_set(err, -ETIMEDOUT, "failed", "application %s did not answer on port %u within %d s (see 'branchbox env logs %s %s')",
 						     app->name, app->web_port, APP_HEALTHY_TIMEOUT_MS / 1000, rt->name, app->name);
 			}
-			usleep(delay * 1000);
+			r = wait_or_cancel(rt, delay, err);
+			if (r < 0)
+				return r;
 			if (delay < 100)
 				delay *= 2;
 		}
@@ -1093,7 +1309,7 @@ static int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err)
 			r = pb_app(E, rt, app, rt->policy_code_dir, &b, what, 0, err);
 			if (r >= 0) {
 				_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-e", "-c", step->command, NULL);
-				r = argv ? run_oneshot(&b, argv, NULL, step->timeout_sec, &res, err) : -ENOMEM;
+				r = argv ? run_oneshot(rt, &b, argv, NULL, step->timeout_sec, &res, err) : -ENOMEM;
 				if (r >= 0)
 					append_step_log(E, rt, what, &res);
 			}
@@ -1194,7 +1410,9 @@ static int network_up(Environments *E, EnvRuntime *rt, BbxError *err)
 		if (fd < 0)
 			return bbx_error_set(err, -errno, "internal", "%s: %m", path);
 	}
+	pthread_mutex_lock(&rt->lock);
 	rt->netns_fd = fd;
+	pthread_mutex_unlock(&rt->lock);
 	return 0;
 }
 
@@ -1265,7 +1483,9 @@ static int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync
 
 	if (rt) {
 		runtime_stop_processes(rt);
+		pthread_mutex_lock(&rt->lock);
 		rt->netns_fd = safe_close(rt->netns_fd);
+		pthread_mutex_unlock(&rt->lock);
 	}
 	cgroups_remove_env(E, name);
 	env_path(E, path, sizeof(path), "run/netns", name);
@@ -1312,7 +1532,7 @@ static int checkpoint_services(Environments *E, EnvRuntime *parent)
 	return 0;
 }
 
-static json_t *runtime_processes_json(EnvRuntime *rt)
+static json_t *runtime_processes_json_locked(EnvRuntime *rt)
 {
 	json_t *a = json_array();
 	if (!rt || !rt->config)
@@ -1360,8 +1580,12 @@ static int record_info(Environments *E, const char *name, json_t **ret, BbxError
 	env_record_done(&rec);
 	if (!o)
 		return -ENOMEM;
-	EnvRuntime *rt = runtime_find(E, name);
-	json_object_set_new(o, "processes", runtime_processes_json(rt));
+	_cleanup_runtime_ EnvRuntime *rt = runtime_find(E, name);
+	if (rt)
+		pthread_mutex_lock(&rt->lock);
+	json_object_set_new(o, "processes", runtime_processes_json_locked(rt));
+	if (rt)
+		pthread_mutex_unlock(&rt->lock);
 	pthread_mutex_lock(&E->pool_lock);
 	VolumeInfo vi;
 	if (E->pool && pool_volume_exists(E->pool, name) > 0 && pool_volume_usage(E->pool, name, &vi, NULL) >= 0) {
@@ -1567,7 +1791,7 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 	char commit[GITREPO_ID_SIZE];
 	ProjectConfig *config = NULL;
 	EnvRecord rec = { 0 };
-	EnvRuntime *rt = NULL;
+	_cleanup_runtime_ EnvRuntime *rt = NULL;
 	bool created_slot = false, first;
 	int64_t jid = 0;
 	int r;
@@ -1593,6 +1817,12 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 		return r;
 	}
 	pthread_mutex_lock(&rt->op_lock);
+	if (runtime_removed(E, rt)) {
+		/* Destroyed between the lookup and the lock: nothing of it to deploy over. */
+		pthread_mutex_unlock(&rt->op_lock);
+		config_free(config);
+		return bbx_error_set(err, -EBUSY, "conflict", "environment '%s' was destroyed meanwhile; deploy again", name);
+	}
 	first = env_record_get(s, name, &rec, NULL) == -ENOENT;
 	if (!first && !strcmp(rec.state, "destroying")) {
 		r = bbx_error_set(err, -EBUSY, "conflict", "environment '%s' is being destroyed", name);
@@ -1608,7 +1838,9 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 		goto out;
 	}
 	environment_debug_stop_point("deploy", "intent");
-	r = ensure_dirs(E, name);
+	r = cancel_reset(rt);
+	if (r >= 0)
+		r = ensure_dirs(E, name);
 	if (r < 0) {
 		config_free(config);
 		bbx_error_set(err, r, "internal", "state directories for %s: %s", name, strerror(-r));
@@ -1636,12 +1868,6 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 	} else {
 		/* Redeploy: the applications restart on the new code; the data stays. */
 		atomic_store(&rt->ready, false);
-		for (size_t i = 0; rt->config && i < rt->config->n_applications; i++)
-			if (rt->app_procs[i]) {
-				envproc_stop(rt->app_procs[i], STOP_GRACE_MS);
-				envproc_free(rt->app_procs[i]);
-				rt->app_procs[i] = NULL;
-			}
 		runtime_stop_processes(rt);
 	}
 	r = runtime_setup(E, rt, config, commit, false, err);
@@ -1668,14 +1894,17 @@ fail:
 		(void)teardown(E, name, rt, false, &ignored);
 		(void)env_record_delete(s, name, NULL);
 		(void)journal_finish(s, jid, "undone", NULL);
-		pthread_mutex_unlock(&rt->op_lock);
 		runtime_remove(E, rt);
-		runtime_free(rt);
+		pthread_mutex_unlock(&rt->op_lock);
 		env_record_done(&rec);
 		return r;
 	}
-	(void)env_record_set_state(s, name, "failed", err ? err->message : "deploy failed", NULL);
-	(void)journal_finish(s, jid, "failed", NULL);
+	/* Cut short by shutdown: left as a crash leaves it (the journal entry stays open), so the
+	 * next start brings the previous commit back instead of a failed production. */
+	if (!atomic_load(&E->shutting_down)) {
+		(void)env_record_set_state(s, name, "failed", err ? err->message : "deploy failed", NULL);
+		(void)journal_finish(s, jid, "failed", NULL);
+	}
 out:
 	pthread_mutex_unlock(&rt->op_lock);
 	env_record_done(&rec);
@@ -1696,7 +1925,8 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	_cleanup_(config_freep) ProjectConfig *policy = NULL;
 	_cleanup_free_ char *policy_code = NULL;
 	EnvRecord prec = { 0 };
-	EnvRuntime *rt = NULL, *parent = NULL;
+	_cleanup_runtime_ EnvRuntime *rt = NULL;
+	_cleanup_runtime_ EnvRuntime *parent = NULL;
 	int64_t jid = 0;
 	int r;
 
@@ -1752,9 +1982,8 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	r = env_record_insert(s, &nr, core_uid_range(c), err);
 	if (r < 0) {
 		config_free(config);
-		pthread_mutex_unlock(&rt->op_lock);
 		runtime_remove(E, rt);
-		runtime_free(rt);
+		pthread_mutex_unlock(&rt->op_lock);
 		return r;
 	}
 	_cleanup_free_ char *payload = NULL;
@@ -1774,6 +2003,12 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 
 	/* Snapshot the parent: quiesce its databases, then one atomic clone of its volume. */
 	pthread_mutex_lock(&parent->op_lock);
+	if (runtime_removed(E, parent) || !atomic_load(&parent->ready)) {
+		pthread_mutex_unlock(&parent->op_lock);
+		config_free(config);
+		r = bbx_error_set(err, -EBUSY, "conflict", "environment '%s' stopped or was destroyed meanwhile", parent_name);
+		goto fail;
+	}
 	(void)checkpoint_services(E, parent);
 	(void)journal_step(s, jid, "snapshot", NULL);
 	environment_debug_stop_point("create", "snapshot");
@@ -1805,7 +2040,9 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	if (r < 0)
 		goto fail;
 	(void)journal_finish(s, jid, "done", NULL);
-	atomic_store(&rt->ready, true);
+	/* Destroyed while it came up: the destroy that fired the cancel finishes the job. */
+	if (!cancelled(rt))
+		atomic_store(&rt->ready, true);
 	pthread_mutex_unlock(&rt->op_lock);
 	return ret_info ? record_info(E, name, ret_info, err) : 0;
 
@@ -1816,9 +2053,8 @@ fail:;
 	(void)env_record_delete(s, name, NULL);
 	if (jid)
 		(void)journal_finish(s, jid, "undone", NULL);
-	pthread_mutex_unlock(&rt->op_lock);
 	runtime_remove(E, rt);
-	runtime_free(rt);
+	pthread_mutex_unlock(&rt->op_lock);
 	return r;
 }
 
@@ -1852,6 +2088,17 @@ static VolumeFreeze *make_freeze(EnvRuntime *parent, VolumeFreeze *f)
 	return f;
 }
 
+/*
+ * Stop whatever runs in rt on behalf of anyone: nothing is ready any more, every command and
+ * wait is cancelled (their process trees killed), and the caller then takes op_lock, which no
+ * agent command holds while it runs.
+ */
+static void runtime_interrupt(EnvRuntime *rt)
+{
+	atomic_store(&rt->ready, false);
+	cancel_fire(rt);
+}
+
 int environment_destroy(Core *c, const char *name, BbxError *err)
 {
 	Environments *E = envs_of(c);
@@ -1875,12 +2122,21 @@ int environment_destroy(Core *c, const char *name, BbxError *err)
 		env_records_free(v, n);
 		sync = previews <= 1;
 	}
-	EnvRuntime *rt = NULL;
+	_cleanup_runtime_ EnvRuntime *rt = NULL;
 	r = runtime_get(E, name, &rt, NULL);
 	if (r < 0)
 		return r;
-	atomic_store(&rt->ready, false);
+	runtime_interrupt(rt);
 	pthread_mutex_lock(&rt->op_lock);
+	if (runtime_removed(E, rt)) {
+		/* A create this cancelled (or another destroy) took it down meanwhile. */
+		pthread_mutex_unlock(&rt->op_lock);
+		return env_record_exists(s, name) > 0
+			       ? bbx_error_set(err, -EBUSY, "conflict", "environment '%s' changed meanwhile; destroy it again", name)
+			       : 0;
+	}
+	/* Commands cancelled above end within moments; teardown kills whatever is left. */
+	(void)runs_wait_gone(rt, CANCEL_WAIT_MS);
 	r = journal_begin(s, "environment.destroy", name, "intent", NULL, &jid, err);
 	if (r < 0) {
 		pthread_mutex_unlock(&rt->op_lock);
@@ -1894,11 +2150,9 @@ int environment_destroy(Core *c, const char *name, BbxError *err)
 	if (r >= 0)
 		r = env_record_delete(s, name, err);
 	(void)journal_finish(s, jid, r >= 0 ? "done" : "failed", NULL);
-	pthread_mutex_unlock(&rt->op_lock);
-	if (r >= 0) {
+	if (r >= 0)
 		runtime_remove(E, rt);
-		runtime_free(rt);
-	}
+	pthread_mutex_unlock(&rt->op_lock);
 	return r;
 }
 
@@ -1913,6 +2167,12 @@ static int start_recorded(Environments *E, EnvRuntime *rt, const EnvRecord *rec,
 	if (r < 0)
 		return r;
 	atomic_store(&rt->ready, false);
+	r = cancel_reset(rt);
+	if (r < 0) {
+		config_free(config);
+		config_free(policy);
+		return bbx_error_set(err, r, "internal", "environment %s: %s", rec->name, strerror(-r));
+	}
 	r = runtime_setup(E, rt, config, rec->commit_id, preview, err);
 	config_free(rt->policy);
 	rt->policy = policy;
@@ -1922,7 +2182,7 @@ static int start_recorded(Environments *E, EnvRuntime *rt, const EnvRecord *rec,
 		r = ensure_dirs(E, rec->name);
 	if (r >= 0)
 		r = bring_up(E, rt, "start", false, false, false, 0, err);
-	if (r >= 0)
+	if (r >= 0 && !cancelled(rt))
 		atomic_store(&rt->ready, true);
 	return r;
 }
@@ -1935,10 +2195,11 @@ int environment_stop(Core *c, const char *name, BbxError *err)
 	if (r < 0)
 		return r;
 	env_record_done(&rec);
-	EnvRuntime *rt = runtime_find(E, name);
+	_cleanup_runtime_ EnvRuntime *rt = runtime_find(E, name);
 	if (rt) {
-		atomic_store(&rt->ready, false);
+		runtime_interrupt(rt);
 		pthread_mutex_lock(&rt->op_lock);
+		(void)runs_wait_gone(rt, CANCEL_WAIT_MS);
 		runtime_stop_processes(rt);
 		pthread_mutex_unlock(&rt->op_lock);
 	}
@@ -1949,7 +2210,7 @@ int environment_start(Core *c, const char *name, BbxError *err)
 {
 	Environments *E = envs_of(c);
 	EnvRecord rec;
-	EnvRuntime *rt = NULL;
+	_cleanup_runtime_ EnvRuntime *rt = NULL;
 	int r = env_record_get(core_store(c), name, &rec, err);
 	if (r < 0)
 		return r;
@@ -1961,12 +2222,20 @@ int environment_start(Core *c, const char *name, BbxError *err)
 	r = runtime_get(E, name, &rt, NULL);
 	if (r >= 0) {
 		pthread_mutex_lock(&rt->op_lock);
-		runtime_stop_processes(rt);
-		r = start_recorded(E, rt, &rec, err);
+		bool gone = runtime_removed(E, rt);
+		if (!gone) {
+			runtime_stop_processes(rt);
+			r = start_recorded(E, rt, &rec, err);
+		}
 		pthread_mutex_unlock(&rt->op_lock);
+		if (gone) {
+			env_record_done(&rec);
+			return bbx_error_set(err, -ENOENT, "not_found", "environment '%s' was destroyed meanwhile", name);
+		}
 	}
-	(void)env_record_set_state(core_store(c), name, r >= 0 ? "ready" : "failed",
-				   r >= 0 ? NULL : bbx_error_message(err, r), NULL);
+	if (r >= 0 || !atomic_load(&E->shutting_down))
+		(void)env_record_set_state(core_store(c), name, r >= 0 ? "ready" : "failed",
+					   r >= 0 ? NULL : bbx_error_message(err, r), NULL);
 	env_record_done(&rec);
 	return r;
 }
@@ -2011,6 +2280,26 @@ int environment_list(Core *c, const Principal *p, json_t **ret, BbxError *err)
 	return 0;
 }
 
+/* Wait for op_lock at most ms; false when a lifecycle step holds it longer. */
+static bool op_lock_timed(EnvRuntime *rt, int ms)
+{
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += ms / 1000;
+	deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	return pthread_mutex_timedlock(&rt->op_lock, &deadline) == 0;
+}
+
+/*
+ * Its sandbox is built under op_lock (so no lifecycle step changes the environment halfway
+ * through), from copies and its own fds; then the lock is let go and the command runs
+ * watching a duplicate of the environment's cancel fd: destroy, stop and shutdown kill it
+ * without waiting for it, and nothing it does can hold them up.
+ */
 int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, BbxError *err)
 {
 	Environments *E = envs_of(c);
@@ -2020,13 +2309,20 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 		return r;
 	bool ready = !strcmp(rec.state, "ready");
 	env_record_done(&rec);
-	EnvRuntime *rt = runtime_find(E, opts->name);
-	if (!ready || !rt || !rt->config || !atomic_load(&rt->ready))
+	_cleanup_runtime_ EnvRuntime *rt = runtime_find(E, opts->name);
+	if (!ready || !rt || !atomic_load(&rt->ready) || atomic_load(&E->shutting_down))
 		return not_ready(err, opts->name);
 	if (!opts->argv || !opts->argv[0])
 		return bbx_error_set(err, -EINVAL, "invalid", "no command given");
 
-	pthread_mutex_lock(&rt->op_lock);
+	if (!op_lock_timed(rt, EXEC_LOCK_WAIT_MS))
+		return bbx_error_set(err, -EBUSY, "conflict", "environment '%s' is busy with another operation; try again",
+				     opts->name);
+	/* Stopped, destroyed or redeployed while this waited for the lock. */
+	if (!atomic_load(&rt->ready) || !rt->config || rt->netns_fd < 0) {
+		pthread_mutex_unlock(&rt->op_lock);
+		return not_ready(err, opts->name);
+	}
 	const ConfigApplication *app = find_app(rt, opts->application, NULL);
 	if (!app) {
 		pthread_mutex_unlock(&rt->op_lock);
@@ -2034,13 +2330,45 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 				     opts->application ? opts->application : "");
 	}
 	ProcBuild b;
+	_cleanup_close_ int cancel = -EBADF;
 	r = pb_app(E, rt, app, rt->code_dir, &b, "exec", 0, err);
 	if (r >= 0) {
-		b.spec.log_path = NULL;
-		r = run_oneshot(&b, opts->argv, opts->stdin_data, opts->timeout_sec ? opts->timeout_sec : 600, ret, err);
+		/* Its own fds: the environment's may be closed by a teardown while it runs. */
+		b.spec.netns_fd = pb_keep_fd(&b, fcntl(rt->netns_fd, F_DUPFD_CLOEXEC, 3));
+		cancel = fcntl(rt->cancel_fd, F_DUPFD_CLOEXEC, 3);
+		if (b.spec.netns_fd < 0 || cancel < 0)
+			r = bbx_error_set(err, -errno, "internal", "exec in %s: %m", opts->name);
 	}
-	proc_build_done(&b);
+	if (r >= 0) {
+		pthread_mutex_lock(&rt->lock);
+		rt->n_running++;
+		pthread_mutex_unlock(&rt->lock);
+	}
 	pthread_mutex_unlock(&rt->op_lock);
+	if (r < 0) {
+		proc_build_done(&b);
+		return r;
+	}
+
+	b.spec.log_path = NULL;
+	b.spec.argv = opts->argv;
+	EnvOneshotOptions o;
+	envproc_oneshot_options_init(&o);
+	o.stdin_data = opts->stdin_data;
+	o.stdin_len = opts->stdin_data ? strlen(opts->stdin_data) : 0;
+	o.timeout_ms = (opts->timeout_sec ? opts->timeout_sec : 600) * 1000;
+	o.cancel_fd = cancel;
+	r = envproc_run_oneshot_with(&b.spec, &o, ret, err);
+	if (r == -ECANCELED)
+		r = bbx_error_reset(err, -ECANCELED, "conflict",
+				    "environment '%s' was stopped or destroyed while the command ran; its processes were killed",
+				    opts->name);
+	proc_build_done(&b);
+
+	pthread_mutex_lock(&rt->lock);
+	rt->n_running--;
+	pthread_cond_broadcast(&rt->run_done);
+	pthread_mutex_unlock(&rt->lock);
 	return r;
 }
 
@@ -2058,9 +2386,16 @@ int environment_logs(Core *c, const char *name, const char *process, int64_t off
 	env_record_done(&rec);
 	if (hidden)
 		return not_ready(err, name);
+	char first_app[128] = "deploy";
 	if (!process) {
-		EnvRuntime *rt = runtime_find(E, name);
-		process = rt && rt->config && rt->config->n_applications ? rt->config->applications[0].name : "deploy";
+		_cleanup_runtime_ EnvRuntime *rt = runtime_find(E, name);
+		if (rt) {
+			pthread_mutex_lock(&rt->lock);
+			if (rt->config && rt->config->n_applications)
+				snprintf(first_app, sizeof(first_app), "%s", rt->config->applications[0].name);
+			pthread_mutex_unlock(&rt->lock);
+		}
+		process = first_app;
 	}
 	if (!name_is_valid(process))
 		return bbx_error_set(err, -EINVAL, "invalid", "process name '%s' is not valid", process);
@@ -2099,49 +2434,167 @@ int environment_logs(Core *c, const char *name, const char *process, int64_t off
 int environment_connect_app(Core *c, const char *name, int *ret_fd, BbxError *err)
 {
 	Environments *E = envs_of(c);
-	EnvRuntime *rt = runtime_find(E, name);
-	if (!rt || rt->netns_fd < 0 || !rt->config || !atomic_load(&rt->ready))
+	_cleanup_runtime_ EnvRuntime *rt = runtime_find(E, name);
+	if (!rt)
 		return not_ready(err, name);
-	const ConfigApplication *app = find_app(rt, NULL, NULL);
-	if (!app || !app->has_web)
+	/* What to connect to, copied under the short lock; the connect itself holds nothing. */
+	pthread_mutex_lock(&rt->lock);
+	bool up = rt->netns_fd >= 0 && rt->config && atomic_load(&rt->ready);
+	const ConfigApplication *app = up ? find_app(rt, NULL, NULL) : NULL;
+	bool web = app && app->has_web;
+	uint16_t port = web ? app->web_port : 0;
+	_cleanup_close_ int netns = up && web ? fcntl(rt->netns_fd, F_DUPFD_CLOEXEC, 3) : -EBADF;
+	pthread_mutex_unlock(&rt->lock);
+	if (!up)
+		return not_ready(err, name);
+	if (!web)
 		return bbx_error_set(err, -ENOENT, "unavailable", "environment '%s' has no web application", name);
-	int fd = netns_connect(rt->netns_fd, app->web_port, 10000, err);
+	if (netns < 0)
+		return bbx_error_set(err, -errno, "internal", "environment '%s': %m", name);
+	int fd = netns_connect(netns, port, 10000, err);
 	if (fd < 0)
 		return fd;
 	*ret_fd = fd;
 	return 0;
 }
 
-int environments_reap_expired(Core *c, BbxError *err)
+/* ---- background jobs ---- */
+
+/* A thread the daemon started for one environment (a restart, an expiry); joined when it is
+ * done (by the reaper) or at shutdown, never detached. */
+typedef struct EnvJob {
+	struct EnvJob *next;
+	Environments *E;
+	pthread_t thread;
+	atomic_bool done;
+	char name[64];
+	EnvRecord rec;			/* a restart's record */
+	void (*run)(struct EnvJob *job);
+} EnvJob;
+
+static void *job_main(void *userdata)
+{
+	EnvJob *job = userdata;
+	job->run(job);
+	atomic_store(&job->done, true);
+	return NULL;
+}
+
+static void job_free(EnvJob *job)
+{
+	env_record_done(&job->rec);
+	free(job);
+}
+
+/* Start run(job) on a thread of its own unless a job for the same environment is still
+ * running; takes job either way. */
+static int job_start(Environments *E, EnvJob *job)
+{
+	pthread_mutex_lock(&E->jobs_lock);
+	for (EnvJob *j = E->jobs; j; j = j->next)
+		if (!strcmp(j->name, job->name) && !atomic_load(&j->done)) {
+			pthread_mutex_unlock(&E->jobs_lock);
+			job_free(job);
+			return -EALREADY;
+		}
+	job->E = E;
+	atomic_init(&job->done, false);
+	int r = -pthread_create(&job->thread, NULL, job_main, job);
+	if (r < 0) {
+		pthread_mutex_unlock(&E->jobs_lock);
+		job_free(job);
+		return r;
+	}
+	job->next = E->jobs;
+	E->jobs = job;
+	pthread_mutex_unlock(&E->jobs_lock);
+	return 0;
+}
+
+/* Join the jobs that are done (all of them when all, waiting for each). */
+static void jobs_join(Environments *E, bool all)
+{
+	EnvJob *finished = NULL;
+	pthread_mutex_lock(&E->jobs_lock);
+	for (EnvJob **pp = &E->jobs; *pp;) {
+		EnvJob *j = *pp;
+		if (all || atomic_load(&j->done)) {
+			*pp = j->next;
+			j->next = finished;
+			finished = j;
+		} else
+			pp = &j->next;
+	}
+	pthread_mutex_unlock(&E->jobs_lock);
+	while (finished) {
+		EnvJob *j = finished;
+		finished = j->next;
+		pthread_join(j->thread, NULL);
+		job_free(j);
+	}
+}
+
+/* ---- expiry ---- */
+
+static void expire_one(Core *c, const char *name)
+{
+	BbxError e = BBX_ERROR_INIT;
+	int r = environment_destroy(c, name, &e);
+	Principal system = { .kind = PRINCIPAL_ROOT };
+	snprintf(system.name, sizeof(system.name), "system:reaper");
+	char resource[160], digest[65] = "";
+	snprintf(resource, sizeof(resource), "environment:%s", name);
+	AuditRecord rec = { .request_id = "reaper", .principal = &system, .interface = "daemon",
+			    .action = "environment.expire", .resource = resource, .decision = "allow",
+			    .reason = r < 0 ? bbx_error_message(&e, r) : "ttl expired",
+			    .request_digest = digest, .outcome = r < 0 ? "failed" : "destroyed" };
+	(void)audit_append(c, &rec, NULL, NULL);
+}
+
+static void expire_job(EnvJob *job)
+{
+	expire_one(job->E->core, job->name);
+}
+
+/* Previews whose TTL has passed (a list the caller frees with strv_free). */
+static int expired_names(Core *c, char ***ret, BbxError *err)
 {
 	EnvRecord *v = NULL;
 	size_t n = 0;
-	int reaped = 0;
+	char **names = NULL;
 	int64_t now = store_now();
 	int r = env_record_list(core_store(c), &v, &n, err);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(v[i].kind, "preview") || !v[i].expires_at || v[i].expires_at > now)
-			continue;
-		BbxError e = BBX_ERROR_INIT;
-		r = environment_destroy(c, v[i].name, &e);
-		Principal system = { .kind = PRINCIPAL_ROOT };
-		snprintf(system.name, sizeof(system.name), "system:reaper");
-		char resource[160], digest[65] = "";
-		snprintf(resource, sizeof(resource), "environment:%s", v[i].name);
-		AuditRecord rec = { .request_id = "reaper", .principal = &system, .interface = "daemon",
-				    .action = "environment.expire", .resource = resource, .decision = "allow",
-				    .reason = r < 0 ? bbx_error_message(&e, r) : "ttl expired",
-				    .request_digest = digest, .outcome = r < 0 ? "failed" : "destroyed" };
-		(void)audit_append(c, &rec, NULL, NULL);
-		if (r >= 0)
-			reaped++;
-	}
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(v[i].kind, "preview") && v[i].expires_at && v[i].expires_at <= now &&
+		    strcmp(v[i].state, "destroying"))
+			if (strv_push(&names, v[i].name) < 0) {
+				env_records_free(v, n);
+				strv_free(names);
+				return -ENOMEM;
+			}
 	env_records_free(v, n);
+	*ret = names;
+	return 0;
+}
+
+int environments_reap_expired(Core *c, BbxError *err)
+{
+	_cleanup_strv_free_ char **names = NULL;
+	int r = expired_names(c, &names, err);
+	if (r < 0)
+		return r;
+	int reaped = 0;
+	for (size_t i = 0; names && names[i]; i++) {
+		expire_one(c, names[i]);
+		reaped += !environment_exists(c, names[i]);
+	}
 	return reaped;
 }
 
+/* Each expiry runs on a thread of its own: one preview slow to tear down never holds up
+ * another's. */
 static void *reaper_main(void *userdata)
 {
 	Environments *E = userdata;
@@ -2150,7 +2603,18 @@ static void *reaper_main(void *userdata)
 		int k = poll(&pfd, 1, REAPER_INTERVAL_SEC * 1000);
 		if (k > 0)
 			break;
-		(void)environments_reap_expired(E->core, NULL);
+		jobs_join(E, false);
+		_cleanup_strv_free_ char **names = NULL;
+		if (expired_names(E->core, &names, NULL) < 0)
+			continue;
+		for (size_t i = 0; names && names[i]; i++) {
+			EnvJob *job = calloc(1, sizeof(*job));
+			if (!job)
+				break;
+			snprintf(job->name, sizeof(job->name), "%s", names[i]);
+			job->run = expire_job;
+			(void)job_start(E, job);
+		}
 	}
 	return NULL;
 }
@@ -2266,28 +2730,21 @@ static int reconcile(Environments *E, BbxError *err)
 	return 0;
 }
 
-typedef struct RestartJob {
-	Environments *E;
-	EnvRecord rec;
-} RestartJob;
-
-static void *restart_main(void *userdata)
+static void restart_job(EnvJob *job)
 {
-	RestartJob *job = userdata;
 	Environments *E = job->E;
-	EnvRuntime *rt = NULL;
+	_cleanup_runtime_ EnvRuntime *rt = NULL;
 	BbxError err = BBX_ERROR_INIT;
 	int r = runtime_get(E, job->rec.name, &rt, NULL);
 	if (r >= 0) {
 		pthread_mutex_lock(&rt->op_lock);
-		r = start_recorded(E, rt, &job->rec, &err);
+		r = runtime_removed(E, rt) ? -ENOENT : start_recorded(E, rt, &job->rec, &err);
 		pthread_mutex_unlock(&rt->op_lock);
 	}
-	(void)env_record_set_state(core_store(E->core), job->rec.name, r >= 0 ? "ready" : "failed",
-				   r >= 0 ? NULL : bbx_error_message(&err, r), NULL);
-	env_record_done(&job->rec);
-	free(job);
-	return NULL;
+	/* Cut short by shutdown: still "starting", so the next start restarts it. */
+	if ((r != -ENOENT || !rt) && !atomic_load(&E->shutting_down))
+		(void)env_record_set_state(core_store(E->core), job->rec.name, r >= 0 ? "ready" : "failed",
+					   r >= 0 ? NULL : bbx_error_message(&err, r), NULL);
 }
 
 int environments_init(Core *c, BbxError *err)
@@ -2300,6 +2757,7 @@ int environments_init(Core *c, BbxError *err)
 	E->core = c;
 	pthread_mutex_init(&E->lock, NULL);
 	pthread_mutex_init(&E->pool_lock, NULL);
+	pthread_mutex_init(&E->jobs_lock, NULL);
 	E->reaper_wake[0] = E->reaper_wake[1] = -EBADF;
 	E->state_dir = strdup(core_state_dir(c));
 	E->production = strdup(core_production_branch(c));
@@ -2341,21 +2799,14 @@ int environments_init(Core *c, BbxError *err)
 			continue;
 		/* "starting" until its services answer and its apps are healthy again. */
 		(void)env_record_set_state(core_store(c), v[i].name, "starting", NULL, NULL);
-		RestartJob *job = calloc(1, sizeof(*job));
+		EnvJob *job = calloc(1, sizeof(*job));
 		if (!job)
 			continue;
-		job->E = E;
+		snprintf(job->name, sizeof(job->name), "%s", v[i].name);
 		job->rec = v[i];
 		memset(&v[i], 0, sizeof(v[i]));
-		pthread_t t;
-		pthread_attr_t attr;
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&t, &attr, restart_main, job) != 0) {
-			env_record_done(&job->rec);
-			free(job);
-		}
-		pthread_attr_destroy(&attr);
+		job->run = restart_job;
+		(void)job_start(E, job);
 	}
 	env_records_free(v, n);
 
@@ -2364,34 +2815,53 @@ int environments_init(Core *c, BbxError *err)
 	return 0;
 }
 
+void environments_quiesce(Core *c)
+{
+	Environments *E = envs_of(c);
+	if (!E)
+		return;
+	atomic_store(&E->shutting_down, true);
+	pthread_mutex_lock(&E->lock);
+	for (size_t i = 0; i < E->n_runtimes; i++)
+		cancel_fire(E->runtimes[i]);
+	pthread_mutex_unlock(&E->lock);
+}
+
 void environments_shutdown(Core *c)
 {
 	Environments *E = envs_of(c);
 	if (!E)
 		return;
+	environments_quiesce(c);
 	if (E->reaper_started) {
 		(void)!write(E->reaper_wake[1], "x", 1);
 		pthread_join(E->reaper, NULL);
 	}
 	safe_close(E->reaper_wake[0]);
 	safe_close(E->reaper_wake[1]);
+	/* Restarts and expiries were cancelled above: they end soon. */
+	jobs_join(E, true);
 	pthread_mutex_lock(&E->lock);
 	EnvRuntime **v = E->runtimes;
 	size_t n = E->n_runtimes;
 	E->runtimes = NULL;
 	E->n_runtimes = 0;
+	for (size_t i = 0; i < n; i++)
+		v[i]->removed = true;
 	pthread_mutex_unlock(&E->lock);
 	for (size_t i = 0; i < n; i++) {
 		pthread_mutex_lock(&v[i]->op_lock);
+		(void)runs_wait_gone(v[i], CANCEL_WAIT_MS);
 		runtime_stop_processes(v[i]);
 		pthread_mutex_unlock(&v[i]->op_lock);
-		runtime_free(v[i]);
+		runtime_unref(v[i]);
 	}
 	free(v);
 	gitrepo_free(E->repo);
 	pool_free(E->pool);
 	free(E->state_dir);
 	free(E->production);
+	pthread_mutex_destroy(&E->jobs_lock);
 	core_set_environments(c, NULL);
 	free(E);
 }

@@ -25,7 +25,13 @@
 /* Open the pool and repository, reconcile after a crash, restart ready environments, and
  * start the TTL reaper. Called once by the daemon after core_new(). */
 int environments_init(Core *c, BbxError *err);
-/* Stop every environment's processes (their data stays). */
+/* The first step of shutting down: every command and wait running in an environment is
+ * cancelled (its processes killed) and no new exec starts, so request handlers end quickly.
+ * An operation cut short this way is left as a crash would leave it, for the next start to
+ * reconcile. Thread-safe. */
+void environments_quiesce(Core *c);
+/* Stop every environment's processes (their data stays) and join every thread started;
+ * quiesces first. */
 void environments_shutdown(Core *c);
 
 /* Deploy production from the production branch's head (first deploy or redeploy). */

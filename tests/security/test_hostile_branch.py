@@ -992,6 +992,27 @@ def test_agent_command_bounded(light, variant):
     assert not d.hung and d.ok, f"destroy after {variant} did not return: {d}"
 
 
+def test_destroy_while_exec_runs(light):
+    """An agent command running (no timeout of its own) never holds what destroy needs: destroy
+    returns, and the command goes with the environment."""
+    name = make_branch(light.repo, "pr-bound-destroy-during-exec")
+    assert light.create(name).ok
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault(
+        "p", light.sh(name, "echo started; sleep 100", timeout=T_BOUND + 5)))
+    t.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not exec_procs(light, name):
+        time.sleep(0.05)
+    running = exec_procs(light, name)
+    d = light.root("env", "destroy", name, timeout=T_BOUND)
+    t.join()
+    assert running, "control: the exec never ran"
+    assert not d.hung and d.ok, f"destroy while an exec runs did not return: {d}"
+    assert not exec_procs(light, name) and not [p for p in running if os.path.exists(f"/proc/{p}")], \
+        "the exec's processes outlived destroy"
+
+
 def exec_limits(proj, name):
     """(memory limit bytes, cpu quota us) of an exec's cgroup in name, read on the host."""
     box = {}
