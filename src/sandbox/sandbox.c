@@ -61,6 +61,9 @@ enum {
 
 /* Binds given as open fds (SandboxBind.source_fd) in one sandbox. */
 #define SANDBOX_MAX_FD_BINDS 32
+/* From the child's start to its exec: mounts, Landlock, seccomp. Far more than it takes; past
+ * it something in the kernel or a bind source hangs, and the spawn fails instead of hanging. */
+#define SANDBOX_SETUP_TIMEOUT_MS (60 * 1000)
 
 /*
  * Why a raw clone and only syscalls in the child: the daemon calls sandbox_spawn() from many
@@ -1538,6 +1541,11 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 	if (RETRY_EINTR(write(sb->sync_fd, "g", 1)) != 1)
 		return bbx_error_set(err, -errno, "setup", "sync: %s", strerror(errno));
 
+	struct pollfd pfd = {.fd = err_r, .events = POLLIN};
+	int k = RETRY_EINTR(poll(&pfd, 1, SANDBOX_SETUP_TIMEOUT_MS));
+	if (k == 0)
+		return bbx_error_set(err, -ETIMEDOUT, "setup", "setup: the sandbox was not ready within %d s",
+				     SANDBOX_SETUP_TIMEOUT_MS / 1000); /* sandbox_free kills and reaps it */
 	SandboxChildError ce;
 	ssize_t n = RETRY_EINTR(read(err_r, &ce, sizeof(ce)));
 	if (n == (ssize_t)sizeof(ce)) {
