@@ -199,7 +199,12 @@ def test_daemon_killed_mid_exec_leaves_the_intent(echo):
     assert r["action"] == "environment.exec" and r["resource"] == "environment:main"
     assert r["principal"] == "root" and r["request_digest"]
     assert "audit chain valid" in echo.cli("audit", "verify").stdout
-    # The restarted daemon goes on recording pairs.
+    # The restarted daemon goes on recording pairs (once production is up again: a restart
+    # brings environments back in the background).
+    deadline = time.monotonic() + 120
+    while json.loads(echo.cli("env", "info", "main", "--json").stdout)["state"] != "ready":
+        assert time.monotonic() < deadline, "production did not come back after the restart"
+        time.sleep(0.2)
     echo.cli("env", "exec", "main", "--", "true")
     assert_intent_then_outcome(last_pair(records(echo), "environment.exec"), "environment.exec",
                                "environment:main", "200")
