@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "budget.h"
 #include "config.h"
 #include "environments.h"
 #include "file-util.h"
@@ -76,6 +77,7 @@ typedef struct Environments {
 	char *state_dir;
 	char *production;		/* production environment (= branch) name */
 	char cgroup_prefix[16];		/* "d-" + 8 hex of the state dir: this daemon's cgroups */
+	BudgetMeter *meter;
 } Environments;
 
 static Environments *envs_of(Core *c)
@@ -1232,6 +1234,47 @@ static void cgroups_remove_env(Environments *E, const char *env)
 	cgroup_remove_name(name);
 }
 
+void environment_measure(Core *c, const char *name, bool with_disk, EnvMeasure *ret)
+{
+	Environments *E = envs_of(c);
+	SandboxCgroup *cg = NULL;
+	SandboxCgroupUsage u = { UINT64_MAX, UINT64_MAX, UINT64_MAX };
+	char cgname[256];
+
+	snprintf(cgname, sizeof(cgname), "%s/env-%s", E->cgroup_prefix, name);
+	if (sandbox_cgroup_open(CGROUP_ROOT, cgname, &cg, NULL) >= 0) {
+		sandbox_cgroup_usage(cg, &u);
+		sandbox_cgroup_free(cg);
+	}
+	*ret = (EnvMeasure){ .cpu_usec = u.cpu_usec, .memory_peak = u.memory_peak,
+			     .memory_current = u.memory_current, .disk_bytes = UINT64_MAX };
+	if (!with_disk)
+		return;
+	VolumeInfo vi;
+	pthread_mutex_lock(&E->pool_lock);
+	if (E->pool && pool_volume_exists(E->pool, name) > 0 && pool_volume_usage(E->pool, name, &vi, NULL) >= 0) {
+		ret->disk_bytes = vi.exclusive_bytes;
+		free(vi.name);
+		free(vi.path);
+	}
+	pthread_mutex_unlock(&E->pool_lock);
+}
+
+int environment_kill_processes(Core *c, const char *name)
+{
+	Environments *E = envs_of(c);
+	SandboxCgroup *cg = NULL;
+	char cgname[256];
+
+	snprintf(cgname, sizeof(cgname), "%s/env-%s", E->cgroup_prefix, name);
+	int r = sandbox_cgroup_open(CGROUP_ROOT, cgname, &cg, NULL);
+	if (r < 0)
+		return r == -ENOENT ? 0 : r;
+	r = sandbox_cgroup_kill_tree(cg);
+	sandbox_cgroup_free(cg);
+	return r;
+}
+
 /* Names of this daemon's environments that have a cgroup (for orphan removal). */
 static char **cgroup_env_names(Environments *E)
 {
@@ -1362,6 +1405,9 @@ static int record_info(Environments *E, const char *name, json_t **ret, BbxError
 		return -ENOMEM;
 	EnvRuntime *rt = runtime_find(E, name);
 	json_object_set_new(o, "processes", runtime_processes_json(rt));
+	json_t *budget = NULL;
+	if (budget_info(E->core, name, &budget, NULL) >= 0)
+		json_object_set_new(o, "budget", budget);
 	pthread_mutex_lock(&E->pool_lock);
 	VolumeInfo vi;
 	if (E->pool && pool_volume_exists(E->pool, name) > 0 && pool_volume_usage(E->pool, name, &vi, NULL) >= 0) {
@@ -1793,6 +1839,10 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 		goto fail;
 	rt->policy = TAKE_PTR(policy);
 	rt->policy_code_dir = TAKE_PTR(policy_code);
+	/* Its budget is fixed now, with the clone's size as the base its disk use counts from. */
+	r = budget_assign(c, name, &rt->config->preview_budget, opts->token_id, err);
+	if (r < 0)
+		goto fail;
 	/* Fresh credentials: nothing of the parent's secrets is valid here. */
 	r = secrets_load(rt, NULL);
 	if (r < 0)
@@ -1950,7 +2000,11 @@ int environment_start(Core *c, const char *name, BbxError *err)
 	Environments *E = envs_of(c);
 	EnvRecord rec;
 	EnvRuntime *rt = NULL;
-	int r = env_record_get(core_store(c), name, &rec, err);
+	/* A preview that used up its budget stays stopped. */
+	int r = budget_refuse_start(c, name, err);
+	if (r < 0)
+		return r;
+	r = env_record_get(core_store(c), name, &rec, err);
 	if (r < 0)
 		return r;
 	if (strcmp(rec.state, "stopped") && strcmp(rec.state, "failed") && strcmp(rec.state, "ready")) {
@@ -2361,7 +2415,7 @@ int environments_init(Core *c, BbxError *err)
 
 	if (pipe2(E->reaper_wake, O_CLOEXEC) == 0 && pthread_create(&E->reaper, NULL, reaper_main, E) == 0)
 		E->reaper_started = true;
-	return 0;
+	return budget_meter_start(c, &E->meter);
 }
 
 void environments_shutdown(Core *c)
@@ -2369,6 +2423,7 @@ void environments_shutdown(Core *c)
 	Environments *E = envs_of(c);
 	if (!E)
 		return;
+	budget_meter_stop(TAKE_PTR(E->meter));
 	if (E->reaper_started) {
 		(void)!write(E->reaper_wake[1], "x", 1);
 		pthread_join(E->reaper, NULL);
