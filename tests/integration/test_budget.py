@@ -218,6 +218,9 @@ def test_token_budget_narrows_and_wall_time_expires(prod):
     assert b["wall_time"]["limit"] == 6
     assert tok["id"] in b["source"] and "wall_time" in b["source"] and "cpu_seconds" not in \
         b["source"], b["source"]
+    # Like every read, a budget outside the token's scope does not exist for it.
+    p = prod.cli("env", "budget", "main", token=tok["token"], check=False)
+    assert p.returncode != 0 and "environment 'main' not found" in p.stderr, p.stderr
 
     i = wait_for("wall time to run out", lambda: (lambda i: i if i["state"] == "stopped" else None)(
         info(prod, "pr-wall")), timeout=60)
