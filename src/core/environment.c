@@ -1204,11 +1204,7 @@ static int network_up(Environments *E, EnvRuntime *rt, BbxError *err)
 
 static void cgroup_remove_name(const char *name)
 {
-	SandboxCgroup *cg = NULL;
-	if (sandbox_cgroup_open(CGROUP_ROOT, name, &cg, NULL) >= 0) {
-		(void)sandbox_cgroup_remove(cg, NULL);
-		sandbox_cgroup_free(cg);
-	}
+	(void)sandbox_cgroup_remove_name(CGROUP_ROOT, name, NULL);
 }
 
 /* Kill and remove an environment's cgroups: each process's, then the environment's.

@@ -588,6 +588,33 @@ int sandbox_cgroup_remove(const SandboxCgroup *cg, BbxError *err)
 	return ret;
 }
 
+int sandbox_cgroup_remove_name(const char *root, const char *name, BbxError *err)
+{
+	_cleanup_(sandbox_cgroup_freep) SandboxCgroup *cg = NULL;
+	_cleanup_free_ char *base = NULL;
+	SandboxCgroupMode mode;
+	int r = name_check(name);
+	if (r < 0)
+		return bbx_error_set(err, r, "invalid", "cgroup name '%s' is not valid", name);
+	/* Absent, or in some hierarchies only: the rmdirs below find out. */
+	if (sandbox_cgroup_open(root, name, &cg, NULL) >= 0)
+		r = sandbox_cgroup_remove(cg, err);
+	if (sandbox_cgroup_detect(root, &mode, &base) < 0)
+		return r;
+	size_t n = mode == SANDBOX_CGROUP_V2 ? 1 : _SANDBOX_CG_MAX;
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *p = NULL;
+		if ((mode == SANDBOX_CGROUP_V2 ? asprintf(&p, "%s/" CG_PARENT "/%s", base, name)
+					       : asprintf(&p, "%s/%s/" CG_PARENT "/%s", base,
+							  v1_controllers[i], name)) < 0)
+			return -ENOMEM;
+		if (rmdir(p) < 0 && errno != ENOENT && r == 0)
+			r = bbx_error_set(err, -errno, "setup", "cgroup remove: %s: %s", p,
+					  strerror(errno));
+	}
+	return r;
+}
+
 /* One number from a control file: the whole file, or the value after "key " on its line. */
 static uint64_t read_counter(const char *dir, const char *file, const char *key)
 {

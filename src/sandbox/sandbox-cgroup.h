@@ -74,6 +74,13 @@ bool sandbox_cgroup_is_empty(const SandboxCgroup *cg);
 /* Kill what is left and rmdir every directory, retrying briefly while tasks are exiting. */
 int sandbox_cgroup_remove(const SandboxCgroup *cg, BbxError *err);
 /*
+ * sandbox_cgroup_open() + sandbox_cgroup_remove() by name, and then an rmdir of its directory
+ * in each hierarchy where one is left: a v1 cgroup whose making was cut short (a daemon killed
+ * between two mkdirs) is in some hierarchies only, and cannot be opened. 0 when nothing of it
+ * is left (or there was none), else the first error.
+ */
+int sandbox_cgroup_remove_name(const char *root, const char *name, BbxError *err);
+/*
  * Remove empty "sb-<pid>-<n>" cgroups (the automatic names of sandbox_spawn()) whose owner
  * pid no longer exists: left behind when an owner was killed before it could clean up.
  * Returns how many were removed. Busy or foreign directories are left alone.
