@@ -143,6 +143,7 @@ int route_environment_stop(ApiRequest *req, ApiResponse *resp);
 int route_environment_start(ApiRequest *req, ApiResponse *resp);
 int route_environment_exec(ApiRequest *req, ApiResponse *resp);
 int route_environment_logs(ApiRequest *req, ApiResponse *resp);
+int route_environment_budget(ApiRequest *req, ApiResponse *resp);
 int route_deploy(ApiRequest *req, ApiResponse *resp);
 int route_preview_proxy(ApiRequest *req, ApiResponse *resp);
 int route_routes_list(ApiRequest *req, ApiResponse *resp);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
 #include "environment.h"
 #include "parse.h"
 #include "policy.h"
@@ -98,7 +99,8 @@ int route_environment_create(ApiRequest *req, ApiResponse *resp)
 	}
 	if (api_request_intent(req, resp) < 0)
 		goto out;
-	EnvCreateOptions o = { .name = name, .parent = from, .branch = branch, .created_by = req->principal->name };
+	EnvCreateOptions o = { .name = name, .parent = from, .branch = branch, .created_by = req->principal->name,
+			       .token_id = req->principal->token_id[0] ? req->principal->token_id : NULL };
 	r = environment_create(req->core, &o, &info, &err);
 	if (r < 0) {
 		if (r == -ENOENT && !strcmp(err.kind, "not_found"))
@@ -221,6 +223,23 @@ int route_environment_logs(ApiRequest *req, ApiResponse *resp)
 					    "next_offset", (json_int_t)next));
 	free(text);
 	return 0;
+}
+
+int route_environment_budget(ApiRequest *req, ApiResponse *resp)
+{
+	BbxError err = BBX_ERROR_INIT;
+	json_t *budget = NULL;
+	const char *name = req->params[0];
+
+	if (!environment_exists(req->core, name))
+		return api_reply_not_found(resp, "environment", name);
+	int r = budget_info(req->core, name, &budget, &err);
+	if (r == -ENOENT && environment_exists(req->core, name))
+		return api_reply_error(resp, 409, "conflict",
+				       "environment '%s' has no budget: budgets are a preview's", name);
+	if (r < 0)
+		return reply_env_error(req, resp, name, r, &err);
+	return api_reply_json(resp, 200, json_pack("{s:s,s:o}", "name", name, "budget", budget));
 }
 
 int route_deploy(ApiRequest *req, ApiResponse *resp)

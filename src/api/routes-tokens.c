@@ -41,7 +41,7 @@ int route_token_create(ApiRequest *req, ApiResponse *resp)
 
 	json_object_foreach(body, key, v) if (strcmp(key, "kind") && strcmp(key, "name") &&
 					      strcmp(key, "scopes") && strcmp(key, "verbs") &&
-					      strcmp(key, "ttl_seconds"))
+					      strcmp(key, "ttl_seconds") && strcmp(key, "budget"))
 	{
 		api_reply_error(resp, 400, "invalid", "request body: unknown field '%.64s'", key);
 		goto out;
@@ -89,6 +89,12 @@ int route_token_create(ApiRequest *req, ApiResponse *resp)
 		api_reply_error(resp, 400, "invalid", "ttl_seconds: a non-negative integer");
 		goto out;
 	}
+	Budget budget = { 0 };
+	json_t *jb = json_object_get(body, "budget");
+	if (jb && !json_is_null(jb) && budget_limits_from_json(jb, "budget", &budget, &err) < 0) {
+		api_reply_error(resp, 400, "invalid", "%s", bbx_error_message(&err, -EINVAL));
+		goto out;
+	}
 	TokenSpec spec = {
 		.kind = !strcmp(json_string_value(kind), "agent") ? PRINCIPAL_AGENT
 								  : PRINCIPAL_HUMAN,
@@ -96,6 +102,7 @@ int route_token_create(ApiRequest *req, ApiResponse *resp)
 		.scopes = scopes,
 		.verbs = verbs,
 		.ttl_seconds = json_is_integer(ttl) ? json_integer_value(ttl) : 0,
+		.budget = budget,
 	};
 	AuditRecord a;
 	audit_template(req, &a, "token.create", "201");

@@ -25,6 +25,8 @@ const ApiRoute api_routes[] = {
 	{ "POST", "/v1/environments/{name}/exec", "environment.exec", VERB_ENV_EXEC, 0,
 	  ROUTE_INTENT, route_environment_exec },
 	{ "GET", "/v1/environments/{name}/logs", "environment.logs", VERB_ENV_READ, 0, 0, route_environment_logs },
+	{ "GET", "/v1/environments/{name}/budget", "environment.budget", VERB_ENV_READ, 0, 0,
+	  route_environment_budget },
 	{ "GET", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },
 	{ "POST", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },
 	{ "PUT", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },

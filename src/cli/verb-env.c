@@ -9,6 +9,7 @@
 
 #include "client.h"
 #include "main.h"
+#include "parse.h"
 #include "strv.h"
 
 static void env_help(void)
@@ -24,8 +25,14 @@ static void env_help(void)
 	       "  info NAME [--json]                        state, commit, processes, volume usage\n"
 	       "  logs NAME [PROCESS] [--follow]            a process's output (default: the application)\n"
 	       "  exec NAME [--app A] [--timeout S] -- CMD  run CMD inside NAME like its application runs\n"
+	       "  budget NAME [--json]                      a preview's budget: for CPU seconds, peak memory,\n"
+	       "                                            disk written beyond its clone and wall time, the\n"
+	       "                                            limit, what was used, what is left, per cent used\n"
 	       "  stop NAME | start NAME                    stop or start its processes (data stays)\n"
 	       "  destroy NAME                              remove it: processes, network, volume, code\n"
+	       "\n"
+	       "A preview is stopped when it uses up any part of its budget (its data is kept until it\n"
+	       "expires, and it cannot be started again); at 80%% the audit log records a warning.\n"
 	       "\n"
 	       "Common options: --state DIR (local daemon), --json (machine-readable output).\n"
 	       "Over HTTP, set BRANCHBOX_URL and BRANCHBOX_TOKEN.\n");
@@ -87,6 +94,44 @@ static const char *str(json_t *o, const char *k)
 	return s ? s : "-";
 }
 
+/* One dimension's numbers in its unit: "12.3s", "1.5G", "1h2m". */
+static void budget_value(json_t *v, const char *dim, char *buf, size_t size)
+{
+	if (!strcmp(dim, "cpu_seconds")) {
+		if (json_is_integer(v))
+			snprintf(buf, size, "%llds", (long long)json_integer_value(v));
+		else
+			snprintf(buf, size, "%.1fs", json_number_value(v));
+		return;
+	}
+	uint64_t n = json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+	if (!strcmp(dim, "wall_time"))
+		format_duration(n, buf, size);
+	else
+		format_size(n, buf, size);
+}
+
+static void print_budget(json_t *b, const char *indent)
+{
+	static const char *const dims[] = { "cpu_seconds", "memory", "disk", "wall_time" };
+	printf("%s%-12s %-10s %-10s %-10s %s\n", indent, "BUDGET", "USED", "LIMIT", "LEFT", "USED%");
+	for (size_t i = 0; i < ELEMENTSOF(dims); i++) {
+		json_t *d = json_object_get(b, dims[i]);
+		if (!d)
+			continue;
+		char used[32], limit[32], left[32];
+		budget_value(json_object_get(d, "used"), dims[i], used, sizeof(used));
+		budget_value(json_object_get(d, "limit"), dims[i], limit, sizeof(limit));
+		budget_value(json_object_get(d, "left"), dims[i], left, sizeof(left));
+		printf("%s%-12s %-10s %-10s %-10s %lld%%\n", indent, dims[i], used, limit, left,
+		       (long long)json_integer_value(json_object_get(d, "percent")));
+	}
+	printf("%sstate: %s", indent, str(b, "state"));
+	if (json_is_string(json_object_get(b, "exhausted")))
+		printf(" (%s)", str(b, "exhausted"));
+	printf("; limits from %s\n", str(b, "source"));
+}
+
 static void print_info(json_t *e)
 {
 	printf("name:     %s (%s)\n", str(e, "name"), str(e, "kind"));
@@ -115,6 +160,11 @@ static void print_info(json_t *e)
 	json_t *vol = json_object_get(e, "volume");
 	if (vol && json_is_integer(json_object_get(vol, "exclusive_bytes")))
 		printf("volume:   %lld bytes exclusive\n", (long long)json_integer_value(json_object_get(vol, "exclusive_bytes")));
+	json_t *budget = json_object_get(e, "budget");
+	if (json_is_object(budget)) {
+		printf("budget:\n");
+		print_budget(budget, "  ");
+	}
 }
 
 static char *env_path(const char *name, const char *suffix)
@@ -234,6 +284,20 @@ int verb_env(int argc, char **argv)
 			printf("destroyed %s\n", name);
 		else
 			print_info(j);
+		json_decref(j);
+		return EXIT_OK;
+	}
+	if (!strcmp(cmd, "budget")) {
+		if (a.optind + 1 < argc)
+			return cli_usage_error(verb, "unexpected argument '%s'", argv[a.optind + 1]);
+		path = env_path(name, "/budget");
+		ret = path ? cli_call(verb, a.state, "GET", path, NULL, &j) : EXIT_FAILURE_;
+		if (ret != EXIT_OK)
+			return ret;
+		if (a.json)
+			cli_print_json(j);
+		else
+			print_budget(json_object_get(j, "budget"), "");
 		json_decref(j);
 		return EXIT_OK;
 	}

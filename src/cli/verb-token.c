@@ -17,7 +17,9 @@ static void token_help(void)
 {
 	printf("Usage: branchbox token create (--agent NAME | --human NAME) --env GLOB... --verbs "
 	       "LIST\n"
-	       "                              [--ttl DURATION] [--json] [--state DIR]\n"
+	       "                              [--ttl DURATION] [--budget-cpu-seconds DURATION]\n"
+	       "                              [--budget-memory SIZE] [--budget-disk SIZE]\n"
+	       "                              [--budget-wall-time DURATION] [--json] [--state DIR]\n"
 	       "       branchbox token list [--json] [--state DIR]\n"
 	       "       branchbox token revoke ID [--state DIR]\n"
 	       "\n"
@@ -36,9 +38,31 @@ static void token_help(void)
 	       "                   "
 	       "proposal:submit,proposal:review,proposal:merge,audit:read,token:admin\n"
 	       "  --ttl DURATION   lifetime, e.g. 30m, 12h, 7d (agents: required, at most 30d)\n"
+	       "  --budget-cpu-seconds DURATION, --budget-memory SIZE, --budget-disk SIZE,\n"
+	       "  --budget-wall-time DURATION\n"
+	       "                   narrow the budget of each preview this token creates below\n"
+	       "                   production's (environments.preview.budget); never widens it.\n"
+	       "                   A token minted by a token stays within its creator's budget.\n"
 	       "  --json           print {id, token, ...} as JSON\n"
 	       "\n"
 	       "Minting, listing and revoking need token:admin (or root on the local socket).\n");
+}
+
+/* --budget-cpu-seconds (C), --budget-memory (M), --budget-disk (D), --budget-wall-time (W). */
+static int budget_option(json_t *budget, int opt, const char *value)
+{
+	const char *key = opt == 'C' ? "cpu_seconds" : opt == 'M' ? "memory" : opt == 'D' ? "disk" : "wall_time";
+	const char *flag = opt == 'C'	? "--budget-cpu-seconds"
+			   : opt == 'M' ? "--budget-memory"
+			   : opt == 'D' ? "--budget-disk"
+					: "--budget-wall-time";
+	bool size = opt == 'M' || opt == 'D';
+	uint64_t v = 0;
+	if ((size ? parse_size(value, &v) : parse_duration(value, &v)) < 0 || v == 0 || v > INT64_MAX)
+		return cli_usage_error("token", "%s %s: expected %s", flag, value,
+				       size ? "a size like 512M or 2G" : "a duration like 90s, 30m or 2h");
+	json_object_set_new(budget, key, json_integer((json_int_t)v));
+	return EXIT_OK;
 }
 
 static int token_create(int argc, char **argv)
@@ -47,14 +71,17 @@ static int token_create(int argc, char **argv)
 		{"agent", required_argument, NULL, 'a'}, {"human", required_argument, NULL, 'H'},
 		{"env", required_argument, NULL, 'e'},	 {"verbs", required_argument, NULL, 'V'},
 		{"ttl", required_argument, NULL, 't'},	 {"json", no_argument, NULL, 'j'},
-		{"state", required_argument, NULL, 's'}, {}};
+		{"state", required_argument, NULL, 's'}, {"budget-cpu-seconds", required_argument, NULL, 'C'},
+		{"budget-memory", required_argument, NULL, 'M'}, {"budget-disk", required_argument, NULL, 'D'},
+		{"budget-wall-time", required_argument, NULL, 'W'}, {}};
 	const char *name = NULL, *kind = NULL, *verbs = NULL, *ttl = NULL, *state = leading_state;
 	bool json = false;
 	json_t *envs = json_array();
+	json_t *budget = json_object();
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "a:H:e:V:t:js:", options, NULL)) >= 0) {
+	while ((c = getopt_long(argc, argv, "a:H:e:V:t:js:C:M:D:W:", options, NULL)) >= 0) {
 		switch (c) {
 		case 'a':
 		case 'H':
@@ -71,10 +98,23 @@ static int token_create(int argc, char **argv)
 		case 't': ttl = optarg; break;
 		case 'j': json = true; break;
 		case 's': state = optarg; break;
-		default: json_decref(envs); return cli_usage_error("token", "bad option");
+		case 'C':
+		case 'M':
+		case 'D':
+		case 'W': {
+			int r = budget_option(budget, c, optarg);
+			if (r != EXIT_OK) {
+				json_decref(envs);
+				json_decref(budget);
+				return r;
+			}
+			break;
+		}
+		default: json_decref(envs); json_decref(budget); return cli_usage_error("token", "bad option");
 		}
 	}
 	if (optind < argc || !kind || !verbs || json_array_size(envs) == 0) {
+		json_decref(budget);
 		json_decref(envs);
 		return cli_usage_error(
 			"token",
@@ -84,11 +124,13 @@ static int token_create(int argc, char **argv)
 	const char *bad = NULL;
 	if (verbs_parse(verbs, &bits, &bad) < 0) {
 		json_decref(envs);
+		json_decref(budget);
 		return cli_usage_error("token", "--verbs: unknown verb '%s'", bad ? bad : "");
 	}
 	uint64_t secs = 0;
 	if (ttl && (parse_duration(ttl, &secs) < 0 || secs == 0 || secs > INT64_MAX / 2)) {
 		json_decref(envs);
+		json_decref(budget);
 		return cli_usage_error("token", "--ttl %s: expected a duration like 30m, 12h or 7d",
 				       ttl);
 	}
@@ -100,6 +142,10 @@ static int token_create(int argc, char **argv)
 				 "verbs", verbs_j);
 	if (secs)
 		json_object_set_new(body, "ttl_seconds", json_integer((json_int_t)secs));
+	if (json_object_size(budget))
+		json_object_set_new(body, "budget", budget);
+	else
+		json_decref(budget);
 
 	json_t *j = NULL;
 	int ret = cli_call("token", state, "POST", "/v1/tokens", body, &j);
@@ -121,6 +167,11 @@ static int token_create(int argc, char **argv)
 			gmtime_r(&t, &tm);
 			strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm);
 			fprintf(stderr, "expires: %s\n", buf);
+		}
+		json_t *budget_j = json_object_get(j, "budget");
+		if (json_object_size(budget_j)) {
+			_cleanup_free_ char *b = json_dumps(budget_j, JSON_COMPACT | JSON_SORT_KEYS);
+			fprintf(stderr, "budget of its previews at most: %s\n", b ? b : "?");
 		}
 	}
 	json_decref(j);

@@ -1216,9 +1216,6 @@ static int config_build(Ctx *x, const YamlNode *root)
 	if ((v = get_key_node(root, "egress")))
 		note(x, v, "egress",
 		     "checked, but not enforced yet: environments have loopback only, no egress proxy runs");
-	if ((v = get(root, "environments")) && (v = get(v, "preview")) &&
-	    (v = get_key_node(v, "budget")))
-		note(x, v, "environments.preview.budget", "checked, but not metered yet");
 	if ((v = get_key_node(root, "routes")))
 		note(x, v, "routes",
 		     "ignored: previews are reached through the branchbox preview proxy");

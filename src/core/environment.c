@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "budget.h"
 #include "config.h"
 #include "environments.h"
 #include "file-util.h"
@@ -104,6 +105,7 @@ typedef struct Environments {
 	char *state_dir;
 	char *production;		/* production environment (= branch) name */
 	char cgroup_prefix[16];		/* "d-" + 8 hex of the state dir: this daemon's cgroups */
+	BudgetMeter *meter;
 } Environments;
 
 static Environments *envs_of(Core *c)
@@ -1420,11 +1422,7 @@ static int network_up(Environments *E, EnvRuntime *rt, BbxError *err)
 
 static void cgroup_remove_name(const char *name)
 {
-	SandboxCgroup *cg = NULL;
-	if (sandbox_cgroup_open(CGROUP_ROOT, name, &cg, NULL) >= 0) {
-		(void)sandbox_cgroup_remove(cg, NULL);
-		sandbox_cgroup_free(cg);
-	}
+	(void)sandbox_cgroup_remove_name(CGROUP_ROOT, name, NULL);
 }
 
 /* Kill and remove an environment's cgroups: each process's, then the environment's.
@@ -1448,6 +1446,47 @@ static void cgroups_remove_env(Environments *E, const char *env)
 	}
 	snprintf(name, sizeof(name), "%s/env-%s", E->cgroup_prefix, env);
 	cgroup_remove_name(name);
+}
+
+void environment_measure(Core *c, const char *name, bool with_disk, EnvMeasure *ret)
+{
+	Environments *E = envs_of(c);
+	SandboxCgroup *cg = NULL;
+	SandboxCgroupUsage u = { UINT64_MAX, UINT64_MAX, UINT64_MAX };
+	char cgname[256];
+
+	snprintf(cgname, sizeof(cgname), "%s/env-%s", E->cgroup_prefix, name);
+	if (sandbox_cgroup_open(CGROUP_ROOT, cgname, &cg, NULL) >= 0) {
+		sandbox_cgroup_usage(cg, &u);
+		sandbox_cgroup_free(cg);
+	}
+	*ret = (EnvMeasure){ .cpu_usec = u.cpu_usec, .memory_peak = u.memory_peak,
+			     .memory_current = u.memory_current, .disk_bytes = UINT64_MAX };
+	if (!with_disk)
+		return;
+	VolumeInfo vi;
+	pthread_mutex_lock(&E->pool_lock);
+	if (E->pool && pool_volume_exists(E->pool, name) > 0 && pool_volume_usage(E->pool, name, &vi, NULL) >= 0) {
+		ret->disk_bytes = vi.exclusive_bytes;
+		free(vi.name);
+		free(vi.path);
+	}
+	pthread_mutex_unlock(&E->pool_lock);
+}
+
+int environment_kill_processes(Core *c, const char *name)
+{
+	Environments *E = envs_of(c);
+	SandboxCgroup *cg = NULL;
+	char cgname[256];
+
+	snprintf(cgname, sizeof(cgname), "%s/env-%s", E->cgroup_prefix, name);
+	int r = sandbox_cgroup_open(CGROUP_ROOT, cgname, &cg, NULL);
+	if (r < 0)
+		return r == -ENOENT ? 0 : r;
+	r = sandbox_cgroup_kill_tree(cg);
+	sandbox_cgroup_free(cg);
+	return r;
 }
 
 /* Names of this daemon's environments that have a cgroup (for orphan removal). */
@@ -1586,6 +1625,9 @@ static int record_info(Environments *E, const char *name, json_t **ret, BbxError
 	json_object_set_new(o, "processes", runtime_processes_json_locked(rt));
 	if (rt)
 		pthread_mutex_unlock(&rt->lock);
+	json_t *budget = NULL;
+	if (budget_info(E->core, name, &budget, NULL) >= 0)
+		json_object_set_new(o, "budget", budget);
 	pthread_mutex_lock(&E->pool_lock);
 	VolumeInfo vi;
 	if (E->pool && pool_volume_exists(E->pool, name) > 0 && pool_volume_usage(E->pool, name, &vi, NULL) >= 0) {
@@ -2028,6 +2070,10 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 		goto fail;
 	rt->policy = TAKE_PTR(policy);
 	rt->policy_code_dir = TAKE_PTR(policy_code);
+	/* Its budget is fixed now, with the clone's size as the base its disk use counts from. */
+	r = budget_assign(c, name, &rt->config->preview_budget, opts->token_id, err);
+	if (r < 0)
+		goto fail;
 	/* Fresh credentials: nothing of the parent's secrets is valid here. */
 	r = secrets_load(rt, NULL);
 	if (r < 0)
@@ -2211,7 +2257,11 @@ int environment_start(Core *c, const char *name, BbxError *err)
 	Environments *E = envs_of(c);
 	EnvRecord rec;
 	_cleanup_runtime_ EnvRuntime *rt = NULL;
-	int r = env_record_get(core_store(c), name, &rec, err);
+	/* A preview that used up its budget stays stopped. */
+	int r = budget_refuse_start(c, name, err);
+	if (r < 0)
+		return r;
+	r = env_record_get(core_store(c), name, &rec, err);
 	if (r < 0)
 		return r;
 	if (strcmp(rec.state, "stopped") && strcmp(rec.state, "failed") && strcmp(rec.state, "ready")) {
@@ -2812,7 +2862,7 @@ int environments_init(Core *c, BbxError *err)
 
 	if (pipe2(E->reaper_wake, O_CLOEXEC) == 0 && pthread_create(&E->reaper, NULL, reaper_main, E) == 0)
 		E->reaper_started = true;
-	return 0;
+	return budget_meter_start(c, &E->meter);
 }
 
 void environments_quiesce(Core *c)
@@ -2833,6 +2883,7 @@ void environments_shutdown(Core *c)
 	if (!E)
 		return;
 	environments_quiesce(c);
+	budget_meter_stop(TAKE_PTR(E->meter));
 	if (E->reaper_started) {
 		(void)!write(E->reaper_wake[1], "x", 1);
 		pthread_join(E->reaper, NULL);

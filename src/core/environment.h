@@ -42,6 +42,7 @@ typedef struct EnvCreateOptions {
 	const char *parent;	/* NULL: production */
 	const char *branch;	/* NULL: the branch named like the environment */
 	const char *created_by;	/* principal name, recorded */
+	const char *token_id;	/* the creating token, whose budget narrows the preview's; NULL: none */
 } EnvCreateOptions;
 
 int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info, BbxError *err);
@@ -77,6 +78,19 @@ int environment_logs(Core *c, const char *name, const char *process, int64_t off
 
 /* Connect to an application's port inside the environment (for the preview proxy). */
 int environment_connect_app(Core *c, const char *name, int *ret_fd, BbxError *err);
+
+/* What an environment uses right now, for its budget (budget.c); UINT64_MAX: unknown. */
+typedef struct EnvMeasure {
+	uint64_t cpu_usec;	 /* its cgroup's CPU time since the cgroup was made */
+	uint64_t memory_peak;	 /* its cgroup's high-water mark, when the kernel keeps one */
+	uint64_t memory_current;
+	uint64_t disk_bytes;	 /* its volume's exclusive bytes (only when asked: it syncs) */
+} EnvMeasure;
+void environment_measure(Core *c, const char *name, bool with_disk, EnvMeasure *ret);
+/* SIGKILL everything running in the environment's cgroups, whatever started it and whoever
+ * holds its lock (a preview over budget). The processes' supervisors may start them again:
+ * environment_stop() is what stops them for good. */
+int environment_kill_processes(Core *c, const char *name);
 
 /* Destroy previews whose TTL has passed; returns how many. */
 int environments_reap_expired(Core *c, BbxError *err);

@@ -415,6 +415,14 @@ int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err
 	return r < 0 ? bbx_error_set(err, r, "internal", "token %s: bad scope", id) : 0;
 }
 
+/* The budget_json column as an object, or JSON null. */
+static json_t *budget_column_json(sqlite3_stmt *st, int i)
+{
+	const char *text = (const char *)sqlite3_column_text(st, i);
+	json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+	return json_is_object(j) ? j : (json_decref(j), json_null());
+}
+
 static json_t *token_row_json(sqlite3_stmt *st)
 {
 	json_t *scopes = json_loads((const char *)sqlite3_column_text(st, 3), 0, NULL);
@@ -427,11 +435,12 @@ static json_t *token_row_json(sqlite3_stmt *st)
 		for (uint32_t b = 1; b & VERB_ALL; b <<= 1)
 			if (bits & b)
 				json_array_append_new(verbs, json_string(verb_to_string(b)));
-	return json_pack("{s:s,s:s,s:s,s:o,s:o,s:s,s:I,s:o,s:o}", "id",
+	return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:s,s:I,s:o,s:o}", "id",
 			 (const char *)sqlite3_column_text(st, 0), "kind",
 			 (const char *)sqlite3_column_text(st, 1), "name",
 			 (const char *)sqlite3_column_text(st, 2), "scopes",
-			 scopes ? scopes : json_array(), "verbs", verbs, "created_by",
+			 scopes ? scopes : json_array(), "verbs", verbs, "budget",
+			 budget_column_json(st, 9), "created_by",
 			 (const char *)sqlite3_column_text(st, 5), "created_at",
 			 (json_int_t)sqlite3_column_int64(st, 6), "expires_at",
 			 sqlite3_column_type(st, 7) == SQLITE_NULL
@@ -445,7 +454,7 @@ static json_t *token_row_json(sqlite3_stmt *st)
 
 #define TOKEN_COLUMNS                                                                              \
 	"id, principal_kind, name, scope_json, verbs, created_by, created_at, "                    \
-	"expires_at, revoked_at"
+	"expires_at, revoked_at, budget_json"
 
 static const char *creator_label(const Principal *p)
 {
@@ -464,6 +473,24 @@ int token_create(Core *c, const Principal *creator, const TokenSpec *spec, const
 			     &expires, err);
 	if (r < 0)
 		return r;
+	/* A token's budget stays within its creator's, which it inherits where it sets none. */
+	Budget budget = spec->budget;
+	if (creator->kind != PRINCIPAL_ROOT) {
+		Budget parent;
+		r = token_budget(c, creator->token_id, &parent, err);
+		if (r < 0)
+			return r;
+		r = budget_check_within(&budget, &parent, err);
+		if (r < 0)
+			return r;
+		(void)budget_narrow(&budget, &parent);
+	}
+	json_t *budget_j = budget.set ? budget_limits_to_json(&budget) : NULL;
+	_cleanup_free_ char *budget_json =
+		budget_j ? json_dumps(budget_j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(budget_j);
+	if (budget.set && !budget_json)
+		return -ENOMEM;
 
 	json_t *scopes = json_array();
 	for (size_t i = 0; spec->scopes[i]; i++)
@@ -488,7 +515,7 @@ int token_create(Core *c, const Principal *creator, const TokenSpec *spec, const
 	int rc = sqlite3_prepare_v2(
 		store_db(s),
 		"INSERT INTO tokens (id, digest, principal_kind, name, scope_json, verbs, "
-		"created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		"created_by, created_at, expires_at, budget_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -504,6 +531,7 @@ int token_create(Core *c, const Principal *creator, const TokenSpec *spec, const
 			sqlite3_bind_int64(st, 9, expires);
 		else
 			sqlite3_bind_null(st, 9);
+		sqlite3_bind_text(st, 10, budget_json, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
 	}
 	sqlite3_finalize(st);
@@ -533,9 +561,10 @@ int token_create(Core *c, const Principal *creator, const TokenSpec *spec, const
 			json_array_append_new(vj, json_string(verb_to_string(b)));
 	json_t *sj = json_loads(scope_json, 0, NULL);
 	json_t *info =
-		json_pack("{s:s,s:s,s:s,s:o,s:o,s:s,s:I,s:o}", "id", id, "kind",
+		json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:s,s:I,s:o}", "id", id, "kind",
 			  spec->kind == PRINCIPAL_AGENT ? "agent" : "human", "name", spec->name,
-			  "scopes", sj ? sj : json_array(), "verbs", vj, "created_by",
+			  "scopes", sj ? sj : json_array(), "verbs", vj, "budget",
+			  budget.set ? budget_limits_to_json(&budget) : json_null(), "created_by",
 			  creator_label(creator), "created_at", (json_int_t)now, "expires_at",
 			  expires ? json_integer(expires) : json_null());
 	char *copy = strdup(token);
@@ -548,6 +577,41 @@ int token_create(Core *c, const Principal *creator, const TokenSpec *spec, const
 	*ret_token = copy;
 	*ret_info = info;
 	return 0;
+}
+
+int token_budget(Core *c, const char *id, Budget *ret, BbxError *err)
+{
+	Store *s = c->store;
+	sqlite3_stmt *st = NULL;
+	_cleanup_free_ char *text = NULL;
+	int rc;
+
+	*ret = (Budget){ 0 };
+	if (!id || !*id)
+		return 0;
+	store_read_lock(s);
+	rc = sqlite3_prepare_v2(store_read_db(s), "SELECT budget_json FROM tokens WHERE id = ?", -1,
+				&st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			const char *t = (const char *)sqlite3_column_text(st, 0);
+			text = t ? strdup(t) : NULL;
+			rc = t && !text ? SQLITE_NOMEM : SQLITE_DONE;
+		}
+	}
+	sqlite3_finalize(st);
+	store_read_unlock(s);
+	if (rc != SQLITE_DONE)
+		return bbx_error_set(err, -EIO, "internal", "state database: token budget: %s",
+				     sqlite3_errstr(rc));
+	if (!text)
+		return 0;
+	json_t *j = json_loads(text, 0, NULL);
+	int r = budget_limits_from_json(j, "token budget", ret, err);
+	json_decref(j);
+	return r;
 }
 
 int token_list(Core *c, const Principal *viewer, json_t **ret, BbxError *err)

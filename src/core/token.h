@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "audit.h"
+#include "budget.h"
 #include "core.h"
 #include "principal.h"
 
@@ -54,6 +55,7 @@ typedef struct TokenSpec {
 	const char *const *scopes; /* NULL-terminated */
 	uint32_t verbs;
 	int64_t ttl_seconds; /* 0 = no expiry (humans only) */
+	Budget budget;	     /* the most a preview it creates may use; .set = 0: production's policy */
 } TokenSpec;
 
 /*
@@ -66,8 +68,9 @@ int token_spec_check(const TokenSpec *spec, const Principal *creator, const char
 
 /*
  * Check spec, insert the token and append audit (its outcome is used as given) in one
- * transaction. Returns the token string (shown once) and its description (id, kind, name,
- * scopes, verbs, created_at, expires_at).
+ * transaction. A token minted by a token with a budget gets at most that budget (a limit
+ * above it is -EPERM, one left out is inherited). Returns the token string (shown once) and
+ * its description (id, kind, name, scopes, verbs, budget, created_at, expires_at).
  */
 int token_create(Core *c, const Principal *creator, const TokenSpec *spec, const AuditRecord *audit,
 		 char **ret_token, json_t **ret_info, BbxError *err);
@@ -79,6 +82,8 @@ int token_list(Core *c, const Principal *viewer, json_t **ret, BbxError *err);
  */
 int token_revoke(Core *c, const Principal *viewer, const char *id, const AuditRecord *audit,
 		 BbxError *err);
+/* The budget token id carries (ret->set = 0 when none, or for an unknown id). */
+int token_budget(Core *c, const char *id, Budget *ret, BbxError *err);
 /* Look the bearer token up (format checked first) and fill ret; -EACCES with a reason. */
 int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err);
 

@@ -29,7 +29,11 @@ static const char *const v1_controllers[_SANDBOX_CG_MAX] = {
 	[SANDBOX_CG_PIDS] = "pids",
 	[SANDBOX_CG_CPU] = "cpu",
 	[SANDBOX_CG_FREEZER] = "freezer",
+	[SANDBOX_CG_CPUACCT] = "cpuacct",
 };
+
+/* The v1 hierarchies every cgroup has; the ones after them are optional. */
+#define V1_REQUIRED (SANDBOX_CG_FREEZER + 1)
 
 static void closedirp(DIR **d)
 {
@@ -74,6 +78,13 @@ static bool file_exists(const char *dir, const char *file)
 {
 	_cleanup_free_ char *p = path_join(dir, file);
 	return p && access(p, F_OK) == 0;
+}
+
+/* v1: cpuacct is a hierarchy of its own, not mounted with cpu (whose directory cpu_dir is). */
+static bool v1_cpuacct_separate(const char *base, const char *cpu_dir)
+{
+	return file_exists(base, v1_controllers[SANDBOX_CG_CPUACCT]) &&
+	       !file_exists(cpu_dir, "cpuacct.usage");
 }
 
 static bool controllers_have_all(const char *dir)
@@ -125,7 +136,7 @@ int sandbox_cgroup_detect(const char *root, SandboxCgroupMode *ret_mode, char **
 		*ret_base = TAKE_PTR(unified);
 		return 0;
 	}
-	for (size_t i = 0; i < _SANDBOX_CG_MAX; i++)
+	for (size_t i = 0; i < V1_REQUIRED; i++)
 		if (!file_exists(root, v1_controllers[i]))
 			return -EOPNOTSUPP;
 	char *b = strdup(root);
@@ -324,6 +335,9 @@ int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgrou
 		cg->n_dir = 1;
 	} else {
 		for (size_t i = 0; i < _SANDBOX_CG_MAX; i++) {
+			if (i >= V1_REQUIRED &&
+			    !v1_cpuacct_separate(base, cg->dir[SANDBOX_CG_CPU]))
+				break;
 			_cleanup_free_ char *hier = path_join(base, v1_controllers[i]);
 			if (!hier)
 				return -ENOMEM;
@@ -371,8 +385,13 @@ int sandbox_cgroup_open(const char *root, const char *name, SandboxCgroup **ret,
 			cg->dir[i] = NULL;
 			return -ENOMEM;
 		}
-		cg->n_dir = i + 1;
 		struct stat st;
+		if (i >= V1_REQUIRED && stat(cg->dir[i], &st) < 0) {
+			/* Optional, or made before this hierarchy was used. */
+			cg->dir[i] = mfree(cg->dir[i]);
+			break;
+		}
+		cg->n_dir = i + 1;
 		if (stat(cg->dir[i], &st) < 0)
 			return bbx_error_set(err, -errno, errno == ENOENT ? "not_found" : "setup",
 					     "cgroup: %s: %s", cg->dir[i], strerror(errno));
@@ -567,4 +586,133 @@ int sandbox_cgroup_remove(const SandboxCgroup *cg, BbxError *err)
 					    strerror(-r));
 	}
 	return ret;
+}
+
+int sandbox_cgroup_remove_name(const char *root, const char *name, BbxError *err)
+{
+	_cleanup_(sandbox_cgroup_freep) SandboxCgroup *cg = NULL;
+	_cleanup_free_ char *base = NULL;
+	SandboxCgroupMode mode;
+	int r = name_check(name);
+	if (r < 0)
+		return bbx_error_set(err, r, "invalid", "cgroup name '%s' is not valid", name);
+	/* Absent, or in some hierarchies only: the rmdirs below find out. */
+	if (sandbox_cgroup_open(root, name, &cg, NULL) >= 0)
+		r = sandbox_cgroup_remove(cg, err);
+	if (sandbox_cgroup_detect(root, &mode, &base) < 0)
+		return r;
+	size_t n = mode == SANDBOX_CGROUP_V2 ? 1 : _SANDBOX_CG_MAX;
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *p = NULL;
+		if ((mode == SANDBOX_CGROUP_V2 ? asprintf(&p, "%s/" CG_PARENT "/%s", base, name)
+					       : asprintf(&p, "%s/%s/" CG_PARENT "/%s", base,
+							  v1_controllers[i], name)) < 0)
+			return -ENOMEM;
+		if (rmdir(p) < 0 && errno != ENOENT && r == 0)
+			r = bbx_error_set(err, -errno, "setup", "cgroup remove: %s: %s", p,
+					  strerror(errno));
+	}
+	return r;
+}
+
+/* One number from a control file: the whole file, or the value after "key " on its line. */
+static uint64_t read_counter(const char *dir, const char *file, const char *key)
+{
+	_cleanup_free_ char *p = dir ? path_join(dir, file) : NULL;
+	_cleanup_free_ char *s = NULL;
+	if (!p || read_full_file(p, 64 * 1024, &s, NULL) < 0)
+		return UINT64_MAX;
+	const char *v = s;
+	if (key) {
+		size_t n = strlen(key);
+		v = NULL;
+		for (const char *line = s; *line;) {
+			if (!strncmp(line, key, n) && line[n] == ' ') {
+				v = line + n + 1;
+				break;
+			}
+			const char *nl = strchr(line, '\n');
+			if (!nl)
+				break;
+			line = nl + 1;
+		}
+		if (!v)
+			return UINT64_MAX;
+	}
+	char num[32];
+	size_t len = strcspn(v, " \n");
+	uint64_t value;
+	if (len == 0 || len >= sizeof(num))
+		return UINT64_MAX;
+	memcpy(num, v, len);
+	num[len] = '\0';
+	return parse_uint64(num, &value) < 0 ? UINT64_MAX : value;
+}
+
+void sandbox_cgroup_usage(const SandboxCgroup *cg, SandboxCgroupUsage *ret)
+{
+	*ret = (SandboxCgroupUsage){ UINT64_MAX, UINT64_MAX, UINT64_MAX };
+	if (cg->mode == SANDBOX_CGROUP_V2) {
+		/* A removed child's usage stays counted in its parent's cpu.stat (checked on 6.x). */
+		ret->cpu_usec = read_counter(cg->dir[0], "cpu.stat", "usage_usec");
+		ret->memory_current = read_counter(cg->dir[0], "memory.current", NULL);
+		ret->memory_peak = read_counter(cg->dir[0], "memory.peak", NULL);
+		return;
+	}
+	/* cpuacct charges every ancestor as it goes, so removed children stay counted too. */
+	uint64_t ns = read_counter(cg->dir[SANDBOX_CG_CPU], "cpuacct.usage", NULL);
+	if (ns == UINT64_MAX && cg->n_dir > SANDBOX_CG_CPUACCT)
+		ns = read_counter(cg->dir[SANDBOX_CG_CPUACCT], "cpuacct.usage", NULL);
+	ret->cpu_usec = ns == UINT64_MAX ? UINT64_MAX : ns / 1000;
+	ret->memory_current = read_counter(cg->dir[SANDBOX_CG_MEMORY], "memory.usage_in_bytes", NULL);
+	ret->memory_peak = read_counter(cg->dir[SANDBOX_CG_MEMORY], "memory.max_usage_in_bytes", NULL);
+}
+
+/* Whether dir or any cgroup below it lists a process (> 0); with kill, SIGKILL every one
+ * and return how many were signalled. */
+static int procs_below(const char *dir, bool kill, unsigned depth)
+{
+	int n = 0;
+	if (kill)
+		n = kill_procs(dir);
+	else {
+		_cleanup_free_ char *p = path_join(dir, "cgroup.procs");
+		_cleanup_free_ char *list = NULL;
+		if (p && read_full_file(p, 1 << 20, &list, NULL) >= 0 && list[0])
+			return 1;
+	}
+	if (n < 0)
+		n = 0;
+	if (depth >= 8)
+		return n;
+	_cleanup_(closedirp) DIR *d = opendir(dir);
+	if (!d)
+		return n;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		_cleanup_free_ char *p = path_join(dir, de->d_name);
+		if (p)
+			n += procs_below(p, kill, depth + 1);
+	}
+	return n;
+}
+
+int sandbox_cgroup_kill_tree(const SandboxCgroup *cg)
+{
+	/* v2's cgroup.kill takes the whole subtree at once. */
+	if (cg->mode == SANDBOX_CGROUP_V2 && file_exists(cg->dir[0], "cgroup.kill"))
+		return cg_write(cg->dir[0], "cgroup.kill", "1");
+	/* Frozen (a freezer freezes every level below too), nothing forks in between; the
+	 * signals are delivered on thaw. */
+	const char *dir = freezer_dir(cg);
+	if (procs_below(dir, false, 0) == 0)
+		return 0;
+	int fr = sandbox_cgroup_freeze(cg, true, NULL);
+	for (int i = 0; i < 100 && procs_below(dir, true, 0) > 0 && fr < 0; i++)
+		;
+	if (fr >= 0)
+		(void)sandbox_cgroup_freeze(cg, false, NULL);
+	return 0;
 }

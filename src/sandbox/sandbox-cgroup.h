@@ -24,12 +24,17 @@ typedef enum SandboxCgroupMode {
 	SANDBOX_CGROUP_V2,
 } SandboxCgroupMode;
 
-/* v1 controller directories, in this order; v2 uses only [0]. */
+/*
+ * v1 controller directories, in this order; v2 uses only [0]. The first four are required;
+ * cpuacct is used only where it is a hierarchy of its own (where it is mounted with cpu, the
+ * cpu directory has its counters), to count CPU time for budgets.
+ */
 enum {
 	SANDBOX_CG_MEMORY,
 	SANDBOX_CG_PIDS,
 	SANDBOX_CG_CPU,
 	SANDBOX_CG_FREEZER,
+	SANDBOX_CG_CPUACCT,
 	_SANDBOX_CG_MAX,
 };
 
@@ -69,10 +74,34 @@ bool sandbox_cgroup_is_empty(const SandboxCgroup *cg);
 /* Kill what is left and rmdir every directory, retrying briefly while tasks are exiting. */
 int sandbox_cgroup_remove(const SandboxCgroup *cg, BbxError *err);
 /*
+ * sandbox_cgroup_open() + sandbox_cgroup_remove() by name, and then an rmdir of its directory
+ * in each hierarchy where one is left: a v1 cgroup whose making was cut short (a daemon killed
+ * between two mkdirs) is in some hierarchies only, and cannot be opened. 0 when nothing of it
+ * is left (or there was none), else the first error.
+ */
+int sandbox_cgroup_remove_name(const char *root, const char *name, BbxError *err);
+/*
  * Remove empty "sb-<pid>-<n>" cgroups (the automatic names of sandbox_spawn()) whose owner
  * pid no longer exists: left behind when an owner was killed before it could clean up.
  * Returns how many were removed. Busy or foreign directories are left alone.
  */
 int sandbox_cgroup_prune_stale(const char *root);
+
+/* What a cgroup and everything below it used; UINT64_MAX where the kernel does not tell. */
+typedef struct SandboxCgroupUsage {
+	uint64_t cpu_usec;	 /* CPU time since it was made, removed children included */
+	uint64_t memory_current; /* bytes charged now (page cache included) */
+	uint64_t memory_peak;	 /* the most bytes ever charged at once */
+} SandboxCgroupUsage;
+
+/* Read the counters of an opened cgroup (v2 cpu.stat, memory.current, memory.peak; v1
+ * cpuacct.usage, memory.usage_in_bytes, memory.max_usage_in_bytes). Never fails: unknown
+ * values are UINT64_MAX. */
+void sandbox_cgroup_usage(const SandboxCgroup *cg, SandboxCgroupUsage *ret);
+/*
+ * SIGKILL every process in the cgroup and in every cgroup below it, without removing any
+ * (cgroup.kill on v2; v1: freeze, signal what each level lists, thaw). Returns 0 or -errno.
+ */
+int sandbox_cgroup_kill_tree(const SandboxCgroup *cg);
 SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg);
 DEFINE_TRIVIAL_CLEANUP_FUNC(SandboxCgroup *, sandbox_cgroup_free)

@@ -101,6 +101,29 @@ const char *const store_migrations[] = {
 	"  created_at INTEGER NOT NULL"
 	");"
 	"CREATE INDEX uid_allocations_environment ON uid_allocations(environment);",
+
+	/* 5: budgets. A token may carry limits that narrow a preview's budget; each preview keeps
+	 * the budget it was created with and what it used, across restarts, and loses both with
+	 * its row. */
+	"ALTER TABLE tokens ADD COLUMN budget_json TEXT;"
+	"CREATE TABLE environment_budgets ("
+	"  environment TEXT PRIMARY KEY,"
+	"  cpu_seconds INTEGER NOT NULL,"
+	"  memory_bytes INTEGER NOT NULL,"
+	"  disk_bytes INTEGER NOT NULL,"
+	"  wall_time_sec INTEGER NOT NULL,"
+	"  source TEXT NOT NULL,"
+	"  cpu_used_usec INTEGER NOT NULL DEFAULT 0,"
+	"  memory_peak_bytes INTEGER NOT NULL DEFAULT 0,"
+	"  disk_base_bytes INTEGER NOT NULL DEFAULT 0,"
+	"  disk_used_bytes INTEGER NOT NULL DEFAULT 0,"
+	"  warned INTEGER NOT NULL DEFAULT 0,"
+	"  exhausted TEXT,"
+	"  sampled_at INTEGER NOT NULL DEFAULT 0"
+	");"
+	"CREATE TRIGGER environment_budgets_follow_row AFTER DELETE ON environments BEGIN"
+	"  DELETE FROM environment_budgets WHERE environment = OLD.name;"
+	" END;",
 };
 
 const int store_n_migrations = (int)ELEMENTSOF(store_migrations);

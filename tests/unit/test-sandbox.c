@@ -182,6 +182,115 @@ static void test_cgroup_v1(void **state)
 	assert_int_equal(rm_rf(root), 0);
 }
 
+/* Budgets read an environment's counters and kill its whole tree (v1 with cpuacct apart). */
+static void test_cgroup_usage_and_kill_tree(void **state)
+{
+	_cleanup_free_ char *root = make_tree();
+	static const char *const hier[] = { "memory", "pids", "cpu", "freezer", "cpuacct" };
+	for (size_t i = 0; i < ELEMENTSOF(hier); i++)
+		mkdirf(root, hier[i]);
+
+	SandboxCgroupLimits l = { 0 };
+	SandboxCgroup *leaf = NULL, *env = NULL;
+	assert_int_equal(sandbox_cgroup_create(root, "env-u/exec-1", &l, &leaf, NULL), 0);
+	/* cpuacct is a hierarchy of its own here, so the cgroup has a directory in it too. */
+	assert_int_equal(leaf->n_dir, 5);
+	char want[512];
+	snprintf(want, sizeof(want), "%s/cpuacct/branchbox/env-u/exec-1", root);
+	assert_string_equal(leaf->dir[SANDBOX_CG_CPUACCT], want);
+	assert_int_equal(sandbox_cgroup_open(root, "env-u", &env, NULL), 0);
+	assert_int_equal(env->n_dir, 5);
+
+	SandboxCgroupUsage u;
+	sandbox_cgroup_usage(env, &u);
+	assert_true(u.cpu_usec == UINT64_MAX && u.memory_peak == UINT64_MAX);
+	write_at(root, "cpuacct/branchbox/env-u/cpuacct.usage", "2500000000\n");
+	write_at(root, "memory/branchbox/env-u/memory.usage_in_bytes", "1000\n");
+	write_at(root, "memory/branchbox/env-u/memory.max_usage_in_bytes", "4096\n");
+	sandbox_cgroup_usage(env, &u);
+	assert_int_equal(u.cpu_usec, 2500000);
+	assert_int_equal(u.memory_current, 1000);
+	assert_int_equal(u.memory_peak, 4096);
+	/* Where cpuacct is mounted with cpu, the cpu directory has the counter. */
+	write_at(root, "cpu/branchbox/env-u/cpuacct.usage", "7000\n");
+	sandbox_cgroup_usage(env, &u);
+	assert_int_equal(u.cpu_usec, 7);
+
+	/* A cgroup made before cpuacct was used opens without it. */
+	mkdirf(root, "memory/branchbox/env-old");
+	mkdirf(root, "pids/branchbox/env-old");
+	mkdirf(root, "cpu/branchbox/env-old");
+	mkdirf(root, "freezer/branchbox/env-old");
+	SandboxCgroup *old = NULL;
+	assert_int_equal(sandbox_cgroup_open(root, "env-old", &old, NULL), 0);
+	assert_int_equal(old->n_dir, 4);
+	sandbox_cgroup_free(old);
+
+	/* A process listed by a cgroup below the environment's is killed; nothing is removed. */
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		pause();
+		_exit(0);
+	}
+	char pid[32];
+	snprintf(pid, sizeof(pid), "%d\n", (int)child);
+	write_at(root, "freezer/branchbox/env-u/exec-1/cgroup.procs", pid);
+	int status = 0;
+	assert_int_equal(waitpid(child, &status, WNOHANG), 0); /* alive before */
+	assert_int_equal(sandbox_cgroup_kill_tree(env), 0);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	assert_int_equal(access(leaf->dir[SANDBOX_CG_FREEZER], F_OK), 0);
+	assert_file(env->dir[SANDBOX_CG_FREEZER], "freezer.state", "THAWED");
+	/* An empty tree is left alone (not even frozen). */
+	write_at(root, "freezer/branchbox/env-u/exec-1/cgroup.procs", "");
+	write_at(root, "freezer/branchbox/env-u/freezer.state", "untouched");
+	assert_int_equal(sandbox_cgroup_kill_tree(env), 0);
+	assert_file(env->dir[SANDBOX_CG_FREEZER], "freezer.state", "untouched");
+
+	sandbox_cgroup_free(env);
+	sandbox_cgroup_free(leaf);
+
+	/* A daemon killed between two mkdirs leaves a cgroup in some hierarchies only: it cannot
+	 * be opened, and is removed by name all the same. */
+	mkdirf(root, "memory/branchbox/env-p/build-1");
+	mkdirf(root, "pids/branchbox/env-p/build-1");
+	SandboxCgroup *partial = NULL;
+	assert_int_equal(sandbox_cgroup_open(root, "env-p/build-1", &partial, NULL), -ENOENT);
+	assert_int_equal(sandbox_cgroup_remove_name(root, "env-p/build-1", NULL), 0);
+	assert_int_equal(sandbox_cgroup_remove_name(root, "env-p", NULL), 0);
+	_cleanup_free_ char *gone_m = join(root, "memory/branchbox/env-p");
+	_cleanup_free_ char *gone_p = join(root, "pids/branchbox/env-p");
+	assert_int_equal(access(gone_m, F_OK), -1);
+	assert_int_equal(access(gone_p, F_OK), -1);
+	assert_int_equal(sandbox_cgroup_remove_name(root, "env-p", NULL), 0); /* none: fine */
+	assert_int_equal(sandbox_cgroup_remove_name(root, "../x", NULL), -EINVAL);
+
+	/* v2: cpu.stat's usage_usec, memory.current and memory.peak. */
+	_cleanup_free_ char *v2 = make_tree();
+	write_at(v2, "cgroup.controllers", "cpu memory pids\n");
+	assert_int_equal(sandbox_cgroup_create(v2, "env-v/web", &l, &leaf, NULL), 0);
+	assert_int_equal(sandbox_cgroup_open(v2, "env-v", &env, NULL), 0);
+	write_at(v2, "branchbox/env-v/cpu.stat", "usage_usec 1234\nuser_usec 1000\nsystem_usec 234\n");
+	write_at(v2, "branchbox/env-v/memory.current", "2048\n");
+	sandbox_cgroup_usage(env, &u);
+	assert_int_equal(u.cpu_usec, 1234);
+	assert_int_equal(u.memory_current, 2048);
+	assert_true(u.memory_peak == UINT64_MAX); /* kernels before 5.19 keep none */
+	write_at(v2, "branchbox/env-v/memory.peak", "8192\n");
+	sandbox_cgroup_usage(env, &u);
+	assert_int_equal(u.memory_peak, 8192);
+	/* cgroup.kill takes the whole subtree. */
+	write_at(v2, "branchbox/env-v/cgroup.kill", "");
+	assert_int_equal(sandbox_cgroup_kill_tree(env), 0);
+	assert_file(env->dir[0], "cgroup.kill", "1");
+	sandbox_cgroup_free(env);
+	sandbox_cgroup_free(leaf);
+	assert_int_equal(rm_rf(v2), 0);
+	assert_int_equal(rm_rf(root), 0);
+}
+
 static void test_cgroup_v2(void **state)
 {
 	_cleanup_free_ char *root = make_tree();
@@ -641,6 +750,7 @@ int main(void)
 		cmocka_unit_test(test_bind_parse),
 		cmocka_unit_test(test_cgroup_v1),
 		cmocka_unit_test(test_cgroup_v2),
+		cmocka_unit_test(test_cgroup_usage_and_kill_tree),
 		cmocka_unit_test(test_seccomp_build_archs),
 		cmocka_unit_test(test_seccomp_unknown_name_fails),
 		cmocka_unit_test(test_seccomp_policy),

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budgets.h"
 #include "environments.h"
 #include "file-util.h"
 #include "journal.h"
@@ -160,6 +161,59 @@ static int insert_env(Store *s, const char *name, const char *parent, const UidR
  * volume stored as it, released only after the files are gone and with the last row
  * holding it.
  */
+static void test_budgets(void **state)
+{
+	_cleanup_(store_freep) Store *s = NULL;
+	BbxError err = BBX_ERROR_INIT;
+	UidRange range = { 100000, 100009 };
+	EnvBudgetRecord got;
+
+	assert_int_equal(store_open(dir, &s, &err), 0);
+	assert_int_equal(insert_env(s, "main", NULL, &range, NULL), 0);
+	assert_int_equal(insert_env(s, "p1", "main", &range, NULL), 0);
+	EnvBudgetRecord r = { .environment = "p1", .cpu_seconds = 60, .memory_bytes = 1ULL << 30,
+			      .disk_bytes = UINT64_MAX, .wall_time_sec = 3600, .source = "production's config",
+			      .disk_base_bytes = 16384 };
+	assert_int_equal(env_budget_insert(s, &r, &err), 0);
+	/* No budget without an environment. */
+	r.environment = "nosuch";
+	assert_int_equal(env_budget_insert(s, &r, NULL), -ENOENT);
+	assert_int_equal(env_budget_get(s, "main", &got, &err), -ENOENT);
+	assert_string_equal(err.kind, "not_found");
+
+	assert_int_equal(env_budget_get(s, "p1", &got, NULL), 0);
+	assert_int_equal(got.cpu_seconds, 60);
+	assert_int_equal(got.disk_bytes, INT64_MAX); /* stored as the largest SQLite integer */
+	assert_int_equal(got.disk_base_bytes, 16384);
+	assert_string_equal(got.source, "production's config");
+	assert_null(got.exhausted);
+	assert_int_equal(got.sampled_at, 0);
+	got.cpu_used_usec = 61000000;
+	got.memory_peak_bytes = 5000;
+	got.disk_used_bytes = 7;
+	got.warned = 1;
+	got.sampled_at = 42;
+	free(got.exhausted);
+	got.exhausted = strdup("cpu_seconds 61.0/60");
+	assert_int_equal(env_budget_update_use(s, &got, NULL), 0);
+	env_budget_record_done(&got);
+	assert_int_equal(env_budget_get(s, "p1", &got, NULL), 0);
+	assert_int_equal(got.cpu_used_usec, 61000000);
+	assert_int_equal(got.memory_peak_bytes, 5000);
+	assert_int_equal(got.disk_used_bytes, 7);
+	assert_int_equal(got.warned, 1);
+	assert_int_equal(got.sampled_at, 42);
+	assert_string_equal(got.exhausted, "cpu_seconds 61.0/60");
+	assert_int_equal(got.cpu_seconds, 60); /* the limits stay */
+	env_budget_record_done(&got);
+
+	/* The budget goes with its environment's row. */
+	assert_int_equal(env_record_delete(s, "p1", NULL), 0);
+	assert_int_equal(count_rows(s, "SELECT count(*) FROM environment_budgets"), 0);
+	EnvBudgetRecord gone = { .environment = "p1" };
+	assert_int_equal(env_budget_update_use(s, &gone, NULL), -ENOENT);
+}
+
 static void test_uid_allocation(void **state)
 {
 	_cleanup_(store_freep) Store *s = NULL;
@@ -250,6 +304,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uid_allocation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_budgets, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
