@@ -89,14 +89,19 @@ class Cgroups:
             else:
                 self.v2 = path
 
-    def env_dir(self, controller):
-        """The environment's directory (the parent of the process's leaf)."""
+    def leaf_dir(self, controller):
+        """The process's own directory."""
         if self.v1.get(controller, "/") != "/":
-            return os.path.dirname(f"/sys/fs/cgroup/{controller}{self.v1[controller]}")
+            return f"/sys/fs/cgroup/{controller}{self.v1[controller]}"
         if self.v2 and self.v2 != "/":
             base = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified/branchbox") else "/sys/fs/cgroup"
-            return os.path.dirname(base + self.v2)
+            return base + self.v2
         return None
+
+    def env_dir(self, controller):
+        """The environment's directory (the parent of the process's leaf)."""
+        leaf = self.leaf_dir(controller)
+        return os.path.dirname(leaf) if leaf else None
 
 
 def read(path, default=None):
@@ -105,6 +110,13 @@ def read(path, default=None):
             return f.read().strip()
     except OSError:
         return default
+
+
+def throttling(cpu_dir):
+    """(periods, throttled periods) of a cgroup with a CPU quota, v1 or v2."""
+    st = dict(l.split() for l in (read(os.path.join(cpu_dir or "", "cpu.stat"), "") or "").splitlines()
+              if len(l.split()) == 2)
+    return int(st.get("nr_periods", 0)), int(st.get("nr_throttled", 0))
 
 
 def process_ticks(env_dir):
@@ -194,6 +206,9 @@ class Bench:
         self.create_s = time.monotonic() - t
         self.token = self.bb("token", "create", "--human", "bench", "--env", "main", "--verbs",
                              "env:read", "--ttl", "1h").strip().splitlines()[-1]
+        info = json.loads(self.bb("env", "info", "main", "--json"))
+        self.prod_cpu = Cgroups(next(p["pid"] for p in info["processes"]
+                                     if p["kind"] == "application")).leaf_dir("cpu")
         info = json.loads(self.bb("env", "info", NEIGHBOUR, "--json"))
         self.neigh_cg = Cgroups(next(p["pid"] for p in info["processes"] if p["kind"] == "application"))
         # Written where an agent can write: the neighbour's own volume mount.
@@ -253,10 +268,11 @@ class Bench:
         return results, time.monotonic() - t
 
     def measured_block(self, phase):
-        c0, h0 = process_ticks(self.neigh_procs), host_cpu()
+        c0, h0, t0 = process_ticks(self.neigh_procs), host_cpu(), throttling(self.prod_cpu)
         res, wall = self.traffic(REQUESTS)
-        c1, h1 = process_ticks(self.neigh_procs), host_cpu()
+        c1, h1, t1 = process_ticks(self.neigh_procs), host_cpu(), throttling(self.prod_cpu)
         return {"phase": phase, "results": res, "wall": wall,
+                "prod_periods": (t1[0] - t0[0], t1[1] - t0[1]),
                 "neighbour_cores": cpu_seconds(c0, c1) / wall,
                 "host_busy": (h1[0] - h0[0]) / max(1, h1[1] - h0[1])}
 
@@ -404,7 +420,9 @@ def summary(blocks):
             "n_post": len(post),
             "cores": sum(b["neighbour_cores"] * b["wall"] for b in blocks) / sum(b["wall"] for b in blocks),
             "busy": sum(b["host_busy"] * b["wall"] for b in blocks) / sum(b["wall"] for b in blocks),
-            "wall": sum(b["wall"] for b in blocks)}
+            "wall": sum(b["wall"] for b in blocks),
+            "prod_periods": sum(b["prod_periods"][0] for b in blocks),
+            "prod_throttled": sum(b["prod_periods"][1] for b in blocks)}
 
 
 def hog_line(block):
@@ -418,9 +436,11 @@ def hog_line(block):
     if "memory" in reps:
         parts.append(f"memory hog held at most {max(r['peak_mib'] for r in reps['memory'])} MiB")
     if "bomb" in reps:
-        b = reps["bomb"][0]
+        # Only the bomb's last run reports; the children of a run that was killed stay.
+        b = reps["bomb"][-1]
         fails = ", ".join(f"{k} x{v}" for k, v in sorted(b["fork_failures"].items())) or "none"
-        parts.append(f"fork bomb {b['forked']} processes, fork first failed at {b['fork_failed_at']} ({fails})")
+        parts.append(f"fork bomb's last run forked {b['forked']}, fork first failed after "
+                     f"{b['fork_failed_at']} ({fails})")
     if "disk" in reps:
         d = reps["disk"][0]
         errs = ", ".join(f"{k} x{v}" for k, v in sorted(d["errors"].items()))
@@ -535,14 +555,17 @@ def report(b, started, left):
         "into the next block. Idle: the same preview with its PostgreSQL, Redis and application "
         "running and no traffic.",
         "",
-        f"Limits found on the cgroups during the last noisy block: {limit_text(noisy[-1].get('cgroup', {}))}.",
+        f"Limits found on the cgroups during the last noisy block: {limit_text(noisy[-1].get('cgroup', {}))}. "
+        "Production's application has its own CPU quota (`resources.cpu` in examples/todo); the "
+        "last column is the share of its quota periods in which it was throttled.",
         "",
-        "| neighbour | requests | failed | p50 ms | p99 ms | max ms | POST p99 ms | neighbour CPU (cores) | host CPU busy |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| neighbour | requests | failed | p50 ms | p99 ms | max ms | POST p99 ms | neighbour CPU (cores) | host CPU busy | production app throttled |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, s in (("idle", si), ("noisy", sn)):
         lines.append(f"| {label} | {s['n']} | {s['bad']} | {ms(s['p50'])} | {ms(s['p99'])} | {ms(s['max'])} | "
-                     f"{ms(s['post_p99'])} | {s['cores']:.2f} | {s['busy'] * 100:.0f}% |")
+                     f"{ms(s['post_p99'])} | {s['cores']:.2f} | {s['busy'] * 100:.0f}% | "
+                     f"{s['prod_throttled']} of {s['prod_periods']} periods |")
     lines += [
         "",
         f"**p99 noisy / p99 idle = {ratio:.2f}x: {verdict} the at-most-{TARGET}x target.** "
