@@ -18,7 +18,7 @@
 
 static int reply_env_error(ApiRequest *req, ApiResponse *resp, const char *name, int r, BbxError *err)
 {
-	if (r == -ENOENT && !strcmp(err->kind, "not_found"))
+	if (r == -ENOENT && err->kind == BBX_NOT_FOUND)
 		return api_reply_not_found(resp, "environment", name);
 	return api_reply_bbx_error(resp, r, err);
 }
@@ -103,7 +103,7 @@ int route_environment_create(ApiRequest *req, ApiResponse *resp)
 			       .token_id = req->principal->token_id[0] ? req->principal->token_id : NULL };
 	r = environment_create(req->core, &o, &info, &err);
 	if (r < 0) {
-		if (r == -ENOENT && !strcmp(err.kind, "not_found"))
+		if (r == -ENOENT && err.kind == BBX_NOT_FOUND)
 			api_reply_not_found(resp, "environment", from ? from : "");
 		else
 			api_reply_bbx_error(resp, r, &err);

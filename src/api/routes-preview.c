@@ -87,7 +87,7 @@ int route_preview_proxy(ApiRequest *req, ApiResponse *resp)
 
 	r = environment_connect_app(req->core, name, &fd, &err);
 	if (r < 0) {
-		if (r == -ENOENT && !strcmp(err.kind, "not_found"))
+		if (r == -ENOENT && err.kind == BBX_NOT_FOUND)
 			return api_reply_not_found(resp, "environment", name);
 		return api_reply_error(resp, 502, "bad_gateway", "%s", bbx_error_message(&err, r));
 	}

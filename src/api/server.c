@@ -108,34 +108,9 @@ int api_reply_not_found(ApiResponse *resp, const char *kind, const char *name)
 
 int api_reply_bbx_error(ApiResponse *resp, int r, const BbxError *err)
 {
-	const char *kind = err && err->kind[0] ? err->kind : NULL;
-	unsigned status = 500;
-
-	if (!kind) {
-		switch (r) {
-		case -ENOENT: kind = "not_found"; break;
-		case -EINVAL: kind = "invalid"; break;
-		case -EEXIST: kind = "conflict"; break;
-		case -EACCES:
-		case -EPERM: kind = "forbidden"; break;
-		default: kind = "internal";
-		}
-	}
-	if (!strcmp(kind, "not_found"))
-		status = 404;
-	else if (!strcmp(kind, "invalid") || !strcmp(kind, "bad_request"))
-		status = 400;
-	else if (!strcmp(kind, "conflict"))
-		status = 409;
-	else if (!strcmp(kind, "forbidden"))
-		status = 403;
-	else if (!strcmp(kind, "unauthorized"))
-		status = 401;
-	else if (!strcmp(kind, "unavailable"))
-		status = 503;
-	else if (!strcmp(kind, "too_large"))
-		status = 413;
-	return api_reply_error(resp, status, kind, "%s", bbx_error_message(err, r));
+	BbxErrorKind k = bbx_error_kind(err, r);
+	return api_reply_error(resp, bbx_error_kind_http_status(k), bbx_error_kind_name(k), "%s",
+			       bbx_error_message(err, r));
 }
 
 static enum MHD_Result add_query_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
@@ -815,7 +790,7 @@ static int listener_start(Listener *l, int fd, BbxError *err, const char *what)
 				  MHD_OPTION_END);
 	if (!l->mhd) {
 		close(fd);
-		return bbx_error_set(err, -EIO, "internal", "%s: could not start the HTTP server", what);
+		return bbx_error_set(err, -EIO, BBX_INTERNAL, "%s: could not start the HTTP server", what);
 	}
 	return 0;
 }
@@ -826,7 +801,7 @@ static int unix_listen(const char *path, BbxError *err)
 	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
-		return bbx_error_set(err, -ENAMETOOLONG, "invalid", "socket path %s is too long", path);
+		return bbx_error_set(err, -ENAMETOOLONG, BBX_INVALID, "socket path %s is too long", path);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 
 	/* A live daemon answers on the socket; a stale file from a crash does not. */
@@ -835,7 +810,7 @@ static int unix_listen(const char *path, BbxError *err)
 		return -errno;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
 		close(fd);
-		return bbx_error_set(err, -EADDRINUSE, "conflict",
+		return bbx_error_set(err, -EADDRINUSE, BBX_CONFLICT,
 				     "another daemon is already serving %s", path);
 	}
 	close(fd);
@@ -850,7 +825,7 @@ static int unix_listen(const char *path, BbxError *err)
 	if (r < 0 || listen(fd, 128) < 0) {
 		r = -errno;
 		close(fd);
-		return bbx_error_set(err, r, "internal", "socket %s: %s", path, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "socket %s: %s", path, strerror(-r));
 	}
 	return fd;
 }
@@ -865,7 +840,7 @@ static int tcp_listen(const char *spec, uint16_t *ret_port, BbxError *err)
 	int fd, one = 1;
 
 	if (!colon || (size_t)(colon - spec) >= sizeof(host) || parse_uint32(colon + 1, &port) < 0 || port > 65535)
-		return bbx_error_set(err, -EINVAL, "invalid", "--listen %s: expected ADDRESS:PORT, e.g. 127.0.0.1:7480", spec);
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "--listen %s: expected ADDRESS:PORT, e.g. 127.0.0.1:7480", spec);
 	memcpy(host, spec, (size_t)(colon - spec));
 	host[colon - spec] = '\0';
 	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
@@ -873,7 +848,7 @@ static int tcp_listen(const char *spec, uint16_t *ret_port, BbxError *err)
 		host[strlen(host) - 1] = '\0';
 	}
 	if (getaddrinfo(host, NULL, &hints, &ai) != 0 || !ai)
-		return bbx_error_set(err, -EINVAL, "invalid", "--listen %s: '%s' is not an IP address", spec, host);
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "--listen %s: '%s' is not an IP address", spec, host);
 
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -890,7 +865,7 @@ static int tcp_listen(const char *spec, uint16_t *ret_port, BbxError *err)
 	if (r < 0 || listen(fd, 512) < 0) {
 		r = -errno;
 		close(fd);
-		return bbx_error_set(err, r, "internal", "--listen %s: %s", spec, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "--listen %s: %s", spec, strerror(-r));
 	}
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -909,7 +884,7 @@ int api_server_new(const ApiServerOptions *opts, ApiServer **ret, BbxError *err)
 		return -ENOMEM;
 	if (sodium_init() < 0) {
 		free(s);
-		return bbx_error_set(err, -EIO, "internal", "libsodium failed to initialise");
+		return bbx_error_set(err, -EIO, BBX_INTERNAL, "libsodium failed to initialise");
 	}
 	s->core = opts->core;
 	s->unix_listener = (Listener){ .server = s, .origin = ORIGIN_UNIX_SOCKET };

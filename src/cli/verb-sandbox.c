@@ -100,9 +100,9 @@ static int run_sandbox(const SandboxSpec *spec)
 	int r = sandbox_spawn(spec, &sb, &err);
 	if (r < 0) {
 		fprintf(stderr, "branchbox sandbox: %s\n", bbx_error_message(&err, r));
-		if (!strcmp(err.kind, "not_found"))
+		if (err.kind == BBX_NOT_FOUND)
 			return 127;
-		if (!strcmp(err.kind, "cannot_execute"))
+		if (err.kind == BBX_CANNOT_EXECUTE)
 			return 126;
 		return 125;
 	}

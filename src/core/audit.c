@@ -34,7 +34,7 @@ enum {
 int audit_init(Core *c, BbxError *err)
 {
 	if (sodium_init() < 0)
-		return bbx_error_set(err, -EIO, "internal", "libsodium failed to initialise");
+		return bbx_error_set(err, -EIO, BBX_INTERNAL, "libsodium failed to initialise");
 	return 0;
 }
 
@@ -296,7 +296,7 @@ int audit_start(Core *c, BbxError *err)
 	c->audit_queue = q;
 	int r = pthread_create(&q->thread, NULL, committer, c);
 	if (r != 0)
-		return bbx_error_set(err, -r, "internal", "audit committer thread: %s",
+		return bbx_error_set(err, -r, BBX_INTERNAL, "audit committer thread: %s",
 				     strerror(r));
 	q->running = true;
 	return 0;
@@ -330,14 +330,14 @@ int audit_append(Core *c, const AuditRecord *r, int64_t *ret_seq, BbxError *err)
 	Pending p = {.rec = r};
 
 	if (!q || !q->running)
-		return bbx_error_set(err, -ESHUTDOWN, "unavailable",
+		return bbx_error_set(err, -ESHUTDOWN, BBX_UNAVAILABLE,
 				     "the audit log is not running");
 	pthread_cond_init(&p.cond, NULL);
 	pthread_mutex_lock(&q->lock);
 	if (q->stop) {
 		pthread_mutex_unlock(&q->lock);
 		pthread_cond_destroy(&p.cond);
-		return bbx_error_set(err, -ESHUTDOWN, "unavailable",
+		return bbx_error_set(err, -ESHUTDOWN, BBX_UNAVAILABLE,
 				     "the audit log is shutting down");
 	}
 	bool was_empty = !q->head;
@@ -392,9 +392,9 @@ int audit_public_key_from_state(const char *state_dir, char ret[65], BbxError *e
 	snprintf(path, sizeof(path), "%s/keys/audit-ed25519.key", state_dir);
 	int r = read_full_file(path, 4096, &data, &n);
 	if (r < 0)
-		return bbx_error_set(err, r, "invalid", "%s: %s", path, strerror(-r));
+		return bbx_error_set(err, r, BBX_INVALID, "%s: %s", path, strerror(-r));
 	if (n != sizeof(seed))
-		return bbx_error_set(err, -EUCLEAN, "invalid", "%s: not an Ed25519 seed", path);
+		return bbx_error_set(err, -EUCLEAN, BBX_INVALID, "%s: not an Ed25519 seed", path);
 	memcpy(seed, data, sizeof(seed));
 	sodium_memzero(data, n);
 	crypto_sign_seed_keypair(pk, sk, seed);
@@ -440,7 +440,7 @@ static int copy_hex(json_t *j, const char *key, char *out, size_t size, size_t w
 {
 	const char *v = json_string_value(json_object_get(j, key));
 	if (!v || (want && strlen(v) != want) || strlen(v) >= size)
-		return bbx_error_set(err, -EINVAL, "invalid",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
 				     "checkpoint: field '%s' missing or malformed", key);
 	snprintf(out, size, "%s", v);
 	return 0;
@@ -453,9 +453,9 @@ int audit_checkpoint_from_json(json_t *j, AuditCheckpoint *ret, BbxError *err)
 	int r;
 
 	if (!json_is_object(j))
-		return bbx_error_set(err, -EINVAL, "invalid", "checkpoint: expected a JSON object");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "checkpoint: expected a JSON object");
 	if (!json_is_integer(size) || json_integer_value(size) < 0)
-		return bbx_error_set(err, -EINVAL, "invalid",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
 				     "checkpoint: field 'size' missing or malformed");
 	cp.size = json_integer_value(size);
 	if ((r = copy_hex(j, "head_hash", cp.head_hash, sizeof(cp.head_hash), 64, err)) < 0 ||
@@ -476,7 +476,7 @@ int audit_checkpoint_check_signature(const AuditCheckpoint *cp, const char *expe
 	size_t n;
 
 	if (expected_public_key && strcmp(expected_public_key, cp->public_key))
-		return bbx_error_set(err, -EBADMSG, "invalid",
+		return bbx_error_set(err, -EBADMSG, BBX_INVALID,
 				     "checkpoint: signed by key %s, not by this daemon's key",
 				     cp->key_id);
 	if (sodium_hex2bin(pk, sizeof(pk), cp->public_key, strlen(cp->public_key), NULL, &n, NULL) <
@@ -485,15 +485,15 @@ int audit_checkpoint_check_signature(const AuditCheckpoint *cp, const char *expe
 	    sodium_hex2bin(sig, sizeof(sig), cp->signature, strlen(cp->signature), NULL, &n, NULL) <
 		    0 ||
 	    n != sizeof(sig))
-		return bbx_error_set(err, -EBADMSG, "invalid",
+		return bbx_error_set(err, -EBADMSG, BBX_INVALID,
 				     "checkpoint: malformed key or signature");
 	key_id_of(pk, kid);
 	if (strcmp(kid, cp->key_id))
-		return bbx_error_set(err, -EBADMSG, "invalid",
+		return bbx_error_set(err, -EBADMSG, BBX_INVALID,
 				     "checkpoint: key_id does not match public_key");
 	int tn = checkpoint_text(cp, text, sizeof(text));
 	if (tn < 0 || crypto_sign_verify_detached(sig, (const uint8_t *)text, (size_t)tn, pk) != 0)
-		return bbx_error_set(err, -EBADMSG, "invalid", "checkpoint: bad signature");
+		return bbx_error_set(err, -EBADMSG, BBX_INVALID, "checkpoint: bad signature");
 	return 0;
 }
 
@@ -516,7 +516,7 @@ int audit_verify_db(const char *db_path, const AuditCheckpoint *cp, AuditVerifyR
 	AuditVerifyResult res = {.head_hash = AUDIT_GENESIS_HASH};
 	rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL);
 	if (rc != SQLITE_OK) {
-		r = bbx_error_set(err, -EIO, "invalid", "%s: %s", db_path,
+		r = bbx_error_set(err, -EIO, BBX_INVALID, "%s: %s", db_path,
 				  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 		goto out;
 	}
@@ -528,14 +528,14 @@ int audit_verify_db(const char *db_path, const AuditCheckpoint *cp, AuditVerifyR
 		"seq",
 		-1, &st, NULL);
 	if (rc != SQLITE_OK) {
-		r = bbx_error_set(err, -EIO, "invalid", "%s: %s", db_path, sqlite3_errmsg(db));
+		r = bbx_error_set(err, -EIO, BBX_INVALID, "%s: %s", db_path, sqlite3_errmsg(db));
 		goto out;
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t seq = sqlite3_column_int64(st, 0);
 		if (seq != expect) {
 			r = bbx_error_set(
-				err, -EBADMSG, "invalid",
+				err, -EBADMSG, BBX_INVALID,
 				"seq %lld: expected seq %lld (a record was deleted or reordered)",
 				(long long)expect, (long long)expect);
 			res.bad_seq = expect;
@@ -548,7 +548,7 @@ int audit_verify_db(const char *db_path, const AuditCheckpoint *cp, AuditVerifyR
 		const char *stored_prev = col(st, 12), *stored = col(st, 13);
 		if (!stored_prev || strcmp(stored_prev, prev)) {
 			r = bbx_error_set(
-				err, -EBADMSG, "invalid",
+				err, -EBADMSG, BBX_INVALID,
 				"seq %lld: prev_hash does not link to the hash of seq %lld",
 				(long long)seq, (long long)seq - 1);
 			res.bad_seq = seq;
@@ -559,7 +559,7 @@ int audit_verify_db(const char *db_path, const AuditCheckpoint *cp, AuditVerifyR
 			goto out;
 		}
 		if (!stored || strcmp(stored, hash)) {
-			r = bbx_error_set(err, -EBADMSG, "invalid",
+			r = bbx_error_set(err, -EBADMSG, BBX_INVALID,
 					  "seq %lld: hash does not match the record's contents "
 					  "(the record was changed)",
 					  (long long)seq);
@@ -568,7 +568,7 @@ int audit_verify_db(const char *db_path, const AuditCheckpoint *cp, AuditVerifyR
 		}
 		if (cp && seq == cp->size && strcmp(hash, cp->head_hash)) {
 			r = bbx_error_set(
-				err, -EBADMSG, "invalid",
+				err, -EBADMSG, BBX_INVALID,
 				"seq %lld: the log up to here differs from the signed checkpoint "
 				"(records up to seq %lld were rewritten)",
 				(long long)seq, (long long)seq);
@@ -579,13 +579,13 @@ int audit_verify_db(const char *db_path, const AuditCheckpoint *cp, AuditVerifyR
 		expect++;
 	}
 	if (rc != SQLITE_DONE) {
-		r = bbx_error_set(err, -EIO, "invalid", "%s: %s", db_path, sqlite3_errmsg(db));
+		r = bbx_error_set(err, -EIO, BBX_INVALID, "%s: %s", db_path, sqlite3_errmsg(db));
 		goto out;
 	}
 	res.size = expect - 1;
 	memcpy(res.head_hash, prev, sizeof(prev));
 	if (cp && cp->size > res.size) {
-		r = bbx_error_set(err, -EBADMSG, "invalid",
+		r = bbx_error_set(err, -EBADMSG, BBX_INVALID,
 				  "seq %lld: missing; the log has %lld records but the checkpoint "
 				  "covers %lld "
 				  "(the log was truncated)",
@@ -595,7 +595,7 @@ int audit_verify_db(const char *db_path, const AuditCheckpoint *cp, AuditVerifyR
 		goto out;
 	}
 	if (cp && cp->size == 0 && strcmp(cp->head_hash, AUDIT_GENESIS_HASH)) {
-		r = bbx_error_set(err, -EBADMSG, "invalid",
+		r = bbx_error_set(err, -EBADMSG, BBX_INVALID,
 				  "checkpoint: size 0 with a non-genesis head");
 		goto out;
 	}
@@ -653,7 +653,7 @@ int audit_query(Core *c, const char *resource, const char *since, int64_t limit,
 	store_read_unlock(s);
 	if (rc != SQLITE_DONE) {
 		json_decref(arr);
-		return bbx_error_set(err, -EIO, "internal", "state database: audit query: %s",
+		return bbx_error_set(err, -EIO, BBX_INTERNAL, "state database: audit query: %s",
 				     sqlite3_errstr(rc));
 	}
 	*ret = arr;

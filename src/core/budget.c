@@ -98,7 +98,7 @@ int budget_check_within(const Budget *child, const Budget *parent, BbxError *err
 		char a[32], b[32];
 		format_limit(d, child->limit[d], a, sizeof(a));
 		format_limit(d, parent->limit[d], b, sizeof(b));
-		return bbx_error_set(err, -EPERM, "forbidden",
+		return bbx_error_set(err, -EPERM, BBX_FORBIDDEN,
 				     "budget.%s: %s is more than the creating token's budget (%s)",
 				     dimension_names[d], a, b);
 	}
@@ -185,18 +185,18 @@ int budget_limits_from_json(json_t *j, const char *what, Budget *ret, BbxError *
 	json_t *v;
 
 	if (!json_is_object(j))
-		return bbx_error_set(err, -EINVAL, "invalid",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
 				     "%s: an object of cpu_seconds, memory, disk, wall_time", what);
 	json_object_foreach(j, key, v)
 	{
 		int d = budget_dimension_from_string(key);
 		if (d < 0)
 			return bbx_error_set(
-				err, -EINVAL, "invalid",
+				err, -EINVAL, BBX_INVALID,
 				"%s: unknown key '%.64s' (cpu_seconds, memory, disk, wall_time)",
 				what, key);
 		if (!json_is_integer(v) || json_integer_value(v) < 1)
-			return bbx_error_set(err, -EINVAL, "invalid",
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
 					     "%s.%s: a whole number of %s, at least 1", what, key,
 					     d == BUDGET_MEMORY || d == BUDGET_DISK ? "bytes"
 										    : "seconds");
@@ -379,7 +379,7 @@ int budget_refuse_start(Core *c, const char *env, BbxError *err)
 	if (!why[0])
 		return 0;
 	return bbx_error_set(
-		err, -EPERM, "conflict",
+		err, -EPERM, BBX_CONFLICT,
 		"environment '%s' used up its budget (%s): it stays stopped, and its data "
 		"is kept until it expires",
 		env, why);

@@ -19,14 +19,14 @@ int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
 	int r;
 
 	if (!opts->state_dir || !*opts->state_dir)
-		return bbx_error_set(err, -EINVAL, "invalid", "no state directory given");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "no state directory given");
 	if (!opts->repo_path || !*opts->repo_path)
-		return bbx_error_set(err, -EINVAL, "invalid", "no repository given (--repo PATH)");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "no repository given (--repo PATH)");
 	if (stat(opts->repo_path, &st) < 0)
-		return bbx_error_set(err, -errno, "invalid", "repository %s: %s", opts->repo_path,
+		return bbx_error_set(err, -errno, BBX_INVALID, "repository %s: %s", opts->repo_path,
 				     strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return bbx_error_set(err, -ENOTDIR, "invalid", "repository %s: not a directory",
+		return bbx_error_set(err, -ENOTDIR, BBX_INVALID, "repository %s: not a directory",
 				     opts->repo_path);
 
 	_cleanup_(core_freep) Core *c = calloc(1, sizeof(*c));
@@ -36,11 +36,11 @@ int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
 	if (!c->state_dir) {
 		r = mkdir_p(opts->state_dir, 0700);
 		if (r < 0)
-			return bbx_error_set(err, r, "internal", "state directory %s: %s",
+			return bbx_error_set(err, r, BBX_INTERNAL, "state directory %s: %s",
 					     opts->state_dir, strerror(-r));
 		c->state_dir = realpath(opts->state_dir, NULL);
 		if (!c->state_dir)
-			return bbx_error_set(err, -errno, "internal", "state directory %s: %s",
+			return bbx_error_set(err, -errno, BBX_INTERNAL, "state directory %s: %s",
 					     opts->state_dir, strerror(errno));
 	}
 	(void)chmod(c->state_dir, 0700);
@@ -60,7 +60,7 @@ int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
 	if (!c->production_branch)
 		return -ENOMEM;
 	if (!name_is_valid(c->production_branch))
-		return bbx_error_set(err, -EINVAL, "invalid", "production branch '%s': not a valid environment name",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "production branch '%s': not a valid environment name",
 				     c->production_branch);
 	c->hook_timeout_sec = opts->hook_timeout_sec ? opts->hook_timeout_sec : 30 * 60;
 	c->agent_token_max_ttl = opts->agent_token_max_ttl > 0 ? opts->agent_token_max_ttl
@@ -70,7 +70,7 @@ int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
 			       : (UidRange){ UID_RANGE_DEFAULT_FIRST, UID_RANGE_DEFAULT_LAST };
 	if (c->uid_range.first < UID_RANGE_MIN || c->uid_range.last > UID_RANGE_MAX ||
 	    c->uid_range.last <= c->uid_range.first)
-		return bbx_error_set(err, -ERANGE, "invalid", "uid range %u-%u is not usable",
+		return bbx_error_set(err, -ERANGE, BBX_INVALID, "uid range %u-%u is not usable",
 				     c->uid_range.first, c->uid_range.last);
 
 	/* Keys are created at first start and never leave the state dir. */

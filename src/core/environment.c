@@ -389,7 +389,7 @@ static int load_config_at(Environments *E, const char *commit, ProjectConfig **r
 		if (r == -ENOENT)
 			continue;
 		if (r < 0)
-			return bbx_error_set(err, r, "invalid", "reading %s at %.12s: %s", files[i], commit, strerror(-r));
+			return bbx_error_set(err, r, BBX_INVALID, "reading %s at %.12s: %s", files[i], commit, strerror(-r));
 		ConfigDiagnostics diag;
 		config_diagnostics_init(&diag);
 		r = config_parse_buffer(data, size, files[i], ret, &diag);
@@ -401,12 +401,12 @@ static int load_config_at(Environments *E, const char *commit, ProjectConfig **r
 				(void)strbuf_appendf(&sb, "\n  %s", line ? line : "?");
 			}
 			config_diagnostics_done(&diag);
-			return bbx_error_set(err, -EINVAL, "invalid", "%s", strbuf_str(&sb));
+			return bbx_error_set(err, -EINVAL, BBX_INVALID, "%s", strbuf_str(&sb));
 		}
 		config_diagnostics_done(&diag);
 		return 0;
 	}
-	return bbx_error_set(err, -ENOENT, "invalid",
+	return bbx_error_set(err, -ENOENT, BBX_INVALID,
 			     "commit %.12s has no .branchbox/config.yaml or .upsun/config.yaml", commit);
 }
 
@@ -426,7 +426,7 @@ static int load_preview_config(Environments *E, const char *commit, ProjectConfi
 	EnvRecord prod;
 	int r = env_record_get(core_store(E->core), E->production, &prod, NULL);
 	if (r < 0)
-		return bbx_error_set(err, -ENOENT, "conflict",
+		return bbx_error_set(err, -ENOENT, BBX_CONFLICT,
 				     "production ('%s') is not deployed: its config governs every preview",
 				     E->production);
 	r = load_config_at(E, prod.commit_id, &policy, err);
@@ -452,7 +452,7 @@ static int load_preview_config(Environments *E, const char *commit, ProjectConfi
 			(void)strbuf_appendf(&sb, "\n  %s", line ? line : "?");
 		}
 		config_diagnostics_done(&diag);
-		return bbx_error_set(err, r, "invalid", "%s", strbuf_str(&sb));
+		return bbx_error_set(err, r, BBX_INVALID, "%s", strbuf_str(&sb));
 	}
 	config_diagnostics_done(&diag);
 	*ret_config = TAKE_PTR(config);
@@ -514,7 +514,7 @@ static int runtime_load_uids(Environments *E, EnvRuntime *rt, BbxError *err)
 	}
 	/* Never root, never a pair cut off at the end of the id space. */
 	if (uid == 0 || volume_uid == 0 || uid >= UINT32_MAX - 1 || volume_uid >= UINT32_MAX - 1)
-		return bbx_error_set(err, -EINVAL, "internal", "environment '%s' has no usable uids (%u, %u)",
+		return bbx_error_set(err, -EINVAL, BBX_INTERNAL, "environment '%s' has no usable uids (%u, %u)",
 				     rt->name, uid, volume_uid);
 	rt->uid = uid;
 	rt->volume_uid = volume_uid;
@@ -568,7 +568,7 @@ static int runtime_setup_locked(Environments *E, EnvRuntime *rt, ProjectConfig *
 		const ConfigService *cs = &config->services[i];
 		const ServiceType *t = service_type_for(cs->kind);
 		if (!t)
-			return bbx_error_set(err, -EOPNOTSUPP, "invalid", "service %s: type %s is not supported",
+			return bbx_error_set(err, -EOPNOTSUPP, BBX_INVALID, "service %s: type %s is not supported",
 					     cs->name, cs->type);
 		unsigned same = 0;
 		for (size_t k = 0; k < i; k++)
@@ -830,7 +830,7 @@ static int pb_service(Environments *E, EnvRuntime *rt, size_t idx, ProcBuild *b,
 	snprintf(rel, sizeof(rel), "services/%s", s->config->name);
 	int fd = vol < 0 ? vol : pb_keep_fd(b, open_dir_beneath(vol, rel, 0));
 	if (fd < 0)
-		return bbx_error_set(err, fd, "internal", "service %s: data directory %s: %s",
+		return bbx_error_set(err, fd, BBX_INTERNAL, "service %s: data directory %s: %s",
 				     s->config->name, s->data_host, strerror(-fd));
 	b->rw[0] = (SandboxBind){ .source = s->data_host, .target = s->data_path, .source_fd = fd,
 				  .idmapped = volume_idmapped(rt) };
@@ -893,7 +893,7 @@ static int open_mount_source(Environments *E, EnvRuntime *rt, const ConfigApplic
 		fd = r;
 	}
 	if (fd < 0)
-		return bbx_error_set(err, fd, "invalid",
+		return bbx_error_set(err, fd, BBX_INVALID,
 				     "applications.%s.mounts.%s: source %s/%s: %s%s", app->name, mt->path,
 				     base, rel, strerror(-fd),
 				     fd == -ELOOP || fd == -ENOTDIR || fd == -EXDEV
@@ -915,7 +915,7 @@ static int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app,
 	_cleanup_close_ int code = open_trusted_dir(code_dir);
 	int src = code < 0 ? code : pb_keep_fd(b, open_dir_beneath(code, app->source_root, 0));
 	if (src < 0)
-		return bbx_error_set(err, src, "invalid",
+		return bbx_error_set(err, src, BBX_INVALID,
 				     "applications.%s.source.root: '%s' %s", app->name, app->source_root,
 				     src == -ELOOP || src == -EXDEV
 					     ? "is a symbolic link or resolves through one; it is never followed"
@@ -935,7 +935,7 @@ static int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app,
 	for (size_t m = 0; !(flags & APP_PROC_BUILD) && m < app->n_mounts; m++) {
 		const ConfigMount *mt = &app->mounts[m];
 		if (nrw >= ELEMENTSOF(b->rw))
-			return bbx_error_set(err, -E2BIG, "invalid", "applications.%s.mounts: at most %zu",
+			return bbx_error_set(err, -E2BIG, BBX_INVALID, "applications.%s.mounts: at most %zu",
 					     app->name, ELEMENTSOF(b->rw) - 1);
 		const char *target = pb_keep(b, path_join("/app", mt->path + 1, NULL));
 		if (!target)
@@ -943,7 +943,7 @@ static int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app,
 		/* The mount point must exist in the (read-only) code tree. */
 		int r = mkdir_beneath(src, mt->path + 1, 0755);
 		if (r < 0)
-			return bbx_error_set(err, r, "invalid",
+			return bbx_error_set(err, r, BBX_INVALID,
 					     "applications.%s.mounts.%s: cannot make the mount point in the code tree: %s%s",
 					     app->name, mt->path, strerror(-r),
 					     r == -ELOOP ? " (a symlink in the way is never followed)" : "");
@@ -1006,9 +1006,9 @@ static int fail_with_output(BbxError *err, const char *what, const OneshotResult
 	size_t n = strlen(out);
 	const char *tail = n > 600 ? out + n - 600 : out;
 	if (res->timed_out)
-		return bbx_error_set(err, -ETIMEDOUT, "failed", "%s timed out after %llu s; all its processes were killed%s%s",
+		return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED, "%s timed out after %llu s; all its processes were killed%s%s",
 				     what, (unsigned long long)(res->duration_ms / 1000), *tail ? ":\n" : "", tail);
-	return bbx_error_set(err, -EIO, "failed", "%s failed with exit status %d%s%s", what,
+	return bbx_error_set(err, -EIO, BBX_FAILED, "%s failed with exit status %d%s%s", what,
 			     res->exit_status, *tail ? ":\n" : "", tail);
 }
 
@@ -1025,7 +1025,7 @@ static int service_init(Environments *E, EnvRuntime *rt, size_t i, BbxError *err
 	_cleanup_close_ int vol = open_trusted_dir(rt->volume_path);
 	_cleanup_close_ int dir = vol < 0 ? vol : open_dir_beneath(vol, rel, 0700);
 	if (dir < 0 || fchownat(dir, "", s->owner_uid, s->owner_gid, AT_EMPTY_PATH) < 0)
-		return bbx_error_set(err, dir < 0 ? dir : -errno, "internal", "service %s: cannot create %s: %s",
+		return bbx_error_set(err, dir < 0 ? dir : -errno, BBX_INTERNAL, "service %s: cannot create %s: %s",
 				     s->config->name, s->data_host, strerror(dir < 0 ? -dir : errno));
 	r = t->prepare(s, true, false, err);
 	if (r < 0)
@@ -1101,7 +1101,7 @@ static int wait_or_cancel(EnvRuntime *rt, unsigned ms, BbxError *err)
 {
 	struct pollfd pfd = { .fd = rt->cancel_fd, .events = POLLIN };
 	if (poll(&pfd, 1, (int)ms) > 0 && (pfd.revents & POLLIN))
-		return bbx_error_set(err, -ECANCELED, "conflict", "environment '%s' was stopped or destroyed meanwhile",
+		return bbx_error_set(err, -ECANCELED, BBX_CONFLICT, "environment '%s' was stopped or destroyed meanwhile",
 				     rt->name);
 	return 0;
 }
@@ -1121,10 +1121,10 @@ static int services_wait_ready(EnvRuntime *rt, BbxError *err)
 				return r;
 			EnvProcState st = envproc_state(rt->service_procs[i]);
 			if (st == ENVPROC_FAILED)
-				return bbx_error_set(err, -EIO, "failed", "service %s failed to start (see 'branchbox env logs %s %s')",
+				return bbx_error_set(err, -EIO, BBX_FAILED, "service %s failed to start (see 'branchbox env logs %s %s')",
 						     s->config->name, rt->name, s->config->name);
 			if (mono_ms() > deadline)
-				return bbx_error_set(err, -ETIMEDOUT, "failed", "service %s did not accept connections within %d s",
+				return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED, "service %s did not accept connections within %d s",
 						     s->config->name, SERVICE_READY_TIMEOUT_MS / 1000);
 			r = wait_or_cancel(rt, delay, err);
 			if (r < 0)
@@ -1253,13 +1253,13 @@ static int apps_wait_healthy(EnvRuntime *rt, BbxError *err)
 			if (r >= 0 && status >= 200 && status < 400)
 				break;
 			if (envproc_state(rt->app_procs[i]) == ENVPROC_FAILED)
-				return bbx_error_set(err, -EIO, "failed", "application %s keeps exiting (see 'branchbox env logs %s %s')",
+				return bbx_error_set(err, -EIO, BBX_FAILED, "application %s keeps exiting (see 'branchbox env logs %s %s')",
 						     app->name, rt->name, app->name);
 			if (mono_ms() > deadline) {
 				if (r >= 0)
-					return bbx_error_set(err, -ETIMEDOUT, "failed", "application %s answered %s with HTTP %d, not healthy within %d s",
+					return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED, "application %s answered %s with HTTP %d, not healthy within %d s",
 							     app->name, app->web_healthcheck, status, APP_HEALTHY_TIMEOUT_MS / 1000);
-				return bbx_error_set(err, -ETIMEDOUT, "failed", "application %s did not answer on port %u within %d s (see 'branchbox env logs %s %s')",
+				return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED, "application %s did not answer on port %u within %d s (see 'branchbox env logs %s %s')",
 						     app->name, app->web_port, APP_HEALTHY_TIMEOUT_MS / 1000, rt->name, app->name);
 			}
 			r = wait_or_cancel(rt, delay, err);
@@ -1283,7 +1283,7 @@ static int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err)
 {
 	const ProjectConfig *policy = rt->policy;
 	if (!policy || !rt->policy_code_dir)
-		return bbx_error_set(err, -EINVAL, "internal", "no production config to sanitize %s with", rt->name);
+		return bbx_error_set(err, -EINVAL, BBX_INTERNAL, "no production config to sanitize %s with", rt->name);
 	for (size_t k = 0; k < policy->n_sanitize; k++) {
 		const ConfigStep *step = &policy->sanitize[k];
 		OneshotResult res;
@@ -1296,7 +1296,7 @@ static int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err)
 			const ServiceRuntime *s = runtime_service(rt, step->service, &idx);
 			const ServiceType *t = s ? service_type_for(s->config->kind) : NULL;
 			if (!t || !t->sql_command)
-				return bbx_error_set(err, -EINVAL, "failed", "sanitize step %s: service %s takes no SQL",
+				return bbx_error_set(err, -EINVAL, BBX_FAILED, "sanitize step %s: service %s takes no SQL",
 						     step->name, step->service);
 			ServiceCommand cmd = { 0 };
 			r = t->sql_command(s, step->sql, &cmd, err);
@@ -1307,7 +1307,7 @@ static int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err)
 			ProcBuild b;
 			const ConfigApplication *app = policy->n_applications ? &policy->applications[0] : NULL;
 			if (!app)
-				return bbx_error_set(err, -EINVAL, "failed", "sanitize step %s: no application to run it in", step->name);
+				return bbx_error_set(err, -EINVAL, BBX_FAILED, "sanitize step %s: no application to run it in", step->name);
 			r = pb_app(E, rt, app, rt->policy_code_dir, &b, what, 0, err);
 			if (r >= 0) {
 				_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-e", "-c", step->command, NULL);
@@ -1317,7 +1317,7 @@ static int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err)
 			}
 			proc_build_done(&b);
 		} else
-			return bbx_error_set(err, -EINVAL, "failed", "sanitize step %s: only sql and command steps can sanitize", step->name);
+			return bbx_error_set(err, -EINVAL, BBX_FAILED, "sanitize step %s: only sql and command steps can sanitize", step->name);
 		if (r < 0) {
 			bbx_error_prefix(err, "sanitize step %s", step->name);
 			return r;
@@ -1368,7 +1368,7 @@ static int checkout_code(Environments *E, const char *name, const char *commit, 
 	}
 	int r = mkdir_p(base, 0711);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "%s: %s", base, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: %s", base, strerror(-r));
 	GitCheckoutResult res;
 	char staging[4096];
 	snprintf(staging, sizeof(staging), "%s.staging", dir);
@@ -1385,7 +1385,7 @@ static int checkout_code(Environments *E, const char *name, const char *commit, 
 		r = -errno;
 	if (r < 0) {
 		(void)rm_rf(staging);
-		return bbx_error_set(err, r, "internal", "preparing checkout %s: %s", dir, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "preparing checkout %s: %s", dir, strerror(-r));
 	}
 	if (ret_dir)
 		*ret_dir = TAKE_PTR(dir);
@@ -1404,13 +1404,13 @@ static int network_up(Environments *E, EnvRuntime *rt, BbxError *err)
 		snprintf(dir, sizeof(dir), "%s/run/netns", E->state_dir);
 		int r = mkdir_p(dir, 0700);
 		if (r < 0)
-			return bbx_error_set(err, r, "internal", "%s: %s", dir, strerror(-r));
+			return bbx_error_set(err, r, BBX_INTERNAL, "%s: %s", dir, strerror(-r));
 		r = sandbox_netns_create(path, err);
 		if (r < 0)
 			return r;
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
-			return bbx_error_set(err, -errno, "internal", "%s: %m", path);
+			return bbx_error_set(err, -errno, BBX_INTERNAL, "%s: %m", path);
 	}
 	pthread_mutex_lock(&rt->lock);
 	rt->netns_fd = fd;
@@ -1530,7 +1530,7 @@ static int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync
 	env_path(E, path, sizeof(path), "run/netns", name);
 	r = sandbox_netns_remove(path, NULL);
 	if (r < 0 && r != -ENOENT && ret == 0)
-		ret = bbx_error_set(err, r, "internal", "removing network namespace %s: %s", path, strerror(-r));
+		ret = bbx_error_set(err, r, BBX_INTERNAL, "removing network namespace %s: %s", path, strerror(-r));
 	pthread_mutex_lock(&E->pool_lock);
 	r = E->pool ? pool_volume_exists(E->pool, name) : 0;
 	if (r > 0) {
@@ -1544,7 +1544,7 @@ static int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync
 		env_path(E, path, sizeof(path), kinds[i], name);
 		r = rm_rf(path);
 		if (r < 0 && ret == 0)
-			ret = bbx_error_set(err, r, "internal", "removing %s: %s", path, strerror(-r));
+			ret = bbx_error_set(err, r, BBX_INTERNAL, "removing %s: %s", path, strerror(-r));
 	}
 	/* Nothing stored as its uids is left: the store releases them with its row, unless a
 	 * clone's volume still holds them. */
@@ -1676,7 +1676,7 @@ static int bring_up(Environments *E, EnvRuntime *rt, const char *op, bool cloned
 	bool fresh[64] = { false };
 
 	if (rt->n_services > ELEMENTSOF(fresh))
-		return bbx_error_set(err, -E2BIG, "invalid", "too many services (at most %zu)", ELEMENTSOF(fresh));
+		return bbx_error_set(err, -E2BIG, BBX_INVALID, "too many services (at most %zu)", ELEMENTSOF(fresh));
 	for (size_t i = 0; i < rt->n_services; i++) {
 		struct stat st;
 		if (stat(rt->services[i].data_host, &st) < 0) {
@@ -1735,7 +1735,7 @@ static int bring_up(Environments *E, EnvRuntime *rt, const char *op, bool cloned
 		if (r < 0) {
 			bbx_error_prefix(err, "sanitize failed, so the environment was removed");
 			if (err)
-				snprintf(err->kind, sizeof(err->kind), "sanitize_failed");
+				err->kind = BBX_SANITIZE_FAILED;
 		}
 	}
 	if (build.started)
@@ -1743,7 +1743,7 @@ static int bring_up(Environments *E, EnvRuntime *rt, const char *op, bool cloned
 	if (r < 0)
 		return r;
 	if (run_hooks && build.r < 0)
-		return bbx_error_set(err, build.r, build.err.kind[0] ? build.err.kind : "failed", "%s",
+		return bbx_error_set(err, build.r, bbx_error_isset(&build.err) ? build.err.kind : BBX_FAILED, "%s",
 				     bbx_error_message(&build.err, build.r));
 	if (run_hooks)
 		for (size_t a = 0; a < rt->config->n_applications; a++) {
@@ -1863,11 +1863,11 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 		/* Destroyed between the lookup and the lock: nothing of it to deploy over. */
 		pthread_mutex_unlock(&rt->op_lock);
 		config_free(config);
-		return bbx_error_set(err, -EBUSY, "conflict", "environment '%s' was destroyed meanwhile; deploy again", name);
+		return bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' was destroyed meanwhile; deploy again", name);
 	}
 	first = env_record_get(s, name, &rec, NULL) == -ENOENT;
 	if (!first && !strcmp(rec.state, "destroying")) {
-		r = bbx_error_set(err, -EBUSY, "conflict", "environment '%s' is being destroyed", name);
+		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is being destroyed", name);
 		config_free(config);
 		goto out;
 	}
@@ -1885,7 +1885,7 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 		r = ensure_dirs(E, name);
 	if (r < 0) {
 		config_free(config);
-		bbx_error_set(err, r, "internal", "state directories for %s: %s", name, strerror(-r));
+		bbx_error_set(err, r, BBX_INTERNAL, "state directories for %s: %s", name, strerror(-r));
 		goto fail;
 	}
 	if (first) {
@@ -1973,18 +1973,18 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	int r;
 
 	if (!name_is_valid(name))
-		return bbx_error_set(err, -EINVAL, "invalid",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
 				     "environment name '%s' is not valid: use 1-63 of a-z, 0-9, '-', '_', '.', starting with a letter or digit",
 				     name);
 	if (!strcmp(name, E->production))
-		return bbx_error_set(err, -EEXIST, "conflict", "'%s' is the production environment; deploy it with 'branchbox deploy'", name);
+		return bbx_error_set(err, -EEXIST, BBX_CONFLICT, "'%s' is the production environment; deploy it with 'branchbox deploy'", name);
 	r = env_record_get(s, parent_name, &prec, NULL);
 	if (r == -ENOENT)
-		return bbx_error_set(err, -ENOENT, "not_found", "environment '%s' not found", parent_name);
+		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found", parent_name);
 	if (r < 0)
 		return r;
 	if (strcmp(prec.state, "ready")) {
-		r = bbx_error_set(err, -EBUSY, "conflict", "environment '%s' is %s, not ready to be cloned", parent_name, prec.state);
+		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is %s, not ready to be cloned", parent_name, prec.state);
 		env_record_done(&prec);
 		return r;
 	}
@@ -1992,7 +1992,7 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	r = gitrepo_resolve(E->repo, branch, commit, err);
 	if (r < 0) {
 		if (r == -ENOENT)
-			return bbx_error_reset(err, -ENOENT, "invalid", "branch '%s' not found in the repository", branch);
+			return bbx_error_reset(err, -ENOENT, BBX_INVALID, "branch '%s' not found in the repository", branch);
 		return r;
 	}
 	r = load_preview_config(E, commit, &config, &policy, &policy_code, err);
@@ -2002,7 +2002,7 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	parent = runtime_find(E, parent_name);
 	if (!parent) {
 		config_free(config);
-		return bbx_error_set(err, -EBUSY, "conflict", "environment '%s' is not running", parent_name);
+		return bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is not running", parent_name);
 	}
 	bool created_slot = false;
 	r = runtime_get(E, name, &rt, &created_slot);
@@ -2012,7 +2012,7 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	}
 	if (!created_slot) {
 		config_free(config);
-		return bbx_error_set(err, -EEXIST, "conflict", "environment '%s' already exists", name);
+		return bbx_error_set(err, -EEXIST, BBX_CONFLICT, "environment '%s' already exists", name);
 	}
 	pthread_mutex_lock(&rt->op_lock);
 
@@ -2039,7 +2039,7 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	r = ensure_dirs(E, name);
 	if (r < 0) {
 		config_free(config);
-		bbx_error_set(err, r, "internal", "state directories for %s: %s", name, strerror(-r));
+		bbx_error_set(err, r, BBX_INTERNAL, "state directories for %s: %s", name, strerror(-r));
 		goto fail;
 	}
 
@@ -2048,7 +2048,7 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	if (runtime_removed(E, parent) || !atomic_load(&parent->ready)) {
 		pthread_mutex_unlock(&parent->op_lock);
 		config_free(config);
-		r = bbx_error_set(err, -EBUSY, "conflict", "environment '%s' stopped or was destroyed meanwhile", parent_name);
+		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' stopped or was destroyed meanwhile", parent_name);
 		goto fail;
 	}
 	(void)checkpoint_services(E, parent);
@@ -2178,7 +2178,7 @@ int environment_destroy(Core *c, const char *name, BbxError *err)
 		/* A create this cancelled (or another destroy) took it down meanwhile. */
 		pthread_mutex_unlock(&rt->op_lock);
 		return env_record_exists(s, name) > 0
-			       ? bbx_error_set(err, -EBUSY, "conflict", "environment '%s' changed meanwhile; destroy it again", name)
+			       ? bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' changed meanwhile; destroy it again", name)
 			       : 0;
 	}
 	/* Commands cancelled above end within moments; teardown kills whatever is left. */
@@ -2217,7 +2217,7 @@ static int start_recorded(Environments *E, EnvRuntime *rt, const EnvRecord *rec,
 	if (r < 0) {
 		config_free(config);
 		config_free(policy);
-		return bbx_error_set(err, r, "internal", "environment %s: %s", rec->name, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "environment %s: %s", rec->name, strerror(-r));
 	}
 	r = runtime_setup(E, rt, config, rec->commit_id, preview, err);
 	config_free(rt->policy);
@@ -2265,7 +2265,7 @@ int environment_start(Core *c, const char *name, BbxError *err)
 	if (r < 0)
 		return r;
 	if (strcmp(rec.state, "stopped") && strcmp(rec.state, "failed") && strcmp(rec.state, "ready")) {
-		r = bbx_error_set(err, -EBUSY, "conflict", "environment '%s' is %s", name, rec.state);
+		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is %s", name, rec.state);
 		env_record_done(&rec);
 		return r;
 	}
@@ -2280,7 +2280,7 @@ int environment_start(Core *c, const char *name, BbxError *err)
 		pthread_mutex_unlock(&rt->op_lock);
 		if (gone) {
 			env_record_done(&rec);
-			return bbx_error_set(err, -ENOENT, "not_found", "environment '%s' was destroyed meanwhile", name);
+			return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' was destroyed meanwhile", name);
 		}
 	}
 	if (r >= 0 || !atomic_load(&E->shutting_down))
@@ -2294,7 +2294,7 @@ int environment_start(Core *c, const char *name, BbxError *err)
  * ready: a preview's data is not masked before then. */
 static int not_ready(BbxError *err, const char *name)
 {
-	return bbx_error_set(err, -EBUSY, "conflict", "environment '%s' is not ready", name);
+	return bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is not ready", name);
 }
 
 bool environment_exists(Core *c, const char *name)
@@ -2363,10 +2363,10 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 	if (!ready || !rt || !atomic_load(&rt->ready) || atomic_load(&E->shutting_down))
 		return not_ready(err, opts->name);
 	if (!opts->argv || !opts->argv[0])
-		return bbx_error_set(err, -EINVAL, "invalid", "no command given");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "no command given");
 
 	if (!op_lock_timed(rt, EXEC_LOCK_WAIT_MS))
-		return bbx_error_set(err, -EBUSY, "conflict", "environment '%s' is busy with another operation; try again",
+		return bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is busy with another operation; try again",
 				     opts->name);
 	/* Stopped, destroyed or redeployed while this waited for the lock. */
 	if (!atomic_load(&rt->ready) || !rt->config || rt->netns_fd < 0) {
@@ -2376,7 +2376,7 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 	const ConfigApplication *app = find_app(rt, opts->application, NULL);
 	if (!app) {
 		pthread_mutex_unlock(&rt->op_lock);
-		return bbx_error_set(err, -ENOENT, "invalid", "environment '%s' has no application '%s'", opts->name,
+		return bbx_error_set(err, -ENOENT, BBX_INVALID, "environment '%s' has no application '%s'", opts->name,
 				     opts->application ? opts->application : "");
 	}
 	ProcBuild b;
@@ -2387,7 +2387,7 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 		b.spec.netns_fd = pb_keep_fd(&b, fcntl(rt->netns_fd, F_DUPFD_CLOEXEC, 3));
 		cancel = fcntl(rt->cancel_fd, F_DUPFD_CLOEXEC, 3);
 		if (b.spec.netns_fd < 0 || cancel < 0)
-			r = bbx_error_set(err, -errno, "internal", "exec in %s: %m", opts->name);
+			r = bbx_error_set(err, -errno, BBX_INTERNAL, "exec in %s: %m", opts->name);
 	}
 	if (r >= 0) {
 		pthread_mutex_lock(&rt->lock);
@@ -2410,7 +2410,7 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 	o.cancel_fd = cancel;
 	r = envproc_run_oneshot_with(&b.spec, &o, ret, err);
 	if (r == -ECANCELED)
-		r = bbx_error_reset(err, -ECANCELED, "conflict",
+		r = bbx_error_reset(err, -ECANCELED, BBX_CONFLICT,
 				    "environment '%s' was stopped or destroyed while the command ran; its processes were killed",
 				    opts->name);
 	proc_build_done(&b);
@@ -2448,13 +2448,13 @@ int environment_logs(Core *c, const char *name, const char *process, int64_t off
 		process = first_app;
 	}
 	if (!name_is_valid(process))
-		return bbx_error_set(err, -EINVAL, "invalid", "process name '%s' is not valid", process);
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "process name '%s' is not valid", process);
 	snprintf(path, sizeof(path), "%s/logs/%s/%s.log", E->state_dir, name, process);
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		if (errno == ENOENT)
-			return bbx_error_set(err, -ENOENT, "invalid", "environment '%s' has no log for process '%s'", name, process);
-		return bbx_error_set(err, -errno, "internal", "%s: %m", path);
+			return bbx_error_set(err, -ENOENT, BBX_INVALID, "environment '%s' has no log for process '%s'", name, process);
+		return bbx_error_set(err, -errno, BBX_INTERNAL, "%s: %m", path);
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0)
@@ -2498,9 +2498,9 @@ int environment_connect_app(Core *c, const char *name, int *ret_fd, BbxError *er
 	if (!up)
 		return not_ready(err, name);
 	if (!web)
-		return bbx_error_set(err, -ENOENT, "unavailable", "environment '%s' has no web application", name);
+		return bbx_error_set(err, -ENOENT, BBX_UNAVAILABLE, "environment '%s' has no web application", name);
 	if (netns < 0)
-		return bbx_error_set(err, -errno, "internal", "environment '%s': %m", name);
+		return bbx_error_set(err, -errno, BBX_INTERNAL, "environment '%s': %m", name);
 	int fd = netns_connect(netns, port, 10000, err);
 	if (fd < 0)
 		return fd;

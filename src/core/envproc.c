@@ -346,7 +346,7 @@ int envproc_start(const EnvProcSpec *spec, EnvProc **ret, BbxError *err)
 	int r = pthread_create(&p->thread, NULL, supervise, p);
 	if (r != 0) {
 		envproc_free(p);
-		return bbx_error_set(err, -r, "internal", "%s: cannot start supervisor: %s", spec->name, strerror(r));
+		return bbx_error_set(err, -r, BBX_INTERNAL, "%s: cannot start supervisor: %s", spec->name, strerror(r));
 	}
 	p->thread_started = true;
 
@@ -360,7 +360,7 @@ int envproc_start(const EnvProcSpec *spec, EnvProc **ret, BbxError *err)
 		/* The first spawn failed; the log says why. */
 		envproc_stop(p, 0);
 		envproc_free(p);
-		return bbx_error_set(err, -EIO, "internal", "%s could not be started (see its log %s)",
+		return bbx_error_set(err, -EIO, BBX_INTERNAL, "%s could not be started (see its log %s)",
 				     spec->name, spec->log_path ? spec->log_path : "");
 	}
 	*ret = p;
@@ -647,7 +647,7 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 
 	memset(ret, 0, sizeof(*ret));
 	if (opts->cancel_fd >= 0 && fd_is_readable(opts->cancel_fd))
-		return bbx_error_set(err, -ECANCELED, "conflict", "%s: cancelled before it started",
+		return bbx_error_set(err, -ECANCELED, BBX_CONFLICT, "%s: cancelled before it started",
 				     spec->name);
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		return -errno;
@@ -714,7 +714,7 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 	} else
 		kill_tree(&sb);
 	if (end == ONESHOT_CANCELLED)
-		return bbx_error_set(err, -ECANCELED, "conflict",
+		return bbx_error_set(err, -ECANCELED, BBX_CONFLICT,
 				     "%s: cancelled after %llu ms; its processes were killed",
 				     spec->name, (unsigned long long)(now_ms() - start));
 

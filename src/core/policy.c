@@ -19,7 +19,7 @@ int policy_authenticate(Core *c, RequestOrigin origin, uid_t peer_uid, const cha
 			ret->verbs = VERB_ALL;
 			return 0;
 		}
-		return bbx_error_set(err, -EACCES, "unauthorized", "no credentials");
+		return bbx_error_set(err, -EACCES, BBX_UNAUTHORIZED, "no credentials");
 	}
 	/* A token on the unix socket means that token, never root. */
 	return token_authenticate(c, bearer, ret, err);

@@ -28,7 +28,7 @@ static int pg_bin(const ServiceRuntime *s, const char *prog, char *buf, size_t s
 {
 	snprintf(buf, size, "/usr/lib/postgresql/%s/bin/%s", s->config->version, prog);
 	if (access(buf, X_OK) < 0)
-		return bbx_error_set(err, -ENOENT, "invalid", "service %s: %s is not installed on this host",
+		return bbx_error_set(err, -ENOENT, BBX_INVALID, "service %s: %s is not installed on this host",
 				     s->config->name, buf);
 	return 0;
 }
@@ -46,10 +46,10 @@ static int pg_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxError
 	 * service cannot point the daemon's writes outside its volume. */
 	_cleanup_close_ int base = open(s->data_host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (base < 0)
-		return bbx_error_set(err, -errno, "internal", "service %s: %s: %m", s->config->name, s->data_host);
+		return bbx_error_set(err, -errno, BBX_INTERNAL, "service %s: %s: %m", s->config->name, s->data_host);
 	_cleanup_close_ int data = open_dir_at_nofollow(base, "data");
 	if (data < 0)
-		return bbx_error_set(err, data, "internal", "service %s: %s/data: %s", s->config->name,
+		return bbx_error_set(err, data, BBX_INTERNAL, "service %s: %s/data: %s", s->config->name,
 				     s->data_host, strerror(-data));
 	if (cloned) {
 		/* A snapshot of a running cluster: its pid file and any standby or archiving
@@ -79,11 +79,11 @@ static int pg_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxError
 		return r;
 	r = write_file_atomic_at(data, "branchbox.conf", conf.buf, conf.len, 0600, s->owner_uid, s->owner_gid);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "service %s: writing %s/data/branchbox.conf: %s",
+		return bbx_error_set(err, r, BBX_INTERNAL, "service %s: writing %s/data/branchbox.conf: %s",
 				     s->config->name, s->data_host, strerror(-r));
 	r = mkdir_owned_at(base, "run", 0700, s->owner_uid, s->owner_gid);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "service %s: %s/run: %s", s->config->name, s->data_host,
+		return bbx_error_set(err, r, BBX_INTERNAL, "service %s: %s/run: %s", s->config->name, s->data_host,
 				     strerror(-r));
 	return 0;
 }
@@ -153,7 +153,7 @@ static int pg_probe(const ServiceRuntime *s, int netns_fd, BbxError *err)
 		if (resp[i] == 'C' && !memcmp(resp + i + 1, "57P03", 5))
 			return -EAGAIN;
 	/* Any other answer is still a server that is up (e.g. too many connections). */
-	return resp[0] == 'E' ? 0 : bbx_error_set(err, -EPROTO, "internal", "service %s: unexpected answer to a startup message", s->config->name);
+	return resp[0] == 'E' ? 0 : bbx_error_set(err, -EPROTO, BBX_INTERNAL, "service %s: unexpected answer to a startup message", s->config->name);
 }
 
 static int psql_command(const ServiceRuntime *s, const char *db, const char *sql, bool tuples,

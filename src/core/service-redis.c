@@ -26,13 +26,13 @@ static int redis_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxEr
 
 	/* services/NAME is the service's own: no path below it is followed (see pg_prepare). */
 	if (mkdir(s->data_host, 0700) < 0 && errno != EEXIST)
-		return bbx_error_set(err, -errno, "internal", "service %s: %s: %m", s->config->name, s->data_host);
+		return bbx_error_set(err, -errno, BBX_INTERNAL, "service %s: %s: %m", s->config->name, s->data_host);
 	_cleanup_close_ int base = open(s->data_host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (base < 0 || fchown(base, s->owner_uid, s->owner_gid) < 0)
-		return bbx_error_set(err, -errno, "internal", "service %s: %s: %m", s->config->name, s->data_host);
+		return bbx_error_set(err, -errno, BBX_INTERNAL, "service %s: %s: %m", s->config->name, s->data_host);
 	r = mkdir_owned_at(base, "data", 0700, s->owner_uid, s->owner_gid);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "service %s: %s/data: %s", s->config->name, s->data_host,
+		return bbx_error_set(err, r, BBX_INTERNAL, "service %s: %s/data: %s", s->config->name, s->data_host,
 				     strerror(-r));
 	r = strbuf_appendf(&conf,
 			   "# Written by branchbox at every start; do not edit.\n"
@@ -58,7 +58,7 @@ static int redis_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxEr
 		return r;
 	r = write_file_atomic_at(base, "redis.conf", conf.buf, conf.len, 0600, s->owner_uid, s->owner_gid);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "service %s: writing %s/redis.conf: %s", s->config->name,
+		return bbx_error_set(err, r, BBX_INTERNAL, "service %s: writing %s/redis.conf: %s", s->config->name,
 				     s->data_host, strerror(-r));
 	return 0;
 }
@@ -73,7 +73,7 @@ static int redis_start_command(const ServiceRuntime *s, ServiceCommand *ret, Bbx
 {
 	char conf[200];
 	if (access("/usr/bin/redis-server", X_OK) < 0)
-		return bbx_error_set(err, -ENOENT, "invalid", "service %s: /usr/bin/redis-server is not installed on this host",
+		return bbx_error_set(err, -ENOENT, BBX_INVALID, "service %s: /usr/bin/redis-server is not installed on this host",
 				     s->config->name);
 	snprintf(conf, sizeof(conf), "%s/redis.conf", s->data_path);
 	ret->argv = strv_new("/usr/bin/redis-server", conf, NULL);

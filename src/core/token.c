@@ -69,19 +69,19 @@ int token_check_format(const char *t, BbxError *err)
 	char check[TOKEN_CHECK_CHARS + 1];
 
 	if (!t)
-		return bbx_error_set(err, -EINVAL, "unauthorized", "no token");
+		return bbx_error_set(err, -EINVAL, BBX_UNAUTHORIZED, "no token");
 	if (strncmp(t, TOKEN_PREFIX, strlen(TOKEN_PREFIX)))
-		return bbx_error_set(err, -EINVAL, "unauthorized", "malformed token: wrong prefix");
+		return bbx_error_set(err, -EINVAL, BBX_UNAUTHORIZED, "malformed token: wrong prefix");
 	size_t n = strnlen(t, TOKEN_LEN + 1);
 	if (n != TOKEN_LEN)
-		return bbx_error_set(err, -EINVAL, "unauthorized", "malformed token: wrong length");
+		return bbx_error_set(err, -EINVAL, BBX_UNAUTHORIZED, "malformed token: wrong length");
 	for (size_t i = strlen(TOKEN_PREFIX); i < n; i++)
 		if (!strchr(b32, t[i]) || !t[i])
-			return bbx_error_set(err, -EINVAL, "unauthorized",
+			return bbx_error_set(err, -EINVAL, BBX_UNAUTHORIZED,
 					     "malformed token: bad character at %zu", i);
 	token_checksum(t + strlen(TOKEN_PREFIX), check);
 	if (sodium_memcmp(check, t + strlen(TOKEN_PREFIX) + TOKEN_RANDOM_CHARS, TOKEN_CHECK_CHARS))
-		return bbx_error_set(err, -EINVAL, "unauthorized", "malformed token: bad checksum");
+		return bbx_error_set(err, -EINVAL, BBX_UNAUTHORIZED, "malformed token: bad checksum");
 	return 0;
 }
 
@@ -97,14 +97,14 @@ int token_scope_pattern_check(const char *p, BbxError *err)
 	size_t n = p ? strlen(p) : 0;
 
 	if (n == 0 || n > TOKEN_SCOPE_MAX_LEN)
-		return bbx_error_set(err, -EINVAL, "invalid",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
 				     "scope '%s': must be 1 to %d characters", p ? p : "",
 				     TOKEN_SCOPE_MAX_LEN);
 	for (size_t i = 0; i < n; i++) {
 		char ch = p[i];
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
 		      ch == '_' || ch == '.' || ch == '*' || ch == '?'))
-			return bbx_error_set(err, -EINVAL, "invalid",
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
 					     "scope '%.63s': character %zu is not allowed (use a-z "
 					     "0-9 - _ . * ?)",
 					     p, i + 1);
@@ -142,64 +142,64 @@ int token_spec_check(const TokenSpec *spec, const Principal *creator, const char
 	if (agent_max_ttl <= 0)
 		agent_max_ttl = TOKEN_DEFAULT_AGENT_MAX_TTL;
 	if (spec->kind != PRINCIPAL_HUMAN && spec->kind != PRINCIPAL_AGENT)
-		return bbx_error_set(err, -EINVAL, "invalid", "kind: must be 'human' or 'agent'");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "kind: must be 'human' or 'agent'");
 	if (!spec->name || !name_is_valid(spec->name))
-		return bbx_error_set(err, -EINVAL, "invalid",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
 				     "name '%s': 1-63 characters of a-z 0-9 - _ . starting with a "
 				     "letter or digit",
 				     spec->name ? spec->name : "");
 	if (!spec->scopes || !spec->scopes[0])
-		return bbx_error_set(err, -EINVAL, "invalid",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
 				     "scopes: at least one environment name or glob is required");
 	for (; spec->scopes[n]; n++) {
 		if (n >= PRINCIPAL_MAX_SCOPES)
-			return bbx_error_set(err, -EINVAL, "invalid", "scopes: at most %d entries",
+			return bbx_error_set(err, -EINVAL, BBX_INVALID, "scopes: at most %d entries",
 					     PRINCIPAL_MAX_SCOPES);
 		r = token_scope_pattern_check(spec->scopes[n], err);
 		if (r < 0)
 			return r;
 	}
 	if (spec->verbs == 0 || (spec->verbs & ~(uint32_t)VERB_ALL))
-		return bbx_error_set(err, -EINVAL, "invalid",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
 				     "verbs: at least one known verb is required");
 	if (spec->ttl_seconds < 0)
-		return bbx_error_set(err, -EINVAL, "invalid", "ttl_seconds: must not be negative");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "ttl_seconds: must not be negative");
 
 	if (spec->kind == PRINCIPAL_AGENT) {
 		const uint32_t never = VERB_PROPOSAL_REVIEW | VERB_PROPOSAL_MERGE |
 				       VERB_AUDIT_READ | VERB_TOKEN_ADMIN;
 		if (spec->verbs & never) {
 			_cleanup_free_ char *bad = verbs_format(spec->verbs & never);
-			return bbx_error_set(err, -EPERM, "forbidden",
+			return bbx_error_set(err, -EPERM, BBX_FORBIDDEN,
 					     "agent tokens can never hold %s",
 					     bad ? bad : "these verbs");
 		}
 		for (size_t i = 0; i < n; i++)
 			if (scope_reaches(spec->scopes[i], production))
 				return bbx_error_set(
-					err, -EPERM, "forbidden",
+					err, -EPERM, BBX_FORBIDDEN,
 					"scope '%s' reaches the production environment '%s', "
 					"which is never in an agent token's scope",
 					spec->scopes[i], production);
 		if (spec->ttl_seconds == 0)
-			return bbx_error_set(err, -EINVAL, "invalid",
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
 					     "ttl_seconds: agent tokens must expire");
 		if (spec->ttl_seconds > agent_max_ttl)
-			return bbx_error_set(err, -EPERM, "forbidden",
+			return bbx_error_set(err, -EPERM, BBX_FORBIDDEN,
 					     "ttl_seconds: agent tokens expire within %lld seconds",
 					     (long long)agent_max_ttl);
 	}
 	if (spec->ttl_seconds > INT64_MAX / 2 - now)
-		return bbx_error_set(err, -EINVAL, "invalid", "ttl_seconds: too large");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "ttl_seconds: too large");
 	int64_t expires = spec->ttl_seconds ? now + spec->ttl_seconds : 0;
 
 	if (creator->kind != PRINCIPAL_ROOT) {
 		if (!(creator->verbs & VERB_TOKEN_ADMIN))
-			return bbx_error_set(err, -EPERM, "forbidden",
+			return bbx_error_set(err, -EPERM, BBX_FORBIDDEN,
 					     "minting tokens needs token:admin");
 		if (spec->verbs & ~creator->verbs) {
 			_cleanup_free_ char *bad = verbs_format(spec->verbs & ~creator->verbs);
-			return bbx_error_set(err, -EPERM, "forbidden",
+			return bbx_error_set(err, -EPERM, BBX_FORBIDDEN,
 					     "verbs: %s not held by the creating token",
 					     bad ? bad : "?");
 		}
@@ -207,11 +207,11 @@ int token_spec_check(const TokenSpec *spec, const Principal *creator, const char
 			if (!token_scope_covered((const char *const *)creator->scopes,
 						 spec->scopes[i]))
 				return bbx_error_set(
-					err, -EPERM, "forbidden",
+					err, -EPERM, BBX_FORBIDDEN,
 					"scope '%s' is wider than the creating token's scope",
 					spec->scopes[i]);
 		if (creator->expires_at && (!expires || expires > creator->expires_at))
-			return bbx_error_set(err, -EPERM, "forbidden",
+			return bbx_error_set(err, -EPERM, BBX_FORBIDDEN,
 					     "ttl_seconds: would outlive the creating token");
 	}
 	*ret_expires_at = expires;
@@ -328,13 +328,13 @@ int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err
 		if (ct->used && !sodium_memcmp(ct->digest, digest, sizeof(digest))) {
 			if (ct->expires_at && ct->expires_at <= now) {
 				pthread_mutex_unlock(&tc->lock);
-				return bbx_error_set(err, -EACCES, "unauthorized",
+				return bbx_error_set(err, -EACCES, BBX_UNAUTHORIZED,
 						     "token %s expired", ct->id);
 			}
 			r = principal_fill(ret, ct->id, ct->kind, ct->name, ct->verbs,
 					   ct->scope_json, ct->expires_at);
 			pthread_mutex_unlock(&tc->lock);
-			return r < 0 ? bbx_error_set(err, r, "internal", "token %s: bad scope",
+			return r < 0 ? bbx_error_set(err, r, BBX_INTERNAL, "token %s: bad scope",
 						     ct->id)
 				     : 0;
 		}
@@ -385,16 +385,16 @@ int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err
 	sqlite3_finalize(st);
 	store_read_unlock(s);
 	if (rc != SQLITE_DONE)
-		return bbx_error_set(err, -EIO, "internal", "state database: token lookup: %s",
+		return bbx_error_set(err, -EIO, BBX_INTERNAL, "state database: token lookup: %s",
 				     sqlite3_errstr(rc));
 	if (!found)
-		return bbx_error_set(err, -EACCES, "unauthorized", "unknown token");
+		return bbx_error_set(err, -EACCES, BBX_UNAUTHORIZED, "unknown token");
 	if (!scope_json)
 		return -ENOMEM;
 	if (revoked)
-		return bbx_error_set(err, -EACCES, "unauthorized", "token %s revoked", id);
+		return bbx_error_set(err, -EACCES, BBX_UNAUTHORIZED, "token %s revoked", id);
 	if (expires_at && expires_at <= now)
-		return bbx_error_set(err, -EACCES, "unauthorized", "token %s expired", id);
+		return bbx_error_set(err, -EACCES, BBX_UNAUTHORIZED, "token %s expired", id);
 
 	pthread_mutex_lock(&tc->lock);
 	if (tc->generation == gen) {
@@ -412,7 +412,7 @@ int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err
 	pthread_mutex_unlock(&tc->lock);
 
 	r = principal_fill(ret, id, kind, name, verbs, scope_json, expires_at);
-	return r < 0 ? bbx_error_set(err, r, "internal", "token %s: bad scope", id) : 0;
+	return r < 0 ? bbx_error_set(err, r, BBX_INTERNAL, "token %s: bad scope", id) : 0;
 }
 
 /* The budget_json column as an object, or JSON null. */
@@ -604,7 +604,7 @@ int token_budget(Core *c, const char *id, Budget *ret, BbxError *err)
 	sqlite3_finalize(st);
 	store_read_unlock(s);
 	if (rc != SQLITE_DONE)
-		return bbx_error_set(err, -EIO, "internal", "state database: token budget: %s",
+		return bbx_error_set(err, -EIO, BBX_INTERNAL, "state database: token budget: %s",
 				     sqlite3_errstr(rc));
 	if (!text)
 		return 0;
@@ -676,7 +676,7 @@ int token_revoke(Core *c, const Principal *viewer, const char *id, const AuditRe
 	if (rc != SQLITE_DONE)
 		r = store_error(s, rc, "token revoke", err);
 	else if (sqlite3_changes(store_db(s)) == 0)
-		r = bbx_error_set(err, -ENOENT, "not_found", "token '%s' not found", id);
+		r = bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "token '%s' not found", id);
 	if (r >= 0 && audit)
 		r = audit_append_locked(c, audit, NULL, err);
 	if (r >= 0)
@@ -698,39 +698,39 @@ int core_load_or_create_key(const char *state_dir, const char *name, void *key, 
 
 	if ((size_t)snprintf(dir, sizeof(dir), "%s/keys", state_dir) >= sizeof(dir) ||
 	    (size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
-		return bbx_error_set(err, -ENAMETOOLONG, "invalid", "key path too long");
+		return bbx_error_set(err, -ENAMETOOLONG, BBX_INVALID, "key path too long");
 	r = mkdir_p(dir, 0700);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "%s: %s", dir, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: %s", dir, strerror(-r));
 	(void)chmod(dir, 0700);
 
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd >= 0) {
 		struct stat st;
 		if (fstat(fd, &st) < 0)
-			return bbx_error_set(err, -errno, "internal", "%s: %s", path,
+			return bbx_error_set(err, -errno, BBX_INTERNAL, "%s: %s", path,
 					     strerror(errno));
 		if ((size_t)st.st_size != size)
-			return bbx_error_set(err, -EUCLEAN, "internal",
+			return bbx_error_set(err, -EUCLEAN, BBX_INTERNAL,
 					     "%s: expected %zu bytes, found %lld", path, size,
 					     (long long)st.st_size);
 		if (st.st_mode & 077)
-			return bbx_error_set(err, -EPERM, "internal",
+			return bbx_error_set(err, -EPERM, BBX_INTERNAL,
 					     "%s: readable by others (mode %o); expected 0600",
 					     path, st.st_mode & 0777);
 		r = read_exact(fd, key, size);
 		if (r < 0)
-			return bbx_error_set(err, r, "internal", "%s: %s", path, strerror(-r));
+			return bbx_error_set(err, r, BBX_INTERNAL, "%s: %s", path, strerror(-r));
 		if (ret_created)
 			*ret_created = false;
 		return 0;
 	}
 	if (errno != ENOENT)
-		return bbx_error_set(err, -errno, "internal", "%s: %s", path, strerror(errno));
+		return bbx_error_set(err, -errno, BBX_INTERNAL, "%s: %s", path, strerror(errno));
 	randombytes_buf(key, size);
 	r = write_file_atomic(path, key, size, 0600);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "%s: %s", path, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: %s", path, strerror(-r));
 	if (ret_created)
 		*ret_created = true;
 	return 0;

@@ -25,15 +25,15 @@ int uid_range_parse(const char *s, UidRange *ret, BbxError *err)
 	UidRange r;
 
 	if (!dash || (size_t)(dash - s) >= sizeof(first) || strlen(dash + 1) >= sizeof(last))
-		return bbx_error_set(err, -EINVAL, "invalid", "uid range '%s': want FIRST-LAST",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "uid range '%s': want FIRST-LAST",
 				     s ? s : "");
 	memcpy(first, s, (size_t)(dash - s));
 	first[dash - s] = '\0';
 	memcpy(last, dash + 1, strlen(dash + 1) + 1);
 	if (parse_uint32(first, &r.first) < 0 || parse_uint32(last, &r.last) < 0)
-		return bbx_error_set(err, -EINVAL, "invalid", "uid range '%s': want FIRST-LAST", s);
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "uid range '%s': want FIRST-LAST", s);
 	if (r.first < UID_RANGE_MIN || r.last > UID_RANGE_MAX || r.last <= r.first)
-		return bbx_error_set(err, -ERANGE, "invalid",
+		return bbx_error_set(err, -ERANGE, BBX_INVALID,
 				     "uid range '%s': want %u <= FIRST < LAST <= %u (an "
 				     "environment takes two uids)",
 				     s, UID_RANGE_MIN, UID_RANGE_MAX);
@@ -58,7 +58,7 @@ static int check_file(const UidRange *range, const char *etc_dir, const char *fi
 	if (r == -ENOENT)
 		return 0;
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "%s: %s", path, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: %s", path, strerror(-r));
 	unsigned line = 0;
 	for (char *l = text, *next; l; l = next) {
 		next = strchr(l, '\n');
@@ -80,11 +80,11 @@ static int check_file(const UidRange *range, const char *etc_dir, const char *fi
 			continue;
 		if (sub)
 			return bbx_error_set(
-				err, -EEXIST, "invalid",
+				err, -EEXIST, BBX_INVALID,
 				"uid range %u-%u: %s line %u ('%s') delegates ids %u-%llu",
 				range->first, range->last, path, line, f[0], first,
 				(unsigned long long)first + count - 1);
-		return bbx_error_set(err, -EEXIST, "invalid",
+		return bbx_error_set(err, -EEXIST, BBX_INVALID,
 				     "uid range %u-%u: %s line %u ('%s') has id %u", range->first,
 				     range->last, path, line, f[0], first);
 	}
@@ -113,7 +113,7 @@ static int check_claims(int dfd, const UidRange *range, BbxError *err)
 	DIR *d = d2 >= 0 ? fdopendir(d2) : NULL;
 	if (!d) {
 		safe_close(d2);
-		return bbx_error_set(err, -errno, "internal", "uid range registry: %m");
+		return bbx_error_set(err, -errno, BBX_INTERNAL, "uid range registry: %m");
 	}
 	int r = 0;
 	struct dirent *de;
@@ -144,7 +144,7 @@ static int check_claims(int dfd, const UidRange *range, BbxError *err)
 		    other.last < other.first)
 			continue;
 		if (overlaps(range, other.first, (uint64_t)other.last - other.first + 1))
-			r = bbx_error_set(err, -EBUSY, "conflict",
+			r = bbx_error_set(err, -EBUSY, BBX_CONFLICT,
 					  "uid range %u-%u overlaps %u-%u of the running daemon "
 					  "with state %s: "
 					  "give each daemon its own --uid-range",
@@ -161,11 +161,11 @@ int uid_range_claim(const UidRange *range, const char *state_dir, const char *re
 		registry = UID_RANGE_REGISTRY;
 	int r = mkdir_p(registry, 0700);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "%s: %s", registry, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: %s", registry, strerror(-r));
 	_cleanup_close_ int dfd = open(registry, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	/* One daemon at a time looks and claims: two starting together cannot both see a gap. */
 	if (dfd < 0 || flock(dfd, LOCK_EX) < 0)
-		return bbx_error_set(err, -errno, "internal", "%s: %m", registry);
+		return bbx_error_set(err, -errno, BBX_INTERNAL, "%s: %m", registry);
 	r = check_claims(dfd, range, err);
 	if (r < 0)
 		return r;
@@ -176,14 +176,14 @@ int uid_range_claim(const UidRange *range, const char *state_dir, const char *re
 	sodium_bin2hex(name, sizeof(name), h, 8);
 	_cleanup_close_ int fd = openat(dfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
-		return bbx_error_set(err, -errno, "internal", "%s/%s: %m", registry, name);
+		return bbx_error_set(err, -errno, BBX_INTERNAL, "%s/%s: %m", registry, name);
 	char line[4200];
 	int n = snprintf(line, sizeof(line), "%u %u %s\n", range->first, range->last, state_dir);
 	if (n < 0 || (size_t)n >= sizeof(line))
-		return bbx_error_set(err, -ENAMETOOLONG, "invalid",
+		return bbx_error_set(err, -ENAMETOOLONG, BBX_INVALID,
 				     "state directory path too long");
 	if (ftruncate(fd, 0) < 0 || write_all(fd, line, (size_t)n) < 0)
-		return bbx_error_set(err, -errno, "internal", "%s/%s: %m", registry, name);
+		return bbx_error_set(err, -errno, BBX_INTERNAL, "%s/%s: %m", registry, name);
 	*ret_fd = TAKE_FD(fd);
 	return 0;
 }

@@ -65,15 +65,15 @@ static int git_code_to_errno(int gerr)
 	}
 }
 
-static const char *git_kind(int code)
+static BbxErrorKind git_kind(int code)
 {
 	switch (code) {
-	case -ENOENT: return "not_found";
+	case -ENOENT: return BBX_NOT_FOUND;
 	case -ESTALE:
-	case -EEXIST: return "conflict";
-	case -EINVAL: return "invalid";
-	case -EFBIG: return "too_large";
-	default: return "internal";
+	case -EEXIST: return BBX_CONFLICT;
+	case -EINVAL: return BBX_INVALID;
+	case -EFBIG: return BBX_TOO_LARGE;
+	default: return BBX_INTERNAL;
 	}
 }
 
@@ -127,19 +127,19 @@ static int resolve_locked(GitRepo *r, const char *spec, git_oid *ret, BbxError *
 	int g;
 
 	if (!spec || !*spec)
-		return bbx_error_set(err, -EINVAL, "invalid", "empty commit or branch name");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "empty commit or branch name");
 	if (is_full_hex(spec)) {
 		if (git_oid_fromstr(&oid, spec) < 0)
-			return bbx_error_set(err, -EINVAL, "invalid", "invalid commit id '%s'",
+			return bbx_error_set(err, -EINVAL, BBX_INVALID, "invalid commit id '%s'",
 					     spec);
 	} else {
 		if (!gitrepo_branch_name_is_valid(spec))
 			return bbx_error_set(
-				err, -EINVAL, "invalid",
+				err, -EINVAL, BBX_INVALID,
 				"'%s' is neither a 40-hex commit id nor a valid branch name", spec);
 		g = git_branch_lookup(&ref, r->repo, spec, GIT_BRANCH_LOCAL);
 		if (g == GIT_ENOTFOUND)
-			return bbx_error_set(err, -ENOENT, "not_found",
+			return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND,
 					     "branch '%s' not found in %s", spec, r->path);
 		if (g < 0)
 			return git_fail(err, g, "looking up branch '%s' in %s", spec, r->path);
@@ -151,7 +151,7 @@ static int resolve_locked(GitRepo *r, const char *spec, git_oid *ret, BbxError *
 	}
 	g = git_commit_lookup(&commit, r->repo, &oid);
 	if (g == GIT_ENOTFOUND)
-		return bbx_error_set(err, -ENOENT, "not_found", "commit %s not found in %s", spec,
+		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "commit %s not found in %s", spec,
 				     r->path);
 	if (g < 0)
 		return git_fail(err, g, "looking up commit %s in %s", spec, r->path);
@@ -182,17 +182,17 @@ static int signature_parse(const char *who, git_signature **ret, BbxError *err)
 	int g;
 
 	if (!who)
-		return bbx_error_set(err, -EINVAL, "invalid", "missing author");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "missing author");
 	lt = strrchr(who, '<');
 	gt = strrchr(who, '>');
 	if (!lt || !gt || gt < lt || gt[1] != '\0')
-		return bbx_error_set(err, -EINVAL, "invalid",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
 				     "author '%s' is not of the form 'Name <email>'", who);
 	n = (size_t)(lt - who);
 	while (n > 0 && who[n - 1] == ' ')
 		n--;
 	if (n == 0 || gt == lt + 1)
-		return bbx_error_set(err, -EINVAL, "invalid", "author '%s' lacks a name or email",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "author '%s' lacks a name or email",
 				     who);
 	name = strndup(who, n);
 	email = strndup(lt + 1, (size_t)(gt - lt - 1));
@@ -258,12 +258,12 @@ int gitrepo_open(const char *path, GitRepo **ret, BbxError *err)
 	if (lib_init_result < 0)
 		return git_fail(err, lib_init_result, "initialising libgit2");
 	if (!path || !*path)
-		return bbx_error_set(err, -EINVAL, "invalid", "empty repository path");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "empty repository path");
 	if (stat(path, &st) < 0)
-		return bbx_error_set(err, negative_errno(), "not_found", "repository %s: %s", path,
+		return bbx_error_set(err, negative_errno(), BBX_NOT_FOUND, "repository %s: %s", path,
 				     strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return bbx_error_set(err, -ENOTDIR, "invalid", "repository %s is not a directory",
+		return bbx_error_set(err, -ENOTDIR, BBX_INVALID, "repository %s is not a directory",
 				     path);
 
 	r = calloc(1, sizeof(*r));
@@ -275,7 +275,7 @@ int gitrepo_open(const char *path, GitRepo **ret, BbxError *err)
 		return -ENOMEM;
 	g = git_repository_open_ext(&r->repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
 	if (g == GIT_ENOTFOUND)
-		return bbx_error_set(err, -ENOENT, "not_found", "%s is not a git repository", path);
+		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "%s is not a git repository", path);
 	if (g < 0)
 		return git_fail(err, g, "opening git repository %s", path);
 	*ret = TAKE_PTR(r);
@@ -445,7 +445,7 @@ int gitrepo_read_file(GitRepo *r, const char *spec, const char *path, size_t max
 	int k, g;
 
 	if (!path || !*path || path[0] == '/')
-		return bbx_error_set(err, -EINVAL, "invalid", "invalid path '%s'",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "invalid path '%s'",
 				     path ? path : "");
 	REPO_LOCK(r);
 	k = lookup_commit_locked(r, spec, &c, err);
@@ -456,26 +456,26 @@ int gitrepo_read_file(GitRepo *r, const char *spec, const char *path, size_t max
 		return git_fail(err, g, "reading the tree of %s", spec);
 	g = git_tree_entry_bypath(&entry, tree, path);
 	if (g == GIT_ENOTFOUND)
-		return bbx_error_set(err, -ENOENT, "not_found", "%s: no such file at %s", path,
+		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "%s: no such file at %s", path,
 				     spec);
 	if (g < 0)
 		return git_fail(err, g, "looking up %s at %s", path, spec);
 	if (git_tree_entry_type(entry) == GIT_OBJECT_TREE)
-		return bbx_error_set(err, -EISDIR, "invalid", "%s is a directory at %s", path,
+		return bbx_error_set(err, -EISDIR, BBX_INVALID, "%s is a directory at %s", path,
 				     spec);
 	if (git_tree_entry_type(entry) != GIT_OBJECT_BLOB)
-		return bbx_error_set(err, -ENOENT, "not_found",
+		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND,
 				     "%s is not a file at %s (submodule)", path, spec);
 	/* A branch's symlink is never followed, not even inside the object database. */
 	if (git_tree_entry_filemode(entry) == GIT_FILEMODE_LINK)
-		return bbx_error_set(err, -ELOOP, "invalid",
+		return bbx_error_set(err, -ELOOP, BBX_INVALID,
 				     "%s is a symbolic link at %s; it must be a regular file", path,
 				     spec);
 	g = git_blob_lookup(&blob, r->repo, git_tree_entry_id(entry));
 	if (g < 0)
 		return git_fail(err, g, "reading %s at %s", path, spec);
 	if ((uint64_t)git_blob_rawsize(blob) > max)
-		return bbx_error_set(err, -EFBIG, "too_large",
+		return bbx_error_set(err, -EFBIG, BBX_TOO_LARGE,
 				     "%s at %s is %lld bytes, more than the limit of %zu", path,
 				     spec, (long long)git_blob_rawsize(blob), max);
 	size = (size_t)git_blob_rawsize(blob);
@@ -525,14 +525,14 @@ static int checkout_blob(CheckoutCtx *ctx, int dirfd, const git_tree_entry *e, g
 		_cleanup_free_ char *target = NULL;
 
 		if (size == 0 || size >= PATH_MAX || memchr(data, '\0', size))
-			return bbx_error_set(ctx->err, -EINVAL, "invalid",
+			return bbx_error_set(ctx->err, -EINVAL, BBX_INVALID,
 					     "symlink %s has an invalid target",
 					     strbuf_str(&ctx->path));
 		target = strndup(data, size);
 		if (!target)
 			return -ENOMEM;
 		if (symlinkat(target, dirfd, name) < 0)
-			return bbx_error_set(ctx->err, negative_errno(), "internal",
+			return bbx_error_set(ctx->err, negative_errno(), BBX_INTERNAL,
 					     "creating symlink %s: %s", strbuf_str(&ctx->path),
 					     strerror(errno));
 		ctx->res->n_symlinks++;
@@ -542,15 +542,15 @@ static int checkout_blob(CheckoutCtx *ctx, int dirfd, const git_tree_entry *e, g
 	mode_t perm = mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0755 : 0644;
 	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm);
 	if (fd < 0)
-		return bbx_error_set(ctx->err, negative_errno(), "internal", "creating %s: %s",
+		return bbx_error_set(ctx->err, negative_errno(), BBX_INTERNAL, "creating %s: %s",
 				     strbuf_str(&ctx->path), strerror(errno));
 	k = write_all(fd, data, size);
 	if (k < 0)
-		return bbx_error_set(ctx->err, k, "internal", "writing %s: %s",
+		return bbx_error_set(ctx->err, k, BBX_INTERNAL, "writing %s: %s",
 				     strbuf_str(&ctx->path), strerror(-k));
 	/* The umask must not decide the mode git recorded. */
 	if (fchmod(fd, perm) < 0)
-		return bbx_error_set(ctx->err, negative_errno(), "internal", "chmod %s: %s",
+		return bbx_error_set(ctx->err, negative_errno(), BBX_INTERNAL, "chmod %s: %s",
 				     strbuf_str(&ctx->path), strerror(errno));
 	ctx->res->n_files++;
 	return 0;
@@ -562,7 +562,7 @@ static int checkout_tree_at(CheckoutCtx *ctx, int dirfd, const git_tree *tree, u
 	int k, g;
 
 	if (depth > CHECKOUT_MAX_DEPTH)
-		return bbx_error_set(ctx->err, -EINVAL, "invalid",
+		return bbx_error_set(ctx->err, -EINVAL, BBX_INVALID,
 				     "%s: tree nested deeper than %d levels",
 				     strbuf_str(&ctx->path), CHECKOUT_MAX_DEPTH);
 	for (size_t i = 0; i < n; i++) {
@@ -575,7 +575,7 @@ static int checkout_tree_at(CheckoutCtx *ctx, int dirfd, const git_tree *tree, u
 		    strbuf_puts(&ctx->path, name) < 0)
 			return -ENOMEM;
 		if (!entry_name_is_safe(name))
-			return bbx_error_set(ctx->err, -EINVAL, "invalid",
+			return bbx_error_set(ctx->err, -EINVAL, BBX_INVALID,
 					     "refusing unsafe tree entry '%s'",
 					     strbuf_str(&ctx->path));
 
@@ -589,17 +589,17 @@ static int checkout_tree_at(CheckoutCtx *ctx, int dirfd, const git_tree *tree, u
 				return git_fail(ctx->err, g, "reading directory %s",
 						strbuf_str(&ctx->path));
 			if (mkdirat(dirfd, name, 0755) < 0)
-				return bbx_error_set(ctx->err, negative_errno(), "internal",
+				return bbx_error_set(ctx->err, negative_errno(), BBX_INTERNAL,
 						     "creating directory %s: %s",
 						     strbuf_str(&ctx->path), strerror(errno));
 			subfd = openat(dirfd, name,
 				       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (subfd < 0)
-				return bbx_error_set(ctx->err, negative_errno(), "internal",
+				return bbx_error_set(ctx->err, negative_errno(), BBX_INTERNAL,
 						     "opening directory %s: %s",
 						     strbuf_str(&ctx->path), strerror(errno));
 			if (fchmod(subfd, 0755) < 0)
-				return bbx_error_set(ctx->err, negative_errno(), "internal",
+				return bbx_error_set(ctx->err, negative_errno(), BBX_INTERNAL,
 						     "chmod %s: %s", strbuf_str(&ctx->path),
 						     strerror(errno));
 			ctx->res->n_dirs++;
@@ -628,7 +628,7 @@ static int checkout_tree_at(CheckoutCtx *ctx, int dirfd, const git_tree *tree, u
 			break;
 		}
 		default:
-			return bbx_error_set(ctx->err, -EINVAL, "invalid",
+			return bbx_error_set(ctx->err, -EINVAL, BBX_INVALID,
 					     "%s has unknown file mode %o", strbuf_str(&ctx->path),
 					     (unsigned)mode);
 		}
@@ -661,9 +661,9 @@ int gitrepo_checkout(GitRepo *r, const char *spec, const char *target_dir, GitCh
 	int k, g;
 
 	if (!target_dir || !*target_dir)
-		return bbx_error_set(err, -EINVAL, "invalid", "empty checkout directory");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "empty checkout directory");
 	if (lstat(target_dir, &st) == 0)
-		return bbx_error_set(err, -EEXIST, "conflict",
+		return bbx_error_set(err, -EEXIST, BBX_CONFLICT,
 				     "checkout directory %s already exists", target_dir);
 
 	REPO_LOCK(r);
@@ -682,7 +682,7 @@ int gitrepo_checkout(GitRepo *r, const char *spec, const char *target_dir, GitCh
 	 * file system and is atomic. */
 	slash = strrchr(target_dir, '/');
 	if (slash && slash[1] == '\0')
-		return bbx_error_set(err, -EINVAL, "invalid", "checkout directory %s ends with '/'",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "checkout directory %s ends with '/'",
 				     target_dir);
 	if (slash)
 		k = strbuf_appendf(&staging, "%.*s/.%s.staging-XXXXXX", (int)(slash - target_dir),
@@ -692,17 +692,17 @@ int gitrepo_checkout(GitRepo *r, const char *spec, const char *target_dir, GitCh
 	if (k < 0)
 		return k;
 	if (!mkdtemp(staging.buf))
-		return bbx_error_set(err, negative_errno(), "internal",
+		return bbx_error_set(err, negative_errno(), BBX_INTERNAL,
 				     "creating staging directory for %s: %s", target_dir,
 				     strerror(errno));
 	fd = open(staging.buf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
-		k = bbx_error_set(err, negative_errno(), "internal", "opening %s: %s", staging.buf,
+		k = bbx_error_set(err, negative_errno(), BBX_INTERNAL, "opening %s: %s", staging.buf,
 				  strerror(errno));
 		goto fail;
 	}
 	if (fchmod(fd, 0755) < 0) {
-		k = bbx_error_set(err, negative_errno(), "internal", "chmod %s: %s", staging.buf,
+		k = bbx_error_set(err, negative_errno(), BBX_INTERNAL, "chmod %s: %s", staging.buf,
 				  strerror(errno));
 		goto fail;
 	}
@@ -712,7 +712,7 @@ int gitrepo_checkout(GitRepo *r, const char *spec, const char *target_dir, GitCh
 		goto fail;
 	}
 	if (renameat2(AT_FDCWD, staging.buf, AT_FDCWD, target_dir, RENAME_NOREPLACE) < 0) {
-		k = bbx_error_set(err, negative_errno(), errno == EEXIST ? "conflict" : "internal",
+		k = bbx_error_set(err, negative_errno(), errno == EEXIST ? BBX_CONFLICT : BBX_INTERNAL,
 				  "moving checkout into %s: %s", target_dir, strerror(errno));
 		goto fail;
 	}
@@ -851,7 +851,7 @@ static int branch_cas_locked(GitRepo *r, const char *branch, const git_oid *expe
 	int g;
 
 	if (!gitrepo_branch_name_is_valid(branch))
-		return bbx_error_set(err, -EINVAL, "invalid", "invalid branch name '%s'",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "invalid branch name '%s'",
 				     branch ? branch : "");
 	g = git_commit_lookup(&c, r->repo, new_id);
 	if (g < 0) {
@@ -877,17 +877,17 @@ static int branch_cas_locked(GitRepo *r, const char *branch, const git_oid *expe
 			oid_hex(git_reference_target(res), now);
 	}
 	if (!expected)
-		return bbx_error_set(err, -ESTALE, "conflict", "branch '%s' already exists (at %s)",
+		return bbx_error_set(err, -ESTALE, BBX_CONFLICT, "branch '%s' already exists (at %s)",
 				     branch, now);
 	oid_hex(expected, want);
-	return bbx_error_set(err, -ESTALE, "conflict", "branch '%s' moved: expected %s, found %s",
+	return bbx_error_set(err, -ESTALE, BBX_CONFLICT, "branch '%s' moved: expected %s, found %s",
 			     branch, want, now);
 }
 
 static int parse_id(const char *hex, git_oid *ret, BbxError *err)
 {
 	if (!hex || !is_full_hex(hex) || git_oid_fromstr(ret, hex) < 0)
-		return bbx_error_set(err, -EINVAL, "invalid", "'%s' is not a 40-hex commit id",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "'%s' is not a 40-hex commit id",
 				     hex ? hex : "");
 	return 0;
 }
@@ -1057,7 +1057,7 @@ static int patch_to_git(const char *s, size_t n, StrBuf *out, BbxError *err)
 		}
 		path = strip_p1(deleted ? oldp : newp);
 		if (added && deleted)
-			return bbx_error_set(err, -EINVAL, "invalid",
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
 					     "malformed patch: %s is both created and deleted",
 					     path);
 		if (added) {
@@ -1084,7 +1084,7 @@ static int patch_to_git(const char *s, size_t n, StrBuf *out, BbxError *err)
 			unsigned long old_n, new_n;
 
 			if (hunk_counts(&h, &old_n, &new_n) < 0)
-				return bbx_error_set(err, -EINVAL, "invalid",
+				return bbx_error_set(err, -EINVAL, BBX_INVALID,
 						     "malformed patch: bad hunk header for %s",
 						     path);
 			if (strbuf_append(out, h.p, h.len) < 0 || strbuf_putc(out, '\n') < 0)
@@ -1101,7 +1101,7 @@ static int patch_to_git(const char *s, size_t n, StrBuf *out, BbxError *err)
 					new_n--;
 				} else if (c != '\\') {
 					return bbx_error_set(
-						err, -EINVAL, "invalid",
+						err, -EINVAL, BBX_INVALID,
 						"malformed patch: hunk of %s is cut short", path);
 				}
 				/* Some tools strip the space of empty context lines. */
@@ -1112,7 +1112,7 @@ static int patch_to_git(const char *s, size_t n, StrBuf *out, BbxError *err)
 				off = h.next;
 			}
 			if (old_n > 0 || new_n > 0)
-				return bbx_error_set(err, -EINVAL, "invalid",
+				return bbx_error_set(err, -EINVAL, BBX_INVALID,
 						     "malformed patch: hunk of %s is cut short",
 						     path);
 			/* "\ No newline at end of file" after the last line. */
@@ -1143,13 +1143,13 @@ int gitrepo_apply_patch(GitRepo *r, const GitApplyRequest *req, char ret_id[stat
 	int k, g;
 
 	if (!req || !req->patch || !req->message)
-		return bbx_error_set(err, -EINVAL, "invalid", "incomplete patch request");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "incomplete patch request");
 	if (req->patch_size > GITREPO_PATCH_MAX)
-		return bbx_error_set(err, -EFBIG, "too_large",
+		return bbx_error_set(err, -EFBIG, BBX_TOO_LARGE,
 				     "patch of %zu bytes exceeds the limit of %zu", req->patch_size,
 				     GITREPO_PATCH_MAX);
 	if (req->branch && !gitrepo_branch_name_is_valid(req->branch))
-		return bbx_error_set(err, -EINVAL, "invalid", "invalid branch name '%s'",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "invalid branch name '%s'",
 				     req->branch);
 
 	REPO_LOCK(r);
@@ -1167,10 +1167,10 @@ int gitrepo_apply_patch(GitRepo *r, const GitApplyRequest *req, char ret_id[stat
 	}
 	g = git_diff_from_buffer(&diff, patch, patch_size);
 	if (g < 0)
-		return bbx_error_set(err, -EINVAL, "invalid", "malformed patch: %s",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "malformed patch: %s",
 				     git_error_last() ? git_error_last()->message : "parse error");
 	if (git_diff_num_deltas(diff) == 0)
-		return bbx_error_set(err, -EINVAL, "invalid", "patch contains no changes");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "patch contains no changes");
 	g = git_commit_tree(&tree, base);
 	if (g < 0)
 		return git_fail(err, g, "reading the tree of %s", req->base);
@@ -1179,7 +1179,7 @@ int gitrepo_apply_patch(GitRepo *r, const GitApplyRequest *req, char ret_id[stat
 	opts.payload = &ctx;
 	g = git_apply_to_tree(&index, r->repo, tree, diff, &opts);
 	if (ctx.unsafe)
-		return bbx_error_set(err, -EINVAL, "invalid", "patch touches unsafe path '%s'",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "patch touches unsafe path '%s'",
 				     ctx.path);
 	if (g < 0) {
 		const git_error *e = git_error_last();
@@ -1187,7 +1187,7 @@ int gitrepo_apply_patch(GitRepo *r, const GitApplyRequest *req, char ret_id[stat
 				     g == GIT_EAPPLYFAIL || g == GIT_ENOTFOUND || g == GIT_EEXISTS
 					     ? -EEXIST
 					     : git_code_to_errno(g),
-				     "conflict", "patch does not apply to %s at %s: %s",
+				     BBX_CONFLICT, "patch does not apply to %s at %s: %s",
 				     ctx.path[0] ? ctx.path : "(unknown file)", req->base,
 				     e && e->message ? e->message : "apply failed");
 	}
@@ -1215,7 +1215,7 @@ int gitrepo_apply_patch(GitRepo *r, const GitApplyRequest *req, char ret_id[stat
 				oid_hex(git_reference_target(res), have);
 				oid_hex(git_commit_id(base), want);
 				return bbx_error_set(
-					err, -ESTALE, "conflict",
+					err, -ESTALE, BBX_CONFLICT,
 					"branch '%s' is at %s, not at the patch's base %s",
 					req->branch, have, want);
 			}
@@ -1344,7 +1344,7 @@ int gitrepo_merge(GitRepo *r, const char *base, const char *head, const char *au
 		k = collect_conflicts(index, &ret->conflicts, &msg);
 		if (k < 0)
 			return k;
-		return bbx_error_set(err, -EEXIST, "conflict",
+		return bbx_error_set(err, -EEXIST, BBX_CONFLICT,
 				     "merging %s into %s conflicts in: %s", head, base,
 				     strbuf_str(&msg));
 	}

@@ -210,7 +210,7 @@ static int v2_enable(const char *dir, BbxError *err)
 		return 0;
 	int r = cg_write(dir, "cgroup.subtree_control", want);
 	if (r < 0)
-		return bbx_error_set(err, r, "setup", "cgroup: %s/cgroup.subtree_control: %s", dir,
+		return bbx_error_set(err, r, BBX_SETUP, "cgroup: %s/cgroup.subtree_control: %s", dir,
 				     strerror(-r));
 	return 0;
 }
@@ -239,7 +239,7 @@ static int mkdir_levels(const char *base, const char *rel, bool v2, char **ret, 
 		if (mkdir(strbuf_str(&sb), 0755) < 0) {
 			if (errno != EEXIST || !next)
 				return bbx_error_set(
-					err, -errno, errno == EEXIST ? "conflict" : "setup",
+					err, -errno, errno == EEXIST ? BBX_CONFLICT : BBX_SETUP,
 					"cgroup: %s: %s", strbuf_str(&sb), strerror(errno));
 		}
 		c = next;
@@ -303,7 +303,7 @@ static int write_limits(SandboxCgroup *cg, const SandboxCgroupLimits *l, BbxErro
 	return 0;
 #undef W
 fail:
-	return bbx_error_set(err, r, "setup", "cgroup limits: %s/%s: %s", dir, file, strerror(-r));
+	return bbx_error_set(err, r, BBX_SETUP, "cgroup limits: %s/%s: %s", dir, file, strerror(-r));
 }
 
 int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgroupLimits *limits,
@@ -317,10 +317,10 @@ int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgrou
 
 	r = name_check(name);
 	if (r < 0)
-		return bbx_error_set(err, r, "invalid", "cgroup name '%s' is not valid", name);
+		return bbx_error_set(err, r, BBX_INVALID, "cgroup name '%s' is not valid", name);
 	r = sandbox_cgroup_detect(root, &mode, &base);
 	if (r < 0)
-		return bbx_error_set(err, r, "setup", "cgroup: %s: no usable cgroup hierarchy: %s",
+		return bbx_error_set(err, r, BBX_SETUP, "cgroup: %s: no usable cgroup hierarchy: %s",
 				     root, strerror(-r));
 	if (asprintf(&rel, CG_PARENT "/%s", name) < 0)
 		return -ENOMEM;
@@ -365,10 +365,10 @@ int sandbox_cgroup_open(const char *root, const char *name, SandboxCgroup **ret,
 	SandboxCgroupMode mode;
 	int r = name_check(name);
 	if (r < 0)
-		return bbx_error_set(err, r, "invalid", "cgroup name '%s' is not valid", name);
+		return bbx_error_set(err, r, BBX_INVALID, "cgroup name '%s' is not valid", name);
 	r = sandbox_cgroup_detect(root, &mode, &base);
 	if (r < 0)
-		return bbx_error_set(err, r, "setup", "cgroup: %s: no usable cgroup hierarchy: %s",
+		return bbx_error_set(err, r, BBX_SETUP, "cgroup: %s: no usable cgroup hierarchy: %s",
 				     root, strerror(-r));
 	cg = calloc(1, sizeof(*cg));
 	if (!cg)
@@ -393,7 +393,7 @@ int sandbox_cgroup_open(const char *root, const char *name, SandboxCgroup **ret,
 		}
 		cg->n_dir = i + 1;
 		if (stat(cg->dir[i], &st) < 0)
-			return bbx_error_set(err, -errno, errno == ENOENT ? "not_found" : "setup",
+			return bbx_error_set(err, -errno, errno == ENOENT ? BBX_NOT_FOUND : BBX_SETUP,
 					     "cgroup: %s: %s", cg->dir[i], strerror(errno));
 	}
 	*ret = TAKE_PTR(cg);
@@ -407,7 +407,7 @@ int sandbox_cgroup_attach(const SandboxCgroup *cg, pid_t pid, BbxError *err)
 	for (size_t i = 0; i < cg->n_dir; i++) {
 		int r = cg_write(cg->dir[i], "cgroup.procs", buf);
 		if (r < 0)
-			return bbx_error_set(err, r, "setup", "cgroup attach: %s/cgroup.procs: %s",
+			return bbx_error_set(err, r, BBX_SETUP, "cgroup attach: %s/cgroup.procs: %s",
 					     cg->dir[i], strerror(-r));
 	}
 	return 0;
@@ -426,7 +426,7 @@ int sandbox_cgroup_freeze(const SandboxCgroup *cg, bool frozen, BbxError *err)
 							  : (frozen ? "FROZEN" : "THAWED");
 	int r = cg_write(dir, file, value);
 	if (r < 0)
-		return bbx_error_set(err, r, "setup", "cgroup freeze: %s/%s: %s", dir, file,
+		return bbx_error_set(err, r, BBX_SETUP, "cgroup freeze: %s/%s: %s", dir, file,
 				     strerror(-r));
 	if (!frozen || cg->mode == SANDBOX_CGROUP_V2)
 		return 0;
@@ -438,13 +438,13 @@ int sandbox_cgroup_freeze(const SandboxCgroup *cg, bool frozen, BbxError *err)
 		_cleanup_free_ char *s = NULL;
 		r = read_full_file(p, 64, &s, NULL);
 		if (r < 0)
-			return bbx_error_set(err, r, "setup", "cgroup freeze: %s: %s", p,
+			return bbx_error_set(err, r, BBX_SETUP, "cgroup freeze: %s: %s", p,
 					     strerror(-r));
 		if (!strncmp(s, "FROZEN", 6))
 			return 0;
 		nsleep(1000 * 1000);
 	}
-	return bbx_error_set(err, -ETIMEDOUT, "setup", "cgroup freeze: %s: still freezing", p);
+	return bbx_error_set(err, -ETIMEDOUT, BBX_SETUP, "cgroup freeze: %s: still freezing", p);
 }
 
 /* Read the pids of cgroup.procs; returns how many were signalled, or -errno. */
@@ -582,7 +582,7 @@ int sandbox_cgroup_remove(const SandboxCgroup *cg, BbxError *err)
 			r = access(cg->dir[i], F_OK) < 0 ? 0 : r;
 		}
 		if (r < 0 && ret == 0)
-			ret = bbx_error_set(err, r, "setup", "cgroup remove: %s: %s", cg->dir[i],
+			ret = bbx_error_set(err, r, BBX_SETUP, "cgroup remove: %s: %s", cg->dir[i],
 					    strerror(-r));
 	}
 	return ret;
@@ -595,7 +595,7 @@ int sandbox_cgroup_remove_name(const char *root, const char *name, BbxError *err
 	SandboxCgroupMode mode;
 	int r = name_check(name);
 	if (r < 0)
-		return bbx_error_set(err, r, "invalid", "cgroup name '%s' is not valid", name);
+		return bbx_error_set(err, r, BBX_INVALID, "cgroup name '%s' is not valid", name);
 	/* Absent, or in some hierarchies only: the rmdirs below find out. */
 	if (sandbox_cgroup_open(root, name, &cg, NULL) >= 0)
 		r = sandbox_cgroup_remove(cg, err);
@@ -609,7 +609,7 @@ int sandbox_cgroup_remove_name(const char *root, const char *name, BbxError *err
 							  v1_controllers[i], name)) < 0)
 			return -ENOMEM;
 		if (rmdir(p) < 0 && errno != ENOENT && r == 0)
-			r = bbx_error_set(err, -errno, "setup", "cgroup remove: %s: %s", p,
+			r = bbx_error_set(err, -errno, BBX_SETUP, "cgroup remove: %s: %s", p,
 					  strerror(errno));
 	}
 	return r;

@@ -430,7 +430,7 @@ int sandbox_seccomp_resolve(const char *name, int *ret_nr, BbxError *err)
 	int nr = seccomp_syscall_resolve_name(name);
 	if (nr == __NR_SCMP_ERROR) {
 		const struct scmp_version *v = seccomp_version();
-		return bbx_error_set(err, -ENOENT, "setup",
+		return bbx_error_set(err, -ENOENT, BBX_SETUP,
 				     "seccomp: libseccomp %u.%u.%u does not know the syscall '%s'",
 				     v ? v->major : 0, v ? v->minor : 0, v ? v->micro : 0, name);
 	}
@@ -469,7 +469,7 @@ static int check_tables(BbxError *err)
 			for (size_t u = 0; !dup && u < ELEMENTSOF(tables); u++)
 				dup = u != t && name_in(name, tables[u], strv_count(tables[u]));
 			if (dup)
-				return bbx_error_set(err, -EINVAL, "setup",
+				return bbx_error_set(err, -EINVAL, BBX_SETUP,
 						     "seccomp: syscall '%s' is decided twice",
 						     name);
 		}
@@ -644,7 +644,7 @@ int sandbox_seccomp_build(uint32_t arch, struct sock_filter **ret_prog, size_t *
 	if (arch == 0)
 		arch = seccomp_arch_native();
 	if (arch != SCMP_ARCH_X86_64 && arch != SCMP_ARCH_AARCH64)
-		return bbx_error_set(err, -EOPNOTSUPP, "setup",
+		return bbx_error_set(err, -EOPNOTSUPP, BBX_SETUP,
 				     "seccomp: architecture 0x%08x: the policy covers x86_64 and "
 				     "aarch64 only",
 				     arch);
@@ -654,7 +654,7 @@ int sandbox_seccomp_build(uint32_t arch, struct sock_filter **ret_prog, size_t *
 	_cleanup_(seccomp_releasep) scmp_filter_ctx ctx =
 		seccomp_init(SCMP_ACT_ERRNO(SANDBOX_SECCOMP_DEFAULT_ERRNO));
 	if (!ctx)
-		return bbx_error_set(err, -ENOMEM, "setup", "seccomp: init failed");
+		return bbx_error_set(err, -ENOMEM, BBX_SETUP, "seccomp: init failed");
 	/*
 	 * Only one architecture is in the filter: every other ABI (i386 through int 0x80, x32
 	 * with bit 30 set in the number, 32-bit arm on aarch64) hits the bad-architecture
@@ -680,25 +680,25 @@ int sandbox_seccomp_build(uint32_t arch, struct sock_filter **ret_prog, size_t *
 	if (r >= 0)
 		r = add_argument_rules(ctx, &what);
 	if (r < 0)
-		return bbx_error_set(err, r, "setup", "seccomp: %s: %s", what, strerror(-r));
+		return bbx_error_set(err, r, BBX_SETUP, "seccomp: %s: %s", what, strerror(-r));
 
 	_cleanup_close_ int fd = memfd_create("seccomp-bpf", MFD_CLOEXEC);
 	if (fd < 0) {
 		r = -errno;
-		return bbx_error_set(err, r, "setup", "seccomp: memfd_create: %s", strerror(-r));
+		return bbx_error_set(err, r, BBX_SETUP, "seccomp: memfd_create: %s", strerror(-r));
 	}
 	r = seccomp_export_bpf(ctx, fd);
 	if (r < 0)
-		return bbx_error_set(err, r, "setup", "seccomp: export: %s", strerror(-r));
+		return bbx_error_set(err, r, BBX_SETUP, "seccomp: export: %s", strerror(-r));
 	if (lseek(fd, 0, SEEK_SET) < 0)
 		return -errno;
 	_cleanup_free_ char *buf = NULL;
 	size_t size = 0;
 	r = read_full_fd(fd, 1 << 20, &buf, &size);
 	if (r < 0)
-		return bbx_error_set(err, r, "setup", "seccomp: read back: %s", strerror(-r));
+		return bbx_error_set(err, r, BBX_SETUP, "seccomp: read back: %s", strerror(-r));
 	if (size == 0 || size % sizeof(struct sock_filter) != 0)
-		return bbx_error_set(err, -EIO, "setup", "seccomp: export gave %zu bytes", size);
+		return bbx_error_set(err, -EIO, BBX_SETUP, "seccomp: export gave %zu bytes", size);
 	*ret_prog = (struct sock_filter *)(void *)TAKE_PTR(buf);
 	*ret_len = size / sizeof(struct sock_filter);
 	return 0;

@@ -266,10 +266,10 @@ static int plan_bind(Plan *p, const char *source, int source_fd, const char *ins
 	if ((source_fd >= 0 ? fstat(source_fd, &st) : stat(source, &st)) < 0) {
 		if (optional && errno == ENOENT)
 			return 0;
-		return bbx_error_set(err, -errno, "setup", "bind: %s: %s", source, strerror(errno));
+		return bbx_error_set(err, -errno, BBX_SETUP, "bind: %s: %s", source, strerror(errno));
 	}
 	if (source_fd >= 0 && p->n_fd_binds >= SANDBOX_MAX_FD_BINDS)
-		return bbx_error_set(err, -E2BIG, "invalid", "bind: %s: more than %d binds by fd",
+		return bbx_error_set(err, -E2BIG, BBX_INVALID, "bind: %s: more than %d binds by fd",
 				     source, SANDBOX_MAX_FD_BINDS);
 	Op *op = plan_add(p, OP_BIND, "bind", inside);
 	if (!op)
@@ -291,7 +291,7 @@ static int plan_bind(Plan *p, const char *source, int source_fd, const char *ins
 					     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE |
 						     AT_EMPTY_PATH);
 		if (op->source_fd < 0)
-			return bbx_error_set(err, -errno, "setup", "bind: open_tree: %s: %s", source,
+			return bbx_error_set(err, -errno, BBX_SETUP, "bind: open_tree: %s: %s", source,
 					     strerror(errno));
 		op->child_fd = FD_FIRST_FREE + (int)p->n_fd_binds++;
 	}
@@ -359,7 +359,7 @@ static int plan_host_dirs(Plan *p, BbxError *err)
 			char target[4096];
 			ssize_t n = readlink(dirs[i], target, sizeof(target) - 1);
 			if (n < 0)
-				return bbx_error_set(err, -errno, "setup", "readlink: %s: %s",
+				return bbx_error_set(err, -errno, BBX_SETUP, "readlink: %s: %s",
 						     dirs[i], strerror(errno));
 			target[n] = '\0';
 			Op *op = plan_add(p, OP_SYMLINK, "symlink", dirs[i]);
@@ -580,7 +580,7 @@ static int plan_user_binds(Plan *p, const SandboxSpec *spec, BbxError *err)
 		const SandboxBind *b = all[i].bind;
 		bool by_fd = b->source_fd > 0;
 		if ((!by_fd && !path_is_clean(b->source)) || !path_is_clean(b->target))
-			return bbx_error_set(err, -EINVAL, "invalid",
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
 					     "bind: %s:%s: paths must be absolute and clean",
 					     b->source ? b->source : "(null)",
 					     b->target ? b->target : "(null)");
@@ -589,11 +589,11 @@ static int plan_user_binds(Plan *p, const SandboxSpec *spec, BbxError *err)
 			if (!strcmp(b->target, reserved_targets[k]) ||
 			    (len > 1 && !strncmp(b->target, reserved_targets[k], len) &&
 			     b->target[len] == '/' && strcmp(reserved_targets[k], "/dev")))
-				return bbx_error_set(err, -EINVAL, "invalid",
+				return bbx_error_set(err, -EINVAL, BBX_INVALID,
 						     "bind: %s: target is reserved", b->target);
 		}
 		if (b->idmapped && spec->n_idmap == 0)
-			return bbx_error_set(err, -EINVAL, "invalid",
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
 					     "bind: %s: idmapped, but the spec has no idmap",
 					     b->source ? b->source : "(fd)");
 		int r = plan_bind(p, b->source ? b->source : "(fd)", by_fd ? b->source_fd : -1,
@@ -623,18 +623,18 @@ static int plan_userns(Plan *p, const SandboxSpec *spec, BbxError *err)
 	size_t len = 0;
 
 	if (spec->n_idmap == 0 || spec->n_idmap > SANDBOX_IDMAP_MAX)
-		return bbx_error_set(err, -EINVAL, "invalid", "idmap: %zu entries, want 1 to %d",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "idmap: %zu entries, want 1 to %d",
 				     spec->n_idmap, SANDBOX_IDMAP_MAX);
 	for (size_t i = 0; i < spec->n_idmap; i++) {
 		const SandboxIdmap *m = &spec->idmap[i];
 		/* Root is never translated, and -1 means "no change" to chown. */
 		if (m->stored_id == 0 || m->id == 0 || m->stored_id == UINT32_MAX ||
 		    m->id == UINT32_MAX)
-			return bbx_error_set(err, -EINVAL, "invalid",
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
 					     "idmap: %u -> %u: not mappable", m->stored_id, m->id);
 		for (size_t k = 0; k < i; k++)
 			if (spec->idmap[k].stored_id == m->stored_id || spec->idmap[k].id == m->id)
-				return bbx_error_set(err, -EINVAL, "invalid",
+				return bbx_error_set(err, -EINVAL, BBX_INVALID,
 						     "idmap: %u -> %u: overlaps %u -> %u",
 						     m->stored_id, m->id, spec->idmap[k].stored_id,
 						     spec->idmap[k].id);
@@ -649,7 +649,7 @@ static int plan_userns(Plan *p, const SandboxSpec *spec, BbxError *err)
 			pause();
 	}
 	if (pid < 0)
-		return bbx_error_set(err, -errno, "setup", "idmap: clone: user namespace: %s",
+		return bbx_error_set(err, -errno, BBX_SETUP, "idmap: clone: user namespace: %s",
 				     strerror(errno));
 	int r = 0;
 	static const char *const files[] = {"uid_map", "gid_map"};
@@ -661,14 +661,14 @@ static int plan_userns(Plan *p, const SandboxSpec *spec, BbxError *err)
 		ssize_t k = fd < 0 ? -1 : write(fd, map, len);
 		if (k != (ssize_t)len) {
 			int e = k < 0 ? errno : EIO;
-			r = bbx_error_set(err, -e, "setup", "idmap: %s: %s", path, strerror(e));
+			r = bbx_error_set(err, -e, BBX_SETUP, "idmap: %s: %s", path, strerror(e));
 		}
 	}
 	if (r >= 0) {
 		snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
 		p->userns_fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (p->userns_fd < 0)
-			r = bbx_error_set(err, -errno, "setup", "idmap: %s: %s", path,
+			r = bbx_error_set(err, -errno, BBX_SETUP, "idmap: %s: %s", path,
 					  strerror(errno));
 	}
 	(void)kill(pid, SIGKILL);
@@ -679,7 +679,7 @@ static int plan_userns(Plan *p, const SandboxSpec *spec, BbxError *err)
 static int plan_exec(Plan *p, const SandboxSpec *spec, BbxError *err)
 {
 	if (!spec->argv || !spec->argv[0] || !spec->argv[0][0])
-		return bbx_error_set(err, -EINVAL, "invalid", "no command given");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "no command given");
 	p->argv = strv_copy(spec->argv);
 	if (!p->argv)
 		return -ENOMEM;
@@ -722,7 +722,7 @@ static int plan_exec(Plan *p, const SandboxSpec *spec, BbxError *err)
 		c += len + 1;
 	}
 	if (k == 0)
-		return bbx_error_set(err, -ENOENT, "not_found", "exec: %s: %s", cmd,
+		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "exec: %s: %s", cmd,
 				     strerror(ENOENT));
 	return 0;
 }
@@ -784,16 +784,16 @@ static int plan_init(Plan *p, BbxError *err)
 	int r = sandbox_init_path(&path);
 	if (r < 0)
 		return r == -ENOMEM ? r
-				    : bbx_error_set(err, r, "setup", "init: /proc/self/exe: %s",
+				    : bbx_error_set(err, r, BBX_SETUP, "init: /proc/self/exe: %s",
 						    strerror(-r));
 	_cleanup_close_ int fd = open(path, O_PATH | O_CLOEXEC);
 	if (fd < 0)
-		return bbx_error_set(err, -errno, "setup", "init: %s: %s", path, strerror(errno));
+		return bbx_error_set(err, -errno, BBX_SETUP, "init: %s: %s", path, strerror(errno));
 	struct stat st;
 	if (fstat(fd, &st) < 0)
-		return bbx_error_set(err, -errno, "setup", "init: %s: %s", path, strerror(errno));
+		return bbx_error_set(err, -errno, BBX_SETUP, "init: %s: %s", path, strerror(errno));
 	if (!S_ISREG(st.st_mode) || !(st.st_mode & S_IXOTH))
-		return bbx_error_set(err, -EACCES, "setup",
+		return bbx_error_set(err, -EACCES, BBX_SETUP,
 				     "init: %s: not a regular file executable by all", path);
 	/*
 	 * A detached bind mount of the file, made here: the child cannot clone a mount of the
@@ -802,7 +802,7 @@ static int plan_init(Plan *p, BbxError *err)
 	p->init_fd = (int)syscall(SYS_open_tree, fd, "",
 				  OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
 	if (p->init_fd < 0)
-		return bbx_error_set(err, -errno, "setup", "init: open_tree: %s: %s", path,
+		return bbx_error_set(err, -errno, BBX_SETUP, "init: open_tree: %s: %s", path,
 				     strerror(errno));
 
 	size_t n_cand = 0, n_argv = 0;
@@ -857,13 +857,13 @@ static int plan_build(Plan *p, const SandboxSpec *spec, BbxError *err)
 	if (!p->hostname || !p->workdir)
 		return -ENOMEM;
 	if (strlen(p->hostname) > 63 || strchr(p->hostname, '\n') || strchr(p->hostname, '/'))
-		return bbx_error_set(err, -EINVAL, "invalid", "hostname '%s' is not valid",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "hostname '%s' is not valid",
 				     p->hostname);
 	if (p->workdir[0] != '/')
-		return bbx_error_set(err, -EINVAL, "invalid", "workdir %s: must be absolute",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "workdir %s: must be absolute",
 				     p->workdir);
 	if (spec->hosts_extra && strlen(spec->hosts_extra) > 65536)
-		return bbx_error_set(err, -E2BIG, "invalid", "hosts: extra lines too long");
+		return bbx_error_set(err, -E2BIG, BBX_INVALID, "hosts: extra lines too long");
 
 	r = plan_exec(p, spec, err);
 	if (r < 0)
@@ -1384,7 +1384,7 @@ static int sandbox_reap(Sandbox *sb, BbxError *err)
 			/* The pid may be reused from now on: signals go nowhere. */
 			sb->pidfd = safe_close(sb->pidfd);
 		} else if (!sb->reaped)
-			r = bbx_error_set(err, -errno, "internal", "wait: %d: %s", (int)sb->pid,
+			r = bbx_error_set(err, -errno, BBX_INTERNAL, "wait: %d: %s", (int)sb->pid,
 					  strerror(errno));
 		pthread_mutex_unlock(&sb->lock);
 	}
@@ -1422,7 +1422,7 @@ int sandbox_freeze(Sandbox *sb, bool frozen, BbxError *err)
 {
 	pthread_mutex_lock(&sb->lock);
 	int r = sb->cgroup ? sandbox_cgroup_freeze(sb->cgroup, frozen, err)
-			   : bbx_error_set(err, -ESRCH, "not_found", "sandbox has ended");
+			   : bbx_error_set(err, -ESRCH, BBX_NOT_FOUND, "sandbox has ended");
 	pthread_mutex_unlock(&sb->lock);
 	return r;
 }
@@ -1456,9 +1456,9 @@ Sandbox *sandbox_free(Sandbox *sb)
 	return NULL;
 }
 
-static const char *kind_for_exit(int exit_code)
+static BbxErrorKind kind_for_exit(int exit_code)
 {
-	return exit_code == 127 ? "not_found" : exit_code == 126 ? "cannot_execute" : "setup";
+	return exit_code == 127 ? BBX_NOT_FOUND : exit_code == 126 ? BBX_CANNOT_EXECUTE : BBX_SETUP;
 }
 
 int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
@@ -1468,23 +1468,23 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 	int r;
 
 	if (spec->uid == 0 && spec->gid != 0)
-		return bbx_error_set(err, -EINVAL, "invalid", "gid without a uid");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "gid without a uid");
 	if (geteuid() != 0)
-		return bbx_error_set(err, -EPERM, "setup",
+		return bbx_error_set(err, -EPERM, BBX_SETUP,
 				     "sandbox: needs root to create namespaces");
 	int abi = sandbox_landlock_abi();
 	if (abi < SANDBOX_LANDLOCK_ABI_MIN)
 		return bbx_error_set(
-			err, -EOPNOTSUPP, "unsupported",
+			err, -EOPNOTSUPP, BBX_UNAVAILABLE,
 			"landlock: kernel ABI %d, at least %d is required (refusing to run "
 			"without it)",
 			abi, SANDBOX_LANDLOCK_ABI_MIN);
 	r = plan_build(&plan, spec, err);
 	if (r < 0)
-		return r == -ENOMEM ? bbx_error_set(err, r, "internal", "out of memory") : r;
+		return r == -ENOMEM ? bbx_error_set(err, r, BBX_INTERNAL, "out of memory") : r;
 	r = mkdir_p(SANDBOX_ROOT, 0700);
 	if (r < 0)
-		return bbx_error_set(err, r, "setup", "mkdir: %s: %s", SANDBOX_ROOT, strerror(-r));
+		return bbx_error_set(err, r, BBX_SETUP, "mkdir: %s: %s", SANDBOX_ROOT, strerror(-r));
 
 	sb = sandbox_new();
 	if (!sb)
@@ -1508,12 +1508,12 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 
 	int sync_pipe[2], err_pipe[2];
 	if (pipe2(sync_pipe, O_CLOEXEC) < 0)
-		return bbx_error_set(err, -errno, "setup", "pipe: %s", strerror(errno));
+		return bbx_error_set(err, -errno, BBX_SETUP, "pipe: %s", strerror(errno));
 	if (pipe2(err_pipe, O_CLOEXEC) < 0) {
 		r = -errno;
 		close(sync_pipe[0]);
 		close(sync_pipe[1]);
-		return bbx_error_set(err, r, "setup", "pipe: %s", strerror(-r));
+		return bbx_error_set(err, r, BBX_SETUP, "pipe: %s", strerror(-r));
 	}
 	_cleanup_close_ int sync_r = sync_pipe[0];
 	_cleanup_close_ int err_r = err_pipe[0];
@@ -1525,7 +1525,7 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 	int pidfd = -1;
 	pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, &pidfd, NULL, NULL);
 	if (pid < 0)
-		return bbx_error_set(err, -errno, "setup", "clone: namespaces: %s",
+		return bbx_error_set(err, -errno, BBX_SETUP, "clone: namespaces: %s",
 				     strerror(errno));
 	if (pid == 0)
 		child_main(&plan, sync_r, err_w);
@@ -1539,12 +1539,12 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 	if (r < 0)
 		return r; /* sandbox_free kills and reaps the child */
 	if (RETRY_EINTR(write(sb->sync_fd, "g", 1)) != 1)
-		return bbx_error_set(err, -errno, "setup", "sync: %s", strerror(errno));
+		return bbx_error_set(err, -errno, BBX_SETUP, "sync: %s", strerror(errno));
 
 	struct pollfd pfd = {.fd = err_r, .events = POLLIN};
 	int k = RETRY_EINTR(poll(&pfd, 1, SANDBOX_SETUP_TIMEOUT_MS));
 	if (k == 0)
-		return bbx_error_set(err, -ETIMEDOUT, "setup", "setup: the sandbox was not ready within %d s",
+		return bbx_error_set(err, -ETIMEDOUT, BBX_SETUP, "setup: the sandbox was not ready within %d s",
 				     SANDBOX_SETUP_TIMEOUT_MS / 1000); /* sandbox_free kills and reaps it */
 	SandboxChildError ce;
 	ssize_t n = RETRY_EINTR(read(err_r, &ce, sizeof(ce)));
@@ -1563,7 +1563,7 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 		int status = 0;
 		(void)sandbox_reap(sb, NULL);
 		status = sb->status;
-		return bbx_error_set(err, -EIO, "setup", "setup: child ended early (status %d)",
+		return bbx_error_set(err, -EIO, BBX_SETUP, "setup: child ended early (status %d)",
 				     status);
 	}
 	/* EOF without a record: the command was executed (or init died before that). */
@@ -1576,7 +1576,7 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 int sandbox_bind_parse(const char *s, SandboxBind *ret, char **ret_storage, BbxError *err)
 {
 	if (!s || !*s)
-		return bbx_error_set(err, -EINVAL, "invalid", "empty bind");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "empty bind");
 	_cleanup_free_ char *copy = NULL;
 	const char *colon = strchr(s, ':');
 	if (colon) {
@@ -1595,7 +1595,7 @@ int sandbox_bind_parse(const char *s, SandboxBind *ret, char **ret_storage, BbxE
 	const char *target = colon ? copy + (colon - s) + 1 : copy;
 	if (!path_is_clean(source) || !path_is_clean(target) || (colon && strchr(target, ':')))
 		return bbx_error_set(
-			err, -EINVAL, "invalid",
+			err, -EINVAL, BBX_INVALID,
 			"bind '%s': want HOSTPATH[:PATH], absolute, without '..', '.', "
 			"'//' or ':'",
 			s);
@@ -1610,13 +1610,13 @@ int sandbox_netns_create(const char *path, BbxError *err)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
 	if (fd < 0)
-		return bbx_error_set(err, -errno, errno == EEXIST ? "conflict" : "setup",
+		return bbx_error_set(err, -errno, errno == EEXIST ? BBX_CONFLICT : BBX_SETUP,
 				     "netns: %s: %s", path, strerror(errno));
 	fd = safe_close(fd);
 
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
-		return bbx_error_set(err, -errno, "setup", "netns: pipe: %s", strerror(errno));
+		return bbx_error_set(err, -errno, BBX_SETUP, "netns: pipe: %s", strerror(errno));
 	pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, NULL, NULL, NULL, NULL);
 	if (pid == 0) {
 		/*
@@ -1643,16 +1643,16 @@ int sandbox_netns_create(const char *path, BbxError *err)
 	close(p[1]);
 	int r = 0, e = 0;
 	if (pid < 0)
-		r = bbx_error_set(err, -saved, "setup", "netns: clone: %s", strerror(saved));
+		r = bbx_error_set(err, -saved, BBX_SETUP, "netns: clone: %s", strerror(saved));
 	else if (RETRY_EINTR(read(p[0], &e, sizeof(e))) != (ssize_t)sizeof(e))
-		r = bbx_error_set(err, -EIO, "setup", "netns: %s: child failed", path);
+		r = bbx_error_set(err, -EIO, BBX_SETUP, "netns: %s: child failed", path);
 	else if (e)
-		r = bbx_error_set(err, -e, "setup", "netns: loopback: lo: %s", strerror(e));
+		r = bbx_error_set(err, -e, BBX_SETUP, "netns: loopback: lo: %s", strerror(e));
 	else {
 		char src[64];
 		snprintf(src, sizeof(src), "/proc/%d/ns/net", (int)pid);
 		if (mount(src, path, NULL, MS_BIND, NULL) < 0)
-			r = bbx_error_set(err, -errno, "setup", "netns: bind %s: %s", path,
+			r = bbx_error_set(err, -errno, BBX_SETUP, "netns: bind %s: %s", path,
 					  strerror(errno));
 	}
 	close(p[0]);
@@ -1668,10 +1668,10 @@ int sandbox_netns_create(const char *path, BbxError *err)
 int sandbox_netns_remove(const char *path, BbxError *err)
 {
 	if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
-		return bbx_error_set(err, -errno, "setup", "netns: umount %s: %s", path,
+		return bbx_error_set(err, -errno, BBX_SETUP, "netns: umount %s: %s", path,
 				     strerror(errno));
 	if (unlink(path) < 0 && errno != ENOENT)
-		return bbx_error_set(err, -errno, "setup", "netns: unlink %s: %s", path,
+		return bbx_error_set(err, -errno, BBX_SETUP, "netns: unlink %s: %s", path,
 				     strerror(errno));
 	return 0;
 }

@@ -36,7 +36,7 @@ static int btrfs_create(int root_fd, const char *name, BbxError *err)
 	enum btrfs_util_error e = btrfs_util_create_subvolume_fd(root_fd, name, 0, NULL, NULL);
 	if (e != BTRFS_UTIL_OK) {
 		int r = btrfs_errno(e);
-		return bbx_error_set(err, r, "internal", "%s: cannot create subvolume: %s (%s)",
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot create subvolume: %s (%s)",
 				     name, btrfs_util_strerror(e), strerror(-r));
 	}
 	return 0;
@@ -46,10 +46,10 @@ static int btrfs_check_layout(int root_fd, const char *name, BbxError *err)
 {
 	_cleanup_close_ int fd = open_volume(root_fd, name);
 	if (fd < 0)
-		return bbx_error_set(err, fd, "not_found", "%s: cannot open volume: %s", name,
+		return bbx_error_set(err, fd, BBX_NOT_FOUND, "%s: cannot open volume: %s", name,
 				     strerror(-fd));
 	if (btrfs_util_is_subvolume_fd(fd) != BTRFS_UTIL_OK)
-		return bbx_error_set(err, -EINVAL, "layout",
+		return bbx_error_set(err, -EINVAL, BBX_LAYOUT,
 				     "%s: not a btrfs subvolume, a snapshot would not be atomic",
 				     name);
 
@@ -57,7 +57,7 @@ static int btrfs_check_layout(int root_fd, const char *name, BbxError *err)
 	enum btrfs_util_error e = btrfs_util_create_subvolume_iterator_fd(fd, 0, 0, &it);
 	if (e != BTRFS_UTIL_OK) {
 		int r = btrfs_errno(e);
-		return bbx_error_set(err, r, "internal", "%s: cannot list nested subvolumes: %s",
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot list nested subvolumes: %s",
 				     name, btrfs_util_strerror(e));
 	}
 	char *path = NULL;
@@ -66,14 +66,14 @@ static int btrfs_check_layout(int root_fd, const char *name, BbxError *err)
 	btrfs_util_destroy_subvolume_iterator(it);
 	if (e == BTRFS_UTIL_OK) {
 		/* A snapshot stops at subvolume boundaries: the clone would hold an empty dir. */
-		int r = bbx_error_set(err, -EXDEV, "layout",
+		int r = bbx_error_set(err, -EXDEV, BBX_LAYOUT,
 				      "%s: nested subvolume at %s breaks atomic snapshots", name,
 				      path);
 		free(path);
 		return r;
 	}
 	if (e != BTRFS_UTIL_ERROR_STOP_ITERATION)
-		return bbx_error_set(err, -EIO, "internal", "%s: cannot list nested subvolumes: %s",
+		return bbx_error_set(err, -EIO, BBX_INTERNAL, "%s: cannot list nested subvolumes: %s",
 				     name, btrfs_util_strerror(e));
 	return storage_check_symlinks(fd, name, err);
 }
@@ -83,14 +83,14 @@ static int btrfs_snapshot(int root_fd, const char *src, const char *dst,
 {
 	_cleanup_close_ int sfd = open_volume(root_fd, src);
 	if (sfd < 0)
-		return bbx_error_set(err, sfd, "not_found", "%s: cannot open volume: %s", src,
+		return bbx_error_set(err, sfd, BBX_NOT_FOUND, "%s: cannot open volume: %s", src,
 				     strerror(-sfd));
 	/* Atomic by itself: the writers need no freezing. */
 	enum btrfs_util_error e =
 		btrfs_util_create_snapshot_fd2(sfd, root_fd, dst, 0, NULL, NULL);
 	if (e != BTRFS_UTIL_OK) {
 		int r = btrfs_errno(e);
-		return bbx_error_set(err, r, "internal", "%s: snapshot failed: %s (%s)", src,
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: snapshot failed: %s (%s)", src,
 				     btrfs_util_strerror(e), strerror(-r));
 	}
 	return 0;
@@ -136,7 +136,7 @@ static int btrfs_destroy(int root_fd, const char *name, bool sync, BbxError *err
 			return 0;
 		if (fd == -ENOTDIR || fd == -ELOOP)
 			return storage_remove_tree_at(root_fd, name);
-		return bbx_error_set(err, fd, "internal", "%s: cannot open volume: %s", name,
+		return bbx_error_set(err, fd, BBX_INTERNAL, "%s: cannot open volume: %s", name,
 				     strerror(-fd));
 	}
 	if (btrfs_util_is_subvolume_fd(fd) != BTRFS_UTIL_OK) {
@@ -144,7 +144,7 @@ static int btrfs_destroy(int root_fd, const char *name, bool sync, BbxError *err
 		fd = safe_close(fd);
 		int r = storage_remove_tree_at(root_fd, name);
 		if (r < 0)
-			return bbx_error_set(err, r, "internal", "%s: cannot remove: %s", name,
+			return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot remove: %s", name,
 					     strerror(-r));
 		return 0;
 	}
@@ -157,13 +157,13 @@ static int btrfs_destroy(int root_fd, const char *name, bool sync, BbxError *err
 		btrfs_util_delete_subvolume_fd(root_fd, name, BTRFS_UTIL_DELETE_SUBVOLUME_RECURSIVE);
 	if (e != BTRFS_UTIL_OK) {
 		int r = btrfs_errno(e);
-		return bbx_error_set(err, r, "internal", "%s: cannot delete subvolume: %s (%s)",
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot delete subvolume: %s (%s)",
 				     name, btrfs_util_strerror(e), strerror(-r));
 	}
 	if (sync && id) {
 		int r = wait_cleaner(root_fd, id);
 		if (r < 0)
-			return bbx_error_set(err, r, "internal",
+			return bbx_error_set(err, r, BBX_INTERNAL,
 					     "%s: deleted, but waiting for the space failed: %s",
 					     name, strerror(-r));
 	}
@@ -211,7 +211,7 @@ static int btrfs_usage(int root_fd, const char *name, bool quotas, uint64_t *ret
 {
 	_cleanup_close_ int fd = open_volume(root_fd, name);
 	if (fd < 0)
-		return bbx_error_set(err, fd, "not_found", "%s: cannot open volume: %s", name,
+		return bbx_error_set(err, fd, BBX_NOT_FOUND, "%s: cannot open volume: %s", name,
 				     strerror(-fd));
 	*ret_exclusive = *ret_shared = STORAGE_UNKNOWN;
 	uint64_t id;

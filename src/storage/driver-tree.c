@@ -15,7 +15,7 @@ static int tree_create(int root_fd, const char *name, BbxError *err)
 {
 	if (mkdirat(root_fd, name, 0755) < 0) {
 		int r = negative_errno();
-		return bbx_error_set(err, r, "internal", "%s: cannot create directory: %s", name,
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot create directory: %s", name,
 				     strerror(-r));
 	}
 	return 0;
@@ -27,7 +27,7 @@ static int tree_check_layout(int root_fd, const char *name, BbxError *err)
 		openat(root_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		int r = negative_errno();
-		return bbx_error_set(err, r, "not_found", "%s: cannot open volume: %s", name,
+		return bbx_error_set(err, r, BBX_NOT_FOUND, "%s: cannot open volume: %s", name,
 				     strerror(-r));
 	}
 	return storage_check_symlinks(fd, name, err);
@@ -40,19 +40,19 @@ static int tree_snapshot(int root_fd, const char *src, const char *dst, bool ref
 		openat(root_fd, src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (sfd < 0) {
 		int r = negative_errno();
-		return bbx_error_set(err, r, "not_found", "%s: cannot open volume: %s", src,
+		return bbx_error_set(err, r, BBX_NOT_FOUND, "%s: cannot open volume: %s", src,
 				     strerror(-r));
 	}
 	if (mkdirat(root_fd, dst, 0700) < 0) {
 		int r = negative_errno();
-		return bbx_error_set(err, r, "internal", "%s: cannot create %s: %s", src, dst,
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot create %s: %s", src, dst,
 				     strerror(-r));
 	}
 	_cleanup_close_ int dfd =
 		openat(root_fd, dst, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0) {
 		int r = negative_errno();
-		return bbx_error_set(err, r, "internal", "%s: cannot open %s: %s", src, dst,
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot open %s: %s", src, dst,
 				     strerror(-r));
 	}
 	int r = storage_freeze(freeze, src, err);
@@ -83,11 +83,11 @@ static int tree_destroy(int root_fd, const char *name, bool sync, BbxError *err)
 {
 	int r = storage_remove_tree_at(root_fd, name);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "%s: cannot remove: %s", name,
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot remove: %s", name,
 				     strerror(-r));
 	if (sync && syncfs(root_fd) < 0) {
 		r = negative_errno();
-		return bbx_error_set(err, r, "internal", "%s: removed, but syncfs failed: %s", name,
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: removed, but syncfs failed: %s", name,
 				     strerror(-r));
 	}
 	return 0;
@@ -100,7 +100,7 @@ static int tree_usage(int root_fd, const char *name, uint64_t shared, uint64_t *
 		openat(root_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		int r = negative_errno();
-		return bbx_error_set(err, r, "not_found", "%s: cannot open volume: %s", name,
+		return bbx_error_set(err, r, BBX_NOT_FOUND, "%s: cannot open volume: %s", name,
 				     strerror(-r));
 	}
 	uint64_t total;

@@ -32,7 +32,7 @@ typedef struct Reader {
 
 static int fail(Reader *rd, const char *what)
 {
-	return bbx_error_set(rd->err, -EINVAL, "invalid", "pool.json: %s at offset %zu", what,
+	return bbx_error_set(rd->err, -EINVAL, BBX_INVALID, "pool.json: %s at offset %zu", what,
 			     rd->i);
 }
 
@@ -143,7 +143,7 @@ static int read_value(Reader *rd, Value *v)
 static int take_string(Reader *rd, const char *key, Value *v, char **field)
 {
 	if (v->type != V_STRING)
-		return bbx_error_set(rd->err, -EINVAL, "invalid", "pool.json: '%s' must be a string",
+		return bbx_error_set(rd->err, -EINVAL, BBX_INVALID, "pool.json: '%s' must be a string",
 				     key);
 	free(*field);
 	*field = TAKE_PTR(v->str);
@@ -153,7 +153,7 @@ static int take_string(Reader *rd, const char *key, Value *v, char **field)
 static int take_driver(Reader *rd, const char *key, Value *v, StorageDriverKind *field)
 {
 	if (v->type != V_STRING || !v->str || storage_driver_kind_from_string(v->str, field) < 0)
-		return bbx_error_set(rd->err, -EINVAL, "invalid",
+		return bbx_error_set(rd->err, -EINVAL, BBX_INVALID,
 				     "pool.json: '%s' must be btrfs, reflink, copy or auto", key);
 	return 0;
 }
@@ -161,7 +161,7 @@ static int take_driver(Reader *rd, const char *key, Value *v, StorageDriverKind 
 static int take_uint(Reader *rd, const char *key, Value *v, uint64_t *field)
 {
 	if (v->type != V_UINT)
-		return bbx_error_set(rd->err, -EINVAL, "invalid",
+		return bbx_error_set(rd->err, -EINVAL, BBX_INVALID,
 				     "pool.json: '%s' must be an unsigned number", key);
 	*field = v->num;
 	return 0;
@@ -175,7 +175,7 @@ static int apply(Reader *rd, PoolRecord *rec, const char *key, Value *v, bool *s
 		if (r < 0)
 			return r;
 		if (ver != POOL_RECORD_VERSION)
-			return bbx_error_set(rd->err, -EPROTO, "invalid",
+			return bbx_error_set(rd->err, -EPROTO, BBX_INVALID,
 					     "pool.json: unsupported version %llu",
 					     (unsigned long long)ver);
 		return 0;
@@ -202,7 +202,7 @@ static int apply(Reader *rd, PoolRecord *rec, const char *key, Value *v, bool *s
 		return take_uint(rd, key, v, &rec->req_size);
 	if (!strcmp(key, "quotas")) {
 		if (v->type != V_BOOL)
-			return bbx_error_set(rd->err, -EINVAL, "invalid",
+			return bbx_error_set(rd->err, -EINVAL, BBX_INVALID,
 					     "pool.json: 'quotas' must be true or false");
 		rec->quotas = v->b;
 		return 0;
@@ -263,7 +263,7 @@ int pool_record_parse(const char *json, PoolRecord *ret, BbxError *err)
 		goto fail;
 	}
 	if (!saw_driver || rec.driver == STORAGE_DRIVER_AUTO || !rec.root || !*rec.root) {
-		r = bbx_error_set(err, -EINVAL, "invalid",
+		r = bbx_error_set(err, -EINVAL, BBX_INVALID,
 				  "pool.json: 'driver' and 'root' are required");
 		goto fail;
 	}

@@ -56,19 +56,19 @@ int pool_lock(const char *state_dir, int *ret_fd, BbxError *err)
 {
 	int r = mkdir_p(state_dir, 0700);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "cannot create state dir %s: %s",
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot create state dir %s: %s",
 				     state_dir, strerror(-r));
 	_cleanup_free_ char *p = path_join(state_dir, "pool.lock");
 	if (!p)
-		return bbx_error_set(err, -ENOMEM, "internal", "out of memory");
+		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
 	_cleanup_close_ int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		r = negative_errno();
-		return bbx_error_set(err, r, "internal", "cannot open %s: %s", p, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot open %s: %s", p, strerror(-r));
 	}
 	if (RETRY_EINTR(flock(fd, LOCK_EX)) < 0) {
 		r = negative_errno();
-		return bbx_error_set(err, r, "internal", "cannot lock %s: %s", p, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot lock %s: %s", p, strerror(-r));
 	}
 	*ret_fd = TAKE_FD(fd);
 	return 0;
@@ -146,31 +146,31 @@ static int loop_mount(const char *image, const char *mnt, char **ret_device, Bbx
 	_cleanup_close_ int img = open(image, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (img < 0) {
 		int r = negative_errno();
-		return bbx_error_set(err, r, "internal", "cannot open pool image %s: %s", image,
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot open pool image %s: %s", image,
 				     strerror(-r));
 	}
 	_cleanup_close_ int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
 	if (ctl < 0) {
 		int r = negative_errno();
-		return bbx_error_set(err, r, "internal", "cannot open /dev/loop-control: %s",
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot open /dev/loop-control: %s",
 				     strerror(-r));
 	}
 	for (int attempt = 0; attempt < 16; attempt++) {
 		int n = ioctl(ctl, LOOP_CTL_GET_FREE);
 		if (n < 0) {
 			int r = negative_errno();
-			return bbx_error_set(err, r, "internal", "no free loop device: %s",
+			return bbx_error_set(err, r, BBX_INTERNAL, "no free loop device: %s",
 					     strerror(-r));
 		}
 		_cleanup_free_ char *dev = NULL;
 		int r = loop_device_path(n, &dev);
 		if (r < 0)
-			return bbx_error_set(err, r, "internal", "cannot create /dev/loop%d: %s", n,
+			return bbx_error_set(err, r, BBX_INTERNAL, "cannot create /dev/loop%d: %s", n,
 					     strerror(-r));
 		_cleanup_close_ int lfd = open(dev, O_RDWR | O_CLOEXEC);
 		if (lfd < 0) {
 			r = negative_errno();
-			return bbx_error_set(err, r, "internal", "cannot open %s: %s", dev,
+			return bbx_error_set(err, r, BBX_INTERNAL, "cannot open %s: %s", dev,
 					     strerror(-r));
 		}
 		struct loop_config cfg = { .fd = (unsigned)img };
@@ -184,20 +184,20 @@ static int loop_mount(const char *image, const char *mnt, char **ret_device, Bbx
 			if (errno == EBUSY)
 				continue; /* another process took it between GET_FREE and here */
 			r = negative_errno();
-			return bbx_error_set(err, r, "internal", "cannot attach %s to %s: %s", image,
+			return bbx_error_set(err, r, BBX_INTERNAL, "cannot attach %s to %s: %s", image,
 					     dev, strerror(-r));
 		}
 		if (mount(dev, mnt, "btrfs", MS_NOATIME, NULL) < 0) {
 			r = negative_errno();
 			(void)ioctl(lfd, LOOP_CLR_FD);
-			return bbx_error_set(err, r, "internal", "cannot mount %s (%s) at %s: %s",
+			return bbx_error_set(err, r, BBX_INTERNAL, "cannot mount %s (%s) at %s: %s",
 					     image, dev, mnt, strerror(-r));
 		}
 		if (ret_device)
 			*ret_device = TAKE_PTR(dev);
 		return 0;
 	}
-	return bbx_error_set(err, -EBUSY, "internal", "no free loop device for %s", image);
+	return bbx_error_set(err, -EBUSY, BBX_INTERNAL, "no free loop device for %s", image);
 }
 
 /* Detach any loop device still backed by image (autoclear normally did it already). */
@@ -228,7 +228,7 @@ static int choose_driver(const PoolOptions *opts, const char *where, StorageDriv
 	long type;
 	int r = path_fstype(where, &type);
 	if (r < 0)
-		return bbx_error_set(err, r, "invalid", "cannot inspect %s: %s", where, strerror(-r));
+		return bbx_error_set(err, r, BBX_INVALID, "cannot inspect %s: %s", where, strerror(-r));
 	bool on_btrfs = (unsigned long)type == BTRFS_SUPER_MAGIC;
 	bool reflink = storage_dir_supports_reflink(where);
 	const char *fs = fstype_name(type);
@@ -237,12 +237,12 @@ static int choose_driver(const PoolOptions *opts, const char *where, StorageDriv
 	switch (opts->driver) {
 	case STORAGE_DRIVER_BTRFS:
 		if (opts->path && !on_btrfs)
-			return bbx_error_set(err, -EINVAL, "invalid",
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
 					     "--path %s is on %s, not btrfs: the btrfs driver needs a "
 					     "btrfs directory (or no --path, for a loop image)",
 					     opts->path, fs);
 		if (!on_btrfs && (!kernel_has_btrfs() || !have_mkfs_btrfs()))
-			return bbx_error_set(err, -EOPNOTSUPP, "invalid",
+			return bbx_error_set(err, -EOPNOTSUPP, BBX_INVALID,
 					     "btrfs driver: the kernel lacks btrfs or mkfs.btrfs is "
 					     "missing (install btrfs-progs)");
 		r = on_btrfs ? strbuf_appendf(&why, "requested with --driver btrfs; %s is on btrfs",
@@ -253,7 +253,7 @@ static int choose_driver(const PoolOptions *opts, const char *where, StorageDriv
 		break;
 	case STORAGE_DRIVER_REFLINK:
 		if (!reflink)
-			return bbx_error_set(err, -EOPNOTSUPP, "invalid",
+			return bbx_error_set(err, -EOPNOTSUPP, BBX_INVALID,
 					     "reflink driver: %s (%s) does not support FICLONE", where,
 					     fs);
 		r = strbuf_appendf(&why, "requested with --driver reflink; %s (%s) supports FICLONE",
@@ -296,10 +296,10 @@ static int write_record(const char *state_dir, const PoolRecord *rec, BbxError *
 	_cleanup_free_ char *json = NULL;
 	_cleanup_free_ char *p = path_join(state_dir, "pool.json");
 	if (!p || pool_record_format(rec, &json) < 0)
-		return bbx_error_set(err, -ENOMEM, "internal", "out of memory");
+		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
 	int r = write_file_atomic(p, json, strlen(json), 0600);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "cannot write %s: %s", p, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot write %s: %s", p, strerror(-r));
 	return 0;
 }
 
@@ -308,13 +308,13 @@ static int read_record(const char *state_dir, PoolRecord *ret, BbxError *err)
 	_cleanup_free_ char *p = path_join(state_dir, "pool.json");
 	_cleanup_free_ char *json = NULL;
 	if (!p)
-		return bbx_error_set(err, -ENOMEM, "internal", "out of memory");
+		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
 	int r = read_full_file(p, 1 << 16, &json, NULL);
 	if (r == -ENOENT)
-		return bbx_error_set(err, r, "not_found",
+		return bbx_error_set(err, r, BBX_NOT_FOUND,
 				     "no pool at %s (run 'branchbox pool init')", state_dir);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "cannot read %s: %s", p, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot read %s: %s", p, strerror(-r));
 	r = pool_record_parse(json, ret, err);
 	if (r < 0)
 		bbx_error_prefix(err, "%s", state_dir);
@@ -331,25 +331,25 @@ static int make_image(const char *pool_dir, const char *image, const char *mnt, 
 {
 	int r = mkdir_p(mnt, 0700);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "cannot create %s: %s", mnt, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot create %s: %s", mnt, strerror(-r));
 	/* Sparse: the image costs only what the pool holds. */
 	_cleanup_close_ int fd =
 		open(image, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		r = negative_errno();
-		return bbx_error_set(err, r, "internal", "cannot create %s: %s", image,
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot create %s: %s", image,
 				     strerror(-r));
 	}
 	if (ftruncate(fd, (off_t)size) < 0) {
 		r = negative_errno();
-		return bbx_error_set(err, r, "internal", "cannot size %s: %s", image, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot size %s: %s", image, strerror(-r));
 	}
 	fd = safe_close(fd);
 	_cleanup_free_ char *out = NULL;
 	char *argv[] = { (char *)"mkfs.btrfs", (char *)"-q", (char *)"-f", (char *)image, NULL };
 	r = storage_run(argv, &out);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "mkfs.btrfs %s failed: %s", image,
+		return bbx_error_set(err, r, BBX_INTERNAL, "mkfs.btrfs %s failed: %s", image,
 				     out && *out ? out : strerror(-r));
 	return 0;
 }
@@ -361,7 +361,7 @@ int pool_init(const char *state_dir, const PoolOptions *opts, bool *ret_already,
 
 	r = mkdir_p(state_dir, 0700);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "cannot create state dir %s: %s",
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot create state dir %s: %s",
 				     state_dir, strerror(-r));
 	_cleanup_free_ char *json_path = path_join(state_dir, "pool.json");
 	if (!json_path)
@@ -373,7 +373,7 @@ int pool_init(const char *state_dir, const PoolOptions *opts, bool *ret_already,
 		bool same = old.req_driver == opts->driver && old.req_size == opts->size &&
 			    streq_null(old.req_path, opts->path);
 		r = same ? 0
-			 : bbx_error_set(err, -EEXIST, "conflict",
+			 : bbx_error_set(err, -EEXIST, BBX_CONFLICT,
 					 "pool at %s already initialized with driver %s at %s; "
 					 "re-run with the same options or 'branchbox pool destroy' "
 					 "first",
@@ -391,15 +391,15 @@ int pool_init(const char *state_dir, const PoolOptions *opts, bool *ret_already,
 	if (opts->path) {
 		struct stat st;
 		if (opts->path[0] != '/')
-			return bbx_error_set(err, -EINVAL, "invalid", "--path %s must be absolute",
+			return bbx_error_set(err, -EINVAL, BBX_INVALID, "--path %s must be absolute",
 					     opts->path);
 		if (stat(opts->path, &st) < 0 || !S_ISDIR(st.st_mode))
-			return bbx_error_set(err, -ENOTDIR, "invalid",
+			return bbx_error_set(err, -ENOTDIR, BBX_INVALID,
 					     "--path %s is not an existing directory", opts->path);
 	} else {
 		r = mkdir_p(pool_dir, 0700);
 		if (r < 0)
-			return bbx_error_set(err, r, "internal", "cannot create %s: %s", pool_dir,
+			return bbx_error_set(err, r, BBX_INTERNAL, "cannot create %s: %s", pool_dir,
 					     strerror(-r));
 	}
 
@@ -420,7 +420,7 @@ int pool_init(const char *state_dir, const PoolOptions *opts, bool *ret_already,
 	if (want_image) {
 		rec.size = opts->size ? opts->size : DEFAULT_POOL_SIZE;
 		if (rec.size < MIN_POOL_SIZE) {
-			r = bbx_error_set(err, -EINVAL, "invalid", "--size must be at least 256M");
+			r = bbx_error_set(err, -EINVAL, BBX_INVALID, "--size must be at least 256M");
 			goto fail;
 		}
 		rec.image = path_join(pool_dir, "btrfs.img");
@@ -448,7 +448,7 @@ int pool_init(const char *state_dir, const PoolOptions *opts, bool *ret_already,
 	}
 	r = mkdir_p(rec.root, 0700);
 	if (r < 0) {
-		r = bbx_error_set(err, r, "internal", "cannot create %s: %s", rec.root,
+		r = bbx_error_set(err, r, BBX_INTERNAL, "cannot create %s: %s", rec.root,
 				  strerror(-r));
 		goto fail_umount;
 	}
@@ -469,7 +469,7 @@ fail_umount:
 	}
 fail:
 	if (r == -ENOMEM)
-		bbx_error_set(err, r, "internal", "out of memory");
+		bbx_error_set(err, r, BBX_INTERNAL, "out of memory");
 	pool_record_done(&rec);
 	return r;
 }
@@ -515,11 +515,11 @@ int pool_open(const char *state_dir, Pool **ret, BbxError *err)
 {
 	_cleanup_pool_ Pool *p = calloc(1, sizeof(Pool));
 	if (!p)
-		return bbx_error_set(err, -ENOMEM, "internal", "out of memory");
+		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
 	p->root_fd = -EBADF;
 	p->state_dir = strdup(state_dir);
 	if (!p->state_dir)
-		return bbx_error_set(err, -ENOMEM, "internal", "out of memory");
+		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
 	int r = read_record(state_dir, &p->rec, err);
 	if (r < 0)
 		return r;
@@ -545,12 +545,12 @@ int pool_open(const char *state_dir, Pool **ret, BbxError *err)
 	} else
 		r = strbuf_appendf(&status, "%s pool at %s", p->drv->name, p->rec.root);
 	if (r < 0)
-		return bbx_error_set(err, -ENOMEM, "internal", "out of memory");
+		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
 
 	p->root_fd = open(p->rec.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (p->root_fd < 0) {
 		r = negative_errno();
-		return bbx_error_set(err, r, "internal", "pool root %s: %s", p->rec.root,
+		return bbx_error_set(err, r, BBX_INTERNAL, "pool root %s: %s", p->rec.root,
 				     strerror(-r));
 	}
 	unsigned n = 0;
@@ -631,7 +631,7 @@ int pool_info(Pool *p, PoolInfo *ret, BbxError *err)
 	struct statvfs sv;
 	if (fstatvfs(p->root_fd, &sv) < 0) {
 		int r = negative_errno();
-		return bbx_error_set(err, r, "internal", "cannot stat pool %s: %s", p->rec.root,
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot stat pool %s: %s", p->rec.root,
 				     strerror(-r));
 	}
 	if (!p->mount_source)
@@ -663,7 +663,7 @@ int pool_destroy(Pool *p, bool force, BbxError *err)
 		_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
 		for (size_t i = 0; i < n && i < 8; i++)
 			(void)strbuf_appendf(&sb, "%s%s", i ? ", " : "", names[i]);
-		return bbx_error_set(err, -EBUSY, "conflict",
+		return bbx_error_set(err, -EBUSY, BBX_CONFLICT,
 				     "pool %s holds %zu volume%s (%s%s): destroy them first or "
 				     "pass --force",
 				     p->state_dir, n, n == 1 ? "" : "s", strbuf_str(&sb),
@@ -678,13 +678,13 @@ int pool_destroy(Pool *p, bool force, BbxError *err)
 	if (p->rec.image) {
 		if (umount2(p->rec.mountpoint, 0) < 0 && errno != EINVAL && errno != ENOENT) {
 			r = negative_errno();
-			return bbx_error_set(err, r, "internal", "cannot unmount %s: %s",
+			return bbx_error_set(err, r, BBX_INTERNAL, "cannot unmount %s: %s",
 					     p->rec.mountpoint, strerror(-r));
 		}
 		loop_detach_image(p->rec.image);
 		if (unlink(p->rec.image) < 0 && errno != ENOENT) {
 			r = negative_errno();
-			return bbx_error_set(err, r, "internal", "cannot remove %s: %s",
+			return bbx_error_set(err, r, BBX_INTERNAL, "cannot remove %s: %s",
 					     p->rec.image, strerror(-r));
 		}
 		(void)rmdir(p->rec.mountpoint);
@@ -697,7 +697,7 @@ int pool_destroy(Pool *p, bool force, BbxError *err)
 	(void)rmdir(pool_dir);
 	if (unlink(json) < 0 && errno != ENOENT) {
 		r = negative_errno();
-		return bbx_error_set(err, r, "internal", "cannot remove %s: %s", json, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot remove %s: %s", json, strerror(-r));
 	}
 	return 0;
 }
@@ -705,7 +705,7 @@ int pool_destroy(Pool *p, bool force, BbxError *err)
 static int check_name(const char *name, BbxError *err)
 {
 	if (!name || !name_is_valid(name))
-		return bbx_error_set(err, -EINVAL, "invalid",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
 				     "%s: invalid volume name (1-63 of a-z 0-9 - _ ., starting "
 				     "with a letter or digit)",
 				     name ? name : "(null)");
@@ -729,11 +729,11 @@ static int require_exists(Pool *p, const char *name, bool want, BbxError *err)
 		return r;
 	r = pool_volume_exists(p, name);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "%s: %s", name, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: %s", name, strerror(-r));
 	if (want && !r)
-		return bbx_error_set(err, -ENOENT, "not_found", "%s: no such volume", name);
+		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "%s: no such volume", name);
 	if (!want && r)
-		return bbx_error_set(err, -EEXIST, "conflict", "%s: volume already exists", name);
+		return bbx_error_set(err, -EEXIST, BBX_CONFLICT, "%s: volume already exists", name);
 	return 0;
 }
 
@@ -744,8 +744,8 @@ static int publish(Pool *p, const char *staging, const char *name, BbxError *err
 		int r = negative_errno();
 		(void)p->drv->destroy(p->root_fd, staging, false, NULL);
 		if (r == -EEXIST)
-			return bbx_error_set(err, r, "conflict", "%s: volume already exists", name);
-		return bbx_error_set(err, r, "internal", "%s: cannot move into place: %s", name,
+			return bbx_error_set(err, r, BBX_CONFLICT, "%s: volume already exists", name);
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot move into place: %s", name,
 				     strerror(-r));
 	}
 	return 0;
@@ -758,7 +758,7 @@ int pool_volume_create(Pool *p, const char *name, BbxError *err)
 		return r;
 	_cleanup_free_ char *staging = NULL;
 	if (storage_staging_name("staging", name, &staging) < 0)
-		return bbx_error_set(err, -ENOMEM, "internal", "out of memory");
+		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
 	r = p->drv->create(p->root_fd, staging, err);
 	if (r < 0) {
 		(void)p->drv->destroy(p->root_fd, staging, false, NULL);
@@ -794,7 +794,7 @@ int pool_volume_snapshot(Pool *p, const char *src, const char *dst, const Volume
 		return r;
 	_cleanup_free_ char *staging = NULL;
 	if (storage_staging_name("staging", dst, &staging) < 0)
-		return bbx_error_set(err, -ENOMEM, "internal", "out of memory");
+		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
 	r = p->drv->snapshot(p->root_fd, src, staging, freeze, err);
 	if (r < 0) {
 		(void)p->drv->destroy(p->root_fd, staging, false, NULL);
@@ -815,11 +815,11 @@ int pool_volume_destroy(Pool *p, const char *name, bool sync, BbxError *err)
 		return r;
 	_cleanup_free_ char *trash = NULL;
 	if (storage_staging_name("trash", name, &trash) < 0)
-		return bbx_error_set(err, -ENOMEM, "internal", "out of memory");
+		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
 	/* Gone from its name in one step; the slow removal of the trash can be resumed. */
 	if (renameat2(p->root_fd, name, p->root_fd, trash, RENAME_NOREPLACE) < 0) {
 		r = negative_errno();
-		return bbx_error_set(err, r, "internal", "%s: cannot move to trash: %s", name,
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot move to trash: %s", name,
 				     strerror(-r));
 	}
 	storage_debug_stop("volume-destroy:after-rename");
@@ -857,7 +857,7 @@ int pool_volume_usage(Pool *p, const char *name, VolumeInfo *ret, BbxError *err)
 	if (!v.name || !v.path) {
 		free(v.name);
 		free(v.path);
-		return bbx_error_set(err, -ENOMEM, "internal", "out of memory");
+		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
 	}
 	*ret = v;
 	return 0;
@@ -874,7 +874,7 @@ int pool_volume_list(Pool *p, VolumeInfo **ret, size_t *ret_n, BbxError *err)
 		n++;
 	VolumeInfo *l = calloc(n ? n : 1, sizeof(VolumeInfo));
 	if (!l)
-		return bbx_error_set(err, -ENOMEM, "internal", "out of memory");
+		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (!name_is_valid(names[i]))

@@ -66,7 +66,7 @@ typedef struct CopyWalk {
 
 static int walk_fail(CopyWalk *w, int r, const char *what)
 {
-	return bbx_error_set(w->err, r, "internal", "%s %s: %s", what,
+	return bbx_error_set(w->err, r, BBX_INTERNAL, "%s %s: %s", what,
 			     w->path.len ? strbuf_str(&w->path) : ".", strerror(-r));
 }
 
@@ -289,7 +289,7 @@ static int copy_dir_contents(CopyWalk *w, int src_fd, int dst_fd, unsigned depth
 			continue;
 		size_t saved = w->path.len;
 		if ((saved && strbuf_putc(&w->path, '/') < 0) || strbuf_puts(&w->path, de->d_name) < 0)
-			return bbx_error_set(w->err, -ENOMEM, "internal", "out of memory");
+			return bbx_error_set(w->err, -ENOMEM, BBX_INTERNAL, "out of memory");
 		struct stat st;
 		if (fstatat(src_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno == ENOENT)
@@ -337,7 +337,7 @@ int storage_copy_tree(int src_fd, int dst_fd, bool reflink, BbxError *err)
 
 	w.buf = malloc(COPY_BUFFER_SIZE);
 	if (!w.buf)
-		return bbx_error_set(err, -ENOMEM, "internal", "out of memory");
+		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
 	r = copy_dir_contents(&w, src_fd, dst_fd, 0);
 	if (r >= 0) {
 		struct stat st;
@@ -409,7 +409,7 @@ int storage_tree_allocated(int dir_fd, uint64_t *ret, BbxError *err)
 	int r = allocated_walk(&a, dir_fd, 0);
 	free(a.seen);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "cannot measure volume: %s", strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot measure volume: %s", strerror(-r));
 	*ret = a.total;
 	return 0;
 }
@@ -447,7 +447,7 @@ static int check_one_link(LinkWalk *w, int dir_fd, const char *name, unsigned de
 		return 0; /* gone: nothing to refuse */
 	target[n] = 0;
 	if (storage_link_target_escapes(target, depth))
-		return bbx_error_set(w->err, -EXDEV, "layout",
+		return bbx_error_set(w->err, -EXDEV, BBX_LAYOUT,
 				     "%s: symlink at %s points out of the volume (%s)", w->what,
 				     strbuf_str(&w->path), target);
 	/* The lexical check misses chains of in-tree links climbing out; the kernel does not. */
@@ -461,7 +461,7 @@ static int check_one_link(LinkWalk *w, int dir_fd, const char *name, unsigned de
 		return 0;
 	}
 	if (errno == EXDEV)
-		return bbx_error_set(w->err, -EXDEV, "layout",
+		return bbx_error_set(w->err, -EXDEV, BBX_LAYOUT,
 				     "%s: symlink at %s resolves out of the volume (%s)", w->what,
 				     strbuf_str(&w->path), target);
 	return 0; /* dangling or looping inside the tree: harmless to a clone */
@@ -470,11 +470,11 @@ static int check_one_link(LinkWalk *w, int dir_fd, const char *name, unsigned de
 static int link_walk(LinkWalk *w, int dir_fd, unsigned depth)
 {
 	if (depth > WALK_MAX_DEPTH)
-		return bbx_error_set(w->err, -ELOOP, "layout", "%s: tree too deep at %s", w->what,
+		return bbx_error_set(w->err, -ELOOP, BBX_LAYOUT, "%s: tree too deep at %s", w->what,
 				     strbuf_str(&w->path));
 	_cleanup_closedir_ DIR *d = opendir_dup(dir_fd);
 	if (!d)
-		return bbx_error_set(w->err, negative_errno(), "internal", "%s: cannot read %s",
+		return bbx_error_set(w->err, negative_errno(), BBX_INTERNAL, "%s: cannot read %s",
 				     w->what, w->path.len ? strbuf_str(&w->path) : ".");
 	struct dirent *de;
 	while ((de = readdir(d))) {
@@ -492,7 +492,7 @@ static int link_walk(LinkWalk *w, int dir_fd, unsigned depth)
 			continue;
 		size_t saved = w->path.len;
 		if ((saved && strbuf_putc(&w->path, '/') < 0) || strbuf_puts(&w->path, de->d_name) < 0)
-			return bbx_error_set(w->err, -ENOMEM, "internal", "out of memory");
+			return bbx_error_set(w->err, -ENOMEM, BBX_INTERNAL, "out of memory");
 		int r = 0;
 		if (type == DT_LNK)
 			r = check_one_link(w, dir_fd, de->d_name, depth);

@@ -96,13 +96,13 @@ int storage_list_dir(int root_fd, char ***ret, BbxError *err)
 	int fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
 		int r = negative_errno();
-		return bbx_error_set(err, r, "internal", "cannot open pool root: %s", strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot open pool root: %s", strerror(-r));
 	}
 	DIR *d = fdopendir(fd);
 	if (!d) {
 		int r = negative_errno();
 		safe_close(fd);
-		return bbx_error_set(err, r, "internal", "cannot read pool root: %s", strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot read pool root: %s", strerror(-r));
 	}
 	char **l = calloc(1, sizeof(char *));
 	size_t n = 0;
@@ -127,7 +127,7 @@ int storage_list_dir(int root_fd, char ***ret, BbxError *err)
 	closedir(d);
 	if (r < 0) {
 		strv_free(l);
-		return bbx_error_set(err, r, "internal", "out of memory listing volumes");
+		return bbx_error_set(err, r, BBX_INTERNAL, "out of memory listing volumes");
 	}
 	qsort(l, n, sizeof(char *), cmp_str);
 	*ret = l;
@@ -172,7 +172,7 @@ int storage_freeze(const VolumeFreeze *f, const char *what, BbxError *err)
 		return 0;
 	int r = f->freeze(f->userdata);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "%s: cannot freeze the source's writers: %s",
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot freeze the source's writers: %s",
 				     what, strerror(-r));
 	return 0;
 }
@@ -183,7 +183,7 @@ int storage_thaw(const VolumeFreeze *f, const char *what, BbxError *err)
 		return 0;
 	int r = f->thaw(f->userdata);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "%s: cannot thaw the source's writers: %s",
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot thaw the source's writers: %s",
 				     what, strerror(-r));
 	return 0;
 }

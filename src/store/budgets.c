@@ -68,7 +68,7 @@ int env_budget_insert(Store *s, const EnvBudgetRecord *r, BbxError *err)
 	if (rc != SQLITE_DONE)
 		ret = store_error(s, rc, "insert budget", err);
 	else if (sqlite3_changes(store_db(s)) != 1)
-		ret = bbx_error_set(err, -ENOENT, "not_found", "environment '%s' not found",
+		ret = bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found",
 				    r->environment);
 	sqlite3_finalize(st);
 	store_unlock(s);
@@ -111,7 +111,7 @@ int env_budget_get(Store *s, const char *environment, EnvBudgetRecord *ret, BbxE
 			r = -ENOMEM;
 		}
 	} else if (rc == SQLITE_DONE)
-		r = bbx_error_set(err, -ENOENT, "not_found", "environment '%s' has no budget",
+		r = bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' has no budget",
 				  environment);
 	else
 		r = store_error(s, rc, "read budget", err);
@@ -145,7 +145,7 @@ int env_budget_update_use(Store *s, const EnvBudgetRecord *r, BbxError *err)
 	if (rc != SQLITE_DONE)
 		ret = store_error(s, rc, "update budget", err);
 	else if (sqlite3_changes(store_db(s)) != 1)
-		ret = bbx_error_set(err, -ENOENT, "not_found", "environment '%s' has no budget",
+		ret = bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' has no budget",
 				    r->environment);
 	sqlite3_finalize(st);
 	store_unlock(s);

@@ -99,7 +99,7 @@ static int volume_uid_locked(Store *s, const char *name, uint32_t *ret, BbxError
 	if (rc == SQLITE_ROW)
 		*ret = (uint32_t)sqlite3_column_int64(st, 0);
 	else if (rc == SQLITE_DONE)
-		r = bbx_error_set(err, -ENOENT, "not_found", "environment '%s' not found", name);
+		r = bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found", name);
 	else
 		r = store_error(s, rc, "read environment", err);
 	sqlite3_finalize(st);
@@ -118,7 +118,7 @@ static int insert_locked(Store *s, EnvRecord *r, const UidRange *range, BbxError
 		if (ret < 0)
 			return ret;
 		if (volume_uid == 0)
-			return bbx_error_set(err, -EINVAL, "internal", "environment '%s' has no volume owner", r->parent);
+			return bbx_error_set(err, -EINVAL, BBX_INTERNAL, "environment '%s' has no volume owner", r->parent);
 	}
 	ret = uid_allocate_locked(s, r->name, range, &uid, err);
 	if (ret < 0)
@@ -135,7 +135,7 @@ static int insert_locked(Store *s, EnvRecord *r, const UidRange *range, BbxError
 	}
 	if (rc != SQLITE_DONE) {
 		if ((rc & 0xff) == SQLITE_CONSTRAINT)
-			ret = bbx_error_set(err, -EEXIST, "conflict", "environment '%s' already exists", r->name);
+			ret = bbx_error_set(err, -EEXIST, BBX_CONFLICT, "environment '%s' already exists", r->name);
 		else
 			ret = store_error(s, rc, "insert environment", err);
 	}
@@ -183,7 +183,7 @@ int env_record_assign_uid(Store *s, const char *name, const UidRange *range, uin
 	if (rc == SQLITE_ROW)
 		uid = (uint32_t)sqlite3_column_int64(st, 0);
 	else if (rc == SQLITE_DONE)
-		r = bbx_error_set(err, -ENOENT, "not_found", "environment '%s' not found", name);
+		r = bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found", name);
 	else
 		r = store_error(s, rc, "read environment", err);
 	sqlite3_finalize(st);
@@ -225,7 +225,7 @@ int env_record_get(Store *s, const char *name, EnvRecord *ret, BbxError *err)
 	if (rc == SQLITE_ROW)
 		r = read_row(st, ret);
 	else if (rc == SQLITE_DONE)
-		r = bbx_error_set(err, -ENOENT, "not_found", "environment '%s' not found", name);
+		r = bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found", name);
 	else
 		r = store_error(s, rc, "read environment", err);
 	sqlite3_finalize(st);
@@ -288,7 +288,7 @@ int env_record_update(Store *s, const EnvRecord *r, BbxError *err)
 	if (rc != SQLITE_DONE)
 		ret = store_error(s, rc, "update environment", err);
 	else if (sqlite3_changes(store_db(s)) == 0)
-		ret = bbx_error_set(err, -ENOENT, "not_found", "environment '%s' not found", r->name);
+		ret = bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found", r->name);
 	sqlite3_finalize(st);
 	store_unlock(s);
 	return ret;

@@ -77,7 +77,7 @@ static int journal_update(Store *s, int64_t id, const char *column, const char *
 	if (rc != SQLITE_DONE)
 		r = store_error(s, rc, "journal update", err);
 	else if (sqlite3_changes(store_db(s)) != 1)
-		r = bbx_error_set(err, -ENOENT, "internal", "journal: no operation %lld", (long long)id);
+		r = bbx_error_set(err, -ENOENT, BBX_INTERNAL, "journal: no operation %lld", (long long)id);
 	sqlite3_finalize(st);
 	store_unlock(s);
 	return r;
@@ -91,7 +91,7 @@ int journal_step(Store *s, int64_t id, const char *step, BbxError *err)
 int journal_finish(Store *s, int64_t id, const char *state, BbxError *err)
 {
 	if (strcmp(state, "done") && strcmp(state, "undone") && strcmp(state, "failed"))
-		return bbx_error_set(err, -EINVAL, "internal", "journal: bad final state '%s'", state);
+		return bbx_error_set(err, -EINVAL, BBX_INTERNAL, "journal: bad final state '%s'", state);
 	return journal_update(s, id, "state", state, err);
 }
 

@@ -37,7 +37,7 @@ int store_error(Store *s, int rc, const char *what, BbxError *err)
 	case SQLITE_NOTADB: code = -EUCLEAN; break;
 	default: code = -EIO;
 	}
-	return bbx_error_set(err, code, code == -EEXIST ? "conflict" : "internal",
+	return bbx_error_set(err, code, code == -EEXIST ? BBX_CONFLICT : BBX_INTERNAL,
 			     "state database: %s: %s", what,
 			     s && s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 }
@@ -141,7 +141,7 @@ static int migrate(Store *s, int target, BbxError *err)
 	if (r < 0)
 		return r;
 	if (v > store_n_migrations)
-		return bbx_error_set(err, -EPROTO, "internal",
+		return bbx_error_set(err, -EPROTO, BBX_INTERNAL,
 				     "state database has schema version %d, newer than this binary's %d; "
 				     "refusing to touch it",
 				     v, store_n_migrations);
@@ -175,9 +175,9 @@ int store_open_at_version(const char *state_dir, int max_version, Store **ret, B
 
 	r = mkdir_p(state_dir, 0700);
 	if (r < 0)
-		return bbx_error_set(err, r, "internal", "state directory %s: %s", state_dir, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "state directory %s: %s", state_dir, strerror(-r));
 	if ((size_t)snprintf(path, sizeof(path), "%s/state.db", state_dir) >= sizeof(path))
-		return bbx_error_set(err, -ENAMETOOLONG, "invalid", "state directory path too long");
+		return bbx_error_set(err, -ENAMETOOLONG, BBX_INVALID, "state directory path too long");
 
 	Store *s = calloc(1, sizeof(*s));
 	if (!s)

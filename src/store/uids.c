@@ -15,7 +15,7 @@ int uid_allocate_locked(Store *s, const char *name, const UidRange *range, uint3
 	int r = 0, rc;
 
 	if (!range || range->last <= range->first)
-		return bbx_error_set(err, -EINVAL, "internal", "no uid range to allocate from");
+		return bbx_error_set(err, -EINVAL, BBX_INTERNAL, "no uid range to allocate from");
 	/* The lowest pair [c, c + 1] that overlaps no allocated pair [u, u + 1]. Pairs made
 	 * under another range may sit at any offset, hence the test on both neighbours. */
 	uint64_t c = range->first;
@@ -42,7 +42,7 @@ int uid_allocate_locked(Store *s, const char *name, const UidRange *range, uint3
 		return r;
 	if (c + 1 > range->last)
 		return bbx_error_set(
-			err, -ENOSPC, "unavailable",
+			err, -ENOSPC, BBX_UNAVAILABLE,
 			"every uid pair of the range %u-%u is in use (serve --uid-range)",
 			range->first, range->last);
 

@@ -103,13 +103,19 @@ static void test_names_and_globs(void **state)
 static void test_error(void **state)
 {
 	BbxError err = BBX_ERROR_INIT;
-	assert_int_equal(bbx_error_set(&err, -ENOENT, "not_found", "no %s", "x"), -ENOENT);
-	assert_int_equal(bbx_error_set(&err, -EINVAL, "invalid", "later"), -EINVAL);
+	assert_int_equal(bbx_error_set(&err, -ENOENT, BBX_NOT_FOUND, "no %s", "x"), -ENOENT);
+	assert_int_equal(bbx_error_set(&err, -EINVAL, BBX_INVALID, "later"), -EINVAL);
 	assert_string_equal(err.message, "no x");
 	bbx_error_prefix(&err, "env %s", "e1");
 	assert_string_equal(err.message, "env e1: no x");
-	assert_string_equal(err.kind, "not_found");
-	assert_int_equal(bbx_error_set(NULL, -EIO, NULL, "ignored"), -EIO);
+	assert_string_equal(bbx_error_kind_name(err.kind), "not_found");
+	assert_int_equal(bbx_error_set(NULL, -EIO, BBX_INTERNAL, "ignored"), -EIO);
+	for (int k = 0; k < _BBX_KIND_MAX; k++) {
+		assert_non_null(bbx_error_kind_name((BbxErrorKind)k));
+		assert_true(bbx_error_kind_http_status((BbxErrorKind)k) >= 400);
+	}
+	assert_int_equal(bbx_error_kind_http_status(BBX_NOT_FOUND), 404);
+	assert_int_equal(bbx_error_kind_jsonrpc_code(BBX_INVALID), -32602);
 }
 
 static void test_files(void **state)

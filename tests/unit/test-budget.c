@@ -75,7 +75,7 @@ static void test_check_within(void **state)
 	child.limit[BUDGET_WALL_TIME] = 3601;
 	BbxError err = BBX_ERROR_INIT;
 	assert_int_equal(budget_check_within(&child, &parent, &err), -EPERM);
-	assert_string_equal(err.kind, "forbidden");
+	assert_string_equal(bbx_error_kind_name(err.kind), "forbidden");
 	assert_non_null(strstr(err.message, "budget.wall_time"));
 	assert_non_null(strstr(err.message, "1h"));
 
@@ -164,7 +164,7 @@ static void test_limits_json(void **state)
 		json_t *v = json_loads(bad[i], JSON_DECODE_ANY, NULL);
 		assert_non_null(v);
 		assert_int_equal(budget_limits_from_json(v, "budget", &back, &err), -EINVAL);
-		assert_string_equal(err.kind, "invalid");
+		assert_string_equal(bbx_error_kind_name(err.kind), "invalid");
 		assert_non_null(strstr(err.message, "budget"));
 		json_decref(v);
 	}

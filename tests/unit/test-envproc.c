@@ -431,7 +431,7 @@ static void test_cancel_from_another_thread(void **state)
 	assert_true(c.saw_lock);
 	assert_true(c.saw_cgroup);
 	assert_true(returned_at - c.fired_at < PROMPT_MS);
-	assert_string_equal(err.kind, "conflict");
+	assert_string_equal(bbx_error_kind_name(err.kind), "conflict");
 	assert_non_null(strstr(err.message, "cancelled"));
 	assert_null(res.output);
 	assert_tree_gone(&s);

@@ -200,7 +200,7 @@ static void test_branches(void **state)
 	BbxError err = BBX_ERROR_INIT;
 	assert_int_equal(gitrepo_resolve(repo, "nope", id, &err), -ENOENT);
 	assert_non_null(strstr(err.message, "nope"));
-	assert_string_equal(err.kind, "not_found");
+	assert_string_equal(bbx_error_kind_name(err.kind), "not_found");
 	/* Revision expressions are not accepted from callers. */
 	assert_int_equal(gitrepo_resolve(repo, "main~1", id, NULL), -EINVAL);
 	assert_int_equal(gitrepo_resolve(repo, "", id, NULL), -EINVAL);
@@ -434,7 +434,7 @@ static void test_apply_patch(void **state)
 	err = (BbxError)BBX_ERROR_INIT;
 	req.base = "agent/applied";
 	assert_int_equal(gitrepo_apply_patch(repo, &req, id, &err), -EEXIST);
-	assert_string_equal(err.kind, "conflict");
+	assert_string_equal(bbx_error_kind_name(err.kind), "conflict");
 	assert_non_null(strstr(err.message, "app.py") ?: strstr(err.message, "new.txt"));
 	rev_parse("agent/applied", id);
 	assert_string_equal(id, want);
@@ -598,7 +598,7 @@ static void test_branch_cas(void **state)
 	sh("git update-ref refs/heads/cas/one %s", side);
 	err = (BbxError)BBX_ERROR_INIT;
 	assert_int_equal(gitrepo_branch_cas(repo, "cas/one", feat, main_id, NULL, &err), -ESTALE);
-	assert_string_equal(err.kind, "conflict");
+	assert_string_equal(bbx_error_kind_name(err.kind), "conflict");
 	assert_non_null(strstr(err.message, side));
 	rev_parse("cas/one", now);
 	assert_string_equal(now, side);
@@ -675,7 +675,7 @@ static void test_merge(void **state)
 	rev_parse("clash", clash_before);
 	assert_int_equal(gitrepo_merge(repo, "clash", "feature", "r <r@x>", "msg", &res, &err),
 			 -EEXIST);
-	assert_string_equal(err.kind, "conflict");
+	assert_string_equal(bbx_error_kind_name(err.kind), "conflict");
 	assert_non_null(strstr(err.message, "app.py"));
 	print_message("# %s\n", err.message);
 	assert_non_null(res.conflicts);

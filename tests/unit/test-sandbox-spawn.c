@@ -223,7 +223,7 @@ static void test_setup_failure_reports_step(void **state)
 	BbxError err2 = BBX_ERROR_INIT;
 	assert_int_equal(sandbox_spawn(&spec, &sb, &err2), -ENOENT);
 	assert_string_equal(err2.message, "chdir: /no/such/dir: No such file or directory");
-	assert_string_equal(err2.kind, "setup");
+	assert_string_equal(bbx_error_kind_name(err2.kind), "setup");
 }
 
 /*

@@ -179,7 +179,7 @@ static void test_budgets(void **state)
 	r.environment = "nosuch";
 	assert_int_equal(env_budget_insert(s, &r, NULL), -ENOENT);
 	assert_int_equal(env_budget_get(s, "main", &got, &err), -ENOENT);
-	assert_string_equal(err.kind, "not_found");
+	assert_string_equal(bbx_error_kind_name(err.kind), "not_found");
 
 	assert_int_equal(env_budget_get(s, "p1", &got, NULL), 0);
 	assert_int_equal(got.cpu_seconds, 60);
