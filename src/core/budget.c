@@ -433,7 +433,7 @@ static void *stopper_main(void *userdata)
 	char error[300];
 	if (environment_stop(e->core, e->name, NULL) >= 0) {
 		snprintf(error, sizeof(error), "budget exhausted: %s", e->reason);
-		(void)env_record_set_state(core_store(e->core), e->name, "stopped", error, NULL);
+		(void)env_record_set_state(core_store(e->core), e->name, ENV_STOPPED, error, NULL);
 	}
 	atomic_store(&e->stopper_done, true);
 	return NULL;
@@ -505,7 +505,7 @@ static void sample(BudgetMeter *m, MeterEntry *e, const EnvRecord *rec, const En
 		describe_dimensions(&b, &u, exhausted, reason, sizeof(reason));
 		next.exhausted = reason;
 	}
-	bool running = !strcmp(rec->state, "ready") || !strcmp(rec->state, "starting");
+	bool running = rec->state == ENV_READY || rec->state == ENV_STARTING;
 	bool changed = next.cpu_used_usec != br->cpu_used_usec ||
 		       next.memory_peak_bytes != br->memory_peak_bytes ||
 		       next.disk_used_bytes != br->disk_used_bytes || next.warned != br->warned ||
@@ -534,10 +534,10 @@ static void sample(BudgetMeter *m, MeterEntry *e, const EnvRecord *rec, const En
 	/* While it is over budget nothing of it runs: whatever started since (an exec that was
 	 * waiting for the lock, a restarted service) is killed at the next sample. A preview
 	 * still being created is left to finish first, nobody has used it yet. */
-	if (!next.exhausted || !strcmp(rec->state, "creating") || !strcmp(rec->state, "destroying"))
+	if (!next.exhausted || rec->state == ENV_CREATING || rec->state == ENV_DESTROYING)
 		return;
 	(void)environment_kill_processes(c, rec->name);
-	if (!strcmp(rec->state, "ready") && !e->stopper_started) {
+	if (rec->state == ENV_READY && !e->stopper_started) {
 		snprintf(e->reason, sizeof(e->reason), "%s", next.exhausted);
 		atomic_store(&e->stopper_done, false);
 		if (pthread_create(&e->stopper, NULL, stopper_main, e) == 0)
@@ -557,7 +557,7 @@ static void meter_round(BudgetMeter *m)
 		m->entries[i]->seen = false;
 	for (size_t i = 0; i < n; i++) {
 		EnvBudgetRecord br;
-		if (strcmp(v[i].kind, "preview") || !strcmp(v[i].state, "destroying") ||
+		if (strcmp(v[i].kind, "preview") || v[i].state == ENV_DESTROYING ||
 		    env_budget_get(s, v[i].name, &br, NULL) < 0)
 			continue;
 		MeterEntry *e = meter_entry(m, v[i].name);

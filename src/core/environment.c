@@ -1596,7 +1596,7 @@ static json_t *runtime_processes_json_locked(EnvRuntime *rt)
 static json_t *record_json(Environments *E, const EnvRecord *r)
 {
 	json_t *o = json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s,s:I,s:I}", "name", r->name, "kind", r->kind,
-			      "branch", r->branch, "commit", r->commit_id, "parent", r->parent, "state", r->state,
+			      "branch", r->branch, "commit", r->commit_id, "parent", r->parent, "state", env_state_to_string(r->state),
 			      "created_at", (json_int_t)r->created_at, "updated_at", (json_int_t)r->updated_at);
 	if (!o)
 		return NULL;
@@ -1811,8 +1811,7 @@ static int record_mark_ready(Environments *E, EnvRuntime *rt, const char *commit
 		free(cur.commit_id);
 		cur.commit_id = strdup(commit);
 	}
-	free(cur.state);
-	cur.state = strdup("ready");
+	cur.state = ENV_READY;
 	free(cur.config_json);
 	cur.config_json = TAKE_PTR(cfg);
 	free(cur.secrets_json);
@@ -1820,7 +1819,7 @@ static int record_mark_ready(Environments *E, EnvRuntime *rt, const char *commit
 	free(cur.error);
 	cur.error = NULL;
 	cur.updated_at = store_now();
-	r = cur.state && cur.commit_id ? env_record_update(s, &cur, err) : -ENOMEM;
+	r = cur.commit_id ? env_record_update(s, &cur, err) : -ENOMEM;
 	env_record_done(&cur);
 	return r;
 }
@@ -1866,7 +1865,7 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 		return bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' was destroyed meanwhile; deploy again", name);
 	}
 	first = env_record_get(s, name, &rec, NULL) == -ENOENT;
-	if (!first && !strcmp(rec.state, "destroying")) {
+	if (!first && rec.state == ENV_DESTROYING) {
 		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is being destroyed", name);
 		config_free(config);
 		goto out;
@@ -1891,7 +1890,7 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 	if (first) {
 		int64_t now = store_now();
 		EnvRecord nr = { .name = (char *)name, .kind = "production", .branch = (char *)name,
-				 .commit_id = commit, .state = "creating", .volume = (char *)name,
+				 .commit_id = commit, .state = ENV_CREATING, .volume = (char *)name,
 				 .created_at = now, .updated_at = now };
 		r = env_record_insert(s, &nr, core_uid_range(c), err);
 		if (r < 0) {
@@ -1944,7 +1943,7 @@ fail:
 	/* Cut short by shutdown: left as a crash leaves it (the journal entry stays open), so the
 	 * next start brings the previous commit back instead of a failed production. */
 	if (!atomic_load(&E->shutting_down)) {
-		(void)env_record_set_state(s, name, "failed", err ? err->message : "deploy failed", NULL);
+		(void)env_record_set_state(s, name, ENV_FAILED, err ? err->message : "deploy failed", NULL);
 		(void)journal_finish(s, jid, "failed", NULL);
 	}
 out:
@@ -1983,8 +1982,9 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found", parent_name);
 	if (r < 0)
 		return r;
-	if (strcmp(prec.state, "ready")) {
-		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is %s, not ready to be cloned", parent_name, prec.state);
+	if (prec.state != ENV_READY) {
+		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is %s, not ready to be cloned", parent_name,
+				  env_state_to_string(prec.state));
 		env_record_done(&prec);
 		return r;
 	}
@@ -2019,7 +2019,7 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	int64_t now = store_now();
 	uint64_t ttl = config->preview_ttl_sec;
 	EnvRecord nr = { .name = (char *)name, .kind = "preview", .branch = (char *)branch, .commit_id = commit,
-			 .parent = (char *)parent_name, .state = "creating", .volume = (char *)name,
+			 .parent = (char *)parent_name, .state = ENV_CREATING, .volume = (char *)name,
 			 .created_at = now, .updated_at = now, .expires_at = ttl ? now + (int64_t)ttl : 0 };
 	r = env_record_insert(s, &nr, core_uid_range(c), err);
 	if (r < 0) {
@@ -2188,7 +2188,7 @@ int environment_destroy(Core *c, const char *name, BbxError *err)
 		pthread_mutex_unlock(&rt->op_lock);
 		return r;
 	}
-	(void)env_record_set_state(s, name, "destroying", NULL, NULL);
+	(void)env_record_set_state(s, name, ENV_DESTROYING, NULL, NULL);
 	environment_debug_stop_point("destroy", "intent");
 	(void)journal_step(s, jid, "teardown", NULL);
 	r = teardown(E, name, rt, sync, err);
@@ -2249,7 +2249,7 @@ int environment_stop(Core *c, const char *name, BbxError *err)
 		runtime_stop_processes(rt);
 		pthread_mutex_unlock(&rt->op_lock);
 	}
-	return env_record_set_state(core_store(c), name, "stopped", NULL, err);
+	return env_record_set_state(core_store(c), name, ENV_STOPPED, NULL, err);
 }
 
 int environment_start(Core *c, const char *name, BbxError *err)
@@ -2264,8 +2264,8 @@ int environment_start(Core *c, const char *name, BbxError *err)
 	r = env_record_get(core_store(c), name, &rec, err);
 	if (r < 0)
 		return r;
-	if (strcmp(rec.state, "stopped") && strcmp(rec.state, "failed") && strcmp(rec.state, "ready")) {
-		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is %s", name, rec.state);
+	if (rec.state != ENV_STOPPED && rec.state != ENV_FAILED && rec.state != ENV_READY) {
+		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is %s", name, env_state_to_string(rec.state));
 		env_record_done(&rec);
 		return r;
 	}
@@ -2284,7 +2284,7 @@ int environment_start(Core *c, const char *name, BbxError *err)
 		}
 	}
 	if (r >= 0 || !atomic_load(&E->shutting_down))
-		(void)env_record_set_state(core_store(c), name, r >= 0 ? "ready" : "failed",
+		(void)env_record_set_state(core_store(c), name, r >= 0 ? ENV_READY : ENV_FAILED,
 					   r >= 0 ? NULL : bbx_error_message(err, r), NULL);
 	env_record_done(&rec);
 	return r;
@@ -2357,7 +2357,7 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 	int r = env_record_get(core_store(c), opts->name, &rec, err);
 	if (r < 0)
 		return r;
-	bool ready = !strcmp(rec.state, "ready");
+	bool ready = rec.state == ENV_READY;
 	env_record_done(&rec);
 	_cleanup_runtime_ EnvRuntime *rt = runtime_find(E, opts->name);
 	if (!ready || !rt || !atomic_load(&rt->ready) || atomic_load(&E->shutting_down))
@@ -2432,7 +2432,7 @@ int environment_logs(Core *c, const char *name, const char *process, int64_t off
 	if (r < 0)
 		return r;
 	bool hidden = !strcmp(rec.kind, "preview") &&
-		      (!strcmp(rec.state, "creating") || !strcmp(rec.state, "destroying"));
+		      (rec.state == ENV_CREATING || rec.state == ENV_DESTROYING);
 	env_record_done(&rec);
 	if (hidden)
 		return not_ready(err, name);
@@ -2618,7 +2618,7 @@ static int expired_names(Core *c, char ***ret, BbxError *err)
 		return r;
 	for (size_t i = 0; i < n; i++)
 		if (!strcmp(v[i].kind, "preview") && v[i].expires_at && v[i].expires_at <= now &&
-		    strcmp(v[i].state, "destroying"))
+		    v[i].state != ENV_DESTROYING)
 			if (strv_push(&names, v[i].name) < 0) {
 				env_records_free(v, n);
 				strv_free(names);
@@ -2705,7 +2705,7 @@ static int reconcile(Environments *E, BbxError *err)
 		JournalEntry *j = &jv[i];
 		EnvRecord rec;
 		bool exists = env_record_get(s, j->target, &rec, NULL) >= 0;
-		bool half_made = exists && !strcmp(rec.state, "creating");
+		bool half_made = exists && rec.state == ENV_CREATING;
 		if (exists)
 			env_record_done(&rec);
 		BbxError ignored = BBX_ERROR_INIT;
@@ -2719,7 +2719,7 @@ static int reconcile(Environments *E, BbxError *err)
 		} else {
 			/* An interrupted redeploy: the record still names the previous commit,
 			 * which is what starts again below. */
-			(void)env_record_set_state(s, j->target, "ready", NULL, NULL);
+			(void)env_record_set_state(s, j->target, ENV_READY, NULL, NULL);
 			(void)journal_finish(s, j->id, "failed", NULL);
 		}
 	}
@@ -2793,7 +2793,7 @@ static void restart_job(EnvJob *job)
 	}
 	/* Cut short by shutdown: still "starting", so the next start restarts it. */
 	if ((r != -ENOENT || !rt) && !atomic_load(&E->shutting_down))
-		(void)env_record_set_state(core_store(E->core), job->rec.name, r >= 0 ? "ready" : "failed",
+		(void)env_record_set_state(core_store(E->core), job->rec.name, r >= 0 ? ENV_READY : ENV_FAILED,
 					   r >= 0 ? NULL : bbx_error_message(&err, r), NULL);
 }
 
@@ -2845,10 +2845,10 @@ int environments_init(Core *c, BbxError *err)
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
-		if (strcmp(v[i].state, "ready") && strcmp(v[i].state, "starting"))
+		if (v[i].state != ENV_READY && v[i].state != ENV_STARTING)
 			continue;
 		/* "starting" until its services answer and its apps are healthy again. */
-		(void)env_record_set_state(core_store(c), v[i].name, "starting", NULL, NULL);
+		(void)env_record_set_state(core_store(c), v[i].name, ENV_STARTING, NULL, NULL);
 		EnvJob *job = calloc(1, sizeof(*job));
 		if (!job)
 			continue;

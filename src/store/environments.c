@@ -24,7 +24,6 @@ void env_record_done(EnvRecord *r)
 	free(r->branch);
 	free(r->commit_id);
 	free(r->parent);
-	free(r->state);
 	free(r->volume);
 	free(r->config_json);
 	free(r->secrets_json);
@@ -39,6 +38,24 @@ void env_records_free(EnvRecord *v, size_t n)
 	free(v);
 }
 
+static const char *const state_names[_ENV_STATE_MAX] = {
+	[ENV_CREATING] = "creating", [ENV_STARTING] = "starting", [ENV_READY] = "ready",
+	[ENV_STOPPED] = "stopped",   [ENV_FAILED] = "failed",     [ENV_DESTROYING] = "destroying",
+};
+
+const char *env_state_to_string(EnvState s)
+{
+	return s >= 0 && s < _ENV_STATE_MAX ? state_names[s] : "invalid";
+}
+
+EnvState env_state_from_string(const char *s)
+{
+	for (int i = 0; s && i < _ENV_STATE_MAX; i++)
+		if (!strcmp(state_names[i], s))
+			return (EnvState)i;
+	return _ENV_STATE_INVALID;
+}
+
 static int read_row(sqlite3_stmt *st, EnvRecord *r)
 {
 	*r = (EnvRecord){
@@ -47,7 +64,7 @@ static int read_row(sqlite3_stmt *st, EnvRecord *r)
 		.branch = col(st, 2),
 		.commit_id = col(st, 3),
 		.parent = col(st, 4),
-		.state = col(st, 5),
+		.state = env_state_from_string((const char *)sqlite3_column_text(st, 5)),
 		.volume = col(st, 6),
 		.config_json = col(st, 7),
 		.secrets_json = col(st, 8),
@@ -58,7 +75,7 @@ static int read_row(sqlite3_stmt *st, EnvRecord *r)
 		.uid = (uint32_t)sqlite3_column_int64(st, 13),
 		.volume_uid = (uint32_t)sqlite3_column_int64(st, 14),
 	};
-	if (!r->name || !r->kind || !r->branch || !r->state) {
+	if (!r->name || !r->kind || !r->branch) {
 		env_record_done(r);
 		return -ENOMEM;
 	}
@@ -72,7 +89,7 @@ static void bind_record(sqlite3_stmt *st, const EnvRecord *r)
 	sqlite3_bind_text(st, 3, r->branch, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, r->commit_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, r->parent, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, r->state, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, env_state_to_string(r->state), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 7, r->volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 8, r->config_json, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 9, r->secrets_json, -1, SQLITE_STATIC);
@@ -294,7 +311,7 @@ int env_record_update(Store *s, const EnvRecord *r, BbxError *err)
 	return ret;
 }
 
-int env_record_set_state(Store *s, const char *name, const char *state, const char *error, BbxError *err)
+int env_record_set_state(Store *s, const char *name, EnvState state, const char *error, BbxError *err)
 {
 	sqlite3_stmt *st = NULL;
 	int ret = 0, rc;
@@ -303,7 +320,7 @@ int env_record_set_state(Store *s, const char *name, const char *state, const ch
 	rc = sqlite3_prepare_v2(store_db(s), "UPDATE environments SET state = ?, error = ?, updated_at = ? WHERE name = ?",
 				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 1, env_state_to_string(state), -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, error, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, store_now());
 		sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);

@@ -12,13 +12,29 @@
 #include "store.h"
 #include "uids.h"
 
+/* Where an environment is in its life. Stored by name (env_state_to_string). */
+typedef enum EnvState {
+	ENV_CREATING,		/* being made; nobody has seen it ready */
+	ENV_STARTING,		/* its processes are coming back (after a daemon restart) */
+	ENV_READY,
+	ENV_STOPPED,		/* processes ended, data kept */
+	ENV_FAILED,		/* a deploy or start failed; error says why */
+	ENV_DESTROYING,
+	_ENV_STATE_MAX,
+	_ENV_STATE_INVALID = -1,
+} EnvState;
+
+const char *env_state_to_string(EnvState s);
+/* _ENV_STATE_INVALID for a name that is none of them. */
+EnvState env_state_from_string(const char *s);
+
 typedef struct EnvRecord {
 	char *name;
 	char *kind;		/* "production" or "preview" */
 	char *branch;
 	char *commit_id;
 	char *parent;		/* NULL for production */
-	char *state;		/* creating, ready, stopped, failed, destroying */
+	EnvState state;
 	char *volume;
 	char *config_json;	/* the normalized config it was built from */
 	char *secrets_json;	/* {"service": "password", ...}: never returned by the API */
@@ -50,7 +66,7 @@ int env_record_get(Store *s, const char *name, EnvRecord *ret, BbxError *err);
 int env_record_list(Store *s, EnvRecord **ret, size_t *ret_n, BbxError *err);
 /* Update every mutable column from r (matched by name). */
 int env_record_update(Store *s, const EnvRecord *r, BbxError *err);
-int env_record_set_state(Store *s, const char *name, const char *state, const char *error, BbxError *err);
+int env_record_set_state(Store *s, const char *name, EnvState state, const char *error, BbxError *err);
 /* Delete the row and, in the same transaction, release the uid pairs nothing holds any
  * more (see uids.h: only those whose files a teardown removed). */
 int env_record_delete(Store *s, const char *name, BbxError *err);

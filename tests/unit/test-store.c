@@ -148,7 +148,7 @@ static int insert_env(Store *s, const char *name, const char *parent, const UidR
 		      EnvRecord *ret)
 {
 	EnvRecord r = { .name = (char *)name, .kind = parent ? "preview" : "production",
-			.branch = (char *)name, .parent = (char *)parent, .state = "creating",
+			.branch = (char *)name, .parent = (char *)parent, .state = ENV_CREATING,
 			.created_at = 1, .updated_at = 1 };
 	int k = env_record_insert(s, &r, range, NULL);
 	if (ret)
@@ -241,7 +241,7 @@ static void test_uid_allocation(void **state)
 	/* Refused inserts take nothing: a full range, a taken name, a missing parent. */
 	BbxError e1 = BBX_ERROR_INIT;
 	assert_int_equal(env_record_insert(s, &(EnvRecord){ .name = "p3", .kind = "preview", .branch = "p3",
-							     .parent = "main", .state = "creating" },
+							     .parent = "main", .state = ENV_CREATING },
 					   &range, &e1),
 			 -ENOSPC);
 	assert_non_null(strstr(e1.message, "100000-100005"));
