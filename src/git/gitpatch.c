@@ -46,14 +46,19 @@ static bool line_starts(const Line *l, const char *prefix)
 	return l->len >= k && memcmp(l->p, prefix, k) == 0;
 }
 
-/* The path of a "--- "/"+++ " line: up to a tab (timestamp), trailing CR removed. */
+/* The path of a "--- "/"+++ " line: up to a tab (timestamp) or a NUL (which would end
+ * the copy anyway, so the blanks before it must be trimmed too), trailing blanks and CR
+ * removed. */
 static char *header_path(const Line *l)
 {
 	const char *s = l->p + 4, *end = l->p + l->len;
 	const char *tab = memchr(s, '\t', (size_t)(end - s));
+	const char *nul = memchr(s, '\0', (size_t)(end - s));
 
 	if (tab)
 		end = tab;
+	if (nul && nul < end)
+		end = nul;
 	while (end > s && (end[-1] == '\r' || end[-1] == ' '))
 		end--;
 	return strndup(s, (size_t)(end - s));
@@ -114,9 +119,16 @@ int gitrepo_patch_to_git(const char *s, size_t n, StrBuf *out, BbxError *err)
 		if (!oldp || !newp)
 			return -ENOMEM;
 		off = l2.next;
+		if (!*oldp || !*newp)
+			return bbx_error_set(err, -EINVAL, "invalid",
+					     "malformed patch: file header without a path at "
+					     "offset %zu",
+					     (size_t)(l.p - s));
 		added = strcmp(oldp, "/dev/null") == 0;
 		deleted = strcmp(newp, "/dev/null") == 0;
-		if (line_at(s, n, off, &h) && !added && !deleted) {
+		/* Only a hunk header says so: any other line after the header (the next file's
+		 * "diff -ruN ...", say) may contain " +0,0 @@" too. */
+		if (line_at(s, n, off, &h) && line_starts(&h, "@@ ") && !added && !deleted) {
 			added = line_starts(&h, "@@ -0,0 ");
 			deleted = !added && h.len >= 8 && memmem(h.p, h.len, " +0,0 @@", 8);
 		}
