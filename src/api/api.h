@@ -128,7 +128,8 @@ typedef struct ApiRoute {
 /* The route table (routes.c) and its lookup. */
 extern const ApiRoute api_routes[];
 extern const size_t api_n_routes;
-/* Match method+path; fills params (pointers into buf). *ret_path_matched tells 404 from 405. */
+/* Match method+path; fills params (pointers into buf). *ret_path_matched tells 404 from 405.
+ * path is the decoded path without a query: every byte but '/' belongs to its segment. */
 const ApiRoute *api_route_match(const char *method, const char *path, char *buf, size_t bufsize,
 				const char *params[API_MAX_PARAMS], bool *ret_path_matched);
 

@@ -112,6 +112,14 @@ def test_control_characters_are_refused_on_the_preview_host_too(echo):
     assert status_of(r) == 200 and b"GET /by-host-" + marker.encode() in body_of(r)
 
 
+def test_a_decoded_question_mark_is_part_of_the_name(echo):
+    """The daemon routes the %-decoded path: "main%3Fx" names the environment "main?x", not
+    "main" (a DELETE of it destroyed main). Positive control: "main" itself is found."""
+    assert status_of(raw_request(echo, get(b"/v1/environments/main"))) == 200
+    r = raw_request(echo, get(b"/v1/environments/main%3Fx"))
+    assert status_of(r) == 404 and b"main?x" in body_of(r), r
+
+
 @pytest.mark.parametrize("header", [b"User-Agent", b"Accept", b"Accept-Language", b"Content-Type"])
 @pytest.mark.parametrize("bad", [b"\x01", b"\x1b", b"\t", b"\x7f", b"\x0b"],
                          ids=["soh", "esc", "tab", "del", "vt"])

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The API's pure parsers: the client's response reader. */
+/* The API's pure parsers: route lookup, the client's response reader. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +11,46 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "http-client.h"
+
+static const ApiRoute *match(const char *method, const char *path, char *buf, size_t size,
+			     const char *params[API_MAX_PARAMS])
+{
+	bool path_matched = false;
+	return api_route_match(method, path, buf, size, params, &path_matched);
+}
+
+static void test_route_match(void **state)
+{
+	char buf[API_MAX_URL + 1];
+	const char *params[API_MAX_PARAMS] = {0};
+	const ApiRoute *r;
+
+	r = match("POST", "/v1/environments/web-1/stop", buf, sizeof(buf), params);
+	assert_non_null(r);
+	assert_string_equal(r->action, "environment.stop");
+	assert_string_equal(params[0], "web-1");
+
+	/* The path comes %-decoded and without its query: "%3F" is part of the name. Cutting
+	 * the name at '?' made DELETE /v1/environments/web%3Fx destroy "web". */
+	r = match("DELETE", "/v1/environments/web?x", buf, sizeof(buf), params);
+	assert_non_null(r);
+	assert_string_equal(r->action, "environment.destroy");
+	assert_string_equal(params[0], "web?x");
+	r = match("POST", "/v1/environments/web?/stop", buf, sizeof(buf), params);
+	assert_non_null(r);
+	assert_string_equal(r->action, "environment.stop");
+	assert_string_equal(params[0], "web?");
+	assert_null(match("GET", "/v1/tokens?", buf, sizeof(buf), params));
+
+	r = match("GET", "/preview/web/", buf, sizeof(buf), params);
+	assert_non_null(r);
+	assert_string_equal(params[0], "web");
+	assert_null(match("GET", "/preview/web", buf, sizeof(buf), params));
+	/* A parameter that does not fit the buffer is no match, not an overrun. */
+	assert_null(match("GET", "/v1/environments/web", buf, 3, params));
+}
 
 static int read_response(const char *text, HttpResponse *ret)
 {
@@ -61,6 +100,7 @@ static void test_http_response(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_route_match),
 		cmocka_unit_test(test_http_response),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
