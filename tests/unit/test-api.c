@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The API's pure parsers: route lookup, the client's response reader. */
+/* The API's pure parsers: route lookup, preview Host rewrite, the client's response reader. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -52,6 +52,56 @@ static void test_route_match(void **state)
 	assert_null(match("GET", "/v1/environments/web", buf, 3, params));
 }
 
+static void test_preview_host(void **state)
+{
+	static const char domain[] = "preview.example.com";
+	char buf[64];
+
+	assert_int_equal(api_preview_host_rewrite(domain, "web.preview.example.com:8080", "/a?b",
+						  buf, sizeof(buf)),
+			 1);
+	assert_string_equal(buf, "/preview/web/a?b");
+	assert_int_equal(
+		api_preview_host_rewrite(domain, "a.b.preview.example.com", "*", buf, sizeof(buf)),
+		1);
+	assert_string_equal(buf, "/preview/a.b/");
+	/* Host names are case-insensitive, and may end in the root's '.'. */
+	assert_int_equal(
+		api_preview_host_rewrite(domain, "Web.Preview.Example.COM.", "/", buf, sizeof(buf)),
+		1);
+	assert_string_equal(buf, "/preview/web/");
+
+	/* Not under the domain: left to the API. */
+	assert_int_equal(
+		api_preview_host_rewrite(domain, "preview.example.com", "/v1/x", buf, sizeof(buf)),
+		0);
+	assert_int_equal(
+		api_preview_host_rewrite(domain, "webpreview.example.com", "/", buf, sizeof(buf)),
+		0);
+	assert_int_equal(
+		api_preview_host_rewrite(NULL, "web.preview.example.com", "/", buf, sizeof(buf)),
+		0);
+
+	/* Under the domain but no preview to go to: refused, never routed to the API, and
+	 * nothing left in buf (a truncated rewrite used to reach the handler and the audit
+	 * record while the request had been routed by its original path). */
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(
+		api_preview_host_rewrite(domain, "-x.preview.example.com", "/", buf, sizeof(buf)),
+		-EINVAL);
+	assert_string_equal(buf, "");
+	assert_int_equal(
+		api_preview_host_rewrite(domain, ".preview.example.com", "/", buf, sizeof(buf)),
+		0); /* no label at all: the bare domain with a dot, not a preview */
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(api_preview_host_rewrite(
+				 domain, "web.preview.example.com",
+				 "/v1/environments/web/a-path-that-does-not-fit-in-64-bytes", buf,
+				 sizeof(buf)),
+			 -ENAMETOOLONG);
+	assert_string_equal(buf, "");
+}
+
 static int read_response(const char *text, HttpResponse *ret)
 {
 	int fd = memfd_create("response", MFD_CLOEXEC);
@@ -101,6 +151,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_route_match),
+		cmocka_unit_test(test_preview_host),
 		cmocka_unit_test(test_http_response),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
