@@ -128,9 +128,18 @@ typedef struct ApiRoute {
 /* The route table (routes.c) and its lookup. */
 extern const ApiRoute api_routes[];
 extern const size_t api_n_routes;
-/* Match method+path; fills params (pointers into buf). *ret_path_matched tells 404 from 405. */
+/* Match method+path; fills params (pointers into buf). *ret_path_matched tells 404 from 405.
+ * path is the decoded path without a query: every byte but '/' belongs to its segment. */
 const ApiRoute *api_route_match(const char *method, const char *path, char *buf, size_t bufsize,
 				const char *params[API_MAX_PARAMS], bool *ret_path_matched);
+
+/* Ingress by name (routes-preview.c): for "Host: NAME.<domain>[.][:port]" write
+ * "/preview/NAME<url>" into buf and return 1 (NAME lower-cased); 0 for a Host not under
+ * domain (or domain NULL). A Host under domain is never left for the API's own routes:
+ * -EINVAL when NAME is not a valid environment name, -ENAMETOOLONG when the path does not
+ * fit in size. buf is "" unless 1 is returned. */
+int api_preview_host_rewrite(const char *domain, const char *host, const char *url, char *buf,
+			     size_t size);
 
 /* Handlers, grouped by resource (routes-*.c). */
 int route_healthz(ApiRequest *req, ApiResponse *resp);

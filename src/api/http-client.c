@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "http-client.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -221,55 +222,48 @@ static int reader_copy(Reader *rd, Sink *s, size_t n)
 	return 0;
 }
 
-int http_request(const HttpTarget *t, const char *method, const char *path, const char *body,
-		 size_t body_len, HttpBodyCallback on_body, void *userdata, HttpResponse *ret,
-		 BbxError *err)
+/* "HTTP/1.1 200 OK": an HTTP/1.x version and a three-digit status from 100 to 599 (what
+ * sscanf's %d would take includes signs, overflow and 0). */
+static int parse_status_line(const char *line, int *ret)
 {
-	_cleanup_strbuf_ StrBuf req = STRBUF_INIT;
+	const char *p = line;
+
+	if (strncmp(p, "HTTP/1.", 7) || !isdigit((unsigned char)p[7]) || p[8] != ' ')
+		return -EPROTO;
+	p += 9;
+	if (!isdigit((unsigned char)p[0]) || !isdigit((unsigned char)p[1]) ||
+	    !isdigit((unsigned char)p[2]) || (p[3] && p[3] != ' '))
+		return -EPROTO;
+	int status = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+	if (status < 100 || status > 599)
+		return -EPROTO;
+	*ret = status;
+	return 0;
+}
+
+int http_response_read(int fd, HttpBodyCallback on_body, void *userdata, HttpResponse *ret,
+		       BbxError *err)
+{
 	_cleanup_strbuf_ StrBuf out = STRBUF_INIT;
-	_cleanup_close_ int fd = -EBADF;
+	_cleanup_free_ Reader *rd = NULL;
+	_cleanup_free_ char *ctype = NULL;
 	char line[8192];
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
-	fd = connect_target(t, err);
-	if (fd < 0)
-		return fd;
-
-	r = strbuf_appendf(&req,
-			   "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: branchbox-cli/%s\r\n"
-			   "Accept: application/json\r\nConnection: close\r\n",
-			   method, path, t->host ? t->host : "localhost", BRANCHBOX_VERSION);
-	if (r >= 0 && t->token)
-		r = strbuf_appendf(&req, "Authorization: Bearer %s\r\n", t->token);
-	if (r >= 0 && body)
-		r = strbuf_appendf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n", body_len);
-	if (r >= 0)
-		r = strbuf_puts(&req, "\r\n");
-	if (r >= 0 && body)
-		r = strbuf_append(&req, body, body_len);
-	if (r < 0)
-		return r;
-	r = write_all(fd, req.buf, req.len);
-	if (r < 0)
-		return bbx_error_set(err, r, BBX_UNAVAILABLE, "%s: sending request: %s", t->describe, strerror(-r));
-
-	Reader *rd = calloc(1, sizeof(*rd));
+	rd = calloc(1, sizeof(*rd));
 	if (!rd)
 		return -ENOMEM;
 	rd->fd = fd;
 
 	r = reader_line(rd, line, sizeof(line));
-	int major, minor, status;
-	if (r < 0 || sscanf(line, "HTTP/%d.%d %d", &major, &minor, &status) != 3) {
-		free(rd);
+	int status = 0;
+	if (r < 0 || parse_status_line(line, &status) < 0)
 		return bbx_error_set(err, r < 0 ? r : -EPROTO, BBX_UNAVAILABLE,
-				     "%s: malformed or missing HTTP status line", t->describe);
-	}
+				     "malformed or missing HTTP status line");
 
 	size_t content_length = SIZE_MAX;
 	bool chunked = false;
-	char *ctype = NULL;
 	for (;;) {
 		r = reader_line(rd, line, sizeof(line));
 		if (r < 0)
@@ -325,14 +319,48 @@ int http_request(const HttpTarget *t, const char *method, const char *path, cons
 		if (r < 0)
 			goto fail;
 	}
-	free(rd);
 	ret->status = status;
-	ret->content_type = ctype;
+	ret->content_type = TAKE_PTR(ctype);
 	ret->body_len = out.len;
 	ret->body = strbuf_detach(&out);
 	return ret->body ? 0 : -ENOMEM;
 fail:
-	free(rd);
-	free(ctype);
-	return bbx_error_set(err, r, BBX_UNAVAILABLE, "%s: reading response: %s", t->describe, strerror(-r));
+	return bbx_error_set(err, r, BBX_UNAVAILABLE, "reading response: %s", strerror(-r));
+}
+
+int http_request(const HttpTarget *t, const char *method, const char *path, const char *body,
+		 size_t body_len, HttpBodyCallback on_body, void *userdata, HttpResponse *ret,
+		 BbxError *err)
+{
+	_cleanup_strbuf_ StrBuf req = STRBUF_INIT;
+	_cleanup_close_ int fd = -EBADF;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	fd = connect_target(t, err);
+	if (fd < 0)
+		return fd;
+
+	r = strbuf_appendf(&req,
+			   "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: branchbox-cli/%s\r\n"
+			   "Accept: application/json\r\nConnection: close\r\n",
+			   method, path, t->host ? t->host : "localhost", BRANCHBOX_VERSION);
+	if (r >= 0 && t->token)
+		r = strbuf_appendf(&req, "Authorization: Bearer %s\r\n", t->token);
+	if (r >= 0 && body)
+		r = strbuf_appendf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n", body_len);
+	if (r >= 0)
+		r = strbuf_puts(&req, "\r\n");
+	if (r >= 0 && body)
+		r = strbuf_append(&req, body, body_len);
+	if (r < 0)
+		return r;
+	r = write_all(fd, req.buf, req.len);
+	if (r < 0)
+		return bbx_error_set(err, r, BBX_UNAVAILABLE, "%s: sending request: %s", t->describe, strerror(-r));
+
+	r = http_response_read(fd, on_body, userdata, ret, err);
+	if (r < 0)
+		bbx_error_prefix(err, "%s", t->describe);
+	return r;
 }

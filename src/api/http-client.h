@@ -45,3 +45,11 @@ void http_response_done(HttpResponse *r);
 int http_request(const HttpTarget *t, const char *method, const char *path, const char *body,
 		 size_t body_len, HttpBodyCallback on_body, void *userdata, HttpResponse *ret,
 		 BbxError *err);
+/*
+ * Read one response from fd up to its end (Content-Length, chunked, or EOF): the part of
+ * http_request() that parses what the other side sends, exposed for tests and fuzzing.
+ * -EPROTO for a malformed status line or header, -EFBIG over HTTP_CLIENT_MAX_RESPONSE,
+ * -EPIPE when the answer is cut short, or a read error.
+ */
+int http_response_read(int fd, HttpBodyCallback on_body, void *userdata, HttpResponse *ret,
+		       BbxError *err);

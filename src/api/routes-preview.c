@@ -14,6 +14,7 @@
 
 #include "environment.h"
 #include "file-util.h"
+#include "parse.h"
 #include "strbuf.h"
 
 #define PROXY_MAX_RESPONSE (32u << 20)
@@ -49,6 +50,41 @@ static int append_path(StrBuf *sb, const char *path)
 			return r;
 	}
 	return 0;
+}
+
+int api_preview_host_rewrite(const char *domain, const char *host, const char *url, char *buf,
+			     size_t size)
+{
+	char name[64];
+
+	if (size)
+		buf[0] = '\0';
+	if (!domain || !*domain || !host)
+		return 0;
+	size_t hn = strcspn(host, ":"), dn = strlen(domain);
+	/* "NAME.<domain>." is the same host written as an absolute DNS name. */
+	if (hn > 0 && host[hn - 1] == '.')
+		hn--;
+	if (hn <= dn + 1 || host[hn - dn - 1] != '.' || strncasecmp(host + hn - dn, domain, dn))
+		return 0;
+	/* From here on the Host is a preview's: it is rewritten or refused, never handed to
+	 * the API's own routes. Host names are case-insensitive, environment names lower case. */
+	size_t nn = hn - dn - 1;
+	if (nn >= sizeof(name))
+		return -EINVAL;
+	for (size_t i = 0; i < nn; i++)
+		name[i] = host[i] >= 'A' && host[i] <= 'Z' ? (char)(host[i] - 'A' + 'a') : host[i];
+	name[nn] = '\0';
+	if (!name_is_valid(name))
+		return -EINVAL;
+	int k = snprintf(buf, size, "/preview/%s%s", name, url[0] == '/' ? url : "/");
+	if (k < 0 || (size_t)k >= size) {
+		/* Not a truncated path either: the caller must see nothing. */
+		if (size)
+			buf[0] = '\0';
+		return -ENAMETOOLONG;
+	}
+	return 1;
 }
 
 int route_preview_proxy(ApiRequest *req, ApiResponse *resp)

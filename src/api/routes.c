@@ -46,7 +46,11 @@ const ApiRoute api_routes[] = {
 
 const size_t api_n_routes = ELEMENTSOF(api_routes);
 
-/* Match one pattern against a path; copies segments into buf, pointing params into it. */
+/*
+ * Match one pattern against a path; copies segments into buf, pointing params into it.
+ * The path is libmicrohttpd's: %-decoded and without the query, so a '?' in it was sent
+ * as %3F and belongs to the segment it is in (it never ends one).
+ */
 static bool pattern_match(const char *pattern, const char *path, char *buf, size_t bufsize,
 			  const char *params[API_MAX_PARAMS])
 {
@@ -60,7 +64,7 @@ static bool pattern_match(const char *pattern, const char *path, char *buf, size
 		if (*p == '{') {
 			const char *pe = strchr(p, '}');
 			const char *se = s;
-			while (*se && *se != '/' && *se != '?')
+			while (*se && *se != '/')
 				se++;
 			size_t n = (size_t)(se - s);
 			if (!pe || n == 0 || np >= API_MAX_PARAMS || used + n + 1 > bufsize)
@@ -80,7 +84,7 @@ static bool pattern_match(const char *pattern, const char *path, char *buf, size
 	}
 	if (p[0] == '*' && p[1] == '\0')
 		return true;
-	return *p == '\0' && (*s == '\0' || *s == '?');
+	return *p == '\0' && *s == '\0';
 }
 
 const ApiRoute *api_route_match(const char *method, const char *path, char *buf, size_t bufsize,

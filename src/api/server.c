@@ -330,28 +330,6 @@ static enum MHD_Result send_response(struct MHD_Connection *c, ApiResponse *resp
 	return ret;
 }
 
-static bool preview_host_rewrite(ApiServer *s, struct MHD_Connection *c, const char *url, char *buf,
-				 size_t size)
-{
-	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
-	char name[128];
-
-	if (!s->preview_domain || !host)
-		return false;
-	size_t hn = strcspn(host, ":"), dn = strlen(s->preview_domain);
-	if (hn <= dn + 1 || host[hn - dn - 1] != '.' || strncasecmp(host + hn - dn, s->preview_domain, dn))
-		return false;
-	size_t nn = hn - dn - 1;
-	if (nn >= sizeof(name))
-		return false;
-	memcpy(name, host, nn);
-	name[nn] = '\0';
-	if (!name_is_valid(name))
-		return false;
-	int k = snprintf(buf, size, "/preview/%s%s", name, url[0] == '/' ? url : "/");
-	return k > 0 && (size_t)k < size;
-}
-
 /* Refused with 400 before routing: no control character reaches a handler, the preview's
  * upstream request line or the audit record, decoded or not. */
 static bool byte_is_control(unsigned char ch)
@@ -457,8 +435,12 @@ static void admit(Listener *l, struct MHD_Connection *c, const char *method, con
 	randombytes_buf(rid, sizeof(rid));
 	sodium_bin2hex(ex->request_id, sizeof(ex->request_id), rid, sizeof(rid));
 
-	/* Ingress by name: "Host: NAME.<preview domain>" is the preview proxy for NAME. */
-	if (preview_host_rewrite(s, c, url, ex->rewritten, sizeof(ex->rewritten)))
+	/* Ingress by name: "Host: NAME.<preview domain>" is the preview proxy for NAME; a
+	 * Host under that domain which cannot be rewritten is refused below. */
+	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+	int preview = api_preview_host_rewrite(s->preview_domain, host, url, ex->rewritten,
+					       sizeof(ex->rewritten));
+	if (preview > 0)
 		url = ex->rewritten;
 	*req = (ApiRequest){
 		.core = s->core,
@@ -473,11 +455,17 @@ static void admit(Listener *l, struct MHD_Connection *c, const char *method, con
 
 	static const char control_message[] = "request path or query: control characters "
 					      "(0x00-0x1f, 0x7f) are not allowed, encoded or not";
+	static const char preview_message[] = "no preview here: the Host does not name an "
+					      "environment";
 
 #if BRANCHBOX_BENCH_NOAUTH
 	/* Bench-only build: no authentication, authorization or audit at all. */
 	if (ex->url_control) {
 		api_reply_error(resp, 400, "invalid", "%s", control_message);
+		return;
+	}
+	if (preview < 0) {
+		api_reply_error(resp, 404, "not_found", "%s", preview_message);
 		return;
 	}
 	ex->route = api_route_match(method, url, ex->pathbuf, sizeof(ex->pathbuf), req->params,
@@ -497,8 +485,10 @@ static void admit(Listener *l, struct MHD_Connection *c, const char *method, con
 	const ApiRoute *route = NULL;
 	if (ex->url_control)
 		api_reply_error(resp, 400, "invalid", "%s", control_message);
-	else if (strlen(url) > API_MAX_URL)
+	else if (preview == -ENAMETOOLONG || strlen(url) > API_MAX_URL)
 		api_reply_error(resp, 414, "invalid", "request path longer than %u bytes", API_MAX_URL);
+	else if (preview < 0)
+		api_reply_error(resp, 404, "not_found", "%s", preview_message);
 	else {
 		route = api_route_match(method, url, ex->pathbuf, sizeof(ex->pathbuf), req->params,
 					&path_matched);

@@ -1834,6 +1834,8 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 	EnvRecord rec = { 0 };
 	_cleanup_runtime_ EnvRuntime *rt = NULL;
 	bool created_slot = false, first;
+	/* Declared before the first goto: the destroying check jumps to out, where it is freed. */
+	_cleanup_free_ char *payload = NULL;
 	int64_t jid = 0;
 	int r;
 
@@ -1871,7 +1873,6 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 		goto out;
 	}
 
-	_cleanup_free_ char *payload = NULL;
 	(void)asprintf(&payload, "{\"commit\":\"%s\",\"first\":%s}", commit, first ? "true" : "false");
 	r = journal_begin(s, "environment.deploy", name, "intent", payload, &jid, err);
 	if (r < 0) {

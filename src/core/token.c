@@ -554,7 +554,6 @@ int token_create(Core *c, const Principal *creator, const TokenSpec *spec, const
 		return r;
 	}
 
-	_cleanup_free_ char *vcopy = verbs_format(spec->verbs);
 	json_t *vj = json_array();
 	for (uint32_t b = 1; b & VERB_ALL; b <<= 1)
 		if (spec->verbs & b)

@@ -44,6 +44,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "strbuf.h"
 
 #define GITREPO_ID_SIZE 41 /* 40 hex digits + NUL */
 #define GITREPO_COMMITTER_NAME "branchbox"
@@ -170,6 +171,13 @@ typedef struct GitApplyRequest {
  * hunk does not apply (the message names the file). */
 int gitrepo_apply_patch(GitRepo *repo, const GitApplyRequest *req,
 			char ret_id[static GITREPO_ID_SIZE], BbxError *err);
+
+/* Pure helpers of gitrepo_apply_patch() (gitpatch.c), exposed for tests and fuzzing. */
+/* Whether the text has a "diff --git" line, so libgit2 parses it as it is. */
+bool gitrepo_patch_is_git_style(const char *patch, size_t n);
+/* Append the git form of plain `diff -u`/`diff -ruN` text to out. -EINVAL (err says what
+ * is malformed, and where), -ENOMEM; out may hold part of the result on failure. */
+int gitrepo_patch_to_git(const char *patch, size_t n, StrBuf *out, BbxError *err);
 
 /* *ret = whether commit `ancestor` is reachable from `descendant` (true when equal). */
 int gitrepo_is_ancestor(GitRepo *repo, const char *ancestor, const char *descendant, bool *ret,

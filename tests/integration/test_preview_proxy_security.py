@@ -112,6 +112,30 @@ def test_control_characters_are_refused_on_the_preview_host_too(echo):
     assert status_of(r) == 200 and b"GET /by-host-" + marker.encode() in body_of(r)
 
 
+def test_a_preview_host_is_rewritten_or_refused_never_the_api(echo):
+    """A Host under the preview domain never reaches the API's own routes: one that names no
+    valid environment, or whose rewritten path would not fit, is refused; host names are
+    case-insensitive. Positive control: the same request with another Host is the API's."""
+    assert status_of(raw_request(echo, get(b"/v1/version"))) == 200
+    for host in (b"-x.preview.test", b"_x.preview.test", b"a..b.preview.test"):
+        r = raw_request(echo, get(b"/v1/version", host=host))
+        assert status_of(r) == 404 and b"no preview here" in body_of(r), (host, r)
+    marker = "case-" + secrets.token_hex(4)
+    r = raw_request(echo, get(b"/" + marker.encode(), host=b"MAIN.Preview.Test."))
+    assert status_of(r) == 200 and b"GET /" + marker.encode() in body_of(r), r
+    # 2,040 bytes fit the API's limit of 2,048, "/preview/main" in front of them does not.
+    r = raw_request(echo, get(b"/v1/version/" + b"a" * 2028, host=b"main.preview.test"))
+    assert status_of(r) == 414, r
+
+
+def test_a_decoded_question_mark_is_part_of_the_name(echo):
+    """The daemon routes the %-decoded path: "main%3Fx" names the environment "main?x", not
+    "main" (a DELETE of it destroyed main). Positive control: "main" itself is found."""
+    assert status_of(raw_request(echo, get(b"/v1/environments/main"))) == 200
+    r = raw_request(echo, get(b"/v1/environments/main%3Fx"))
+    assert status_of(r) == 404 and b"main?x" in body_of(r), r
+
+
 @pytest.mark.parametrize("header", [b"User-Agent", b"Accept", b"Accept-Language", b"Content-Type"])
 @pytest.mark.parametrize("bad", [b"\x01", b"\x1b", b"\t", b"\x7f", b"\x0b"],
                          ids=["soh", "esc", "tab", "del", "vt"])

@@ -573,6 +573,41 @@ static void test_apply_plain_diff(void **state)
 	assert_non_null(strstr(err.message, "app.py"));
 }
 
+/* The converter alone: what it writes it reads back unchanged, and a header without a path
+ * is refused. These cases came from fuzzing (tests/fuzz/corpus/gitpatch/regress-*). */
+static void test_patch_to_git(void **state)
+{
+	static const char plain[] = "--- a/x.c\t2026-01-01\n+++ b/x.c\n@@ -1,2 +1,2 @@\n"
+				    "-old\n+new\n\n--- /dev/null\n+++ b/n\n@@ -0,0 +1 @@\n+n\n";
+	static const char notahunk[] = "--- a/x\n+++ b/x\nnote: +0,0 @@\n";
+	static const char nopath[] = "--- \n+++ \n@@ -1 +1 @@\n-a\n+b\n";
+	static const char nul[] = "--- a\n+++  \0\n@@ -1 +1 @@\n-a\n+b\n";
+	_cleanup_strbuf_ StrBuf out = STRBUF_INIT;
+	_cleanup_strbuf_ StrBuf again = STRBUF_INIT;
+	BbxError err = BBX_ERROR_INIT;
+
+	assert_false(gitrepo_patch_is_git_style(plain, strlen(plain)));
+	assert_int_equal(gitrepo_patch_to_git(plain, strlen(plain), &out, NULL), 0);
+	assert_string_equal(strbuf_str(&out), "diff --git a/x.c b/x.c\n--- a/x.c\n+++ b/x.c\n"
+					      "@@ -1,2 +1,2 @@\n-old\n+new\n \n"
+					      "diff --git a/n b/n\nnew file mode 100644\n"
+					      "--- /dev/null\n+++ b/n\n@@ -0,0 +1 @@\n+n\n");
+	assert_true(gitrepo_patch_is_git_style(out.buf, out.len));
+	assert_int_equal(gitrepo_patch_to_git(out.buf, out.len, &again, NULL), 0);
+	assert_string_equal(strbuf_str(&again), strbuf_str(&out));
+
+	/* A line after a header that only looks like the end of a hunk header is no deletion. */
+	strbuf_reset(&again);
+	assert_int_equal(gitrepo_patch_to_git(notahunk, strlen(notahunk), &again, NULL), 0);
+	assert_string_equal(strbuf_str(&again), "diff --git a/x b/x\n--- a/x\n+++ b/x\n");
+
+	assert_int_equal(gitrepo_patch_to_git(nopath, strlen(nopath), &again, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "without a path"));
+	err = (BbxError)BBX_ERROR_INIT;
+	assert_int_equal(gitrepo_patch_to_git(nul, sizeof(nul) - 1, &again, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "without a path"));
+}
+
 static void test_branch_cas(void **state)
 {
 	BbxError err = BBX_ERROR_INIT;
@@ -746,12 +781,19 @@ static void test_worktree_untouched(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_open),	    cmocka_unit_test(test_branches),
-		cmocka_unit_test(test_commit_info), cmocka_unit_test(test_read_file),
-		cmocka_unit_test(test_checkout),    cmocka_unit_test(test_diff),
-		cmocka_unit_test(test_apply_patch), cmocka_unit_test(test_apply_plain_diff),
-		cmocka_unit_test(test_branch_cas),  cmocka_unit_test(test_merge),
-		cmocka_unit_test(test_threads),	    cmocka_unit_test(test_worktree_untouched),
+		cmocka_unit_test(test_open),
+		cmocka_unit_test(test_branches),
+		cmocka_unit_test(test_commit_info),
+		cmocka_unit_test(test_read_file),
+		cmocka_unit_test(test_checkout),
+		cmocka_unit_test(test_diff),
+		cmocka_unit_test(test_apply_patch),
+		cmocka_unit_test(test_apply_plain_diff),
+		cmocka_unit_test(test_patch_to_git),
+		cmocka_unit_test(test_branch_cas),
+		cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_worktree_untouched),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
