@@ -62,6 +62,11 @@ def log(msg):
     print(f"noisy bench: {msg}", file=sys.stderr, flush=True)
 
 
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
 def percentile(sorted_xs, p):
     """Nearest rank."""
     if not sorted_xs:
@@ -503,7 +508,7 @@ def report(b, started, left):
         a, n = summary([g["idle"]]), summary([g["noisy"]])
         per_round.append((i + 1, order, a, n, n["p99"] / a["p99"]))
     rr = sorted(x[4] for x in per_round)
-    med = rr[len(rr) // 2] if len(rr) % 2 else (rr[len(rr) // 2 - 1] + rr[len(rr) // 2]) / 2
+    med = median(rr)
     verdict = "meets" if ratio <= TARGET else "MISSES"
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
@@ -599,6 +604,12 @@ def report(b, started, left):
         sec = old.split(BEGIN, 1)[1].split(END, 1)[0]
         if HISTORY in sec:
             history = [l for l in sec.split(HISTORY, 1)[1].splitlines() if l.startswith("- ")]
+    runs = [(float(m.group(1)), m.group(2)) for m in
+            (re.search(r"\*\*([\d.]+)x\*\* \((meets|MISSES)", l) for l in [hist, *history]) if m]
+    rs = sorted(r for r, _ in runs)
+    lines += ["", f"Across all {len(runs)} runs recorded below: p99 ratio median {median(rs):.2f}x "
+              f"({rs[0]:.2f}-{rs[-1]:.2f}x); {sum(v == 'MISSES' for _, v in runs)} of them miss the "
+              f"{TARGET}x target."]
     lines += ["", HISTORY, "", hist, *history, END]
     section = "\n".join(lines) + "\n"
     if QUICK:
