@@ -59,8 +59,9 @@ timeout 20 "$NOAUTH/src/cli/branchbox" serve --repo "$TMP/repo" --state "$TMP/re
 	--listen 127.0.0.1:0 >"$TMP/refused.log" 2>&1 || rc=$?
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q -- "--insecure-no-auth" "$TMP/refused.log" ||
 	{ echo "bench/auth.sh: the noauth build started without --insecure-no-auth" >&2; exit 1; }
-start auth "$BUILD/src/cli/branchbox"; AUTH_PORT=$PORT
-start noauth "$NOAUTH/src/cli/branchbox" --insecure-no-auth; NOAUTH_PORT=$PORT
+# Two daemons at once: each its own uid range (a running daemon's range is refused to another).
+start auth "$BUILD/src/cli/branchbox" --uid-range 1996488704-1996492799; AUTH_PORT=$PORT
+start noauth "$NOAUTH/src/cli/branchbox" --insecure-no-auth --uid-range 1996492800-1996496895; NOAUTH_PORT=$PORT
 grep -q "bench_noauth" "$TMP/noauth.log" || { echo "bench/auth.sh: the noauth daemon did not warn" >&2; exit 1; }
 /usr/bin/python3 - "$NOAUTH_PORT" "$ROUTE" <<'PY' || { echo "bench/auth.sh: the noauth daemon's answers are not marked insecure" >&2; exit 1; }
 import http.client, sys
