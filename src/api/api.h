@@ -62,6 +62,7 @@ typedef struct ApiRequest {
 	size_t body_len;
 	void *connection;		/* for api_request_header()/api_request_query() */
 	const char *action;		/* the route's audit action */
+	const char *pattern;		/* the route's path pattern (names of params) */
 	/* Set by the handler when it appended its own audit record inside its transaction. */
 	bool audited;
 	/* Set by api_request_intent(). */
@@ -87,7 +88,6 @@ const char *api_request_query(const ApiRequest *req, const char *name);
 /* The query string as the client sent it ("" or "?a=b&c"), re-encoded; caller frees. */
 char *api_request_query_string(const ApiRequest *req);
 /* A JSON string from bytes that may not be valid UTF-8 (bad bytes become U+FFFD). */
-json_t *api_json_string_lossy(const char *data, size_t n);
 /*
  * For the handler of a ROUTE_INTENT route, right before it acts (after it has checked the
  * request and set req->resource): append and commit the intent record. < 0 when it could
@@ -122,7 +122,7 @@ typedef struct ApiRoute {
 	uint32_t verb;			/* required Verb bit, 0 = any authenticated principal */
 	int env_param;			/* index of the {param} naming an environment, -1 if none */
 	unsigned flags;
-	ApiHandler handler;
+	ApiHandler handler;		/* route_op for a row of the operations table */
 } ApiRoute;
 
 /* The route table (routes.c) and its lookup. */
@@ -142,18 +142,11 @@ int api_preview_host_rewrite(const char *domain, const char *host, const char *u
 			     size_t size);
 
 /* Handlers, grouped by resource (routes-*.c). */
+/* A route onto the operations table row named by its action (core/ops.h): the input is the
+ * path's {params}, the query arguments the row's schema declares and the JSON body. */
+int route_op(ApiRequest *req, ApiResponse *resp);
 int route_healthz(ApiRequest *req, ApiResponse *resp);
 int route_version(ApiRequest *req, ApiResponse *resp);
-int route_environments_list(ApiRequest *req, ApiResponse *resp);
-int route_environment_get(ApiRequest *req, ApiResponse *resp);
-int route_environment_create(ApiRequest *req, ApiResponse *resp);
-int route_environment_delete(ApiRequest *req, ApiResponse *resp);
-int route_environment_stop(ApiRequest *req, ApiResponse *resp);
-int route_environment_start(ApiRequest *req, ApiResponse *resp);
-int route_environment_exec(ApiRequest *req, ApiResponse *resp);
-int route_environment_logs(ApiRequest *req, ApiResponse *resp);
-int route_environment_budget(ApiRequest *req, ApiResponse *resp);
-int route_deploy(ApiRequest *req, ApiResponse *resp);
 int route_preview_proxy(ApiRequest *req, ApiResponse *resp);
 int route_routes_list(ApiRequest *req, ApiResponse *resp);
 int route_token_create(ApiRequest *req, ApiResponse *resp);

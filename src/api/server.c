@@ -142,37 +142,6 @@ char *api_request_query_string(const ApiRequest *req)
 	return strbuf_detach(&sb);
 }
 
-json_t *api_json_string_lossy(const char *data, size_t n)
-{
-	StrBuf sb = STRBUF_INIT;
-	const unsigned char *p = (const unsigned char *)data;
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned char ch = p[i];
-		size_t len = ch < 0x80 ? 1 : (ch >> 5) == 6 ? 2 : (ch >> 4) == 14 ? 3 : (ch >> 3) == 30 ? 4 : 0;
-		bool ok = len > 0 && i + len <= n && ch != 0;
-		for (size_t k = 1; ok && k < len; k++)
-			ok = (p[i + k] & 0xC0) == 0x80;
-		if (ok && len > 1) {
-			/* reject overlong forms and surrogates the way jansson does */
-			json_t *probe = json_stringn((const char *)p + i, len);
-			ok = probe != NULL;
-			json_decref(probe);
-		}
-		if (ok) {
-			(void)strbuf_append(&sb, p + i, len);
-			i += len;
-		} else {
-			(void)strbuf_puts(&sb, "\xEF\xBF\xBD");
-			i++;
-		}
-	}
-	json_t *j = json_stringn(strbuf_str(&sb), sb.len);
-	strbuf_done(&sb);
-	return j;
-}
-
 /* Reject pathological nesting before jansson recurses into it. */
 static bool json_depth_ok(const char *s, size_t n, unsigned max)
 {
@@ -475,6 +444,7 @@ static void admit(Listener *l, struct MHD_Connection *c, const char *method, con
 	snprintf(ex->principal.name, sizeof(ex->principal.name), "root");
 	if (ex->route) {
 		req->action = ex->route->action;
+		req->pattern = ex->route->pattern;
 		ex->admitted = true;
 	} else
 		api_reply_error(resp, 404, "not_found", "no such route: %s %s", method, url);
@@ -501,6 +471,7 @@ static void admit(Listener *l, struct MHD_Connection *c, const char *method, con
 	if (route && (route->flags & ROUTE_PUBLIC)) {
 		ex->route = route;
 		req->action = route->action;
+		req->pattern = route->pattern;
 		ex->admitted = true;
 		return;
 	}
@@ -556,6 +527,7 @@ static void admit(Listener *l, struct MHD_Connection *c, const char *method, con
 		} else {
 			ex->route = route;
 			req->action = route->action;
+			req->pattern = route->pattern;
 			ex->admitted = true;
 			return;
 		}

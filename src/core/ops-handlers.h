@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: MIT */
+/* The handlers of the operations table (ops.c), one file per resource. Internal to core. */
+#pragma once
+
+#include "ops.h"
+
+int op_environment_list(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_environment_get(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_environment_create(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_environment_destroy(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_environment_stop(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_environment_start(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_environment_exec(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_environment_logs(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_environment_budget(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_environment_deploy(OpCall *call, json_t *in, json_t **out, BbxError *err);
