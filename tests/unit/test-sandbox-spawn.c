@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -547,6 +548,69 @@ static void test_idmapped_bind(void **state)
 	assert_int_equal(rm_rf(dir), 0);
 }
 
+/* The value columns of one line of /proc/self/limits ("Max open files  4096  65536  files"). */
+static void limits_line(const char *limits, const char *name, char *ret_soft, char *ret_hard)
+{
+	const char *l = strstr(limits, name);
+	assert_non_null(l);
+	assert_int_equal(sscanf(l + strlen(name), "%31s %31s", ret_soft, ret_hard), 2);
+}
+
+/*
+ * Every sandbox runs without core dumps and with bounded open files, whatever the spawning
+ * process had: the spawner widens its own limits first (as far as it may: without
+ * CAP_SYS_RESOURCE only up to its hard limits), so a sandbox that merely inherited them
+ * would show the widened values.
+ */
+static void test_rlimits(void **state)
+{
+	if (!need_root())
+		return;
+	struct rlimit old_core, old_nofile;
+	assert_int_equal(getrlimit(RLIMIT_CORE, &old_core), 0);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old_nofile), 0);
+	struct rlimit wide_core = {RLIM_INFINITY, RLIM_INFINITY};
+	struct rlimit wide_nofile = {SANDBOX_NOFILE_HARD * 2, SANDBOX_NOFILE_HARD * 2};
+	if (setrlimit(RLIMIT_CORE, &wide_core) < 0) {
+		wide_core = (struct rlimit){old_core.rlim_max, old_core.rlim_max};
+		assert_int_equal(setrlimit(RLIMIT_CORE, &wide_core), 0);
+	}
+	if (setrlimit(RLIMIT_NOFILE, &wide_nofile) < 0) {
+		wide_nofile = (struct rlimit){old_nofile.rlim_max, old_nofile.rlim_max};
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &wide_nofile), 0);
+	}
+	/* Positive control: the widened limits are really above what a sandbox gets. */
+	assert_true(wide_core.rlim_cur > 0);
+	assert_true(wide_nofile.rlim_cur > SANDBOX_NOFILE_SOFT);
+	_cleanup_free_ char *mine = NULL;
+	char out[4096], soft[32], hard[32], want[32];
+	assert_int_equal(read_full_file("/proc/self/limits", sizeof(out), &mine, NULL), 0);
+	limits_line(mine, "Max open files", soft, hard);
+	snprintf(want, sizeof(want), "%llu", (unsigned long long)wide_nofile.rlim_cur);
+	assert_string_equal(soft, want);
+
+	char *const argv[] = {"/bin/cat", "/proc/self/limits", NULL};
+	int status = run_capture(argv, -1, out, sizeof(out));
+	assert_int_equal(setrlimit(RLIMIT_CORE, &old_core), 0);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old_nofile), 0);
+	assert_int_equal(status, 0);
+	limits_line(out, "Max core file size", soft, hard);
+	assert_string_equal(soft, "0");
+	assert_string_equal(hard, "0");
+	limits_line(out, "Max open files", soft, hard);
+	snprintf(want, sizeof(want), "%d", SANDBOX_NOFILE_SOFT);
+	assert_string_equal(soft, want);
+	rlim_t want_hard = wide_nofile.rlim_max < SANDBOX_NOFILE_HARD ? wide_nofile.rlim_max
+								       : SANDBOX_NOFILE_HARD;
+	snprintf(want, sizeof(want), "%llu", (unsigned long long)want_hard);
+	assert_string_equal(hard, want);
+
+	/* The command cannot raise them again: no CAP_SYS_RESOURCE inside. */
+	char *const raise_argv[] = {"/bin/sh", "-c", "ulimit -c 1 2>/dev/null || echo refused", NULL};
+	run_capture(raise_argv, -1, out, sizeof(out));
+	assert_string_equal(out, "refused\n");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -558,6 +622,7 @@ int main(void)
 		cmocka_unit_test(test_real_cgroup2_without_controllers),
 		cmocka_unit_test(test_idmapped_bind),
 		cmocka_unit_test(test_init_is_a_fresh_image),
+		cmocka_unit_test(test_rlimits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
