@@ -29,6 +29,7 @@
 #include "build-config.h"
 #include "file-util.h"
 #include "macro.h"
+#include "sandbox-cgroup.h"
 #include "sandbox.h"
 
 static bool need_root(void)
@@ -601,14 +602,87 @@ static void test_rlimits(void **state)
 	snprintf(want, sizeof(want), "%d", SANDBOX_NOFILE_SOFT);
 	assert_string_equal(soft, want);
 	rlim_t want_hard = wide_nofile.rlim_max < SANDBOX_NOFILE_HARD ? wide_nofile.rlim_max
-								       : SANDBOX_NOFILE_HARD;
+								      : SANDBOX_NOFILE_HARD;
 	snprintf(want, sizeof(want), "%llu", (unsigned long long)want_hard);
 	assert_string_equal(hard, want);
 
 	/* The command cannot raise them again: no CAP_SYS_RESOURCE inside. */
-	char *const raise_argv[] = {"/bin/sh", "-c", "ulimit -c 1 2>/dev/null || echo refused", NULL};
+	char *const raise_argv[] = {"/bin/sh", "-c", "ulimit -c 1 2>/dev/null || echo refused",
+				    NULL};
 	run_capture(raise_argv, -1, out, sizeof(out));
 	assert_string_equal(out, "refused\n");
+}
+
+/* Run the python snippet in a sandbox in cgroup name with a leaf's limits; its stdout. */
+static int run_in_cgroup(const char *name, const char *code, uint64_t memory_max, uint64_t pids_max,
+			 char *out, size_t size)
+{
+	char *const argv[] = {"/usr/bin/python3", "-c", (char *)code, NULL};
+	SandboxSpec spec;
+	sandbox_spec_init(&spec);
+	spec.argv = argv;
+	spec.cgroup_name = name;
+	spec.memory_max = memory_max;
+	spec.pids_max = pids_max;
+	return spec_capture(&spec, out, size);
+}
+
+/*
+ * An environment's parent cgroup bounds the sum of its processes, even when each process's
+ * own cgroup would allow more: with the parent unlimited (the positive control) the same
+ * commands get what they ask for.
+ */
+static void test_parent_cgroup_bounds_children(void **state)
+{
+	if (!need_root())
+		return;
+	static const char fork_many[] =
+		"import subprocess\n"
+		"ps = []\n"
+		"try:\n"
+		"    for i in range(40): ps.append(subprocess.Popen(['sleep', '30']))\n"
+		"    print(len(ps), 'none')\n"
+		"except OSError as e:\n"
+		"    print(len(ps), e.errno)\n"
+		"for p in ps: p.kill()\n";
+	static const char allocate[] = "b = bytearray(192 << 20)\n"
+				       "for i in range(0, len(b), 4096): b[i] = 1\n"
+				       "print('allocated')\n";
+	char parent_name[64], leaf[96], out[256];
+	snprintf(parent_name, sizeof(parent_name), "test-parent-%d", (int)getpid());
+	snprintf(leaf, sizeof(leaf), "%s/leaf", parent_name);
+	BbxError err = BBX_ERROR_INIT;
+	SandboxCgroup *parent = NULL;
+
+	/* Positive control: no limit on the parent, generous leaves. */
+	SandboxCgroupLimits none = {0};
+	int r = sandbox_cgroup_create_parent("/sys/fs/cgroup", parent_name, &none, &parent, &err);
+	if (r < 0)
+		fail_msg("parent: %s", bbx_error_message(&err, r));
+	assert_int_equal(run_in_cgroup(leaf, fork_many, 0, 100, out, sizeof(out)), 0);
+	assert_string_equal(out, "40 none\n");
+	assert_int_equal(run_in_cgroup(leaf, allocate, 512ULL << 20, 0, out, sizeof(out)), 0);
+	assert_string_equal(out, "allocated\n");
+	sandbox_cgroup_free(parent);
+	parent = NULL;
+
+	/* The parent's limits now: 12 processes, 96 MiB, below each leaf's own. */
+	SandboxCgroupLimits sum = {.memory_max = 96ULL << 20, .pids_max = 12};
+	r = sandbox_cgroup_create_parent("/sys/fs/cgroup", parent_name, &sum, &parent, &err);
+	if (r < 0)
+		fail_msg("parent: %s", bbx_error_message(&err, r));
+	assert_int_equal(run_in_cgroup(leaf, fork_many, 0, 100, out, sizeof(out)), 0);
+	unsigned started = 0;
+	int error = 0;
+	assert_int_equal(sscanf(out, "%u %d", &started, &error), 2);
+	assert_true(started < 12); /* init and python count too */
+	assert_int_equal(error, EAGAIN);
+	/* Over the parent's memory: killed by the OOM killer inside it, never "allocated". */
+	assert_int_equal(run_in_cgroup(leaf, allocate, 512ULL << 20, 0, out, sizeof(out)),
+			 128 + SIGKILL);
+	assert_string_equal(out, "");
+	assert_int_equal(sandbox_cgroup_remove(parent, NULL), 0);
+	sandbox_cgroup_free(parent);
 }
 
 int main(void)
@@ -623,6 +697,7 @@ int main(void)
 		cmocka_unit_test(test_idmapped_bind),
 		cmocka_unit_test(test_init_is_a_fresh_image),
 		cmocka_unit_test(test_rlimits),
+		cmocka_unit_test(test_parent_cgroup_bounds_children),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
