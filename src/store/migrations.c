@@ -101,6 +101,10 @@ const char *const store_migrations[] = {
 	"  created_at INTEGER NOT NULL"
 	");"
 	"CREATE INDEX uid_allocations_environment ON uid_allocations(environment);",
+
+	/* 5: the token that created a preview, so previews can be counted per token (rows from
+	 * before have none and count only towards the total) */
+	"ALTER TABLE environments ADD COLUMN token_id TEXT;",
 };
 
 const int store_n_migrations = (int)ELEMENTSOF(store_migrations);
