@@ -98,7 +98,8 @@ int route_environment_create(ApiRequest *req, ApiResponse *resp)
 	}
 	if (api_request_intent(req, resp) < 0)
 		goto out;
-	EnvCreateOptions o = { .name = name, .parent = from, .branch = branch, .created_by = req->principal->name };
+	EnvCreateOptions o = { .name = name, .parent = from, .branch = branch, .created_by = req->principal->name,
+			       .token_id = req->principal->token_id[0] ? req->principal->token_id : NULL };
 	r = environment_create(req->core, &o, &info, &err);
 	if (r < 0) {
 		if (r == -ENOENT && !strcmp(err.kind, "not_found"))

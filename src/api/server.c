@@ -135,6 +135,8 @@ int api_reply_bbx_error(ApiResponse *resp, int r, const BbxError *err)
 		status = 503;
 	else if (!strcmp(kind, "too_large"))
 		status = 413;
+	else if (!strcmp(kind, "limit_reached"))
+		status = 429;
 	return api_reply_error(resp, status, kind, "%s", bbx_error_message(err, r));
 }
 

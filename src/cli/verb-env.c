@@ -9,6 +9,7 @@
 
 #include "client.h"
 #include "main.h"
+#include "parse.h"
 #include "strv.h"
 
 static void env_help(void)
@@ -115,6 +116,24 @@ static void print_info(json_t *e)
 	json_t *vol = json_object_get(e, "volume");
 	if (vol && json_is_integer(json_object_get(vol, "exclusive_bytes")))
 		printf("volume:   %lld bytes exclusive\n", (long long)json_integer_value(json_object_get(vol, "exclusive_bytes")));
+	json_t *ceil = json_object_get(e, "ceilings");
+	if (ceil) {
+		char mem[32] = "unbounded", disk[32] = "unbounded", pids[32] = "unbounded", cpu[32] = "unbounded";
+		json_t *v;
+		if (json_is_integer(v = json_object_get(ceil, "memory_bytes")))
+			format_size((uint64_t)json_integer_value(v), mem, sizeof(mem));
+		if (json_is_integer(v = json_object_get(ceil, "pids")))
+			snprintf(pids, sizeof(pids), "%lld", (long long)json_integer_value(v));
+		if (json_is_number(v = json_object_get(ceil, "cpu")))
+			snprintf(cpu, sizeof(cpu), "%g", json_number_value(v));
+		printf("ceilings: memory %s, %s processes, %s CPUs in all\n", mem, pids, cpu);
+		if (json_is_integer(v = json_object_get(ceil, "disk_bytes")))
+			format_size((uint64_t)json_integer_value(v), disk, sizeof(disk));
+		if (json_object_get(ceil, "disk_bytes"))
+			printf("disk:     %s beyond the clone%s%s\n", disk,
+			       json_is_string(json_object_get(ceil, "disk_not_enforced")) ? ", NOT ENFORCED: " : "",
+			       json_is_string(json_object_get(ceil, "disk_not_enforced")) ? str(ceil, "disk_not_enforced") : "");
+	}
 }
 
 static char *env_path(const char *name, const char *suffix)
