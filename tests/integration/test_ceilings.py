@@ -23,8 +23,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, Daemon
-from echo_project import git_branch, start_echo_daemon, stop_echo_daemon
+from conftest import BIN, ROOT, Daemon
+from echo_project import git_branch, make_echo_repo, start_echo_daemon, stop_echo_daemon
 
 EXAMPLE = os.path.join(ROOT, "examples", "todo")
 GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid",
@@ -239,7 +239,7 @@ def todo():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def test_hogs_in_a_preview_leave_production_serving(todo, record_property):
+def test_hogs_in_a_preview_leave_production_serving(todo, record_testsuite_property):
     d = todo
     d.cli("env", "create", "hog", timeout=600)
     info = json.loads(d.cli("env", "info", "hog", "--json").stdout)
@@ -347,8 +347,8 @@ def test_hogs_in_a_preview_leave_production_serving(todo, record_property):
              f"p99 {p99ms:.1f} ms, max {maxms:.1f} ms" for phase, n, p99ms, maxms in report]
     print("\n" + "\n".join(lines))
     for phase, n, p99ms, _ in report:
-        record_property(f"production_p99_ms[{phase}]", f"{p99ms:.1f}")
-        record_property(f"production_requests[{phase}]", n)
+        record_testsuite_property(f"production_p99_ms[{phase}]", f"{p99ms:.1f}")
+        record_testsuite_property(f"production_requests[{phase}]", n)
     assert load.failures() == [], load.failures()[:10]
     assert {phase for phase, _, _, _ in report} >= {"idle", "fork bomb", "memory hog", "cpu burner",
                                                     "disk filler"}
@@ -452,3 +452,35 @@ def test_pool_reserve_is_production_s():
         assert create(d, "pr-2")[0] == 201
     finally:
         stop_echo_daemon(d)
+
+
+def test_copy_pool_says_it_does_not_bound_a_preview():
+    """A pool whose driver cannot bound one volume: the preview is made, and its info says in
+    so many words that its disk is not bounded (so does pool info), rather than showing a
+    quota nothing enforces."""
+    tmp = tempfile.mkdtemp(prefix="bbx-ceil-copy-")
+    try:
+        repo = make_echo_repo(os.path.join(tmp, "repo"))
+        git_branch(repo, "pr-1")
+        d = Daemon(tmp, repo)
+        state = os.path.join(tmp, "state")
+        subprocess.run([BIN, "pool", "init", "--driver", "copy", "--state", state], check=True,
+                       capture_output=True)
+        d.start()
+        try:
+            d.cli("deploy", timeout=300)
+            info = json.loads(d.cli("env", "create", "pr-1", "--json", timeout=300).stdout)
+            assert info["volume"]["quota_bytes"] is None
+            assert info["ceilings"]["disk_bytes"] == 2 << 30
+            assert "a volume is a plain directory" in info["ceilings"]["disk_not_enforced"]
+            text = d.cli("env", "info", "pr-1").stdout
+            assert "disk:     2G beyond the clone, NOT ENFORCED: a volume is a plain directory" in text
+        finally:
+            d.stop()
+        pool = json.loads(d.cli("pool", "info", "--json").stdout)
+        assert pool["driver"] == "copy" and pool["quota_enforced"] is False
+    finally:
+        for m in sorted((l.split()[4] for l in open("/proc/self/mountinfo") if tmp in l.split()[4]),
+                        reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
