@@ -26,6 +26,7 @@ static const struct {
 	{ BBX_CANNOT_EXECUTE, "cannot_execute", 400, -32017 },
 	{ BBX_LAYOUT, "layout", 500, -32018 },
 	{ BBX_LIMIT_REACHED, "limit_reached", 429, -32019 },
+	{ BBX_UNSUPPORTED, "unsupported", 501, -32021 },
 	{ BBX_AUDIT_UNAVAILABLE, "audit_unavailable", 500, -32020 },
 };
 /* Every kind has its row, in enum order. */

@@ -32,6 +32,7 @@ typedef enum BbxErrorKind {
 	BBX_CANNOT_EXECUTE,	/* the command exists but cannot run (exit 126): 400 */
 	BBX_LAYOUT,		/* the on-disk layout is not what this version knows: 500 */
 	BBX_LIMIT_REACHED,	/* a cap (previews per token, in total) is reached: 429 */
+	BBX_UNSUPPORTED,	/* this host or driver cannot do it (a quota on reflink, old Landlock): 501 */
 	BBX_AUDIT_UNAVAILABLE,	/* the audit record could not be written, so nothing was done: 500 */
 	_BBX_KIND_MAX,
 } BbxErrorKind;

@@ -165,6 +165,24 @@ static void print_info(json_t *e)
 		printf("budget:\n");
 		print_budget(budget, "  ");
 	}
+	json_t *ceil = json_object_get(e, "ceilings");
+	if (ceil) {
+		char mem[32] = "unbounded", disk[32] = "unbounded", pids[32] = "unbounded", cpu[32] = "unbounded";
+		json_t *v;
+		if (json_is_integer(v = json_object_get(ceil, "memory_bytes")))
+			format_size((uint64_t)json_integer_value(v), mem, sizeof(mem));
+		if (json_is_integer(v = json_object_get(ceil, "pids")))
+			snprintf(pids, sizeof(pids), "%lld", (long long)json_integer_value(v));
+		if (json_is_number(v = json_object_get(ceil, "cpu")))
+			snprintf(cpu, sizeof(cpu), "%g", json_number_value(v));
+		printf("ceilings: memory %s, %s processes, %s CPUs in all\n", mem, pids, cpu);
+		if (json_is_integer(v = json_object_get(ceil, "disk_bytes")))
+			format_size((uint64_t)json_integer_value(v), disk, sizeof(disk));
+		if (json_object_get(ceil, "disk_bytes"))
+			printf("disk:     %s beyond the clone%s%s\n", disk,
+			       json_is_string(json_object_get(ceil, "disk_not_enforced")) ? ", NOT ENFORCED: " : "",
+			       json_is_string(json_object_get(ceil, "disk_not_enforced")) ? str(ceil, "disk_not_enforced") : "");
+	}
 }
 
 static char *env_path(const char *name, const char *suffix)

@@ -29,7 +29,8 @@ static void pool_help(void)
 	       "           and without btrfs under the state dir, btrfs uses a sparse image\n"
 	       "           STATE/pool/btrfs.img of --size, loop-mounted at STATE/pool/mnt.\n"
 	       "           Re-running with identical options is a no-op.\n"
-	       "  info     Driver, why it was chosen, mount source, size and free space.\n"
+	       "  info     Driver, why it was chosen, mount source, size and free space, and\n"
+	       "           whether it can bound one volume's disk use (btrfs with quotas only).\n"
 	       "  destroy  Unmount, detach the loop device, remove the image. Refuses while\n"
 	       "           volumes exist unless --force.\n"
 	       "\n"
@@ -118,8 +119,12 @@ static int pool_do_info(const char *state, bool json)
 		json_str(&sb, "mount_source", info.mount_source, true);
 		json_str(&sb, "fstype", info.fstype, true);
 		json_str(&sb, "status", pool_status(p), true);
-		(void)strbuf_appendf(&sb, "\"quotas\":%s,\"size_bytes\":%llu,\"free_bytes\":%llu}",
+		json_str(&sb, "quota_not_enforced", info.no_quota_reason, true);
+		(void)strbuf_appendf(&sb,
+				     "\"quotas\":%s,\"quota_enforced\":%s,\"size_bytes\":%llu,"
+				     "\"free_bytes\":%llu}",
 				     info.quotas ? "true" : "false",
+				     info.quota_enforced ? "true" : "false",
 				     (unsigned long long)info.size_bytes,
 				     (unsigned long long)info.free_bytes);
 		printf("%s\n", strbuf_str(&sb));
@@ -132,12 +137,15 @@ static int pool_do_info(const char *state, bool json)
 	       "image:        %s\n"
 	       "mount source: %s (%s)\n"
 	       "quotas:       %s\n"
+	       "volume quota: %s%s\n"
 	       "size:         %s\n"
 	       "free:         %s\n"
 	       "status:       %s\n",
 	       storage_driver_kind_to_string(info.driver), info.reason, info.root,
 	       info.image ? info.image : "-", info.mount_source ? info.mount_source : "?",
 	       info.fstype ? info.fstype : "?", info.quotas ? "on" : "off",
+	       info.quota_enforced ? "enforced (btrfs qgroup limits)" : "NOT ENFORCED: ",
+	       info.quota_enforced ? "" : info.no_quota_reason,
 	       format_size(info.size_bytes, a, sizeof(a)), format_size(info.free_bytes, b, sizeof(b)),
 	       pool_status(p));
 	return EXIT_OK;

@@ -24,7 +24,8 @@
 static void serve_help(void)
 {
 	printf("Usage: branchbox serve --repo PATH [--state DIR] [--listen ADDR:PORT | --no-listen]\n"
-	       "                       [--uid-range FIRST-LAST]\n"
+	       "                       [--uid-range FIRST-LAST] [--max-previews N]\n"
+	       "                       [--max-previews-per-token N] [--pool-reserve SIZE|PCT%%]\n"
 	       "\n"
 	       "Run the branchbox daemon for the git repository at PATH.\n"
 	       "\n"
@@ -49,6 +50,14 @@ static void serve_help(void)
 	       "                     environments (default %s). Refused when it holds\n"
 	       "                     a user, group or sub-id range of the host, or overlaps the\n"
 	       "                     range of another running daemon\n"
+	       "  --max-previews N   at most N previews exist at once, in every state (default %d)\n"
+	       "  --max-previews-per-token N\n"
+	       "                     at most N of them created by one token (default %d); the\n"
+	       "                     local administrator is bounded by the total only\n"
+	       "  --pool-reserve SIZE|PCT%%\n"
+	       "                     keep this much of the volume pool for production (default\n"
+	       "                     %d%%): a preview is refused when what previews may still\n"
+	       "                     write (their disk quotas) would eat into it\n"
 	       "  -v, --verbose      log every request\n"
 	       "  --insecure-no-auth required to start a -Dbench_noauth=true build (benchmarks\n"
 	       "                     only: no authentication, authorization or audit);\n"
@@ -56,7 +65,8 @@ static void serve_help(void)
 	       "\n"
 	       "The unix socket is always served; uid 0 on it without a token is the local\n"
 	       "administrator. Stop the daemon with SIGTERM or SIGINT.\n",
-	       DEFAULT_STATE_DIR, DEFAULT_LISTEN, UID_RANGE_DEFAULT);
+	       DEFAULT_STATE_DIR, DEFAULT_LISTEN, UID_RANGE_DEFAULT, CEILING_DEFAULT_MAX_PREVIEWS,
+	       CEILING_DEFAULT_MAX_PREVIEWS_PER_TOKEN, CEILING_DEFAULT_RESERVE_PERCENT);
 }
 
 int verb_serve(int argc, char **argv)
@@ -72,6 +82,9 @@ int verb_serve(int argc, char **argv)
 		{ "agent-token-max-ttl", required_argument, NULL, 'T' },
 		{ "uid-range", required_argument, NULL, 'U' },
 		{ "hook-timeout", required_argument, NULL, 'H' },
+		{ "max-previews", required_argument, NULL, 'M' },
+		{ "max-previews-per-token", required_argument, NULL, 'N' },
+		{ "pool-reserve", required_argument, NULL, 'R' },
 		{ "insecure-no-auth", no_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
@@ -80,6 +93,9 @@ int verb_serve(int argc, char **argv)
 	const char *preview_domain = NULL;
 	uint64_t max_ttl = 0, hook_timeout = 0;
 	UidRange uid_range = { 0 };
+	uint32_t max_previews = 0, max_per_token = 0;
+	PoolReserve reserve;
+	bool reserve_set = false;
 	bool insecure_no_auth = false;
 	int c;
 
@@ -107,6 +123,21 @@ int verb_serve(int argc, char **argv)
 				return cli_usage_error("serve", "--uid-range: %s", e.message);
 			break;
 		}
+		case 'M':
+		case 'N': {
+			uint32_t n;
+			if (parse_uint32(optarg, &n) < 0 || n == 0 || n > 100000)
+				return cli_usage_error("serve", "--%s %s: expected a number from 1 to 100000",
+						       c == 'M' ? "max-previews" : "max-previews-per-token", optarg);
+			*(c == 'M' ? &max_previews : &max_per_token) = n;
+			break;
+		}
+		case 'R':
+			if (pool_reserve_parse(optarg, &reserve) < 0)
+				return cli_usage_error("serve", "--pool-reserve %s: expected a size like 8G or a "
+						       "percentage of the pool from 0%% to 90%%", optarg);
+			reserve_set = true;
+			break;
 		case 'I': insecure_no_auth = true; break;
 		case 'v': log_set_level(LOG_LEVEL_DEBUG); break;
 		case 'h': serve_help(); return EXIT_OK;
@@ -147,7 +178,9 @@ int verb_serve(int argc, char **argv)
 	_cleanup_(core_freep) Core *core = NULL;
 	CoreOptions copts = { .state_dir = state, .repo_path = repo, .production_branch = production,
 			     .agent_token_max_ttl = (int64_t)max_ttl, .uid_range = uid_range,
-			     .hook_timeout_sec = hook_timeout };
+			     .hook_timeout_sec = hook_timeout,
+			     .max_previews = max_previews, .max_previews_per_token = max_per_token,
+			     .pool_reserve = reserve_set ? &reserve : NULL };
 	int r = core_new(&copts, &core, &err);
 	if (r < 0) {
 		log_error("%s", bbx_error_message(&err, r));

@@ -25,6 +25,7 @@ static void volume_help(void)
 	       "       branchbox volume destroy NAME [--sync]\n"
 	       "       branchbox volume list [--json]\n"
 	       "       branchbox volume usage NAME [--json]\n"
+	       "       branchbox volume quota NAME SIZE|none\n"
 	       "\n"
 	       "Manage copy-on-write volumes in the pool.\n"
 	       "\n"
@@ -32,6 +33,10 @@ static void volume_help(void)
 	       "            frozen source for reflink/copy). Refuses layouts a crash-consistent\n"
 	       "            clone cannot hold: nested subvolumes, symlinks leading out.\n"
 	       "  destroy   Remove at once; --sync waits until the space is free again.\n"
+	       "  quota     Bound what NAME may write beyond what it shares with other volumes\n"
+	       "            (for a snapshot: what it wrote after the clone); past it, writes\n"
+	       "            fail with EDQUOT. btrfs pools only: the reflink and copy drivers\n"
+	       "            cannot bound one volume and refuse.\n"
 	       "\n"
 	       "Options:\n"
 	       "  --state DIR         state directory (default $BRANCHBOX_STATE or\n"
@@ -66,6 +71,8 @@ static void put_volume_json(StrBuf *sb, const VolumeInfo *v)
 	put_bytes_json(sb, "exclusive_bytes", v->exclusive_bytes);
 	(void)strbuf_putc(sb, ',');
 	put_bytes_json(sb, "shared_bytes", v->shared_bytes);
+	(void)strbuf_putc(sb, ',');
+	put_bytes_json(sb, "quota_bytes", v->quota_bytes);
 	(void)strbuf_putc(sb, '}');
 }
 
@@ -78,9 +85,10 @@ static const char *bytes_text(uint64_t v, char *buf, size_t size)
 
 static void print_volume(const VolumeInfo *v)
 {
-	char a[32], b[32];
-	printf("%-24s %10s %10s  %s\n", v->name, bytes_text(v->exclusive_bytes, a, sizeof(a)),
-	       bytes_text(v->shared_bytes, b, sizeof(b)), v->path);
+	char a[32], b[32], q[32];
+	printf("%-24s %10s %10s %10s  %s\n", v->name, bytes_text(v->exclusive_bytes, a, sizeof(a)),
+	       bytes_text(v->shared_bytes, b, sizeof(b)), bytes_text(v->quota_bytes, q, sizeof(q)),
+	       v->path);
 }
 
 int verb_volume(int argc, char **argv)
@@ -105,7 +113,8 @@ int verb_volume(int argc, char **argv)
 	}
 	if (argc < 2)
 		return cli_usage_error("volume",
-				       "missing subcommand (create, snapshot, destroy, list, usage)");
+				       "missing subcommand (create, snapshot, destroy, list, usage, "
+				       "quota)");
 	const char *sub = argv[1];
 	optind = 1;
 	while ((c = getopt_long(argc - 1, argv + 1, "", options, NULL)) >= 0) {
@@ -126,7 +135,7 @@ int verb_volume(int argc, char **argv)
 	int want;
 	if (!strcmp(sub, "create") || !strcmp(sub, "destroy") || !strcmp(sub, "usage"))
 		want = 1;
-	else if (!strcmp(sub, "snapshot"))
+	else if (!strcmp(sub, "snapshot") || !strcmp(sub, "quota"))
 		want = 2;
 	else if (!strcmp(sub, "list"))
 		want = 0;
@@ -135,6 +144,11 @@ int verb_volume(int argc, char **argv)
 	if (n_args != want)
 		return cli_usage_error("volume", "%s takes %d argument%s", sub, want,
 				       want == 1 ? "" : "s");
+	uint64_t quota = STORAGE_UNKNOWN;
+	if (!strcmp(sub, "quota") && strcmp(args[1], "none") &&
+	    (parse_size(args[1], &quota) < 0 || quota == 0 || quota == STORAGE_UNKNOWN))
+		return cli_usage_error("volume", "quota %s: expected a size like 512M, or none",
+				       args[1]);
 	if (cli_require_root("volume") < 0)
 		return EXIT_FAILURE_;
 	state = cli_state_dir(state);
@@ -173,6 +187,12 @@ int verb_volume(int argc, char **argv)
 			return fail(sub, &err, r);
 		return EXIT_OK;
 	}
+	if (!strcmp(sub, "quota")) {
+		r = pool_volume_set_quota(p, args[0], quota, &err);
+		if (r < 0)
+			return fail(sub, &err, r);
+		return EXIT_OK;
+	}
 	if (!strcmp(sub, "usage")) {
 		VolumeInfo v;
 		r = pool_volume_usage(p, args[0], &v, &err);
@@ -204,7 +224,7 @@ int verb_volume(int argc, char **argv)
 		(void)strbuf_putc(&sb, ']');
 		printf("%s\n", strbuf_str(&sb));
 	} else {
-		printf("%-24s %10s %10s  %s\n", "NAME", "EXCLUSIVE", "SHARED", "PATH");
+		printf("%-24s %10s %10s %10s  %s\n", "NAME", "EXCLUSIVE", "SHARED", "QUOTA", "PATH");
 		for (size_t i = 0; i < n; i++)
 			print_volume(&l[i]);
 	}

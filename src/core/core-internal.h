@@ -18,6 +18,9 @@ struct Core {
 	int64_t agent_token_max_ttl;
 	uint64_t hook_timeout_sec;
 	UidRange uid_range;
+	size_t max_previews;
+	size_t max_previews_per_token;
+	PoolReserve pool_reserve;
 	Store *store;
 	uint8_t token_key[TOKEN_KEY_BYTES];
 	uint8_t audit_pk[crypto_sign_PUBLICKEYBYTES];

@@ -73,6 +73,12 @@ int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
 		return bbx_error_set(err, -ERANGE, BBX_INVALID, "uid range %u-%u is not usable",
 				     c->uid_range.first, c->uid_range.last);
 
+	c->max_previews = opts->max_previews ? opts->max_previews : CEILING_DEFAULT_MAX_PREVIEWS;
+	c->max_previews_per_token = opts->max_previews_per_token ? opts->max_previews_per_token
+								 : CEILING_DEFAULT_MAX_PREVIEWS_PER_TOKEN;
+	c->pool_reserve = opts->pool_reserve ? *opts->pool_reserve
+					     : (PoolReserve){ .percent = CEILING_DEFAULT_RESERVE_PERCENT };
+
 	/* Keys are created at first start and never leave the state dir. */
 	r = core_load_or_create_key(c->state_dir, "token.key", c->token_key, sizeof(c->token_key), NULL, err);
 	if (r < 0)
@@ -153,4 +159,19 @@ int64_t core_agent_token_max_ttl(Core *c)
 const UidRange *core_uid_range(Core *c)
 {
 	return &c->uid_range;
+}
+
+size_t core_max_previews(Core *c)
+{
+	return c->max_previews;
+}
+
+size_t core_max_previews_per_token(Core *c)
+{
+	return c->max_previews_per_token;
+}
+
+const PoolReserve *core_pool_reserve(Core *c)
+{
+	return &c->pool_reserve;
 }

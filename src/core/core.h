@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include "ceilings.h"
 #include "error.h"
 #include "store.h"
 #include "uids.h"
@@ -19,6 +20,10 @@ typedef struct CoreOptions {
 	int64_t agent_token_max_ttl;	/* seconds; 0 = 30 days */
 	UidRange uid_range;		/* environments' uids; all zero = UID_RANGE_DEFAULT (uid-range.h) */
 	uint64_t hook_timeout_sec;	/* deadline of each hook (build, deploy, post_deploy); 0 = 30 min */
+	/* Ceilings on previews (ceilings.h); 0 or NULL: the default. */
+	size_t max_previews;		/* in all */
+	size_t max_previews_per_token;	/* created by one token */
+	const PoolReserve *pool_reserve; /* what only production may use of the pool */
 } CoreOptions;
 
 int core_new(const CoreOptions *opts, Core **ret, BbxError *err);
@@ -40,3 +45,7 @@ int64_t core_agent_token_max_ttl(Core *c);
 uint64_t core_hook_timeout(Core *c);
 /* Where new environments' uids come from (see uid-range.h). */
 const UidRange *core_uid_range(Core *c);
+/* Ceilings on previews, from the options (defaults filled in). */
+size_t core_max_previews(Core *c);
+size_t core_max_previews_per_token(Core *c);
+const PoolReserve *core_pool_reserve(Core *c);

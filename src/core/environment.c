@@ -20,6 +20,7 @@
 
 #include "audit.h"
 #include "budget.h"
+#include "ceilings.h"
 #include "config.h"
 #include "environments.h"
 #include "file-util.h"
@@ -86,6 +87,7 @@ typedef struct EnvRuntime {
 	bool preview;
 	uid_t uid;			/* its services' uid; its applications' is uid + 1 (gids equal) */
 	uid_t volume_uid;		/* the pair its volume's files are stored as (see pb_common) */
+	uint64_t disk_pending;		/* admitted, its volume not bounded yet (see admit_and_insert) */
 } EnvRuntime;
 
 typedef struct Environments {
@@ -106,6 +108,8 @@ typedef struct Environments {
 	char *production;		/* production environment (= branch) name */
 	char cgroup_prefix[16];		/* "d-" + 8 hex of the state dir: this daemon's cgroups */
 	BudgetMeter *meter;
+	pthread_mutex_t admit_lock;	/* counting previews and inserting one */
+	uint64_t disk_pending;		/* what admitted previews may write before their quota is set */
 } Environments;
 
 static Environments *envs_of(Core *c)
@@ -839,10 +843,11 @@ static int pb_service(Environments *E, EnvRuntime *rt, size_t idx, ProcBuild *b,
 	b->envp = strv_new("PATH=/usr/lib/postgresql/bin:/usr/local/bin:/usr/bin:/bin", "HOME=/tmp",
 			   "LANG=C.UTF-8", NULL);
 	b->spec.envp = b->envp;
-	const ConfigResources *res = &s->config->resources;
-	b->spec.memory_max = res->memory_bytes;
-	b->spec.cpu_millis = res->cpu_millis;
-	b->spec.pids_max = 512;
+	CeilingLimits l;
+	ceilings_service(s->config, &l);
+	b->spec.memory_max = l.memory_bytes;
+	b->spec.cpu_millis = l.cpu_millis;
+	b->spec.pids_max = l.pids;
 	return 0;
 }
 
@@ -961,11 +966,11 @@ static int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app,
 	b->spec.envp = b->envp;
 	if (flags & APP_PROC_BUILD)
 		b->spec.netns_fd = -1;
-	/* A preview's processes get the preview profile (already within production's). */
-	const ConfigResources *res = rt->preview ? &rt->config->preview_profile : &app->resources;
-	b->spec.memory_max = res->memory_bytes;
-	b->spec.cpu_millis = res->cpu_millis;
-	b->spec.pids_max = 1024;
+	CeilingLimits l;
+	ceilings_application(rt->config, app, rt->preview, &l);
+	b->spec.memory_max = l.memory_bytes;
+	b->spec.cpu_millis = l.cpu_millis;
+	b->spec.pids_max = l.pids;
 	return 0;
 }
 
@@ -1571,6 +1576,126 @@ static int checkpoint_services(Environments *E, EnvRuntime *parent)
 	return 0;
 }
 
+/* ---- ceilings ---- */
+
+/*
+ * Bound the environment as a whole before any of its processes starts: its cgroup carries
+ * the sum of its processes' limits, a preview's volume what it may write beyond its clone.
+ * A pool that cannot bound a volume (reflink, copy, btrfs without quotas) says so in `pool
+ * info` and the environment's info; any other failure fails the operation.
+ */
+static int apply_ceilings(Environments *E, EnvRuntime *rt, BbxError *err)
+{
+	CeilingLimits sum;
+	ceilings_environment(rt->config, rt->preview, &sum);
+	SandboxCgroupLimits l = { .memory_max = sum.memory_bytes, .pids_max = sum.pids, .cpu_millis = sum.cpu_millis };
+	char name[128];
+	snprintf(name, sizeof(name), "%s/env-%s", E->cgroup_prefix, rt->name);
+	SandboxCgroup *cg = NULL;
+	int r = sandbox_cgroup_create_parent(CGROUP_ROOT, name, &l, &cg, err);
+	sandbox_cgroup_free(cg);
+	if (r < 0) {
+		bbx_error_prefix(err, "environment %s: bounding its cgroup", rt->name);
+		return r;
+	}
+	if (!rt->preview)
+		return 0;
+	uint64_t disk = ceilings_preview_disk(rt->config);
+	BbxError e = BBX_ERROR_INIT;
+	pthread_mutex_lock(&E->pool_lock);
+	r = pool_volume_set_quota(E->pool, rt->name, disk ? disk : STORAGE_UNKNOWN, &e);
+	pthread_mutex_unlock(&E->pool_lock);
+	if (r < 0 && r != -EOPNOTSUPP)
+		return bbx_error_set(err, r, e.kind, "environment %s: bounding its volume: %s", rt->name,
+				     bbx_error_message(&e, r));
+	return 0;
+}
+
+/*
+ * Admit one more preview and insert its row under one lock, so two creates cannot both take
+ * the last place. What it may write counts as promised from here until its volume carries its
+ * quota (admission_done), when the pool's own accounting takes over.
+ */
+static int admit_and_insert(Environments *E, EnvRuntime *rt, const EnvCreateOptions *opts,
+			    const ProjectConfig *config, EnvRecord *nr, BbxError *err)
+{
+	Core *c = E->core;
+	PreviewAdmission a = { .max_previews = core_max_previews(c), .token_id = opts->token_id,
+			       .principal = opts->created_by, .max_per_token = core_max_previews_per_token(c),
+			       .disk_bytes = ceilings_preview_disk(config), .reserve = *core_pool_reserve(c) };
+	PoolInfo info;
+	PoolCommitment pc;
+	pthread_mutex_lock(&E->admit_lock);
+	int r = env_record_count_previews(core_store(c), opts->token_id, &a.previews, &a.token_previews, err);
+	if (r >= 0) {
+		pthread_mutex_lock(&E->pool_lock);
+		r = ensure_pool(E, err);
+		if (r >= 0)
+			r = pool_info(E->pool, &info, err);
+		if (r >= 0)
+			r = pool_commitment(E->pool, &pc, err);
+		pthread_mutex_unlock(&E->pool_lock);
+	}
+	if (r >= 0) {
+		a.disk_enforced = info.quota_enforced;
+		a.pool_size = pc.size_bytes;
+		a.pool_free = pc.free_bytes;
+		a.promised_bytes = pc.promised_bytes + E->disk_pending < pc.promised_bytes ? UINT64_MAX
+							 : pc.promised_bytes + E->disk_pending;
+		r = ceilings_admit_preview(&a, err);
+		if (r < 0)
+			bbx_error_prefix(err, "preview '%s' refused", nr->name);
+	}
+	if (r >= 0)
+		r = env_record_insert(core_store(c), nr, core_uid_range(c), err);
+	if (r >= 0) {
+		rt->disk_pending = a.disk_bytes;
+		E->disk_pending += a.disk_bytes;
+	}
+	pthread_mutex_unlock(&E->admit_lock);
+	return r;
+}
+
+static void admission_done(Environments *E, EnvRuntime *rt)
+{
+	pthread_mutex_lock(&E->admit_lock);
+	E->disk_pending -= rt->disk_pending;
+	rt->disk_pending = 0;
+	pthread_mutex_unlock(&E->admit_lock);
+}
+
+/* What bounds the environment, for its info (rt->lock held). */
+static json_t *ceilings_json_locked(EnvRuntime *rt)
+{
+	CeilingLimits sum;
+	if (!rt || !rt->config)
+		return NULL;
+	ceilings_environment(rt->config, rt->preview, &sum);
+	json_t *o = json_object();
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "memory_bytes", sum.memory_bytes ? json_integer((json_int_t)sum.memory_bytes) : json_null());
+	json_object_set_new(o, "pids", sum.pids ? json_integer((json_int_t)sum.pids) : json_null());
+	json_object_set_new(o, "cpu", sum.cpu_millis ? json_real(sum.cpu_millis / 1000.0) : json_null());
+	if (rt->preview) {
+		uint64_t disk = ceilings_preview_disk(rt->config);
+		json_object_set_new(o, "disk_bytes", disk ? json_integer((json_int_t)disk) : json_null());
+	}
+	return o;
+}
+
+/* A preview's disk allowance that nothing enforces says so (E->pool_lock held). */
+static void ceilings_disk_note(Environments *E, json_t *ceilings, const VolumeInfo *vi)
+{
+	PoolInfo info;
+	if (!ceilings || !json_object_get(ceilings, "disk_bytes"))
+		return;
+	if (E->pool && pool_info(E->pool, &info, NULL) >= 0 && !info.quota_enforced)
+		json_object_set_new(ceilings, "disk_not_enforced", json_string(info.no_quota_reason));
+	else if (vi->quota_bytes == STORAGE_UNKNOWN)
+		json_object_set_new(ceilings, "disk_not_enforced", json_string("the volume has no quota yet"));
+}
+
 static json_t *runtime_processes_json_locked(EnvRuntime *rt)
 {
 	json_t *a = json_array();
@@ -1623,6 +1748,7 @@ static int record_info(Environments *E, const char *name, json_t **ret, BbxError
 	if (rt)
 		pthread_mutex_lock(&rt->lock);
 	json_object_set_new(o, "processes", runtime_processes_json_locked(rt));
+	json_t *ceilings = ceilings_json_locked(rt);
 	if (rt)
 		pthread_mutex_unlock(&rt->lock);
 	json_t *budget = NULL;
@@ -1636,11 +1762,15 @@ static int record_info(Environments *E, const char *name, json_t **ret, BbxError
 			json_object_set_new(v, "exclusive_bytes", json_integer((json_int_t)vi.exclusive_bytes));
 		if (vi.shared_bytes != STORAGE_UNKNOWN)
 			json_object_set_new(v, "shared_bytes", json_integer((json_int_t)vi.shared_bytes));
+		json_object_set_new(v, "quota_bytes", vi.quota_bytes != STORAGE_UNKNOWN ? json_integer((json_int_t)vi.quota_bytes) : json_null());
 		json_object_set_new(o, "volume", v);
+		ceilings_disk_note(E, ceilings, &vi);
 		free(vi.name);
 		free(vi.path);
 	}
 	pthread_mutex_unlock(&E->pool_lock);
+	if (ceilings)
+		json_object_set_new(o, "ceilings", ceilings);
 	*ret = o;
 	return 0;
 }
@@ -1677,6 +1807,9 @@ static int bring_up(Environments *E, EnvRuntime *rt, const char *op, bool cloned
 
 	if (rt->n_services > ELEMENTSOF(fresh))
 		return bbx_error_set(err, -E2BIG, BBX_INVALID, "too many services (at most %zu)", ELEMENTSOF(fresh));
+	r = apply_ceilings(E, rt, err);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < rt->n_services; i++) {
 		struct stat st;
 		if (stat(rt->services[i].data_host, &st) < 0) {
@@ -2021,8 +2154,9 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	uint64_t ttl = config->preview_ttl_sec;
 	EnvRecord nr = { .name = (char *)name, .kind = "preview", .branch = (char *)branch, .commit_id = commit,
 			 .parent = (char *)parent_name, .state = ENV_CREATING, .volume = (char *)name,
-			 .created_at = now, .updated_at = now, .expires_at = ttl ? now + (int64_t)ttl : 0 };
-	r = env_record_insert(s, &nr, core_uid_range(c), err);
+			 .created_at = now, .updated_at = now, .expires_at = ttl ? now + (int64_t)ttl : 0,
+			 .token_id = (char *)opts->token_id };
+	r = admit_and_insert(E, rt, opts, config, &nr, err);
 	if (r < 0) {
 		config_free(config);
 		runtime_remove(E, rt);
@@ -2080,6 +2214,7 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	if (r < 0)
 		goto fail;
 	r = bring_up(E, rt, "create", true, true, true, jid, err);
+	admission_done(E, rt);
 	if (r < 0)
 		goto fail;
 
@@ -2096,6 +2231,7 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 fail:;
 	/* Fail closed: nothing of a half-made preview stays, and nobody ever saw it ready. */
 	BbxError ignored = BBX_ERROR_INIT;
+	admission_done(E, rt);
 	(void)teardown(E, name, rt, false, &ignored);
 	(void)env_record_delete(s, name, NULL);
 	if (jid)
@@ -2809,6 +2945,7 @@ int environments_init(Core *c, BbxError *err)
 	pthread_mutex_init(&E->lock, NULL);
 	pthread_mutex_init(&E->pool_lock, NULL);
 	pthread_mutex_init(&E->jobs_lock, NULL);
+	pthread_mutex_init(&E->admit_lock, NULL);
 	E->reaper_wake[0] = E->reaper_wake[1] = -EBADF;
 	E->state_dir = strdup(core_state_dir(c));
 	E->production = strdup(core_production_branch(c));

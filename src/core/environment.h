@@ -42,7 +42,9 @@ typedef struct EnvCreateOptions {
 	const char *parent;	/* NULL: production */
 	const char *branch;	/* NULL: the branch named like the environment */
 	const char *created_by;	/* principal name, recorded */
-	const char *token_id;	/* the creating token, whose budget narrows the preview's; NULL: none */
+	const char *token_id;	/* the creating token: its budget narrows the preview's, and its
+				 * previews are counted; NULL: the local administrator, bounded
+				 * only by the total */
 } EnvCreateOptions;
 
 int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info, BbxError *err);

@@ -217,9 +217,10 @@ static int v2_enable(const char *dir, BbxError *err)
 
 /*
  * mkdir every level of rel below base; on v2 each level that gets children enables the
- * controllers for them. The last level must be new (-EEXIST otherwise).
+ * controllers for them. The last level must be new (-EEXIST otherwise) unless exist_ok.
  */
-static int mkdir_levels(const char *base, const char *rel, bool v2, char **ret, BbxError *err)
+static int mkdir_levels(const char *base, const char *rel, bool v2, bool exist_ok, char **ret,
+			BbxError *err)
 {
 	_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
 	_cleanup_free_ char *copy = strdup(rel);
@@ -237,7 +238,7 @@ static int mkdir_levels(const char *base, const char *rel, bool v2, char **ret, 
 		if (strbuf_putc(&sb, '/') < 0 || strbuf_puts(&sb, c) < 0)
 			return -ENOMEM;
 		if (mkdir(strbuf_str(&sb), 0755) < 0) {
-			if (errno != EEXIST || !next)
+			if (errno != EEXIST || (!next && !exist_ok))
 				return bbx_error_set(
 					err, -errno, errno == EEXIST ? BBX_CONFLICT : BBX_SETUP,
 					"cgroup: %s: %s", strbuf_str(&sb), strerror(errno));
@@ -285,10 +286,21 @@ static int write_limits(SandboxCgroup *cg, const SandboxCgroupLimits *l, BbxErro
 	}
 	if (l->memory_max) {
 		const char *d = cg->dir[SANDBOX_CG_MEMORY];
+		bool memsw = file_exists(d, "memory.memsw.limit_in_bytes");
 		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)l->memory_max);
-		W(d, "memory.limit_in_bytes", buf);
-		/* memsw must be >= limit_in_bytes, so it is written second. */
-		if (file_exists(d, "memory.memsw.limit_in_bytes"))
+		/*
+		 * memsw must be >= limit_in_bytes, so it is written second; raising the limit
+		 * of an existing cgroup above its memsw is refused (EINVAL): memsw first then.
+		 */
+		dir = d;
+		file = "memory.limit_in_bytes";
+		r = cg_write(d, file, buf);
+		if (r == -EINVAL && memsw) {
+			W(d, "memory.memsw.limit_in_bytes", buf);
+			W(d, "memory.limit_in_bytes", buf);
+		} else if (r < 0)
+			goto fail;
+		if (memsw)
 			W(d, "memory.memsw.limit_in_bytes", buf);
 	}
 	if (l->pids_max) {
@@ -329,7 +341,7 @@ int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgrou
 		return -ENOMEM;
 	cg->mode = mode;
 	if (mode == SANDBOX_CGROUP_V2) {
-		r = mkdir_levels(base, rel, true, &cg->dir[0], err);
+		r = mkdir_levels(base, rel, true, false, &cg->dir[0], err);
 		if (r < 0)
 			return r;
 		cg->n_dir = 1;
@@ -341,7 +353,7 @@ int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgrou
 			_cleanup_free_ char *hier = path_join(base, v1_controllers[i]);
 			if (!hier)
 				return -ENOMEM;
-			r = mkdir_levels(hier, rel, false, &cg->dir[i], err);
+			r = mkdir_levels(hier, rel, false, false, &cg->dir[i], err);
 			if (r < 0) {
 				sandbox_cgroup_remove(cg, NULL);
 				return r;
@@ -354,6 +366,61 @@ int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgrou
 		sandbox_cgroup_remove(cg, NULL);
 		return r;
 	}
+	*ret = TAKE_PTR(cg);
+	return 0;
+}
+
+int sandbox_cgroup_create_parent(const char *root, const char *name,
+				 const SandboxCgroupLimits *limits, SandboxCgroup **ret,
+				 BbxError *err)
+{
+	_cleanup_(sandbox_cgroup_freep) SandboxCgroup *cg = NULL;
+	_cleanup_free_ char *base = NULL;
+	_cleanup_free_ char *rel = NULL;
+	SandboxCgroupMode mode;
+	int r;
+
+	r = name_check(name);
+	if (r < 0)
+		return bbx_error_set(err, r, BBX_INVALID, "cgroup name '%s' is not valid", name);
+	r = sandbox_cgroup_detect(root, &mode, &base);
+	if (r < 0)
+		return bbx_error_set(err, r, BBX_SETUP, "cgroup: %s: no usable cgroup hierarchy: %s",
+				     root, strerror(-r));
+	if (asprintf(&rel, CG_PARENT "/%s", name) < 0)
+		return -ENOMEM;
+	cg = calloc(1, sizeof(*cg));
+	if (!cg)
+		return -ENOMEM;
+	cg->mode = mode;
+	if (mode == SANDBOX_CGROUP_V2) {
+		r = mkdir_levels(base, rel, true, true, &cg->dir[0], err);
+		if (r < 0)
+			return r;
+		cg->n_dir = 1;
+		/*
+		 * Its children get the controllers. v2 allows that only while it holds no
+		 * process itself, which is why a parent never gets one attached.
+		 */
+		r = v2_enable(cg->dir[0], err);
+		if (r < 0)
+			return r;
+	} else
+		for (size_t i = 0; i < _SANDBOX_CG_MAX; i++) {
+			/* cpuacct only where it is a hierarchy of its own (as its children get it). */
+			if (i >= V1_REQUIRED && !v1_cpuacct_separate(base, cg->dir[SANDBOX_CG_CPU]))
+				break;
+			_cleanup_free_ char *hier = path_join(base, v1_controllers[i]);
+			if (!hier)
+				return -ENOMEM;
+			r = mkdir_levels(hier, rel, false, true, &cg->dir[i], err);
+			if (r < 0)
+				return r;
+			cg->n_dir = i + 1;
+		}
+	r = write_limits(cg, limits, err);
+	if (r < 0)
+		return r;
 	*ret = TAKE_PTR(cg);
 	return 0;
 }

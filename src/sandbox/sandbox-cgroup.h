@@ -60,6 +60,18 @@ int sandbox_cgroup_detect(const char *root, SandboxCgroupMode *ret_mode, char **
 int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgroupLimits *limits,
 			  SandboxCgroup **ret, BbxError *err);
 /*
+ * Create root/.../branchbox/<name> unless it exists, as the parent of other cgroups (an
+ * environment's, with one cgroup per process below it), and write limits: they bound the sum
+ * of everything below it, whatever each child's own limits say. It never holds a process
+ * itself (on v2 a cgroup that passes controllers to its children may not). An existing one
+ * gets the new limits; a 0 in limits leaves that limit as it was. Write limits no lower than
+ * a child's: v1 refuses a cpu quota below a child's (EINVAL), and memory below the current
+ * use is reclaimed or fails (EBUSY on v1). Nothing is removed on failure.
+ */
+int sandbox_cgroup_create_parent(const char *root, const char *name,
+				 const SandboxCgroupLimits *limits, SandboxCgroup **ret,
+				 BbxError *err);
+/*
  * An existing cgroup by name (e.g. an environment's parent cgroup, to freeze it while its
  * volume is copied). -ENOENT when it does not exist.
  */

@@ -21,6 +21,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -143,6 +144,8 @@ typedef struct Plan {
 	int netns_fd;
 	size_t n_fd_binds;
 	int userns_fd; /* owned; -EBADF when no bind is idmapped */
+	struct rlimit
+		nofile; /* never above the owner's own hard limit (raising needs a capability) */
 } Plan;
 
 struct Sandbox {
@@ -846,6 +849,13 @@ static int plan_build(Plan *p, const SandboxSpec *spec, BbxError *err)
 	p->uid = spec->uid ? spec->uid : 65534;
 	p->gid = spec->gid ? spec->gid : p->uid;
 	p->cap_last = read_cap_last();
+	struct rlimit own;
+	if (getrlimit(RLIMIT_NOFILE, &own) < 0)
+		return bbx_error_set(err, -errno, BBX_SETUP, "getrlimit: RLIMIT_NOFILE: %m");
+	p->nofile.rlim_max =
+		own.rlim_max < SANDBOX_NOFILE_HARD ? own.rlim_max : SANDBOX_NOFILE_HARD;
+	p->nofile.rlim_cur =
+		p->nofile.rlim_max < SANDBOX_NOFILE_SOFT ? p->nofile.rlim_max : SANDBOX_NOFILE_SOFT;
 	p->new_netns = spec->netns_fd < 0;
 	p->pdeathsig = !spec->no_pdeathsig;
 	p->netns_fd = spec->netns_fd;
@@ -1180,6 +1190,25 @@ static void child_setup_fds(const Plan *p, int sync_fd, int err_fd)
 		_exit(125);
 }
 
+/*
+ * Resource limits the kernel keeps per process, set before the exec so the command and
+ * everything it forks inherit them (lowered limits cannot be raised again without
+ * CAP_SYS_RESOURCE, which the sandbox never has). No core dumps: one would write the
+ * process's memory (its credentials, its data) to wherever core_pattern points, possibly
+ * outside the sandbox. Open files are bounded; the soft limit is what most programs expect,
+ * the hard one leaves room for those that raise their own (redis asks for maxclients + 32).
+ * The number of processes is bounded by the cgroup's pids.max, not RLIMIT_NPROC, which counts
+ * per uid across the host. File size is bounded by the volume's quota and the tmpfs sizes.
+ */
+static void child_rlimits(const Plan *p)
+{
+	struct rlimit core = {0, 0};
+	if (setrlimit(RLIMIT_CORE, &core) < 0)
+		FAIL("setrlimit", "RLIMIT_CORE");
+	if (setrlimit(RLIMIT_NOFILE, &p->nofile) < 0)
+		FAIL("setrlimit", "RLIMIT_NOFILE");
+}
+
 static void child_drop_privileges(const Plan *p)
 {
 	if (setsid() < 0)
@@ -1315,6 +1344,7 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 
 	/* Paths are the in-sandbox ones now; restrict_self needs no_new_privs, set below. */
 	child_landlock(p, &landlock_fd);
+	child_rlimits(p);
 	child_drop_privileges(p);
 	if (syscall(SYS_landlock_restrict_self, landlock_fd, 0) < 0)
 		FAIL("landlock: restrict_self", "");
@@ -1475,7 +1505,7 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 	int abi = sandbox_landlock_abi();
 	if (abi < SANDBOX_LANDLOCK_ABI_MIN)
 		return bbx_error_set(
-			err, -EOPNOTSUPP, BBX_UNAVAILABLE,
+			err, -EOPNOTSUPP, BBX_UNSUPPORTED,
 			"landlock: kernel ABI %d, at least %d is required (refusing to run "
 			"without it)",
 			abi, SANDBOX_LANDLOCK_ABI_MIN);

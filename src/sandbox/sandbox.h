@@ -94,6 +94,15 @@ typedef struct SandboxSpec {
 	bool no_pdeathsig;
 } SandboxSpec;
 
+/*
+ * Every sandboxed process runs with RLIMIT_CORE 0 (no core dumps) and RLIMIT_NOFILE
+ * SANDBOX_NOFILE_SOFT/SANDBOX_NOFILE_HARD (the hard one never above the caller's own, which
+ * only CAP_SYS_RESOURCE could exceed); the number of processes is bounded by pids_max (the
+ * cgroup), not RLIMIT_NPROC.
+ */
+#define SANDBOX_NOFILE_SOFT 4096
+#define SANDBOX_NOFILE_HARD 65536
+
 /* Fills defaults: fds -1, netns_fd -1, everything else zero. */
 void sandbox_spec_init(SandboxSpec *spec);
 

@@ -178,14 +178,15 @@ int storage_btrfs_enable_quotas(int fd)
 	return 0;
 }
 
-int storage_btrfs_qgroup(int fd, uint64_t subvolid, uint64_t *ret_rfer, uint64_t *ret_excl)
+/* The item of type key for qgroup 0/subvolid in the quota tree, copied into item. */
+static int qgroup_item(int fd, uint64_t subvolid, uint32_t key, void *item, size_t size)
 {
 	struct btrfs_ioctl_search_args args = {};
 	args.key.tree_id = BTRFS_QUOTA_TREE_OBJECTID;
 	args.key.min_objectid = 0;
 	args.key.max_objectid = 0;
-	args.key.min_type = BTRFS_QGROUP_INFO_KEY;
-	args.key.max_type = BTRFS_QGROUP_INFO_KEY;
+	args.key.min_type = key;
+	args.key.max_type = key;
 	args.key.min_offset = subvolid; /* qgroup 0/subvolid */
 	args.key.max_offset = subvolid;
 	args.key.max_transid = UINT64_MAX;
@@ -196,13 +197,72 @@ int storage_btrfs_qgroup(int fd, uint64_t subvolid, uint64_t *ret_rfer, uint64_t
 		return -ENOENT;
 	struct btrfs_ioctl_search_header sh;
 	memcpy(&sh, args.buf, sizeof(sh));
-	if (sh.type != BTRFS_QGROUP_INFO_KEY || sh.offset != subvolid ||
-	    sh.len < sizeof(struct btrfs_qgroup_info_item))
+	if (sh.type != key || sh.offset != subvolid || sh.len < size)
 		return -ENOENT;
+	memcpy(item, args.buf + sizeof(sh), size);
+	return 0;
+}
+
+int storage_btrfs_qgroup(int fd, uint64_t subvolid, uint64_t *ret_rfer, uint64_t *ret_excl)
+{
 	struct btrfs_qgroup_info_item item;
-	memcpy(&item, args.buf + sizeof(sh), sizeof(item));
+	int r = qgroup_item(fd, subvolid, BTRFS_QGROUP_INFO_KEY, &item, sizeof(item));
+	if (r < 0)
+		return r;
 	*ret_rfer = le64toh(item.rfer);
 	*ret_excl = le64toh(item.excl);
+	return 0;
+}
+
+/*
+ * A volume's quota is a limit on its qgroup's exclusive bytes: what only this volume
+ * references. For a snapshot that is what it wrote beyond the clone (its reference bytes
+ * still count everything it shares with its source, which costs the pool nothing). It also
+ * grows when the source rewrites or deletes data the snapshot still holds: the old extents
+ * then stay on disk for the snapshot alone, so they are rightly its to pay for.
+ */
+static int btrfs_set_quota(int root_fd, const char *name, bool quotas, uint64_t bytes,
+			   BbxError *err)
+{
+	if (!quotas)
+		return bbx_error_set(
+			err, -EOPNOTSUPP, BBX_UNSUPPORTED,
+			"%s: btrfs quotas are not enabled on this pool (a pool on an "
+			"existing btrfs directory is not branchbox's to enable them on)",
+			name);
+	_cleanup_close_ int fd = open_volume(root_fd, name);
+	if (fd < 0)
+		return bbx_error_set(err, fd, BBX_NOT_FOUND, "%s: cannot open volume: %s", name,
+				     strerror(-fd));
+	/* qgroupid 0: the subvolume of fd. UINT64_MAX clears the limit. */
+	struct btrfs_ioctl_qgroup_limit_args args = {
+		.qgroupid = 0,
+		.lim = {.flags = BTRFS_QGROUP_LIMIT_MAX_EXCL, .max_excl = bytes},
+	};
+	if (ioctl(fd, BTRFS_IOC_QGROUP_LIMIT, &args) < 0) {
+		int r = negative_errno();
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot set the qgroup limit: %s",
+				     name, strerror(-r));
+	}
+	return 0;
+}
+
+static int btrfs_get_quota(int root_fd, const char *name, bool quotas, uint64_t *ret)
+{
+	*ret = STORAGE_UNKNOWN;
+	if (!quotas)
+		return 0;
+	_cleanup_close_ int fd = open_volume(root_fd, name);
+	if (fd < 0)
+		return fd;
+	uint64_t id;
+	if (btrfs_util_subvolume_id_fd(fd, &id) != BTRFS_UTIL_OK)
+		return 0;
+	struct btrfs_qgroup_limit_item item;
+	if (qgroup_item(fd, id, BTRFS_QGROUP_LIMIT_KEY, &item, sizeof(item)) < 0)
+		return 0;
+	if (le64toh(item.flags) & BTRFS_QGROUP_LIMIT_MAX_EXCL)
+		*ret = le64toh(item.max_excl);
 	return 0;
 }
 
@@ -235,4 +295,6 @@ const StorageDriver storage_driver_btrfs = {
 	.destroy = btrfs_destroy,
 	.usage = btrfs_usage,
 	.list = storage_list_dir,
+	.set_quota = btrfs_set_quota,
+	.get_quota = btrfs_get_quota,
 };

@@ -125,6 +125,16 @@ static int copy_usage(int root_fd, const char *name, bool quotas, uint64_t *ret_
 	return tree_usage(root_fd, name, 0, ret_exclusive, ret_shared, err);
 }
 
+/*
+ * Neither driver bounds one volume's disk use: a volume is a plain directory, and the
+ * filesystems they run on offer that only through project quotas, which need a mount option
+ * and a project id on every file the sandbox creates. They say so (pool info, env info,
+ * docs/config.md) instead of pretending: pool_volume_set_quota() refuses with the reason.
+ */
+#define TREE_NO_QUOTA                                                                              \
+	"a volume is a plain directory, which this driver cannot bound: a preview can fill "       \
+	"the pool (use the btrfs driver for per-volume quotas)"
+
 const StorageDriver storage_driver_reflink = {
 	.name = "reflink",
 	.create = tree_create,
@@ -133,6 +143,7 @@ const StorageDriver storage_driver_reflink = {
 	.destroy = tree_destroy,
 	.usage = reflink_usage,
 	.list = storage_list_dir,
+	.no_quota_reason = TREE_NO_QUOTA,
 };
 
 const StorageDriver storage_driver_copy = {
@@ -143,4 +154,5 @@ const StorageDriver storage_driver_copy = {
 	.destroy = tree_destroy,
 	.usage = copy_usage,
 	.list = storage_list_dir,
+	.no_quota_reason = TREE_NO_QUOTA,
 };

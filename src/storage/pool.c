@@ -644,6 +644,14 @@ int pool_info(Pool *p, PoolInfo *ret, BbxError *err)
 		.mount_source = p->mount_source,
 		.fstype = p->fstype,
 		.quotas = p->rec.quotas,
+		.quota_enforced = p->drv->set_quota && p->rec.quotas,
+		.no_quota_reason = !p->drv->set_quota ? p->drv->no_quota_reason
+				   : !p->rec.quotas
+					   ? "btrfs quotas are not enabled on this pool "
+					     "(a pool on an existing btrfs directory is not "
+					     "branchbox's to enable them on): a preview can "
+					     "fill the pool"
+					   : NULL,
 		.size_bytes = (uint64_t)sv.f_blocks * sv.f_frsize,
 		.free_bytes = (uint64_t)sv.f_bavail * sv.f_frsize,
 	};
@@ -847,11 +855,14 @@ int pool_volume_usage(Pool *p, const char *name, VolumeInfo *ret, BbxError *err)
 	int r = require_exists(p, name, true, err);
 	if (r < 0)
 		return r;
-	VolumeInfo v = {};
+	VolumeInfo v = {.quota_bytes = STORAGE_UNKNOWN};
 	r = p->drv->usage(p->root_fd, name, p->rec.quotas, &v.exclusive_bytes, &v.shared_bytes,
 			  err);
 	if (r < 0)
 		return r;
+	if (p->drv->get_quota &&
+	    p->drv->get_quota(p->root_fd, name, p->rec.quotas, &v.quota_bytes) < 0)
+		v.quota_bytes = STORAGE_UNKNOWN;
 	v.name = strdup(name);
 	v.path = pool_volume_path(p, name);
 	if (!v.name || !v.path) {
@@ -890,5 +901,44 @@ int pool_volume_list(Pool *p, VolumeInfo **ret, size_t *ret_n, BbxError *err)
 	}
 	*ret = l;
 	*ret_n = k;
+	return 0;
+}
+
+int pool_volume_set_quota(Pool *p, const char *name, uint64_t bytes, BbxError *err)
+{
+	int r = require_exists(p, name, true, err);
+	if (r < 0)
+		return r;
+	if (!p->drv->set_quota)
+		return bbx_error_set(err, -EOPNOTSUPP, BBX_UNSUPPORTED, "%s: the %s driver: %s", name,
+				     p->drv->name, p->drv->no_quota_reason);
+	return p->drv->set_quota(p->root_fd, name, p->rec.quotas, bytes, err);
+}
+
+int pool_commitment(Pool *p, PoolCommitment *ret, BbxError *err)
+{
+	PoolInfo info;
+	int r = pool_info(p, &info, err);
+	if (r < 0)
+		return r;
+	VolumeInfo *v = NULL;
+	size_t n = 0;
+	r = pool_volume_list(p, &v, &n, err);
+	if (r < 0)
+		return r;
+	PoolCommitment c = {.size_bytes = info.size_bytes, .free_bytes = info.free_bytes};
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].quota_bytes == STORAGE_UNKNOWN)
+			continue;
+		/* Unknown use: everything it may write is still to come. */
+		uint64_t used = v[i].exclusive_bytes == STORAGE_UNKNOWN ? 0 : v[i].exclusive_bytes;
+		uint64_t left = used < v[i].quota_bytes ? v[i].quota_bytes - used : 0;
+		c.promised_bytes = c.promised_bytes + left < c.promised_bytes
+					   ? UINT64_MAX
+					   : c.promised_bytes + left;
+		c.n_bounded++;
+	}
+	volume_info_list_free(v, n);
+	*ret = c;
 	return 0;
 }

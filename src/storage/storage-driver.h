@@ -28,6 +28,14 @@ typedef struct StorageDriver {
 		     uint64_t *ret_shared, BbxError *err);
 	/* Volume names under root_fd (no staging/trash entries), NULL-terminated. */
 	int (*list)(int root_fd, char ***ret, BbxError *err);
+	/*
+	 * Bound what root_fd/name may write (STORAGE_UNKNOWN: no bound), and read the bound
+	 * back (STORAGE_UNKNOWN: none). NULL when the driver cannot bound one volume.
+	 */
+	int (*set_quota)(int root_fd, const char *name, bool quotas, uint64_t bytes, BbxError *err);
+	int (*get_quota)(int root_fd, const char *name, bool quotas, uint64_t *ret);
+	/* Why the driver cannot bound one volume (when set_quota is NULL). */
+	const char *no_quota_reason;
 } StorageDriver;
 
 extern const StorageDriver storage_driver_btrfs;

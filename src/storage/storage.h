@@ -72,6 +72,8 @@ typedef struct PoolInfo {
 	const char *mount_source; /* e.g. /dev/loop3, from mountinfo; may be NULL */
 	const char *fstype;
 	bool quotas;		 /* btrfs qgroups enabled by branchbox */
+	bool quota_enforced;	 /* pool_volume_set_quota() bounds a volume */
+	const char *no_quota_reason; /* why not, when !quota_enforced */
 	uint64_t size_bytes;	 /* filesystem size */
 	uint64_t free_bytes;	 /* available to unprivileged writers */
 } PoolInfo;
@@ -81,6 +83,7 @@ typedef struct VolumeInfo {
 	char *path;
 	uint64_t exclusive_bytes; /* STORAGE_UNKNOWN when the driver cannot tell */
 	uint64_t shared_bytes;	  /* STORAGE_UNKNOWN when the driver cannot tell */
+	uint64_t quota_bytes;	  /* its bound on exclusive_bytes; STORAGE_UNKNOWN: none */
 } VolumeInfo;
 
 void volume_info_list_free(VolumeInfo *l, size_t n);
@@ -123,6 +126,28 @@ char *pool_volume_path(Pool *p, const char *name);
 int pool_volume_exists(Pool *p, const char *name);
 int pool_volume_list(Pool *p, VolumeInfo **ret, size_t *ret_n, BbxError *err);
 int pool_volume_usage(Pool *p, const char *name, VolumeInfo *ret, BbxError *err);
+/*
+ * Bound what a volume may write beyond what it shares with other volumes (its exclusive
+ * bytes; for a snapshot, what it wrote after the clone): past it, writes fail with EDQUOT.
+ * STORAGE_UNKNOWN removes the bound. -EOPNOTSUPP (kind "unsupported", the reason in err)
+ * when the pool cannot bound one volume: the reflink and copy drivers, or a btrfs pool
+ * without quotas (PoolInfo.quota_enforced says which in advance).
+ */
+int pool_volume_set_quota(Pool *p, const char *name, uint64_t bytes, BbxError *err);
+
+/*
+ * What the pool has promised: free space now, and what the volumes with a quota may still
+ * write (each one's quota minus its exclusive bytes, summed). Free space minus the promised
+ * bytes is what stays available whatever those volumes do.
+ */
+typedef struct PoolCommitment {
+	uint64_t size_bytes;
+	uint64_t free_bytes;
+	uint64_t promised_bytes;
+	size_t n_bounded; /* volumes with a quota */
+} PoolCommitment;
+int pool_commitment(Pool *p, PoolCommitment *ret, BbxError *err);
+
 /* The layout a crash-consistent clone needs (see storage_check_layout()). */
 int pool_volume_check_layout(Pool *p, const char *name, BbxError *err);
 

@@ -9,7 +9,7 @@
 
 #define ENV_COLUMNS                                                                                \
 	"name, kind, branch, commit_id, parent, state, volume, config_json, secrets_json, error, " \
-	"created_at, updated_at, expires_at, uid, volume_uid"
+	"created_at, updated_at, expires_at, uid, volume_uid, token_id"
 
 static char *col(sqlite3_stmt *st, int i)
 {
@@ -28,6 +28,7 @@ void env_record_done(EnvRecord *r)
 	free(r->config_json);
 	free(r->secrets_json);
 	free(r->error);
+	free(r->token_id);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -74,6 +75,7 @@ static int read_row(sqlite3_stmt *st, EnvRecord *r)
 		.expires_at = sqlite3_column_int64(st, 12),
 		.uid = (uint32_t)sqlite3_column_int64(st, 13),
 		.volume_uid = (uint32_t)sqlite3_column_int64(st, 14),
+		.token_id = col(st, 15),
 	};
 	if (!r->name || !r->kind || !r->branch) {
 		env_record_done(r);
@@ -143,11 +145,12 @@ static int insert_locked(Store *s, EnvRecord *r, const UidRange *range, BbxError
 	if (!r->parent)
 		volume_uid = uid;
 	rc = sqlite3_prepare_v2(store_db(s), "INSERT INTO environments (" ENV_COLUMNS ") "
-				"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL);
+				"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		bind_record(st, r);
 		sqlite3_bind_int64(st, 14, uid);
 		sqlite3_bind_int64(st, 15, volume_uid);
+		sqlite3_bind_text(st, 16, r->token_id, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
 	}
 	if (rc != SQLITE_DONE) {
@@ -376,5 +379,30 @@ int env_record_exists(Store *s, const char *name)
 	r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
 	sqlite3_finalize(st);
 	store_read_unlock(s);
+	return r;
+}
+
+int env_record_count_previews(Store *s, const char *token_id, size_t *ret_total, size_t *ret_token,
+			      BbxError *err)
+{
+	sqlite3_stmt *st = NULL;
+	int r = 0, rc;
+
+	store_lock(s);
+	rc = sqlite3_prepare_v2(store_db(s),
+				"SELECT count(*), coalesce(sum(token_id IS NOT NULL AND token_id = ?), 0) "
+				"FROM environments WHERE kind = 'preview'",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, token_id, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+	}
+	if (rc == SQLITE_ROW) {
+		*ret_total = (size_t)sqlite3_column_int64(st, 0);
+		*ret_token = (size_t)sqlite3_column_int64(st, 1);
+	} else
+		r = store_error(s, rc, "count previews", err);
+	sqlite3_finalize(st);
+	store_unlock(s);
 	return r;
 }

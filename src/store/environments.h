@@ -45,6 +45,8 @@ typedef struct EnvRecord {
 	uint32_t uid;		/* services run as uid, applications as uid + 1 (gids equal); 0: none yet */
 	uint32_t volume_uid;	/* the pair its volume's files are stored as: its own, or for a
 				 * preview its parent's (a snapshot keeps its owners) */
+	char *token_id;		/* the token that created it; NULL for production, the local
+				 * administrator and rows from before tokens were recorded */
 } EnvRecord;
 
 void env_record_done(EnvRecord *r);
@@ -59,6 +61,10 @@ int env_record_insert(Store *s, EnvRecord *r, const UidRange *range, BbxError *e
  * first uid (the one it had, if it had one). */
 int env_record_assign_uid(Store *s, const char *name, const UidRange *range, uint32_t *ret_uid,
 			  BbxError *err);
+/* How many previews have a row (any state: a stopped or failed one still holds its volume),
+ * in all and created by token_id (0 when token_id is NULL). */
+int env_record_count_previews(Store *s, const char *token_id, size_t *ret_total, size_t *ret_token,
+			      BbxError *err);
 /* 1 when a row exists, 0 when not, -errno; on the read connection (hot path). */
 int env_record_exists(Store *s, const char *name);
 /* -ENOENT (kind "not_found") when absent. */

@@ -124,6 +124,9 @@ const char *const store_migrations[] = {
 	"CREATE TRIGGER environment_budgets_follow_row AFTER DELETE ON environments BEGIN"
 	"  DELETE FROM environment_budgets WHERE environment = OLD.name;"
 	" END;",
+	/* 6: the token that created a preview, so previews can be counted per token (rows from
+	 * before have none and count only towards the total) */
+	"ALTER TABLE environments ADD COLUMN token_id TEXT;",
 };
 
 const int store_n_migrations = (int)ELEMENTSOF(store_migrations);

@@ -5,6 +5,7 @@
 Needs root (mounts, loop devices). Every mount, loop device and PostgreSQL started here is
 removed in a finalizer, also when a test fails.
 """
+import errno
 import hashlib
 import json
 import os
@@ -246,6 +247,58 @@ def test_destroy_frees_space(pool):
     assert after - before >= 150 << 20, (before, after)
     assert not os.path.exists(pool.path("preview"))
 
+
+
+def write_until_full(path, limit_mib):
+    """Write 1 MiB blocks (synced) until a write fails or limit_mib were written; returns
+    (MiB written, the errno that stopped it or None)."""
+    written = 0
+    try:
+        with open(path, "wb") as f:
+            while written < limit_mib:
+                f.write(os.urandom(1 << 20))
+                f.flush()
+                os.fsync(f.fileno())
+                written += 1
+    except OSError as e:
+        return written, e.errno
+    return written, None
+
+
+def test_volume_quota(pool):
+    """A snapshot bounded to 32 MiB gets EDQUOT past it while its source still writes; the
+    reflink and copy drivers cannot bound a volume and say so instead of ignoring it."""
+    pool.bb("volume", "create", "prod")
+    with open(os.path.join(pool.path("prod"), "data"), "wb") as f:
+        f.write(os.urandom(48 << 20))
+    pool.bb("volume", "snapshot", "prod", "preview")
+    info = pool.info()
+    p = pool.bb("volume", "quota", "preview", "32M", check=False)
+    if pool.driver != "btrfs":
+        assert p.returncode == 1
+        assert f"the {pool.driver} driver: a volume is a plain directory" in p.stderr
+        assert info["quota_enforced"] is False and "can fill the pool" in info["quota_not_enforced"]
+        assert "NOT ENFORCED" in pool.bb("pool", "info").stdout
+        # nothing was bounded: the same write goes through
+        assert write_until_full(os.path.join(pool.path("preview"), "fill"), 40) == (40, None)
+        return
+    assert p.returncode == 0, p.stderr
+    assert info["quota_enforced"] is True and info["quota_not_enforced"] is None
+    usage = json.loads(pool.bb("volume", "usage", "preview", "--json").stdout)
+    assert usage["quota_bytes"] == 32 << 20
+    # what it shares with its source (48 MiB) does not count; what it writes does
+    written, err = write_until_full(os.path.join(pool.path("preview"), "fill"), 64)
+    assert err in (errno.EDQUOT, errno.ENOSPC), (written, err)
+    assert 16 <= written <= 32, written
+    # its source has no bound and keeps writing
+    assert write_until_full(os.path.join(pool.path("prod"), "more"), 64) == (64, None)
+    # the bound goes away again
+    pool.bb("volume", "quota", "preview", "none")
+    usage = json.loads(pool.bb("volume", "usage", "preview", "--json").stdout)
+    assert usage["quota_bytes"] is None
+    assert write_until_full(os.path.join(pool.path("preview"), "fill2"), 40) == (40, None)
+    p = pool.bb("volume", "quota", "preview", "0", check=False)
+    assert p.returncode == 2 and "expected a size" in p.stderr
 
 CRASH_POINTS = [
     ("volume-create:after-staging", "create"),

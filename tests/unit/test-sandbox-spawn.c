@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -28,6 +29,7 @@
 #include "build-config.h"
 #include "file-util.h"
 #include "macro.h"
+#include "sandbox-cgroup.h"
 #include "sandbox.h"
 
 static bool need_root(void)
@@ -410,7 +412,19 @@ static void test_init_is_a_fresh_image(void **state)
 	assert_int_equal(len, sizeof(want_env));
 	assert_memory_equal(environ_init, want_env, sizeof(want_env));
 
-	/* Its fds: /dev/null as 0-2, the sync pipe, its signalfd; nothing of the owner. */
+	/*
+	 * Its fds: /dev/null as 0-2, the sync pipe, its signalfd; nothing of the owner. The
+	 * init closes its error pipe and drops its stdio just after the fork that the command
+	 * appeared from: on a loaded machine that can be after first_child() returned, so wait
+	 * for the last of it (stderr on /dev/null).
+	 */
+	snprintf(path, sizeof(path), "/proc/%d/fd/2", (int)init);
+	for (int i = 0; i < 1000; i++) {
+		ssize_t k = readlink(path, link, sizeof(link) - 1);
+		if (k == (ssize_t)strlen("/dev/null") && !memcmp(link, "/dev/null", (size_t)k))
+			break;
+		usleep(10 * 1000);
+	}
 	snprintf(path, sizeof(path), "/proc/%d/fd", (int)init);
 	DIR *d = opendir(path);
 	assert_non_null(d);
@@ -547,6 +561,142 @@ static void test_idmapped_bind(void **state)
 	assert_int_equal(rm_rf(dir), 0);
 }
 
+/* The value columns of one line of /proc/self/limits ("Max open files  4096  65536  files"). */
+static void limits_line(const char *limits, const char *name, char *ret_soft, char *ret_hard)
+{
+	const char *l = strstr(limits, name);
+	assert_non_null(l);
+	assert_int_equal(sscanf(l + strlen(name), "%31s %31s", ret_soft, ret_hard), 2);
+}
+
+/*
+ * Every sandbox runs without core dumps and with bounded open files, whatever the spawning
+ * process had: the spawner widens its own limits first (as far as it may: without
+ * CAP_SYS_RESOURCE only up to its hard limits), so a sandbox that merely inherited them
+ * would show the widened values.
+ */
+static void test_rlimits(void **state)
+{
+	if (!need_root())
+		return;
+	struct rlimit old_core, old_nofile;
+	assert_int_equal(getrlimit(RLIMIT_CORE, &old_core), 0);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old_nofile), 0);
+	struct rlimit wide_core = {RLIM_INFINITY, RLIM_INFINITY};
+	struct rlimit wide_nofile = {SANDBOX_NOFILE_HARD * 2, SANDBOX_NOFILE_HARD * 2};
+	if (setrlimit(RLIMIT_CORE, &wide_core) < 0) {
+		wide_core = (struct rlimit){old_core.rlim_max, old_core.rlim_max};
+		assert_int_equal(setrlimit(RLIMIT_CORE, &wide_core), 0);
+	}
+	if (setrlimit(RLIMIT_NOFILE, &wide_nofile) < 0) {
+		wide_nofile = (struct rlimit){old_nofile.rlim_max, old_nofile.rlim_max};
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &wide_nofile), 0);
+	}
+	/* Positive control: the widened limits are really above what a sandbox gets. */
+	assert_true(wide_core.rlim_cur > 0);
+	assert_true(wide_nofile.rlim_cur > SANDBOX_NOFILE_SOFT);
+	_cleanup_free_ char *mine = NULL;
+	char out[4096], soft[32], hard[32], want[32];
+	assert_int_equal(read_full_file("/proc/self/limits", sizeof(out), &mine, NULL), 0);
+	limits_line(mine, "Max open files", soft, hard);
+	snprintf(want, sizeof(want), "%llu", (unsigned long long)wide_nofile.rlim_cur);
+	assert_string_equal(soft, want);
+
+	char *const argv[] = {"/bin/cat", "/proc/self/limits", NULL};
+	int status = run_capture(argv, -1, out, sizeof(out));
+	assert_int_equal(setrlimit(RLIMIT_CORE, &old_core), 0);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old_nofile), 0);
+	assert_int_equal(status, 0);
+	limits_line(out, "Max core file size", soft, hard);
+	assert_string_equal(soft, "0");
+	assert_string_equal(hard, "0");
+	limits_line(out, "Max open files", soft, hard);
+	snprintf(want, sizeof(want), "%d", SANDBOX_NOFILE_SOFT);
+	assert_string_equal(soft, want);
+	rlim_t want_hard = wide_nofile.rlim_max < SANDBOX_NOFILE_HARD ? wide_nofile.rlim_max
+								      : SANDBOX_NOFILE_HARD;
+	snprintf(want, sizeof(want), "%llu", (unsigned long long)want_hard);
+	assert_string_equal(hard, want);
+
+	/* The command cannot raise them again: no CAP_SYS_RESOURCE inside. */
+	char *const raise_argv[] = {"/bin/sh", "-c", "ulimit -c 1 2>/dev/null || echo refused",
+				    NULL};
+	run_capture(raise_argv, -1, out, sizeof(out));
+	assert_string_equal(out, "refused\n");
+}
+
+/* Run the python snippet in a sandbox in cgroup name with a leaf's limits; its stdout. */
+static int run_in_cgroup(const char *name, const char *code, uint64_t memory_max, uint64_t pids_max,
+			 char *out, size_t size)
+{
+	char *const argv[] = {"/usr/bin/python3", "-c", (char *)code, NULL};
+	SandboxSpec spec;
+	sandbox_spec_init(&spec);
+	spec.argv = argv;
+	spec.cgroup_name = name;
+	spec.memory_max = memory_max;
+	spec.pids_max = pids_max;
+	return spec_capture(&spec, out, size);
+}
+
+/*
+ * An environment's parent cgroup bounds the sum of its processes, even when each process's
+ * own cgroup would allow more: with the parent unlimited (the positive control) the same
+ * commands get what they ask for.
+ */
+static void test_parent_cgroup_bounds_children(void **state)
+{
+	if (!need_root())
+		return;
+	static const char fork_many[] =
+		"import subprocess\n"
+		"ps = []\n"
+		"try:\n"
+		"    for i in range(40): ps.append(subprocess.Popen(['sleep', '30']))\n"
+		"    print(len(ps), 'none')\n"
+		"except OSError as e:\n"
+		"    print(len(ps), e.errno)\n"
+		"for p in ps: p.kill()\n";
+	static const char allocate[] = "b = bytearray(192 << 20)\n"
+				       "for i in range(0, len(b), 4096): b[i] = 1\n"
+				       "print('allocated')\n";
+	char parent_name[64], leaf[96], out[256];
+	snprintf(parent_name, sizeof(parent_name), "test-parent-%d", (int)getpid());
+	snprintf(leaf, sizeof(leaf), "%s/leaf", parent_name);
+	BbxError err = BBX_ERROR_INIT;
+	SandboxCgroup *parent = NULL;
+
+	/* Positive control: no limit on the parent, generous leaves. */
+	SandboxCgroupLimits none = {0};
+	int r = sandbox_cgroup_create_parent("/sys/fs/cgroup", parent_name, &none, &parent, &err);
+	if (r < 0)
+		fail_msg("parent: %s", bbx_error_message(&err, r));
+	assert_int_equal(run_in_cgroup(leaf, fork_many, 0, 100, out, sizeof(out)), 0);
+	assert_string_equal(out, "40 none\n");
+	assert_int_equal(run_in_cgroup(leaf, allocate, 512ULL << 20, 0, out, sizeof(out)), 0);
+	assert_string_equal(out, "allocated\n");
+	sandbox_cgroup_free(parent);
+	parent = NULL;
+
+	/* The parent's limits now: 12 processes, 96 MiB, below each leaf's own. */
+	SandboxCgroupLimits sum = {.memory_max = 96ULL << 20, .pids_max = 12};
+	r = sandbox_cgroup_create_parent("/sys/fs/cgroup", parent_name, &sum, &parent, &err);
+	if (r < 0)
+		fail_msg("parent: %s", bbx_error_message(&err, r));
+	assert_int_equal(run_in_cgroup(leaf, fork_many, 0, 100, out, sizeof(out)), 0);
+	unsigned started = 0;
+	int error = 0;
+	assert_int_equal(sscanf(out, "%u %d", &started, &error), 2);
+	assert_true(started < 12); /* init and python count too */
+	assert_int_equal(error, EAGAIN);
+	/* Over the parent's memory: killed by the OOM killer inside it, never "allocated". */
+	assert_int_equal(run_in_cgroup(leaf, allocate, 512ULL << 20, 0, out, sizeof(out)),
+			 128 + SIGKILL);
+	assert_string_equal(out, "");
+	assert_int_equal(sandbox_cgroup_remove(parent, NULL), 0);
+	sandbox_cgroup_free(parent);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -558,6 +708,8 @@ int main(void)
 		cmocka_unit_test(test_real_cgroup2_without_controllers),
 		cmocka_unit_test(test_idmapped_bind),
 		cmocka_unit_test(test_init_is_a_fresh_image),
+		cmocka_unit_test(test_rlimits),
+		cmocka_unit_test(test_parent_cgroup_bounds_children),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

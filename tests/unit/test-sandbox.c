@@ -164,6 +164,32 @@ static void test_cgroup_v1(void **state)
 	assert_int_equal(access(want, F_OK), -1);
 	sandbox_cgroup_free(cg);
 
+	/* An environment's parent: made when missing, limits rewritten when it exists. */
+	SandboxCgroupLimits sum = {.memory_max = 1ULL << 30, .pids_max = 2048, .cpu_millis = 1750};
+	SandboxCgroup *parent = NULL;
+	assert_int_equal(sandbox_cgroup_create_parent(root, "d-1/env-p", &sum, &parent, NULL), 0);
+	assert_int_equal(parent->n_dir, 4);
+	assert_file(parent->dir[SANDBOX_CG_MEMORY], "memory.limit_in_bytes", "1073741824");
+	assert_file(parent->dir[SANDBOX_CG_PIDS], "pids.max", "2048");
+	assert_file(parent->dir[SANDBOX_CG_CPU], "cpu.cfs_quota_us", "175000");
+	/* A process's cgroup below it, then the parent again with other limits. */
+	assert_int_equal(sandbox_cgroup_create(root, "d-1/env-p/web-1", &l, &cg, NULL), 0);
+	SandboxCgroup *again_parent = NULL;
+	sum.pids_max = 4096;
+	sum.memory_max = 0; /* left as it was */
+	assert_int_equal(sandbox_cgroup_create_parent(root, "d-1/env-p", &sum, &again_parent, NULL),
+			 0);
+	assert_file(parent->dir[SANDBOX_CG_PIDS], "pids.max", "4096");
+	assert_file(parent->dir[SANDBOX_CG_MEMORY], "memory.limit_in_bytes", "1073741824");
+	assert_file(cg->dir[SANDBOX_CG_PIDS], "pids.max", "64");
+	assert_int_equal(sandbox_cgroup_create_parent(root, "../p", &sum, &again_parent, NULL),
+			 -EINVAL);
+	sandbox_cgroup_free(again_parent);
+	assert_int_equal(sandbox_cgroup_remove(cg, NULL), 0);
+	sandbox_cgroup_free(cg);
+	assert_int_equal(sandbox_cgroup_remove(parent, NULL), 0);
+	sandbox_cgroup_free(parent);
+
 	/* Leftovers of a dead owner go; a live owner's and foreign names stay. */
 	char dead[64], live[64];
 	snprintf(dead, sizeof(dead), "memory/branchbox/sb-%d-3", 99999999);
@@ -322,6 +348,21 @@ static void test_cgroup_v2(void **state)
 	assert_file(cg->dir[0], "cgroup.freeze", "1");
 	assert_int_equal(sandbox_cgroup_remove(cg, NULL), 0);
 	sandbox_cgroup_free(cg);
+
+	/* An environment's parent passes the controllers on to its processes' cgroups. */
+	SandboxCgroupLimits sum = {.memory_max = 3ULL << 30, .pids_max = 3000, .cpu_millis = 2500};
+	SandboxCgroup *parent = NULL;
+	assert_int_equal(sandbox_cgroup_create_parent(root, "env-c", &sum, &parent, NULL), 0);
+	assert_file(parent->dir[0], "cgroup.subtree_control", "+memory +pids +cpu");
+	assert_file(parent->dir[0], "memory.max", "3221225472");
+	assert_file(parent->dir[0], "pids.max", "3000");
+	assert_file(parent->dir[0], "cpu.max", "250000 100000");
+	SandboxCgroup *existing = NULL;
+	assert_int_equal(sandbox_cgroup_create_parent(root, "env-c", &sum, &existing, NULL), 0);
+	assert_string_equal(existing->dir[0], parent->dir[0]);
+	sandbox_cgroup_free(existing);
+	assert_int_equal(sandbox_cgroup_remove(parent, NULL), 0);
+	sandbox_cgroup_free(parent);
 
 	/* Hybrid: v1 controllers but the unified hierarchy offers memory, pids and cpu. */
 	_cleanup_free_ char *hybrid = make_tree();

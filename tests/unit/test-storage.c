@@ -344,7 +344,24 @@ static void test_pool_copy(void **state)
 	assert_int_equal(n, 2);
 	assert_string_equal(l[0].name, "clone");
 	assert_int_equal(l[0].shared_bytes, 0);
+	assert_int_equal(l[0].quota_bytes, STORAGE_UNKNOWN);
 	volume_info_list_free(l, n);
+
+	/* A plain directory cannot be bounded: refused with the reason, said in the info too. */
+	err = (BbxError)BBX_ERROR_INIT;
+	assert_int_equal(pool_volume_set_quota(p, "clone", 1 << 20, &err), -EOPNOTSUPP);
+	assert_string_equal(bbx_error_kind_name(err.kind), "unsupported");
+	assert_non_null(
+		strstr(err.message, "clone: the copy driver: a volume is a plain directory"));
+	PoolInfo info;
+	assert_int_equal(pool_info(p, &info, &err), 0);
+	assert_false(info.quota_enforced);
+	assert_non_null(strstr(info.no_quota_reason, "can fill the pool"));
+	PoolCommitment pc;
+	assert_int_equal(pool_commitment(p, &pc, &err), 0);
+	assert_int_equal(pc.n_bounded, 0);
+	assert_int_equal(pc.promised_bytes, 0);
+	assert_true(pc.free_bytes > 0 && pc.free_bytes <= pc.size_bytes);
 
 	/* a symlink out of the source is refused and leaves no trace */
 	assert_int_equal(symlinkat("/etc", fd, "out"), 0);

@@ -296,6 +296,44 @@ static void test_uid_allocation(void **state)
 	assert_int_equal(r.uid, 100007);
 }
 
+/* Previews are counted in all and per creating token, in every state; production never. */
+static void test_count_previews(void **state)
+{
+	_cleanup_(store_freep) Store *s = NULL;
+	BbxError err = BBX_ERROR_INIT;
+	UidRange range = { 100000, 100099 };
+	size_t total = 99, mine = 99;
+
+	assert_int_equal(store_open(dir, &s, &err), 0);
+	assert_int_equal(env_record_count_previews(s, "tok-a", &total, &mine, &err), 0);
+	assert_int_equal(total, 0);
+	assert_int_equal(mine, 0);
+	assert_int_equal(insert_env(s, "main", NULL, &range, NULL), 0);
+	const char *const owners[][2] = { { "p1", "tok-a" }, { "p2", "tok-a" }, { "p3", "tok-b" }, { "p4", NULL } };
+	for (size_t i = 0; i < ELEMENTSOF(owners); i++) {
+		EnvRecord r = { .name = (char *)owners[i][0], .kind = "preview", .branch = (char *)owners[i][0],
+				.parent = "main", .state = ENV_CREATING, .token_id = (char *)owners[i][1] };
+		assert_int_equal(env_record_insert(s, &r, &range, &err), 0);
+	}
+	assert_int_equal(env_record_set_state(s, "p2", ENV_STOPPED, NULL, &err), 0);
+	EnvRecord got;
+	assert_int_equal(env_record_get(s, "p1", &got, &err), 0);
+	assert_string_equal(got.token_id, "tok-a");
+	env_record_done(&got);
+	assert_int_equal(env_record_count_previews(s, "tok-a", &total, &mine, &err), 0);
+	assert_int_equal(total, 4);
+	assert_int_equal(mine, 2);
+	assert_int_equal(env_record_count_previews(s, "tok-b", &total, &mine, &err), 0);
+	assert_int_equal(mine, 1);
+	assert_int_equal(env_record_count_previews(s, NULL, &total, &mine, &err), 0);
+	assert_int_equal(total, 4);
+	assert_int_equal(mine, 0);
+	assert_int_equal(env_record_delete(s, "p1", &err), 0);
+	assert_int_equal(env_record_count_previews(s, "tok-a", &total, &mine, &err), 0);
+	assert_int_equal(total, 3);
+	assert_int_equal(mine, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -305,6 +343,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_journal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uid_allocation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_budgets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_count_previews, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
