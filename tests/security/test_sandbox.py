@@ -250,17 +250,47 @@ def test_writes_only_under_rw_binds(scratch):
         os.rmdir(ro_dir)
 
 
+# What the sandbox masks (masked_paths in src/sandbox/sandbox.c): a file gets /dev/null bound
+# over it, a directory an empty tmpfs of mode 000.
+MASKED_FILES = ["/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                "/proc/timer_stats", "/proc/sched_debug"]
+MASKED_DIRS = ["/proc/acpi", "/proc/asound", "/proc/scsi", "/sys/firmware",
+               "/sys/devices/virtual/powercap"]
+PROC_MAGIC, SYSFS_MAGIC, TMPFS_MAGIC = "0x9fa0", "0x62656572", "0x1021994"
+
+
 def test_proc_and_sys_masked_and_read_only():
-    for path in ("/proc/kcore", "/proc/keys", "/proc/timer_list"):
-        res = inside(["read", path])
-        assert res.get("bytes", "0") == "0" or "read" in res, (path, res)
+    # Each masked path is compared with the same probe outside (the control): outside it is
+    # the real procfs or sysfs entry, inside the mask. A path this kernel does not have is
+    # absent on both sides and proves nothing, so it does not count as checked.
+    checked, absent = [], []
+    for path in MASKED_FILES + MASKED_DIRS:
+        ctl = outside(["stat", path])
+        res = inside(["stat", path])
+        if ctl.get("stat") == "ENOENT":
+            assert res.get("stat") == "ENOENT", (path, res)
+            absent.append(path)
+            continue
+        assert ctl.get("fs") in (PROC_MAGIC, SYSFS_MAGIC), (path, ctl)
+        if path in MASKED_FILES:
+            assert ctl.get("type") == "reg", (path, ctl)
+            assert res.get("type") == "chr" and res.get("rdev") == "1:3", (path, res)
+        else:
+            assert ctl.get("type") == "dir", (path, ctl)
+            assert (res.get("type"), res.get("mode"), res.get("fs")) == ("dir", "0", TMPFS_MAGIC), \
+                (path, res)
+        checked.append(path)
+    print(f"masked paths checked: {checked}; absent from this kernel: {absent}")
+    assert set(checked) & set(MASKED_FILES) and set(checked) & set(MASKED_DIRS), checked
+    # What the mask hides has content outside: root reads the timer list and lists firmware.
+    assert int(outside(["read", "/proc/timer_list"]).get("bytes", "0")) > 0
+    assert inside(["read", "/proc/timer_list"]) == {"bytes": "0"}
+    assert int(outside(["read", "/sys/firmware"]).get("entries", "0")) > 0
     fw = inside(["read", "/sys/firmware"])
     assert fw.get("read") == "EACCES" or fw.get("entries") == "0", fw
     for path in ("/proc/sys/kernel/hostname", "/proc/sysrq-trigger", "/sys/kernel/uevent_helper"):
         assert inside(["openw", path]).get("openw") != "ok", path
-    # Controls: root on the host can list /sys/firmware and open /proc/sys for writing
-    # (opened, never written).
-    assert int(outside(["read", "/sys/firmware"]).get("entries", "0")) > 0
+    # Control: root on the host can open /proc/sys for writing (opened, never written).
     assert outside(["openw", "/proc/sys/kernel/hostname"]).get("openw") == "ok"
 
 
