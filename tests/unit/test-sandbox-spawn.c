@@ -427,6 +427,27 @@ static bool same_file(const char *a, const char *b)
 	return x.st_dev == y.st_dev && x.st_ino == y.st_ino;
 }
 
+/* Whether the fd dir of init shows its steady state: fd 2 is /dev/null and 5 fds are open. */
+static bool init_fds_settled(const char *fd_dir)
+{
+	char fd2[128], link[256];
+	snprintf(fd2, sizeof(fd2), "%s/2", fd_dir);
+	ssize_t k = readlink(fd2, link, sizeof(link) - 1);
+	if (k <= 0)
+		return false;
+	link[k] = '\0';
+	if (strcmp(link, "/dev/null"))
+		return false;
+	DIR *d = opendir(fd_dir);
+	if (!d)
+		return false;
+	int n = 0;
+	for (struct dirent *de; (de = readdir(d));)
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n == 5;
+}
+
 /*
  * pid 1 is branchbox-init, a fresh exec: nothing of the spawning process (a secret in its
  * heap, its environment, its fds) exists in the init or in the command.
@@ -478,8 +499,14 @@ static void test_init_is_a_fresh_image(void **state)
 	assert_int_equal(len, sizeof(want_env));
 	assert_memory_equal(environ_init, want_env, sizeof(want_env));
 
-	/* Its fds: /dev/null as 0-2, the sync pipe, its signalfd; nothing of the owner. */
+	/*
+	 * Its fds: /dev/null as 0-2, the sync pipe, its signalfd; nothing of the owner. Init
+	 * drops its stdio only after forking the command, so wait (up to 10 s) for it to settle
+	 * before looking: reading in between saw the caller's stdio and failed now and then.
+	 */
 	snprintf(path, sizeof(path), "/proc/%d/fd", (int)init);
+	for (int i = 0; i < 1000 && !init_fds_settled(path); i++)
+		usleep(10 * 1000);
 	DIR *d = opendir(path);
 	assert_non_null(d);
 	int n_fds = 0;
