@@ -6,8 +6,10 @@ so a route added later is covered without touching this file.
 import http.client
 import json
 import os
+import secrets
 import socket
 import sqlite3
+import stat
 import subprocess
 import time
 
@@ -54,7 +56,11 @@ def mint(daemon, kind, name, envs, verbs, ttl=None, token=None, via_http=False, 
     if ttl:
         args += ["--ttl", ttl]
     p = daemon.cli(*args, token=token, via_http=via_http, check=check)
-    return json.loads(p.stdout) if p.returncode == 0 else p
+    if p.returncode != 0:
+        return p
+    minted = json.loads(p.stdout)
+    daemon.minted.append(minted["token"])
+    return minted
 
 
 def add_environment(daemon, name, kind="preview"):
@@ -73,11 +79,50 @@ def audit_rows(daemon, where="1"):
     return rows
 
 
-MINTED = []
+def plaintext_hits(daemon, needles):
+    """Where each needle occurs in the daemon's files: every regular file under its temporary
+    dir (the state dir with the SQLite database and its WAL, the daemon's log, the repository),
+    read whole in overlapping chunks. Returns ({needle: [paths]}, [every path scanned])."""
+    enc = {n: n.encode() for n in needles}
+    overlap = max(len(e) for e in enc.values()) - 1
+    hits = {n: [] for n in needles}
+    scanned = []
+    for root, _, files in os.walk(daemon.tmp):
+        for f in files:
+            path = os.path.join(root, f)
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                continue
+            scanned.append(path)
+            with open(path, "rb") as fh:
+                tail = b""
+                while chunk := fh.read(1 << 20):
+                    buf = tail + chunk
+                    for n, e in enc.items():
+                        if e in buf and path not in hits[n]:
+                            hits[n].append(path)
+                    tail = buf[-overlap:]
+    return hits, scanned
+
+
+def assert_no_plaintext_token(daemon):
+    """Every token this daemon handed out, used once more (unless the test stopped the
+    daemon), is nowhere in its files."""
+    tokens = set(daemon.minted)
+    assert tokens, "no tokens to look for"
+    if daemon.proc.poll() is None:
+        for tok in tokens:
+            call(daemon, "GET", "/v1/environments/pr-01/audit", token=tok)
+    hits, scanned = plaintext_hits(daemon, tokens)
+    assert daemon.log_path in scanned and os.path.join(daemon.state, "state.db") in scanned
+    found = {path for paths in hits.values() for path in paths}
+    assert not found, f"plaintext token in {sorted(found)}"
 
 
 @pytest.fixture
 def authd(daemon):
+    """A daemon with tokens; at the end of each test, every token minted on it (by the fixture
+    or the test) is searched for in plaintext in all its files."""
+    daemon.minted = []
     for e in ("pr-01", "zz-01"):
         add_environment(daemon, e)
     t = {}
@@ -87,11 +132,10 @@ def authd(daemon):
     t["expired"] = mint(daemon, "human", "expired", ["pr-*"], ALL_VERBS, "1s")
     t["revoked"] = mint(daemon, "human", "revoked", ["pr-*"], ALL_VERBS, "1h")
     daemon.cli("token", "revoke", t["revoked"]["id"])
-    for v in t.values():
-        MINTED.append(v["token"])
     time.sleep(2.1)  # let the 1 s token expire
     daemon.tokens = t
-    return daemon
+    yield daemon
+    assert_no_plaintext_token(daemon)
 
 
 def malformed_tokens(good):
@@ -233,22 +277,22 @@ def test_agent_tokens_cannot_get_production_or_powers(authd):
 def test_production_name_comes_from_options(tmpdir_path, repo):
     d = Daemon(tmpdir_path, repo, extra_args=["--production-branch", "prod",
                                               "--agent-token-max-ttl", "2h"]).start()
+    d.minted = []
     try:
         ok = mint(d, "agent", "bot", ["main"], "env:read", "1h")
-        MINTED.append(ok["token"])
         p = mint(d, "agent", "bot", ["pro*"], "env:read", "1h", check=False)
         assert p.returncode == 1 and "'prod'" in p.stderr
         s, _, body = call(d, "GET", "/v1/environments/prod/audit", token=ok["token"])
         assert s == 404
         p = mint(d, "agent", "bot", ["pr-1"], "env:read", "3h", check=False)
         assert p.returncode == 1 and "7200 seconds" in p.stderr
+        assert_no_plaintext_token(d)
     finally:
         d.stop()
 
 
 def test_minting_is_never_wider_than_self(authd):
     admin = mint(authd, "human", "admin", ["pr-*"], "env:read,env:exec,token:admin", "1h")
-    MINTED.append(admin["token"])
     tok = admin["token"]
     for envs, verbs, ttl, why in ((["*"], "env:read", "10m", "scope"),
                                    (["zz-01"], "env:read", "10m", "scope"),
@@ -259,7 +303,6 @@ def test_minting_is_never_wider_than_self(authd):
         p = mint(authd, "human", "child", envs, verbs, ttl, token=tok, via_http=True, check=False)
         assert p.returncode == 1 and why in p.stderr, (envs, verbs, ttl, p.stderr)
     child = mint(authd, "agent", "child", ["pr-1"], "env:read", "10m", token=tok, via_http=True)
-    MINTED.append(child["token"])
     s, _, _ = call(authd, "GET", "/v1/environments/pr-01/audit", token=child["token"])
     assert s == 404  # pr-01 is not pr-1: invisible
     # A token without token:admin mints nothing, lists nothing, revokes nothing.
@@ -277,7 +320,6 @@ def test_minting_is_never_wider_than_self(authd):
 
 def test_revocation_holds_from_the_next_request(authd):
     tok = mint(authd, "agent", "short", ["pr-*"], "env:read", "1h")
-    MINTED.append(tok["token"])
     path = "/v1/environments/pr-01/audit"
     assert call(authd, "GET", path, token=tok["token"])[0] == 200
     assert call(authd, "GET", path, token=tok["token"])[0] == 200
@@ -306,7 +348,7 @@ def test_cli_create_prints_token_alone(authd):
     p = authd.cli("token", "create", "--human", "carol", "--env", "pr-1", "--verbs", "env:read")
     lines = p.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("bbx_")
-    MINTED.append(lines[0])
+    authd.minted.append(lines[0])
     assert "shown only this once" in p.stderr and lines[0] not in p.stderr
     listing = authd.cli("token", "list").stdout
     assert "carol" in listing and lines[0] not in listing
@@ -484,21 +526,24 @@ def test_keys_are_private(authd):
     assert os.stat(os.path.join(authd.state, "keys")).st_mode & 0o777 == 0o700
 
 
-def test_zz_no_plaintext_token_anywhere(authd):
-    """Runs last in this file: every token minted here, in every file of the state dir."""
-    tokens = set(MINTED) | {v["token"] for v in authd.tokens.values()}
-    for tok in tokens:
-        call(authd, "GET", "/v1/environments/pr-01/audit", token=tok)
-    states = [authd.state]
-    log = authd.read_log()
-    for tok in tokens:
-        assert tok not in log
-    for root, _, files in os.walk(authd.state):
-        for f in files:
-            path = os.path.join(root, f)
-            if f.endswith(".sock"):
-                continue
-            data = open(path, "rb").read()
-            for tok in tokens:
-                assert tok.encode() not in data, f"token found in {path}"
+def test_plaintext_scan_finds_a_planted_secret(authd):
+    """Control for the scan every authd test ends with: it finds a known secret planted where
+    a token could leak (a database row, so in the WAL or the database file, and a nested
+    file in the state dir) and reads the daemon's log; the tokens are nowhere."""
+    secret = "bbx_control_" + secrets.token_hex(16)
+    db = sqlite3.connect(os.path.join(authd.state, "state.db"), timeout=30)
+    db.execute("CREATE TABLE scan_control (v TEXT)")
+    db.execute("INSERT INTO scan_control VALUES (?)", (secret,))
+    db.commit()
+    db.close()
+    nested = os.path.join(authd.state, "scan-control", "deeper")
+    os.makedirs(nested)
+    with open(os.path.join(nested, "file"), "w") as f:
+        f.write(f"before {secret} after\n")
+    hits, scanned = plaintext_hits(authd, [secret] + authd.minted)
+    db_files = {os.path.join(authd.state, "state.db" + x) for x in ("", "-wal")}
+    assert set(hits[secret]) & db_files, hits[secret]
+    assert os.path.join(nested, "file") in hits[secret], hits[secret]
+    assert authd.log_path in scanned
     assert any(f.endswith("-wal") for f in os.listdir(authd.state)), "expected a live WAL to search"
+    assert not any(hits[tok] for tok in authd.minted), hits

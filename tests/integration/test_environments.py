@@ -192,15 +192,23 @@ def test_preview_credentials_are_new_and_useless_on_production(prod):
         prod_redis = env_exec(prod, "main", "sh", "-c", "echo $REDIS_URL").stdout.strip()
         prev_redis = env_exec(prod, "pr-creds", "sh", "-c", "echo $REDIS_URL").stdout.strip()
         assert prod_redis != prev_redis
-        # The preview's password does not open production's database...
         code = ("import psycopg2,sys\n"
                 "try:\n psycopg2.connect(host='database',user='main',dbname='main',password=sys.argv[1],connect_timeout=5)\n"
                 " print('CONNECTED')\nexcept psycopg2.OperationalError as e:\n print('REFUSED', e)\n")
+        # Refused by the server for the password, not for any other reason (a server that is
+        # down, a timeout, an unknown host would also raise OperationalError).
+        wrong_password = 'FATAL:  password authentication failed for user "main"'
+        # Control: each environment's own password opens its own database, so the server is
+        # there and the same probe can connect.
+        for name, pw in (("main", prod_pw), ("pr-creds", prev_pw)):
+            out = env_exec(prod, name, "python3", "-c", code, pw).stdout
+            assert out.strip() == "CONNECTED", (name, out)
+        # The preview's password does not open production's database...
         out = env_exec(prod, "main", "python3", "-c", code, prev_pw).stdout
-        assert "REFUSED" in out and "password authentication failed" in out
+        assert out.startswith("REFUSED") and wrong_password in out, out
         # ...and production's password does not open the preview's (the clone got new ones).
         out = env_exec(prod, "pr-creds", "python3", "-c", code, prod_pw).stdout
-        assert "REFUSED" in out
+        assert out.startswith("REFUSED") and wrong_password in out, out
     finally:
         prod.cli("env", "destroy", "pr-creds", timeout=300)
 

@@ -27,6 +27,9 @@
 #include <sys/personality.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/shm.h>
 #include <sys/uio.h>
@@ -339,6 +342,36 @@ static int probe_read(const char *path)
 	return 0;
 }
 
+/*
+ * What is at path, without opening it: "type reg|dir|chr|other", "rdev MAJOR:MINOR" for a
+ * device, "mode" (octal permission bits) and "fs 0xMAGIC" (statfs). Tells a masked path
+ * (/dev/null, an empty tmpfs) from the real procfs or sysfs entry.
+ */
+static int probe_stat(const char *path)
+{
+	struct stat st;
+	struct statfs sfs;
+	errno = 0;
+	if (stat(path, &st) < 0) {
+		result("stat", -1);
+		return 0;
+	}
+	const char *type = "other";
+	if (S_ISREG(st.st_mode))
+		type = "reg";
+	else if (S_ISDIR(st.st_mode))
+		type = "dir";
+	else if (S_ISCHR(st.st_mode))
+		type = "chr";
+	printf("type %s\n", type);
+	if (S_ISCHR(st.st_mode))
+		printf("rdev %u:%u\n", major(st.st_rdev), minor(st.st_rdev));
+	printf("mode %o\n", (unsigned)(st.st_mode & 07777));
+	if (statfs(path, &sfs) == 0)
+		printf("fs 0x%lx\n", (unsigned long)sfs.f_type);
+	return 0;
+}
+
 static int probe_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -556,6 +589,8 @@ int main(int argc, char **argv)
 		return probe_openw(arg);
 	if (!strcmp(name, "read") && arg)
 		return probe_read(arg);
+	if (!strcmp(name, "stat") && arg)
+		return probe_stat(arg);
 	if (!strcmp(name, "fds"))
 		return probe_fds();
 	if (!strcmp(name, "mount") && arg)
