@@ -119,8 +119,8 @@ static int check_value(const char *key, json_t *prop, json_t *v, BbxError *err)
 		size_t n = json_array_size(v);
 		if (!json_is_array(v) || (min && n < (size_t)json_integer_value(min)) ||
 		    (max && n > (size_t)json_integer_value(max)))
-			return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: '%s' must be an array of %s%lld to %lld strings",
-					     key, "", (long long)(min ? json_integer_value(min) : 0),
+			return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: '%s' must be an array of %lld to %lld strings",
+					     key, (long long)(min ? json_integer_value(min) : 0),
 					     (long long)(max ? json_integer_value(max) : 1 << 20));
 		size_t i;
 		json_t *item;

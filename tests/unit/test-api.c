@@ -13,6 +13,7 @@
 
 #include "api.h"
 #include "http-client.h"
+#include "ops.h"
 
 static const ApiRoute *match(const char *method, const char *path, char *buf, size_t size,
 			     const char *params[API_MAX_PARAMS])
@@ -147,12 +148,84 @@ static void test_http_response(void **state)
 			 -EPIPE);
 }
 
+/*
+ * Every route onto the operations table names a row, asks for the row's verb when it can
+ * check it from the headers, and its environment parameter is the row's environment input;
+ * every row is reachable over REST.
+ */
+static void test_routes_match_operations(void **state)
+{
+	for (size_t i = 0; i < api_n_routes; i++) {
+		const ApiRoute *rt = &api_routes[i];
+		if (rt->handler != route_op)
+			continue;
+		const Op *op = ops_find(rt->action);
+		assert_non_null(op);
+		if (rt->env_param >= 0) {
+			assert_non_null(op->env_arg);
+			assert_non_null(strstr(rt->pattern, "{name}"));
+			assert_string_equal(op->env_arg, "name");
+		}
+		/* The environment of a row it cannot see from the path is authorized by ops_run()
+		 * alone: production (deploy) or a name in the body (create). */
+		if (!(op->flags & OP_ENV_PRODUCTION))
+			assert_int_equal(rt->verb, op->verb);
+		else
+			assert_int_equal(rt->verb, 0);
+		assert_int_equal(!!(rt->flags & ROUTE_INTENT), !!(op->flags & OP_INTENT));
+	}
+	for (size_t k = 0; k < ops_n; k++) {
+		bool routed = false;
+		for (size_t i = 0; i < api_n_routes; i++)
+			routed |= api_routes[i].handler == route_op && !strcmp(api_routes[i].action, ops_table[k].name);
+		assert_true(routed);
+		/* Each schema parses and declares its environment input. */
+		json_t *schema = json_loads(ops_table[k].input_schema, 0, NULL);
+		assert_non_null(schema);
+		if (ops_table[k].env_arg)
+			assert_non_null(json_object_get(json_object_get(schema, "properties"), ops_table[k].env_arg));
+		json_decref(schema);
+	}
+}
+
+static void check_input(const char *op_name, const char *json, int want, const char *message)
+{
+	BbxError err = BBX_ERROR_INIT;
+	json_t *in = json_loads(json, 0, NULL);
+	assert_non_null(in);
+	assert_int_equal(ops_check_input(ops_find(op_name), in, &err), want);
+	if (message)
+		assert_string_equal(err.message, message);
+	json_decref(in);
+}
+
+static void test_operation_inputs(void **state)
+{
+	check_input("environment.exec", "{\"name\": \"pr-1\", \"command\": [\"true\"], \"timeout\": 5}", 0, NULL);
+	check_input("environment.exec", "{\"name\": \"pr-1\"}", -EINVAL, "input: 'command' is required");
+	check_input("environment.exec", "{\"name\": \"pr-1\", \"command\": []}", -EINVAL,
+		    "input: 'command' must be an array of 1 to 256 strings");
+	check_input("environment.exec", "{\"name\": \"pr-1\", \"command\": [\"a\", 1]}", -EINVAL,
+		    "input: command[1] must be a string");
+	check_input("environment.exec", "{\"name\": \"pr-1\", \"command\": [\"a\"], \"timeout\": 0}", -EINVAL,
+		    "input: 'timeout' must be an integer between 1 and 3600");
+	check_input("environment.exec", "{\"name\": \"pr-1\", \"command\": [\"a\"], \"timeout\": \"5\"}", -EINVAL,
+		    "input: 'timeout' must be an integer between 1 and 3600");
+	check_input("environment.create", "{\"name\": \"pr-1\", \"extra\": 1}", -EINVAL, "input: unknown field 'extra'");
+	check_input("environment.create", "{\"name\": 7}", -EINVAL, "input: 'name' must be a string");
+	check_input("environment.create", "{\"name\": \"pr-1\", \"from\": null}", 0, NULL);
+	check_input("environment.list", "[]", -EINVAL, "input: must be a JSON object");
+	check_input("environment.logs", "{\"name\": \"x\", \"offset\": -100}", 0, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_route_match),
 		cmocka_unit_test(test_preview_host),
 		cmocka_unit_test(test_http_response),
+		cmocka_unit_test(test_routes_match_operations),
+		cmocka_unit_test(test_operation_inputs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
