@@ -24,6 +24,8 @@
 
 /* The volume's usage syncs its filesystem: sampled less often than the cgroup's counters. */
 #define BUDGET_DISK_SAMPLE_EVERY 5
+/* How close to its quota a volume counts as full: writes fail within a few blocks of it. */
+#define DISK_QUOTA_SLACK (1u << 20)
 /* Use that did not change is written back at least this often (seconds). */
 #define BUDGET_PERSIST_IDLE_SEC 60
 
@@ -488,10 +490,17 @@ static void sample(BudgetMeter *m, MeterEntry *e, const EnvRecord *rec, const En
 	uint64_t mem = ms.memory_peak != UINT64_MAX ? ms.memory_peak : ms.memory_current;
 	if (mem != UINT64_MAX && mem > next.memory_peak_bytes)
 		next.memory_peak_bytes = mem;
-	if (with_disk && ms.disk_bytes != UINT64_MAX)
+	if (with_disk && ms.disk_bytes != UINT64_MAX) {
 		next.disk_used_bytes = ms.disk_bytes > br->disk_base_bytes
 					       ? ms.disk_bytes - br->disk_base_bytes
 					       : 0;
+		/* A volume whose quota is the disk budget (or less room than it) and is full has
+		 * used it all, though what it holds beyond the clone is a little under the limit
+		 * (what the clone started with counts against the quota too). */
+		if (ms.disk_quota != UINT64_MAX && next.disk_bytes && ms.disk_quota <= next.disk_bytes + br->disk_base_bytes &&
+		    ms.disk_bytes + DISK_QUOTA_SLACK >= ms.disk_quota && next.disk_used_bytes < next.disk_bytes)
+			next.disk_used_bytes = next.disk_bytes;
+	}
 
 	Budget b;
 	BudgetUse u;

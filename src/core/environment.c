@@ -1466,13 +1466,15 @@ void environment_measure(Core *c, const char *name, bool with_disk, EnvMeasure *
 		sandbox_cgroup_free(cg);
 	}
 	*ret = (EnvMeasure){ .cpu_usec = u.cpu_usec, .memory_peak = u.memory_peak,
-			     .memory_current = u.memory_current, .disk_bytes = UINT64_MAX };
+			     .memory_current = u.memory_current, .disk_bytes = UINT64_MAX,
+			     .disk_quota = UINT64_MAX };
 	if (!with_disk)
 		return;
 	VolumeInfo vi;
 	pthread_mutex_lock(&E->pool_lock);
 	if (E->pool && pool_volume_exists(E->pool, name) > 0 && pool_volume_usage(E->pool, name, &vi, NULL) >= 0) {
 		ret->disk_bytes = vi.exclusive_bytes;
+		ret->disk_quota = vi.quota_bytes == STORAGE_UNKNOWN ? UINT64_MAX : vi.quota_bytes;
 		free(vi.name);
 		free(vi.path);
 	}

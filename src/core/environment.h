@@ -87,6 +87,7 @@ typedef struct EnvMeasure {
 	uint64_t memory_peak;	 /* its cgroup's high-water mark, when the kernel keeps one */
 	uint64_t memory_current;
 	uint64_t disk_bytes;	 /* its volume's exclusive bytes (only when asked: it syncs) */
+	uint64_t disk_quota;	 /* its volume's bound on disk_bytes; UINT64_MAX: none */
 } EnvMeasure;
 void environment_measure(Core *c, const char *name, bool with_disk, EnvMeasure *ret);
 /* SIGKILL everything running in the environment's cgroups, whatever started it and whoever
