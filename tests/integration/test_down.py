@@ -10,6 +10,7 @@ import glob
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -133,6 +134,44 @@ def test_down_removes_what_the_state_dir_holds_and_serve_comes_back(two_daemons)
     d.start()
     production_answers(d)
     assert on_host(d.state)["mounts"], "the restarted daemon did not mount its pool again"
+
+
+def pids_in_cgroups(state):
+    pids = set()
+    for top in cgroups_of(state):
+        for dirpath, _, files in os.walk(top):
+            if "cgroup.procs" in files:
+                with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                    pids.update(int(x) for x in f.read().split())
+    return pids
+
+
+def test_down_kills_what_is_left_in_the_cgroups():
+    """A process still in the daemon's cgroups (here one the test puts there after a SIGKILL
+    of the daemon) is killed, and its cgroup removed."""
+    d = start_echo_daemon()
+    straggler = None
+    try:
+        d.stop(signal.SIGKILL)
+        env_dirs = [os.path.join(top, "env-main") for top in cgroups_of(d.state)
+                    if os.path.isdir(os.path.join(top, "env-main"))]
+        assert env_dirs, f"no env-main cgroup left after SIGKILL: {cgroups_of(d.state)}"
+        straggler = subprocess.Popen(["sleep", "600"])
+        for dirpath in env_dirs:
+            with open(os.path.join(dirpath, "cgroup.procs"), "w") as f:
+                f.write(str(straggler.pid))
+        # Positive control: the check below sees it in the cgroups.
+        assert straggler.pid in pids_in_cgroups(d.state)
+        report = json.loads(down(d.state).stdout)
+        assert report["ok"] and report["cgroups"], report
+        assert straggler.wait(timeout=30) == -signal.SIGKILL
+        assert not cgroups_of(d.state)
+        assert on_host(d.state) == {"mounts": [], "loops": [], "cgroups": []}
+    finally:
+        if straggler and straggler.poll() is None:
+            straggler.kill()
+            straggler.wait()
+        stop_echo_daemon(d)
 
 
 def test_down_errors_name_the_path(tmpdir_path):
