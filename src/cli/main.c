@@ -12,6 +12,7 @@ static const CliVerb verbs[] = {
 	{ "deploy", "deploy production from the production branch", verb_deploy },
 	{ "env", "create, inspect, run in and destroy environments", verb_env },
 	{ "serve", "run the daemon", verb_serve },
+	{ "down", "take a stopped daemon off the host: mounts, netns, cgroups", verb_down },
 	{ "status", "check the daemon and show who you are to it", verb_status },
 	{ "version", "print the version", verb_version },
 	{ "config", "check or show the project config (local, no daemon)", verb_config },

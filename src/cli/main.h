@@ -24,6 +24,7 @@ enum {
 int verb_deploy(int argc, char **argv);
 int verb_env(int argc, char **argv);
 int verb_serve(int argc, char **argv);
+int verb_down(int argc, char **argv);
 int verb_status(int argc, char **argv);
 int verb_version(int argc, char **argv);
 int verb_config(int argc, char **argv);

@@ -27,6 +27,7 @@
 #include "parse.h"
 #include "storage-driver.h"
 #include "strbuf.h"
+#include "strv.h"
 
 #define DEFAULT_POOL_SIZE (64ULL << 30)
 #define MIN_POOL_SIZE (256ULL << 20) /* mkfs.btrfs refuses much smaller images */
@@ -220,6 +221,40 @@ static void loop_detach_image(const char *image)
 		if (fd >= 0)
 			(void)ioctl(fd, LOOP_CLR_FD);
 	}
+}
+
+static void closedirp(DIR **d)
+{
+	if (*d)
+		closedir(*d);
+}
+
+/* The loop devices backed by image ("/dev/loopN"), from sysfs. */
+static int loop_devices_of_image(const char *image, char ***ret)
+{
+	_cleanup_strv_free_ char **devs = NULL;
+	_cleanup_(closedirp) DIR *d = opendir("/sys/block");
+	if (!d) {
+		*ret = NULL;
+		return 0;
+	}
+	for (struct dirent *de; (de = readdir(d));) {
+		if (strncmp(de->d_name, "loop", 4))
+			continue;
+		_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
+		if (strbuf_appendf(&sb, "/sys/block/%s/loop/backing_file", de->d_name) < 0)
+			return -ENOMEM;
+		_cleanup_free_ char *backing = NULL;
+		if (read_full_file(strbuf_str(&sb), 8192, &backing, NULL) < 0)
+			continue;
+		backing[strcspn(backing, "\n")] = 0;
+		if (strcmp(backing, image))
+			continue;
+		if (strv_pushf(&devs, "/dev/%s", de->d_name) < 0)
+			return -ENOMEM;
+	}
+	*ret = TAKE_PTR(devs);
+	return 0;
 }
 
 static int choose_driver(const PoolOptions *opts, const char *where, StorageDriverKind *ret,
@@ -717,6 +752,62 @@ static int check_name(const char *name, BbxError *err)
 				     "%s: invalid volume name (1-63 of a-z 0-9 - _ ., starting "
 				     "with a letter or digit)",
 				     name ? name : "(null)");
+	return 0;
+}
+
+int pool_unmount(const char *state_dir, char **ret_mountpoint, char ***ret_loop_devices,
+		 BbxError *err)
+{
+	_cleanup_(pool_record_done) PoolRecord rec = {};
+	_cleanup_free_ char *json = path_join(state_dir, "pool.json");
+	_cleanup_free_ char *unmounted = NULL;
+	_cleanup_strv_free_ char **devs = NULL;
+	if (!json)
+		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
+	if (access(json, F_OK) == 0) {
+		int r = read_record(state_dir, &rec, err);
+		if (r < 0)
+			return r;
+	}
+	if (rec.image && rec.mountpoint) {
+		int r = loop_devices_of_image(rec.image, &devs);
+		if (r < 0)
+			return bbx_error_set(err, r, BBX_INTERNAL, "out of memory");
+		if (is_btrfs_mountpoint(rec.mountpoint)) {
+			/* Not lazy: a detached mount would keep the loop device busy. */
+			if (umount2(rec.mountpoint, UMOUNT_NOFOLLOW) < 0) {
+				r = negative_errno();
+				bool busy = r == -EBUSY;
+				return bbx_error_set(err, r, busy ? BBX_CONFLICT : BBX_INTERNAL,
+						     "cannot unmount the pool at %s: %s%s",
+						     rec.mountpoint, strerror(-r),
+						     busy ? " (a process still uses it)" : "");
+			}
+			unmounted = strdup(rec.mountpoint);
+			if (!unmounted)
+				return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
+		}
+		/* Autoclear detaches the device on the last close; wait for it, then make
+		 * sure (a device attached without autoclear stays otherwise). */
+		for (int i = 0; i < 100; i++) {
+			_cleanup_strv_free_ char **left = NULL;
+			if (loop_devices_of_image(rec.image, &left) < 0 || !left)
+				break;
+			if (i == 20)
+				loop_detach_image(rec.image);
+			(void)usleep(20 * 1000);
+		}
+		_cleanup_strv_free_ char **left = NULL;
+		r = loop_devices_of_image(rec.image, &left);
+		if (r >= 0 && left)
+			return bbx_error_set(err, -EBUSY, BBX_CONFLICT,
+					     "loop device %s backing %s did not detach", left[0],
+					     rec.image);
+	}
+	if (ret_mountpoint)
+		*ret_mountpoint = TAKE_PTR(unmounted);
+	if (ret_loop_devices)
+		*ret_loop_devices = TAKE_PTR(devs);
 	return 0;
 }
 

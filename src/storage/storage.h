@@ -115,6 +115,18 @@ int pool_info(Pool *p, PoolInfo *ret, BbxError *err);
  * exist unless force (which destroys them first). Frees nothing: call pool_free(). */
 int pool_destroy(Pool *p, bool force, BbxError *err);
 
+/*
+ * Take the pool off the host without touching its data, so pool_open() can bring it back:
+ * unmount STATE/pool/mnt and detach every loop device backed by the image. The image and
+ * pool.json stay. Nothing to do (no pool.json, a directory pool, already unmounted) is
+ * success. *ret_mountpoint is the unmounted mount point (NULL when none was mounted) and
+ * *ret_loop_devices the detached devices (NULL when none); the caller frees both (free(),
+ * strv_free()). -EBUSY naming the mount point while something still uses the pool.
+ * The caller holds pool_lock() and has stopped what used the pool.
+ */
+int pool_unmount(const char *state_dir, char **ret_mountpoint, char ***ret_loop_devices,
+		 BbxError *err);
+
 int pool_volume_create(Pool *p, const char *name, BbxError *err);
 /* Atomic clone of src to dst; freeze may be NULL (the source is quiescent). */
 int pool_volume_snapshot(Pool *p, const char *src, const char *dst, const VolumeFreeze *freeze,

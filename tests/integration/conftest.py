@@ -149,6 +149,30 @@ class Daemon:
             self.log.close()
             self.log = None
 
+    def down(self):
+        """After stop(): take the state dir off the host (see take_down)."""
+        take_down(self.state, self.tmp)
+
+
+def umount_under(path):
+    """Lazily unmount everything mounted below path, deepest first."""
+    for m in sorted((l.split()[4] for l in open("/proc/self/mountinfo")
+                     if l.split()[4].startswith(path.rstrip("/") + "/")), reverse=True):
+        subprocess.run(["umount", "-l", m], capture_output=True)
+
+
+def take_down(state, tmp):
+    """Run 'branchbox down' on a stopped daemon's state dir so the test leaves no mount, loop
+    device, network namespace or cgroup behind. When it fails, unmount what is under tmp anyway
+    (so the host is not left dirty) and fail the test: down is what must work."""
+    if not os.path.isdir(state):
+        return  # the daemon never made it: nothing of it is on the host
+    p = run("down", "--state", state, check=False, timeout=180)
+    if p.returncode != 0:
+        umount_under(tmp)
+        raise AssertionError(f"branchbox down --state {state} exited {p.returncode}\n"
+                             f"stdout: {p.stdout}\nstderr: {p.stderr}")
+
 
 @pytest.fixture
 def tmpdir_path():
@@ -167,3 +191,4 @@ def daemon(tmpdir_path, repo):
     d = Daemon(tmpdir_path, repo).start()
     yield d
     d.stop()
+    d.down()

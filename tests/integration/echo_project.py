@@ -96,10 +96,10 @@ def start_echo_daemon(extra_args=()):
 
 def stop_echo_daemon(d):
     d.stop()
-    for m in sorted((l.split()[4] for l in open("/proc/self/mountinfo") if d.tmp in l.split()[4]),
-                    reverse=True):
-        subprocess.run(["umount", "-l", m], capture_output=True)
-    shutil.rmtree(d.tmp, ignore_errors=True)
+    try:
+        d.down()
+    finally:
+        shutil.rmtree(d.tmp, ignore_errors=True)
 
 
 def upstream_lines(d, name="main"):

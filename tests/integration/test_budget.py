@@ -86,10 +86,10 @@ def prod():
         try:
             assert_clean_log(d)
         finally:
-            for m in sorted((l.split()[4] for l in open("/proc/self/mountinfo")
-                             if tmp in l.split()[4]), reverse=True):
-                subprocess.run(["umount", "-l", m], capture_output=True)
-            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                d.down()
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def info(d, name):

@@ -237,10 +237,10 @@ def todo():
         yield d
     finally:
         d.stop()
-        for m in sorted((l.split()[4] for l in open("/proc/self/mountinfo") if tmp in l.split()[4]),
-                        reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            d.down()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_hogs_in_a_preview_leave_production_serving(todo, record_testsuite_property):
@@ -463,6 +463,7 @@ def test_copy_pool_says_it_does_not_bound_a_preview():
     so many words that its disk is not bounded (so does pool info), rather than showing a
     quota nothing enforces."""
     tmp = tempfile.mkdtemp(prefix="bbx-ceil-copy-")
+    d = None
     try:
         repo = make_echo_repo(os.path.join(tmp, "repo"))
         git_branch(repo, "pr-1")
@@ -484,7 +485,9 @@ def test_copy_pool_says_it_does_not_bound_a_preview():
         pool = json.loads(d.cli("pool", "info", "--json").stdout)
         assert pool["driver"] == "copy" and pool["quota_enforced"] is False
     finally:
-        for m in sorted((l.split()[4] for l in open("/proc/self/mountinfo") if tmp in l.split()[4]),
-                        reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            if d:
+                d.stop()
+                d.down()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -127,9 +127,10 @@ def prod():
         yield d
     finally:
         d.stop()
-        for m in sorted((l.split()[4] for l in open("/proc/self/mountinfo") if tmp in l.split()[4]), reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            d.down()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_production_deploys_and_serves(prod):
@@ -520,5 +521,4 @@ def test_crash_mid_create_leaves_nothing(tmpdir_path, step):
         d.cli("env", "destroy", "pr-crash", timeout=300)
     finally:
         d.stop()
-        for m in sorted((l.split()[4] for l in open("/proc/self/mountinfo") if tmpdir_path in l.split()[4]), reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
+        d.down()

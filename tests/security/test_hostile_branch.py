@@ -521,9 +521,10 @@ def start_project(prefix, files, extra_args=()):
 
 def stop_project(tmp, d):
     d.stop()
-    for m in sorted((l.split()[4] for l in open("/proc/self/mountinfo") if tmp in l.split()[4]), reverse=True):
-        subprocess.run(["umount", "-l", m], capture_output=True)
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        d.down()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def mint_agent(d):

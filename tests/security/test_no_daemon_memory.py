@@ -92,10 +92,19 @@ def daemon():
                 proc.kill()
                 proc.wait()
         log.close()
-        for m in sorted((l.split()[4] for l in open("/proc/self/mountinfo") if tmp in l.split()[4]),
-                        reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            # Take the stopped daemon's state dir off the host; unmount by hand only when
+            # that fails, and fail the test then.
+            p = subprocess.run([BIN, "down", "--state", state], capture_output=True, text=True,
+                               timeout=180)
+            if p.returncode != 0:
+                for m in sorted((l.split()[4] for l in open("/proc/self/mountinfo")
+                                 if l.split()[4].startswith(tmp + "/")), reverse=True):
+                    subprocess.run(["umount", "-l", m], capture_output=True)
+                raise AssertionError(f"branchbox down --state {state} exited {p.returncode}\n"
+                                     f"stdout: {p.stdout}\nstderr: {p.stderr}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def children(pid):

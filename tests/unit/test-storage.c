@@ -400,6 +400,34 @@ static void test_pool_copy(void **state)
 	assert_int_equal(rm_rf(d), 0);
 }
 
+/* pool_unmount() on a state dir without a pool, and on a directory pool, has nothing to take
+ * down, succeeds, and keeps the pool usable. */
+static void test_pool_unmount_nothing_mounted(void **state)
+{
+	_cleanup_free_ char *d = make_tmpdir();
+	BbxError err = BBX_ERROR_INIT;
+	char *mnt = (char *)"unset";
+	char **devs = (char **)&mnt;
+
+	assert_int_equal(pool_unmount(d, &mnt, &devs, &err), 0);
+	assert_null(mnt);
+	assert_null(devs);
+
+	PoolOptions o = { .driver = STORAGE_DRIVER_COPY };
+	bool already = false;
+	assert_int_equal(pool_init(d, &o, &already, &err), 0);
+	mnt = (char *)"unset";
+	devs = (char **)&mnt;
+	assert_int_equal(pool_unmount(d, &mnt, &devs, &err), 0);
+	assert_null(mnt);
+	assert_null(devs);
+	_cleanup_pool_ Pool *p = NULL;
+	assert_int_equal(pool_open(d, &p, &err), 0);
+	assert_int_equal(pool_volume_create(p, "prod", &err), 0);
+	assert_int_equal(pool_destroy(p, true, &err), 0);
+	assert_int_equal(rm_rf(d), 0);
+}
+
 static int freeze_calls, thaw_calls;
 static int count_freeze(void *u)
 {
@@ -639,6 +667,7 @@ int main(void)
 		cmocka_unit_test(test_copy_driver),
 		cmocka_unit_test(test_reflink_driver),
 		cmocka_unit_test(test_pool_copy),
+		cmocka_unit_test(test_pool_unmount_nothing_mounted),
 		cmocka_unit_test(test_freeze_callbacks),
 		cmocka_unit_test(test_freezer_files),
 	};
