@@ -551,9 +551,11 @@ static void *build_main(void *userdata)
 }
 
 /* Start services (initialising those whose data dir is new), hooks, apps. */
-int bring_up(Environments *E, EnvRuntime *rt, const char *op, bool cloned, bool run_hooks,
-	     bool sanitize, int64_t journal_id, BbxError *err)
+int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags,
+	     int64_t journal_id, BbxError *err)
 {
+	bool cloned = flags & BRING_UP_CLONED, run_hooks = flags & BRING_UP_HOOKS,
+	     sanitize = flags & BRING_UP_SANITIZE;
 	Store *s = core_store(E->core);
 	int r;
 	bool fresh[64] = { false };

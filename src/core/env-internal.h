@@ -161,6 +161,13 @@ typedef enum AppProcFlags {
 
 #define _cleanup_runtime_ _cleanup_(runtime_unrefp)
 
+/* What bring_up() does besides starting the services and applications. */
+typedef enum BringUpFlags {
+	BRING_UP_CLONED = 1 << 0,	/* the volume is a fresh clone: rotate its credentials */
+	BRING_UP_HOOKS = 1 << 1,	/* run the build, deploy and post_deploy hooks */
+	BRING_UP_SANITIZE = 1 << 2,	/* run production's sanitize commands */
+} BringUpFlags;
+
 /* env-runtime.c */
 char *path_join(const char *a, const char *b, const char *c2);
 void env_path(Environments *E, char *buf, size_t size, const char *kind, const char *name);
@@ -212,8 +219,8 @@ int admit_and_insert(Environments *E, EnvRuntime *rt, const EnvCreateOptions *op
 void admission_done(Environments *E, EnvRuntime *rt);
 json_t *record_json(Environments *E, const EnvRecord *r);
 int record_info(Environments *E, const char *name, json_t **ret, BbxError *err);
-int bring_up(Environments *E, EnvRuntime *rt, const char *op, bool cloned, bool run_hooks,
-	     bool sanitize, int64_t journal_id, BbxError *err);
+int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags,
+	     int64_t journal_id, BbxError *err);
 int ensure_pool(Environments *E, BbxError *err);
 
 /* environment.c */

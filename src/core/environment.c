@@ -145,7 +145,7 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 	r = secrets_load(rt, first ? NULL : rec.secrets_json);
 	if (r < 0)
 		goto fail;
-	r = bring_up(E, rt, "deploy", false, true, false, jid, err);
+	r = bring_up(E, rt, "deploy", BRING_UP_HOOKS, jid, err);
 	if (r < 0)
 		goto fail;
 
@@ -307,7 +307,8 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	r = secrets_load(rt, NULL);
 	if (r < 0)
 		goto fail;
-	r = bring_up(E, rt, "create", true, true, true, jid, err);
+	r = bring_up(E, rt, "create", BRING_UP_CLONED | BRING_UP_HOOKS | BRING_UP_SANITIZE, jid,
+		     err);
 	admission_done(E, rt);
 	if (r < 0)
 		goto fail;
@@ -458,7 +459,7 @@ int start_recorded(Environments *E, EnvRuntime *rt, const EnvRecord *rec, BbxErr
 	if (r >= 0)
 		r = ensure_dirs(E, rec->name);
 	if (r >= 0)
-		r = bring_up(E, rt, "start", false, false, false, 0, err);
+		r = bring_up(E, rt, "start", 0, 0, err);
 	if (r >= 0 && !cancelled(rt))
 		atomic_store(&rt->ready, true);
 	return r;
