@@ -184,6 +184,7 @@ int cancel_reset(EnvRuntime *rt);
 bool runs_wait_gone(EnvRuntime *rt, int timeout_ms);
 int secrets_to_json(EnvRuntime *rt, char **ret);
 int secrets_load(EnvRuntime *rt, const char *json);
+/* Takes config, on failure too: callers hand it over with TAKE_PTR(). */
 int runtime_setup(Environments *E, EnvRuntime *rt, ProjectConfig *config, const char *commit,
 		  bool preview, BbxError *err);
 

@@ -379,8 +379,8 @@ static int runtime_setup_locked(Environments *E, EnvRuntime *rt, ProjectConfig *
 	return 0;
 }
 
-/* Take config (owned from here on) as what rt runs: paths, uids, services, empty process slots.
- * The caller holds op_lock and has stopped rt's processes. */
+/* Take config (owned from here on, on failure too) as what rt runs: paths, uids, services,
+ * empty process slots. The caller holds op_lock and has stopped rt's processes. */
 int runtime_setup(Environments *E, EnvRuntime *rt, ProjectConfig *config, const char *commit,
 		  bool preview, BbxError *err)
 {

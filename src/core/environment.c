@@ -57,7 +57,7 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 	Store *s = core_store(c);
 	const char *name = E->production;
 	char commit[GITREPO_ID_SIZE];
-	ProjectConfig *config = NULL;
+	_cleanup_(config_freep) ProjectConfig *config = NULL;
 	EnvRecord rec = { 0 };
 	_cleanup_runtime_ EnvRuntime *rt = NULL;
 	bool created_slot = false, first;
@@ -77,41 +77,32 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 	pthread_mutex_lock(&E->pool_lock);
 	r = ensure_pool(E, err);
 	pthread_mutex_unlock(&E->pool_lock);
-	if (r < 0) {
-		config_free(config);
+	if (r < 0)
 		return r;
-	}
 	r = runtime_get(E, name, &rt, &created_slot);
-	if (r < 0) {
-		config_free(config);
+	if (r < 0)
 		return r;
-	}
 	pthread_mutex_lock(&rt->op_lock);
 	if (runtime_removed(E, rt)) {
 		/* Destroyed between the lookup and the lock: nothing of it to deploy over. */
 		pthread_mutex_unlock(&rt->op_lock);
-		config_free(config);
 		return bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' was destroyed meanwhile; deploy again", name);
 	}
 	first = env_record_get(s, name, &rec, NULL) == -ENOENT;
 	if (!first && rec.state == ENV_DESTROYING) {
 		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is being destroyed", name);
-		config_free(config);
 		goto out;
 	}
 
 	(void)asprintf(&payload, "{\"commit\":\"%s\",\"first\":%s}", commit, first ? "true" : "false");
 	r = journal_begin(s, "environment.deploy", name, "intent", payload, &jid, err);
-	if (r < 0) {
-		config_free(config);
+	if (r < 0)
 		goto out;
-	}
 	environment_debug_stop_point("deploy", "intent");
 	r = cancel_reset(rt);
 	if (r >= 0)
 		r = ensure_dirs(E, name);
 	if (r < 0) {
-		config_free(config);
 		bbx_error_set(err, r, BBX_INTERNAL, "state directories for %s: %s", name, strerror(-r));
 		goto fail;
 	}
@@ -121,25 +112,21 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 				 .commit_id = commit, .state = ENV_CREATING, .volume = (char *)name,
 				 .created_at = now, .updated_at = now };
 		r = env_record_insert(s, &nr, core_uid_range(c), err);
-		if (r < 0) {
-			config_free(config);
+		if (r < 0)
 			goto fail;
-		}
 		(void)journal_step(s, jid, "volume", NULL);
 		environment_debug_stop_point("deploy", "volume");
 		pthread_mutex_lock(&E->pool_lock);
 		r = pool_volume_exists(E->pool, name) > 0 ? 0 : pool_volume_create(E->pool, name, err);
 		pthread_mutex_unlock(&E->pool_lock);
-		if (r < 0) {
-			config_free(config);
+		if (r < 0)
 			goto fail;
-		}
 	} else {
 		/* Redeploy: the applications restart on the new code; the data stays. */
 		atomic_store(&rt->ready, false);
 		runtime_stop_processes(rt);
 	}
-	r = runtime_setup(E, rt, config, commit, false, err);
+	r = runtime_setup(E, rt, TAKE_PTR(config), commit, false, err);
 	if (r < 0)
 		goto fail;
 	r = secrets_load(rt, first ? NULL : rec.secrets_json);
@@ -190,7 +177,7 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	const char *parent_name = opts->parent ? opts->parent : E->production;
 	const char *branch = opts->branch ? opts->branch : name;
 	char commit[GITREPO_ID_SIZE];
-	ProjectConfig *config = NULL;
+	_cleanup_(config_freep) ProjectConfig *config = NULL;
 	_cleanup_(config_freep) ProjectConfig *policy = NULL;
 	_cleanup_free_ char *policy_code = NULL;
 	EnvRecord prec = { 0 };
@@ -228,20 +215,14 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 		return r;
 
 	parent = runtime_find(E, parent_name);
-	if (!parent) {
-		config_free(config);
+	if (!parent)
 		return bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is not running", parent_name);
-	}
 	bool created_slot = false;
 	r = runtime_get(E, name, &rt, &created_slot);
-	if (r < 0) {
-		config_free(config);
+	if (r < 0)
 		return r;
-	}
-	if (!created_slot) {
-		config_free(config);
+	if (!created_slot)
 		return bbx_error_set(err, -EEXIST, BBX_CONFLICT, "environment '%s' already exists", name);
-	}
 	pthread_mutex_lock(&rt->op_lock);
 
 	int64_t now = store_now();
@@ -252,7 +233,6 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 			 .token_id = (char *)opts->token_id };
 	r = admit_and_insert(E, rt, opts, config, &nr, err);
 	if (r < 0) {
-		config_free(config);
 		runtime_remove(E, rt);
 		pthread_mutex_unlock(&rt->op_lock);
 		return r;
@@ -260,14 +240,11 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	_cleanup_free_ char *payload = NULL;
 	(void)asprintf(&payload, "{\"parent\":\"%s\",\"branch\":\"%s\",\"commit\":\"%s\"}", parent_name, branch, commit);
 	r = journal_begin(s, "environment.create", name, "intent", payload, &jid, err);
-	if (r < 0) {
-		config_free(config);
+	if (r < 0)
 		goto fail;
-	}
 	environment_debug_stop_point("create", "intent");
 	r = ensure_dirs(E, name);
 	if (r < 0) {
-		config_free(config);
 		bbx_error_set(err, r, BBX_INTERNAL, "state directories for %s: %s", name, strerror(-r));
 		goto fail;
 	}
@@ -276,7 +253,6 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	pthread_mutex_lock(&parent->op_lock);
 	if (runtime_removed(E, parent) || !atomic_load(&parent->ready)) {
 		pthread_mutex_unlock(&parent->op_lock);
-		config_free(config);
 		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' stopped or was destroyed meanwhile", parent_name);
 		goto fail;
 	}
@@ -288,13 +264,11 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	r = pool_volume_snapshot(E->pool, parent_name, name, make_freeze(parent, &freeze), err);
 	pthread_mutex_unlock(&E->pool_lock);
 	pthread_mutex_unlock(&parent->op_lock);
-	if (r < 0) {
-		config_free(config);
+	if (r < 0)
 		goto fail;
-	}
 	environment_debug_stop_point("create", "after-snapshot");
 
-	r = runtime_setup(E, rt, config, commit, true, err);
+	r = runtime_setup(E, rt, TAKE_PTR(config), commit, true, err);
 	if (r < 0)
 		goto fail;
 	rt->policy = TAKE_PTR(policy);
@@ -437,7 +411,7 @@ int environment_destroy(Core *c, const char *name, BbxError *err)
 /* Bring a recorded environment's processes up again (after stop or a daemon restart). */
 int start_recorded(Environments *E, EnvRuntime *rt, const EnvRecord *rec, BbxError *err)
 {
-	ProjectConfig *config = NULL, *policy = NULL;
+	_cleanup_(config_freep) ProjectConfig *config = NULL, *policy = NULL;
 	bool preview = !strcmp(rec->kind, "preview");
 	/* A preview starts again within what production's config allows now. */
 	int r = preview ? load_preview_config(E, rec->commit_id, &config, &policy, NULL, err)
@@ -446,14 +420,11 @@ int start_recorded(Environments *E, EnvRuntime *rt, const EnvRecord *rec, BbxErr
 		return r;
 	atomic_store(&rt->ready, false);
 	r = cancel_reset(rt);
-	if (r < 0) {
-		config_free(config);
-		config_free(policy);
+	if (r < 0)
 		return bbx_error_set(err, r, BBX_INTERNAL, "environment %s: %s", rec->name, strerror(-r));
-	}
-	r = runtime_setup(E, rt, config, rec->commit_id, preview, err);
+	r = runtime_setup(E, rt, TAKE_PTR(config), rec->commit_id, preview, err);
 	config_free(rt->policy);
-	rt->policy = policy;
+	rt->policy = TAKE_PTR(policy);
 	if (r >= 0)
 		r = secrets_load(rt, rec->secrets_json);
 	if (r >= 0)
