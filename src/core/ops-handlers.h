@@ -14,3 +14,6 @@ int op_environment_exec(OpCall *call, json_t *in, json_t **out, BbxError *err);
 int op_environment_logs(OpCall *call, json_t *in, json_t **out, BbxError *err);
 int op_environment_budget(OpCall *call, json_t *in, json_t **out, BbxError *err);
 int op_environment_deploy(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_token_create(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_token_list(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_token_revoke(OpCall *call, json_t *in, json_t **out, BbxError *err);

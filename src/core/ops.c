@@ -67,6 +67,24 @@ const Op ops_table[] = {
 	  "{\"type\": \"object\", \"properties\": {" NAME_SCHEMA "}, \"required\": [\"name\"],"
 	  " \"additionalProperties\": false}",
 	  op_environment_budget },
+	{ "token.create", VERB_TOKEN_ADMIN, NULL, 0, 201,
+	  "mint a token (shown once) within the creator's own verbs, scopes and budget",
+	  "{\"type\": \"object\", \"properties\": {"
+	  " \"kind\": {\"type\": \"string\", \"description\": \"agent or human\"},"
+	  " \"name\": {\"type\": \"string\"},"
+	  " \"scopes\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}, \"minItems\": 1, \"maxItems\": 32,"
+	  " \"description\": \"environment names or globs\"},"
+	  " \"verbs\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}, \"minItems\": 1, \"maxItems\": 32},"
+	  " \"ttl_seconds\": {\"type\": \"integer\", \"minimum\": 0},"
+	  " \"budget\": {\"type\": \"object\", \"description\": \"limits that narrow its previews' budgets\"}},"
+	  " \"required\": [\"kind\", \"name\", \"scopes\", \"verbs\"], \"additionalProperties\": false}",
+	  op_token_create },
+	{ "token.list", VERB_TOKEN_ADMIN, NULL, OP_READ_ONLY, 200, "the tokens this principal may see",
+	  "{\"type\": \"object\", \"properties\": {}, \"additionalProperties\": false}", op_token_list },
+	{ "token.revoke", VERB_TOKEN_ADMIN, NULL, OP_DESTRUCTIVE, 200, "revoke a token at once",
+	  "{\"type\": \"object\", \"properties\": {\"id\": {\"type\": \"string\"}}, \"required\": [\"id\"],"
+	  " \"additionalProperties\": false}",
+	  op_token_revoke },
 	{ "environment.deploy", VERB_ENV_WRITE, NULL, OP_INTENT | OP_ENV_NEW | OP_ENV_PRODUCTION, 200,
 	  "deploy production from the head of the production branch",
 	  "{\"type\": \"object\", \"properties\": {}, \"additionalProperties\": false}",
@@ -101,6 +119,8 @@ static int check_value(const char *key, json_t *prop, json_t *v, BbxError *err)
 		return 0;
 	if (!strcmp(type, "string") && !json_is_string(v))
 		return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: '%s' must be a string", key);
+	if (!strcmp(type, "object") && !json_is_object(v))
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: '%s' must be an object", key);
 	if (!strcmp(type, "boolean") && !json_is_boolean(v))
 		return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: '%s' must be true or false", key);
 	if (!strcmp(type, "integer")) {
@@ -225,6 +245,21 @@ static int record(OpCall *call, const Op *op, const char *env, const char *decis
 	return audit_append(call->core, &rec, NULL, err);
 }
 
+void ops_audit_record(const OpCall *call, const Op *op, const char *resource, const char *outcome,
+		      AuditRecord *ret)
+{
+	*ret = (AuditRecord){
+		.request_id = call->request_id,
+		.principal = call->principal,
+		.interface = call->interface,
+		.action = op->name,
+		.resource = resource,
+		.decision = "allow",
+		.request_digest = call->request_digest,
+		.outcome = outcome,
+	};
+}
+
 static int audit_unavailable(BbxError *err)
 {
 	return bbx_error_reset(err, -EIO, BBX_AUDIT_UNAVAILABLE,
@@ -259,6 +294,8 @@ int ops_run(OpCall *call, const Op *op, json_t *in, json_t **out, BbxError *err)
 		json_decref(*out);
 		*out = NULL;
 	}
+	if (r >= 0 && call->audited)
+		return r;
 	BbxErrorKind k = bbx_error_kind(err, r);
 	snprintf(outcome, sizeof(outcome), "%u", r < 0 ? bbx_error_kind_http_status(k) : op->success_status);
 	bool denied = r < 0 && (k == BBX_FORBIDDEN || k == BBX_UNAUTHORIZED);

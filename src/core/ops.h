@@ -30,6 +30,9 @@ typedef struct OpCall {
 	const char *request_digest;	/* hex SHA-256 of the request as received */
 	const char *resource;		/* for the audit record when no environment is named */
 	bool intent_recorded;		/* set by ops_run() */
+	/* Set by a handler that wrote its outcome record itself, in the transaction of its
+	 * change (ops_audit_record() fills it in); ops_run() then writes none. */
+	bool audited;
 } OpCall;
 
 typedef int (*OpHandler)(OpCall *call, json_t *in, json_t **out, BbxError *err);
@@ -84,6 +87,11 @@ int ops_authorize(Core *c, const Principal *p, const Op *op, const char *env, co
  * written. Returns the handler's result.
  */
 int ops_run(OpCall *call, const Op *op, json_t *in, json_t **out, BbxError *err);
+
+/* The outcome record of op for call, for a handler that commits it with its change. */
+struct AuditRecord;
+void ops_audit_record(const OpCall *call, const Op *op, const char *resource, const char *outcome,
+		      struct AuditRecord *ret);
 
 /* A JSON string of data, invalid UTF-8 and NULs replaced by U+FFFD (command output, logs). */
 json_t *ops_json_string_lossy(const char *data, size_t n);
