@@ -5,6 +5,7 @@
  * services started and waited for, sanitize.
  */
 #include "env-internal.h"
+#include "time-util.h"
 
 /* ---- app and build variables ---- */
 
@@ -473,13 +474,6 @@ int services_start(Environments *E, EnvRuntime *rt, bool cloned, BbxError *err)
 	return 0;
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Sleep ms, or less when rt is cancelled: then an error saying so. */
 static int wait_or_cancel(EnvRuntime *rt, unsigned ms, BbxError *err)
 {
@@ -492,7 +486,7 @@ static int wait_or_cancel(EnvRuntime *rt, unsigned ms, BbxError *err)
 
 int services_wait_ready(EnvRuntime *rt, BbxError *err)
 {
-	uint64_t deadline = mono_ms() + SERVICE_READY_TIMEOUT_MS;
+	uint64_t deadline = now_monotonic_ms() + SERVICE_READY_TIMEOUT_MS;
 	for (size_t i = 0; i < rt->n_services; i++) {
 		const ServiceRuntime *s = &rt->services[i];
 		const ServiceType *t = service_type_for(s->config->kind);
@@ -507,7 +501,7 @@ int services_wait_ready(EnvRuntime *rt, BbxError *err)
 			if (st == ENVPROC_FAILED)
 				return bbx_error_set(err, -EIO, BBX_FAILED, "service %s failed to start (see 'branchbox env logs %s %s')",
 						     s->config->name, rt->name, s->config->name);
-			if (mono_ms() > deadline)
+			if (now_monotonic_ms() > deadline)
 				return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED, "service %s did not accept connections within %d s",
 						     s->config->name, SERVICE_READY_TIMEOUT_MS / 1000);
 			r = wait_or_cancel(rt, delay, err);
@@ -625,7 +619,7 @@ int apps_start(Environments *E, EnvRuntime *rt, BbxError *err)
 
 int apps_wait_healthy(EnvRuntime *rt, BbxError *err)
 {
-	uint64_t deadline = mono_ms() + APP_HEALTHY_TIMEOUT_MS;
+	uint64_t deadline = now_monotonic_ms() + APP_HEALTHY_TIMEOUT_MS;
 	for (size_t i = 0; i < rt->config->n_applications; i++) {
 		const ConfigApplication *app = &rt->config->applications[i];
 		int status = 0;
@@ -639,7 +633,7 @@ int apps_wait_healthy(EnvRuntime *rt, BbxError *err)
 			if (envproc_state(rt->app_procs[i]) == ENVPROC_FAILED)
 				return bbx_error_set(err, -EIO, BBX_FAILED, "application %s keeps exiting (see 'branchbox env logs %s %s')",
 						     app->name, rt->name, app->name);
-			if (mono_ms() > deadline) {
+			if (now_monotonic_ms() > deadline) {
 				if (r >= 0)
 					return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED, "application %s answered %s with HTTP %d, not healthy within %d s",
 							     app->name, app->web_healthcheck, status, APP_HEALTHY_TIMEOUT_MS / 1000);

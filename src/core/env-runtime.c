@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The runtime of one environment: its lifetime, references, cancelling, setup from a config. */
 #include "env-internal.h"
+#include "time-util.h"
 
 /* ---- paths ---- */
 
@@ -235,14 +236,7 @@ int cancel_reset(EnvRuntime *rt)
 /* Wait (bounded) until no agent command of rt runs; true when none does. */
 bool runs_wait_gone(EnvRuntime *rt, int timeout_ms)
 {
-	struct timespec deadline;
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	struct timespec deadline = realtime_after_ms((unsigned)timeout_ms);
 	pthread_mutex_lock(&rt->lock);
 	while (rt->n_running > 0)
 		if (pthread_cond_timedwait(&rt->run_done, &rt->lock, &deadline) == ETIMEDOUT)

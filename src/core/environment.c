@@ -3,6 +3,7 @@
 #include "environment.h"
 
 #include "env-internal.h"
+#include "time-util.h"
 
 void environment_debug_stop_point(const char *op, const char *step)
 {
@@ -536,14 +537,7 @@ int environment_list(Core *c, const Principal *p, json_t **ret, BbxError *err)
 /* Wait for op_lock at most ms; false when a lifecycle step holds it longer. */
 static bool op_lock_timed(EnvRuntime *rt, int ms)
 {
-	struct timespec deadline;
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += ms / 1000;
-	deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	struct timespec deadline = realtime_after_ms((unsigned)ms);
 	return pthread_mutex_timedlock(&rt->op_lock, &deadline) == 0;
 }
 

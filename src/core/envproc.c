@@ -18,6 +18,7 @@
 
 #include "file-util.h"
 #include "macro.h"
+#include "time-util.h"
 
 #define RESTART_WINDOW_SEC 300
 #define RESTART_MAX 8
@@ -41,13 +42,6 @@ struct EnvProc {
 	bool stopping;
 	int wake[2];		/* pipe: stop requests interrupt the backoff sleep */
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static char *keep(SpecCopy *c, const char *s)
 {
@@ -244,7 +238,7 @@ static void *supervise(void *userdata)
 	EnvProc *p = userdata;
 	const EnvProcSpec *s = &p->copy.spec;
 	LogFile log = { .path = s->log_path, .fd = -EBADF };
-	uint64_t window_start = now_ms();
+	uint64_t window_start = now_monotonic_ms();
 	unsigned window_restarts = 0, backoff_ms = 500;
 
 	if (log.path)
@@ -299,7 +293,7 @@ static void *supervise(void *userdata)
 			break;
 
 		/* Restart with backoff, bounded per window, so a crash loop ends in "failed". */
-		uint64_t now = now_ms();
+		uint64_t now = now_monotonic_ms();
 		if (now - window_start > RESTART_WINDOW_SEC * 1000) {
 			window_start = now;
 			window_restarts = 0;
@@ -378,14 +372,7 @@ void envproc_stop(EnvProc *p, int grace_ms)
 	pthread_mutex_unlock(&p->lock);
 	(void)!write(p->wake[1], "x", 1);
 
-	struct timespec deadline;
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += grace_ms / 1000;
-	deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	struct timespec deadline = realtime_after_ms((unsigned)grace_ms);
 	pthread_mutex_lock(&p->lock);
 	while (p->state != ENVPROC_STOPPED && p->state != ENVPROC_FAILED) {
 		if (pthread_cond_timedwait(&p->cond, &p->lock, &deadline) == ETIMEDOUT) {
@@ -542,11 +529,11 @@ static void *reap_in_background(void *userdata)
 static void kill_tree(Sandbox **sbp)
 {
 	Sandbox *sb = *sbp;
-	uint64_t give_up = now_ms() + KILL_WAIT_MS;
+	uint64_t give_up = now_monotonic_ms() + KILL_WAIT_MS;
 
 	for (;;) {
 		(void)sandbox_kill(sb, SIGKILL);
-		uint64_t now = now_ms();
+		uint64_t now = now_monotonic_ms();
 		if (now >= give_up)
 			break;
 		struct pollfd pfd = {.fd = sandbox_pidfd(sb), .events = POLLIN};
@@ -598,7 +585,7 @@ static OneshotEnd oneshot_loop(Sandbox *sb, int out_fd, int *in_fd, const char *
 		};
 		int wait_ms = -1;
 		if (deadline) {
-			uint64_t now = now_ms();
+			uint64_t now = now_monotonic_ms();
 			if (now >= deadline)
 				return ONESHOT_TIMED_OUT;
 			wait_ms = (int)min_u64(deadline - now, INT_MAX);
@@ -642,7 +629,7 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 	_cleanup_close_ int out_r = -EBADF, out_w = -EBADF, in_r = -EBADF, in_w = -EBADF;
 	_cleanup_(sandbox_freep) Sandbox *sb = NULL;
 	_cleanup_free_ char *tail = NULL;
-	uint64_t start = now_ms();
+	uint64_t start = now_monotonic_ms();
 	int r, fds[2];
 
 	memset(ret, 0, sizeof(*ret));
@@ -716,7 +703,7 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 	if (end == ONESHOT_CANCELLED)
 		return bbx_error_set(err, -ECANCELED, BBX_CONFLICT,
 				     "%s: cancelled after %llu ms; its processes were killed",
-				     spec->name, (unsigned long long)(now_ms() - start));
+				     spec->name, (unsigned long long)(now_monotonic_ms() - start));
 
 	/* What is left in the pipe, without blocking: the writers are gone. */
 	for (size_t drained = 0; drained < DRAIN_MAX;) {
@@ -735,7 +722,7 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 	ret->output_total = cap.total;
 	ret->timed_out = end == ONESHOT_TIMED_OUT;
 	ret->exit_status = ret->timed_out ? 124 : status;
-	ret->duration_ms = now_ms() - start;
+	ret->duration_ms = now_monotonic_ms() - start;
 	return 0;
 }
 

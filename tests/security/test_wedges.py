@@ -141,41 +141,28 @@ def test_build_hook_forking_away_leaves_nothing(proj):
         assert not exec_procs(proj, name), "the build hook's child outlived it"
 
 
+@pytest.mark.parametrize("step", ["build-hook", "sanitize-step"])
 @pytest.mark.parametrize("variant", list(WEDGES))
-def test_build_hook_wedge_killed_at_deadline(proj, variant):
-    """A build hook that wedges is killed with its tree at --hook-timeout; the create fails
-    saying so, and nothing of the preview is left."""
-    name = make_branch(proj.repo, f"pr-wb-{variant}"[:60],
-                       config=config(hooks={"build": WEDGES[variant]}))
+def test_step_wedge_killed_at_deadline(proj, variant, step):
+    """A build hook (deadline: --hook-timeout) or sanitize step (its timeout) that wedges is
+    killed with its tree at its deadline; the create fails saying so, and nothing of the
+    preview is left (fail closed)."""
+    if step == "build-hook":
+        name = make_branch(proj.repo, f"pr-wb-{variant}"[:60], config=config(hooks={"build": WEDGES[variant]}))
+        deadline, what = HOOK_TIMEOUT, "build"
+    else:
+        name = make_branch(proj.repo, f"pr-ws-{variant}")  # production's step wedges for pr-ws-*
+        deadline, what = SANITIZE_TIMEOUT, "sanitize"
     with Previews(proj) as pv:
         pv.add(name)
         start = time.monotonic()
         a = proj.create(name)
         took = time.monotonic() - start
-        print(f"{variant}: create with a wedged build hook failed after {took:.2f} s "
-              f"(hook deadline {HOOK_TIMEOUT} s)")
-        assert not a.hung and not a.ok, f"create with a wedged build hook: {a}"
-        assert "timed out after" in a.text and "killed" in a.text, a
-        assert took < HOOK_TIMEOUT + 30, f"create took {took:.1f} s"
+        print(f"{variant}: create with a wedged {step} failed after {took:.2f} s (deadline {deadline} s)")
+        assert not a.hung and not a.ok, f"create with a wedged {step}: {a}"
+        assert what in a.text and "timed out after" in a.text and "killed" in a.text, a
+        assert took < deadline + 30, f"create took {took:.1f} s"
         assert name not in proj.names() and not exec_procs(proj, name)
-
-
-@pytest.mark.parametrize("variant", list(WEDGES))
-def test_sanitize_wedge_killed_at_deadline(proj, variant):
-    """A sanitize step that wedges is killed at its timeout; the preview is removed (fail
-    closed), the error says the step timed out."""
-    name = make_branch(proj.repo, f"pr-ws-{variant}")
-    with Previews(proj) as pv:
-        pv.add(name)
-        start = time.monotonic()
-        a = proj.create(name)
-        took = time.monotonic() - start
-        print(f"{variant}: create with a wedged sanitize step failed after {took:.2f} s "
-              f"(step timeout {SANITIZE_TIMEOUT} s)")
-        assert not a.hung and not a.ok, f"create with a wedged sanitize step: {a}"
-        assert "sanitize" in a.text and "timed out after" in a.text, a
-        assert took < SANITIZE_TIMEOUT + 30, f"create took {took:.1f} s"
-        assert name not in proj.names()
 
 
 def test_destroy_cancels_a_create_in_progress(proj):
