@@ -494,10 +494,12 @@ static void sample(BudgetMeter *m, MeterEntry *e, const EnvRecord *rec, const En
 		next.disk_used_bytes = ms.disk_bytes > br->disk_base_bytes
 					       ? ms.disk_bytes - br->disk_base_bytes
 					       : 0;
-		/* A volume whose quota is the disk budget (or less room than it) and is full has
-		 * used it all, though what it holds beyond the clone is a little under the limit
-		 * (what the clone started with counts against the quota too). */
-		if (ms.disk_quota != UINT64_MAX && next.disk_bytes && ms.disk_quota <= next.disk_bytes + br->disk_base_bytes &&
+		/* A volume whose quota is its disk budget and is full has used the budget, though
+		 * what it holds beyond the clone is a little under it (what the clone started with
+		 * counts against the quota too). A quota below the budget (its services' disks)
+		 * full is only that: the preview may go on. */
+		if (ms.disk_quota != UINT64_MAX && next.disk_bytes &&
+		    ms.disk_quota + DISK_QUOTA_SLACK >= next.disk_bytes &&
 		    ms.disk_bytes + DISK_QUOTA_SLACK >= ms.disk_quota && next.disk_used_bytes < next.disk_bytes)
 			next.disk_used_bytes = next.disk_bytes;
 	}
