@@ -9,9 +9,9 @@
 #include <time.h>
 
 #include "audit.h"
+#include "environment.h"
 #include "parse.h"
 #include "policy.h"
-#include "store.h"
 
 #define AUDIT_DEFAULT_LIMIT 100
 #define AUDIT_MAX_LIMIT 1000
@@ -87,31 +87,13 @@ int route_audit_list(ApiRequest *req, ApiResponse *resp)
 	return audit_list(req, resp, env ? resource : NULL);
 }
 
-static bool environment_exists(Core *c, const char *name)
-{
-	Store *s = core_store(c);
-	sqlite3_stmt *st = NULL;
-	bool found = false;
-
-	if (!strcmp(name, core_production_branch(c)))
-		return true;
-	store_read_lock(s);
-	if (sqlite3_prepare_v2(store_read_db(s), "SELECT 1 FROM environments WHERE name = ?", -1,
-			       &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-		found = sqlite3_step(st) == SQLITE_ROW;
-	}
-	sqlite3_finalize(st);
-	store_read_unlock(s);
-	return found;
-}
-
 int route_environment_audit(ApiRequest *req, ApiResponse *resp)
 {
 	const char *env = req->params[0];
 	char resource[96];
 
-	/* The same answer the dispatcher gives for an environment out of scope. */
+	/* The same answer the dispatcher gives for an environment out of scope. Production
+	 * exists once deployed, as its row says; before that the dispatcher answers 404 first. */
 	if (!name_is_valid(env) || !environment_exists(req->core, env))
 		return api_reply_not_found(resp, "environment", env);
 	snprintf(resource, sizeof(resource), "environment:%s", env);

@@ -15,6 +15,14 @@ size_t strv_length(char *const *l)
 	return n;
 }
 
+bool strv_contains(char *const *l, const char *s)
+{
+	for (size_t i = 0; l && l[i]; i++)
+		if (!strcmp(l[i], s))
+			return true;
+	return false;
+}
+
 int strv_push(char ***l, const char *s)
 {
 	size_t n = strv_length(*l);
@@ -30,6 +38,28 @@ int strv_push(char ***l, const char *s)
 	v[n + 1] = NULL;
 	*l = v;
 	return 0;
+}
+
+static size_t levels_of(const char *s)
+{
+	size_t n = 1;
+	for (const char *c = s; *c; c++)
+		n += *c == '/';
+	return n;
+}
+
+static int by_depth_desc(const void *a, const void *b)
+{
+	const char *sa = *(char *const *)a, *sb = *(char *const *)b;
+	size_t la = levels_of(sa), lb = levels_of(sb);
+	return la < lb ? 1 : la > lb ? -1 : strcmp(sa, sb);
+}
+
+void strv_sort_deepest_first(char **l)
+{
+	size_t n = strv_length(l);
+	if (n > 1)
+		qsort(l, n, sizeof(char *), by_depth_desc);
 }
 
 int strv_pushf(char ***l, const char *fmt, ...)

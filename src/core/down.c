@@ -9,7 +9,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <glob.h>
 #include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -30,7 +29,6 @@
 #include "strv.h"
 
 #define CGROUP_ROOT "/sys/fs/cgroup"
-#define CGROUP_MAX_LEVELS 4 /* what sandbox_cgroup_*() accept in a name */
 
 static void closedirp(DIR **d)
 {
@@ -64,14 +62,6 @@ int state_cgroup_prefix(const char *state_dir, char *buf, size_t size)
 	crypto_hash_sha256(h, (const unsigned char *)state_dir, strlen(state_dir));
 	snprintf(buf, size, "d-%02x%02x%02x%02x", h[0], h[1], h[2], h[3]);
 	return 0;
-}
-
-static bool strv_contains(char **l, const char *s)
-{
-	for (size_t i = 0; l && l[i]; i++)
-		if (!strcmp(l[i], s))
-			return true;
-	return false;
 }
 
 /* Keep the first error: later steps still run, so one failure does not leave the rest. */
@@ -114,45 +104,6 @@ static int take_daemon_lock(const char *state, int *ret_fd, BbxError *err)
 
 /* ---- cgroups ---- */
 
-/* Every cgroup directory below dir (post-order: children before their parent), as names
- * below the "branchbox" parent, added to *names once. */
-static int collect_cgroups(const char *dir, const char *name, unsigned level, char ***names)
-{
-	if (level > CGROUP_MAX_LEVELS)
-		return 0;
-	_cleanup_(closedirp) DIR *d = opendir(dir);
-	if (!d)
-		return errno == ENOENT ? 0 : negative_errno();
-	for (struct dirent *de; (de = readdir(d));) {
-		if (de->d_type != DT_DIR || !name_is_valid(de->d_name))
-			continue;
-		_cleanup_free_ char *sub_dir = NULL, *sub_name = NULL;
-		if (asprintf(&sub_dir, "%s/%s", dir, de->d_name) < 0 ||
-		    asprintf(&sub_name, "%s/%s", name, de->d_name) < 0)
-			return -ENOMEM;
-		int r = collect_cgroups(sub_dir, sub_name, level + 1, names);
-		if (r < 0)
-			return r;
-	}
-	if (!strv_contains(*names, name) && strv_push(names, name) < 0)
-		return -ENOMEM;
-	return 0;
-}
-
-static size_t levels_of(const char *name)
-{
-	size_t n = 1;
-	for (const char *c = name; *c; c++)
-		n += *c == '/';
-	return n;
-}
-
-static int by_depth_desc(const void *a, const void *b)
-{
-	size_t la = levels_of(*(char *const *)a), lb = levels_of(*(char *const *)b);
-	return la < lb ? 1 : la > lb ? -1 : 0;
-}
-
 /* Kill what is left in the state dir's cgroups (in every hierarchy) and remove them. */
 static int remove_cgroups(const char *state, StateDownReport *rep, BbxError *err)
 {
@@ -160,56 +111,7 @@ static int remove_cgroups(const char *state, StateDownReport *rep, BbxError *err
 	int r = state_cgroup_prefix(state, prefix, sizeof(prefix));
 	if (r < 0)
 		return bbx_error_set(err, r, BBX_INTERNAL, "cgroup prefix of %s", state);
-	static const char *const bases[] = {CGROUP_ROOT "/*/branchbox/", CGROUP_ROOT "/branchbox/"};
-	_cleanup_strv_free_ char **names = NULL;
-	for (size_t b = 0; b < ELEMENTSOF(bases); b++) {
-		_cleanup_free_ char *pattern = NULL;
-		if (asprintf(&pattern, "%s%s", bases[b], prefix) < 0)
-			return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
-		glob_t g;
-		if (glob(pattern, GLOB_ONLYDIR | GLOB_NOSORT, NULL, &g) != 0)
-			continue;
-		for (size_t i = 0; i < g.gl_pathc && r >= 0; i++)
-			r = collect_cgroups(g.gl_pathv[i], prefix, 1, &names);
-		globfree(&g);
-		if (r < 0)
-			return bbx_error_set(err, r, BBX_INTERNAL, "listing the cgroups %s: %s",
-					     pattern, strerror(-r));
-	}
-	size_t n = strv_length(names);
-	if (n > 1)
-		qsort(names, n, sizeof(char *), by_depth_desc);
-	int first = 0;
-	for (size_t i = 0; i < n; i++) {
-		/* Kills what is left in it first; the deepest go first, so a parent is
-		 * empty of children by its turn. */
-		BbxError e = BBX_ERROR_INIT;
-		r = sandbox_cgroup_remove_name(CGROUP_ROOT, names[i], &e);
-		if (r < 0) {
-			if (first >= 0)
-				first = bbx_error_set(err, r, e.kind,
-						      "removing cgroup branchbox/%s: %s", names[i],
-						      bbx_error_message(&e, r));
-			continue;
-		}
-		if (strv_push(&rep->cgroups, names[i]) < 0)
-			return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
-	}
-	/* A hierarchy the sandbox code does not manage would keep its directory: say so
-	 * rather than report the prefix gone. */
-	for (size_t b = 0; b < ELEMENTSOF(bases) && first >= 0; b++) {
-		_cleanup_free_ char *pattern = NULL;
-		if (asprintf(&pattern, "%s%s", bases[b], prefix) < 0)
-			return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
-		glob_t g;
-		if (glob(pattern, GLOB_ONLYDIR | GLOB_NOSORT, NULL, &g) != 0)
-			continue;
-		if (g.gl_pathc > 0)
-			first = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "cgroup %s is left",
-					      g.gl_pathv[0]);
-		globfree(&g);
-	}
-	return first;
+	return sandbox_cgroup_remove_tree(CGROUP_ROOT, prefix, &rep->cgroups, err);
 }
 
 /* ---- network namespaces ---- */
@@ -298,9 +200,7 @@ static int mounts_under(const char *state, char ***ret)
 		if (!strv_contains(l, field) && strv_push(&l, field) < 0)
 			return -ENOMEM;
 	}
-	size_t n = strv_length(l);
-	if (n > 1)
-		qsort(l, n, sizeof(char *), by_depth_desc);
+	strv_sort_deepest_first(l);
 	*ret = TAKE_PTR(l);
 	return 0;
 }

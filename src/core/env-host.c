@@ -178,32 +178,13 @@ static int network_up(Environments *E, EnvRuntime *rt, BbxError *err)
 
 #define CGROUP_ROOT "/sys/fs/cgroup"
 
-static void cgroup_remove_name(const char *name)
-{
-	(void)sandbox_cgroup_remove_name(CGROUP_ROOT, name, NULL);
-}
-
 /* Kill and remove an environment's cgroups: each process's, then the environment's.
  * Only below this daemon's own prefix: other daemons on the host keep theirs. */
 void cgroups_remove_env(Environments *E, const char *env)
 {
-	static const char *const bases[] = { CGROUP_ROOT "/*/branchbox", CGROUP_ROOT "/branchbox" };
-	char pattern[512], name[256];
-	for (size_t b = 0; b < ELEMENTSOF(bases); b++) {
-		glob_t g;
-		snprintf(pattern, sizeof(pattern), "%s/%s/env-%s/*", bases[b], E->cgroup_prefix, env);
-		if (glob(pattern, GLOB_ONLYDIR | GLOB_NOSORT, NULL, &g) != 0)
-			continue;
-		for (size_t i = 0; i < g.gl_pathc; i++) {
-			const char *child = strrchr(g.gl_pathv[i], '/') + 1;
-			snprintf(name, sizeof(name), "%s/env-%s/%s", E->cgroup_prefix, env, child);
-			if (name_is_valid(child))
-				cgroup_remove_name(name);
-		}
-		globfree(&g);
-	}
+	char name[256];
 	snprintf(name, sizeof(name), "%s/env-%s", E->cgroup_prefix, env);
-	cgroup_remove_name(name);
+	(void)sandbox_cgroup_remove_tree(CGROUP_ROOT, name, NULL, NULL);
 }
 
 void environment_measure(Core *c, const char *name, bool with_disk, EnvMeasure *ret)
@@ -252,23 +233,14 @@ int environment_kill_processes(Core *c, const char *name)
 /* Names of this daemon's environments that have a cgroup (for orphan removal). */
 char **cgroup_env_names(Environments *E)
 {
-	char patterns[2][256];
-	snprintf(patterns[0], sizeof(patterns[0]), CGROUP_ROOT "/*/branchbox/%s/env-*", E->cgroup_prefix);
-	snprintf(patterns[1], sizeof(patterns[1]), CGROUP_ROOT "/branchbox/%s/env-*", E->cgroup_prefix);
+	_cleanup_strv_free_ char **children = NULL;
 	char **names = NULL;
-	for (size_t p = 0; p < ELEMENTSOF(patterns); p++) {
-		glob_t g;
-		if (glob(patterns[p], GLOB_ONLYDIR | GLOB_NOSORT, NULL, &g) != 0)
-			continue;
-		for (size_t i = 0; i < g.gl_pathc; i++) {
-			const char *n = strrchr(g.gl_pathv[i], '/') + 5;
-			bool seen = false;
-			for (size_t k = 0; names && names[k]; k++)
-				seen |= !strcmp(names[k], n);
-			if (!seen && name_is_valid(n))
-				(void)strv_push(&names, n);
-		}
-		globfree(&g);
+	if (sandbox_cgroup_list_children(CGROUP_ROOT, E->cgroup_prefix, &children) < 0)
+		return NULL;
+	for (size_t i = 0; children && children[i]; i++) {
+		const char *n = children[i];
+		if (!strncmp(n, "env-", 4) && name_is_valid(n + 4))
+			(void)strv_push(&names, n + 4);
 	}
 	return names;
 }

@@ -16,13 +16,12 @@
 #include "file-util.h"
 #include "macro.h"
 #include "parse.h"
+#include "sandbox-cgroup-internal.h"
 #include "strbuf.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
 #endif
-
-#define CG_PARENT "branchbox"
 
 static const char *const v1_controllers[_SANDBOX_CG_MAX] = {
 	[SANDBOX_CG_MEMORY] = "memory",
@@ -35,7 +34,7 @@ static const char *const v1_controllers[_SANDBOX_CG_MAX] = {
 /* The v1 hierarchies every cgroup has; the ones after them are optional. */
 #define V1_REQUIRED (SANDBOX_CG_FREEZER + 1)
 
-static void closedirp(DIR **d)
+void sandbox_cgroup_closedirp(DIR **d)
 {
 	if (*d)
 		closedir(*d);
@@ -157,7 +156,7 @@ SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg)
 	return NULL;
 }
 
-static int name_check(const char *name)
+int sandbox_cgroup_name_check(const char *name)
 {
 	_cleanup_free_ char *copy = strdup(name);
 	if (!copy)
@@ -169,7 +168,7 @@ static int name_check(const char *name)
 			return -EINVAL;
 		levels++;
 	}
-	if (levels == 0 || levels > 4 || name[0] == '/' || name[strlen(name) - 1] == '/' ||
+	if (levels == 0 || levels > CG_MAX_LEVELS || name[0] == '/' || name[strlen(name) - 1] == '/' ||
 	    strstr(name, "//"))
 		return -EINVAL;
 	return 0;
@@ -327,7 +326,7 @@ int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgrou
 	SandboxCgroupMode mode;
 	int r;
 
-	r = name_check(name);
+	r = sandbox_cgroup_name_check(name);
 	if (r < 0)
 		return bbx_error_set(err, r, BBX_INVALID, "cgroup name '%s' is not valid", name);
 	r = sandbox_cgroup_detect(root, &mode, &base);
@@ -380,7 +379,7 @@ int sandbox_cgroup_create_parent(const char *root, const char *name,
 	SandboxCgroupMode mode;
 	int r;
 
-	r = name_check(name);
+	r = sandbox_cgroup_name_check(name);
 	if (r < 0)
 		return bbx_error_set(err, r, BBX_INVALID, "cgroup name '%s' is not valid", name);
 	r = sandbox_cgroup_detect(root, &mode, &base);
@@ -430,7 +429,7 @@ int sandbox_cgroup_open(const char *root, const char *name, SandboxCgroup **ret,
 	_cleanup_(sandbox_cgroup_freep) SandboxCgroup *cg = NULL;
 	_cleanup_free_ char *base = NULL;
 	SandboxCgroupMode mode;
-	int r = name_check(name);
+	int r = sandbox_cgroup_name_check(name);
 	if (r < 0)
 		return bbx_error_set(err, r, BBX_INVALID, "cgroup name '%s' is not valid", name);
 	r = sandbox_cgroup_detect(root, &mode, &base);
@@ -584,7 +583,7 @@ bool sandbox_cgroup_is_empty(const SandboxCgroup *cg)
 
 static int prune_dir(const char *parent)
 {
-	_cleanup_(closedirp) DIR *d = opendir(parent);
+	_cleanup_(sandbox_cgroup_closedirp) DIR *d = opendir(parent);
 	int n = 0;
 	if (!d)
 		return 0;
@@ -660,7 +659,7 @@ int sandbox_cgroup_remove_name(const char *root, const char *name, BbxError *err
 	_cleanup_(sandbox_cgroup_freep) SandboxCgroup *cg = NULL;
 	_cleanup_free_ char *base = NULL;
 	SandboxCgroupMode mode;
-	int r = name_check(name);
+	int r = sandbox_cgroup_name_check(name);
 	if (r < 0)
 		return bbx_error_set(err, r, BBX_INVALID, "cgroup name '%s' is not valid", name);
 	/* Absent, or in some hierarchies only: the rmdirs below find out. */
@@ -752,7 +751,7 @@ static int procs_below(const char *dir, bool kill, unsigned depth)
 		n = 0;
 	if (depth >= 8)
 		return n;
-	_cleanup_(closedirp) DIR *d = opendir(dir);
+	_cleanup_(sandbox_cgroup_closedirp) DIR *d = opendir(dir);
 	if (!d)
 		return n;
 	struct dirent *de;

@@ -93,6 +93,29 @@ int sandbox_cgroup_remove(const SandboxCgroup *cg, BbxError *err);
  */
 int sandbox_cgroup_remove_name(const char *root, const char *name, BbxError *err);
 /*
+ * The cgroups below root/.../branchbox/<parent>, one level down, by their own names (e.g. an
+ * environment's cgroup below a daemon's prefix), each once though it is in several
+ * hierarchies. Every hierarchy under root is looked in: root/branchbox and each
+ * root/HIERARCHY/branchbox, those this file does not manage included. Only directories with
+ * valid names. *ret_names (a strv, NULL when there is none) is the caller's.
+ */
+int sandbox_cgroup_list_children(const char *root, const char *parent, char ***ret_names);
+/*
+ * name and every cgroup below it (at most the 4 levels a name may have), in every hierarchy
+ * as above, as names below the "branchbox" parent, each once, deepest first: removing them
+ * in this order empties a parent of children before its turn. *ret_names is the caller's.
+ */
+int sandbox_cgroup_list_tree(const char *root, const char *name, char ***ret_names);
+/*
+ * Kill what runs in name and below it and remove all of it, deepest first, with
+ * sandbox_cgroup_remove_name(). Each name removed is appended to *ret_removed when that is
+ * not NULL. 0 when nothing of it is left (or there was none); else the first error, and the
+ * rest is still tried: -EBUSY when a directory is left in a hierarchy this file does not
+ * manage.
+ */
+int sandbox_cgroup_remove_tree(const char *root, const char *name, char ***ret_removed,
+			       BbxError *err);
+/*
  * Remove empty "sb-<pid>-<n>" cgroups (the automatic names of sandbox_spawn()) whose owner
  * pid no longer exists: left behind when an owner was killed before it could clean up.
  * Returns how many were removed. Busy or foreign directories are left alone.

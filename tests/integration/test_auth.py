@@ -448,6 +448,14 @@ def test_audit_log_and_env_filter(authd):
     assert p.returncode == 1
 
 
+def test_production_audit_exists_once_deployed(authd):
+    """Production answers like any environment: 404 before its first deploy leaves a row,
+    200 after (the route and the dispatcher share one idea of "exists")."""
+    assert call(authd, "GET", "/v1/environments/main/audit", unix=True)[0] == 404
+    add_environment(authd, "main", kind="production")
+    assert call(authd, "GET", "/v1/environments/main/audit", unix=True)[0] == 200
+
+
 def test_audit_list_leaves_out_invisible_environments(authd):
     full = authd.tokens["full"]["token"]  # audit:read, scope pr-*
     assert call(authd, "GET", "/v1/environments/zz-01/audit", unix=True)[0] == 200

@@ -37,6 +37,7 @@
 #include "sandbox-seccomp-bpf.h"
 #include "sandbox-seccomp.h"
 #include "sandbox.h"
+#include "strv.h"
 
 static void test_bind_parse(void **state)
 {
@@ -386,6 +387,134 @@ static void test_cgroup_v2(void **state)
 
 	assert_int_equal(rm_rf(root), 0);
 	assert_int_equal(rm_rf(hybrid), 0);
+}
+
+static void assert_strv(char **got, const char *const *want, size_t n)
+{
+	assert_int_equal(strv_length(got), n);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(got[i], want[i]);
+}
+
+static void assert_no_dir(const char *base, const char *rel)
+{
+	_cleanup_free_ char *p = join(base, rel);
+	assert_int_equal(access(p, F_OK), -1);
+}
+
+static void assert_dir(const char *base, const char *rel)
+{
+	_cleanup_free_ char *p = join(base, rel);
+	assert_int_equal(access(p, F_OK), 0);
+}
+
+/* What env-host.c and down.c use to find and take down a daemon's or an environment's
+ * cgroups: children and subtrees found once across hierarchies, removed deepest first. */
+static void test_cgroup_tree_v1(void **state)
+{
+	_cleanup_free_ char *root = make_tree();
+	static const char *const ctl[] = {"memory", "pids", "cpu", "freezer"};
+	for (size_t i = 0; i < ELEMENTSOF(ctl); i++)
+		mkdirf(root, ctl[i]);
+	mkdirf(root, "unified");
+	write_at(root, "unified/cgroup.controllers", "");
+
+	SandboxCgroupLimits l = {.pids_max = 64};
+	SandboxCgroup *cg = NULL;
+	assert_int_equal(sandbox_cgroup_create_parent(root, "d-1/env-a", &l, &cg, NULL), 0);
+	cg = sandbox_cgroup_free(cg);
+	assert_int_equal(sandbox_cgroup_create(root, "d-1/env-a/web-1", &l, &cg, NULL), 0);
+	cg = sandbox_cgroup_free(cg);
+	assert_int_equal(sandbox_cgroup_create(root, "d-2/env-c", &l, &cg, NULL), 0);
+	cg = sandbox_cgroup_free(cg);
+	/* A daemon killed between two mkdirs: in one hierarchy only. */
+	mkdirf(root, "memory/branchbox/d-1/env-h");
+
+	/* Each name once, though it is in four hierarchies; another prefix is not listed. */
+	_cleanup_strv_free_ char **children = NULL;
+	assert_int_equal(sandbox_cgroup_list_children(root, "d-1", &children), 0);
+	assert_int_equal(strv_length(children), 2);
+	assert_true(strv_contains(children, "env-a") && strv_contains(children, "env-h"));
+
+	static const char *const tree[] = {"d-1/env-a/web-1", "d-1/env-a", "d-1/env-h", "d-1"};
+	_cleanup_strv_free_ char **names = NULL;
+	assert_int_equal(sandbox_cgroup_list_tree(root, "d-1", &names), 0);
+	assert_strv(names, tree, ELEMENTSOF(tree));
+
+	_cleanup_strv_free_ char **removed = NULL;
+	assert_int_equal(sandbox_cgroup_remove_tree(root, "d-1", &removed, NULL), 0);
+	assert_strv(removed, tree, ELEMENTSOF(tree));
+	for (size_t i = 0; i < ELEMENTSOF(ctl); i++) {
+		char rel[64];
+		snprintf(rel, sizeof(rel), "%s/branchbox/d-1", ctl[i]);
+		assert_no_dir(root, rel);
+		snprintf(rel, sizeof(rel), "%s/branchbox/d-2/env-c", ctl[i]);
+		assert_dir(root, rel);
+	}
+	assert_int_equal(rm_rf(root), 0);
+}
+
+static void test_cgroup_tree_v2(void **state)
+{
+	_cleanup_free_ char *root = make_tree();
+	write_at(root, "cgroup.controllers", "cpu memory pids\n");
+
+	SandboxCgroupLimits l = {.pids_max = 64};
+	SandboxCgroup *cg = NULL;
+	assert_int_equal(sandbox_cgroup_create_parent(root, "d-1/env-a", &l, &cg, NULL), 0);
+	cg = sandbox_cgroup_free(cg);
+	assert_int_equal(sandbox_cgroup_create(root, "d-1/env-a/web-1", &l, &cg, NULL), 0);
+	cg = sandbox_cgroup_free(cg);
+	assert_int_equal(sandbox_cgroup_create(root, "d-1/env-a/db-1", &l, &cg, NULL), 0);
+	cg = sandbox_cgroup_free(cg);
+	assert_int_equal(sandbox_cgroup_create_parent(root, "d-1/env-b", &l, &cg, NULL), 0);
+	cg = sandbox_cgroup_free(cg);
+	assert_int_equal(sandbox_cgroup_create(root, "d-2/env-c", &l, &cg, NULL), 0);
+	cg = sandbox_cgroup_free(cg);
+
+	_cleanup_strv_free_ char **children = NULL;
+	assert_int_equal(sandbox_cgroup_list_children(root, "d-1", &children), 0);
+	assert_int_equal(strv_length(children), 2);
+	assert_true(strv_contains(children, "env-a") && strv_contains(children, "env-b"));
+
+	static const char *const tree[] = {"d-1/env-a/db-1", "d-1/env-a/web-1", "d-1/env-a",
+					   "d-1/env-b", "d-1"};
+	_cleanup_strv_free_ char **names = NULL;
+	assert_int_equal(sandbox_cgroup_list_tree(root, "d-1", &names), 0);
+	assert_strv(names, tree, ELEMENTSOF(tree));
+
+	/* Nothing there, or a name that is not one: nothing listed, nothing touched. */
+	char **none = NULL;
+	assert_int_equal(sandbox_cgroup_list_tree(root, "d-9", &none), 0);
+	assert_null(none);
+	assert_int_equal(sandbox_cgroup_list_children(root, "d-9", &none), 0);
+	assert_null(none);
+	assert_int_equal(sandbox_cgroup_list_tree(root, "../d-1", &none), -EINVAL);
+	assert_int_equal(sandbox_cgroup_remove_tree(root, "d-1/", NULL, NULL), -EINVAL);
+
+	/* One environment: its processes' cgroups, then its own; its neighbour stays. */
+	_cleanup_strv_free_ char **removed = NULL;
+	assert_int_equal(sandbox_cgroup_remove_tree(root, "d-1/env-a", &removed, NULL), 0);
+	assert_strv(removed, tree, 3);
+	assert_no_dir(root, "branchbox/d-1/env-a");
+	assert_dir(root, "branchbox/d-1/env-b");
+	assert_int_equal(sandbox_cgroup_remove_tree(root, "d-1", NULL, NULL), 0);
+	assert_no_dir(root, "branchbox/d-1");
+	assert_dir(root, "branchbox/d-2/env-c");
+	assert_int_equal(sandbox_cgroup_remove_tree(root, "d-1", NULL, NULL), 0);
+
+	/* A directory in a hierarchy the sandbox does not manage is found and said to be left,
+	 * rather than the prefix reported gone. */
+	mkdirf(root, "misc/branchbox/d-2/env-q");
+	strv_free(children);
+	children = NULL;
+	assert_int_equal(sandbox_cgroup_list_children(root, "d-2", &children), 0);
+	assert_true(strv_contains(children, "env-c") && strv_contains(children, "env-q"));
+	BbxError err = BBX_ERROR_INIT;
+	assert_int_equal(sandbox_cgroup_remove_tree(root, "d-2", NULL, &err), -EBUSY);
+	assert_non_null(strstr(bbx_error_message(&err, -EBUSY), "misc/branchbox/d-2 is left"));
+	assert_no_dir(root, "branchbox/d-2");
+	assert_int_equal(rm_rf(root), 0);
 }
 
 static void test_seccomp_build_archs(void **state)
@@ -792,6 +921,8 @@ int main(void)
 		cmocka_unit_test(test_cgroup_v1),
 		cmocka_unit_test(test_cgroup_v2),
 		cmocka_unit_test(test_cgroup_usage_and_kill_tree),
+		cmocka_unit_test(test_cgroup_tree_v1),
+		cmocka_unit_test(test_cgroup_tree_v2),
 		cmocka_unit_test(test_seccomp_build_archs),
 		cmocka_unit_test(test_seccomp_unknown_name_fails),
 		cmocka_unit_test(test_seccomp_policy),

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A small HTTP/1.1 client for the CLI and the stdio MCP server to reach the daemon:
+ * A small HTTP/1.1 client for the CLI (and a future stdio MCP verb) to reach the daemon:
  * over the state dir's unix socket, or over TCP to a loopback or LAN address from
  * BRANCHBOX_URL (http only). One request per connection. Bodies are bounded.
  * Thread-safe (no shared state).
