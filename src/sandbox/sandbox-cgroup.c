@@ -317,8 +317,13 @@ fail:
 	return bbx_error_set(err, r, BBX_SETUP, "cgroup limits: %s/%s: %s", dir, file, strerror(-r));
 }
 
-int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgroupLimits *limits,
-			  SandboxCgroup **ret, BbxError *err)
+/*
+ * A process's cgroup (made new; removed again when anything fails) or an environment's parent
+ * (made when missing, its limits rewritten when it exists, left in place on failure: it may
+ * hold children).
+ */
+static int cgroup_make(const char *root, const char *name, const SandboxCgroupLimits *limits, bool parent,
+		       SandboxCgroup **ret, BbxError *err)
 {
 	_cleanup_(sandbox_cgroup_freep) SandboxCgroup *cg = NULL;
 	_cleanup_free_ char *base = NULL;
@@ -340,88 +345,51 @@ int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgrou
 		return -ENOMEM;
 	cg->mode = mode;
 	if (mode == SANDBOX_CGROUP_V2) {
-		r = mkdir_levels(base, rel, true, false, &cg->dir[0], err);
+		r = mkdir_levels(base, rel, true, parent, &cg->dir[0], err);
 		if (r < 0)
 			return r;
 		cg->n_dir = 1;
-	} else {
+		/*
+		 * A parent's children get the controllers. v2 allows that only while it holds no
+		 * process itself, which is why a parent never gets one attached.
+		 */
+		if (parent && (r = v2_enable(cg->dir[0], err)) < 0)
+			return r;
+	} else
 		for (size_t i = 0; i < _SANDBOX_CG_MAX; i++) {
-			if (i >= V1_REQUIRED &&
-			    !v1_cpuacct_separate(base, cg->dir[SANDBOX_CG_CPU]))
+			/* cpuacct only where it is a hierarchy of its own. */
+			if (i >= V1_REQUIRED && !v1_cpuacct_separate(base, cg->dir[SANDBOX_CG_CPU]))
 				break;
 			_cleanup_free_ char *hier = path_join(base, v1_controllers[i]);
 			if (!hier)
 				return -ENOMEM;
-			r = mkdir_levels(hier, rel, false, false, &cg->dir[i], err);
-			if (r < 0) {
-				sandbox_cgroup_remove(cg, NULL);
-				return r;
-			}
+			r = mkdir_levels(hier, rel, false, parent, &cg->dir[i], err);
+			if (r < 0)
+				goto fail;
 			cg->n_dir = i + 1;
 		}
-	}
 	r = write_limits(cg, limits, err);
-	if (r < 0) {
-		sandbox_cgroup_remove(cg, NULL);
-		return r;
-	}
+	if (r < 0)
+		goto fail;
 	*ret = TAKE_PTR(cg);
 	return 0;
+fail:
+	if (!parent)
+		sandbox_cgroup_remove(cg, NULL);
+	return r;
+}
+
+int sandbox_cgroup_create(const char *root, const char *name, const SandboxCgroupLimits *limits,
+			  SandboxCgroup **ret, BbxError *err)
+{
+	return cgroup_make(root, name, limits, false, ret, err);
 }
 
 int sandbox_cgroup_create_parent(const char *root, const char *name,
 				 const SandboxCgroupLimits *limits, SandboxCgroup **ret,
 				 BbxError *err)
 {
-	_cleanup_(sandbox_cgroup_freep) SandboxCgroup *cg = NULL;
-	_cleanup_free_ char *base = NULL;
-	_cleanup_free_ char *rel = NULL;
-	SandboxCgroupMode mode;
-	int r;
-
-	r = sandbox_cgroup_name_check(name);
-	if (r < 0)
-		return bbx_error_set(err, r, BBX_INVALID, "cgroup name '%s' is not valid", name);
-	r = sandbox_cgroup_detect(root, &mode, &base);
-	if (r < 0)
-		return bbx_error_set(err, r, BBX_SETUP, "cgroup: %s: no usable cgroup hierarchy: %s",
-				     root, strerror(-r));
-	if (asprintf(&rel, CG_PARENT "/%s", name) < 0)
-		return -ENOMEM;
-	cg = calloc(1, sizeof(*cg));
-	if (!cg)
-		return -ENOMEM;
-	cg->mode = mode;
-	if (mode == SANDBOX_CGROUP_V2) {
-		r = mkdir_levels(base, rel, true, true, &cg->dir[0], err);
-		if (r < 0)
-			return r;
-		cg->n_dir = 1;
-		/*
-		 * Its children get the controllers. v2 allows that only while it holds no
-		 * process itself, which is why a parent never gets one attached.
-		 */
-		r = v2_enable(cg->dir[0], err);
-		if (r < 0)
-			return r;
-	} else
-		for (size_t i = 0; i < _SANDBOX_CG_MAX; i++) {
-			/* cpuacct only where it is a hierarchy of its own (as its children get it). */
-			if (i >= V1_REQUIRED && !v1_cpuacct_separate(base, cg->dir[SANDBOX_CG_CPU]))
-				break;
-			_cleanup_free_ char *hier = path_join(base, v1_controllers[i]);
-			if (!hier)
-				return -ENOMEM;
-			r = mkdir_levels(hier, rel, false, true, &cg->dir[i], err);
-			if (r < 0)
-				return r;
-			cg->n_dir = i + 1;
-		}
-	r = write_limits(cg, limits, err);
-	if (r < 0)
-		return r;
-	*ret = TAKE_PTR(cg);
-	return 0;
+	return cgroup_make(root, name, limits, true, ret, err);
 }
 
 int sandbox_cgroup_open(const char *root, const char *name, SandboxCgroup **ret, BbxError *err)
