@@ -149,8 +149,3 @@ int route_healthz(ApiRequest *req, ApiResponse *resp);
 int route_version(ApiRequest *req, ApiResponse *resp);
 int route_preview_proxy(ApiRequest *req, ApiResponse *resp);
 int route_routes_list(ApiRequest *req, ApiResponse *resp);
-int route_audit_list(ApiRequest *req, ApiResponse *resp);
-int route_audit_checkpoint(ApiRequest *req, ApiResponse *resp);
-int route_audit_pubkey(ApiRequest *req, ApiResponse *resp);
-int route_audit_verify(ApiRequest *req, ApiResponse *resp);
-int route_environment_audit(ApiRequest *req, ApiResponse *resp);

@@ -33,12 +33,11 @@ const ApiRoute api_routes[] = {
 	{ "POST", "/v1/tokens", "token.create", VERB_TOKEN_ADMIN, -1, 0, route_op },
 	{ "GET", "/v1/tokens", "token.list", VERB_TOKEN_ADMIN, -1, 0, route_op },
 	{ "DELETE", "/v1/tokens/{id}", "token.revoke", VERB_TOKEN_ADMIN, -1, 0, route_op },
-	{ "GET", "/v1/audit", "audit.list", VERB_AUDIT_READ, -1, 0, route_audit_list },
-	{ "POST", "/v1/audit/checkpoint", "audit.checkpoint", VERB_AUDIT_READ, -1, 0, route_audit_checkpoint },
-	{ "GET", "/v1/audit/pubkey", "audit.pubkey", VERB_AUDIT_READ, -1, 0, route_audit_pubkey },
-	{ "GET", "/v1/audit/verify", "audit.verify", VERB_AUDIT_READ, -1, 0, route_audit_verify },
-	{ "GET", "/v1/environments/{name}/audit", "environment.audit", VERB_ENV_READ, 0, 0,
-	  route_environment_audit },
+	{ "GET", "/v1/audit", "audit.list", VERB_AUDIT_READ, -1, 0, route_op },
+	{ "POST", "/v1/audit/checkpoint", "audit.checkpoint", VERB_AUDIT_READ, -1, 0, route_op },
+	{ "GET", "/v1/audit/pubkey", "audit.pubkey", VERB_AUDIT_READ, -1, 0, route_op },
+	{ "GET", "/v1/audit/verify", "audit.verify", VERB_AUDIT_READ, -1, 0, route_op },
+	{ "GET", "/v1/environments/{name}/audit", "environment.audit", VERB_ENV_READ, 0, 0, route_op },
 };
 
 const size_t api_n_routes = ELEMENTSOF(api_routes);

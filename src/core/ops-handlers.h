@@ -17,3 +17,8 @@ int op_environment_deploy(OpCall *call, json_t *in, json_t **out, BbxError *err)
 int op_token_create(OpCall *call, json_t *in, json_t **out, BbxError *err);
 int op_token_list(OpCall *call, json_t *in, json_t **out, BbxError *err);
 int op_token_revoke(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_audit_list(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_environment_audit(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_audit_checkpoint(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_audit_pubkey(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_audit_verify(OpCall *call, json_t *in, json_t **out, BbxError *err);

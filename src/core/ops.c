@@ -85,6 +85,26 @@ const Op ops_table[] = {
 	  "{\"type\": \"object\", \"properties\": {\"id\": {\"type\": \"string\"}}, \"required\": [\"id\"],"
 	  " \"additionalProperties\": false}",
 	  op_token_revoke },
+	{ "audit.list", VERB_AUDIT_READ, NULL, OP_READ_ONLY, 200,
+	  "audit records, newest first, about what this principal can see",
+	  "{\"type\": \"object\", \"properties\": {"
+	  " \"env\": {\"type\": \"string\", \"description\": \"only records about this environment\"},"
+	  " \"since\": {\"type\": \"string\", \"description\": \"an ISO 8601 UTC time or a duration back from now\"},"
+	  " \"limit\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 1000}},"
+	  " \"additionalProperties\": false}",
+	  op_audit_list },
+	{ "environment.audit", VERB_ENV_READ, "name", OP_READ_ONLY, 200, "the audit records about one environment",
+	  "{\"type\": \"object\", \"properties\": {" NAME_SCHEMA ","
+	  " \"since\": {\"type\": \"string\", \"description\": \"an ISO 8601 UTC time or a duration back from now\"},"
+	  " \"limit\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 1000}},"
+	  " \"required\": [\"name\"], \"additionalProperties\": false}",
+	  op_environment_audit },
+	{ "audit.checkpoint", VERB_AUDIT_READ, NULL, 0, 200, "a signed checkpoint of the audit chain's head",
+	  "{\"type\": \"object\", \"properties\": {}, \"additionalProperties\": false}", op_audit_checkpoint },
+	{ "audit.pubkey", VERB_AUDIT_READ, NULL, OP_READ_ONLY, 200, "the public key that checks checkpoints",
+	  "{\"type\": \"object\", \"properties\": {}, \"additionalProperties\": false}", op_audit_pubkey },
+	{ "audit.verify", VERB_AUDIT_READ, NULL, OP_READ_ONLY, 200, "verify the whole audit chain",
+	  "{\"type\": \"object\", \"properties\": {}, \"additionalProperties\": false}", op_audit_verify },
 	{ "environment.deploy", VERB_ENV_WRITE, NULL, OP_INTENT | OP_ENV_NEW | OP_ENV_PRODUCTION, 200,
 	  "deploy production from the head of the production branch",
 	  "{\"type\": \"object\", \"properties\": {}, \"additionalProperties\": false}",
