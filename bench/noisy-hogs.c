@@ -28,10 +28,10 @@
 #include <unistd.h>
 
 #define MIB (1024L * 1024L)
-#define MEMORY_CAP_MIB 2048	/* what the memory hog holds at most before it starts over */
+#define MEMORY_CAP_MIB 2048 /* what the memory hog holds at most before it starts over */
 #define DISK_FILE_MIB 256
-#define DISK_FILES_KEPT 4	/* at most 1 GiB of the filler's data on disk at a time */
-#define BOMB_SAFETY_STOP 4096	/* far above any sandbox's pid ceiling; protects the host */
+#define DISK_FILES_KEPT 4     /* at most 1 GiB of the filler's data on disk at a time */
+#define BOMB_SAFETY_STOP 4096 /* far above any sandbox's pid ceiling; protects the host */
 #define BALLAST_MIB 4
 #define MAX_HOGS 64
 
@@ -144,8 +144,8 @@ static void disk_hog(void)
 	}
 	if (n_err)
 		snprintf(errs, sizeof(errs), "\"%s\": %d", strerrorname_np(last_err), n_err);
-	snprintf(line, sizeof(line), "{\"kind\": \"disk\", \"written_mib\": %ld, \"errors\": {%s}}\n",
-		 written, errs);
+	snprintf(line, sizeof(line),
+		 "{\"kind\": \"disk\", \"written_mib\": %ld, \"errors\": {%s}}\n", written, errs);
 	report(line);
 }
 
@@ -185,7 +185,8 @@ static void bomb_hog(void)
 			off += (size_t)snprintf(errs + off, sizeof(errs) - off, "%s\"%s\": %d",
 						off ? ", " : "", strerrorname_np(e), counts[e]);
 	snprintf(line, sizeof(line),
-		 "{\"kind\": \"bomb\", \"forked\": %ld, \"fork_failed_at\": %ld, \"fork_failures\": {%s}}\n",
+		 "{\"kind\": \"bomb\", \"forked\": %ld, \"fork_failed_at\": %ld, "
+		 "\"fork_failures\": {%s}}\n",
 		 forked, first_fail, errs);
 	report(line);
 	for (long i = 0; i < forked; i++)
@@ -218,7 +219,10 @@ static pid_t spawn(enum hog_kind kind, int wait_for_go)
 	_exit(0);
 }
 
-static struct { pid_t pid; enum hog_kind kind; } hogs[MAX_HOGS];
+static struct {
+	pid_t pid;
+	enum hog_kind kind;
+} hogs[MAX_HOGS];
 static int n_hogs, killed[4], restarts[4], pending[4], spawn_failures;
 
 static void start(enum hog_kind kind, int wait_for_go)
@@ -298,7 +302,8 @@ int main(int argc, char **argv)
 		enum hog_kind kind;
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 			/* Started again at once: the bomb is waiting for any pid freed. */
-			if (forget(pid, &kind) && (killed[kind] += WIFSIGNALED(status), !stopped())) {
+			if (forget(pid, &kind) &&
+			    (killed[kind] += WIFSIGNALED(status), !stopped())) {
 				restarts[kind]++;
 				start(kind, 0);
 			}

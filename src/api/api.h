@@ -37,9 +37,9 @@ typedef struct ApiServer ApiServer;
 
 typedef struct ApiServerOptions {
 	Core *core;
-	const char *socket_path;	/* required */
-	const char *listen;		/* "127.0.0.1:7480" or NULL for the unix socket only */
-	const char *preview_domain;	/* "preview.example.com": Host NAME.<domain> goes to
+	const char *socket_path;    /* required */
+	const char *listen;	    /* "127.0.0.1:7480" or NULL for the unix socket only */
+	const char *preview_domain; /* "preview.example.com": Host NAME.<domain> goes to
 					 * /preview/NAME/; NULL to disable */
 } ApiServerOptions;
 
@@ -53,16 +53,16 @@ typedef struct ApiRequest {
 	Core *core;
 	const char *method;
 	const char *path;
-	const char *interface;		/* "cli", "http", "mcp" */
+	const char *interface; /* "cli", "http", "mcp" */
 	const char *request_id;
-	const char *request_digest;	/* hex SHA-256 of method, path and body, for the audit */
+	const char *request_digest; /* hex SHA-256 of method, path and body, for the audit */
 	const Principal *principal;
 	const char *params[API_MAX_PARAMS]; /* values of {name} segments, in order */
-	const char *body;		/* NUL-terminated, may be "" */
+	const char *body;		    /* NUL-terminated, may be "" */
 	size_t body_len;
-	void *connection;		/* for api_request_header()/api_request_query() */
-	const char *action;		/* the route's audit action */
-	const char *pattern;		/* the route's path pattern (names of params) */
+	void *connection;    /* for api_request_header()/api_request_query() */
+	const char *action;  /* the route's audit action */
+	const char *pattern; /* the route's path pattern (names of params) */
 	/* Set by the handler when it appended its own audit record inside its transaction. */
 	bool audited;
 	/* Set by api_request_intent(). */
@@ -73,12 +73,12 @@ typedef struct ApiRequest {
 
 typedef struct ApiResponse {
 	unsigned status;
-	json_t *json;			/* owned; serialized as the body */
-	char *text;			/* owned; alternative raw body (text/plain) */
-	char *raw;			/* owned; alternative binary body of raw_len bytes */
+	json_t *json; /* owned; serialized as the body */
+	char *text;   /* owned; alternative raw body (text/plain) */
+	char *raw;    /* owned; alternative binary body of raw_len bytes */
 	size_t raw_len;
 	const char *content_type;
-	char reason[256];		/* for the audit record when failed or denied */
+	char reason[256]; /* for the audit record when failed or denied */
 } ApiResponse;
 
 const char *api_request_header(const ApiRequest *req, const char *name);
@@ -110,19 +110,19 @@ int api_reply_bbx_error(ApiResponse *resp, int r, const BbxError *err);
 typedef int (*ApiHandler)(ApiRequest *req, ApiResponse *resp);
 
 enum {
-	ROUTE_PUBLIC = 1u << 0,		/* no authentication (health) */
-	ROUTE_ROOT_ONLY = 1u << 1,	/* only the bootstrap admin on the unix socket */
-	ROUTE_INTENT = 1u << 2,		/* acts outside the database (api_request_intent) */
+	ROUTE_PUBLIC = 1u << 0,	   /* no authentication (health) */
+	ROUTE_ROOT_ONLY = 1u << 1, /* only the bootstrap admin on the unix socket */
+	ROUTE_INTENT = 1u << 2,	   /* acts outside the database (api_request_intent) */
 };
 
 typedef struct ApiRoute {
 	const char *method;
-	const char *pattern;		/* "/v1/environments/{name}"; a final "*" matches any rest */
-	const char *action;		/* audit action, e.g. "environment.get" */
-	uint32_t verb;			/* required Verb bit, 0 = any authenticated principal */
-	int env_param;			/* index of the {param} naming an environment, -1 if none */
+	const char *pattern; /* "/v1/environments/{name}"; a final "*" matches any rest */
+	const char *action;  /* audit action, e.g. "environment.get" */
+	uint32_t verb;	     /* required Verb bit, 0 = any authenticated principal */
+	int env_param;	     /* index of the {param} naming an environment, -1 if none */
 	unsigned flags;
-	ApiHandler handler;		/* route_op for a row of the operations table */
+	ApiHandler handler; /* route_op for a row of the operations table */
 } ApiRoute;
 
 /* The route table (routes.c) and its lookup. */

@@ -24,8 +24,10 @@ static int add_path_params(ApiRequest *req, json_t *in, ApiResponse *resp)
 		char key[32];
 		snprintf(key, sizeof(key), "%.*s", (int)(e - p - 1), p + 1);
 		json_t *given = json_object_get(in, key);
-		if (given && !(json_is_string(given) && !strcmp(json_string_value(given), req->params[i])))
-			return api_reply_error(resp, 400, "invalid", "request body: '%s' is given by the path", key),
+		if (given &&
+		    !(json_is_string(given) && !strcmp(json_string_value(given), req->params[i])))
+			return api_reply_error(resp, 400, "invalid",
+					       "request body: '%s' is given by the path", key),
 			       -EINVAL;
 		json_object_set_new(in, key, json_string(req->params[i]));
 		p = e;
@@ -40,7 +42,8 @@ static int add_query(ApiRequest *req, const Op *op, json_t *in, ApiResponse *res
 	const char *key;
 	json_t *prop;
 	int r = 0;
-	json_object_foreach(json_object_get(schema, "properties"), key, prop) {
+	json_object_foreach(json_object_get(schema, "properties"), key, prop)
+	{
 		const char *v = api_request_query(req, key);
 		if (!v || json_object_get(in, key))
 			continue;
@@ -48,7 +51,8 @@ static int add_query(ApiRequest *req, const Op *op, json_t *in, ApiResponse *res
 		int64_t n;
 		if (type && !strcmp(type, "integer")) {
 			if (parse_int64(v, &n) < 0) {
-				api_reply_error(resp, 400, "invalid", "query: '%s' must be an integer", key);
+				api_reply_error(resp, 400, "invalid",
+						"query: '%s' must be an integer", key);
 				r = -EINVAL;
 				break;
 			}
@@ -67,7 +71,8 @@ int route_op(ApiRequest *req, ApiResponse *resp)
 	json_t *in = NULL, *out = NULL;
 
 	if (!op)
-		return api_reply_error(resp, 500, "internal", "route %s has no operation", req->action);
+		return api_reply_error(resp, 500, "internal", "route %s has no operation",
+				       req->action);
 	if (req->body_len > 0) {
 		if (api_request_json(req, resp, &in) < 0)
 			return 0;
@@ -79,8 +84,11 @@ int route_op(ApiRequest *req, ApiResponse *resp)
 		json_decref(in);
 		return 0;
 	}
-	OpCall call = { .core = req->core, .principal = req->principal, .interface = req->interface,
-			.request_id = req->request_id, .request_digest = req->request_digest,
+	OpCall call = { .core = req->core,
+			.principal = req->principal,
+			.interface = req->interface,
+			.request_id = req->request_id,
+			.request_digest = req->request_digest,
 			.resource = req->path };
 	int r = ops_run(&call, op, in, &out, &err);
 	/* ops_run() wrote the records (intent, outcome or denial). */

@@ -19,7 +19,8 @@
 
 #define PROXY_MAX_RESPONSE (32u << 20)
 
-static const char *const forwarded_headers[] = { "Content-Type", "Accept", "Accept-Language", "User-Agent", NULL };
+static const char *const forwarded_headers[] = { "Content-Type", "Accept", "Accept-Language",
+						 "User-Agent", NULL };
 
 static bool has_control(const char *s, size_t n)
 {
@@ -43,7 +44,7 @@ static int append_path(StrBuf *sb, const char *path)
 		    (*p >= '0' && *p <= '9') || strchr("-._~!$&'()*+,;=:@/", *p))
 			r = strbuf_putc(sb, (char)*p);
 		else {
-			char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+			char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
 			r = strbuf_append(sb, e, 3);
 		}
 		if (r < 0)
@@ -152,7 +153,8 @@ int route_preview_proxy(ApiRequest *req, ApiResponse *resp)
 		return r;
 	r = write_all(fd, out.buf, out.len);
 	if (r < 0)
-		return api_reply_error(resp, 502, "bad_gateway", "sending to the preview: %s", strerror(-r));
+		return api_reply_error(resp, 502, "bad_gateway", "sending to the preview: %s",
+				       strerror(-r));
 
 	char buf[16384];
 	for (;;) {
@@ -160,17 +162,21 @@ int route_preview_proxy(ApiRequest *req, ApiResponse *resp)
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0)
-			return api_reply_error(resp, 502, "bad_gateway", "reading from the preview: %s", strerror(errno));
+			return api_reply_error(resp, 502, "bad_gateway",
+					       "reading from the preview: %s", strerror(errno));
 		if (k == 0)
 			break;
 		if (in.len + (size_t)k > PROXY_MAX_RESPONSE)
-			return api_reply_error(resp, 502, "bad_gateway", "the preview's answer is larger than %u bytes", PROXY_MAX_RESPONSE);
+			return api_reply_error(resp, 502, "bad_gateway",
+					       "the preview's answer is larger than %u bytes",
+					       PROXY_MAX_RESPONSE);
 		if (strbuf_append(&in, buf, (size_t)k) < 0)
 			return -ENOMEM;
 	}
 	const char *head_end = in.buf ? strstr(in.buf, "\r\n\r\n") : NULL;
 	int major, minor, status;
-	if (!head_end || sscanf(in.buf, "HTTP/%d.%d %d", &major, &minor, &status) != 3 || status < 100 || status > 599)
+	if (!head_end || sscanf(in.buf, "HTTP/%d.%d %d", &major, &minor, &status) != 3 ||
+	    status < 100 || status > 599)
 		return api_reply_error(resp, 502, "bad_gateway", "the preview did not answer HTTP");
 
 	/* Content type of the upstream answer, if any. */

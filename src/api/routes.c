@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+/* clang-format off */
 const ApiRoute api_routes[] = {
 	{ "GET", "/healthz", "health", 0, -1, ROUTE_PUBLIC, route_healthz },
 	{ "GET", "/v1/version", "version.get", 0, -1, 0, route_version },
@@ -39,6 +40,7 @@ const ApiRoute api_routes[] = {
 	{ "GET", "/v1/audit/verify", "audit.verify", VERB_AUDIT_READ, -1, 0, route_op },
 	{ "GET", "/v1/environments/{name}/audit", "environment.audit", VERB_ENV_READ, 0, 0, route_op },
 };
+/* clang-format on */
 
 const size_t api_n_routes = ELEMENTSOF(api_routes);
 

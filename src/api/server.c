@@ -44,11 +44,11 @@ typedef struct Exchange {
 	Listener *listener;
 	StrBuf body;
 	bool too_large;
-	bool started;		/* the access handler saw the headers */
-	bool admitted;		/* routed, authenticated and authorized from the headers alone */
-	bool answered;		/* by admit() or run(), and recorded there if it needs it */
-	bool url_control;	/* a control character in the target, raw or %-decoded */
-	char url[256];		/* as first seen, raw, truncated, for requests refused early */
+	bool started;	  /* the access handler saw the headers */
+	bool admitted;	  /* routed, authenticated and authorized from the headers alone */
+	bool answered;	  /* by admit() or run(), and recorded there if it needs it */
+	bool url_control; /* a control character in the target, raw or %-decoded */
+	char url[256];	  /* as first seen, raw, truncated, for requests refused early */
 	/* Decided when the headers arrived, before any of the body was read. */
 	const ApiRoute *route;
 	Principal principal;
@@ -113,7 +113,8 @@ int api_reply_bbx_error(ApiResponse *resp, int r, const BbxError *err)
 			       bbx_error_message(err, r));
 }
 
-static enum MHD_Result add_query_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+static enum MHD_Result add_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+				     const char *value)
 {
 	StrBuf *sb = cls;
 	static const char hex[] = "0123456789ABCDEF";
@@ -123,8 +124,8 @@ static enum MHD_Result add_query_arg(void *cls, enum MHD_ValueKind kind, const c
 		if (i == 1)
 			(void)strbuf_putc(sb, '=');
 		for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++) {
-			if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-			    strchr("-_.~", *p))
+			if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			    (*p >= '0' && *p <= '9') || strchr("-_.~", *p))
 				(void)strbuf_putc(sb, (char)*p);
 			else {
 				char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
@@ -175,22 +176,30 @@ int api_request_json(const ApiRequest *req, ApiResponse *resp, json_t **ret)
 	json_error_t jerr;
 
 	if (req->body_len == 0)
-		return api_reply_error(resp, 400, "invalid", "request body: expected a JSON object"), -EINVAL;
+		return api_reply_error(resp, 400, "invalid",
+				       "request body: expected a JSON object"),
+		       -EINVAL;
 	if (!json_depth_ok(req->body, req->body_len, 32))
-		return api_reply_error(resp, 400, "invalid", "request body: JSON nested deeper than 32 levels"), -EINVAL;
+		return api_reply_error(resp, 400, "invalid",
+				       "request body: JSON nested deeper than 32 levels"),
+		       -EINVAL;
 	json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!j)
 		return api_reply_error(resp, 400, "invalid", "request body: line %d column %d: %s",
-				       jerr.line, jerr.column, jerr.text), -EINVAL;
+				       jerr.line, jerr.column, jerr.text),
+		       -EINVAL;
 	if (!json_is_object(j)) {
 		json_decref(j);
-		return api_reply_error(resp, 400, "invalid", "request body: expected a JSON object"), -EINVAL;
+		return api_reply_error(resp, 400, "invalid",
+				       "request body: expected a JSON object"),
+		       -EINVAL;
 	}
 	*ret = j;
 	return 0;
 }
 
-static const char *origin_interface(RequestOrigin origin, struct MHD_Connection *c, const char *path)
+static const char *origin_interface(RequestOrigin origin, struct MHD_Connection *c,
+				    const char *path)
 {
 	if (!strncmp(path, "/mcp", 4) && (path[4] == '\0' || path[4] == '/' || path[4] == '?'))
 		return "mcp";
@@ -204,7 +213,8 @@ static const char *origin_interface(RequestOrigin origin, struct MHD_Connection 
 
 static uid_t peer_uid(struct MHD_Connection *c)
 {
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 
@@ -456,14 +466,16 @@ static void admit(Listener *l, struct MHD_Connection *c, const char *method, con
 	if (ex->url_control)
 		api_reply_error(resp, 400, "invalid", "%s", control_message);
 	else if (preview == -ENAMETOOLONG || strlen(url) > API_MAX_URL)
-		api_reply_error(resp, 414, "invalid", "request path longer than %u bytes", API_MAX_URL);
+		api_reply_error(resp, 414, "invalid", "request path longer than %u bytes",
+				API_MAX_URL);
 	else if (preview < 0)
 		api_reply_error(resp, 404, "not_found", "%s", preview_message);
 	else {
 		route = api_route_match(method, url, ex->pathbuf, sizeof(ex->pathbuf), req->params,
 					&path_matched);
 		if (!route && path_matched)
-			api_reply_error(resp, 405, "method_not_allowed", "%s is not allowed on %s", method, url);
+			api_reply_error(resp, 405, "method_not_allowed", "%s is not allowed on %s",
+					method, url);
 		else if (!route)
 			api_reply_error(resp, 404, "not_found", "no such route: %s %s", method,
 					url);
@@ -492,11 +504,13 @@ static void admit(Listener *l, struct MHD_Connection *c, const char *method, con
 					       bearer, &ex->principal, &err) < 0) {
 			/* No detail for the client; the reason goes to the audit record only. */
 			api_reply_error(resp, 401, "unauthorized", "authentication required");
-			snprintf(resp->reason, sizeof(resp->reason), "%s", bbx_error_message(&err, -EACCES));
+			snprintf(resp->reason, sizeof(resp->reason), "%s",
+				 bbx_error_message(&err, -EACCES));
 			route = NULL;
 		} else if ((route->flags & ROUTE_ROOT_ONLY) &&
 			   ex->principal.kind != PRINCIPAL_ROOT) {
-			api_reply_error(resp, 403, "forbidden", "only the local administrator may do this");
+			api_reply_error(resp, 403, "forbidden",
+					"only the local administrator may do this");
 			route = NULL;
 		}
 	}
@@ -649,7 +663,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 	}
 	if (!ex->started) {
 		/* The headers are in, the body (if any) is not: decide now. */
-		ApiResponse resp = {0};
+		ApiResponse resp = { 0 };
 		ex->started = true;
 		admit(l, c, method, url, ex, &resp);
 		if (ex->admitted)
@@ -738,21 +752,18 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 
 static int listener_start(Listener *l, int fd, BbxError *err, const char *what)
 {
-	l->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-					  MHD_USE_POLL,
-				  0, NULL, NULL, on_access, l,
-				  MHD_OPTION_LISTEN_SOCKET, fd,
-				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
-				  MHD_OPTION_URI_LOG_CALLBACK, on_uri, l,
-				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
-				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)0,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
-				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-				  MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-				  MHD_OPTION_END);
+	l->mhd = MHD_start_daemon(
+		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0,
+		NULL, NULL, on_access, l, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
+		on_completed, l, MHD_OPTION_URI_LOG_CALLBACK, on_uri, l,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)512, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		(unsigned)0, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
 	if (!l->mhd) {
 		close(fd);
-		return bbx_error_set(err, -EIO, BBX_INTERNAL, "%s: could not start the HTTP server", what);
+		return bbx_error_set(err, -EIO, BBX_INTERNAL, "%s: could not start the HTTP server",
+				     what);
 	}
 	return 0;
 }
@@ -763,7 +774,8 @@ static int unix_listen(const char *path, BbxError *err)
 	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
-		return bbx_error_set(err, -ENAMETOOLONG, BBX_INVALID, "socket path %s is too long", path);
+		return bbx_error_set(err, -ENAMETOOLONG, BBX_INVALID, "socket path %s is too long",
+				     path);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 
 	/* A live daemon answers on the socket; a stale file from a crash does not. */
@@ -797,12 +809,17 @@ static int tcp_listen(const char *spec, uint16_t *ret_port, BbxError *err)
 	char host[256];
 	const char *colon = strrchr(spec, ':');
 	uint32_t port;
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST };
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICHOST };
 	struct addrinfo *ai = NULL;
 	int fd, one = 1;
 
-	if (!colon || (size_t)(colon - spec) >= sizeof(host) || parse_uint32(colon + 1, &port) < 0 || port > 65535)
-		return bbx_error_set(err, -EINVAL, BBX_INVALID, "--listen %s: expected ADDRESS:PORT, e.g. 127.0.0.1:7480", spec);
+	if (!colon || (size_t)(colon - spec) >= sizeof(host) ||
+	    parse_uint32(colon + 1, &port) < 0 || port > 65535)
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
+				     "--listen %s: expected ADDRESS:PORT, e.g. 127.0.0.1:7480",
+				     spec);
 	memcpy(host, spec, (size_t)(colon - spec));
 	host[colon - spec] = '\0';
 	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
@@ -810,7 +827,8 @@ static int tcp_listen(const char *spec, uint16_t *ret_port, BbxError *err)
 		host[strlen(host) - 1] = '\0';
 	}
 	if (getaddrinfo(host, NULL, &hints, &ai) != 0 || !ai)
-		return bbx_error_set(err, -EINVAL, BBX_INVALID, "--listen %s: '%s' is not an IP address", spec, host);
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
+				     "--listen %s: '%s' is not an IP address", spec, host);
 
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -832,8 +850,9 @@ static int tcp_listen(const char *spec, uint16_t *ret_port, BbxError *err)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-		*ret_port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-							  : ((struct sockaddr_in6 *)&ss)->sin6_port);
+		*ret_port =
+			ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+						      : ((struct sockaddr_in6 *)&ss)->sin6_port);
 	return fd;
 }
 

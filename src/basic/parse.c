@@ -16,7 +16,8 @@ int parse_uint64(const char *s, uint64_t *ret)
 	for (const char *p = s; *p; p++) {
 		if (*p < '0' || *p > '9')
 			return -EINVAL;
-		if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, (uint64_t)(*p - '0'), &v))
+		if (__builtin_mul_overflow(v, 10, &v) ||
+		    __builtin_add_overflow(v, (uint64_t)(*p - '0'), &v))
 			return -ERANGE;
 	}
 	*ret = v;
@@ -81,10 +82,26 @@ int parse_size(const char *s, uint64_t *ret_bytes)
 	const char *u = s + n;
 	switch (*u) {
 	case '\0': break;
-	case 'K': case 'k': mul = 1ULL << 10; u++; break;
-	case 'M': case 'm': mul = 1ULL << 20; u++; break;
-	case 'G': case 'g': mul = 1ULL << 30; u++; break;
-	case 'T': case 't': mul = 1ULL << 40; u++; break;
+	case 'K':
+	case 'k':
+		mul = 1ULL << 10;
+		u++;
+		break;
+	case 'M':
+	case 'm':
+		mul = 1ULL << 20;
+		u++;
+		break;
+	case 'G':
+	case 'g':
+		mul = 1ULL << 30;
+		u++;
+		break;
+	case 'T':
+	case 't':
+		mul = 1ULL << 40;
+		u++;
+		break;
 	case 'B': break;
 	default: return -EINVAL;
 	}
@@ -113,7 +130,8 @@ int parse_duration(const char *s, uint64_t *ret_seconds)
 		uint64_t v = 0, mul;
 		const char *start = p;
 		while (*p >= '0' && *p <= '9') {
-			if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, (uint64_t)(*p - '0'), &v))
+			if (__builtin_mul_overflow(v, 10, &v) ||
+			    __builtin_add_overflow(v, (uint64_t)(*p - '0'), &v))
 				return -ERANGE;
 			p++;
 		}
@@ -221,7 +239,8 @@ const char *format_duration(uint64_t seconds, char *buf, size_t size)
 	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]) && n < size; i++) {
 		if (seconds >= parts[i].secs) {
 			int k = snprintf(buf + n, size - n, "%llu%c",
-					 (unsigned long long)(seconds / parts[i].secs), parts[i].unit);
+					 (unsigned long long)(seconds / parts[i].secs),
+					 parts[i].unit);
 			if (k < 0)
 				break;
 			n += (size_t)k;
@@ -244,7 +263,8 @@ bool name_is_valid(const char *s)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+		      c == '.'))
 			return false;
 	}
 	return strstr(s, "..") == NULL;

@@ -14,12 +14,15 @@
 #include "macro.h"
 
 typedef struct StrBuf {
-	char *buf;	/* NULL until the first append; strbuf_str() never returns NULL */
-	size_t len;	/* bytes in use, excluding the terminating NUL */
-	size_t alloc;	/* bytes allocated */
+	char *buf;    /* NULL until the first append; strbuf_str() never returns NULL */
+	size_t len;   /* bytes in use, excluding the terminating NUL */
+	size_t alloc; /* bytes allocated */
 } StrBuf;
 
-#define STRBUF_INIT { NULL, 0, 0 }
+#define STRBUF_INIT                                                                                \
+	{                                                                                          \
+		NULL, 0, 0                                                                         \
+	}
 
 int strbuf_grow(StrBuf *sb, size_t extra);
 int strbuf_append(StrBuf *sb, const void *data, size_t n);

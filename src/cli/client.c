@@ -50,12 +50,14 @@ static int make_target(const char *verb, const char *opt_state, HttpTarget *t)
 static int report_transport_error(const char *verb, const HttpTarget *t, int r, const BbxError *err)
 {
 	if (r == -ECONNREFUSED || r == -ENOENT) {
-		log_error("%s: the branchbox daemon is not running at %s (start it with 'branchbox serve --repo PATH%s')",
+		log_error("%s: the branchbox daemon is not running at %s (start it with 'branchbox "
+			  "serve --repo PATH%s')",
 			  verb, t->describe, t->socket_path ? " --state DIR" : "");
 		return EXIT_NO_DAEMON;
 	}
 	if (r == -EACCES) {
-		log_error("%s: permission denied on %s (the local socket is for root; others set BRANCHBOX_URL and BRANCHBOX_TOKEN)",
+		log_error("%s: permission denied on %s (the local socket is for root; others set "
+			  "BRANCHBOX_URL and BRANCHBOX_TOKEN)",
 			  verb, t->describe);
 		return EXIT_NO_DAEMON;
 	}
@@ -99,7 +101,8 @@ int cli_call(const char *verb, const char *opt_state, const char *method, const 
 			goto out;
 		}
 	}
-	int r = http_request(&t, method, path, data, data ? strlen(data) : 0, NULL, NULL, &resp, &err);
+	int r = http_request(&t, method, path, data, data ? strlen(data) : 0, NULL, NULL, &resp,
+			     &err);
 	if (r < 0) {
 		ret = report_transport_error(verb, &t, r, &err);
 		goto out;
@@ -142,7 +145,8 @@ int cli_call_stream(const char *verb, const char *opt_state, const char *method,
 		ret = EXIT_FAILURE_;
 		goto out;
 	}
-	int r = http_request(&t, method, path, data, data ? strlen(data) : 0, on_body, userdata, &resp, &err);
+	int r = http_request(&t, method, path, data, data ? strlen(data) : 0, on_body, userdata,
+			     &resp, &err);
 	if (r < 0) {
 		ret = report_transport_error(verb, &t, r, &err);
 		goto out;
@@ -163,8 +167,8 @@ char *cli_escape_segment(const char *s)
 	static const char hex[] = "0123456789ABCDEF";
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		int r;
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		    *p == '-' || *p == '_' || *p == '.' || *p == '~')
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' || *p == '~')
 			r = strbuf_putc(&sb, (char)*p);
 		else {
 			char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };

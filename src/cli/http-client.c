@@ -55,24 +55,28 @@ int http_target_from_url(const char *url, HttpTarget *ret, BbxError *err)
 
 	memset(ret, 0, sizeof(*ret));
 	if (strncmp(url, "http://", 7))
-		return bbx_error_set(err, -EINVAL, BBX_INVALID, "BRANCHBOX_URL %s: only http:// URLs are supported", url);
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
+				     "BRANCHBOX_URL %s: only http:// URLs are supported", url);
 	p = url + 7;
 	size_t n;
 	const char *hend;
 	if (*p == '[') {
 		hend = strchr(p, ']');
 		if (!hend)
-			return bbx_error_set(err, -EINVAL, BBX_INVALID, "BRANCHBOX_URL %s: unterminated IPv6 address", url);
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
+					     "BRANCHBOX_URL %s: unterminated IPv6 address", url);
 		n = (size_t)(hend - p - 1);
 		if (n >= sizeof(host))
-			return bbx_error_set(err, -EINVAL, BBX_INVALID, "BRANCHBOX_URL %s: host too long", url);
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
+					     "BRANCHBOX_URL %s: host too long", url);
 		memcpy(host, p + 1, n);
 		hend++;
 	} else {
 		hend = p + strcspn(p, ":/");
 		n = (size_t)(hend - p);
 		if (n == 0 || n >= sizeof(host))
-			return bbx_error_set(err, -EINVAL, BBX_INVALID, "BRANCHBOX_URL %s: missing host", url);
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
+					     "BRANCHBOX_URL %s: missing host", url);
 		memcpy(host, p, n);
 	}
 	host[n] = '\0';
@@ -80,11 +84,13 @@ int http_target_from_url(const char *url, HttpTarget *ret, BbxError *err)
 		char portbuf[8];
 		size_t pn = strcspn(hend + 1, "/");
 		if (pn == 0 || pn >= sizeof(portbuf))
-			return bbx_error_set(err, -EINVAL, BBX_INVALID, "BRANCHBOX_URL %s: bad port", url);
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
+					     "BRANCHBOX_URL %s: bad port", url);
 		memcpy(portbuf, hend + 1, pn);
 		portbuf[pn] = '\0';
 		if (parse_uint32(portbuf, &port) < 0 || port == 0 || port > 65535)
-			return bbx_error_set(err, -EINVAL, BBX_INVALID, "BRANCHBOX_URL %s: bad port '%s'", url, portbuf);
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
+					     "BRANCHBOX_URL %s: bad port '%s'", url, portbuf);
 	}
 	ret->host = strdup(host);
 	ret->port = (uint16_t)port;
@@ -103,7 +109,8 @@ static int connect_target(const HttpTarget *t, BbxError *err)
 	if (t->socket_path) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
 		if (strlen(t->socket_path) >= sizeof(sa.sun_path))
-			return bbx_error_set(err, -ENAMETOOLONG, BBX_INVALID, "socket path %s too long", t->socket_path);
+			return bbx_error_set(err, -ENAMETOOLONG, BBX_INVALID,
+					     "socket path %s too long", t->socket_path);
 		memcpy(sa.sun_path, t->socket_path, strlen(t->socket_path) + 1);
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)
@@ -123,7 +130,8 @@ static int connect_target(const HttpTarget *t, BbxError *err)
 
 	snprintf(port, sizeof(port), "%u", t->port);
 	if (getaddrinfo(t->host, port, &hints, &ai) != 0)
-		return bbx_error_set(err, -EHOSTUNREACH, BBX_UNAVAILABLE, "cannot resolve %s", t->host);
+		return bbx_error_set(err, -EHOSTUNREACH, BBX_UNAVAILABLE, "cannot resolve %s",
+				     t->host);
 	for (a = ai; a; a = a->ai_next) {
 		fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)
@@ -348,7 +356,9 @@ int http_request(const HttpTarget *t, const char *method, const char *path, cons
 	if (r >= 0 && t->token)
 		r = strbuf_appendf(&req, "Authorization: Bearer %s\r\n", t->token);
 	if (r >= 0 && body)
-		r = strbuf_appendf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n", body_len);
+		r = strbuf_appendf(&req,
+				   "Content-Type: application/json\r\nContent-Length: %zu\r\n",
+				   body_len);
 	if (r >= 0)
 		r = strbuf_puts(&req, "\r\n");
 	if (r >= 0 && body)
@@ -357,7 +367,8 @@ int http_request(const HttpTarget *t, const char *method, const char *path, cons
 		return r;
 	r = write_all(fd, req.buf, req.len);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_UNAVAILABLE, "%s: sending request: %s", t->describe, strerror(-r));
+		return bbx_error_set(err, r, BBX_UNAVAILABLE, "%s: sending request: %s",
+				     t->describe, strerror(-r));
 
 	r = http_response_read(fd, on_body, userdata, ret, err);
 	if (r < 0)

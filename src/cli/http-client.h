@@ -15,17 +15,17 @@
 #define HTTP_CLIENT_MAX_RESPONSE (64u << 20)
 
 typedef struct HttpTarget {
-	char *socket_path;	/* set for the unix socket */
-	char *host;		/* set for TCP */
+	char *socket_path; /* set for the unix socket */
+	char *host;	   /* set for TCP */
 	uint16_t port;
-	char *token;		/* bearer token or NULL */
-	char *describe;		/* "unix:/var/lib/branchbox/branchbox.sock" or the URL, for messages */
+	char *token;	/* bearer token or NULL */
+	char *describe; /* "unix:/var/lib/branchbox/branchbox.sock" or the URL, for messages */
 } HttpTarget;
 
 typedef struct HttpResponse {
 	int status;
 	char *content_type;
-	char *body;		/* NUL-terminated */
+	char *body; /* NUL-terminated */
 	size_t body_len;
 } HttpResponse;
 

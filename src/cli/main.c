@@ -8,6 +8,7 @@
 #include "build-config.h"
 #include "log.h"
 
+/* clang-format off */
 static const CliVerb verbs[] = {
 	{ "deploy", "deploy production from the production branch", verb_deploy },
 	{ "env", "create, inspect, run in and destroy environments", verb_env },
@@ -22,22 +23,21 @@ static const CliVerb verbs[] = {
 	{ "token", "mint, list and revoke scoped tokens", verb_token },
 	{ "audit", "read, checkpoint and verify the audit ledger", verb_audit },
 };
+/* clang-format on */
 
 static void help(FILE *f)
 {
-	fprintf(f,
-		"Usage: branchbox VERB [OPTIONS]\n"
-		"\n"
-		"Zero-trust copy-on-write preview environments for AI agents.\n"
-		"\n"
-		"Verbs:\n");
+	fprintf(f, "Usage: branchbox VERB [OPTIONS]\n"
+		   "\n"
+		   "Zero-trust copy-on-write preview environments for AI agents.\n"
+		   "\n"
+		   "Verbs:\n");
 	for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
 		fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
-	fprintf(f,
-		"\n"
-		"Run 'branchbox VERB --help' for the options of a verb.\n"
-		"Environment: BRANCHBOX_STATE (state dir, default /var/lib/branchbox),\n"
-		"             BRANCHBOX_URL and BRANCHBOX_TOKEN (reach a daemon over HTTP).\n");
+	fprintf(f, "\n"
+		   "Run 'branchbox VERB --help' for the options of a verb.\n"
+		   "Environment: BRANCHBOX_STATE (state dir, default /var/lib/branchbox),\n"
+		   "             BRANCHBOX_URL and BRANCHBOX_TOKEN (reach a daemon over HTTP).\n");
 }
 
 int cli_usage_error(const char *verb, const char *fmt, ...)

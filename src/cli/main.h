@@ -16,9 +16,9 @@ typedef struct CliVerb {
 /* Exit statuses shared by all verbs. */
 enum {
 	EXIT_OK = 0,
-	EXIT_FAILURE_ = 1,	/* the operation failed or a check did not pass */
-	EXIT_USAGE = 2,		/* bad command line */
-	EXIT_NO_DAEMON = 3,	/* the daemon could not be reached */
+	EXIT_FAILURE_ = 1,  /* the operation failed or a check did not pass */
+	EXIT_USAGE = 2,	    /* bad command line */
+	EXIT_NO_DAEMON = 3, /* the daemon could not be reached */
 };
 
 int verb_deploy(int argc, char **argv);

@@ -45,10 +45,12 @@ static void audit_help(void)
 
 static int audit_log(int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"env", required_argument, NULL, 'e'},	 {"since", required_argument, NULL, 'S'},
-		{"limit", required_argument, NULL, 'n'}, {"json", no_argument, NULL, 'j'},
-		{"state", required_argument, NULL, 's'}, {}};
+	static const struct option options[] = { { "env", required_argument, NULL, 'e' },
+						 { "since", required_argument, NULL, 'S' },
+						 { "limit", required_argument, NULL, 'n' },
+						 { "json", no_argument, NULL, 'j' },
+						 { "state", required_argument, NULL, 's' },
+						 {} };
 	const char *env = NULL, *since = NULL, *limit = NULL, *state = leading_state;
 	bool json = false;
 	int c;
@@ -69,7 +71,7 @@ static int audit_log(int argc, char **argv)
 
 	StrBuf path = STRBUF_INIT;
 	char sep = '?';
-	const char *keys[] = {"env", "since", "limit"}, *vals[] = {env, since, limit};
+	const char *keys[] = { "env", "since", "limit" }, *vals[] = { env, since, limit };
 	strbuf_puts(&path, "/v1/audit");
 	for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
 		if (!vals[i])
@@ -112,8 +114,9 @@ static int audit_log(int argc, char **argv)
 
 static int audit_checkpoint(int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"out", required_argument, NULL, 'o'}, {"state", required_argument, NULL, 's'}, {}};
+	static const struct option options[] = { { "out", required_argument, NULL, 'o' },
+						 { "state", required_argument, NULL, 's' },
+						 {} };
 	const char *out = NULL, *state = leading_state;
 	int c;
 
@@ -167,11 +170,11 @@ static int audit_pubkey(int argc, char **argv)
 
 static int audit_verify(int argc, char **argv)
 {
-	static const struct option options[] = {{"checkpoint", required_argument, NULL, 'c'},
-						{"db", required_argument, NULL, 'd'},
-						{"pubkey", required_argument, NULL, 'p'},
-						{"state", required_argument, NULL, 's'},
-						{}};
+	static const struct option options[] = { { "checkpoint", required_argument, NULL, 'c' },
+						 { "db", required_argument, NULL, 'd' },
+						 { "pubkey", required_argument, NULL, 'p' },
+						 { "state", required_argument, NULL, 's' },
+						 {} };
 	const char *cpfile = NULL, *db = NULL, *pubkey = NULL, *state = leading_state;
 	BbxError err = BBX_ERROR_INIT;
 	char dbpath[PATH_MAX], keyhex[65];

@@ -49,7 +49,7 @@ typedef struct Args {
 
 static int parse_args(int argc, char **argv, Args *a)
 {
-	*a = (Args){.dir = ".", .runtime_root = "/"};
+	*a = (Args){ .dir = ".", .runtime_root = "/" };
 	bool have_dir = false;
 
 	for (int i = 1; i < argc; i++) {

@@ -9,12 +9,10 @@
 
 int verb_deploy(int argc, char **argv)
 {
-	static const struct option options[] = {
-		{ "state", required_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{}
-	};
+	static const struct option options[] = { { "state", required_argument, NULL, 's' },
+						 { "json", no_argument, NULL, 'j' },
+						 { "help", no_argument, NULL, 'h' },
+						 {} };
 	const char *state = NULL;
 	bool json = false;
 	int c;
@@ -27,9 +25,12 @@ int verb_deploy(int argc, char **argv)
 		case 'h':
 			printf("Usage: branchbox deploy [--state DIR] [--json]\n"
 			       "\n"
-			       "Deploy production from the head of the production branch: on the first\n"
-			       "deploy create its volume and initialise its services; then check the\n"
-			       "commit out, run the build and deploy hooks and (re)start the applications.\n"
+			       "Deploy production from the head of the production branch: on the "
+			       "first\n"
+			       "deploy create its volume and initialise its services; then check "
+			       "the\n"
+			       "commit out, run the build and deploy hooks and (re)start the "
+			       "applications.\n"
 			       "Production's data stays its own across deploys.\n");
 			return EXIT_OK;
 		default: return cli_usage_error("deploy", "bad option");
@@ -50,7 +51,8 @@ int verb_deploy(int argc, char **argv)
 		cli_print_json(j);
 	else
 		fprintf(stderr, "production %s is %s at %.12s (%.2f s)\n",
-			json_string_value(json_object_get(j, "name")), json_string_value(json_object_get(j, "state")),
+			json_string_value(json_object_get(j, "name")),
+			json_string_value(json_object_get(j, "state")),
 			json_string_value(json_object_get(j, "commit")),
 			(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	json_decref(j);

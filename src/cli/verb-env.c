@@ -19,20 +19,31 @@ static void env_help(void)
 	       "Environments: production and its copy-on-write previews.\n"
 	       "\n"
 	       "Commands:\n"
-	       "  create NAME [--from PARENT] [--branch B]  clone PARENT (default production) for branch B\n"
+	       "  create NAME [--from PARENT] [--branch B]  clone PARENT (default production) for "
+	       "branch B\n"
 	       "                                            (default NAME), sanitize it, start it\n"
 	       "  list [--json]                             environments you can see\n"
-	       "  info NAME [--json]                        state, commit, processes, volume usage\n"
-	       "  logs NAME [PROCESS] [--follow]            a process's output (default: the application)\n"
-	       "  exec NAME [--app A] [--timeout S] -- CMD  run CMD inside NAME like its application runs\n"
-	       "  budget NAME [--json]                      a preview's budget: for CPU seconds, peak memory,\n"
-	       "                                            disk written beyond its clone and wall time, the\n"
-	       "                                            limit, what was used, what is left, per cent used\n"
-	       "  stop NAME | start NAME                    stop or start its processes (data stays)\n"
-	       "  destroy NAME                              remove it: processes, network, volume, code\n"
+	       "  info NAME [--json]                        state, commit, processes, volume "
+	       "usage\n"
+	       "  logs NAME [PROCESS] [--follow]            a process's output (default: the "
+	       "application)\n"
+	       "  exec NAME [--app A] [--timeout S] -- CMD  run CMD inside NAME like its "
+	       "application runs\n"
+	       "  budget NAME [--json]                      a preview's budget: for CPU seconds, "
+	       "peak memory,\n"
+	       "                                            disk written beyond its clone and wall "
+	       "time, the\n"
+	       "                                            limit, what was used, what is left, "
+	       "per cent used\n"
+	       "  stop NAME | start NAME                    stop or start its processes (data "
+	       "stays)\n"
+	       "  destroy NAME                              remove it: processes, network, volume, "
+	       "code\n"
 	       "\n"
-	       "A preview is stopped when it uses up any part of its budget (its data is kept until it\n"
-	       "expires, and it cannot be started again); at 80%% the audit log records a warning.\n"
+	       "A preview is stopped when it uses up any part of its budget (its data is kept "
+	       "until it\n"
+	       "expires, and it cannot be started again); at 80%% the audit log records a "
+	       "warning.\n"
 	       "\n"
 	       "Common options: --state DIR (local daemon), --json (machine-readable output).\n"
 	       "Over HTTP, set BRANCHBOX_URL and BRANCHBOX_TOKEN.\n");
@@ -51,17 +62,15 @@ typedef struct EnvArgs {
 
 static int parse(const char *verb, int argc, char **argv, EnvArgs *a)
 {
-	static const struct option options[] = {
-		{ "state", required_argument, NULL, 's' },
-		{ "from", required_argument, NULL, 'f' },
-		{ "branch", required_argument, NULL, 'b' },
-		{ "app", required_argument, NULL, 'a' },
-		{ "timeout", required_argument, NULL, 't' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "follow", no_argument, NULL, 'F' },
-		{ "help", no_argument, NULL, 'h' },
-		{}
-	};
+	static const struct option options[] = { { "state", required_argument, NULL, 's' },
+						 { "from", required_argument, NULL, 'f' },
+						 { "branch", required_argument, NULL, 'b' },
+						 { "app", required_argument, NULL, 'a' },
+						 { "timeout", required_argument, NULL, 't' },
+						 { "json", no_argument, NULL, 'j' },
+						 { "follow", no_argument, NULL, 'F' },
+						 { "help", no_argument, NULL, 'h' },
+						 {} };
 	int c;
 	memset(a, 0, sizeof(*a));
 	optind = 1;
@@ -75,7 +84,8 @@ static int parse(const char *verb, int argc, char **argv, EnvArgs *a)
 			char *end;
 			a->timeout = strtol(optarg, &end, 10);
 			if (*end || a->timeout < 1 || a->timeout > 3600)
-				return cli_usage_error(verb, "--timeout: seconds between 1 and 3600");
+				return cli_usage_error(verb,
+						       "--timeout: seconds between 1 and 3600");
 			break;
 		}
 		case 'j': a->json = true; break;
@@ -104,7 +114,9 @@ static void budget_value(json_t *v, const char *dim, char *buf, size_t size)
 			snprintf(buf, size, "%.1fs", json_number_value(v));
 		return;
 	}
-	uint64_t n = json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+	uint64_t n = json_is_integer(v) && json_integer_value(v) > 0
+			     ? (uint64_t)json_integer_value(v)
+			     : 0;
 	if (!strcmp(dim, "wall_time"))
 		format_duration(n, buf, size);
 	else
@@ -114,7 +126,8 @@ static void budget_value(json_t *v, const char *dim, char *buf, size_t size)
 static void print_budget(json_t *b, const char *indent)
 {
 	static const char *const dims[] = { "cpu_seconds", "memory", "disk", "wall_time" };
-	printf("%s%-12s %-10s %-10s %-10s %s\n", indent, "BUDGET", "USED", "LIMIT", "LEFT", "USED%");
+	printf("%s%-12s %-10s %-10s %-10s %s\n", indent, "BUDGET", "USED", "LIMIT", "LEFT",
+	       "USED%");
 	for (size_t i = 0; i < ELEMENTSOF(dims); i++) {
 		json_t *d = json_object_get(b, dims[i]);
 		if (!d)
@@ -152,14 +165,16 @@ static void print_info(json_t *e)
 	if (json_array_size(procs)) {
 		printf("processes:\n");
 		json_array_foreach(procs, i, p)
-			printf("  %-12s %-12s %-10s port %-6lld pid %-8lld restarts %lld\n", str(p, "name"), str(p, "kind"),
-			       str(p, "state"), (long long)json_integer_value(json_object_get(p, "port")),
+			printf("  %-12s %-12s %-10s port %-6lld pid %-8lld restarts %lld\n",
+			       str(p, "name"), str(p, "kind"), str(p, "state"),
+			       (long long)json_integer_value(json_object_get(p, "port")),
 			       (long long)json_integer_value(json_object_get(p, "pid")),
 			       (long long)json_integer_value(json_object_get(p, "restarts")));
 	}
 	json_t *vol = json_object_get(e, "volume");
 	if (vol && json_is_integer(json_object_get(vol, "exclusive_bytes")))
-		printf("volume:   %lld bytes exclusive\n", (long long)json_integer_value(json_object_get(vol, "exclusive_bytes")));
+		printf("volume:   %lld bytes exclusive\n",
+		       (long long)json_integer_value(json_object_get(vol, "exclusive_bytes")));
 	json_t *budget = json_object_get(e, "budget");
 	if (json_is_object(budget)) {
 		printf("budget:\n");
@@ -167,7 +182,8 @@ static void print_info(json_t *e)
 	}
 	json_t *ceil = json_object_get(e, "ceilings");
 	if (ceil) {
-		char mem[32] = "unbounded", disk[32] = "unbounded", pids[32] = "unbounded", cpu[32] = "unbounded";
+		char mem[32] = "unbounded", disk[32] = "unbounded", pids[32] = "unbounded",
+		     cpu[32] = "unbounded";
 		json_t *v;
 		if (json_is_integer(v = json_object_get(ceil, "memory_bytes")))
 			format_size((uint64_t)json_integer_value(v), mem, sizeof(mem));
@@ -180,8 +196,12 @@ static void print_info(json_t *e)
 			format_size((uint64_t)json_integer_value(v), disk, sizeof(disk));
 		if (json_object_get(ceil, "disk_bytes"))
 			printf("disk:     %s beyond the clone%s%s\n", disk,
-			       json_is_string(json_object_get(ceil, "disk_not_enforced")) ? ", NOT ENFORCED: " : "",
-			       json_is_string(json_object_get(ceil, "disk_not_enforced")) ? str(ceil, "disk_not_enforced") : "");
+			       json_is_string(json_object_get(ceil, "disk_not_enforced"))
+				       ? ", NOT ENFORCED: "
+				       : "",
+			       json_is_string(json_object_get(ceil, "disk_not_enforced"))
+				       ? str(ceil, "disk_not_enforced")
+				       : "");
 	}
 }
 
@@ -209,15 +229,19 @@ int verb_env(int argc, char **argv)
 	const char *name = NULL;
 	int ret;
 
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
 		env_help();
 		return argc < 2 ? EXIT_USAGE : EXIT_OK;
 	}
 	/* Options may come before the command ("env --state DIR list"): move them after it. */
 	int ci = 1;
 	while (ci < argc && argv[ci][0] == '-' && strcmp(argv[ci], "--"))
-		ci += (!strcmp(argv[ci], "--state") || !strcmp(argv[ci], "--from") || !strcmp(argv[ci], "--branch") ||
-		       !strcmp(argv[ci], "--app") || !strcmp(argv[ci], "--timeout")) ? 2 : 1;
+		ci += (!strcmp(argv[ci], "--state") || !strcmp(argv[ci], "--from") ||
+		       !strcmp(argv[ci], "--branch") || !strcmp(argv[ci], "--app") ||
+		       !strcmp(argv[ci], "--timeout"))
+			      ? 2
+			      : 1;
 	if (ci >= argc)
 		return cli_usage_error("env", "missing command; see 'branchbox env --help'");
 	if (ci > 1) {
@@ -247,10 +271,11 @@ int verb_env(int argc, char **argv)
 		if (a.json)
 			cli_print_json(list);
 		else {
-			printf("%-24s %-10s %-10s %-24s %s\n", "NAME", "KIND", "STATE", "BRANCH", "COMMIT");
-			json_array_foreach(list, i, e)
-				printf("%-24s %-10s %-10s %-24s %.12s\n", str(e, "name"), str(e, "kind"), str(e, "state"),
-				       str(e, "branch"), str(e, "commit"));
+			printf("%-24s %-10s %-10s %-24s %s\n", "NAME", "KIND", "STATE", "BRANCH",
+			       "COMMIT");
+			json_array_foreach(list, i, e) printf(
+				"%-24s %-10s %-10s %-24s %.12s\n", str(e, "name"), str(e, "kind"),
+				str(e, "state"), str(e, "branch"), str(e, "commit"));
 		}
 		json_decref(j);
 		return EXIT_OK;
@@ -262,14 +287,16 @@ int verb_env(int argc, char **argv)
 
 	if (!strcmp(cmd, "create")) {
 		if (a.optind + 1 < argc)
-			return cli_usage_error(verb, "unexpected argument '%s'", argv[a.optind + 1]);
+			return cli_usage_error(verb, "unexpected argument '%s'",
+					       argv[a.optind + 1]);
 		json_t *body = json_pack("{s:s}", "name", name);
 		if (a.from)
 			json_object_set_new(body, "from", json_string(a.from));
 		if (a.branch)
 			json_object_set_new(body, "branch", json_string(a.branch));
 		if (!a.json)
-			fprintf(stderr, "creating %s from %s (snapshot, sanitize, start)...\n", name, a.from ? a.from : "production");
+			fprintf(stderr, "creating %s from %s (snapshot, sanitize, start)...\n",
+				name, a.from ? a.from : "production");
 		struct timespec t0, t1;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		ret = cli_call(verb, a.state, "POST", "/v1/environments", body, &j);
@@ -281,16 +308,24 @@ int verb_env(int argc, char **argv)
 			cli_print_json(j);
 		else {
 			print_info(j);
-			fprintf(stderr, "ready in %.2f s\n", (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+			fprintf(stderr, "ready in %.2f s\n",
+				(double)(t1.tv_sec - t0.tv_sec) +
+					(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 		}
 		json_decref(j);
 		return EXIT_OK;
 	}
-	if (!strcmp(cmd, "info") || !strcmp(cmd, "destroy") || !strcmp(cmd, "stop") || !strcmp(cmd, "start")) {
+	if (!strcmp(cmd, "info") || !strcmp(cmd, "destroy") || !strcmp(cmd, "stop") ||
+	    !strcmp(cmd, "start")) {
 		if (a.optind + 1 < argc)
-			return cli_usage_error(verb, "unexpected argument '%s'", argv[a.optind + 1]);
-		const char *method = !strcmp(cmd, "info") ? "GET" : !strcmp(cmd, "destroy") ? "DELETE" : "POST";
-		path = env_path(name, !strcmp(cmd, "stop") ? "/stop" : !strcmp(cmd, "start") ? "/start" : NULL);
+			return cli_usage_error(verb, "unexpected argument '%s'",
+					       argv[a.optind + 1]);
+		const char *method = !strcmp(cmd, "info")      ? "GET"
+				     : !strcmp(cmd, "destroy") ? "DELETE"
+							       : "POST";
+		path = env_path(name, !strcmp(cmd, "stop")    ? "/stop"
+				      : !strcmp(cmd, "start") ? "/start"
+							      : NULL);
 		if (!path)
 			return EXIT_FAILURE_;
 		ret = cli_call(verb, a.state, method, path, NULL, &j);
@@ -307,7 +342,8 @@ int verb_env(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "budget")) {
 		if (a.optind + 1 < argc)
-			return cli_usage_error(verb, "unexpected argument '%s'", argv[a.optind + 1]);
+			return cli_usage_error(verb, "unexpected argument '%s'",
+					       argv[a.optind + 1]);
 		path = env_path(name, "/budget");
 		ret = path ? cli_call(verb, a.state, "GET", path, NULL, &j) : EXIT_FAILURE_;
 		if (ret != EXIT_OK)
@@ -326,8 +362,9 @@ int verb_env(int argc, char **argv)
 			free(path);
 			path = NULL;
 			_cleanup_free_ char *base = env_path(name, "/logs");
-			if (!base || asprintf(&path, "%s?offset=%lld%s%s", base, offset, process ? "&process=" : "",
-					      process ? process : "") < 0)
+			if (!base ||
+			    asprintf(&path, "%s?offset=%lld%s%s", base, offset,
+				     process ? "&process=" : "", process ? process : "") < 0)
 				return EXIT_FAILURE_;
 			ret = cli_call(verb, a.state, "GET", path, NULL, &j);
 			if (ret != EXIT_OK)
@@ -335,7 +372,7 @@ int verb_env(int argc, char **argv)
 			if (a.json && !a.follow)
 				cli_print_json(j);
 			else {
-				fputs(str(j, "text") , stdout);
+				fputs(str(j, "text"), stdout);
 				fflush(stdout);
 			}
 			offset = (long long)json_integer_value(json_object_get(j, "next_offset"));
@@ -351,7 +388,8 @@ int verb_env(int argc, char **argv)
 		if (first < argc && !strcmp(argv[first], "--"))
 			first++;
 		if (first >= argc)
-			return cli_usage_error(verb, "missing command: branchbox env exec NAME -- CMD [ARGS]");
+			return cli_usage_error(
+				verb, "missing command: branchbox env exec NAME -- CMD [ARGS]");
 		json_t *argvj = json_array();
 		for (int i = first; i < argc; i++)
 			json_array_append_new(argvj, json_string(argv[i]));

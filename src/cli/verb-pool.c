@@ -18,7 +18,8 @@
 
 static void pool_help(void)
 {
-	printf("Usage: branchbox pool init [--driver btrfs|reflink|copy] [--size 64G] [--path DIR]\n"
+	printf("Usage: branchbox pool init [--driver btrfs|reflink|copy] [--size 64G] [--path "
+	       "DIR]\n"
 	       "       branchbox pool info [--json]\n"
 	       "       branchbox pool destroy [--force]\n"
 	       "\n"
@@ -74,9 +75,8 @@ static int pool_do_init(const char *state, const PoolOptions *o)
 	r = pool_info(p, &info, &err);
 	if (r < 0)
 		return fail("pool init", &err, r);
-	printf("%s pool %s: driver %s (%s), volumes in %s\n",
-	       already ? "existing" : "created", state, storage_driver_kind_to_string(info.driver),
-	       info.reason, info.root);
+	printf("%s pool %s: driver %s (%s), volumes in %s\n", already ? "existing" : "created",
+	       state, storage_driver_kind_to_string(info.driver), info.reason, info.root);
 	return EXIT_OK;
 }
 
@@ -120,13 +120,12 @@ static int pool_do_info(const char *state, bool json)
 		json_str(&sb, "fstype", info.fstype, true);
 		json_str(&sb, "status", pool_status(p), true);
 		json_str(&sb, "quota_not_enforced", info.no_quota_reason, true);
-		(void)strbuf_appendf(&sb,
-				     "\"quotas\":%s,\"quota_enforced\":%s,\"size_bytes\":%llu,"
-				     "\"free_bytes\":%llu}",
-				     info.quotas ? "true" : "false",
-				     info.quota_enforced ? "true" : "false",
-				     (unsigned long long)info.size_bytes,
-				     (unsigned long long)info.free_bytes);
+		(void)strbuf_appendf(
+			&sb,
+			"\"quotas\":%s,\"quota_enforced\":%s,\"size_bytes\":%llu,"
+			"\"free_bytes\":%llu}",
+			info.quotas ? "true" : "false", info.quota_enforced ? "true" : "false",
+			(unsigned long long)info.size_bytes, (unsigned long long)info.free_bytes);
 		printf("%s\n", strbuf_str(&sb));
 		return EXIT_OK;
 	}
@@ -146,8 +145,8 @@ static int pool_do_info(const char *state, bool json)
 	       info.fstype ? info.fstype : "?", info.quotas ? "on" : "off",
 	       info.quota_enforced ? "enforced (btrfs qgroup limits)" : "NOT ENFORCED: ",
 	       info.quota_enforced ? "" : info.no_quota_reason,
-	       format_size(info.size_bytes, a, sizeof(a)), format_size(info.free_bytes, b, sizeof(b)),
-	       pool_status(p));
+	       format_size(info.size_bytes, a, sizeof(a)),
+	       format_size(info.free_bytes, b, sizeof(b)), pool_status(p));
 	return EXIT_OK;
 }
 
@@ -172,10 +171,14 @@ static int pool_do_destroy(const char *state, bool force)
 int verb_pool(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{ "driver", required_argument, NULL, 'd' }, { "size", required_argument, NULL, 's' },
-		{ "path", required_argument, NULL, 'p' },   { "state", required_argument, NULL, 'S' },
-		{ "json", no_argument, NULL, 'j' },	    { "force", no_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },	    {},
+		{ "driver", required_argument, NULL, 'd' },
+		{ "size", required_argument, NULL, 's' },
+		{ "path", required_argument, NULL, 'p' },
+		{ "state", required_argument, NULL, 'S' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{},
 	};
 	PoolOptions o = { .driver = STORAGE_DRIVER_AUTO };
 	const char *state = NULL;

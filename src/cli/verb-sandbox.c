@@ -71,7 +71,7 @@ static int run_sandbox(const SandboxSpec *spec)
 	BbxError err = BBX_ERROR_INIT;
 	_cleanup_(sandbox_freep) Sandbox *sb = NULL;
 	sigset_t mask, saved;
-	int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+	int fwd[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
 
 	/*
 	 * A closed stdio fd would be reused by the signalfd below and handed to the command as
@@ -107,8 +107,8 @@ static int run_sandbox(const SandboxSpec *spec)
 		return 125;
 	}
 	for (;;) {
-		struct pollfd pfd[2] = {{.fd = sandbox_pidfd(sb), .events = POLLIN},
-					{.fd = sfd, .events = POLLIN}};
+		struct pollfd pfd[2] = { { .fd = sandbox_pidfd(sb), .events = POLLIN },
+					 { .fd = sfd, .events = POLLIN } };
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -144,23 +144,23 @@ int verb_sandbox(int argc, char **argv)
 		OPT_HOSTNAME
 	};
 	static const struct option options[] = {
-		{"help", no_argument, NULL, 'h'},
-		{"memory", required_argument, NULL, OPT_MEMORY},
-		{"pids", required_argument, NULL, OPT_PIDS},
-		{"cpu", required_argument, NULL, OPT_CPU},
-		{"rw", required_argument, NULL, OPT_RW},
-		{"ro", required_argument, NULL, OPT_RO},
-		{"workdir", required_argument, NULL, OPT_WORKDIR},
-		{"env", required_argument, NULL, OPT_ENV},
-		{"uid", required_argument, NULL, OPT_UID},
-		{"hostname", required_argument, NULL, OPT_HOSTNAME},
-		{NULL, 0, NULL, 0},
+		{ "help", no_argument, NULL, 'h' },
+		{ "memory", required_argument, NULL, OPT_MEMORY },
+		{ "pids", required_argument, NULL, OPT_PIDS },
+		{ "cpu", required_argument, NULL, OPT_CPU },
+		{ "rw", required_argument, NULL, OPT_RW },
+		{ "ro", required_argument, NULL, OPT_RO },
+		{ "workdir", required_argument, NULL, OPT_WORKDIR },
+		{ "env", required_argument, NULL, OPT_ENV },
+		{ "uid", required_argument, NULL, OPT_UID },
+		{ "hostname", required_argument, NULL, OPT_HOSTNAME },
+		{ NULL, 0, NULL, 0 },
 	};
 	SandboxSpec spec;
 	SandboxBind rw[MAX_BINDS], ro[MAX_BINDS];
-	char *storage[2 * MAX_BINDS] = {NULL};
+	char *storage[2 * MAX_BINDS] = { NULL };
 	size_t n_storage = 0;
-	char *env[MAX_ENV + 1] = {NULL};
+	char *env[MAX_ENV + 1] = { NULL };
 	size_t n_env = 0;
 	char term[256];
 	int ret = EXIT_USAGE;

@@ -23,7 +23,8 @@
 
 static void serve_help(void)
 {
-	printf("Usage: branchbox serve --repo PATH [--state DIR] [--listen ADDR:PORT | --no-listen]\n"
+	printf("Usage: branchbox serve --repo PATH [--state DIR] [--listen ADDR:PORT | "
+	       "--no-listen]\n"
 	       "                       [--uid-range FIRST-LAST] [--max-previews N]\n"
 	       "                       [--max-previews-per-token N] [--pool-reserve SIZE|PCT%%]\n"
 	       "\n"
@@ -43,14 +44,16 @@ static void serve_help(void)
 	       "                     (default 30m); at it the hook's whole process tree is killed\n"
 	       "                     and the deploy or create fails saying so\n"
 	       "  --preview-domain DOMAIN\n"
-	       "                     requests for Host NAME.DOMAIN go to preview NAME's application\n"
+	       "                     requests for Host NAME.DOMAIN go to preview NAME's "
+	       "application\n"
 	       "  --uid-range FIRST-LAST\n"
 	       "                     uids (and gids) given to environments, two each: one for its\n"
 	       "                     services, one for its applications; never shared by two\n"
 	       "                     environments (default %s). Refused when it holds\n"
 	       "                     a user, group or sub-id range of the host, or overlaps the\n"
 	       "                     range of another running daemon\n"
-	       "  --max-previews N   at most N previews exist at once, in every state (default %d)\n"
+	       "  --max-previews N   at most N previews exist at once, in every state (default "
+	       "%d)\n"
 	       "  --max-previews-per-token N\n"
 	       "                     at most N of them created by one token (default %d); the\n"
 	       "                     local administrator is bounded by the total only\n"
@@ -109,12 +112,19 @@ int verb_serve(int argc, char **argv)
 		case 'P': production = optarg; break;
 		case 'D': preview_domain = optarg; break;
 		case 'T':
-			if (parse_duration(optarg, &max_ttl) < 0 || max_ttl == 0 || max_ttl > INT32_MAX)
-				return cli_usage_error("serve", "--agent-token-max-ttl %s: expected a duration like 7d", optarg);
+			if (parse_duration(optarg, &max_ttl) < 0 || max_ttl == 0 ||
+			    max_ttl > INT32_MAX)
+				return cli_usage_error(
+					"serve",
+					"--agent-token-max-ttl %s: expected a duration like 7d",
+					optarg);
 			break;
 		case 'H':
-			if (parse_duration(optarg, &hook_timeout) < 0 || hook_timeout == 0 || hook_timeout > 24 * 3600)
-				return cli_usage_error("serve", "--hook-timeout %s: expected a duration between 1s and 24h, like 30m",
+			if (parse_duration(optarg, &hook_timeout) < 0 || hook_timeout == 0 ||
+			    hook_timeout > 24 * 3600)
+				return cli_usage_error("serve",
+						       "--hook-timeout %s: expected a duration "
+						       "between 1s and 24h, like 30m",
 						       optarg);
 			break;
 		case 'U': {
@@ -127,15 +137,20 @@ int verb_serve(int argc, char **argv)
 		case 'N': {
 			uint32_t n;
 			if (parse_uint32(optarg, &n) < 0 || n == 0 || n > 100000)
-				return cli_usage_error("serve", "--%s %s: expected a number from 1 to 100000",
-						       c == 'M' ? "max-previews" : "max-previews-per-token", optarg);
+				return cli_usage_error(
+					"serve", "--%s %s: expected a number from 1 to 100000",
+					c == 'M' ? "max-previews" : "max-previews-per-token",
+					optarg);
 			*(c == 'M' ? &max_previews : &max_per_token) = n;
 			break;
 		}
 		case 'R':
 			if (pool_reserve_parse(optarg, &reserve) < 0)
-				return cli_usage_error("serve", "--pool-reserve %s: expected a size like 8G or a "
-						       "percentage of the pool from 0%% to 90%%", optarg);
+				return cli_usage_error(
+					"serve",
+					"--pool-reserve %s: expected a size like 8G or a "
+					"percentage of the pool from 0%% to 90%%",
+					optarg);
 			reserve_set = true;
 			break;
 		case 'I': insecure_no_auth = true; break;
@@ -176,11 +191,15 @@ int verb_serve(int argc, char **argv)
 
 	BbxError err = BBX_ERROR_INIT;
 	_cleanup_(core_freep) Core *core = NULL;
-	CoreOptions copts = { .state_dir = state, .repo_path = repo, .production_branch = production,
-			     .agent_token_max_ttl = (int64_t)max_ttl, .uid_range = uid_range,
-			     .hook_timeout_sec = hook_timeout,
-			     .max_previews = max_previews, .max_previews_per_token = max_per_token,
-			     .pool_reserve = reserve_set ? &reserve : NULL };
+	CoreOptions copts = { .state_dir = state,
+			      .repo_path = repo,
+			      .production_branch = production,
+			      .agent_token_max_ttl = (int64_t)max_ttl,
+			      .uid_range = uid_range,
+			      .hook_timeout_sec = hook_timeout,
+			      .max_previews = max_previews,
+			      .max_previews_per_token = max_per_token,
+			      .pool_reserve = reserve_set ? &reserve : NULL };
 	int r = core_new(&copts, &core, &err);
 	if (r < 0) {
 		log_error("%s", bbx_error_message(&err, r));
@@ -190,7 +209,8 @@ int verb_serve(int argc, char **argv)
 	/* One daemon per state dir: the lock is held for the daemon's lifetime. */
 	char lockpath[4096];
 	snprintf(lockpath, sizeof(lockpath), "%s/daemon.lock", core_state_dir(core));
-	_cleanup_close_ int lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	_cleanup_close_ int lockfd =
+		open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
 		log_error("another daemon holds %s (%s)", lockpath, strerror(errno));
 		return EXIT_FAILURE_;
@@ -204,7 +224,8 @@ int verb_serve(int argc, char **argv)
 	_cleanup_close_ int uid_claim = -EBADF;
 	r = uid_range_check_host(core_uid_range(core), NULL, &err);
 	if (r >= 0)
-		r = uid_range_claim(core_uid_range(core), core_state_dir(core), NULL, &uid_claim, &err);
+		r = uid_range_claim(core_uid_range(core), core_state_dir(core), NULL, &uid_claim,
+				    &err);
 	if (r < 0) {
 		log_error("%s", bbx_error_message(&err, r));
 		return EXIT_FAILURE_;
@@ -227,7 +248,9 @@ int verb_serve(int argc, char **argv)
 
 	char sock[4096];
 	snprintf(sock, sizeof(sock), "%s/branchbox.sock", core_state_dir(core));
-	ApiServerOptions aopts = { .core = core, .socket_path = sock, .listen = listen,
+	ApiServerOptions aopts = { .core = core,
+				   .socket_path = sock,
+				   .listen = listen,
 				   .preview_domain = preview_domain };
 	ApiServer *server = NULL;
 	r = api_server_new(&aopts, &server, &err);
@@ -236,8 +259,10 @@ int verb_serve(int argc, char **argv)
 		environments_shutdown(core);
 		return EXIT_FAILURE_;
 	}
-	log_info("branchbox daemon ready: repository %s, state %s", core_repo_path(core), core_state_dir(core));
-	log_info("listening on unix:%s%s%s", sock, listen ? " and http://" : "", listen ? listen : "");
+	log_info("branchbox daemon ready: repository %s, state %s", core_repo_path(core),
+		 core_state_dir(core));
+	log_info("listening on unix:%s%s%s", sock, listen ? " and http://" : "",
+		 listen ? listen : "");
 	if (listen && api_server_port(server))
 		log_info("http port %u", api_server_port(server));
 

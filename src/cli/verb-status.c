@@ -8,12 +8,10 @@
 
 int verb_status(int argc, char **argv)
 {
-	static const struct option options[] = {
-		{ "state", required_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{}
-	};
+	static const struct option options[] = { { "state", required_argument, NULL, 's' },
+						 { "json", no_argument, NULL, 'j' },
+						 { "help", no_argument, NULL, 'h' },
+						 {} };
 	const char *state = NULL;
 	bool json = false;
 	int c;

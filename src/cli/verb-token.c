@@ -19,7 +19,8 @@ static void token_help(void)
 	       "LIST\n"
 	       "                              [--ttl DURATION] [--budget-cpu-seconds DURATION]\n"
 	       "                              [--budget-memory SIZE] [--budget-disk SIZE]\n"
-	       "                              [--budget-wall-time DURATION] [--json] [--state DIR]\n"
+	       "                              [--budget-wall-time DURATION] [--json] [--state "
+	       "DIR]\n"
 	       "       branchbox token list [--json] [--state DIR]\n"
 	       "       branchbox token revoke ID [--state DIR]\n"
 	       "\n"
@@ -51,16 +52,21 @@ static void token_help(void)
 /* --budget-cpu-seconds (C), --budget-memory (M), --budget-disk (D), --budget-wall-time (W). */
 static int budget_option(json_t *budget, int opt, const char *value)
 {
-	const char *key = opt == 'C' ? "cpu_seconds" : opt == 'M' ? "memory" : opt == 'D' ? "disk" : "wall_time";
+	const char *key = opt == 'C'   ? "cpu_seconds"
+			  : opt == 'M' ? "memory"
+			  : opt == 'D' ? "disk"
+				       : "wall_time";
 	const char *flag = opt == 'C'	? "--budget-cpu-seconds"
 			   : opt == 'M' ? "--budget-memory"
 			   : opt == 'D' ? "--budget-disk"
 					: "--budget-wall-time";
 	bool size = opt == 'M' || opt == 'D';
 	uint64_t v = 0;
-	if ((size ? parse_size(value, &v) : parse_duration(value, &v)) < 0 || v == 0 || v > INT64_MAX)
+	if ((size ? parse_size(value, &v) : parse_duration(value, &v)) < 0 || v == 0 ||
+	    v > INT64_MAX)
 		return cli_usage_error("token", "%s %s: expected %s", flag, value,
-				       size ? "a size like 512M or 2G" : "a duration like 90s, 30m or 2h");
+				       size ? "a size like 512M or 2G"
+					    : "a duration like 90s, 30m or 2h");
 	json_object_set_new(budget, key, json_integer((json_int_t)v));
 	return EXIT_OK;
 }
@@ -68,12 +74,19 @@ static int budget_option(json_t *budget, int opt, const char *value)
 static int token_create(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"agent", required_argument, NULL, 'a'}, {"human", required_argument, NULL, 'H'},
-		{"env", required_argument, NULL, 'e'},	 {"verbs", required_argument, NULL, 'V'},
-		{"ttl", required_argument, NULL, 't'},	 {"json", no_argument, NULL, 'j'},
-		{"state", required_argument, NULL, 's'}, {"budget-cpu-seconds", required_argument, NULL, 'C'},
-		{"budget-memory", required_argument, NULL, 'M'}, {"budget-disk", required_argument, NULL, 'D'},
-		{"budget-wall-time", required_argument, NULL, 'W'}, {}};
+		{ "agent", required_argument, NULL, 'a' },
+		{ "human", required_argument, NULL, 'H' },
+		{ "env", required_argument, NULL, 'e' },
+		{ "verbs", required_argument, NULL, 'V' },
+		{ "ttl", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "state", required_argument, NULL, 's' },
+		{ "budget-cpu-seconds", required_argument, NULL, 'C' },
+		{ "budget-memory", required_argument, NULL, 'M' },
+		{ "budget-disk", required_argument, NULL, 'D' },
+		{ "budget-wall-time", required_argument, NULL, 'W' },
+		{}
+	};
 	const char *name = NULL, *kind = NULL, *verbs = NULL, *ttl = NULL, *state = leading_state;
 	bool json = false;
 	json_t *envs = json_array();
@@ -110,7 +123,10 @@ static int token_create(int argc, char **argv)
 			}
 			break;
 		}
-		default: json_decref(envs); json_decref(budget); return cli_usage_error("token", "bad option");
+		default:
+			json_decref(envs);
+			json_decref(budget);
+			return cli_usage_error("token", "bad option");
 		}
 	}
 	if (optind < argc || !kind || !verbs || json_array_size(envs) == 0) {
@@ -170,7 +186,8 @@ static int token_create(int argc, char **argv)
 		}
 		json_t *budget_j = json_object_get(j, "budget");
 		if (json_object_size(budget_j)) {
-			_cleanup_free_ char *b = json_dumps(budget_j, JSON_COMPACT | JSON_SORT_KEYS);
+			_cleanup_free_ char *b =
+				json_dumps(budget_j, JSON_COMPACT | JSON_SORT_KEYS);
 			fprintf(stderr, "budget of its previews at most: %s\n", b ? b : "?");
 		}
 	}
@@ -180,8 +197,9 @@ static int token_create(int argc, char **argv)
 
 static int token_list(int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"json", no_argument, NULL, 'j'}, {"state", required_argument, NULL, 's'}, {}};
+	static const struct option options[] = { { "json", no_argument, NULL, 'j' },
+						 { "state", required_argument, NULL, 's' },
+						 {} };
 	const char *state = leading_state;
 	bool json = false;
 	int c;
@@ -229,7 +247,7 @@ static int token_list(int argc, char **argv)
 
 static int token_revoke(int argc, char **argv)
 {
-	static const struct option options[] = {{"state", required_argument, NULL, 's'}, {}};
+	static const struct option options[] = { { "state", required_argument, NULL, 's' }, {} };
 	const char *state = leading_state;
 	int c;
 

@@ -112,9 +112,9 @@ int verb_volume(int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (argc < 2)
-		return cli_usage_error("volume",
-				       "missing subcommand (create, snapshot, destroy, list, usage, "
-				       "quota)");
+		return cli_usage_error(
+			"volume", "missing subcommand (create, snapshot, destroy, list, usage, "
+				  "quota)");
 	const char *sub = argv[1];
 	optind = 1;
 	while ((c = getopt_long(argc - 1, argv + 1, "", options, NULL)) >= 0) {
@@ -224,7 +224,8 @@ int verb_volume(int argc, char **argv)
 		(void)strbuf_putc(&sb, ']');
 		printf("%s\n", strbuf_str(&sb));
 	} else {
-		printf("%-24s %10s %10s %10s  %s\n", "NAME", "EXCLUSIVE", "SHARED", "QUOTA", "PATH");
+		printf("%-24s %10s %10s %10s  %s\n", "NAME", "EXCLUSIVE", "SHARED", "QUOTA",
+		       "PATH");
 		for (size_t i = 0; i < n; i++)
 			print_volume(&l[i]);
 	}

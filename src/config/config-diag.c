@@ -73,7 +73,7 @@ static void utf8_scrub(char *s)
 
 void config_diagnostics_init(ConfigDiagnostics *diag)
 {
-	*diag = (ConfigDiagnostics){.max_errors = CONFIG_DIAG_MAX};
+	*diag = (ConfigDiagnostics){ .max_errors = CONFIG_DIAG_MAX };
 }
 
 void config_diagnostics_done(ConfigDiagnostics *diag)
@@ -95,7 +95,7 @@ int config_diagnostics_add(ConfigDiagnostics *diag, ConfigSeverity severity, con
 {
 	size_t max;
 	va_list ap;
-	ConfigDiagnostic d = {.severity = severity, .line = line, .column = column};
+	ConfigDiagnostic d = { .severity = severity, .line = line, .column = column };
 
 	if (!diag)
 		return 0;

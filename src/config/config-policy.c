@@ -97,7 +97,8 @@ static void limit_resources(PolicyCtx *x, const char *path, ConfigResources *res
 	char sub[256];
 
 	snprintf(sub, sizeof(sub), "%s.cpu", path);
-	limit_u32(x, sub, &res->cpu_millis, res->set & CONFIG_SET_CPU, ceiling->cpu_millis, UNIT_CPU);
+	limit_u32(x, sub, &res->cpu_millis, res->set & CONFIG_SET_CPU, ceiling->cpu_millis,
+		  UNIT_CPU);
 	snprintf(sub, sizeof(sub), "%s.memory", path);
 	limit_u64(x, sub, &res->memory_bytes, res->set & CONFIG_SET_MEMORY, ceiling->memory_bytes,
 		  UNIT_BYTES);
@@ -110,7 +111,8 @@ static void check_preview(PolicyCtx *x)
 	const ConfigBudget *pb = &p->preview_budget;
 	ConfigBudget *b = &c->preview_budget;
 
-	limit_resources(x, "environments.preview.profile", &c->preview_profile, &p->preview_profile);
+	limit_resources(x, "environments.preview.profile", &c->preview_profile,
+			&p->preview_profile);
 	limit_u64(x, "environments.preview.ttl", &c->preview_ttl_sec, c->preview_ttl_set,
 		  p->preview_ttl_sec, UNIT_SECONDS);
 	limit_u64(x, "environments.preview.budget.cpu_seconds", &b->cpu_seconds,
@@ -194,7 +196,8 @@ static void check_egress(PolicyCtx *x)
 		bool ok = false;
 		for (size_t k = 0; !ok && k < x->prod->n_egress; k++) {
 			const ConfigEgressRule *pe = &x->prod->egress[k];
-			ok = !strcasecmp(pe->host, e->host) && (pe->port == 0 || pe->port == e->port);
+			ok = !strcasecmp(pe->host, e->host) &&
+			     (pe->port == 0 || pe->port == e->port);
 		}
 		if (ok)
 			continue;
@@ -203,7 +206,8 @@ static void check_egress(PolicyCtx *x)
 			refuse(x, path, "%s port %u is not allowed by production's config", e->host,
 			       (unsigned)e->port);
 		else
-			refuse(x, path, "%s (any port) is not allowed by production's config", e->host);
+			refuse(x, path, "%s (any port) is not allowed by production's config",
+			       e->host);
 	}
 }
 

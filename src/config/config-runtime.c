@@ -37,11 +37,11 @@ static const struct {
 	const char *prefix; /* file or directory name before the version */
 	const char *inside; /* for LAYOUT_VERSIONED_DIR: the binary inside it */
 } runtime_table[] = {
-	{"python", LAYOUT_VERSIONED_FILE, "usr/bin", "python", NULL},
-	{"php", LAYOUT_VERSIONED_FILE, "usr/bin", "php", NULL},
-	{"ruby", LAYOUT_VERSIONED_FILE, "usr/bin", "ruby", NULL},
-	{"golang", LAYOUT_VERSIONED_DIR, "usr/lib", "go-", "bin/go"},
-	{"nodejs", LAYOUT_ASK_BINARY, "usr/bin", "node", NULL},
+	{ "python", LAYOUT_VERSIONED_FILE, "usr/bin", "python", NULL },
+	{ "php", LAYOUT_VERSIONED_FILE, "usr/bin", "php", NULL },
+	{ "ruby", LAYOUT_VERSIONED_FILE, "usr/bin", "ruby", NULL },
+	{ "golang", LAYOUT_VERSIONED_DIR, "usr/lib", "go-", "bin/go" },
+	{ "nodejs", LAYOUT_ASK_BINARY, "usr/bin", "node", NULL },
 };
 
 static bool is_version(const char *s)
@@ -115,7 +115,7 @@ static int ask_version(const char *binary, char *buf, size_t size)
 	int fds[2];
 	posix_spawn_file_actions_t fa;
 	pid_t pid;
-	char *argv[] = {(char *)binary, (char *)"--version", NULL};
+	char *argv[] = { (char *)binary, (char *)"--version", NULL };
 	size_t n = 0;
 	int r, status;
 
@@ -135,7 +135,7 @@ static int ask_version(const char *binary, char *buf, size_t size)
 	}
 	while (n + 1 < size) {
 		/* A runtime that does not answer within seconds counts as not installed. */
-		struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+		struct pollfd pfd = { .fd = fds[0], .events = POLLIN };
 		if (RETRY_EINTR(poll(&pfd, 1, ASK_VERSION_TIMEOUT_MS)) <= 0)
 			break;
 		ssize_t k = RETRY_EINTR(read(fds[0], buf + n, size - 1 - n));

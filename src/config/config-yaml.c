@@ -148,7 +148,7 @@ static int record_anchor(Builder *b, struct fy_token *t, YamlNode *n)
 	if (!n->anchor)
 		return -ENOMEM;
 	/* A later anchor with the same name shadows the earlier one, as YAML says. */
-	b->anchors[b->n_anchors++] = (Anchor){.name = n->anchor, .node = n};
+	b->anchors[b->n_anchors++] = (Anchor){ .name = n->anchor, .node = n };
 	return 0;
 }
 
@@ -388,7 +388,7 @@ int yaml_document_parse(const char *data, size_t size, const char *file, YamlDoc
 	struct fy_event *e;
 	unsigned n_docs = 0;
 	bool stream_end = false, stopped = false, second_doc = false;
-	Builder b = {.file = file, .diag = diag};
+	Builder b = { .file = file, .diag = diag };
 	int r = 0;
 
 	doc = calloc(1, sizeof(*doc));

@@ -39,11 +39,11 @@ static const struct {
 	const char *name;
 	ConfigServiceKind kind;
 } service_types[] = {
-	{"postgresql", CONFIG_SERVICE_POSTGRESQL},
-	{"redis", CONFIG_SERVICE_REDIS},
+	{ "postgresql", CONFIG_SERVICE_POSTGRESQL },
+	{ "redis", CONFIG_SERVICE_REDIS },
 };
 
-static const char *const runtimes[] = {"python", "nodejs", "php", "golang", "ruby"};
+static const char *const runtimes[] = { "python", "nodejs", "php", "golang", "ruby" };
 
 typedef struct Ctx {
 	const char *file;
@@ -321,7 +321,7 @@ static bool url_path_ok(const char *s)
 
 static void parse_resources(Ctx *x, const YamlNode *n, const char *path, ConfigResources *res)
 {
-	static const char *const keys[] = {"cpu", "memory", NULL};
+	static const char *const keys[] = { "cpu", "memory", NULL };
 	char sub[PATH_MAX_LEN];
 	const YamlNode *v;
 
@@ -344,7 +344,7 @@ static void parse_type(Ctx *x, const YamlNode *n, const char *path, ConfigApplic
 
 	if (!want_string(x, n, path, &app->type) || !app->type)
 		return;
-	app->type_pos = (ConfigPosition){n->line, n->column};
+	app->type_pos = (ConfigPosition){ n->line, n->column };
 	colon = strchr(n->text, ':');
 	if (!colon || colon == n->text || !colon[1] ||
 	    strspn(colon + 1, "0123456789.") != strlen(colon + 1) || colon[1] == '.') {
@@ -368,8 +368,8 @@ static void parse_type(Ctx *x, const YamlNode *n, const char *path, ConfigApplic
 
 static void parse_web(Ctx *x, const YamlNode *n, const char *path, ConfigApplication *app)
 {
-	static const char *const keys[] = {"commands", "port", "healthcheck", NULL};
-	static const char *const cmd_keys[] = {"start", NULL};
+	static const char *const keys[] = { "commands", "port", "healthcheck", NULL };
+	static const char *const cmd_keys[] = { "start", NULL };
 	char sub[PATH_MAX_LEN], sub2[PATH_MAX_LEN];
 	const YamlNode *v, *cmds;
 	uint64_t port;
@@ -473,14 +473,16 @@ static void check_nested_mounts(Ctx *x, const YamlNode *n, const char *path,
 	for (size_t i = 0; i < app->n_mounts; i++)
 		for (size_t j = 0; j < app->n_mounts; j++) {
 			const ConfigMount *a = &app->mounts[i], *b = &app->mounts[j];
-			bool tmp_a = a->source == CONFIG_MOUNT_TMP, tmp_b = b->source == CONFIG_MOUNT_TMP;
+			bool tmp_a = a->source == CONFIG_MOUNT_TMP,
+			     tmp_b = b->source == CONFIG_MOUNT_TMP;
 			if (i == j || tmp_a != tmp_b || !a->source_path || !b->source_path ||
 			    !path_strictly_inside(a->source_path, b->source_path))
 				continue;
 			const YamlNode *v = get(n, b->path), *s = v ? get(v, "source_path") : NULL;
 			join(sub, path, b->path);
 			err(x, s ? s : (v ? v : n), join(sub2, sub, "source_path"),
-			    "source '%.64s' is inside the source '%.64s' of mount %.64s: nested mount "
+			    "source '%.64s' is inside the source '%.64s' of mount %.64s: nested "
+			    "mount "
 			    "sources are not allowed (use sibling directories)",
 			    b->source_path, a->source_path, a->path);
 		}
@@ -488,7 +490,7 @@ static void check_nested_mounts(Ctx *x, const YamlNode *n, const char *path,
 
 static void parse_mounts(Ctx *x, const YamlNode *n, const char *path, ConfigApplication *app)
 {
-	static const char *const keys[] = {"source", "source_path", NULL};
+	static const char *const keys[] = { "source", "source_path", NULL };
 	char sub[PATH_MAX_LEN], sub2[PATH_MAX_LEN];
 
 	if (!want_mapping(x, n, path))
@@ -563,7 +565,7 @@ static bool env_name_ok(const char *s)
 
 static void parse_variables(Ctx *x, const YamlNode *n, const char *path, ConfigApplication *app)
 {
-	static const char *const keys[] = {"env", NULL};
+	static const char *const keys[] = { "env", NULL };
 	char sub[PATH_MAX_LEN], sub2[PATH_MAX_LEN];
 	const YamlNode *env;
 
@@ -597,11 +599,11 @@ static void parse_variables(Ctx *x, const YamlNode *n, const char *path, ConfigA
 
 static void parse_application(Ctx *x, const YamlNode *k, const YamlNode *n, ConfigApplication *app)
 {
-	static const char *const keys[] = {"source",	"type",		 "web",
-					   "hooks",	"relationships", "mounts",
-					   "variables", "resources",	 NULL};
-	static const char *const source_keys[] = {"root", NULL};
-	static const char *const hook_keys[] = {"build", "deploy", "post_deploy", NULL};
+	static const char *const keys[] = { "source",	 "type",	  "web",
+					    "hooks",	 "relationships", "mounts",
+					    "variables", "resources",	  NULL };
+	static const char *const source_keys[] = { "root", NULL };
+	static const char *const hook_keys[] = { "build", "deploy", "post_deploy", NULL };
 	char path[PATH_MAX_LEN], sub[PATH_MAX_LEN], sub2[PATH_MAX_LEN];
 	const YamlNode *v, *w;
 
@@ -610,7 +612,7 @@ static void parse_application(Ctx *x, const YamlNode *k, const YamlNode *n, Conf
 	app->web_port = CONFIG_DEFAULT_WEB_PORT;
 	app->web_healthcheck = xstrdup(x, "/");
 	app->source_root = xstrdup(x, ".");
-	app->resources = (ConfigResources){DEFAULT_APP_CPU, DEFAULT_APP_MEMORY};
+	app->resources = (ConfigResources){ DEFAULT_APP_CPU, DEFAULT_APP_MEMORY };
 	if (!name_is_valid(k->text))
 		err(x, k, path,
 		    "invalid application name: expected 1-63 of [a-z0-9-_.], starting with a "
@@ -720,14 +722,14 @@ static json_t *yaml_to_json(const YamlNode *n, unsigned depth)
 
 static void parse_service(Ctx *x, const YamlNode *k, const YamlNode *n, ConfigService *svc)
 {
-	static const char *const keys[] = {"type", "disk", "resources", "configuration", NULL};
+	static const char *const keys[] = { "type", "disk", "resources", "configuration", NULL };
 	char path[PATH_MAX_LEN], sub[PATH_MAX_LEN];
 	const YamlNode *v;
 
 	join(path, "services", k->text);
 	svc->name = xstrdup(x, k->text);
 	svc->disk_bytes = DEFAULT_SERVICE_DISK;
-	svc->resources = (ConfigResources){DEFAULT_SERVICE_CPU, DEFAULT_SERVICE_MEMORY};
+	svc->resources = (ConfigResources){ DEFAULT_SERVICE_CPU, DEFAULT_SERVICE_MEMORY };
 	svc->kind = _CONFIG_SERVICE_KIND_MAX;
 	if (!name_is_valid(k->text))
 		err(x, k, path,
@@ -777,10 +779,10 @@ static void parse_service(Ctx *x, const YamlNode *k, const YamlNode *n, ConfigSe
 
 static void parse_environments(Ctx *x, const YamlNode *n)
 {
-	static const char *const keys[] = {"production_branch", "preview", NULL};
-	static const char *const preview_keys[] = {"profile", "ttl", "budget", NULL};
-	static const char *const budget_keys[] = {"cpu_seconds", "memory", "disk", "wall_time",
-						  NULL};
+	static const char *const keys[] = { "production_branch", "preview", NULL };
+	static const char *const preview_keys[] = { "profile", "ttl", "budget", NULL };
+	static const char *const budget_keys[] = { "cpu_seconds", "memory", "disk", "wall_time",
+						   NULL };
 	ProjectConfig *c = x->c;
 	const YamlNode *v, *p, *b;
 
@@ -808,7 +810,8 @@ static void parse_environments(Ctx *x, const YamlNode *n)
 	if ((v = get(p, "profile")))
 		parse_resources(x, v, "environments.preview.profile", &c->preview_profile);
 	if ((v = get(p, "ttl")))
-		c->preview_ttl_set = want_duration(x, v, "environments.preview.ttl", &c->preview_ttl_sec);
+		c->preview_ttl_set =
+			want_duration(x, v, "environments.preview.ttl", &c->preview_ttl_sec);
 	b = get(p, "budget");
 	if (!b || !want_mapping(x, b, "environments.preview.budget"))
 		return;
@@ -864,7 +867,7 @@ static void parse_step_common(Ctx *x, const YamlNode *n, const char *path, Confi
 static void parse_sanitize_step(Ctx *x, const YamlNode *n, const char *path, ConfigStep *st,
 				size_t index)
 {
-	static const char *const keys[] = {"name", "command", "sql", "service", "timeout", NULL};
+	static const char *const keys[] = { "name", "command", "sql", "service", "timeout", NULL };
 	char sub[PATH_MAX_LEN];
 	const YamlNode *cmd, *sql, *svc;
 
@@ -899,11 +902,11 @@ static void parse_sanitize_step(Ctx *x, const YamlNode *n, const char *path, Con
 static void parse_validate_step(Ctx *x, const YamlNode *n, const char *path, ConfigStep *st,
 				size_t index)
 {
-	static const char *const keys[] = {"name", "command", "http", "sql", "timeout", NULL};
-	static const char *const http_keys[] = {"path", "expect_status", "expect_body_contains",
-						NULL};
-	static const char *const sql_keys[] = {"service", "query", "expect_rows", "expect_value",
-					       NULL};
+	static const char *const keys[] = { "name", "command", "http", "sql", "timeout", NULL };
+	static const char *const http_keys[] = { "path", "expect_status", "expect_body_contains",
+						 NULL };
+	static const char *const sql_keys[] = { "service", "query", "expect_rows", "expect_value",
+						NULL };
 	char sub[PATH_MAX_LEN], sub2[PATH_MAX_LEN];
 	const YamlNode *cmd, *http, *sql, *v;
 	uint64_t u;
@@ -1069,7 +1072,7 @@ static int parse_egress(const char *s, char **ret_host, uint16_t *ret_port)
 
 static void parse_egress_section(Ctx *x, const YamlNode *n)
 {
-	static const char *const keys[] = {"allow", NULL};
+	static const char *const keys[] = { "allow", NULL };
 	char sub[PATH_MAX_LEN];
 	const YamlNode *allow;
 	ProjectConfig *c = x->c;
@@ -1174,16 +1177,16 @@ static void check_relationships(Ctx *x, const YamlNode *root)
 
 static int config_build(Ctx *x, const YamlNode *root)
 {
-	static const char *const keys[] = {"applications", "services", "environments", "sanitize",
-					   "validate",	   "egress",   "routes",       NULL};
+	static const char *const keys[] = { "applications", "services", "environments", "sanitize",
+					    "validate",	    "egress",	"routes",	NULL };
 	ProjectConfig *c = x->c;
 	const YamlNode *v;
 
 	c->production_branch = xstrdup(x, CONFIG_DEFAULT_PRODUCTION_BRANCH);
-	c->preview_profile = (ConfigResources){DEFAULT_PREVIEW_CPU, DEFAULT_PREVIEW_MEMORY};
+	c->preview_profile = (ConfigResources){ DEFAULT_PREVIEW_CPU, DEFAULT_PREVIEW_MEMORY };
 	c->preview_ttl_sec = DEFAULT_PREVIEW_TTL;
-	c->preview_budget = (ConfigBudget){DEFAULT_BUDGET_CPU_SECONDS, DEFAULT_BUDGET_MEMORY,
-					   DEFAULT_BUDGET_DISK, DEFAULT_BUDGET_WALL_TIME};
+	c->preview_budget = (ConfigBudget){ DEFAULT_BUDGET_CPU_SECONDS, DEFAULT_BUDGET_MEMORY,
+					    DEFAULT_BUDGET_DISK, DEFAULT_BUDGET_WALL_TIME };
 	if (!root || yaml_node_is_null(root)) {
 		err(x, root, "applications", "missing required key (the file is empty)");
 		return x->r;
@@ -1212,10 +1215,12 @@ static int config_build(Ctx *x, const YamlNode *root)
 		parse_egress_section(x, v);
 	/* Checked and governed (config-policy.c), but nothing acts on them yet: say so. */
 	if ((v = get_key_node(root, "validate")))
-		note(x, v, "validate", "checked, but not run yet: nothing executes validate steps today");
+		note(x, v, "validate",
+		     "checked, but not run yet: nothing executes validate steps today");
 	if ((v = get_key_node(root, "egress")))
 		note(x, v, "egress",
-		     "checked, but not enforced yet: environments have loopback only, no egress proxy runs");
+		     "checked, but not enforced yet: environments have loopback only, no egress "
+		     "proxy runs");
 	if ((v = get_key_node(root, "routes")))
 		note(x, v, "routes",
 		     "ignored: previews are reached through the branchbox preview proxy");
@@ -1273,7 +1278,7 @@ int config_parse_buffer(const char *data, size_t size, const char *filename, Pro
 	c->file = strdup(filename);
 	if (!c->file)
 		return -ENOMEM;
-	x = (Ctx){.file = filename, .diag = diag, .c = c};
+	x = (Ctx){ .file = filename, .diag = diag, .c = c };
 	r = config_build(&x, doc->root);
 	if (r < 0)
 		return r;

@@ -327,7 +327,7 @@ void audit_stop(Core *c)
 int audit_append(Core *c, const AuditRecord *r, int64_t *ret_seq, BbxError *err)
 {
 	AuditQueue *q = c->audit_queue;
-	Pending p = {.rec = r};
+	Pending p = { .rec = r };
 
 	if (!q || !q->running)
 		return bbx_error_set(err, -ESHUTDOWN, BBX_UNAVAILABLE,
@@ -406,7 +406,7 @@ int audit_public_key_from_state(const char *state_dir, char ret[65], BbxError *e
 
 int audit_checkpoint_create(Core *c, AuditCheckpoint *ret, BbxError *err)
 {
-	AuditCheckpoint cp = {0};
+	AuditCheckpoint cp = { 0 };
 	uint8_t sig[crypto_sign_BYTES];
 	char text[512];
 	int r;
@@ -448,12 +448,13 @@ static int copy_hex(json_t *j, const char *key, char *out, size_t size, size_t w
 
 int audit_checkpoint_from_json(json_t *j, AuditCheckpoint *ret, BbxError *err)
 {
-	AuditCheckpoint cp = {0};
+	AuditCheckpoint cp = { 0 };
 	json_t *size = json_object_get(j, "size");
 	int r;
 
 	if (!json_is_object(j))
-		return bbx_error_set(err, -EINVAL, BBX_INVALID, "checkpoint: expected a JSON object");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
+				     "checkpoint: expected a JSON object");
 	if (!json_is_integer(size) || json_integer_value(size) < 0)
 		return bbx_error_set(err, -EINVAL, BBX_INVALID,
 				     "checkpoint: field 'size' missing or malformed");
@@ -513,7 +514,7 @@ int audit_verify_db(const char *db_path, const AuditCheckpoint *cp, AuditVerifyR
 	int64_t expect = 1;
 	int rc, r = 0;
 
-	AuditVerifyResult res = {.head_hash = AUDIT_GENESIS_HASH};
+	AuditVerifyResult res = { .head_hash = AUDIT_GENESIS_HASH };
 	rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL);
 	if (rc != SQLITE_OK) {
 		r = bbx_error_set(err, -EIO, BBX_INVALID, "%s: %s", db_path,
@@ -542,7 +543,7 @@ int audit_verify_db(const char *db_path, const AuditCheckpoint *cp, AuditVerifyR
 			goto out;
 		}
 		snprintf(seq_s, sizeof(seq_s), "%lld", (long long)seq);
-		const char *f[_F_MAX] = {seq_s};
+		const char *f[_F_MAX] = { seq_s };
 		for (int i = F_TIME; i < _F_MAX; i++)
 			f[i] = col(st, i);
 		const char *stored_prev = col(st, 12), *stored = col(st, 13);
@@ -635,7 +636,8 @@ int audit_query(Core *c, const char *resource, const char *since, int64_t limit,
 			"seq",	     "time",	  "request_id",	    "principal",
 			"token_id",  "interface", "action",	    "resource",
 			"decision",  "reason",	  "request_digest", "outcome",
-			"prev_hash", "hash"};
+			"prev_hash", "hash"
+		};
 		sqlite3_bind_text(st, 1, resource, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, since, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, limit);

@@ -59,7 +59,7 @@ int budget_dimension_from_string(const char *s)
 
 void budget_from_config(const ConfigBudget *cb, Budget *ret)
 {
-	*ret = (Budget){.set = BUDGET_ALL};
+	*ret = (Budget){ .set = BUDGET_ALL };
 	ret->limit[BUDGET_CPU_SECONDS] = cb->cpu_seconds;
 	ret->limit[BUDGET_MEMORY] = cb->memory_bytes;
 	ret->limit[BUDGET_DISK] = cb->disk_bytes;
@@ -182,7 +182,7 @@ json_t *budget_limits_to_json(const Budget *b)
 
 int budget_limits_from_json(json_t *j, const char *what, Budget *ret, BbxError *err)
 {
-	Budget b = {0};
+	Budget b = { 0 };
 	const char *key;
 	json_t *v;
 
@@ -240,7 +240,7 @@ json_t *budget_use_to_json(const Budget *b, const BudgetUse *u)
 
 static void record_budget(const EnvBudgetRecord *r, Budget *ret)
 {
-	*ret = (Budget){.set = BUDGET_ALL};
+	*ret = (Budget){ .set = BUDGET_ALL };
 	ret->limit[BUDGET_CPU_SECONDS] = r->cpu_seconds;
 	ret->limit[BUDGET_MEMORY] = r->memory_bytes;
 	ret->limit[BUDGET_DISK] = r->disk_bytes;
@@ -249,7 +249,7 @@ static void record_budget(const EnvBudgetRecord *r, Budget *ret)
 
 static void record_use(const EnvBudgetRecord *r, int64_t created_at, int64_t now, BudgetUse *ret)
 {
-	*ret = (BudgetUse){0};
+	*ret = (BudgetUse){ 0 };
 	ret->used[BUDGET_CPU_SECONDS] = r->cpu_used_usec;
 	ret->used[BUDGET_MEMORY] = r->memory_peak_bytes;
 	ret->used[BUDGET_DISK] = r->disk_used_bytes;
@@ -413,19 +413,19 @@ struct BudgetMeter {
 static void meter_audit(Core *c, const char *env, const char *action, const char *reason,
 			const char *outcome)
 {
-	Principal system = {.kind = PRINCIPAL_ROOT};
+	Principal system = { .kind = PRINCIPAL_ROOT };
 	char resource[160];
 	snprintf(system.name, sizeof(system.name), "system:budget");
 	snprintf(resource, sizeof(resource), "environment:%s", env);
-	AuditRecord rec = {.request_id = "budget",
-			   .principal = &system,
-			   .interface = "daemon",
-			   .action = action,
-			   .resource = resource,
-			   .decision = "allow",
-			   .reason = reason,
-			   .request_digest = "",
-			   .outcome = outcome};
+	AuditRecord rec = { .request_id = "budget",
+			    .principal = &system,
+			    .interface = "daemon",
+			    .action = action,
+			    .resource = resource,
+			    .decision = "allow",
+			    .reason = reason,
+			    .request_digest = "",
+			    .outcome = outcome };
 	(void)audit_append(c, &rec, NULL, NULL);
 }
 
@@ -500,7 +500,8 @@ static void sample(BudgetMeter *m, MeterEntry *e, const EnvRecord *rec, const En
 		 * full is only that: the preview may go on. */
 		if (ms.disk_quota != UINT64_MAX && next.disk_bytes &&
 		    ms.disk_quota + DISK_QUOTA_SLACK >= next.disk_bytes &&
-		    ms.disk_bytes + DISK_QUOTA_SLACK >= ms.disk_quota && next.disk_used_bytes < next.disk_bytes)
+		    ms.disk_bytes + DISK_QUOTA_SLACK >= ms.disk_quota &&
+		    next.disk_used_bytes < next.disk_bytes)
 			next.disk_used_bytes = next.disk_bytes;
 	}
 
@@ -602,7 +603,7 @@ static void *meter_main(void *userdata)
 	BudgetMeter *m = userdata;
 	for (;;) {
 		meter_round(m);
-		struct pollfd pfd = {.fd = m->wake[0], .events = POLLIN};
+		struct pollfd pfd = { .fd = m->wake[0], .events = POLLIN };
 		if (poll(&pfd, 1, BUDGET_SAMPLE_SEC * 1000) > 0)
 			break;
 	}

@@ -36,9 +36,9 @@ static void limits_max(CeilingLimits *m, const CeilingLimits *l)
 
 void ceilings_service(const ConfigService *s, CeilingLimits *ret)
 {
-	*ret = (CeilingLimits){.memory_bytes = s->resources.memory_bytes,
-			       .pids = CEILING_SERVICE_PIDS,
-			       .cpu_millis = s->resources.cpu_millis};
+	*ret = (CeilingLimits){ .memory_bytes = s->resources.memory_bytes,
+				.pids = CEILING_SERVICE_PIDS,
+				.cpu_millis = s->resources.cpu_millis };
 }
 
 void ceilings_application(const ProjectConfig *c, const ConfigApplication *app, bool preview,
@@ -46,15 +46,15 @@ void ceilings_application(const ProjectConfig *c, const ConfigApplication *app, 
 {
 	/* A preview's processes get the preview profile (already within production's). */
 	const ConfigResources *res = preview ? &c->preview_profile : &app->resources;
-	*ret = (CeilingLimits){.memory_bytes = res->memory_bytes,
-			       .pids = CEILING_APP_PIDS,
-			       .cpu_millis = res->cpu_millis};
+	*ret = (CeilingLimits){ .memory_bytes = res->memory_bytes,
+				.pids = CEILING_APP_PIDS,
+				.cpu_millis = res->cpu_millis };
 }
 
 void ceilings_environment(const ProjectConfig *c, bool preview, CeilingLimits *ret)
 {
-	CeilingLimits sum = {0}, one, app_shot = {0}, service_shot = {0};
-	bool unbounded[3] = {false, false, false};
+	CeilingLimits sum = { 0 }, one, app_shot = { 0 }, service_shot = { 0 };
+	bool unbounded[3] = { false, false, false };
 
 	for (size_t i = 0; i < c->n_services; i++) {
 		ceilings_service(&c->services[i], &one);
@@ -70,7 +70,7 @@ void ceilings_environment(const ProjectConfig *c, bool preview, CeilingLimits *r
 		unbounded[0] |= one.memory_bytes == 0;
 		unbounded[2] |= one.cpu_millis == 0;
 	}
-	bool none[3] = {false, false, false};
+	bool none[3] = { false, false, false };
 	limits_add(&sum, &app_shot, none);
 	limits_add(&sum, &service_shot, none);
 	if (unbounded[0])
@@ -104,7 +104,7 @@ int pool_reserve_parse(const char *s, PoolReserve *ret)
 		num[n - 1] = '\0';
 		if (parse_uint32(num, &pct) < 0 || pct > 90)
 			return -EINVAL;
-		*ret = pct ? (PoolReserve){.percent = pct} : (PoolReserve){0};
+		*ret = pct ? (PoolReserve){ .percent = pct } : (PoolReserve){ 0 };
 		return 0;
 	}
 	uint64_t bytes;
@@ -112,7 +112,7 @@ int pool_reserve_parse(const char *s, PoolReserve *ret)
 		bytes = 0;
 	else if (parse_size(s, &bytes) < 0)
 		return -EINVAL;
-	*ret = (PoolReserve){.bytes = bytes};
+	*ret = (PoolReserve){ .bytes = bytes };
 	return 0;
 }
 

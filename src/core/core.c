@@ -21,7 +21,8 @@ int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
 	if (!opts->state_dir || !*opts->state_dir)
 		return bbx_error_set(err, -EINVAL, BBX_INVALID, "no state directory given");
 	if (!opts->repo_path || !*opts->repo_path)
-		return bbx_error_set(err, -EINVAL, BBX_INVALID, "no repository given (--repo PATH)");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
+				     "no repository given (--repo PATH)");
 	if (stat(opts->repo_path, &st) < 0)
 		return bbx_error_set(err, -errno, BBX_INVALID, "repository %s: %s", opts->repo_path,
 				     strerror(errno));
@@ -55,12 +56,14 @@ int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
 	if (r < 0)
 		return r;
 
-	c->production_branch = strdup(opts->production_branch && *opts->production_branch
-					      ? opts->production_branch : "main");
+	c->production_branch =
+		strdup(opts->production_branch && *opts->production_branch ? opts->production_branch
+									   : "main");
 	if (!c->production_branch)
 		return -ENOMEM;
 	if (!name_is_valid(c->production_branch))
-		return bbx_error_set(err, -EINVAL, BBX_INVALID, "production branch '%s': not a valid environment name",
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
+				     "production branch '%s': not a valid environment name",
 				     c->production_branch);
 	c->hook_timeout_sec = opts->hook_timeout_sec ? opts->hook_timeout_sec : 30 * 60;
 	c->agent_token_max_ttl = opts->agent_token_max_ttl > 0 ? opts->agent_token_max_ttl
@@ -74,17 +77,21 @@ int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
 				     c->uid_range.first, c->uid_range.last);
 
 	c->max_previews = opts->max_previews ? opts->max_previews : CEILING_DEFAULT_MAX_PREVIEWS;
-	c->max_previews_per_token = opts->max_previews_per_token ? opts->max_previews_per_token
-								 : CEILING_DEFAULT_MAX_PREVIEWS_PER_TOKEN;
-	c->pool_reserve = opts->pool_reserve ? *opts->pool_reserve
-					     : (PoolReserve){ .percent = CEILING_DEFAULT_RESERVE_PERCENT };
+	c->max_previews_per_token = opts->max_previews_per_token
+					    ? opts->max_previews_per_token
+					    : CEILING_DEFAULT_MAX_PREVIEWS_PER_TOKEN;
+	c->pool_reserve = opts->pool_reserve
+				  ? *opts->pool_reserve
+				  : (PoolReserve){ .percent = CEILING_DEFAULT_RESERVE_PERCENT };
 
 	/* Keys are created at first start and never leave the state dir. */
-	r = core_load_or_create_key(c->state_dir, "token.key", c->token_key, sizeof(c->token_key), NULL, err);
+	r = core_load_or_create_key(c->state_dir, "token.key", c->token_key, sizeof(c->token_key),
+				    NULL, err);
 	if (r < 0)
 		return r;
 	uint8_t seed[crypto_sign_SEEDBYTES];
-	r = core_load_or_create_key(c->state_dir, "audit-ed25519.key", seed, sizeof(seed), NULL, err);
+	r = core_load_or_create_key(c->state_dir, "audit-ed25519.key", seed, sizeof(seed), NULL,
+				    err);
 	if (r < 0)
 		return r;
 	crypto_sign_seed_keypair(c->audit_pk, c->audit_sk, seed);

@@ -14,15 +14,16 @@
 typedef struct Core Core;
 
 typedef struct CoreOptions {
-	const char *state_dir;	/* required; created 0700 if missing */
-	const char *repo_path;	/* required; the git repository production is built from */
-	const char *production_branch;	/* production's environment name; NULL = "main" */
-	int64_t agent_token_max_ttl;	/* seconds; 0 = 30 days */
-	UidRange uid_range;		/* environments' uids; all zero = UID_RANGE_DEFAULT (uid-range.h) */
-	uint64_t hook_timeout_sec;	/* deadline of each hook (build, deploy, post_deploy); 0 = 30 min */
+	const char *state_dir;	       /* required; created 0700 if missing */
+	const char *repo_path;	       /* required; the git repository production is built from */
+	const char *production_branch; /* production's environment name; NULL = "main" */
+	int64_t agent_token_max_ttl;   /* seconds; 0 = 30 days */
+	UidRange uid_range; /* environments' uids; all zero = UID_RANGE_DEFAULT (uid-range.h) */
+	uint64_t
+		hook_timeout_sec; /* deadline of each hook (build, deploy, post_deploy); 0 = 30 min */
 	/* Ceilings on previews (ceilings.h); 0 or NULL: the default. */
-	size_t max_previews;		/* in all */
-	size_t max_previews_per_token;	/* created by one token */
+	size_t max_previews;		 /* in all */
+	size_t max_previews_per_token;	 /* created by one token */
 	const PoolReserve *pool_reserve; /* what only production may use of the pool */
 } CoreOptions;
 

@@ -14,19 +14,23 @@ int load_config_at(Environments *E, const char *commit, ProjectConfig **ret, Bbx
 	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
 		_cleanup_free_ char *data = NULL;
 		size_t size = 0;
-		int r = gitrepo_read_file(E->repo, commit, files[i], CONFIG_MAX_SIZE, &data, &size, NULL);
+		int r = gitrepo_read_file(E->repo, commit, files[i], CONFIG_MAX_SIZE, &data, &size,
+					  NULL);
 		if (r == -ENOENT)
 			continue;
 		if (r < 0)
-			return bbx_error_set(err, r, BBX_INVALID, "reading %s at %.12s: %s", files[i], commit, strerror(-r));
+			return bbx_error_set(err, r, BBX_INVALID, "reading %s at %.12s: %s",
+					     files[i], commit, strerror(-r));
 		ConfigDiagnostics diag;
 		config_diagnostics_init(&diag);
 		r = config_parse_buffer(data, size, files[i], ret, &diag);
 		if (r < 0) {
 			_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
-			(void)strbuf_appendf(&sb, "the project config at commit %.12s is invalid:", commit);
+			(void)strbuf_appendf(
+				&sb, "the project config at commit %.12s is invalid:", commit);
 			for (size_t k = 0; k < diag.n_items && k < 10; k++) {
-				_cleanup_free_ char *line = config_diagnostic_format(&diag.items[k]);
+				_cleanup_free_ char *line =
+					config_diagnostic_format(&diag.items[k]);
 				(void)strbuf_appendf(&sb, "\n  %s", line ? line : "?");
 			}
 			config_diagnostics_done(&diag);
@@ -36,7 +40,8 @@ int load_config_at(Environments *E, const char *commit, ProjectConfig **ret, Bbx
 		return 0;
 	}
 	return bbx_error_set(err, -ENOENT, BBX_INVALID,
-			     "commit %.12s has no .branchbox/config.yaml or .upsun/config.yaml", commit);
+			     "commit %.12s has no .branchbox/config.yaml or .upsun/config.yaml",
+			     commit);
 }
 
 static int checkout_code(Environments *E, const char *name, const char *commit, uid_t owner,
@@ -55,9 +60,10 @@ int load_preview_config(Environments *E, const char *commit, ProjectConfig **ret
 	EnvRecord prod;
 	int r = env_record_get(core_store(E->core), E->production, &prod, NULL);
 	if (r < 0)
-		return bbx_error_set(err, -ENOENT, BBX_CONFLICT,
-				     "production ('%s') is not deployed: its config governs every preview",
-				     E->production);
+		return bbx_error_set(
+			err, -ENOENT, BBX_CONFLICT,
+			"production ('%s') is not deployed: its config governs every preview",
+			E->production);
 	r = load_config_at(E, prod.commit_id, &policy, err);
 	if (r >= 0 && ret_policy_code)
 		r = checkout_code(E, E->production, prod.commit_id, prod.uid + 1, &code, err);
@@ -74,8 +80,9 @@ int load_preview_config(Environments *E, const char *commit, ProjectConfig **ret
 	r = config_apply_production_policy(policy, config, &diag);
 	if (r < 0) {
 		_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
-		(void)strbuf_appendf(&sb, "the config at commit %.12s widens what production's config allows:",
-				     commit);
+		(void)strbuf_appendf(
+			&sb, "the config at commit %.12s widens what production's config allows:",
+			commit);
 		for (size_t k = 0; k < diag.n_items && k < 10; k++) {
 			_cleanup_free_ char *line = config_diagnostic_format(&diag.items[k]);
 			(void)strbuf_appendf(&sb, "\n  %s", line ? line : "?");
@@ -90,7 +97,6 @@ int load_preview_config(Environments *E, const char *commit, ProjectConfig **ret
 		*ret_policy_code = TAKE_PTR(code);
 	return 0;
 }
-
 
 /* ---- building blocks of the operations ---- */
 
@@ -143,7 +149,8 @@ static int checkout_code(Environments *E, const char *name, const char *commit, 
 		r = -errno;
 	if (r < 0) {
 		(void)rm_rf(staging);
-		return bbx_error_set(err, r, BBX_INTERNAL, "preparing checkout %s: %s", dir, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "preparing checkout %s: %s", dir,
+				     strerror(-r));
 	}
 	if (ret_dir)
 		*ret_dir = TAKE_PTR(dir);
@@ -199,14 +206,17 @@ void environment_measure(Core *c, const char *name, bool with_disk, EnvMeasure *
 		sandbox_cgroup_usage(cg, &u);
 		sandbox_cgroup_free(cg);
 	}
-	*ret = (EnvMeasure){ .cpu_usec = u.cpu_usec, .memory_peak = u.memory_peak,
-			     .memory_current = u.memory_current, .disk_bytes = UINT64_MAX,
+	*ret = (EnvMeasure){ .cpu_usec = u.cpu_usec,
+			     .memory_peak = u.memory_peak,
+			     .memory_current = u.memory_current,
+			     .disk_bytes = UINT64_MAX,
 			     .disk_quota = UINT64_MAX };
 	if (!with_disk)
 		return;
 	VolumeInfo vi;
 	pthread_mutex_lock(&E->pool_lock);
-	if (E->pool && pool_volume_exists(E->pool, name) > 0 && pool_volume_usage(E->pool, name, &vi, NULL) >= 0) {
+	if (E->pool && pool_volume_exists(E->pool, name) > 0 &&
+	    pool_volume_usage(E->pool, name, &vi, NULL) >= 0) {
 		ret->disk_bytes = vi.exclusive_bytes;
 		ret->disk_quota = vi.quota_bytes == STORAGE_UNKNOWN ? UINT64_MAX : vi.quota_bytes;
 		free(vi.name);
@@ -262,7 +272,8 @@ int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync, BbxEr
 	env_path(E, path, sizeof(path), "run/netns", name);
 	r = sandbox_netns_remove(path, NULL);
 	if (r < 0 && r != -ENOENT && ret == 0)
-		ret = bbx_error_set(err, r, BBX_INTERNAL, "removing network namespace %s: %s", path, strerror(-r));
+		ret = bbx_error_set(err, r, BBX_INTERNAL, "removing network namespace %s: %s", path,
+				    strerror(-r));
 	pthread_mutex_lock(&E->pool_lock);
 	r = E->pool ? pool_volume_exists(E->pool, name) : 0;
 	if (r > 0) {
@@ -276,7 +287,8 @@ int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync, BbxEr
 		env_path(E, path, sizeof(path), kinds[i], name);
 		r = rm_rf(path);
 		if (r < 0 && ret == 0)
-			ret = bbx_error_set(err, r, BBX_INTERNAL, "removing %s: %s", path, strerror(-r));
+			ret = bbx_error_set(err, r, BBX_INTERNAL, "removing %s: %s", path,
+					    strerror(-r));
 	}
 	/* Nothing stored as its uids is left: the store releases them with its row, unless a
 	 * clone's volume still holds them. */
@@ -315,7 +327,9 @@ static int apply_ceilings(Environments *E, EnvRuntime *rt, BbxError *err)
 {
 	CeilingLimits sum;
 	ceilings_environment(rt->config, rt->preview, &sum);
-	SandboxCgroupLimits l = { .memory_max = sum.memory_bytes, .pids_max = sum.pids, .cpu_millis = sum.cpu_millis };
+	SandboxCgroupLimits l = { .memory_max = sum.memory_bytes,
+				  .pids_max = sum.pids,
+				  .cpu_millis = sum.cpu_millis };
 	char name[128];
 	snprintf(name, sizeof(name), "%s/env-%s", E->cgroup_prefix, rt->name);
 	SandboxCgroup *cg = NULL;
@@ -333,8 +347,8 @@ static int apply_ceilings(Environments *E, EnvRuntime *rt, BbxError *err)
 	r = pool_volume_set_quota(E->pool, rt->name, disk ? disk : STORAGE_UNKNOWN, &e);
 	pthread_mutex_unlock(&E->pool_lock);
 	if (r < 0 && r != -EOPNOTSUPP)
-		return bbx_error_set(err, r, e.kind, "environment %s: bounding its volume: %s", rt->name,
-				     bbx_error_message(&e, r));
+		return bbx_error_set(err, r, e.kind, "environment %s: bounding its volume: %s",
+				     rt->name, bbx_error_message(&e, r));
 	return 0;
 }
 
@@ -347,13 +361,17 @@ int admit_and_insert(Environments *E, EnvRuntime *rt, const EnvCreateOptions *op
 		     const ProjectConfig *config, EnvRecord *nr, BbxError *err)
 {
 	Core *c = E->core;
-	PreviewAdmission a = { .max_previews = core_max_previews(c), .token_id = opts->token_id,
-			       .principal = opts->created_by, .max_per_token = core_max_previews_per_token(c),
-			       .disk_bytes = ceilings_preview_disk(config), .reserve = *core_pool_reserve(c) };
+	PreviewAdmission a = { .max_previews = core_max_previews(c),
+			       .token_id = opts->token_id,
+			       .principal = opts->created_by,
+			       .max_per_token = core_max_previews_per_token(c),
+			       .disk_bytes = ceilings_preview_disk(config),
+			       .reserve = *core_pool_reserve(c) };
 	PoolInfo info;
 	PoolCommitment pc;
 	pthread_mutex_lock(&E->admit_lock);
-	int r = env_record_count_previews(core_store(c), opts->token_id, &a.previews, &a.token_previews, err);
+	int r = env_record_count_previews(core_store(c), opts->token_id, &a.previews,
+					  &a.token_previews, err);
 	if (r >= 0) {
 		pthread_mutex_lock(&E->pool_lock);
 		r = ensure_pool(E, err);
@@ -367,8 +385,9 @@ int admit_and_insert(Environments *E, EnvRuntime *rt, const EnvCreateOptions *op
 		a.disk_enforced = info.quota_enforced;
 		a.pool_size = pc.size_bytes;
 		a.pool_free = pc.free_bytes;
-		a.promised_bytes = pc.promised_bytes + E->disk_pending < pc.promised_bytes ? UINT64_MAX
-							 : pc.promised_bytes + E->disk_pending;
+		a.promised_bytes = pc.promised_bytes + E->disk_pending < pc.promised_bytes
+					   ? UINT64_MAX
+					   : pc.promised_bytes + E->disk_pending;
 		r = ceilings_admit_preview(&a, err);
 		if (r < 0)
 			bbx_error_prefix(err, "preview '%s' refused", nr->name);
@@ -401,12 +420,16 @@ static json_t *ceilings_json_locked(EnvRuntime *rt)
 	json_t *o = json_object();
 	if (!o)
 		return NULL;
-	json_object_set_new(o, "memory_bytes", sum.memory_bytes ? json_integer((json_int_t)sum.memory_bytes) : json_null());
+	json_object_set_new(o, "memory_bytes",
+			    sum.memory_bytes ? json_integer((json_int_t)sum.memory_bytes)
+					     : json_null());
 	json_object_set_new(o, "pids", sum.pids ? json_integer((json_int_t)sum.pids) : json_null());
-	json_object_set_new(o, "cpu", sum.cpu_millis ? json_real(sum.cpu_millis / 1000.0) : json_null());
+	json_object_set_new(o, "cpu",
+			    sum.cpu_millis ? json_real(sum.cpu_millis / 1000.0) : json_null());
 	if (rt->preview) {
 		uint64_t disk = ceilings_preview_disk(rt->config);
-		json_object_set_new(o, "disk_bytes", disk ? json_integer((json_int_t)disk) : json_null());
+		json_object_set_new(o, "disk_bytes",
+				    disk ? json_integer((json_int_t)disk) : json_null());
 	}
 	return o;
 }
@@ -418,9 +441,11 @@ static void ceilings_disk_note(Environments *E, json_t *ceilings, const VolumeIn
 	if (!ceilings || !json_object_get(ceilings, "disk_bytes"))
 		return;
 	if (E->pool && pool_info(E->pool, &info, NULL) >= 0 && !info.quota_enforced)
-		json_object_set_new(ceilings, "disk_not_enforced", json_string(info.no_quota_reason));
+		json_object_set_new(ceilings, "disk_not_enforced",
+				    json_string(info.no_quota_reason));
 	else if (vi->quota_bytes == STORAGE_UNKNOWN)
-		json_object_set_new(ceilings, "disk_not_enforced", json_string("the volume has no quota yet"));
+		json_object_set_new(ceilings, "disk_not_enforced",
+				    json_string("the volume has no quota yet"));
 }
 
 static json_t *runtime_processes_json_locked(EnvRuntime *rt)
@@ -430,29 +455,38 @@ static json_t *runtime_processes_json_locked(EnvRuntime *rt)
 		return a;
 	for (size_t i = 0; i < rt->n_services; i++) {
 		EnvProc *p = rt->service_procs ? rt->service_procs[i] : NULL;
-		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:i,s:i,s:i}", "name", rt->config->services[i].name,
-						   "kind", "service", "state", p ? envproc_state_to_string(envproc_state(p)) : "stopped",
-						   "pid", p ? (int)envproc_pid(p) : 0, "restarts", p ? (int)envproc_restarts(p) : 0,
-						   "port", (int)rt->services[i].port));
+		json_array_append_new(
+			a, json_pack("{s:s,s:s,s:s,s:i,s:i,s:i}", "name",
+				     rt->config->services[i].name, "kind", "service", "state",
+				     p ? envproc_state_to_string(envproc_state(p)) : "stopped",
+				     "pid", p ? (int)envproc_pid(p) : 0, "restarts",
+				     p ? (int)envproc_restarts(p) : 0, "port",
+				     (int)rt->services[i].port));
 	}
 	for (size_t i = 0; i < rt->config->n_applications; i++) {
 		EnvProc *p = rt->app_procs ? rt->app_procs[i] : NULL;
-		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:i,s:i,s:i}", "name", rt->config->applications[i].name,
-						   "kind", "application", "state", p ? envproc_state_to_string(envproc_state(p)) : "stopped",
-						   "pid", p ? (int)envproc_pid(p) : 0, "restarts", p ? (int)envproc_restarts(p) : 0,
-						   "port", (int)rt->config->applications[i].web_port));
+		json_array_append_new(
+			a,
+			json_pack("{s:s,s:s,s:s,s:i,s:i,s:i}", "name",
+				  rt->config->applications[i].name, "kind", "application", "state",
+				  p ? envproc_state_to_string(envproc_state(p)) : "stopped", "pid",
+				  p ? (int)envproc_pid(p) : 0, "restarts",
+				  p ? (int)envproc_restarts(p) : 0, "port",
+				  (int)rt->config->applications[i].web_port));
 	}
 	return a;
 }
 
 json_t *record_json(Environments *E, const EnvRecord *r)
 {
-	json_t *o = json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s,s:I,s:I}", "name", r->name, "kind", r->kind,
-			      "branch", r->branch, "commit", r->commit_id, "parent", r->parent, "state", env_state_to_string(r->state),
-			      "created_at", (json_int_t)r->created_at, "updated_at", (json_int_t)r->updated_at);
+	json_t *o = json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s,s:I,s:I}", "name", r->name, "kind",
+			      r->kind, "branch", r->branch, "commit", r->commit_id, "parent",
+			      r->parent, "state", env_state_to_string(r->state), "created_at",
+			      (json_int_t)r->created_at, "updated_at", (json_int_t)r->updated_at);
 	if (!o)
 		return NULL;
-	json_object_set_new(o, "expires_at", r->expires_at ? json_integer(r->expires_at) : json_null());
+	json_object_set_new(o, "expires_at",
+			    r->expires_at ? json_integer(r->expires_at) : json_null());
 	if (r->error)
 		json_object_set_new(o, "error", json_string(r->error));
 	char preview[160];
@@ -483,13 +517,19 @@ int record_info(Environments *E, const char *name, json_t **ret, BbxError *err)
 		json_object_set_new(o, "budget", budget);
 	pthread_mutex_lock(&E->pool_lock);
 	VolumeInfo vi;
-	if (E->pool && pool_volume_exists(E->pool, name) > 0 && pool_volume_usage(E->pool, name, &vi, NULL) >= 0) {
+	if (E->pool && pool_volume_exists(E->pool, name) > 0 &&
+	    pool_volume_usage(E->pool, name, &vi, NULL) >= 0) {
 		json_t *v = json_object();
 		if (vi.exclusive_bytes != STORAGE_UNKNOWN)
-			json_object_set_new(v, "exclusive_bytes", json_integer((json_int_t)vi.exclusive_bytes));
+			json_object_set_new(v, "exclusive_bytes",
+					    json_integer((json_int_t)vi.exclusive_bytes));
 		if (vi.shared_bytes != STORAGE_UNKNOWN)
-			json_object_set_new(v, "shared_bytes", json_integer((json_int_t)vi.shared_bytes));
-		json_object_set_new(v, "quota_bytes", vi.quota_bytes != STORAGE_UNKNOWN ? json_integer((json_int_t)vi.quota_bytes) : json_null());
+			json_object_set_new(v, "shared_bytes",
+					    json_integer((json_int_t)vi.shared_bytes));
+		json_object_set_new(v, "quota_bytes",
+				    vi.quota_bytes != STORAGE_UNKNOWN
+					    ? json_integer((json_int_t)vi.quota_bytes)
+					    : json_null());
 		json_object_set_new(o, "volume", v);
 		ceilings_disk_note(E, ceilings, &vi);
 		free(vi.name);
@@ -535,7 +575,8 @@ int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags
 	bool fresh[64] = { false };
 
 	if (rt->n_services > ELEMENTSOF(fresh))
-		return bbx_error_set(err, -E2BIG, BBX_INVALID, "too many services (at most %zu)", ELEMENTSOF(fresh));
+		return bbx_error_set(err, -E2BIG, BBX_INVALID, "too many services (at most %zu)",
+				     ELEMENTSOF(fresh));
 	r = apply_ceilings(E, rt, err);
 	if (r < 0)
 		return r;
@@ -605,8 +646,9 @@ int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags
 	if (r < 0)
 		return r;
 	if (run_hooks && build.r < 0)
-		return bbx_error_set(err, build.r, bbx_error_isset(&build.err) ? build.err.kind : BBX_FAILED, "%s",
-				     bbx_error_message(&build.err, build.r));
+		return bbx_error_set(err, build.r,
+				     bbx_error_isset(&build.err) ? build.err.kind : BBX_FAILED,
+				     "%s", bbx_error_message(&build.err, build.r));
 	if (run_hooks)
 		for (size_t a = 0; a < rt->config->n_applications; a++) {
 			const ConfigApplication *app = &rt->config->applications[a];
@@ -651,4 +693,3 @@ int ensure_pool(Environments *E, BbxError *err)
 	}
 	return pool_open(E->state_dir, &E->pool, err);
 }
-

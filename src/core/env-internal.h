@@ -55,8 +55,8 @@
 #define STOP_GRACE_MS 15000
 #define CONFIG_MAX_SIZE (1u << 20)
 #define REAPER_INTERVAL_SEC 5
-#define EXEC_LOCK_WAIT_MS 5000		/* how long exec waits for a lifecycle step to end */
-#define CANCEL_WAIT_MS 5000		/* how long destroy/stop wait for cancelled commands */
+#define EXEC_LOCK_WAIT_MS 5000 /* how long exec waits for a lifecycle step to end */
+#define CANCEL_WAIT_MS 5000    /* how long destroy/stop wait for cancelled commands */
 
 /*
  * What runs of one environment, in memory.
@@ -81,30 +81,30 @@
 typedef struct EnvRuntime {
 	char *name;
 	atomic_int refs;
-	bool removed;			/* under E->lock: no longer in the list */
-	pthread_mutex_t op_lock;	/* one lifecycle operation at a time */
-	pthread_mutex_t lock;		/* short: config, netns_fd, process arrays, n_running */
+	bool removed;		 /* under E->lock: no longer in the list */
+	pthread_mutex_t op_lock; /* one lifecycle operation at a time */
+	pthread_mutex_t lock;	 /* short: config, netns_fd, process arrays, n_running */
 	pthread_cond_t run_done;
-	unsigned n_running;		/* agent commands running now */
-	int cancel_fd;			/* eventfd: fired to abort every command and wait */
-	ProjectConfig *config;		/* the branch's, narrowed by production's policy */
-	ProjectConfig *policy;		/* a preview's: production's config (sanitize, validate) */
-	char *policy_code_dir;		/* a preview's: production's checkout (sanitize commands) */
-	atomic_bool ready;		/* exec, logs and the preview proxy answer only when set */
+	unsigned n_running;    /* agent commands running now */
+	int cancel_fd;	       /* eventfd: fired to abort every command and wait */
+	ProjectConfig *config; /* the branch's, narrowed by production's policy */
+	ProjectConfig *policy; /* a preview's: production's config (sanitize, validate) */
+	char *policy_code_dir; /* a preview's: production's checkout (sanitize commands) */
+	atomic_bool ready;     /* exec, logs and the preview proxy answer only when set */
 	char *commit;
-	char *code_dir;			/* STATE/code/NAME/COMMIT */
+	char *code_dir; /* STATE/code/NAME/COMMIT */
 	char *volume_path;
 	int netns_fd;
 	size_t n_services;
-	ServiceRuntime *services;	/* parallel to config->services */
+	ServiceRuntime *services; /* parallel to config->services */
 	char **service_data_host;
 	char (*passwords)[33];
 	EnvProc **service_procs;
-	EnvProc **app_procs;		/* parallel to config->applications */
+	EnvProc **app_procs; /* parallel to config->applications */
 	bool preview;
-	uid_t uid;			/* its services' uid; its applications' is uid + 1 (gids equal) */
-	uid_t volume_uid;		/* the pair its volume's files are stored as (see pb_common) */
-	uint64_t disk_pending;		/* admitted, its volume not bounded yet (see admit_and_insert) */
+	uid_t uid;	       /* its services' uid; its applications' is uid + 1 (gids equal) */
+	uid_t volume_uid;      /* the pair its volume's files are stored as (see pb_common) */
+	uint64_t disk_pending; /* admitted, its volume not bounded yet (see admit_and_insert) */
 } EnvRuntime;
 
 typedef struct Environments {
@@ -112,21 +112,21 @@ typedef struct Environments {
 	Pool *pool;
 	pthread_mutex_t pool_lock;
 	GitRepo *repo;
-	pthread_mutex_t lock;		/* the runtime list */
+	pthread_mutex_t lock; /* the runtime list */
 	EnvRuntime **runtimes;
 	size_t n_runtimes;
 	pthread_t reaper;
 	bool reaper_started;
 	int reaper_wake[2];
 	pthread_mutex_t jobs_lock;
-	struct EnvJob *jobs;		/* background threads (restarts, expiries), joined at the end */
+	struct EnvJob *jobs; /* background threads (restarts, expiries), joined at the end */
 	atomic_bool shutting_down;
 	char *state_dir;
-	char *production;		/* production environment (= branch) name */
-	char cgroup_prefix[16];		/* "d-" + 8 hex of the state dir: this daemon's cgroups */
+	char *production;	/* production environment (= branch) name */
+	char cgroup_prefix[16]; /* "d-" + 8 hex of the state dir: this daemon's cgroups */
 	BudgetMeter *meter;
-	pthread_mutex_t admit_lock;	/* counting previews and inserting one */
-	uint64_t disk_pending;		/* what admitted previews may write before their quota is set */
+	pthread_mutex_t admit_lock; /* counting previews and inserting one */
+	uint64_t disk_pending;	    /* what admitted previews may write before their quota is set */
 } Environments;
 
 static inline Environments *envs_of(Core *c)
@@ -140,7 +140,7 @@ typedef struct ProcBuild {
 	SandboxBind ro[4];
 	char *strings[40];
 	size_t n_strings;
-	int fds[20];			/* bind sources, resolved beneath their roots */
+	int fds[20]; /* bind sources, resolved beneath their roots */
 	size_t n_fds;
 	char **envp;
 	char *hosts;
@@ -162,9 +162,9 @@ typedef enum AppProcFlags {
 
 /* What bring_up() does besides starting the services and applications. */
 typedef enum BringUpFlags {
-	BRING_UP_CLONED = 1 << 0,	/* the volume is a fresh clone: rotate its credentials */
-	BRING_UP_HOOKS = 1 << 1,	/* run the build, deploy and post_deploy hooks */
-	BRING_UP_SANITIZE = 1 << 2,	/* run production's sanitize commands */
+	BRING_UP_CLONED = 1 << 0,   /* the volume is a fresh clone: rotate its credentials */
+	BRING_UP_HOOKS = 1 << 1,    /* run the build, deploy and post_deploy hooks */
+	BRING_UP_SANITIZE = 1 << 2, /* run production's sanitize commands */
 } BringUpFlags;
 
 /* env-runtime.c */

@@ -29,7 +29,8 @@ static char *hosts_extra(EnvRuntime *rt)
 		(void)strbuf_appendf(&sb, " %s", rt->config->services[i].name);
 	for (size_t a = 0; a < rt->config->n_applications; a++)
 		for (size_t k = 0; k < rt->config->applications[a].n_relationships; k++)
-			(void)strbuf_appendf(&sb, " %s", rt->config->applications[a].relationships[k].name);
+			(void)strbuf_appendf(&sb, " %s",
+					     rt->config->applications[a].relationships[k].name);
 	(void)strbuf_putc(&sb, '\n');
 	return strbuf_detach(&sb);
 }
@@ -38,7 +39,9 @@ static void upper_name(const char *s, char *buf, size_t size)
 {
 	size_t i = 0;
 	for (; s[i] && i + 1 < size; i++)
-		buf[i] = s[i] == '-' || s[i] == '.' ? '_' : (char)((s[i] >= 'a' && s[i] <= 'z') ? s[i] - 32 : s[i]);
+		buf[i] = s[i] == '-' || s[i] == '.'
+				 ? '_'
+				 : (char)((s[i] >= 'a' && s[i] <= 'z') ? s[i] - 32 : s[i]);
 	buf[i] = '\0';
 }
 
@@ -59,7 +62,8 @@ static int app_environment(EnvRuntime *rt, const ConfigApplication *app, char **
 	r |= strv_pushf(&v, "PORT=%u", app->web_port);
 	r |= strv_pushf(&v, "PLATFORM_APPLICATION_NAME=%s", app->name);
 	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT=%s", rt->name);
-	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT_TYPE=%s", rt->preview ? "development" : "production");
+	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT_TYPE=%s",
+			rt->preview ? "development" : "production");
 	r |= strv_pushf(&v, "BRANCHBOX_ENVIRONMENT=%s", rt->name);
 	r |= strv_pushf(&v, "BRANCHBOX_COMMIT=%s", rt->commit);
 	for (size_t k = 0; k < app->n_relationships; k++) {
@@ -74,8 +78,9 @@ static int app_environment(EnvRuntime *rt, const ConfigApplication *app, char **
 			return -ENOMEM;
 		}
 		upper_name(rel->name, upper, sizeof(upper));
-		const char *keys[][2] = { { "URL", "url" }, { "HOST", "host" }, { "USERNAME", "username" },
-					  { "PASSWORD", "password" }, { "PATH", "path" }, { "SCHEME", "scheme" } };
+		const char *keys[][2] = { { "URL", "url" },	      { "HOST", "host" },
+					  { "USERNAME", "username" }, { "PASSWORD", "password" },
+					  { "PATH", "path" },	      { "SCHEME", "scheme" } };
 		for (size_t q = 0; q < ELEMENTSOF(keys); q++) {
 			const char *val = json_string_value(json_object_get(d, keys[q][1]));
 			if (val)
@@ -103,7 +108,8 @@ static int app_environment(EnvRuntime *rt, const ConfigApplication *app, char **
 	_cleanup_free_ char *b64 = malloc(blen);
 	if (!b64)
 		return -ENOMEM;
-	sodium_bin2base64(b64, blen, (const unsigned char *)rels_s, strlen(rels_s), sodium_base64_VARIANT_ORIGINAL);
+	sodium_bin2base64(b64, blen, (const unsigned char *)rels_s, strlen(rels_s),
+			  sodium_base64_VARIANT_ORIGINAL);
 	r |= strv_pushf(&v, "PLATFORM_RELATIONSHIPS=%s", b64);
 	for (size_t k = 0; k < app->n_env; k++)
 		r |= strv_pushf(&v, "%s=%s", app->env[k].name, app->env[k].value);
@@ -123,7 +129,8 @@ static int build_environment(EnvRuntime *rt, const ConfigApplication *app, char 
 	r |= strv_push(&v, "LANG=C.UTF-8");
 	r |= strv_pushf(&v, "PLATFORM_APPLICATION_NAME=%s", app->name);
 	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT=%s", rt->name);
-	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT_TYPE=%s", rt->preview ? "development" : "production");
+	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT_TYPE=%s",
+			rt->preview ? "development" : "production");
 	r |= strv_pushf(&v, "BRANCHBOX_ENVIRONMENT=%s", rt->name);
 	r |= strv_pushf(&v, "BRANCHBOX_COMMIT=%s", rt->commit);
 	for (size_t k = 0; k < app->n_env; k++)
@@ -191,7 +198,8 @@ static void pb_common(Environments *E, EnvRuntime *rt, ProcBuild *b, const char 
 	 * names unique across daemon restarts that left a cgroup behind. */
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
-	snprintf(b->cgroup, sizeof(b->cgroup), "%s/env-%s/%s-%s", E->cgroup_prefix, rt->name, what, hex);
+	snprintf(b->cgroup, sizeof(b->cgroup), "%s/env-%s/%s-%s", E->cgroup_prefix, rt->name, what,
+		 hex);
 	b->spec.cgroup_name = b->cgroup;
 	b->spec.uid = uid;
 	b->spec.gid = uid;
@@ -199,7 +207,8 @@ static void pb_common(Environments *E, EnvRuntime *rt, ProcBuild *b, const char 
 		/* A preview's volume is a snapshot stored as its parent's pair: the kernel shows
 		 * it (and stores what we write) as this environment's own, no file is chowned. */
 		b->spec.idmap[0] = (SandboxIdmap){ .stored_id = rt->volume_uid, .id = rt->uid };
-		b->spec.idmap[1] = (SandboxIdmap){ .stored_id = rt->volume_uid + 1, .id = rt->uid + 1 };
+		b->spec.idmap[1] =
+			(SandboxIdmap){ .stored_id = rt->volume_uid + 1, .id = rt->uid + 1 };
 		b->spec.n_idmap = 2;
 	}
 	b->spec.hostname = rt->name;
@@ -226,7 +235,9 @@ static int pb_service(Environments *E, EnvRuntime *rt, size_t idx, ProcBuild *b,
 	if (fd < 0)
 		return bbx_error_set(err, fd, BBX_INTERNAL, "service %s: data directory %s: %s",
 				     s->config->name, s->data_host, strerror(-fd));
-	b->rw[0] = (SandboxBind){ .source = s->data_host, .target = s->data_path, .source_fd = fd,
+	b->rw[0] = (SandboxBind){ .source = s->data_host,
+				  .target = s->data_path,
+				  .source_fd = fd,
 				  .idmapped = volume_idmapped(rt) };
 	b->spec.n_rw = 1;
 	b->spec.workdir = s->data_path;
@@ -278,12 +289,12 @@ static int open_mount_source(Environments *E, EnvRuntime *rt, const ConfigApplic
 		fd = r;
 	}
 	if (fd < 0)
-		return bbx_error_set(err, fd, BBX_INVALID,
-				     "applications.%s.mounts.%s: source %s/%s: %s%s", app->name, mt->path,
-				     base, rel, strerror(-fd),
-				     fd == -ELOOP || fd == -ENOTDIR || fd == -EXDEV
-					     ? " (a symlink or non-directory in the way is never followed)"
-					     : "");
+		return bbx_error_set(
+			err, fd, BBX_INVALID, "applications.%s.mounts.%s: source %s/%s: %s%s",
+			app->name, mt->path, base, rel, strerror(-fd),
+			fd == -ELOOP || fd == -ENOTDIR || fd == -EXDEV
+				? " (a symlink or non-directory in the way is never followed)"
+				: "");
 	return fd;
 }
 
@@ -300,19 +311,21 @@ int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app, const 
 	_cleanup_close_ int code = open_trusted_dir(code_dir);
 	int src = code < 0 ? code : pb_keep_fd(b, open_dir_beneath(code, app->source_root, 0));
 	if (src < 0)
-		return bbx_error_set(err, src, BBX_INVALID,
-				     "applications.%s.source.root: '%s' %s", app->name, app->source_root,
-				     src == -ELOOP || src == -EXDEV
-					     ? "is a symbolic link or resolves through one; it is never followed"
-				     : src == -ENOTDIR ? "is not a directory"
-				     : src == -ENOENT  ? "does not exist in the branch"
-						       : strerror(-src));
+		return bbx_error_set(
+			err, src, BBX_INVALID, "applications.%s.source.root: '%s' %s", app->name,
+			app->source_root,
+			src == -ELOOP || src == -EXDEV
+				? "is a symbolic link or resolves through one; it is never followed"
+			: src == -ENOTDIR ? "is not a directory"
+			: src == -ENOENT  ? "does not exist in the branch"
+					  : strerror(-src));
 	const char *src_name = pb_keep(b, path_join(code_dir, app->source_root, NULL));
 	if (!src_name)
 		return -ENOMEM;
 	size_t nrw = 0;
 	if (flags & APP_PROC_CODE_WRITABLE)
-		b->rw[nrw++] = (SandboxBind){ .source = src_name, .target = "/app", .source_fd = src };
+		b->rw[nrw++] =
+			(SandboxBind){ .source = src_name, .target = "/app", .source_fd = src };
 	else {
 		b->ro[0] = (SandboxBind){ .source = src_name, .target = "/app", .source_fd = src };
 		b->spec.n_ro = 1;
@@ -320,27 +333,34 @@ int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app, const 
 	for (size_t m = 0; !(flags & APP_PROC_BUILD) && m < app->n_mounts; m++) {
 		const ConfigMount *mt = &app->mounts[m];
 		if (nrw >= ELEMENTSOF(b->rw))
-			return bbx_error_set(err, -E2BIG, BBX_INVALID, "applications.%s.mounts: at most %zu",
-					     app->name, ELEMENTSOF(b->rw) - 1);
+			return bbx_error_set(err, -E2BIG, BBX_INVALID,
+					     "applications.%s.mounts: at most %zu", app->name,
+					     ELEMENTSOF(b->rw) - 1);
 		const char *target = pb_keep(b, path_join("/app", mt->path + 1, NULL));
 		if (!target)
 			return -ENOMEM;
 		/* The mount point must exist in the (read-only) code tree. */
 		int r = mkdir_beneath(src, mt->path + 1, 0755);
 		if (r < 0)
-			return bbx_error_set(err, r, BBX_INVALID,
-					     "applications.%s.mounts.%s: cannot make the mount point in the code tree: %s%s",
-					     app->name, mt->path, strerror(-r),
-					     r == -ELOOP ? " (a symlink in the way is never followed)" : "");
+			return bbx_error_set(
+				err, r, BBX_INVALID,
+				"applications.%s.mounts.%s: cannot make the mount point in the "
+				"code tree: %s%s",
+				app->name, mt->path, strerror(-r),
+				r == -ELOOP ? " (a symlink in the way is never followed)" : "");
 		int fd = pb_keep_fd(b, open_mount_source(E, rt, app, mt, err));
 		if (fd < 0)
 			return fd;
-		b->rw[nrw++] = (SandboxBind){ .source = target, .target = target, .source_fd = fd,
-					      .idmapped = mt->source != CONFIG_MOUNT_TMP && volume_idmapped(rt) };
+		b->rw[nrw++] = (SandboxBind){ .source = target,
+					      .target = target,
+					      .source_fd = fd,
+					      .idmapped = mt->source != CONFIG_MOUNT_TMP &&
+							  volume_idmapped(rt) };
 	}
 	b->spec.n_rw = nrw;
 	b->spec.workdir = "/app";
-	int r = (flags & APP_PROC_BUILD) ? build_environment(rt, app, &b->envp) : app_environment(rt, app, &b->envp);
+	int r = (flags & APP_PROC_BUILD) ? build_environment(rt, app, &b->envp)
+					 : app_environment(rt, app, &b->envp);
 	if (r < 0)
 		return r;
 	b->spec.envp = b->envp;
@@ -356,8 +376,8 @@ int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app, const 
 
 /* A one-shot of the current operation on rt (whose op_lock the caller holds): killed at its
  * deadline, or when rt is destroyed, stopped or the daemon shuts down. */
-static int run_oneshot(EnvRuntime *rt, ProcBuild *b, char **argv, const char *stdin_data, uint64_t timeout_sec,
-		       OneshotResult *res, BbxError *err)
+static int run_oneshot(EnvRuntime *rt, ProcBuild *b, char **argv, const char *stdin_data,
+		       uint64_t timeout_sec, OneshotResult *res, BbxError *err)
 {
 	EnvOneshotOptions o;
 	envproc_oneshot_options_init(&o);
@@ -370,16 +390,18 @@ static int run_oneshot(EnvRuntime *rt, ProcBuild *b, char **argv, const char *st
 }
 
 /* Append a one-shot's output to the environment's deploy log, so failures can be read. */
-static void append_step_log(Environments *E, EnvRuntime *rt, const char *step, const OneshotResult *res)
+static void append_step_log(Environments *E, EnvRuntime *rt, const char *step,
+			    const OneshotResult *res)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/logs/%s/deploy.log", E->state_dir, rt->name);
-	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	_cleanup_close_ int fd =
+		open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return;
 	char head[256];
-	int n = snprintf(head, sizeof(head), "[branchbox] %s: exit %d, %llu ms\n", step, res->exit_status,
-			 (unsigned long long)res->duration_ms);
+	int n = snprintf(head, sizeof(head), "[branchbox] %s: exit %d, %llu ms\n", step,
+			 res->exit_status, (unsigned long long)res->duration_ms);
 	(void)write_all(fd, head, (size_t)n);
 	if (res->output_len)
 		(void)write_all(fd, res->output, res->output_len);
@@ -391,8 +413,10 @@ static int fail_with_output(BbxError *err, const char *what, const OneshotResult
 	size_t n = strlen(out);
 	const char *tail = n > 600 ? out + n - 600 : out;
 	if (res->timed_out)
-		return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED, "%s timed out after %llu s; all its processes were killed%s%s",
-				     what, (unsigned long long)(res->duration_ms / 1000), *tail ? ":\n" : "", tail);
+		return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED,
+				     "%s timed out after %llu s; all its processes were killed%s%s",
+				     what, (unsigned long long)(res->duration_ms / 1000),
+				     *tail ? ":\n" : "", tail);
 	return bbx_error_set(err, -EIO, BBX_FAILED, "%s failed with exit status %d%s%s", what,
 			     res->exit_status, *tail ? ":\n" : "", tail);
 }
@@ -410,8 +434,9 @@ int service_init(Environments *E, EnvRuntime *rt, size_t i, BbxError *err)
 	_cleanup_close_ int vol = open_trusted_dir(rt->volume_path);
 	_cleanup_close_ int dir = vol < 0 ? vol : open_dir_beneath(vol, rel, 0700);
 	if (dir < 0 || fchownat(dir, "", s->owner_uid, s->owner_gid, AT_EMPTY_PATH) < 0)
-		return bbx_error_set(err, dir < 0 ? dir : -errno, BBX_INTERNAL, "service %s: cannot create %s: %s",
-				     s->config->name, s->data_host, strerror(dir < 0 ? -dir : errno));
+		return bbx_error_set(err, dir < 0 ? dir : -errno, BBX_INTERNAL,
+				     "service %s: cannot create %s: %s", s->config->name,
+				     s->data_host, strerror(dir < 0 ? -dir : errno));
 	r = t->prepare(s, true, false, err);
 	if (r < 0)
 		return r;
@@ -479,7 +504,8 @@ static int wait_or_cancel(EnvRuntime *rt, unsigned ms, BbxError *err)
 {
 	struct pollfd pfd = { .fd = rt->cancel_fd, .events = POLLIN };
 	if (poll(&pfd, 1, (int)ms) > 0 && (pfd.revents & POLLIN))
-		return bbx_error_set(err, -ECANCELED, BBX_CONFLICT, "environment '%s' was stopped or destroyed meanwhile",
+		return bbx_error_set(err, -ECANCELED, BBX_CONFLICT,
+				     "environment '%s' was stopped or destroyed meanwhile",
 				     rt->name);
 	return 0;
 }
@@ -499,11 +525,15 @@ int services_wait_ready(EnvRuntime *rt, BbxError *err)
 				return r;
 			EnvProcState st = envproc_state(rt->service_procs[i]);
 			if (st == ENVPROC_FAILED)
-				return bbx_error_set(err, -EIO, BBX_FAILED, "service %s failed to start (see 'branchbox env logs %s %s')",
+				return bbx_error_set(err, -EIO, BBX_FAILED,
+						     "service %s failed to start (see 'branchbox "
+						     "env logs %s %s')",
 						     s->config->name, rt->name, s->config->name);
 			if (now_monotonic_ms() > deadline)
-				return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED, "service %s did not accept connections within %d s",
-						     s->config->name, SERVICE_READY_TIMEOUT_MS / 1000);
+				return bbx_error_set(
+					err, -ETIMEDOUT, BBX_FAILED,
+					"service %s did not accept connections within %d s",
+					s->config->name, SERVICE_READY_TIMEOUT_MS / 1000);
 			r = wait_or_cancel(rt, delay, err);
 			if (r < 0)
 				return r;
@@ -541,7 +571,8 @@ int services_rotate_credentials(Environments *E, EnvRuntime *rt, BbxError *err)
 			continue;
 		r = t->credentials_command(&rt->services[i], &cmd, err);
 		if (r >= 0) {
-			snprintf(what, sizeof(what), "%s-credentials", rt->services[i].config->name);
+			snprintf(what, sizeof(what), "%s-credentials",
+				 rt->services[i].config->name);
 			r = service_oneshot(E, rt, i, &cmd, what, 120, &res, err);
 			if (r >= 0) {
 				if (res.exit_status != 0)
@@ -568,15 +599,18 @@ int run_hook(Environments *E, EnvRuntime *rt, const ConfigApplication *app, cons
 		return 0;
 	snprintf(what, sizeof(what), "%s-%s", app->name, hook);
 	bool build = !strcmp(hook, "build");
-	r = pb_app(E, rt, app, rt->code_dir, &b, what, build ? APP_PROC_CODE_WRITABLE | APP_PROC_BUILD : 0, err);
+	r = pb_app(E, rt, app, rt->code_dir, &b, what,
+		   build ? APP_PROC_CODE_WRITABLE | APP_PROC_BUILD : 0, err);
 	if (r >= 0) {
 		_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-e", "-c", script, NULL);
-		r = argv ? run_oneshot(rt, &b, argv, NULL, core_hook_timeout(E->core), &res, err) : -ENOMEM;
+		r = argv ? run_oneshot(rt, &b, argv, NULL, core_hook_timeout(E->core), &res, err)
+			 : -ENOMEM;
 		if (r >= 0) {
 			append_step_log(E, rt, what, &res);
 			if (res.exit_status != 0) {
 				char label[128];
-				snprintf(label, sizeof(label), "hook %s of application %s", hook, app->name);
+				snprintf(label, sizeof(label), "hook %s of application %s", hook,
+					 app->name);
 				r = fail_with_output(err, label, &res);
 			}
 			oneshot_result_done(&res);
@@ -627,18 +661,28 @@ int apps_wait_healthy(EnvRuntime *rt, BbxError *err)
 		if (!app->has_web)
 			continue;
 		for (;;) {
-			int r = netns_http_get(rt->netns_fd, app->web_port, app->web_healthcheck, 5000, &status, NULL, 0, NULL);
+			int r = netns_http_get(rt->netns_fd, app->web_port, app->web_healthcheck,
+					       5000, &status, NULL, 0, NULL);
 			if (r >= 0 && status >= 200 && status < 400)
 				break;
 			if (envproc_state(rt->app_procs[i]) == ENVPROC_FAILED)
-				return bbx_error_set(err, -EIO, BBX_FAILED, "application %s keeps exiting (see 'branchbox env logs %s %s')",
+				return bbx_error_set(err, -EIO, BBX_FAILED,
+						     "application %s keeps exiting (see 'branchbox "
+						     "env logs %s %s')",
 						     app->name, rt->name, app->name);
 			if (now_monotonic_ms() > deadline) {
 				if (r >= 0)
-					return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED, "application %s answered %s with HTTP %d, not healthy within %d s",
-							     app->name, app->web_healthcheck, status, APP_HEALTHY_TIMEOUT_MS / 1000);
-				return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED, "application %s did not answer on port %u within %d s (see 'branchbox env logs %s %s')",
-						     app->name, app->web_port, APP_HEALTHY_TIMEOUT_MS / 1000, rt->name, app->name);
+					return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED,
+							     "application %s answered %s with HTTP "
+							     "%d, not healthy within %d s",
+							     app->name, app->web_healthcheck,
+							     status, APP_HEALTHY_TIMEOUT_MS / 1000);
+				return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED,
+						     "application %s did not answer on port %u "
+						     "within %d s (see 'branchbox env logs %s %s')",
+						     app->name, app->web_port,
+						     APP_HEALTHY_TIMEOUT_MS / 1000, rt->name,
+						     app->name);
 			}
 			r = wait_or_cancel(rt, delay, err);
 			if (r < 0)
@@ -661,7 +705,8 @@ int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err)
 {
 	const ProjectConfig *policy = rt->policy;
 	if (!policy || !rt->policy_code_dir)
-		return bbx_error_set(err, -EINVAL, BBX_INTERNAL, "no production config to sanitize %s with", rt->name);
+		return bbx_error_set(err, -EINVAL, BBX_INTERNAL,
+				     "no production config to sanitize %s with", rt->name);
 	for (size_t k = 0; k < policy->n_sanitize; k++) {
 		const ConfigStep *step = &policy->sanitize[k];
 		OneshotResult res;
@@ -674,28 +719,40 @@ int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err)
 			const ServiceRuntime *s = runtime_service(rt, step->service, &idx);
 			const ServiceType *t = s ? service_type_for(s->config->kind) : NULL;
 			if (!t || !t->sql_command)
-				return bbx_error_set(err, -EINVAL, BBX_FAILED, "sanitize step %s: service %s takes no SQL",
+				return bbx_error_set(err, -EINVAL, BBX_FAILED,
+						     "sanitize step %s: service %s takes no SQL",
 						     step->name, step->service);
 			ServiceCommand cmd = { 0 };
 			r = t->sql_command(s, step->sql, &cmd, err);
 			if (r >= 0)
-				r = service_oneshot(E, rt, idx, &cmd, what, step->timeout_sec, &res, err);
+				r = service_oneshot(E, rt, idx, &cmd, what, step->timeout_sec, &res,
+						    err);
 			service_command_done(&cmd);
 		} else if (step->kind == CONFIG_STEP_COMMAND) {
 			ProcBuild b;
-			const ConfigApplication *app = policy->n_applications ? &policy->applications[0] : NULL;
+			const ConfigApplication *app =
+				policy->n_applications ? &policy->applications[0] : NULL;
 			if (!app)
-				return bbx_error_set(err, -EINVAL, BBX_FAILED, "sanitize step %s: no application to run it in", step->name);
+				return bbx_error_set(
+					err, -EINVAL, BBX_FAILED,
+					"sanitize step %s: no application to run it in",
+					step->name);
 			r = pb_app(E, rt, app, rt->policy_code_dir, &b, what, 0, err);
 			if (r >= 0) {
-				_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-e", "-c", step->command, NULL);
-				r = argv ? run_oneshot(rt, &b, argv, NULL, step->timeout_sec, &res, err) : -ENOMEM;
+				_cleanup_strv_free_ char **argv =
+					strv_new("/bin/sh", "-e", "-c", step->command, NULL);
+				r = argv ? run_oneshot(rt, &b, argv, NULL, step->timeout_sec, &res,
+						       err)
+					 : -ENOMEM;
 				if (r >= 0)
 					append_step_log(E, rt, what, &res);
 			}
 			proc_build_done(&b);
 		} else
-			return bbx_error_set(err, -EINVAL, BBX_FAILED, "sanitize step %s: only sql and command steps can sanitize", step->name);
+			return bbx_error_set(
+				err, -EINVAL, BBX_FAILED,
+				"sanitize step %s: only sql and command steps can sanitize",
+				step->name);
 		if (r < 0) {
 			bbx_error_prefix(err, "sanitize step %s", step->name);
 			return r;
@@ -711,4 +768,3 @@ int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err)
 	}
 	return 0;
 }
-

@@ -13,7 +13,7 @@ typedef struct EnvJob {
 	pthread_t thread;
 	atomic_bool done;
 	char name[64];
-	EnvRecord rec;			/* a restart's record */
+	EnvRecord rec; /* a restart's record */
 	void (*run)(struct EnvJob *job);
 } EnvJob;
 
@@ -89,10 +89,15 @@ static void expire_one(Core *c, const char *name)
 	snprintf(system.name, sizeof(system.name), "system:reaper");
 	char resource[160], digest[65] = "";
 	snprintf(resource, sizeof(resource), "environment:%s", name);
-	AuditRecord rec = { .request_id = "reaper", .principal = &system, .interface = "daemon",
-			    .action = "environment.expire", .resource = resource, .decision = "allow",
+	AuditRecord rec = { .request_id = "reaper",
+			    .principal = &system,
+			    .interface = "daemon",
+			    .action = "environment.expire",
+			    .resource = resource,
+			    .decision = "allow",
 			    .reason = r < 0 ? bbx_error_message(&e, r) : "ttl expired",
-			    .request_digest = digest, .outcome = r < 0 ? "failed" : "destroyed" };
+			    .request_digest = digest,
+			    .outcome = r < 0 ? "failed" : "destroyed" };
 	(void)audit_append(c, &rec, NULL, NULL);
 }
 
@@ -205,12 +210,15 @@ static int reconcile(Environments *E, BbxError *err)
 			env_record_done(&rec);
 		BbxError ignored = BBX_ERROR_INIT;
 		if (!strcmp(j->kind, "environment.destroy") || half_made ||
-		    (!exists && (!strcmp(j->kind, "environment.create") || !strcmp(j->kind, "environment.deploy")))) {
+		    (!exists && (!strcmp(j->kind, "environment.create") ||
+				 !strcmp(j->kind, "environment.deploy")))) {
 			/* Never finished creating (nobody saw it ready), or was being destroyed:
 			 * either way it goes, completely. */
 			(void)teardown(E, j->target, NULL, false, &ignored);
 			(void)env_record_delete(s, j->target, NULL);
-			(void)journal_finish(s, j->id, !strcmp(j->kind, "environment.destroy") ? "done" : "undone", NULL);
+			(void)journal_finish(
+				s, j->id,
+				!strcmp(j->kind, "environment.destroy") ? "done" : "undone", NULL);
 		} else {
 			/* An interrupted redeploy: the record still names the previous commit,
 			 * which is what starts again below. */
@@ -288,7 +296,8 @@ static void restart_job(EnvJob *job)
 	}
 	/* Cut short by shutdown: still "starting", so the next start restarts it. */
 	if ((r != -ENOENT || !rt) && !atomic_load(&E->shutting_down))
-		(void)env_record_set_state(core_store(E->core), job->rec.name, r >= 0 ? ENV_READY : ENV_FAILED,
+		(void)env_record_set_state(core_store(E->core), job->rec.name,
+					   r >= 0 ? ENV_READY : ENV_FAILED,
 					   r >= 0 ? NULL : bbx_error_message(&err, r), NULL);
 }
 
@@ -355,7 +364,8 @@ int environments_init(Core *c, BbxError *err)
 	}
 	env_records_free(v, n);
 
-	if (pipe2(E->reaper_wake, O_CLOEXEC) == 0 && pthread_create(&E->reaper, NULL, reaper_main, E) == 0)
+	if (pipe2(E->reaper_wake, O_CLOEXEC) == 0 &&
+	    pthread_create(&E->reaper, NULL, reaper_main, E) == 0)
 		E->reaper_started = true;
 	return budget_meter_start(c, &E->meter);
 }

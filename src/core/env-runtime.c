@@ -176,7 +176,8 @@ void runtime_remove(Environments *E, EnvRuntime *rt)
 	pthread_mutex_lock(&E->lock);
 	for (size_t i = 0; i < E->n_runtimes; i++)
 		if (E->runtimes[i] == rt) {
-			memmove(&E->runtimes[i], &E->runtimes[i + 1], (E->n_runtimes - i - 1) * sizeof(*E->runtimes));
+			memmove(&E->runtimes[i], &E->runtimes[i + 1],
+				(E->n_runtimes - i - 1) * sizeof(*E->runtimes));
 			E->n_runtimes--;
 			found = true;
 			break;
@@ -246,7 +247,6 @@ bool runs_wait_gone(EnvRuntime *rt, int timeout_ms)
 	return gone;
 }
 
-
 /* ---- secrets ---- */
 
 int secrets_to_json(EnvRuntime *rt, char **ret)
@@ -266,7 +266,9 @@ int secrets_load(EnvRuntime *rt, const char *json)
 {
 	json_t *o = json ? json_loads(json, 0, NULL) : NULL;
 	for (size_t i = 0; i < rt->n_services; i++) {
-		const char *pw = o ? json_string_value(json_object_get(o, rt->config->services[i].name)) : NULL;
+		const char *pw =
+			o ? json_string_value(json_object_get(o, rt->config->services[i].name))
+			  : NULL;
 		if (pw && strlen(pw) == 32)
 			memcpy(rt->passwords[i], pw, 33);
 		else if (service_generate_password(rt->passwords[i]) < 0) {
@@ -297,15 +299,16 @@ static int runtime_load_uids(Environments *E, EnvRuntime *rt, BbxError *err)
 	}
 	/* Never root, never a pair cut off at the end of the id space. */
 	if (uid == 0 || volume_uid == 0 || uid >= UINT32_MAX - 1 || volume_uid >= UINT32_MAX - 1)
-		return bbx_error_set(err, -EINVAL, BBX_INTERNAL, "environment '%s' has no usable uids (%u, %u)",
-				     rt->name, uid, volume_uid);
+		return bbx_error_set(err, -EINVAL, BBX_INTERNAL,
+				     "environment '%s' has no usable uids (%u, %u)", rt->name, uid,
+				     volume_uid);
 	rt->uid = uid;
 	rt->volume_uid = volume_uid;
 	return 0;
 }
 
-static int runtime_setup_locked(Environments *E, EnvRuntime *rt, ProjectConfig *config, const char *commit,
-				bool preview, BbxError *err)
+static int runtime_setup_locked(Environments *E, EnvRuntime *rt, ProjectConfig *config,
+				const char *commit, bool preview, BbxError *err)
 {
 	char buf[4096];
 
@@ -343,7 +346,8 @@ static int runtime_setup_locked(Environments *E, EnvRuntime *rt, ProjectConfig *
 	rt->passwords = calloc(config->n_services + 1, sizeof(*rt->passwords));
 	rt->service_procs = calloc(config->n_services + 1, sizeof(EnvProc *));
 	rt->app_procs = calloc(config->n_applications + 1, sizeof(EnvProc *));
-	if (!rt->services || !rt->service_data_host || !rt->passwords || !rt->service_procs || !rt->app_procs)
+	if (!rt->services || !rt->service_data_host || !rt->passwords || !rt->service_procs ||
+	    !rt->app_procs)
 		return -ENOMEM;
 
 	/* Ports: each type's default, shifted when two services of a type share the netns. */
@@ -351,8 +355,9 @@ static int runtime_setup_locked(Environments *E, EnvRuntime *rt, ProjectConfig *
 		const ConfigService *cs = &config->services[i];
 		const ServiceType *t = service_type_for(cs->kind);
 		if (!t)
-			return bbx_error_set(err, -EOPNOTSUPP, BBX_INVALID, "service %s: type %s is not supported",
-					     cs->name, cs->type);
+			return bbx_error_set(err, -EOPNOTSUPP, BBX_INVALID,
+					     "service %s: type %s is not supported", cs->name,
+					     cs->type);
 		unsigned same = 0;
 		for (size_t k = 0; k < i; k++)
 			if (config->services[k].kind == cs->kind)
@@ -368,7 +373,8 @@ static int runtime_setup_locked(Environments *E, EnvRuntime *rt, ProjectConfig *
 			.port = (uint16_t)(t->default_port + same),
 			.password = rt->passwords[i],
 		};
-		snprintf(rt->services[i].data_path, sizeof(rt->services[i].data_path), "/srv/%s", cs->name);
+		snprintf(rt->services[i].data_path, sizeof(rt->services[i].data_path), "/srv/%s",
+			 cs->name);
 	}
 	return 0;
 }
@@ -383,4 +389,3 @@ int runtime_setup(Environments *E, EnvRuntime *rt, ProjectConfig *config, const 
 	pthread_mutex_unlock(&rt->lock);
 	return r;
 }
-

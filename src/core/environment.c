@@ -87,15 +87,19 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 	if (runtime_removed(E, rt)) {
 		/* Destroyed between the lookup and the lock: nothing of it to deploy over. */
 		pthread_mutex_unlock(&rt->op_lock);
-		return bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' was destroyed meanwhile; deploy again", name);
+		return bbx_error_set(err, -EBUSY, BBX_CONFLICT,
+				     "environment '%s' was destroyed meanwhile; deploy again",
+				     name);
 	}
 	first = env_record_get(s, name, &rec, NULL) == -ENOENT;
 	if (!first && rec.state == ENV_DESTROYING) {
-		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is being destroyed", name);
+		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is being destroyed",
+				  name);
 		goto out;
 	}
 
-	(void)asprintf(&payload, "{\"commit\":\"%s\",\"first\":%s}", commit, first ? "true" : "false");
+	(void)asprintf(&payload, "{\"commit\":\"%s\",\"first\":%s}", commit,
+		       first ? "true" : "false");
 	r = journal_begin(s, "environment.deploy", name, "intent", payload, &jid, err);
 	if (r < 0)
 		goto out;
@@ -104,21 +108,28 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 	if (r >= 0)
 		r = ensure_dirs(E, name);
 	if (r < 0) {
-		bbx_error_set(err, r, BBX_INTERNAL, "state directories for %s: %s", name, strerror(-r));
+		bbx_error_set(err, r, BBX_INTERNAL, "state directories for %s: %s", name,
+			      strerror(-r));
 		goto fail;
 	}
 	if (first) {
 		int64_t now = store_now();
-		EnvRecord nr = { .name = (char *)name, .kind = "production", .branch = (char *)name,
-				 .commit_id = commit, .state = ENV_CREATING, .volume = (char *)name,
-				 .created_at = now, .updated_at = now };
+		EnvRecord nr = { .name = (char *)name,
+				 .kind = "production",
+				 .branch = (char *)name,
+				 .commit_id = commit,
+				 .state = ENV_CREATING,
+				 .volume = (char *)name,
+				 .created_at = now,
+				 .updated_at = now };
 		r = env_record_insert(s, &nr, core_uid_range(c), err);
 		if (r < 0)
 			goto fail;
 		(void)journal_step(s, jid, "volume", NULL);
 		environment_debug_stop_point("deploy", "volume");
 		pthread_mutex_lock(&E->pool_lock);
-		r = pool_volume_exists(E->pool, name) > 0 ? 0 : pool_volume_create(E->pool, name, err);
+		r = pool_volume_exists(E->pool, name) > 0 ? 0
+							  : pool_volume_create(E->pool, name, err);
 		pthread_mutex_unlock(&E->pool_lock);
 		if (r < 0)
 			goto fail;
@@ -159,7 +170,8 @@ fail:
 	/* Cut short by shutdown: left as a crash leaves it (the journal entry stays open), so the
 	 * next start brings the previous commit back instead of a failed production. */
 	if (!atomic_load(&E->shutting_down)) {
-		(void)env_record_set_state(s, name, ENV_FAILED, err ? err->message : "deploy failed", NULL);
+		(void)env_record_set_state(s, name, ENV_FAILED,
+					   err ? err->message : "deploy failed", NULL);
 		(void)journal_finish(s, jid, "failed", NULL);
 	}
 out:
@@ -189,17 +201,23 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 
 	if (!name_is_valid(name))
 		return bbx_error_set(err, -EINVAL, BBX_INVALID,
-				     "environment name '%s' is not valid: use 1-63 of a-z, 0-9, '-', '_', '.', starting with a letter or digit",
+				     "environment name '%s' is not valid: use 1-63 of a-z, 0-9, "
+				     "'-', '_', '.', starting with a letter or digit",
 				     name);
 	if (!strcmp(name, E->production))
-		return bbx_error_set(err, -EEXIST, BBX_CONFLICT, "'%s' is the production environment; deploy it with 'branchbox deploy'", name);
+		return bbx_error_set(
+			err, -EEXIST, BBX_CONFLICT,
+			"'%s' is the production environment; deploy it with 'branchbox deploy'",
+			name);
 	r = env_record_get(s, parent_name, &prec, NULL);
 	if (r == -ENOENT)
-		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found", parent_name);
+		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found",
+				     parent_name);
 	if (r < 0)
 		return r;
 	if (prec.state != ENV_READY) {
-		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is %s, not ready to be cloned", parent_name,
+		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT,
+				  "environment '%s' is %s, not ready to be cloned", parent_name,
 				  env_state_to_string(prec.state));
 		env_record_done(&prec);
 		return r;
@@ -208,7 +226,8 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	r = gitrepo_resolve(E->repo, branch, commit, err);
 	if (r < 0) {
 		if (r == -ENOENT)
-			return bbx_error_reset(err, -ENOENT, BBX_INVALID, "branch '%s' not found in the repository", branch);
+			return bbx_error_reset(err, -ENOENT, BBX_INVALID,
+					       "branch '%s' not found in the repository", branch);
 		return r;
 	}
 	r = load_preview_config(E, commit, &config, &policy, &policy_code, err);
@@ -217,20 +236,29 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 
 	parent = runtime_find(E, parent_name);
 	if (!parent)
-		return bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is not running", parent_name);
+		return bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is not running",
+				     parent_name);
 	bool created_slot = false;
 	r = runtime_get(E, name, &rt, &created_slot);
 	if (r < 0)
 		return r;
 	if (!created_slot)
-		return bbx_error_set(err, -EEXIST, BBX_CONFLICT, "environment '%s' already exists", name);
+		return bbx_error_set(err, -EEXIST, BBX_CONFLICT, "environment '%s' already exists",
+				     name);
 	pthread_mutex_lock(&rt->op_lock);
 
 	int64_t now = store_now();
 	uint64_t ttl = config->preview_ttl_sec;
-	EnvRecord nr = { .name = (char *)name, .kind = "preview", .branch = (char *)branch, .commit_id = commit,
-			 .parent = (char *)parent_name, .state = ENV_CREATING, .volume = (char *)name,
-			 .created_at = now, .updated_at = now, .expires_at = ttl ? now + (int64_t)ttl : 0,
+	EnvRecord nr = { .name = (char *)name,
+			 .kind = "preview",
+			 .branch = (char *)branch,
+			 .commit_id = commit,
+			 .parent = (char *)parent_name,
+			 .state = ENV_CREATING,
+			 .volume = (char *)name,
+			 .created_at = now,
+			 .updated_at = now,
+			 .expires_at = ttl ? now + (int64_t)ttl : 0,
 			 .token_id = (char *)opts->token_id };
 	r = admit_and_insert(E, rt, opts, config, &nr, err);
 	if (r < 0) {
@@ -239,14 +267,16 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 		return r;
 	}
 	_cleanup_free_ char *payload = NULL;
-	(void)asprintf(&payload, "{\"parent\":\"%s\",\"branch\":\"%s\",\"commit\":\"%s\"}", parent_name, branch, commit);
+	(void)asprintf(&payload, "{\"parent\":\"%s\",\"branch\":\"%s\",\"commit\":\"%s\"}",
+		       parent_name, branch, commit);
 	r = journal_begin(s, "environment.create", name, "intent", payload, &jid, err);
 	if (r < 0)
 		goto fail;
 	environment_debug_stop_point("create", "intent");
 	r = ensure_dirs(E, name);
 	if (r < 0) {
-		bbx_error_set(err, r, BBX_INTERNAL, "state directories for %s: %s", name, strerror(-r));
+		bbx_error_set(err, r, BBX_INTERNAL, "state directories for %s: %s", name,
+			      strerror(-r));
 		goto fail;
 	}
 
@@ -254,7 +284,9 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	pthread_mutex_lock(&parent->op_lock);
 	if (runtime_removed(E, parent) || !atomic_load(&parent->ready)) {
 		pthread_mutex_unlock(&parent->op_lock);
-		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' stopped or was destroyed meanwhile", parent_name);
+		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT,
+				  "environment '%s' stopped or was destroyed meanwhile",
+				  parent_name);
 		goto fail;
 	}
 	(void)checkpoint_services(E, parent);
@@ -385,7 +417,10 @@ int environment_destroy(Core *c, const char *name, BbxError *err)
 		/* A create this cancelled (or another destroy) took it down meanwhile. */
 		pthread_mutex_unlock(&rt->op_lock);
 		return env_record_exists(s, name) > 0
-			       ? bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' changed meanwhile; destroy it again", name)
+			       ? bbx_error_set(
+					 err, -EBUSY, BBX_CONFLICT,
+					 "environment '%s' changed meanwhile; destroy it again",
+					 name)
 			       : 0;
 	}
 	/* Commands cancelled above end within moments; teardown kills whatever is left. */
@@ -422,7 +457,8 @@ int start_recorded(Environments *E, EnvRuntime *rt, const EnvRecord *rec, BbxErr
 	atomic_store(&rt->ready, false);
 	r = cancel_reset(rt);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_INTERNAL, "environment %s: %s", rec->name, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "environment %s: %s", rec->name,
+				     strerror(-r));
 	r = runtime_setup(E, rt, TAKE_PTR(config), rec->commit_id, preview, err);
 	config_free(rt->policy);
 	rt->policy = TAKE_PTR(policy);
@@ -469,7 +505,8 @@ int environment_start(Core *c, const char *name, BbxError *err)
 	if (r < 0)
 		return r;
 	if (rec.state != ENV_STOPPED && rec.state != ENV_FAILED && rec.state != ENV_READY) {
-		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is %s", name, env_state_to_string(rec.state));
+		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is %s", name,
+				  env_state_to_string(rec.state));
 		env_record_done(&rec);
 		return r;
 	}
@@ -484,7 +521,8 @@ int environment_start(Core *c, const char *name, BbxError *err)
 		pthread_mutex_unlock(&rt->op_lock);
 		if (gone) {
 			env_record_done(&rec);
-			return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' was destroyed meanwhile", name);
+			return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND,
+					     "environment '%s' was destroyed meanwhile", name);
 		}
 	}
 	if (r >= 0 || !atomic_load(&E->shutting_down))
@@ -563,7 +601,8 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 		return bbx_error_set(err, -EINVAL, BBX_INVALID, "no command given");
 
 	if (!op_lock_timed(rt, EXEC_LOCK_WAIT_MS))
-		return bbx_error_set(err, -EBUSY, BBX_CONFLICT, "environment '%s' is busy with another operation; try again",
+		return bbx_error_set(err, -EBUSY, BBX_CONFLICT,
+				     "environment '%s' is busy with another operation; try again",
 				     opts->name);
 	/* Stopped, destroyed or redeployed while this waited for the lock. */
 	if (!atomic_load(&rt->ready) || !rt->config || rt->netns_fd < 0) {
@@ -573,7 +612,8 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 	const ConfigApplication *app = find_app(rt, opts->application, NULL);
 	if (!app) {
 		pthread_mutex_unlock(&rt->op_lock);
-		return bbx_error_set(err, -ENOENT, BBX_INVALID, "environment '%s' has no application '%s'", opts->name,
+		return bbx_error_set(err, -ENOENT, BBX_INVALID,
+				     "environment '%s' has no application '%s'", opts->name,
 				     opts->application ? opts->application : "");
 	}
 	ProcBuild b;
@@ -608,7 +648,8 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 	r = envproc_run_oneshot_with(&b.spec, &o, ret, err);
 	if (r == -ECANCELED)
 		r = bbx_error_reset(err, -ECANCELED, BBX_CONFLICT,
-				    "environment '%s' was stopped or destroyed while the command ran; its processes were killed",
+				    "environment '%s' was stopped or destroyed while the command "
+				    "ran; its processes were killed",
 				    opts->name);
 	proc_build_done(&b);
 
@@ -639,18 +680,22 @@ int environment_logs(Core *c, const char *name, const char *process, int64_t off
 		if (rt) {
 			pthread_mutex_lock(&rt->lock);
 			if (rt->config && rt->config->n_applications)
-				snprintf(first_app, sizeof(first_app), "%s", rt->config->applications[0].name);
+				snprintf(first_app, sizeof(first_app), "%s",
+					 rt->config->applications[0].name);
 			pthread_mutex_unlock(&rt->lock);
 		}
 		process = first_app;
 	}
 	if (!name_is_valid(process))
-		return bbx_error_set(err, -EINVAL, BBX_INVALID, "process name '%s' is not valid", process);
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "process name '%s' is not valid",
+				     process);
 	snprintf(path, sizeof(path), "%s/logs/%s/%s.log", E->state_dir, name, process);
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		if (errno == ENOENT)
-			return bbx_error_set(err, -ENOENT, BBX_INVALID, "environment '%s' has no log for process '%s'", name, process);
+			return bbx_error_set(err, -ENOENT, BBX_INVALID,
+					     "environment '%s' has no log for process '%s'", name,
+					     process);
 		return bbx_error_set(err, -errno, BBX_INTERNAL, "%s: %m", path);
 	}
 	struct stat st;
@@ -695,7 +740,8 @@ int environment_connect_app(Core *c, const char *name, int *ret_fd, BbxError *er
 	if (!up)
 		return not_ready(err, name);
 	if (!web)
-		return bbx_error_set(err, -ENOENT, BBX_UNAVAILABLE, "environment '%s' has no web application", name);
+		return bbx_error_set(err, -ENOENT, BBX_UNAVAILABLE,
+				     "environment '%s' has no web application", name);
 	if (netns < 0)
 		return bbx_error_set(err, -errno, BBX_INTERNAL, "environment '%s': %m", name);
 	int fd = netns_connect(netns, port, 10000, err);
@@ -704,4 +750,3 @@ int environment_connect_app(Core *c, const char *name, int *ret_fd, BbxError *er
 	*ret_fd = fd;
 	return 0;
 }
-

@@ -41,7 +41,7 @@ typedef struct EnvCreateOptions {
 	const char *name;
 	const char *parent;	/* NULL: production */
 	const char *branch;	/* NULL: the branch named like the environment */
-	const char *created_by;	/* principal name, recorded */
+	const char *created_by; /* principal name, recorded */
 	const char *token_id;	/* the creating token: its budget narrows the preview's, and its
 				 * previews are counted; NULL: the local administrator, bounded
 				 * only by the total */
@@ -62,10 +62,10 @@ int environment_list(Core *c, const Principal *p, json_t **ret, BbxError *err);
 
 typedef struct EnvExecOptions {
 	const char *name;
-	const char *application;	/* NULL: the first application */
+	const char *application; /* NULL: the first application */
 	char **argv;
-	const char *stdin_data;		/* may be NULL */
-	uint64_t timeout_sec;		/* 0: 600 */
+	const char *stdin_data; /* may be NULL */
+	uint64_t timeout_sec;	/* 0: 600 */
 } EnvExecOptions;
 
 /* Run a command inside the environment like its application runs (same variables,
@@ -75,19 +75,19 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 /* Log of one process ("app", "web", a service name, or NULL for the first application),
  * from byte offset (negative: the last -offset bytes). Returns the text and the offset
  * to continue from. */
-int environment_logs(Core *c, const char *name, const char *process, int64_t offset,
-		     size_t max, char **ret_text, int64_t *ret_next, BbxError *err);
+int environment_logs(Core *c, const char *name, const char *process, int64_t offset, size_t max,
+		     char **ret_text, int64_t *ret_next, BbxError *err);
 
 /* Connect to an application's port inside the environment (for the preview proxy). */
 int environment_connect_app(Core *c, const char *name, int *ret_fd, BbxError *err);
 
 /* What an environment uses right now, for its budget (budget.c); UINT64_MAX: unknown. */
 typedef struct EnvMeasure {
-	uint64_t cpu_usec;	 /* its cgroup's CPU time since the cgroup was made */
-	uint64_t memory_peak;	 /* its cgroup's high-water mark, when the kernel keeps one */
+	uint64_t cpu_usec;    /* its cgroup's CPU time since the cgroup was made */
+	uint64_t memory_peak; /* its cgroup's high-water mark, when the kernel keeps one */
 	uint64_t memory_current;
-	uint64_t disk_bytes;	 /* its volume's exclusive bytes (only when asked: it syncs) */
-	uint64_t disk_quota;	 /* its volume's bound on disk_bytes; UINT64_MAX: none */
+	uint64_t disk_bytes; /* its volume's exclusive bytes (only when asked: it syncs) */
+	uint64_t disk_quota; /* its volume's bound on disk_bytes; UINT64_MAX: none */
 } EnvMeasure;
 void environment_measure(Core *c, const char *name, bool with_disk, EnvMeasure *ret);
 /* SIGKILL everything running in the environment's cgroups, whatever started it and whoever

@@ -26,7 +26,7 @@
 /* A deep copy of an EnvProcSpec, so the caller's strings may go away. */
 typedef struct SpecCopy {
 	EnvProcSpec spec;
-	char **strings;		/* everything allocated, freed together */
+	char **strings; /* everything allocated, freed together */
 	size_t n_strings;
 } SpecCopy;
 
@@ -36,11 +36,11 @@ struct EnvProc {
 	bool thread_started;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	Sandbox *sb;		/* current instance, under lock */
+	Sandbox *sb; /* current instance, under lock */
 	EnvProcState state;
 	unsigned restarts;
 	bool stopping;
-	int wake[2];		/* pipe: stop requests interrupt the backoff sleep */
+	int wake[2]; /* pipe: stop requests interrupt the backoff sleep */
 };
 
 static char *keep(SpecCopy *c, const char *s)
@@ -113,7 +113,8 @@ static SandboxBind *keep_binds(SpecCopy *c, const SandboxBind *b, size_t n)
 		if (!d[i].source || !d[i].target)
 			return NULL;
 		/* A supervised process is restarted from this copy: it keeps its own fd. */
-		if (b[i].source_fd > 0 && (d[i].source_fd = fcntl(b[i].source_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+		if (b[i].source_fd > 0 &&
+		    (d[i].source_fd = fcntl(b[i].source_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
 			for (size_t k = 0; k < i; k++)
 				if (d[k].source_fd > 0)
 					close(d[k].source_fd);
@@ -261,7 +262,8 @@ static void *supervise(void *userdata)
 		close(pipefd[1]);
 		if (r < 0) {
 			close(pipefd[0]);
-			log_note(&log, "%s could not start: %s", s->name, bbx_error_message(&err, r));
+			log_note(&log, "%s could not start: %s", s->name,
+				 bbx_error_message(&err, r));
 		} else {
 			pthread_mutex_lock(&p->lock);
 			p->sb = sb;
@@ -300,8 +302,8 @@ static void *supervise(void *userdata)
 			backoff_ms = 500;
 		}
 		if (++window_restarts > RESTART_MAX) {
-			log_note(&log, "%s restarted %u times in %u s; giving up", s->name, RESTART_MAX,
-				 RESTART_WINDOW_SEC);
+			log_note(&log, "%s restarted %u times in %u s; giving up", s->name,
+				 RESTART_MAX, RESTART_WINDOW_SEC);
 			set_state(p, ENVPROC_FAILED);
 			break;
 		}
@@ -340,7 +342,8 @@ int envproc_start(const EnvProcSpec *spec, EnvProc **ret, BbxError *err)
 	int r = pthread_create(&p->thread, NULL, supervise, p);
 	if (r != 0) {
 		envproc_free(p);
-		return bbx_error_set(err, -r, BBX_INTERNAL, "%s: cannot start supervisor: %s", spec->name, strerror(r));
+		return bbx_error_set(err, -r, BBX_INTERNAL, "%s: cannot start supervisor: %s",
+				     spec->name, strerror(r));
 	}
 	p->thread_started = true;
 
@@ -354,8 +357,9 @@ int envproc_start(const EnvProcSpec *spec, EnvProc **ret, BbxError *err)
 		/* The first spawn failed; the log says why. */
 		envproc_stop(p, 0);
 		envproc_free(p);
-		return bbx_error_set(err, -EIO, BBX_INTERNAL, "%s could not be started (see its log %s)",
-				     spec->name, spec->log_path ? spec->log_path : "");
+		return bbx_error_set(err, -EIO, BBX_INTERNAL,
+				     "%s could not be started (see its log %s)", spec->name,
+				     spec->log_path ? spec->log_path : "");
 	}
 	*ret = p;
 	return 0;
@@ -470,7 +474,7 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 
 void envproc_oneshot_options_init(EnvOneshotOptions *opts)
 {
-	*opts = (EnvOneshotOptions){.cancel_fd = -EBADF};
+	*opts = (EnvOneshotOptions){ .cancel_fd = -EBADF };
 }
 
 /* Everything a one-shot printed: its digest and the last ENVPROC_CAPTURE_MAX bytes. */
@@ -510,7 +514,7 @@ static ssize_t capture_read(Capture *c, int fd)
 
 static bool fd_is_readable(int fd)
 {
-	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	return RETRY_EINTR(poll(&pfd, 1, 0)) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR));
 }
 
@@ -536,7 +540,7 @@ static void kill_tree(Sandbox **sbp)
 		uint64_t now = now_monotonic_ms();
 		if (now >= give_up)
 			break;
-		struct pollfd pfd = {.fd = sandbox_pidfd(sb), .events = POLLIN};
+		struct pollfd pfd = { .fd = sandbox_pidfd(sb), .events = POLLIN };
 		int k = poll(&pfd, 1, (int)min_u64(give_up - now, 200));
 		if (k > 0 || pfd.fd < 0) {
 			(void)sandbox_wait(sb, NULL, NULL);
@@ -578,10 +582,10 @@ static OneshotEnd oneshot_loop(Sandbox *sb, int out_fd, int *in_fd, const char *
 	for (;;) {
 		enum { P_EXIT, P_OUT, P_IN, P_CANCEL, _P_MAX };
 		struct pollfd pfd[_P_MAX] = {
-			[P_EXIT] = {.fd = sandbox_pidfd(sb), .events = POLLIN},
-			[P_OUT] = {.fd = out_fd, .events = POLLIN},
-			[P_IN] = {.fd = *in_fd, .events = POLLOUT},
-			[P_CANCEL] = {.fd = cancel_fd, .events = POLLIN},
+			[P_EXIT] = { .fd = sandbox_pidfd(sb), .events = POLLIN },
+			[P_OUT] = { .fd = out_fd, .events = POLLIN },
+			[P_IN] = { .fd = *in_fd, .events = POLLOUT },
+			[P_CANCEL] = { .fd = cancel_fd, .events = POLLIN },
 		};
 		int wait_ms = -1;
 		if (deadline) {
@@ -634,8 +638,8 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 
 	memset(ret, 0, sizeof(*ret));
 	if (opts->cancel_fd >= 0 && fd_is_readable(opts->cancel_fd))
-		return bbx_error_set(err, -ECANCELED, BBX_CONFLICT, "%s: cancelled before it started",
-				     spec->name);
+		return bbx_error_set(err, -ECANCELED, BBX_CONFLICT,
+				     "%s: cancelled before it started", spec->name);
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		return -errno;
 	out_r = fds[0];
@@ -678,7 +682,7 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 	pthread_sigmask(SIG_BLOCK, &sigpipe, &old_mask);
 	bool pipe_was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
 
-	Capture cap = {.tail = tail};
+	Capture cap = { .tail = tail };
 	crypto_hash_sha256_init(&cap.hash);
 	uint64_t timeout_ms = opts->timeout_ms;
 	uint64_t deadline = timeout_ms ? start + min_u64(timeout_ms, UINT64_MAX / 2) : 0;
@@ -687,7 +691,7 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 	in_w = safe_close(in_w);
 
 	if (!pipe_was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
-		struct timespec zero = {0};
+		struct timespec zero = { 0 };
 		(void)RETRY_EINTR(sigtimedwait(&sigpipe, NULL, &zero));
 	}
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);

@@ -23,29 +23,29 @@
 #include "sandbox.h"
 
 #define ENVPROC_LOG_MAX (4u << 20)	/* bytes per log file before it rotates to .1 */
-#define ENVPROC_CAPTURE_MAX (64u << 10)	/* bytes of one-shot output kept (the tail) */
+#define ENVPROC_CAPTURE_MAX (64u << 10) /* bytes of one-shot output kept (the tail) */
 
 typedef struct EnvProcSpec {
-	const char *name;		/* "db", "app", ... (for logs and cgroups) */
-	const char *cgroup_name;	/* unique per process, below the branchbox parent */
+	const char *name;	 /* "db", "app", ... (for logs and cgroups) */
+	const char *cgroup_name; /* unique per process, below the branchbox parent */
 	char **argv;
 	char **envp;
 	uid_t uid;
-	gid_t gid;			/* 0: the same as uid */
+	gid_t gid; /* 0: the same as uid */
 	const char *workdir;
 	SandboxBind *rw;
 	size_t n_rw;
 	SandboxBind *ro;
 	size_t n_ro;
-	SandboxIdmap idmap[SANDBOX_IDMAP_MAX];	/* for binds marked idmapped */
+	SandboxIdmap idmap[SANDBOX_IDMAP_MAX]; /* for binds marked idmapped */
 	size_t n_idmap;
 	const char *hostname;
 	const char *hosts_extra;
 	uint64_t memory_max;
 	uint64_t pids_max;
 	uint32_t cpu_millis;
-	int netns_fd;			/* the environment's namespace (borrowed) */
-	const char *log_path;		/* supervised: where stdout+stderr go */
+	int netns_fd;	      /* the environment's namespace (borrowed) */
+	const char *log_path; /* supervised: where stdout+stderr go */
 } EnvProcSpec;
 
 typedef struct EnvProc EnvProc;
@@ -70,12 +70,12 @@ unsigned envproc_restarts(EnvProc *p);
 int envproc_freeze(EnvProc *p, bool frozen, BbxError *err);
 
 typedef struct OneshotResult {
-	int exit_status;		/* 128+N when killed by signal N; 124 on timeout */
+	int exit_status; /* 128+N when killed by signal N; 124 on timeout */
 	bool timed_out;
-	char *output;			/* tail of stdout+stderr interleaved, NUL-terminated */
+	char *output; /* tail of stdout+stderr interleaved, NUL-terminated */
 	size_t output_len;
-	uint64_t output_total;		/* bytes produced in all */
-	char output_sha256[65];		/* digest of everything produced */
+	uint64_t output_total;	/* bytes produced in all */
+	char output_sha256[65]; /* digest of everything produced */
 	uint64_t duration_ms;
 } OneshotResult;
 

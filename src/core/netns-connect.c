@@ -20,7 +20,7 @@ typedef struct ConnectJob {
 	int netns_fd;
 	uint16_t port;
 	int timeout_ms;
-	int result;	/* fd or -errno */
+	int result; /* fd or -errno */
 	const char *step;
 } ConnectJob;
 
@@ -72,19 +72,24 @@ static void *connect_thread(void *p)
 
 int netns_connect(int netns_fd, uint16_t port, int timeout_ms, BbxError *err)
 {
-	ConnectJob j = { .netns_fd = netns_fd, .port = port, .timeout_ms = timeout_ms, .result = -EIO };
+	ConnectJob j = {
+		.netns_fd = netns_fd, .port = port, .timeout_ms = timeout_ms, .result = -EIO
+	};
 	pthread_t t;
 
 	/* A fresh thread, because setns() would otherwise move a daemon worker for good. */
 	int r = pthread_create(&t, NULL, connect_thread, &j);
 	if (r != 0)
-		return bbx_error_set(err, -r, BBX_INTERNAL, "netns connect: cannot start thread: %s", strerror(r));
+		return bbx_error_set(err, -r, BBX_INTERNAL,
+				     "netns connect: cannot start thread: %s", strerror(r));
 	pthread_join(t, NULL);
 	if (j.result < 0)
-		return bbx_error_set(err, j.result, BBX_UNAVAILABLE, "%s to 127.0.0.1:%u in the environment: %s",
+		return bbx_error_set(err, j.result, BBX_UNAVAILABLE,
+				     "%s to 127.0.0.1:%u in the environment: %s",
 				     j.step ? j.step : "connect", port, strerror(-j.result));
 	if (timeout_ms > 0) {
-		struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+		struct timeval tv = { .tv_sec = timeout_ms / 1000,
+				      .tv_usec = (timeout_ms % 1000) * 1000 };
 		setsockopt(j.result, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		setsockopt(j.result, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	}
@@ -100,14 +105,16 @@ ssize_t netns_exchange(int netns_fd, uint16_t port, const void *req, size_t req_
 	if (req && req_len) {
 		int r = write_all(fd, req, req_len);
 		if (r < 0)
-			return bbx_error_set(err, r, BBX_UNAVAILABLE, "send to port %u: %s", port, strerror(-r));
+			return bbx_error_set(err, r, BBX_UNAVAILABLE, "send to port %u: %s", port,
+					     strerror(-r));
 	}
 	ssize_t n;
 	do
 		n = read(fd, resp, resp_size);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
-		return bbx_error_set(err, -errno, BBX_UNAVAILABLE, "read from port %u: %s", port, strerror(errno));
+		return bbx_error_set(err, -errno, BBX_UNAVAILABLE, "read from port %u: %s", port,
+				     strerror(errno));
 	return n;
 }
 
@@ -116,7 +123,9 @@ int netns_http_get(int netns_fd, uint16_t port, const char *path, int timeout_ms
 {
 	char req[1200], buf[8192];
 	size_t got = 0;
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: localhost\r\nUser-Agent: branchbox-health\r\n\r\n", path);
+	int n = snprintf(
+		req, sizeof(req),
+		"GET %s HTTP/1.0\r\nHost: localhost\r\nUser-Agent: branchbox-health\r\n\r\n", path);
 	if (n < 0 || (size_t)n >= sizeof(req))
 		return bbx_error_set(err, -EINVAL, BBX_INVALID, "health check path too long");
 
@@ -125,13 +134,15 @@ int netns_http_get(int netns_fd, uint16_t port, const char *path, int timeout_ms
 		return fd;
 	int r = write_all(fd, req, (size_t)n);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_UNAVAILABLE, "send to port %u: %s", port, strerror(-r));
+		return bbx_error_set(err, r, BBX_UNAVAILABLE, "send to port %u: %s", port,
+				     strerror(-r));
 	while (got < sizeof(buf) - 1) {
 		ssize_t k = read(fd, buf + got, sizeof(buf) - 1 - got);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0)
-			return bbx_error_set(err, -errno, BBX_UNAVAILABLE, "read from port %u: %s", port, strerror(errno));
+			return bbx_error_set(err, -errno, BBX_UNAVAILABLE, "read from port %u: %s",
+					     port, strerror(errno));
 		if (k == 0)
 			break;
 		got += (size_t)k;
@@ -139,7 +150,8 @@ int netns_http_get(int netns_fd, uint16_t port, const char *path, int timeout_ms
 	buf[got] = '\0';
 	int major, minor, status;
 	if (sscanf(buf, "HTTP/%d.%d %d", &major, &minor, &status) != 3)
-		return bbx_error_set(err, -EPROTO, BBX_UNAVAILABLE, "port %u did not answer HTTP", port);
+		return bbx_error_set(err, -EPROTO, BBX_UNAVAILABLE, "port %u did not answer HTTP",
+				     port);
 	*ret_status = status;
 	if (body && body_size) {
 		const char *b = strstr(buf, "\r\n\r\n");

@@ -48,15 +48,17 @@ static int audit_list(OpCall *call, json_t *in, const char *resource, json_t **o
 	int r = parse_since(json_string_value(json_object_get(in, "since")), since, sizeof(since));
 	if (r < 0)
 		return bbx_error_set(err, -EINVAL, BBX_INVALID,
-				     "input: 'since' must be an ISO 8601 UTC time (2026-01-31T12:00:00) or a duration (15m)");
-	r = audit_query(call->core, resource, r > 0 ? since : NULL, jl ? json_integer_value(jl) : AUDIT_DEFAULT_LIMIT,
-			&arr, err);
+				     "input: 'since' must be an ISO 8601 UTC time "
+				     "(2026-01-31T12:00:00) or a duration (15m)");
+	r = audit_query(call->core, resource, r > 0 ? since : NULL,
+			jl ? json_integer_value(jl) : AUDIT_DEFAULT_LIMIT, &arr, err);
 	if (r < 0)
 		return r;
 	/* Records about environments the principal cannot see are left out, as the
 	 * environments themselves are (so a page may hold fewer than limit records). */
 	for (size_t i = json_array_size(arr); i-- > 0;) {
-		const char *res = json_string_value(json_object_get(json_array_get(arr, i), "resource"));
+		const char *res =
+			json_string_value(json_object_get(json_array_get(arr, i), "resource"));
 		if (res && !strncmp(res, "environment:", 12) &&
 		    !policy_can_see_environment(call->core, call->principal, res + 12))
 			json_array_remove(arr, i);
@@ -72,7 +74,8 @@ int op_audit_list(OpCall *call, json_t *in, json_t **out, BbxError *err)
 
 	if (env) {
 		if (!name_is_valid(env))
-			return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: 'env' is not a valid environment name");
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
+					     "input: 'env' is not a valid environment name");
 		snprintf(resource, sizeof(resource), "environment:%s", env);
 	}
 	return audit_list(call, in, env ? resource : NULL, out, err);
@@ -81,7 +84,8 @@ int op_audit_list(OpCall *call, json_t *in, json_t **out, BbxError *err)
 int op_environment_audit(OpCall *call, json_t *in, json_t **out, BbxError *err)
 {
 	char resource[96];
-	snprintf(resource, sizeof(resource), "environment:%s", json_string_value(json_object_get(in, "name")));
+	snprintf(resource, sizeof(resource), "environment:%s",
+		 json_string_value(json_object_get(in, "name")));
 	return audit_list(call, in, resource, out, err);
 }
 
@@ -113,12 +117,13 @@ int op_audit_verify(OpCall *call, json_t *in, json_t **out, BbxError *err)
 	BbxError verr = BBX_ERROR_INIT;
 	int r = audit_verify_db(path, NULL, &res, &verr);
 	if (r == -EBADMSG)
-		*out = json_pack("{s:b,s:I,s:I,s:s}", "valid", 0, "size", (json_int_t)res.size, "bad_seq",
-				 (json_int_t)res.bad_seq, "error", bbx_error_message(&verr, r));
+		*out = json_pack("{s:b,s:I,s:I,s:s}", "valid", 0, "size", (json_int_t)res.size,
+				 "bad_seq", (json_int_t)res.bad_seq, "error",
+				 bbx_error_message(&verr, r));
 	else if (r < 0)
 		return bbx_error_set(err, r, verr.kind, "%s", bbx_error_message(&verr, r));
 	else
-		*out = json_pack("{s:b,s:I,s:s}", "valid", 1, "size", (json_int_t)res.size, "head_hash",
-				 res.head_hash);
+		*out = json_pack("{s:b,s:I,s:s}", "valid", 1, "size", (json_int_t)res.size,
+				 "head_hash", res.head_hash);
 	return *out ? 0 : -ENOMEM;
 }

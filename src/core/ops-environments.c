@@ -39,11 +39,16 @@ int op_environment_create(OpCall *call, json_t *in, json_t **out, BbxError *err)
 	const char *from = str(in, "from");
 	/* A parent it cannot see does not exist. Without "from" the parent is production,
 	 * which agents may clone but never see. */
-	if (from && policy_authorize(call->core, call->principal, VERB_ENV_READ, from) == POLICY_INVISIBLE)
-		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found", from);
+	if (from &&
+	    policy_authorize(call->core, call->principal, VERB_ENV_READ, from) == POLICY_INVISIBLE)
+		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found",
+				     from);
 	const Principal *p = call->principal;
-	EnvCreateOptions o = { .name = str(in, "name"), .parent = from, .branch = str(in, "branch"),
-			       .created_by = p->name, .token_id = p->token_id[0] ? p->token_id : NULL };
+	EnvCreateOptions o = { .name = str(in, "name"),
+			       .parent = from,
+			       .branch = str(in, "branch"),
+			       .created_by = p->name,
+			       .token_id = p->token_id[0] ? p->token_id : NULL };
 	return environment_create(call->core, &o, out, err);
 }
 
@@ -74,21 +79,23 @@ int op_environment_exec(OpCall *call, json_t *in, json_t **out, BbxError *err)
 	_cleanup_strv_free_ char **argv = NULL;
 	size_t i;
 	json_t *v;
-	json_array_foreach(json_object_get(in, "command"), i, v)
-		if (strv_push(&argv, json_string_value(v)) < 0)
-			return -ENOMEM;
+	json_array_foreach(json_object_get(in, "command"), i,
+			   v) if (strv_push(&argv, json_string_value(v)) < 0) return -ENOMEM;
 	json_t *t = json_object_get(in, "timeout");
-	EnvExecOptions o = { .name = str(in, "name"), .application = str(in, "application"), .argv = argv,
-			     .stdin_data = str(in, "stdin"), .timeout_sec = t ? (uint64_t)json_integer_value(t) : 600 };
+	EnvExecOptions o = { .name = str(in, "name"),
+			     .application = str(in, "application"),
+			     .argv = argv,
+			     .stdin_data = str(in, "stdin"),
+			     .timeout_sec = t ? (uint64_t)json_integer_value(t) : 600 };
 	OneshotResult res = { 0 };
 	int r = environment_exec(call->core, &o, &res, err);
 	if (r < 0)
 		return r;
 	*out = json_pack("{s:i,s:o,s:s,s:I,s:b,s:b,s:I}", "exit_code", res.exit_status, "output",
-			 ops_json_string_lossy(res.output, res.output_len), "output_sha256", res.output_sha256,
-			 "output_bytes", (json_int_t)res.output_total, "output_truncated",
-			 res.output_total > res.output_len, "timed_out", res.timed_out, "duration_ms",
-			 (json_int_t)res.duration_ms);
+			 ops_json_string_lossy(res.output, res.output_len), "output_sha256",
+			 res.output_sha256, "output_bytes", (json_int_t)res.output_total,
+			 "output_truncated", res.output_total > res.output_len, "timed_out",
+			 res.timed_out, "duration_ms", (json_int_t)res.duration_ms);
 	oneshot_result_done(&res);
 	return *out ? 0 : -ENOMEM;
 }
@@ -100,11 +107,12 @@ int op_environment_logs(OpCall *call, json_t *in, json_t **out, BbxError *err)
 	char *text = NULL;
 	int64_t next = 0;
 	int r = environment_logs(call->core, str(in, "name"), process && *process ? process : NULL,
-				 off ? json_integer_value(off) : -65536, 1u << 20, &text, &next, err);
+				 off ? json_integer_value(off) : -65536, 1u << 20, &text, &next,
+				 err);
 	if (r < 0)
 		return r;
-	*out = json_pack("{s:o,s:I}", "text", ops_json_string_lossy(text, strlen(text)), "next_offset",
-			 (json_int_t)next);
+	*out = json_pack("{s:o,s:I}", "text", ops_json_string_lossy(text, strlen(text)),
+			 "next_offset", (json_int_t)next);
 	free(text);
 	return *out ? 0 : -ENOMEM;
 }
@@ -116,7 +124,8 @@ int op_environment_budget(OpCall *call, json_t *in, json_t **out, BbxError *err)
 	int r = budget_info(call->core, name, &budget, err);
 	if (r == -ENOENT && environment_exists(call->core, name))
 		return bbx_error_reset(err, -EBUSY, BBX_CONFLICT,
-				       "environment '%s' has no budget: budgets are a preview's", name);
+				       "environment '%s' has no budget: budgets are a preview's",
+				       name);
 	if (r < 0)
 		return r;
 	*out = json_pack("{s:s,s:o}", "name", name, "budget", budget);

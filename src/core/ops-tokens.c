@@ -23,20 +23,23 @@ int op_token_create(OpCall *call, json_t *in, json_t **out, BbxError *err)
 	json_t *v;
 
 	if (strcmp(kind, "agent") && strcmp(kind, "human"))
-		return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: 'kind' must be \"agent\" or \"human\"");
-	json_array_foreach(json_object_get(in, "scopes"), i, v)
-		scopes[i] = json_string_value(v);
-	json_array_foreach(json_object_get(in, "verbs"), i, v) {
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
+				     "input: 'kind' must be \"agent\" or \"human\"");
+	json_array_foreach(json_object_get(in, "scopes"), i, v) scopes[i] = json_string_value(v);
+	json_array_foreach(json_object_get(in, "verbs"), i, v)
+	{
 		uint32_t b = verb_from_string(json_string_value(v));
 		if (!b)
-			return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: verbs[%zu]: unknown verb '%.64s'", i,
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
+					     "input: verbs[%zu]: unknown verb '%.64s'", i,
 					     json_string_value(v));
 		verbs |= b;
 	}
 	Budget budget = { 0 };
 	json_t *jb = json_object_get(in, "budget");
 	if (jb && !json_is_null(jb) && budget_limits_from_json(jb, "budget", &budget, err) < 0)
-		return bbx_error_reset(err, -EINVAL, BBX_INVALID, "input: %s", bbx_error_message(err, -EINVAL));
+		return bbx_error_reset(err, -EINVAL, BBX_INVALID, "input: %s",
+				       bbx_error_message(err, -EINVAL));
 	json_t *ttl = json_object_get(in, "ttl_seconds");
 	TokenSpec spec = {
 		.kind = !strcmp(kind, "agent") ? PRINCIPAL_AGENT : PRINCIPAL_HUMAN,

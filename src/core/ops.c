@@ -13,6 +13,7 @@
 
 #define NAME_SCHEMA "\"name\": {\"type\": \"string\", \"description\": \"the environment\"}"
 
+/* clang-format off */
 const Op ops_table[] = {
 	{ "environment.list", VERB_ENV_READ, NULL, OP_READ_ONLY, 200,
 	  "the environments this principal can see",
@@ -110,6 +111,7 @@ const Op ops_table[] = {
 	  "{\"type\": \"object\", \"properties\": {}, \"additionalProperties\": false}",
 	  op_environment_deploy },
 };
+/* clang-format on */
 
 const size_t ops_n = ELEMENTSOF(ops_table);
 
@@ -138,35 +140,44 @@ static int check_value(const char *key, json_t *prop, json_t *v, BbxError *err)
 	if (!type)
 		return 0;
 	if (!strcmp(type, "string") && !json_is_string(v))
-		return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: '%s' must be a string", key);
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: '%s' must be a string",
+				     key);
 	if (!strcmp(type, "object") && !json_is_object(v))
-		return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: '%s' must be an object", key);
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: '%s' must be an object",
+				     key);
 	if (!strcmp(type, "boolean") && !json_is_boolean(v))
-		return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: '%s' must be true or false", key);
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: '%s' must be true or false",
+				     key);
 	if (!strcmp(type, "integer")) {
-		json_t *min = json_object_get(prop, "minimum"), *max = json_object_get(prop, "maximum");
-		if (!json_is_integer(v) || (min && json_integer_value(v) < json_integer_value(min)) ||
+		json_t *min = json_object_get(prop, "minimum"),
+		       *max = json_object_get(prop, "maximum");
+		if (!json_is_integer(v) ||
+		    (min && json_integer_value(v) < json_integer_value(min)) ||
 		    (max && json_integer_value(v) > json_integer_value(max))) {
 			if (min && max)
-				return bbx_error_set(err, -EINVAL, BBX_INVALID,
-						     "input: '%s' must be an integer between %lld and %lld", key,
-						     (long long)json_integer_value(min), (long long)json_integer_value(max));
-			return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: '%s' must be an integer", key);
+				return bbx_error_set(
+					err, -EINVAL, BBX_INVALID,
+					"input: '%s' must be an integer between %lld and %lld", key,
+					(long long)json_integer_value(min),
+					(long long)json_integer_value(max));
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
+					     "input: '%s' must be an integer", key);
 		}
 	}
 	if (!strcmp(type, "array")) {
-		json_t *min = json_object_get(prop, "minItems"), *max = json_object_get(prop, "maxItems");
+		json_t *min = json_object_get(prop, "minItems"),
+		       *max = json_object_get(prop, "maxItems");
 		size_t n = json_array_size(v);
 		if (!json_is_array(v) || (min && n < (size_t)json_integer_value(min)) ||
 		    (max && n > (size_t)json_integer_value(max)))
-			return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: '%s' must be an array of %lld to %lld strings",
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
+					     "input: '%s' must be an array of %lld to %lld strings",
 					     key, (long long)(min ? json_integer_value(min) : 0),
 					     (long long)(max ? json_integer_value(max) : 1 << 20));
 		size_t i;
 		json_t *item;
-		json_array_foreach(v, i, item)
-			if (!json_is_string(item))
-				return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: %s[%zu] must be a string", key, i);
+		json_array_foreach(v, i, item) if (!json_is_string(item)) return bbx_error_set(
+			err, -EINVAL, BBX_INVALID, "input: %s[%zu] must be a string", key, i);
 	}
 	return 0;
 }
@@ -176,7 +187,8 @@ int ops_check_input(const Op *op, json_t *in, BbxError *err)
 	json_error_t je;
 	json_t *schema = json_loads(op->input_schema, 0, &je);
 	if (!schema)
-		return bbx_error_set(err, -EINVAL, BBX_INTERNAL, "%s: input schema: %s", op->name, je.text);
+		return bbx_error_set(err, -EINVAL, BBX_INTERNAL, "%s: input schema: %s", op->name,
+				     je.text);
 	json_t *props = json_object_get(schema, "properties");
 	int r = 0;
 	if (!json_is_object(in))
@@ -184,10 +196,12 @@ int ops_check_input(const Op *op, json_t *in, BbxError *err)
 	const char *key;
 	json_t *v;
 	if (r == 0)
-		json_object_foreach(in, key, v) {
+		json_object_foreach(in, key, v)
+		{
 			json_t *prop = json_object_get(props, key);
 			if (!prop) {
-				r = bbx_error_set(err, -EINVAL, BBX_INVALID, "input: unknown field '%s'", key);
+				r = bbx_error_set(err, -EINVAL, BBX_INVALID,
+						  "input: unknown field '%s'", key);
 				break;
 			}
 			if (json_is_null(v))
@@ -199,10 +213,12 @@ int ops_check_input(const Op *op, json_t *in, BbxError *err)
 	size_t i;
 	json_t *req;
 	if (r == 0)
-		json_array_foreach(json_object_get(schema, "required"), i, req) {
+		json_array_foreach(json_object_get(schema, "required"), i, req)
+		{
 			json_t *have = json_object_get(in, json_string_value(req));
 			if (!have || json_is_null(have)) {
-				r = bbx_error_set(err, -EINVAL, BBX_INVALID, "input: '%s' is required",
+				r = bbx_error_set(err, -EINVAL, BBX_INVALID,
+						  "input: '%s' is required",
 						  json_string_value(req));
 				break;
 			}
@@ -213,44 +229,53 @@ int ops_check_input(const Op *op, json_t *in, BbxError *err)
 
 /* ---- authorization and audit ---- */
 
-int ops_authorize(Core *c, const Principal *p, const Op *op, const char *env, const char **ret_reason,
-		  BbxError *err)
+int ops_authorize(Core *c, const Principal *p, const Op *op, const char *env,
+		  const char **ret_reason, BbxError *err)
 {
 	const char *reason_unused;
 	const char **reason = ret_reason ? ret_reason : &reason_unused;
 	*reason = NULL;
 	if ((op->flags & OP_ROOT_ONLY) && p->kind != PRINCIPAL_ROOT)
-		return bbx_error_set(err, -EACCES, BBX_FORBIDDEN, "only the local administrator may do this");
+		return bbx_error_set(err, -EACCES, BBX_FORBIDDEN,
+				     "only the local administrator may do this");
 	PolicyDecision d = policy_authorize(c, p, op->verb, env);
 	/* One answer for "absent" and "not yours", and 403 only for a verb on one the principal
 	 * can see. */
-	if (d != POLICY_INVISIBLE && env && !(op->flags & OP_ENV_NEW) && !environment_exists(c, env)) {
+	if (d != POLICY_INVISIBLE && env && !(op->flags & OP_ENV_NEW) &&
+	    !environment_exists(c, env)) {
 		*reason = "no such environment";
-		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found", env);
+		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found",
+				     env);
 	}
 	if (d == POLICY_INVISIBLE) {
 		*reason = "out of scope";
-		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found", env ? env : "");
+		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found",
+				     env ? env : "");
 	}
 	if (d == POLICY_FORBIDDEN) {
 		*reason = "verb not granted";
 		if (op->flags & OP_ENV_NEW && env)
-			return bbx_error_set(err, -EACCES, BBX_FORBIDDEN, "this token may not %s environment '%s'",
-					     verb_to_string(op->verb) ? verb_to_string(op->verb) : op->name, env);
+			return bbx_error_set(err, -EACCES, BBX_FORBIDDEN,
+					     "this token may not %s environment '%s'",
+					     verb_to_string(op->verb) ? verb_to_string(op->verb)
+								      : op->name,
+					     env);
 		return bbx_error_set(err, -EACCES, BBX_FORBIDDEN, "this token may not %s",
-				     verb_to_string(op->verb) ? verb_to_string(op->verb) : op->name);
+				     verb_to_string(op->verb) ? verb_to_string(op->verb)
+							      : op->name);
 	}
 	return 0;
 }
 
-static int record(OpCall *call, const Op *op, const char *env, const char *decision, const char *reason,
-		  const char *outcome, BbxError *err)
+static int record(OpCall *call, const Op *op, const char *env, const char *decision,
+		  const char *reason, const char *outcome, BbxError *err)
 {
 	char resource[160];
 	if (env)
 		snprintf(resource, sizeof(resource), "environment:%s", env);
 	else
-		snprintf(resource, sizeof(resource), "%s", call->resource ? call->resource : op->name);
+		snprintf(resource, sizeof(resource), "%s",
+			 call->resource ? call->resource : op->name);
 	AuditRecord rec = {
 		.request_id = call->request_id,
 		.principal = call->principal,
@@ -282,8 +307,9 @@ void ops_audit_record(const OpCall *call, const Op *op, const char *resource, co
 
 static int audit_unavailable(BbxError *err)
 {
-	return bbx_error_reset(err, -EIO, BBX_AUDIT_UNAVAILABLE,
-			       "the request could not be recorded in the audit log, so it was not performed");
+	return bbx_error_reset(
+		err, -EIO, BBX_AUDIT_UNAVAILABLE,
+		"the request could not be recorded in the audit log, so it was not performed");
 }
 
 int ops_run(OpCall *call, const Op *op, json_t *in, json_t **out, BbxError *err)
@@ -298,7 +324,8 @@ int ops_run(OpCall *call, const Op *op, json_t *in, json_t **out, BbxError *err)
 	if (r >= 0)
 		r = ops_authorize(call->core, call->principal, op, env, &reason, err);
 	if (r < 0) {
-		snprintf(outcome, sizeof(outcome), "%u", bbx_error_kind_http_status(bbx_error_kind(err, r)));
+		snprintf(outcome, sizeof(outcome), "%u",
+			 bbx_error_kind_http_status(bbx_error_kind(err, r)));
 		if (record(call, op, env, r == -ENOENT || r == -EACCES ? "deny" : "allow",
 			   reason ? reason : bbx_error_message(err, r), outcome, NULL) < 0)
 			return audit_unavailable(err);
@@ -317,10 +344,11 @@ int ops_run(OpCall *call, const Op *op, json_t *in, json_t **out, BbxError *err)
 	if (r >= 0 && call->audited)
 		return r;
 	BbxErrorKind k = bbx_error_kind(err, r);
-	snprintf(outcome, sizeof(outcome), "%u", r < 0 ? bbx_error_kind_http_status(k) : op->success_status);
+	snprintf(outcome, sizeof(outcome), "%u",
+		 r < 0 ? bbx_error_kind_http_status(k) : op->success_status);
 	bool denied = r < 0 && (k == BBX_FORBIDDEN || k == BBX_UNAUTHORIZED);
-	if (record(call, op, env, denied ? "deny" : "allow", r < 0 ? bbx_error_message(err, r) : NULL, outcome,
-		   NULL) < 0) {
+	if (record(call, op, env, denied ? "deny" : "allow",
+		   r < 0 ? bbx_error_message(err, r) : NULL, outcome, NULL) < 0) {
 		json_decref(*out);
 		*out = NULL;
 		return audit_unavailable(err);
@@ -336,7 +364,11 @@ json_t *ops_json_string_lossy(const char *data, size_t n)
 
 	while (i < n) {
 		unsigned char ch = p[i];
-		size_t len = ch < 0x80 ? 1 : (ch >> 5) == 6 ? 2 : (ch >> 4) == 14 ? 3 : (ch >> 3) == 30 ? 4 : 0;
+		size_t len = ch < 0x80	       ? 1
+			     : (ch >> 5) == 6  ? 2
+			     : (ch >> 4) == 14 ? 3
+			     : (ch >> 3) == 30 ? 4
+					       : 0;
 		bool ok = len > 0 && i + len <= n && ch != 0;
 		for (size_t k = 1; ok && k < len; k++)
 			ok = (p[i + k] & 0xC0) == 0x80;

@@ -25,11 +25,11 @@
 typedef struct OpCall {
 	Core *core;
 	const Principal *principal;
-	const char *interface;		/* "cli", "http", "mcp" */
+	const char *interface; /* "cli", "http", "mcp" */
 	const char *request_id;
-	const char *request_digest;	/* hex SHA-256 of the request as received */
-	const char *resource;		/* for the audit record when no environment is named */
-	bool intent_recorded;		/* set by ops_run() */
+	const char *request_digest; /* hex SHA-256 of the request as received */
+	const char *resource;	    /* for the audit record when no environment is named */
+	bool intent_recorded;	    /* set by ops_run() */
 	/* Set by a handler that wrote its outcome record itself, in the transaction of its
 	 * change (ops_audit_record() fills it in); ops_run() then writes none. */
 	bool audited;
@@ -38,22 +38,22 @@ typedef struct OpCall {
 typedef int (*OpHandler)(OpCall *call, json_t *in, json_t **out, BbxError *err);
 
 typedef enum OpFlags {
-	OP_INTENT = 1 << 0,		/* acts outside the database: its intent is recorded first */
-	OP_ROOT_ONLY = 1 << 1,		/* only the local administrator */
-	OP_ENV_NEW = 1 << 2,		/* the environment it names need not exist (create) */
-	OP_ENV_PRODUCTION = 1 << 3,	/* acts on production, whatever the input says (deploy) */
-	OP_READ_ONLY = 1 << 4,		/* changes nothing (an MCP readOnlyHint) */
-	OP_DESTRUCTIVE = 1 << 5,	/* removes or ends something (an MCP destructiveHint) */
+	OP_INTENT = 1 << 0,	    /* acts outside the database: its intent is recorded first */
+	OP_ROOT_ONLY = 1 << 1,	    /* only the local administrator */
+	OP_ENV_NEW = 1 << 2,	    /* the environment it names need not exist (create) */
+	OP_ENV_PRODUCTION = 1 << 3, /* acts on production, whatever the input says (deploy) */
+	OP_READ_ONLY = 1 << 4,	    /* changes nothing (an MCP readOnlyHint) */
+	OP_DESTRUCTIVE = 1 << 5,    /* removes or ends something (an MCP destructiveHint) */
 } OpFlags;
 
 typedef struct Op {
-	const char *name;		/* "environment.create": also the audit action */
-	uint32_t verb;			/* required Verb bit; 0: any authenticated principal */
-	const char *env_arg;		/* the input key naming the environment, or NULL */
-	unsigned flags;			/* OpFlags */
-	unsigned success_status;	/* the HTTP status of a success (200, 201) */
-	const char *summary;		/* one line, for help and tool descriptions */
-	const char *input_schema;	/* JSON Schema (the subset ops_check_input() knows) */
+	const char *name;	  /* "environment.create": also the audit action */
+	uint32_t verb;		  /* required Verb bit; 0: any authenticated principal */
+	const char *env_arg;	  /* the input key naming the environment, or NULL */
+	unsigned flags;		  /* OpFlags */
+	unsigned success_status;  /* the HTTP status of a success (200, 201) */
+	const char *summary;	  /* one line, for help and tool descriptions */
+	const char *input_schema; /* JSON Schema (the subset ops_check_input() knows) */
 	OpHandler handler;
 } Op;
 
@@ -78,8 +78,8 @@ int ops_check_input(const Op *op, json_t *in, BbxError *err);
  * Returns 0 or -errno with err set; *ret_reason (optional) gets the reason for the audit
  * record only (never shown to the caller).
  */
-int ops_authorize(Core *c, const Principal *p, const Op *op, const char *env, const char **ret_reason,
-		  BbxError *err);
+int ops_authorize(Core *c, const Principal *p, const Op *op, const char *env,
+		  const char **ret_reason, BbxError *err);
 
 /*
  * Run op for call: check the input, authorize, record the intent (OP_INTENT), run the handler,

@@ -18,12 +18,12 @@
 
 typedef enum PolicyDecision {
 	POLICY_ALLOW = 0,
-	POLICY_INVISIBLE,	/* answer as not found */
-	POLICY_FORBIDDEN,	/* answer 403 */
+	POLICY_INVISIBLE, /* answer as not found */
+	POLICY_FORBIDDEN, /* answer 403 */
 } PolicyDecision;
 
 typedef enum RequestOrigin {
-	ORIGIN_UNIX_SOCKET,	/* peer credentials are known */
+	ORIGIN_UNIX_SOCKET, /* peer credentials are known */
 	ORIGIN_TCP,
 } RequestOrigin;
 

@@ -24,7 +24,7 @@ typedef enum Verb {
 
 typedef enum PrincipalKind {
 	PRINCIPAL_ANONYMOUS = 0,
-	PRINCIPAL_ROOT,		/* uid 0 on the daemon's unix socket with no token: the bootstrap admin */
+	PRINCIPAL_ROOT, /* uid 0 on the daemon's unix socket with no token: the bootstrap admin */
 	PRINCIPAL_HUMAN,
 	PRINCIPAL_AGENT,
 } PrincipalKind;
@@ -33,11 +33,12 @@ typedef enum PrincipalKind {
 
 typedef struct Principal {
 	PrincipalKind kind;
-	char token_id[32];	/* "" for root and anonymous */
+	char token_id[32]; /* "" for root and anonymous */
 	char name[64];
-	uint32_t verbs;		/* Verb bits */
-	char *scopes[PRINCIPAL_MAX_SCOPES + 1]; /* environment names or globs, NULL-terminated; owned */
-	int64_t expires_at;	/* 0 = never */
+	uint32_t verbs; /* Verb bits */
+	char *scopes[PRINCIPAL_MAX_SCOPES +
+		     1];    /* environment names or globs, NULL-terminated; owned */
+	int64_t expires_at; /* 0 = never */
 } Principal;
 
 void principal_done(Principal *p);

@@ -28,7 +28,8 @@ static int pg_bin(const ServiceRuntime *s, const char *prog, char *buf, size_t s
 {
 	snprintf(buf, size, "/usr/lib/postgresql/%s/bin/%s", s->config->version, prog);
 	if (access(buf, X_OK) < 0)
-		return bbx_error_set(err, -ENOENT, BBX_INVALID, "service %s: %s is not installed on this host",
+		return bbx_error_set(err, -ENOENT, BBX_INVALID,
+				     "service %s: %s is not installed on this host",
 				     s->config->name, buf);
 	return 0;
 }
@@ -44,17 +45,20 @@ static int pg_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxError
 	/* services/NAME and everything below it belong to the service's uid: every host-side
 	 * access goes through directory fds without following symlinks, so a compromised
 	 * service cannot point the daemon's writes outside its volume. */
-	_cleanup_close_ int base = open(s->data_host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	_cleanup_close_ int base =
+		open(s->data_host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (base < 0)
-		return bbx_error_set(err, -errno, BBX_INTERNAL, "service %s: %s: %m", s->config->name, s->data_host);
+		return bbx_error_set(err, -errno, BBX_INTERNAL, "service %s: %s: %m",
+				     s->config->name, s->data_host);
 	_cleanup_close_ int data = open_dir_at_nofollow(base, "data");
 	if (data < 0)
-		return bbx_error_set(err, data, BBX_INTERNAL, "service %s: %s/data: %s", s->config->name,
-				     s->data_host, strerror(-data));
+		return bbx_error_set(err, data, BBX_INTERNAL, "service %s: %s/data: %s",
+				     s->config->name, s->data_host, strerror(-data));
 	if (cloned) {
 		/* A snapshot of a running cluster: its pid file and any standby or archiving
 		 * setup belong to the source; the clone is a separate, stand-alone cluster. */
-		static const char *const stale[] = { "postmaster.pid", "standby.signal", "recovery.signal" };
+		static const char *const stale[] = { "postmaster.pid", "standby.signal",
+						     "recovery.signal" };
 		for (size_t i = 0; i < ELEMENTSOF(stale); i++)
 			(void)unlinkat(data, stale[i], 0);
 	}
@@ -77,14 +81,16 @@ static int pg_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxError
 			   s->port, s->data_path);
 	if (r < 0)
 		return r;
-	r = write_file_atomic_at(data, "branchbox.conf", conf.buf, conf.len, 0600, s->owner_uid, s->owner_gid);
+	r = write_file_atomic_at(data, "branchbox.conf", conf.buf, conf.len, 0600, s->owner_uid,
+				 s->owner_gid);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_INTERNAL, "service %s: writing %s/data/branchbox.conf: %s",
+		return bbx_error_set(err, r, BBX_INTERNAL,
+				     "service %s: writing %s/data/branchbox.conf: %s",
 				     s->config->name, s->data_host, strerror(-r));
 	r = mkdir_owned_at(base, "run", 0700, s->owner_uid, s->owner_gid);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_INTERNAL, "service %s: %s/run: %s", s->config->name, s->data_host,
-				     strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "service %s: %s/run: %s",
+				     s->config->name, s->data_host, strerror(-r));
 	return 0;
 }
 
@@ -100,16 +106,17 @@ static int pg_init_command(const ServiceRuntime *s, ServiceCommand *ret, BbxErro
 	/* initdb, then create the application's role and database in single-user mode, so no
 	 * server listens before the credentials exist. */
 	_cleanup_strbuf_ StrBuf script = STRBUF_INIT;
-	r = strbuf_appendf(&script,
-			   "set -e\n"
-			   "%s -D %s/data -U postgres --auth-local=trust --auth-host=scram-sha-256 "
-			   "-E UTF8 --locale=C.UTF-8 --no-instructions >/dev/null\n"
-			   "echo \"include_if_exists = 'branchbox.conf'\" >> %s/data/postgresql.conf\n"
-			   "%s --single -D %s/data -c listen_addresses='' postgres >/dev/null <<'EOF'\n"
-			   "CREATE ROLE " PG_APP_ROLE " LOGIN PASSWORD '%s'\n"
-			   "CREATE DATABASE " PG_APP_DB " OWNER " PG_APP_ROLE "\n"
-			   "EOF\n",
-			   initdb, s->data_path, s->data_path, postgres, s->data_path, s->password);
+	r = strbuf_appendf(
+		&script,
+		"set -e\n"
+		"%s -D %s/data -U postgres --auth-local=trust --auth-host=scram-sha-256 "
+		"-E UTF8 --locale=C.UTF-8 --no-instructions >/dev/null\n"
+		"echo \"include_if_exists = 'branchbox.conf'\" >> %s/data/postgresql.conf\n"
+		"%s --single -D %s/data -c listen_addresses='' postgres >/dev/null <<'EOF'\n"
+		"CREATE ROLE " PG_APP_ROLE " LOGIN PASSWORD '%s'\n"
+		"CREATE DATABASE " PG_APP_DB " OWNER " PG_APP_ROLE "\n"
+		"EOF\n",
+		initdb, s->data_path, s->data_path, postgres, s->data_path, s->password);
 	if (r < 0)
 		return r;
 	ret->argv = strv_new("/bin/sh", "-c", script.buf, NULL);
@@ -140,7 +147,10 @@ static int pg_probe(const ServiceRuntime *s, int netns_fd, BbxError *err)
 	msg[1] = (unsigned char)(n >> 16);
 	msg[2] = (unsigned char)(n >> 8);
 	msg[3] = (unsigned char)n;
-	msg[4] = 0x00; msg[5] = 0x03; msg[6] = 0x00; msg[7] = 0x00; /* protocol 3.0 */
+	msg[4] = 0x00;
+	msg[5] = 0x03;
+	msg[6] = 0x00;
+	msg[7] = 0x00; /* protocol 3.0 */
 	memcpy(msg + 8, params, sizeof(params));
 
 	ssize_t k = netns_exchange(netns_fd, s->port, msg, n, resp, sizeof(resp) - 1, 2000, NULL);
@@ -153,7 +163,10 @@ static int pg_probe(const ServiceRuntime *s, int netns_fd, BbxError *err)
 		if (resp[i] == 'C' && !memcmp(resp + i + 1, "57P03", 5))
 			return -EAGAIN;
 	/* Any other answer is still a server that is up (e.g. too many connections). */
-	return resp[0] == 'E' ? 0 : bbx_error_set(err, -EPROTO, BBX_INTERNAL, "service %s: unexpected answer to a startup message", s->config->name);
+	return resp[0] == 'E' ? 0
+			      : bbx_error_set(err, -EPROTO, BBX_INTERNAL,
+					      "service %s: unexpected answer to a startup message",
+					      s->config->name);
 }
 
 static int psql_command(const ServiceRuntime *s, const char *db, const char *sql, bool tuples,
@@ -184,7 +197,8 @@ static int pg_credentials_command(const ServiceRuntime *s, ServiceCommand *ret, 
 	return psql_command(s, "postgres", sql, false, ret, err);
 }
 
-static int pg_sql_command(const ServiceRuntime *s, const char *sql, ServiceCommand *ret, BbxError *err)
+static int pg_sql_command(const ServiceRuntime *s, const char *sql, ServiceCommand *ret,
+			  BbxError *err)
 {
 	return psql_command(s, PG_APP_DB, sql, true, ret, err);
 }
@@ -192,18 +206,19 @@ static int pg_sql_command(const ServiceRuntime *s, const char *sql, ServiceComma
 static json_t *pg_relationship(const ServiceRuntime *s, const char *rel)
 {
 	char url[512];
-	snprintf(url, sizeof(url), "postgresql://%s:%s@%s:%u/%s", PG_APP_ROLE, s->password, rel, s->port, PG_APP_DB);
+	snprintf(url, sizeof(url), "postgresql://%s:%s@%s:%u/%s", PG_APP_ROLE, s->password, rel,
+		 s->port, PG_APP_DB);
 	return json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "service", s->config->name,
-			 "host", rel, "port", (int)s->port, "scheme", "pgsql", "username", PG_APP_ROLE,
-			 "password", s->password, "path", PG_APP_DB, "type", s->config->type, "rel",
-			 "postgresql", "url", url);
+			 "host", rel, "port", (int)s->port, "scheme", "pgsql", "username",
+			 PG_APP_ROLE, "password", s->password, "path", PG_APP_DB, "type",
+			 s->config->type, "rel", "postgresql", "url", url);
 }
 
 const ServiceType service_postgresql = {
 	.kind = CONFIG_SERVICE_POSTGRESQL,
 	.name = "postgresql",
 	.default_port = 5432,
-	.stop_signal = SIGINT,	/* "fast" shutdown: roll back clients, checkpoint, exit */
+	.stop_signal = SIGINT, /* "fast" shutdown: roll back clients, checkpoint, exit */
 	.prepare = pg_prepare,
 	.init_command = pg_init_command,
 	.start_command = pg_start_command,

@@ -26,14 +26,17 @@ static int redis_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxEr
 
 	/* services/NAME is the service's own: no path below it is followed (see pg_prepare). */
 	if (mkdir(s->data_host, 0700) < 0 && errno != EEXIST)
-		return bbx_error_set(err, -errno, BBX_INTERNAL, "service %s: %s: %m", s->config->name, s->data_host);
-	_cleanup_close_ int base = open(s->data_host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		return bbx_error_set(err, -errno, BBX_INTERNAL, "service %s: %s: %m",
+				     s->config->name, s->data_host);
+	_cleanup_close_ int base =
+		open(s->data_host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (base < 0 || fchown(base, s->owner_uid, s->owner_gid) < 0)
-		return bbx_error_set(err, -errno, BBX_INTERNAL, "service %s: %s: %m", s->config->name, s->data_host);
+		return bbx_error_set(err, -errno, BBX_INTERNAL, "service %s: %s: %m",
+				     s->config->name, s->data_host);
 	r = mkdir_owned_at(base, "data", 0700, s->owner_uid, s->owner_gid);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_INTERNAL, "service %s: %s/data: %s", s->config->name, s->data_host,
-				     strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "service %s: %s/data: %s",
+				     s->config->name, s->data_host, strerror(-r));
 	r = strbuf_appendf(&conf,
 			   "# Written by branchbox at every start; do not edit.\n"
 			   "bind 127.0.0.1\n"
@@ -56,10 +59,11 @@ static int redis_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxEr
 			   s->port, s->data_path, s->password);
 	if (r < 0)
 		return r;
-	r = write_file_atomic_at(base, "redis.conf", conf.buf, conf.len, 0600, s->owner_uid, s->owner_gid);
+	r = write_file_atomic_at(base, "redis.conf", conf.buf, conf.len, 0600, s->owner_uid,
+				 s->owner_gid);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_INTERNAL, "service %s: writing %s/redis.conf: %s", s->config->name,
-				     s->data_host, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "service %s: writing %s/redis.conf: %s",
+				     s->config->name, s->data_host, strerror(-r));
 	return 0;
 }
 
@@ -73,8 +77,10 @@ static int redis_start_command(const ServiceRuntime *s, ServiceCommand *ret, Bbx
 {
 	char conf[200];
 	if (access("/usr/bin/redis-server", X_OK) < 0)
-		return bbx_error_set(err, -ENOENT, BBX_INVALID, "service %s: /usr/bin/redis-server is not installed on this host",
-				     s->config->name);
+		return bbx_error_set(
+			err, -ENOENT, BBX_INVALID,
+			"service %s: /usr/bin/redis-server is not installed on this host",
+			s->config->name);
 	snprintf(conf, sizeof(conf), "%s/redis.conf", s->data_path);
 	ret->argv = strv_new("/usr/bin/redis-server", conf, NULL);
 	return ret->argv ? 0 : -ENOMEM;
@@ -86,7 +92,8 @@ static int redis_probe(const ServiceRuntime *s, int netns_fd, BbxError *err)
 {
 	static const char ping[] = "*1\r\n$4\r\nPING\r\n";
 	char resp[256];
-	ssize_t k = netns_exchange(netns_fd, s->port, ping, sizeof(ping) - 1, resp, sizeof(resp) - 1, 2000, NULL);
+	ssize_t k = netns_exchange(netns_fd, s->port, ping, sizeof(ping) - 1, resp,
+				   sizeof(resp) - 1, 2000, NULL);
 	if (k <= 0)
 		return -EAGAIN;
 	resp[k] = '\0';
@@ -99,9 +106,9 @@ static json_t *redis_relationship(const ServiceRuntime *s, const char *rel)
 {
 	char url[512];
 	snprintf(url, sizeof(url), "redis://:%s@%s:%u", s->password, rel, s->port);
-	return json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:s}", "service", s->config->name, "host", rel,
-			 "port", (int)s->port, "scheme", "redis", "password", s->password, "type",
-			 s->config->type, "rel", "redis", "url", url);
+	return json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:s}", "service", s->config->name, "host",
+			 rel, "port", (int)s->port, "scheme", "redis", "password", s->password,
+			 "type", s->config->type, "rel", "redis", "url", url);
 }
 
 const ServiceType service_redis = {

@@ -24,27 +24,27 @@
 #include "error.h"
 
 typedef struct ServiceRuntime {
-	const ConfigService *config;	/* borrowed */
-	const char *data_host;		/* host path of VOLUME/services/NAME */
-	uid_t owner_uid;		/* what data_host's files are stored as (never 0) */
+	const ConfigService *config; /* borrowed */
+	const char *data_host;	     /* host path of VOLUME/services/NAME */
+	uid_t owner_uid;	     /* what data_host's files are stored as (never 0) */
 	gid_t owner_gid;
-	char data_path[128];		/* "/srv/NAME" inside the sandbox */
+	char data_path[128]; /* "/srv/NAME" inside the sandbox */
 	uint16_t port;
-	const char *password;		/* the application's credential for this environment */
+	const char *password; /* the application's credential for this environment */
 } ServiceRuntime;
 
 typedef struct ServiceCommand {
-	char **argv;			/* owned strv */
-	char *stdin_data;		/* owned, may be NULL */
+	char **argv;	  /* owned strv */
+	char *stdin_data; /* owned, may be NULL */
 } ServiceCommand;
 
 void service_command_done(ServiceCommand *c);
 
 typedef struct ServiceType {
 	ConfigServiceKind kind;
-	const char *name;		/* "postgresql" */
+	const char *name; /* "postgresql" */
 	uint16_t default_port;
-	int stop_signal;		/* the signal for a fast, clean shutdown */
+	int stop_signal; /* the signal for a fast, clean shutdown */
 	/* Host side, before anything runs: config files in data_host. cloned: after a snapshot
 	 * (drop replication/archiving, stale pid files). Called before every start. */
 	int (*prepare)(const ServiceRuntime *s, bool fresh, bool cloned, BbxError *err);
@@ -56,7 +56,8 @@ typedef struct ServiceType {
 	/* One-shot run after a clone's first start to replace the credentials (may be NULL). */
 	int (*credentials_command)(const ServiceRuntime *s, ServiceCommand *ret, BbxError *err);
 	/* One-shot running sql (sanitize/validate); NULL for services without SQL. */
-	int (*sql_command)(const ServiceRuntime *s, const char *sql, ServiceCommand *ret, BbxError *err);
+	int (*sql_command)(const ServiceRuntime *s, const char *sql, ServiceCommand *ret,
+			   BbxError *err);
 	/* Upsun-style relationship description (host is the relationship name). */
 	json_t *(*relationship)(const ServiceRuntime *s, const char *rel_name);
 } ServiceType;

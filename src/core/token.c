@@ -71,17 +71,20 @@ int token_check_format(const char *t, BbxError *err)
 	if (!t)
 		return bbx_error_set(err, -EINVAL, BBX_UNAUTHORIZED, "no token");
 	if (strncmp(t, TOKEN_PREFIX, strlen(TOKEN_PREFIX)))
-		return bbx_error_set(err, -EINVAL, BBX_UNAUTHORIZED, "malformed token: wrong prefix");
+		return bbx_error_set(err, -EINVAL, BBX_UNAUTHORIZED,
+				     "malformed token: wrong prefix");
 	size_t n = strnlen(t, TOKEN_LEN + 1);
 	if (n != TOKEN_LEN)
-		return bbx_error_set(err, -EINVAL, BBX_UNAUTHORIZED, "malformed token: wrong length");
+		return bbx_error_set(err, -EINVAL, BBX_UNAUTHORIZED,
+				     "malformed token: wrong length");
 	for (size_t i = strlen(TOKEN_PREFIX); i < n; i++)
 		if (!strchr(b32, t[i]) || !t[i])
 			return bbx_error_set(err, -EINVAL, BBX_UNAUTHORIZED,
 					     "malformed token: bad character at %zu", i);
 	token_checksum(t + strlen(TOKEN_PREFIX), check);
 	if (sodium_memcmp(check, t + strlen(TOKEN_PREFIX) + TOKEN_RANDOM_CHARS, TOKEN_CHECK_CHARS))
-		return bbx_error_set(err, -EINVAL, BBX_UNAUTHORIZED, "malformed token: bad checksum");
+		return bbx_error_set(err, -EINVAL, BBX_UNAUTHORIZED,
+				     "malformed token: bad checksum");
 	return 0;
 }
 
@@ -153,8 +156,8 @@ int token_spec_check(const TokenSpec *spec, const Principal *creator, const char
 				     "scopes: at least one environment name or glob is required");
 	for (; spec->scopes[n]; n++) {
 		if (n >= PRINCIPAL_MAX_SCOPES)
-			return bbx_error_set(err, -EINVAL, BBX_INVALID, "scopes: at most %d entries",
-					     PRINCIPAL_MAX_SCOPES);
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
+					     "scopes: at most %d entries", PRINCIPAL_MAX_SCOPES);
 		r = token_scope_pattern_check(spec->scopes[n], err);
 		if (r < 0)
 			return r;
@@ -163,7 +166,8 @@ int token_spec_check(const TokenSpec *spec, const Principal *creator, const char
 		return bbx_error_set(err, -EINVAL, BBX_INVALID,
 				     "verbs: at least one known verb is required");
 	if (spec->ttl_seconds < 0)
-		return bbx_error_set(err, -EINVAL, BBX_INVALID, "ttl_seconds: must not be negative");
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
+				     "ttl_seconds: must not be negative");
 
 	if (spec->kind == PRINCIPAL_AGENT) {
 		const uint32_t never = VERB_PROPOSAL_REVIEW | VERB_PROPOSAL_MERGE |
@@ -401,7 +405,8 @@ int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err
 		CachedToken *ct = &tc->slots[tc->next++ % TOKEN_CACHE_SLOTS];
 		free(ct->scope_json);
 		*ct = (CachedToken){
-			.used = true, .kind = kind, .verbs = verbs, .expires_at = expires_at};
+			.used = true, .kind = kind, .verbs = verbs, .expires_at = expires_at
+		};
 		memcpy(ct->digest, digest, sizeof(digest));
 		snprintf(ct->id, sizeof(ct->id), "%s", id);
 		snprintf(ct->name, sizeof(ct->name), "%s", name);
@@ -515,7 +520,8 @@ int token_create(Core *c, const Principal *creator, const TokenSpec *spec, const
 	int rc = sqlite3_prepare_v2(
 		store_db(s),
 		"INSERT INTO tokens (id, digest, principal_kind, name, scope_json, verbs, "
-		"created_by, created_at, expires_at, budget_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		"created_by, created_at, expires_at, budget_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+		"?, ?)",
 		-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);

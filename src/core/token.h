@@ -55,7 +55,7 @@ typedef struct TokenSpec {
 	const char *const *scopes; /* NULL-terminated */
 	uint32_t verbs;
 	int64_t ttl_seconds; /* 0 = no expiry (humans only) */
-	Budget budget;	     /* the most a preview it creates may use; .set = 0: production's policy */
+	Budget budget; /* the most a preview it creates may use; .set = 0: production's policy */
 } TokenSpec;
 
 /*

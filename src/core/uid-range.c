@@ -31,7 +31,8 @@ int uid_range_parse(const char *s, UidRange *ret, BbxError *err)
 	first[dash - s] = '\0';
 	memcpy(last, dash + 1, strlen(dash + 1) + 1);
 	if (parse_uint32(first, &r.first) < 0 || parse_uint32(last, &r.last) < 0)
-		return bbx_error_set(err, -EINVAL, BBX_INVALID, "uid range '%s': want FIRST-LAST", s);
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "uid range '%s': want FIRST-LAST",
+				     s);
 	if (r.first < UID_RANGE_MIN || r.last > UID_RANGE_MAX || r.last <= r.first)
 		return bbx_error_set(err, -ERANGE, BBX_INVALID,
 				     "uid range '%s': want %u <= FIRST < LAST <= %u (an "
@@ -65,7 +66,7 @@ static int check_file(const UidRange *range, const char *etc_dir, const char *fi
 		if (next)
 			*next++ = '\0';
 		line++;
-		char *f[4] = {l};
+		char *f[4] = { l };
 		size_t n = 1;
 		for (char *c = l; *c && n < ELEMENTSOF(f); c++)
 			if (*c == ':') {
@@ -96,7 +97,9 @@ int uid_range_check_host(const UidRange *range, const char *etc_dir, BbxError *e
 	static const struct {
 		const char *file;
 		bool sub;
-	} files[] = {{"passwd", false}, {"group", false}, {"subuid", true}, {"subgid", true}};
+	} files[] = {
+		{ "passwd", false }, { "group", false }, { "subuid", true }, { "subgid", true }
+	};
 	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
 		int r = check_file(range, etc_dir ? etc_dir : "/etc", files[i].file, files[i].sub,
 				   err);

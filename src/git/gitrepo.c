@@ -235,8 +235,8 @@ static int lib_init_result;
 
 static void lib_init(void)
 {
-	static const int levels[] = {GIT_CONFIG_LEVEL_SYSTEM, GIT_CONFIG_LEVEL_XDG,
-				     GIT_CONFIG_LEVEL_GLOBAL, GIT_CONFIG_LEVEL_PROGRAMDATA};
+	static const int levels[] = { GIT_CONFIG_LEVEL_SYSTEM, GIT_CONFIG_LEVEL_XDG,
+				      GIT_CONFIG_LEVEL_GLOBAL, GIT_CONFIG_LEVEL_PROGRAMDATA };
 
 	lib_init_result = git_libgit2_init();
 	if (lib_init_result < 0)
@@ -260,8 +260,8 @@ int gitrepo_open(const char *path, GitRepo **ret, BbxError *err)
 	if (!path || !*path)
 		return bbx_error_set(err, -EINVAL, BBX_INVALID, "empty repository path");
 	if (stat(path, &st) < 0)
-		return bbx_error_set(err, negative_errno(), BBX_NOT_FOUND, "repository %s: %s", path,
-				     strerror(errno));
+		return bbx_error_set(err, negative_errno(), BBX_NOT_FOUND, "repository %s: %s",
+				     path, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		return bbx_error_set(err, -ENOTDIR, BBX_INVALID, "repository %s is not a directory",
 				     path);
@@ -275,7 +275,8 @@ int gitrepo_open(const char *path, GitRepo **ret, BbxError *err)
 		return -ENOMEM;
 	g = git_repository_open_ext(&r->repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
 	if (g == GIT_ENOTFOUND)
-		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "%s is not a git repository", path);
+		return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "%s is not a git repository",
+				     path);
 	if (g < 0)
 		return git_fail(err, g, "opening git repository %s", path);
 	*ret = TAKE_PTR(r);
@@ -396,13 +397,13 @@ void gitrepo_commit_info_done(GitCommitInfo *c)
 	free(c->author_name);
 	free(c->author_email);
 	free(c->parents);
-	*c = (GitCommitInfo){0};
+	*c = (GitCommitInfo){ 0 };
 }
 
 int gitrepo_commit_info(GitRepo *r, const char *spec, GitCommitInfo *ret, BbxError *err)
 {
 	_cleanup_(git_commit_freep) git_commit *c = NULL;
-	_cleanup_(gitrepo_commit_info_done) GitCommitInfo info = {0};
+	_cleanup_(gitrepo_commit_info_done) GitCommitInfo info = { 0 };
 	const git_signature *a;
 	const char *s;
 	int k;
@@ -429,7 +430,7 @@ int gitrepo_commit_info(GitRepo *r, const char *spec, GitCommitInfo *ret, BbxErr
 	for (size_t i = 0; i < info.n_parents; i++)
 		oid_hex(git_commit_parent_id(c, (unsigned)i), info.parents[i]);
 	*ret = info;
-	info = (GitCommitInfo){0};
+	info = (GitCommitInfo){ 0 };
 	return 0;
 }
 
@@ -644,7 +645,7 @@ void gitrepo_checkout_result_done(GitCheckoutResult *res)
 	if (!res)
 		return;
 	strv_free(res->skipped_submodules);
-	*res = (GitCheckoutResult){0};
+	*res = (GitCheckoutResult){ 0 };
 }
 
 int gitrepo_checkout(GitRepo *r, const char *spec, const char *target_dir, GitCheckoutResult *ret,
@@ -652,10 +653,10 @@ int gitrepo_checkout(GitRepo *r, const char *spec, const char *target_dir, GitCh
 {
 	_cleanup_(git_commit_freep) git_commit *c = NULL;
 	_cleanup_(git_tree_freep) git_tree *tree = NULL;
-	_cleanup_(gitrepo_checkout_result_done) GitCheckoutResult res = {0};
+	_cleanup_(gitrepo_checkout_result_done) GitCheckoutResult res = { 0 };
 	_cleanup_strbuf_ StrBuf staging = STRBUF_INIT;
 	_cleanup_close_ int fd = -EBADF;
-	CheckoutCtx ctx = {.r = r, .res = &res, .err = err, .path = STRBUF_INIT};
+	CheckoutCtx ctx = { .r = r, .res = &res, .err = err, .path = STRBUF_INIT };
 	const char *slash;
 	struct stat st;
 	int k, g;
@@ -682,8 +683,8 @@ int gitrepo_checkout(GitRepo *r, const char *spec, const char *target_dir, GitCh
 	 * file system and is atomic. */
 	slash = strrchr(target_dir, '/');
 	if (slash && slash[1] == '\0')
-		return bbx_error_set(err, -EINVAL, BBX_INVALID, "checkout directory %s ends with '/'",
-				     target_dir);
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
+				     "checkout directory %s ends with '/'", target_dir);
 	if (slash)
 		k = strbuf_appendf(&staging, "%.*s/.%s.staging-XXXXXX", (int)(slash - target_dir),
 				   target_dir, slash + 1);
@@ -697,8 +698,8 @@ int gitrepo_checkout(GitRepo *r, const char *spec, const char *target_dir, GitCh
 				     strerror(errno));
 	fd = open(staging.buf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
-		k = bbx_error_set(err, negative_errno(), BBX_INTERNAL, "opening %s: %s", staging.buf,
-				  strerror(errno));
+		k = bbx_error_set(err, negative_errno(), BBX_INTERNAL, "opening %s: %s",
+				  staging.buf, strerror(errno));
 		goto fail;
 	}
 	if (fchmod(fd, 0755) < 0) {
@@ -712,13 +713,14 @@ int gitrepo_checkout(GitRepo *r, const char *spec, const char *target_dir, GitCh
 		goto fail;
 	}
 	if (renameat2(AT_FDCWD, staging.buf, AT_FDCWD, target_dir, RENAME_NOREPLACE) < 0) {
-		k = bbx_error_set(err, negative_errno(), errno == EEXIST ? BBX_CONFLICT : BBX_INTERNAL,
+		k = bbx_error_set(err, negative_errno(),
+				  errno == EEXIST ? BBX_CONFLICT : BBX_INTERNAL,
 				  "moving checkout into %s: %s", target_dir, strerror(errno));
 		goto fail;
 	}
 	strbuf_done(&ctx.path);
 	*ret = res;
-	res = (GitCheckoutResult){0};
+	res = (GitCheckoutResult){ 0 };
 	return 0;
 fail:
 	strbuf_done(&ctx.path);
@@ -738,7 +740,7 @@ void gitrepo_diff_done(GitDiff *d)
 	}
 	free(d->files);
 	free(d->patch);
-	*d = (GitDiff){0};
+	*d = (GitDiff){ 0 };
 }
 
 static char delta_status_char(git_delta_t s)
@@ -759,7 +761,7 @@ int gitrepo_diff(GitRepo *r, const char *from, const char *to, size_t max_patch,
 	_cleanup_(git_commit_freep) git_commit *ca = NULL, *cb = NULL;
 	_cleanup_(git_tree_freep) git_tree *ta = NULL, *tb = NULL;
 	_cleanup_(git_diff_freep) git_diff *diff = NULL;
-	_cleanup_(gitrepo_diff_done) GitDiff out = {0};
+	_cleanup_(gitrepo_diff_done) GitDiff out = { 0 };
 	_cleanup_strbuf_ StrBuf patch = STRBUF_INIT;
 	git_diff_find_options find = GIT_DIFF_FIND_OPTIONS_INIT;
 	size_t n;
@@ -836,7 +838,7 @@ int gitrepo_diff(GitRepo *r, const char *from, const char *to, size_t max_patch,
 	if (!out.patch)
 		return -ENOMEM;
 	*ret = out;
-	out = (GitDiff){0};
+	out = (GitDiff){ 0 };
 	return 0;
 }
 
@@ -877,8 +879,8 @@ static int branch_cas_locked(GitRepo *r, const char *branch, const git_oid *expe
 			oid_hex(git_reference_target(res), now);
 	}
 	if (!expected)
-		return bbx_error_set(err, -ESTALE, BBX_CONFLICT, "branch '%s' already exists (at %s)",
-				     branch, now);
+		return bbx_error_set(err, -ESTALE, BBX_CONFLICT,
+				     "branch '%s' already exists (at %s)", branch, now);
 	oid_hex(expected, want);
 	return bbx_error_set(err, -ESTALE, BBX_CONFLICT, "branch '%s' moved: expected %s, found %s",
 			     branch, want, now);
@@ -954,7 +956,7 @@ int gitrepo_apply_patch(GitRepo *r, const GitApplyRequest *req, char ret_id[stat
 	_cleanup_(git_index_freep) git_index *index = NULL;
 	_cleanup_strbuf_ StrBuf converted = STRBUF_INIT;
 	git_apply_options opts = GIT_APPLY_OPTIONS_INIT;
-	ApplyCtx ctx = {.path = ""};
+	ApplyCtx ctx = { .path = "" };
 	const char *patch;
 	size_t patch_size;
 	git_oid tree_id, new_id;
@@ -1012,7 +1014,7 @@ int gitrepo_apply_patch(GitRepo *r, const GitApplyRequest *req, char ret_id[stat
 	g = git_index_write_tree_to(&tree_id, index, r->repo);
 	if (g < 0)
 		return git_fail(err, g, "writing the patched tree to %s", r->path);
-	const git_commit *parents[] = {base};
+	const git_commit *parents[] = { base };
 	k = commit_create(r, req->author, req->message, &tree_id, 1, parents, &new_id, err);
 	if (k < 0)
 		return k;
@@ -1086,7 +1088,7 @@ void gitrepo_merge_result_done(GitMergeResult *res)
 	if (!res)
 		return;
 	strv_free(res->conflicts);
-	*res = (GitMergeResult){0};
+	*res = (GitMergeResult){ 0 };
 }
 
 static int collect_conflicts(git_index *index, char ***ret, StrBuf *msg)
@@ -1125,7 +1127,7 @@ int gitrepo_merge(GitRepo *r, const char *base, const char *head, const char *au
 	_cleanup_(git_index_freep) git_index *index = NULL;
 	_cleanup_strbuf_ StrBuf msg = STRBUF_INIT;
 	git_merge_options opts = GIT_MERGE_OPTIONS_INIT;
-	GitMergeResult res = {0};
+	GitMergeResult res = { 0 };
 	git_oid tree_id, new_id;
 	bool anc = false;
 	int k, g;
@@ -1158,7 +1160,7 @@ int gitrepo_merge(GitRepo *r, const char *base, const char *head, const char *au
 	if (g < 0)
 		return git_fail(err, g, "merging %s into %s", head, base);
 	if (git_index_has_conflicts(index)) {
-		*ret = (GitMergeResult){0};
+		*ret = (GitMergeResult){ 0 };
 		k = collect_conflicts(index, &ret->conflicts, &msg);
 		if (k < 0)
 			return k;
@@ -1174,7 +1176,7 @@ int gitrepo_merge(GitRepo *r, const char *base, const char *head, const char *au
 			return -ENOMEM;
 		message = strbuf_str(&msg);
 	}
-	const git_commit *parents[] = {cb, ch};
+	const git_commit *parents[] = { cb, ch };
 	k = commit_create(r, author, message, &tree_id, 2, parents, &new_id, err);
 	if (k < 0)
 		return k;

@@ -24,10 +24,8 @@
 #endif
 
 static const char *const v1_controllers[_SANDBOX_CG_MAX] = {
-	[SANDBOX_CG_MEMORY] = "memory",
-	[SANDBOX_CG_PIDS] = "pids",
-	[SANDBOX_CG_CPU] = "cpu",
-	[SANDBOX_CG_FREEZER] = "freezer",
+	[SANDBOX_CG_MEMORY] = "memory",	  [SANDBOX_CG_PIDS] = "pids",
+	[SANDBOX_CG_CPU] = "cpu",	  [SANDBOX_CG_FREEZER] = "freezer",
 	[SANDBOX_CG_CPUACCT] = "cpuacct",
 };
 
@@ -42,7 +40,7 @@ void sandbox_cgroup_closedirp(DIR **d)
 
 static void nsleep(long ns)
 {
-	struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = ns };
 	nanosleep(&ts, NULL);
 }
 
@@ -92,7 +90,7 @@ static bool controllers_have_all(const char *dir)
 	_cleanup_free_ char *s = NULL;
 	if (!p || read_full_file(p, 4096, &s, NULL) < 0)
 		return false;
-	static const char *const need[] = {"memory", "pids", "cpu"};
+	static const char *const need[] = { "memory", "pids", "cpu" };
 	for (size_t i = 0; i < ELEMENTSOF(need); i++) {
 		bool found = false;
 		size_t n = strlen(need[i]);
@@ -168,8 +166,8 @@ int sandbox_cgroup_name_check(const char *name)
 			return -EINVAL;
 		levels++;
 	}
-	if (levels == 0 || levels > CG_MAX_LEVELS || name[0] == '/' || name[strlen(name) - 1] == '/' ||
-	    strstr(name, "//"))
+	if (levels == 0 || levels > CG_MAX_LEVELS || name[0] == '/' ||
+	    name[strlen(name) - 1] == '/' || strstr(name, "//"))
 		return -EINVAL;
 	return 0;
 }
@@ -190,7 +188,7 @@ static int v2_enable(const char *dir, BbxError *err)
 	if (read_full_file(p, 4096, &avail, NULL) < 0)
 		snprintf(want, sizeof(want), "+memory +pids +cpu");
 	else {
-		static const char *const names[] = {"memory", "pids", "cpu"};
+		static const char *const names[] = { "memory", "pids", "cpu" };
 		for (size_t i = 0; i < ELEMENTSOF(names); i++) {
 			size_t n = strlen(names[i]);
 			for (const char *w = avail; *w;) {
@@ -209,8 +207,8 @@ static int v2_enable(const char *dir, BbxError *err)
 		return 0;
 	int r = cg_write(dir, "cgroup.subtree_control", want);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_SETUP, "cgroup: %s/cgroup.subtree_control: %s", dir,
-				     strerror(-r));
+		return bbx_error_set(err, r, BBX_SETUP, "cgroup: %s/cgroup.subtree_control: %s",
+				     dir, strerror(-r));
 	return 0;
 }
 
@@ -314,7 +312,8 @@ static int write_limits(SandboxCgroup *cg, const SandboxCgroupLimits *l, BbxErro
 	return 0;
 #undef W
 fail:
-	return bbx_error_set(err, r, BBX_SETUP, "cgroup limits: %s/%s: %s", dir, file, strerror(-r));
+	return bbx_error_set(err, r, BBX_SETUP, "cgroup limits: %s/%s: %s", dir, file,
+			     strerror(-r));
 }
 
 /*
@@ -322,8 +321,8 @@ fail:
  * (made when missing, its limits rewritten when it exists, left in place on failure: it may
  * hold children).
  */
-static int cgroup_make(const char *root, const char *name, const SandboxCgroupLimits *limits, bool parent,
-		       SandboxCgroup **ret, BbxError *err)
+static int cgroup_make(const char *root, const char *name, const SandboxCgroupLimits *limits,
+		       bool parent, SandboxCgroup **ret, BbxError *err)
 {
 	_cleanup_(sandbox_cgroup_freep) SandboxCgroup *cg = NULL;
 	_cleanup_free_ char *base = NULL;
@@ -336,8 +335,9 @@ static int cgroup_make(const char *root, const char *name, const SandboxCgroupLi
 		return bbx_error_set(err, r, BBX_INVALID, "cgroup name '%s' is not valid", name);
 	r = sandbox_cgroup_detect(root, &mode, &base);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_SETUP, "cgroup: %s: no usable cgroup hierarchy: %s",
-				     root, strerror(-r));
+		return bbx_error_set(err, r, BBX_SETUP,
+				     "cgroup: %s: no usable cgroup hierarchy: %s", root,
+				     strerror(-r));
 	if (asprintf(&rel, CG_PARENT "/%s", name) < 0)
 		return -ENOMEM;
 	cg = calloc(1, sizeof(*cg));
@@ -402,8 +402,9 @@ int sandbox_cgroup_open(const char *root, const char *name, SandboxCgroup **ret,
 		return bbx_error_set(err, r, BBX_INVALID, "cgroup name '%s' is not valid", name);
 	r = sandbox_cgroup_detect(root, &mode, &base);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_SETUP, "cgroup: %s: no usable cgroup hierarchy: %s",
-				     root, strerror(-r));
+		return bbx_error_set(err, r, BBX_SETUP,
+				     "cgroup: %s: no usable cgroup hierarchy: %s", root,
+				     strerror(-r));
 	cg = calloc(1, sizeof(*cg));
 	if (!cg)
 		return -ENOMEM;
@@ -427,7 +428,8 @@ int sandbox_cgroup_open(const char *root, const char *name, SandboxCgroup **ret,
 		}
 		cg->n_dir = i + 1;
 		if (stat(cg->dir[i], &st) < 0)
-			return bbx_error_set(err, -errno, errno == ENOENT ? BBX_NOT_FOUND : BBX_SETUP,
+			return bbx_error_set(err, -errno,
+					     errno == ENOENT ? BBX_NOT_FOUND : BBX_SETUP,
 					     "cgroup: %s: %s", cg->dir[i], strerror(errno));
 	}
 	*ret = TAKE_PTR(cg);
@@ -441,8 +443,9 @@ int sandbox_cgroup_attach(const SandboxCgroup *cg, pid_t pid, BbxError *err)
 	for (size_t i = 0; i < cg->n_dir; i++) {
 		int r = cg_write(cg->dir[i], "cgroup.procs", buf);
 		if (r < 0)
-			return bbx_error_set(err, r, BBX_SETUP, "cgroup attach: %s/cgroup.procs: %s",
-					     cg->dir[i], strerror(-r));
+			return bbx_error_set(err, r, BBX_SETUP,
+					     "cgroup attach: %s/cgroup.procs: %s", cg->dir[i],
+					     strerror(-r));
 	}
 	return 0;
 }
@@ -698,8 +701,10 @@ void sandbox_cgroup_usage(const SandboxCgroup *cg, SandboxCgroupUsage *ret)
 	if (ns == UINT64_MAX && cg->n_dir > SANDBOX_CG_CPUACCT)
 		ns = read_counter(cg->dir[SANDBOX_CG_CPUACCT], "cpuacct.usage", NULL);
 	ret->cpu_usec = ns == UINT64_MAX ? UINT64_MAX : ns / 1000;
-	ret->memory_current = read_counter(cg->dir[SANDBOX_CG_MEMORY], "memory.usage_in_bytes", NULL);
-	ret->memory_peak = read_counter(cg->dir[SANDBOX_CG_MEMORY], "memory.max_usage_in_bytes", NULL);
+	ret->memory_current =
+		read_counter(cg->dir[SANDBOX_CG_MEMORY], "memory.usage_in_bytes", NULL);
+	ret->memory_peak =
+		read_counter(cg->dir[SANDBOX_CG_MEMORY], "memory.max_usage_in_bytes", NULL);
 }
 
 /* Whether dir or any cgroup below it lists a process (> 0); with kill, SIGKILL every one

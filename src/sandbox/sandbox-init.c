@@ -38,7 +38,7 @@ static void copy_str(char *dst, size_t size, const char *src)
 
 _noreturn_ static void fail(const char *step, const char *path, int error, int exit_code)
 {
-	SandboxChildError ce = {.error = error, .exit_code = exit_code};
+	SandboxChildError ce = { .error = error, .exit_code = exit_code };
 	copy_str(ce.step, sizeof(ce.step), step);
 	copy_str(ce.path, sizeof(ce.path), path);
 	(void)!write(SANDBOX_FD_ERR, &ce, sizeof(ce));
@@ -58,7 +58,7 @@ static int status_to_exit(int status)
 _noreturn_ static void exec_command(char **candidates, char **argv)
 {
 	/* Reset what the command must not inherit: blocked signals and ignored dispositions. */
-	struct sigaction sa = {.sa_handler = SIG_DFL};
+	struct sigaction sa = { .sa_handler = SIG_DFL };
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
 			(void)sigaction(sig, &sa, NULL);
@@ -96,8 +96,8 @@ static void drop_stdio(void)
 _noreturn_ static void supervise(int sfd, pid_t main_pid)
 {
 	for (;;) {
-		struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN},
-					{.fd = SANDBOX_FD_SYNC, .events = 0}};
+		struct pollfd pfd[2] = { { .fd = sfd, .events = POLLIN },
+					 { .fd = SANDBOX_FD_SYNC, .events = 0 } };
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -162,7 +162,7 @@ int main(int argc, char **argv)
 	 */
 	if (pdeathsig && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		fail("pdeathsig", "", errno, 125);
-	struct pollfd pfd = {.fd = SANDBOX_FD_SYNC, .events = 0};
+	struct pollfd pfd = { .fd = SANDBOX_FD_SYNC, .events = 0 };
 	if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)))
 		_exit(125);
 
@@ -170,7 +170,7 @@ int main(int argc, char **argv)
 	if (close_range(SANDBOX_FD_ERR + 1, ~0U, 0) < 0)
 		fail("close_range", "", errno, 125);
 	/* Ignored dispositions survive exec; an ignored SIGCHLD would hide the exit status. */
-	struct sigaction sa = {.sa_handler = SIG_DFL};
+	struct sigaction sa = { .sa_handler = SIG_DFL };
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
 			(void)sigaction(sig, &sa, NULL);

@@ -43,7 +43,7 @@ typedef struct SandboxChildError {
 } SandboxChildError;
 
 /* Signals init passes on to the command (sandbox_kill() documents them). */
-static const int sandbox_init_forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+static const int sandbox_init_forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
 
 /* The mask that is blocked from before the exec of init: forwarded signals and SIGCHLD. */
 static inline void sandbox_init_sigmask(sigset_t *ret)

@@ -460,7 +460,7 @@ static size_t strv_count(const char *const *l)
  */
 static int check_tables(BbxError *err)
 {
-	const char *const *tables[] = {sandbox_seccomp_allowed, sandbox_seccomp_denied};
+	const char *const *tables[] = { sandbox_seccomp_allowed, sandbox_seccomp_denied };
 	for (size_t t = 0; t < ELEMENTSOF(tables); t++)
 		for (size_t i = 0; tables[t][i]; i++) {
 			const char *name = tables[t][i];
@@ -560,7 +560,7 @@ static int add_argument_rules(scmp_filter_ctx ctx, const char **ret_what)
 	 * compared on the low 32 bits so high bits set in the register do not slip past.
 	 */
 	*ret_what = "ioctl";
-	static const uint32_t ioctls[] = {TIOCSTI, TIOCLINUX};
+	static const uint32_t ioctls[] = { TIOCSTI, TIOCLINUX };
 	r = add_allow_except_u32(ctx, SCMP_SYS(ioctl), 1, ioctls, ELEMENTSOF(ioctls));
 	if (r < 0)
 		return r;
@@ -575,8 +575,9 @@ static int add_argument_rules(scmp_filter_ctx ctx, const char **ret_what)
 	static const struct {
 		const char *name;
 		int nr;
-	} socket_calls[] = {{"socket", SCMP_SYS(socket)}, {"socketpair", SCMP_SYS(socketpair)}};
-	static const uint64_t families[] = {AF_UNIX, AF_INET, AF_INET6};
+	} socket_calls[] = { { "socket", SCMP_SYS(socket) },
+			     { "socketpair", SCMP_SYS(socketpair) } };
+	static const uint64_t families[] = { AF_UNIX, AF_INET, AF_INET6 };
 	for (size_t s = 0; s < ELEMENTSOF(socket_calls); s++) {
 		int nr = socket_calls[s].nr;
 		*ret_what = socket_calls[s].name;
@@ -605,7 +606,7 @@ static int add_argument_rules(scmp_filter_ctx ctx, const char **ret_what)
 	 * Docker the 0xffffffff query is denied with them.
 	 */
 	*ret_what = "personality";
-	static const uint64_t personas[] = {0x0, 0x8, 0x20000, 0x20008};
+	static const uint64_t personas[] = { 0x0, 0x8, 0x20000, 0x20008 };
 	for (size_t i = 0; i < ELEMENTSOF(personas); i++) {
 		r = seccomp_rule_add(ctx, ALLOW, SCMP_SYS(personality), 1,
 				     SCMP_A0_64(SCMP_CMP_EQ, personas[i]));

@@ -208,7 +208,7 @@ static Op *plan_add(Plan *p, OpKind kind, const char *step, const char *inside)
 		p->alloc_ops = n;
 	}
 	Op *op = &p->ops[p->n_ops];
-	*op = (Op){.kind = kind, .step = step, .source_fd = -1, .child_fd = -1};
+	*op = (Op){ .kind = kind, .step = step, .source_fd = -1, .child_fd = -1 };
 	if (asprintf(&op->path, SANDBOX_ROOT "%s", inside) < 0) {
 		op->path = NULL;
 		return NULL;
@@ -262,14 +262,15 @@ static int plan_file(Plan *p, const char *inside, char *content /* takes */)
 }
 
 /* source_fd >= 0: bind what that fd refers to (source only names it in messages). */
-static int plan_bind(Plan *p, const char *source, int source_fd, const char *inside,
-		     bool readonly, bool optional, BbxError *err)
+static int plan_bind(Plan *p, const char *source, int source_fd, const char *inside, bool readonly,
+		     bool optional, BbxError *err)
 {
 	struct stat st;
 	if ((source_fd >= 0 ? fstat(source_fd, &st) : stat(source, &st)) < 0) {
 		if (optional && errno == ENOENT)
 			return 0;
-		return bbx_error_set(err, -errno, BBX_SETUP, "bind: %s: %s", source, strerror(errno));
+		return bbx_error_set(err, -errno, BBX_SETUP, "bind: %s: %s", source,
+				     strerror(errno));
 	}
 	if (source_fd >= 0 && p->n_fd_binds >= SANDBOX_MAX_FD_BINDS)
 		return bbx_error_set(err, -E2BIG, BBX_INVALID, "bind: %s: more than %d binds by fd",
@@ -294,8 +295,8 @@ static int plan_bind(Plan *p, const char *source, int source_fd, const char *ins
 					     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE |
 						     AT_EMPTY_PATH);
 		if (op->source_fd < 0)
-			return bbx_error_set(err, -errno, BBX_SETUP, "bind: open_tree: %s: %s", source,
-					     strerror(errno));
+			return bbx_error_set(err, -errno, BBX_SETUP, "bind: open_tree: %s: %s",
+					     source, strerror(errno));
 		op->child_fd = FD_FIRST_FREE + (int)p->n_fd_binds++;
 	}
 	return 0;
@@ -352,8 +353,8 @@ static char **strv_copy(char *const *l)
 /* Host top-level entries the sandbox sees read-only: symlinks are recreated as symlinks. */
 static int plan_host_dirs(Plan *p, BbxError *err)
 {
-	static const char *const dirs[] = {"/usr",   "/bin",   "/sbin",	 "/lib",
-					   "/lib32", "/lib64", "/libx32"};
+	static const char *const dirs[] = { "/usr",   "/bin",	"/sbin",  "/lib",
+					    "/lib32", "/lib64", "/libx32" };
 	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
 		struct stat st;
 		if (lstat(dirs[i], &st) < 0)
@@ -494,8 +495,8 @@ static int plan_proc_sys_dev_tmp(Plan *p, uint64_t tmp_size)
 		const char *name;
 		unsigned major, minor;
 	} nodes[] = {
-		{"/dev/null", 1, 3},   {"/dev/zero", 1, 5},    {"/dev/full", 1, 7},
-		{"/dev/random", 1, 8}, {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0},
+		{ "/dev/null", 1, 3 },	 { "/dev/zero", 1, 5 },	   { "/dev/full", 1, 7 },
+		{ "/dev/random", 1, 8 }, { "/dev/urandom", 1, 9 }, { "/dev/tty", 5, 0 },
 	};
 	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(nodes); i++) {
 		Op *op = plan_add(p, OP_MKNOD, "mknod", nodes[i].name);
@@ -507,9 +508,9 @@ static int plan_proc_sys_dev_tmp(Plan *p, uint64_t tmp_size)
 	static const struct {
 		const char *link, *target;
 	} links[] = {
-		{"/dev/fd", "/proc/self/fd"},	    {"/dev/stdin", "/proc/self/fd/0"},
-		{"/dev/stdout", "/proc/self/fd/1"}, {"/dev/stderr", "/proc/self/fd/2"},
-		{"/dev/ptmx", "pts/ptmx"},
+		{ "/dev/fd", "/proc/self/fd" },	      { "/dev/stdin", "/proc/self/fd/0" },
+		{ "/dev/stdout", "/proc/self/fd/1" }, { "/dev/stderr", "/proc/self/fd/2" },
+		{ "/dev/ptmx", "pts/ptmx" },
 	};
 	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(links); i++) {
 		Op *op = plan_add(p, OP_SYMLINK, "symlink", links[i].link);
@@ -563,7 +564,7 @@ static bool path_is_clean(const char *p)
 	return true;
 }
 
-static const char *const reserved_targets[] = {"/", "/proc", "/sys", "/dev", SANDBOX_INIT_TARGET};
+static const char *const reserved_targets[] = { "/", "/proc", "/sys", "/dev", SANDBOX_INIT_TARGET };
 
 static int plan_user_binds(Plan *p, const SandboxSpec *spec, BbxError *err)
 {
@@ -574,9 +575,9 @@ static int plan_user_binds(Plan *p, const SandboxSpec *spec, BbxError *err)
 	if (!all)
 		return -ENOMEM;
 	for (size_t i = 0; i < spec->n_ro; i++)
-		all[i] = (UserBind){&spec->ro[i], true};
+		all[i] = (UserBind){ &spec->ro[i], true };
 	for (size_t i = 0; i < spec->n_rw; i++)
-		all[spec->n_ro + i] = (UserBind){&spec->rw[i], false};
+		all[spec->n_ro + i] = (UserBind){ &spec->rw[i], false };
 	/* Sorted by target, so a bind nested in another one is mounted after its parent. */
 	qsort(all, n, sizeof(UserBind), user_bind_cmp);
 	for (size_t i = 0; i < n; i++) {
@@ -655,7 +656,7 @@ static int plan_userns(Plan *p, const SandboxSpec *spec, BbxError *err)
 		return bbx_error_set(err, -errno, BBX_SETUP, "idmap: clone: user namespace: %s",
 				     strerror(errno));
 	int r = 0;
-	static const char *const files[] = {"uid_map", "gid_map"};
+	static const char *const files[] = { "uid_map", "gid_map" };
 	char path[64];
 	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(files); i++) {
 		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, files[i]);
@@ -689,7 +690,7 @@ static int plan_exec(Plan *p, const SandboxSpec *spec, BbxError *err)
 	if (spec->env)
 		p->envp = strv_copy(spec->env);
 	else {
-		char *const defaults[] = {"PATH=" DEFAULT_PATH, "HOME=/tmp", NULL};
+		char *const defaults[] = { "PATH=" DEFAULT_PATH, "HOME=/tmp", NULL };
 		p->envp = strv_copy(defaults);
 	}
 	if (!p->envp)
@@ -697,7 +698,7 @@ static int plan_exec(Plan *p, const SandboxSpec *spec, BbxError *err)
 
 	const char *cmd = spec->argv[0];
 	if (strchr(cmd, '/')) {
-		char *const one[] = {(char *)cmd, NULL};
+		char *const one[] = { (char *)cmd, NULL };
 		p->exec_candidates = strv_copy(one);
 		return p->exec_candidates ? 0 : -ENOMEM;
 	}
@@ -901,8 +902,8 @@ static int plan_build(Plan *p, const SandboxSpec *spec, BbxError *err)
 		r = plan_landlock(p, "/dev/shm", UINT64_MAX);
 	if (r >= 0)
 		r = plan_landlock(p, "/dev/pts", LL_FILE_RW);
-	static const char *const devs[] = {"/dev/null",	  "/dev/zero",	  "/dev/full",
-					   "/dev/random", "/dev/urandom", "/dev/tty"};
+	static const char *const devs[] = { "/dev/null",   "/dev/zero",	   "/dev/full",
+					    "/dev/random", "/dev/urandom", "/dev/tty" };
 	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(devs); i++)
 		r = plan_landlock(p, devs[i], LL_FILE_RW);
 	if (r < 0)
@@ -931,7 +932,7 @@ static void cstr_copy(char *dst, size_t size, const char *src)
 
 _noreturn_ static void child_fail(const char *step, const char *path, int error, int exit_code)
 {
-	SandboxChildError ce = {.error = error, .exit_code = exit_code};
+	SandboxChildError ce = { .error = error, .exit_code = exit_code };
 	cstr_copy(ce.step, sizeof(ce.step), step);
 	cstr_copy(ce.path, sizeof(ce.path), path);
 	(void)!write(FD_ERR, &ce, sizeof(ce));
@@ -942,7 +943,7 @@ _noreturn_ static void child_fail(const char *step, const char *path, int error,
 
 static long sys_openat2(int dirfd, const char *path, int flags, uint64_t resolve)
 {
-	struct open_how how = {.flags = (uint64_t)flags, .resolve = resolve};
+	struct open_how how = { .flags = (uint64_t)flags, .resolve = resolve };
 	return syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
 }
 
@@ -1006,11 +1007,11 @@ static void child_bind(int rootfd, const Op *op)
 	 * The init, and binds by fd, were cloned into detached mounts by the parent (a copy of
 	 * what the caller resolved and checked, not whatever a path names now): only moved here.
 	 */
-	int tree = op->source_init    ? FD_INIT
-		   : op->child_fd >= 0 ? op->child_fd
-				       : (int)syscall(SYS_open_tree, AT_FDCWD, op->source,
-						      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
-							      AT_RECURSIVE);
+	int tree = op->source_init ? FD_INIT
+		   : op->child_fd >= 0
+			   ? op->child_fd
+			   : (int)syscall(SYS_open_tree, AT_FDCWD, op->source,
+					  OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
 	if (tree < 0)
 		FAIL("bind: open_tree", op->source);
 	/* An idmap can only be set on a mount not attached yet, like this clone. */
@@ -1102,8 +1103,8 @@ static void child_run_op(int rootfd, const Op *op)
 		}
 		if (mount(op->path, op->path, NULL, MS_BIND | MS_REC, NULL) < 0)
 			FAIL(op->step, op->path);
-		struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-						      MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC};
+		struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+						       MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC };
 		if (syscall(SYS_mount_setattr, AT_FDCWD, op->path, AT_RECURSIVE, &attr,
 			    sizeof(attr)) < 0)
 			FAIL(op->step, op->path);
@@ -1117,7 +1118,7 @@ static void child_loopback_up(void)
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
 		FAIL("loopback", "lo");
-	struct ifreq ifr = {0};
+	struct ifreq ifr = { 0 };
 	ifr.ifr_name[0] = 'l';
 	ifr.ifr_name[1] = 'o';
 	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
@@ -1135,15 +1136,15 @@ static void child_loopback_up(void)
 static void child_setup_fds(const Plan *p, int sync_fd, int err_fd)
 {
 	enum { N_FIXED = FD_FIRST_FREE, N_MAX = N_FIXED + SANDBOX_MAX_FD_BINDS };
-	int src[N_MAX] = {p->stdio[0] >= 0 ? p->stdio[0] : 0,
-			  p->stdio[1] >= 0 ? p->stdio[1] : 1,
-			  p->stdio[2] >= 0 ? p->stdio[2] : 2,
-			  sync_fd,
-			  err_fd,
-			  p->netns_fd,
-			  p->init_fd,
-			  p->userns_fd};
-	int dst[N_MAX] = {0, 1, 2, FD_SYNC, FD_ERR, FD_NETNS, FD_INIT, FD_USERNS};
+	int src[N_MAX] = { p->stdio[0] >= 0 ? p->stdio[0] : 0,
+			   p->stdio[1] >= 0 ? p->stdio[1] : 1,
+			   p->stdio[2] >= 0 ? p->stdio[2] : 2,
+			   sync_fd,
+			   err_fd,
+			   p->netns_fd,
+			   p->init_fd,
+			   p->userns_fd };
+	int dst[N_MAX] = { 0, 1, 2, FD_SYNC, FD_ERR, FD_NETNS, FD_INIT, FD_USERNS };
 	int high[N_MAX];
 	int n = N_FIXED;
 	for (size_t i = 0; i < p->n_ops; i++)
@@ -1202,7 +1203,7 @@ static void child_setup_fds(const Plan *p, int sync_fd, int err_fd)
  */
 static void child_rlimits(const Plan *p)
 {
-	struct rlimit core = {0, 0};
+	struct rlimit core = { 0, 0 };
 	if (setrlimit(RLIMIT_CORE, &core) < 0)
 		FAIL("setrlimit", "RLIMIT_CORE");
 	if (setrlimit(RLIMIT_NOFILE, &p->nofile) < 0)
@@ -1224,8 +1225,8 @@ static void child_drop_privileges(const Plan *p)
 		FAIL("setresgid", "");
 	if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0)
 		FAIL("setresuid", "");
-	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
-	struct __user_cap_data_struct data[2] = {{0}};
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct data[2] = { { 0 } };
 	if (syscall(SYS_capset, &hdr, data) < 0)
 		FAIL("capset", "");
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
@@ -1234,7 +1235,7 @@ static void child_drop_privileges(const Plan *p)
 	if (p->pdeathsig && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		FAIL("pdeathsig", "");
 	/* The parent may have died before that: its sync pipe end is then closed. */
-	struct pollfd pfd = {.fd = FD_SYNC, .events = POLLIN};
+	struct pollfd pfd = { .fd = FD_SYNC, .events = POLLIN };
 	if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)))
 		_exit(125);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
@@ -1267,7 +1268,8 @@ static void child_landlock(const Plan *p, int *ret_ruleset)
 		/* Rules on a non-directory may only hold file rights. */
 		if (!S_ISDIR(st.st_mode))
 			access &= LANDLOCK_ACCESS_FS_EXECUTE | LL_FILE_RW;
-		struct landlock_path_beneath_attr pb = {.allowed_access = access, .parent_fd = fd};
+		struct landlock_path_beneath_attr pb = { .allowed_access = access,
+							 .parent_fd = fd };
 		if (syscall(SYS_landlock_add_rule, rs, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) < 0)
 			FAIL("landlock: add rule", p->ll[i].path);
 		close(fd);
@@ -1325,7 +1327,7 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 	if (p->n_fd_binds &&
 	    close_range(FD_FIRST_FREE, FD_FIRST_FREE + (unsigned)p->n_fd_binds - 1, 0) < 0)
 		FAIL("close_range", "");
-	struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+	struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY };
 	if (syscall(SYS_mount_setattr, rootfd, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
 		FAIL("remount root read-only", SANDBOX_ROOT);
 
@@ -1349,7 +1351,7 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 	if (syscall(SYS_landlock_restrict_self, landlock_fd, 0) < 0)
 		FAIL("landlock: restrict_self", "");
 	close(landlock_fd);
-	struct sock_fprog prog = {.len = (unsigned short)p->bpf_len, .filter = p->bpf};
+	struct sock_fprog prog = { .len = (unsigned short)p->bpf_len, .filter = p->bpf };
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
 		FAIL("seccomp", "");
 
@@ -1493,7 +1495,7 @@ static BbxErrorKind kind_for_exit(int exit_code)
 
 int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 {
-	_cleanup_(plan_done) Plan plan = {.init_fd = -EBADF, .userns_fd = -EBADF};
+	_cleanup_(plan_done) Plan plan = { .init_fd = -EBADF, .userns_fd = -EBADF };
 	_cleanup_(sandbox_freep) Sandbox *sb = NULL;
 	int r;
 
@@ -1514,7 +1516,8 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 		return r == -ENOMEM ? bbx_error_set(err, r, BBX_INTERNAL, "out of memory") : r;
 	r = mkdir_p(SANDBOX_ROOT, 0700);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_SETUP, "mkdir: %s: %s", SANDBOX_ROOT, strerror(-r));
+		return bbx_error_set(err, r, BBX_SETUP, "mkdir: %s: %s", SANDBOX_ROOT,
+				     strerror(-r));
 
 	sb = sandbox_new();
 	if (!sb)
@@ -1571,11 +1574,12 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 	if (RETRY_EINTR(write(sb->sync_fd, "g", 1)) != 1)
 		return bbx_error_set(err, -errno, BBX_SETUP, "sync: %s", strerror(errno));
 
-	struct pollfd pfd = {.fd = err_r, .events = POLLIN};
+	struct pollfd pfd = { .fd = err_r, .events = POLLIN };
 	int k = RETRY_EINTR(poll(&pfd, 1, SANDBOX_SETUP_TIMEOUT_MS));
 	if (k == 0)
-		return bbx_error_set(err, -ETIMEDOUT, BBX_SETUP, "setup: the sandbox was not ready within %d s",
-				     SANDBOX_SETUP_TIMEOUT_MS / 1000); /* sandbox_free kills and reaps it */
+		return bbx_error_set(
+			err, -ETIMEDOUT, BBX_SETUP, "setup: the sandbox was not ready within %d s",
+			SANDBOX_SETUP_TIMEOUT_MS / 1000); /* sandbox_free kills and reaps it */
 	SandboxChildError ce;
 	ssize_t n = RETRY_EINTR(read(err_r, &ce, sizeof(ce)));
 	if (n == (ssize_t)sizeof(ce)) {
@@ -1629,7 +1633,7 @@ int sandbox_bind_parse(const char *s, SandboxBind *ret, char **ret_storage, BbxE
 			"bind '%s': want HOSTPATH[:PATH], absolute, without '..', '.', "
 			"'//' or ':'",
 			s);
-	*ret = (SandboxBind){.source = source, .target = target};
+	*ret = (SandboxBind){ .source = source, .target = target };
 	*ret_storage = TAKE_PTR(copy);
 	return 0;
 }
@@ -1657,7 +1661,7 @@ int sandbox_netns_create(const char *path, BbxError *err)
 		int e = 0;
 		(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 		int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-		struct ifreq ifr = {0};
+		struct ifreq ifr = { 0 };
 		ifr.ifr_name[0] = 'l';
 		ifr.ifr_name[1] = 'o';
 		if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)

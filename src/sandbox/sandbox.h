@@ -48,7 +48,7 @@ typedef struct SandboxBind {
 	 * The fd stays the caller's; the sandbox closes its copy before the command runs.
 	 */
 	int source_fd;
-	bool idmapped;	    /* seen through the spec's idmap (see SandboxIdmap) */
+	bool idmapped; /* seen through the spec's idmap (see SandboxIdmap) */
 } SandboxBind;
 
 /*

@@ -73,21 +73,21 @@ static int btrfs_check_layout(int root_fd, const char *name, BbxError *err)
 		return r;
 	}
 	if (e != BTRFS_UTIL_ERROR_STOP_ITERATION)
-		return bbx_error_set(err, -EIO, BBX_INTERNAL, "%s: cannot list nested subvolumes: %s",
-				     name, btrfs_util_strerror(e));
+		return bbx_error_set(err, -EIO, BBX_INTERNAL,
+				     "%s: cannot list nested subvolumes: %s", name,
+				     btrfs_util_strerror(e));
 	return storage_check_symlinks(fd, name, err);
 }
 
-static int btrfs_snapshot(int root_fd, const char *src, const char *dst,
-			  const VolumeFreeze *freeze, BbxError *err)
+static int btrfs_snapshot(int root_fd, const char *src, const char *dst, const VolumeFreeze *freeze,
+			  BbxError *err)
 {
 	_cleanup_close_ int sfd = open_volume(root_fd, src);
 	if (sfd < 0)
 		return bbx_error_set(err, sfd, BBX_NOT_FOUND, "%s: cannot open volume: %s", src,
 				     strerror(-sfd));
 	/* Atomic by itself: the writers need no freezing. */
-	enum btrfs_util_error e =
-		btrfs_util_create_snapshot_fd2(sfd, root_fd, dst, 0, NULL, NULL);
+	enum btrfs_util_error e = btrfs_util_create_snapshot_fd2(sfd, root_fd, dst, 0, NULL, NULL);
 	if (e != BTRFS_UTIL_OK) {
 		int r = btrfs_errno(e);
 		return bbx_error_set(err, r, BBX_INTERNAL, "%s: snapshot failed: %s (%s)", src,
@@ -153,8 +153,8 @@ static int btrfs_destroy(int root_fd, const char *name, bool sync, BbxError *err
 		id = 0;
 	fd = safe_close(fd);
 	/* Nested subvolumes are refused before clones, but an agent can still make one. */
-	enum btrfs_util_error e =
-		btrfs_util_delete_subvolume_fd(root_fd, name, BTRFS_UTIL_DELETE_SUBVOLUME_RECURSIVE);
+	enum btrfs_util_error e = btrfs_util_delete_subvolume_fd(
+		root_fd, name, BTRFS_UTIL_DELETE_SUBVOLUME_RECURSIVE);
 	if (e != BTRFS_UTIL_OK) {
 		int r = btrfs_errno(e);
 		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot delete subvolume: %s (%s)",
@@ -237,7 +237,7 @@ static int btrfs_set_quota(int root_fd, const char *name, bool quotas, uint64_t 
 	/* qgroupid 0: the subvolume of fd. UINT64_MAX clears the limit. */
 	struct btrfs_ioctl_qgroup_limit_args args = {
 		.qgroupid = 0,
-		.lim = {.flags = BTRFS_QGROUP_LIMIT_MAX_EXCL, .max_excl = bytes},
+		.lim = { .flags = BTRFS_QGROUP_LIMIT_MAX_EXCL, .max_excl = bytes },
 	};
 	if (ioctl(fd, BTRFS_IOC_QGROUP_LIMIT, &args) < 0) {
 		int r = negative_errno();

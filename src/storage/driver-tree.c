@@ -87,8 +87,8 @@ static int tree_destroy(int root_fd, const char *name, bool sync, BbxError *err)
 				     strerror(-r));
 	if (sync && syncfs(root_fd) < 0) {
 		r = negative_errno();
-		return bbx_error_set(err, r, BBX_INTERNAL, "%s: removed, but syncfs failed: %s", name,
-				     strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "%s: removed, but syncfs failed: %s",
+				     name, strerror(-r));
 	}
 	return 0;
 }

@@ -58,7 +58,9 @@ static int read_string(Reader *rd, char **ret)
 		if (c == '\\') {
 			char e = rd->s[rd->i++];
 			switch (e) {
-			case '"': case '\\': case '/': c = e; break;
+			case '"':
+			case '\\':
+			case '/': c = e; break;
 			case 'n': c = '\n'; break;
 			case 't': c = '\t'; break;
 			case 'r': c = '\r'; break;
@@ -70,9 +72,11 @@ static int read_string(Reader *rd, char **ret)
 					char h = rd->s[rd->i++];
 					if (!isxdigit((unsigned char)h))
 						return fail(rd, "bad \\u escape");
-					v = v * 16 + (isdigit((unsigned char)h)
-							      ? (unsigned)(h - '0')
-							      : (unsigned)(tolower((unsigned char)h) - 'a' + 10));
+					v = v * 16 +
+					    (isdigit((unsigned char)h)
+						     ? (unsigned)(h - '0')
+						     : (unsigned)(tolower((unsigned char)h) - 'a' +
+								  10));
 				}
 				/* Paths and reasons we write are ASCII; refuse what we never write. */
 				if (v == 0 || v > 0x7f)
@@ -143,8 +147,8 @@ static int read_value(Reader *rd, Value *v)
 static int take_string(Reader *rd, const char *key, Value *v, char **field)
 {
 	if (v->type != V_STRING)
-		return bbx_error_set(rd->err, -EINVAL, BBX_INVALID, "pool.json: '%s' must be a string",
-				     key);
+		return bbx_error_set(rd->err, -EINVAL, BBX_INVALID,
+				     "pool.json: '%s' must be a string", key);
 	free(*field);
 	*field = TAKE_PTR(v->str);
 	return 0;
@@ -300,11 +304,12 @@ int pool_record_format(const PoolRecord *rec, char **ret)
 	    (r = put_string(&sb, "image", rec->image, true)) < 0 ||
 	    (r = put_string(&sb, "mountpoint", rec->mountpoint, true)) < 0 ||
 	    (r = strbuf_appendf(&sb, "\t\"quotas\": %s,\n\t\"size\": %llu,\n",
-				rec->quotas ? "true" : "false", (unsigned long long)rec->size)) < 0 ||
+				rec->quotas ? "true" : "false", (unsigned long long)rec->size)) <
+		    0 ||
 	    (r = put_string(&sb, "req_driver", storage_driver_kind_to_string(rec->req_driver),
 			    true)) < 0 ||
-	    (r = strbuf_appendf(&sb, "\t\"req_size\": %llu,\n", (unsigned long long)rec->req_size)) <
-		    0 ||
+	    (r = strbuf_appendf(&sb, "\t\"req_size\": %llu,\n",
+				(unsigned long long)rec->req_size)) < 0 ||
 	    (r = put_string(&sb, "req_path", rec->req_path, false)) < 0 ||
 	    (r = strbuf_puts(&sb, "}\n")) < 0)
 		return r;

@@ -166,8 +166,8 @@ static int loop_mount(const char *image, const char *mnt, char **ret_device, Bbx
 		_cleanup_free_ char *dev = NULL;
 		int r = loop_device_path(n, &dev);
 		if (r < 0)
-			return bbx_error_set(err, r, BBX_INTERNAL, "cannot create /dev/loop%d: %s", n,
-					     strerror(-r));
+			return bbx_error_set(err, r, BBX_INTERNAL, "cannot create /dev/loop%d: %s",
+					     n, strerror(-r));
 		_cleanup_close_ int lfd = open(dev, O_RDWR | O_CLOEXEC);
 		if (lfd < 0) {
 			r = negative_errno();
@@ -185,8 +185,8 @@ static int loop_mount(const char *image, const char *mnt, char **ret_device, Bbx
 			if (errno == EBUSY)
 				continue; /* another process took it between GET_FREE and here */
 			r = negative_errno();
-			return bbx_error_set(err, r, BBX_INTERNAL, "cannot attach %s to %s: %s", image,
-					     dev, strerror(-r));
+			return bbx_error_set(err, r, BBX_INTERNAL, "cannot attach %s to %s: %s",
+					     image, dev, strerror(-r));
 		}
 		if (mount(dev, mnt, "btrfs", MS_NOATIME, NULL) < 0) {
 			r = negative_errno();
@@ -263,7 +263,8 @@ static int choose_driver(const PoolOptions *opts, const char *where, StorageDriv
 	long type;
 	int r = path_fstype(where, &type);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_INVALID, "cannot inspect %s: %s", where, strerror(-r));
+		return bbx_error_set(err, r, BBX_INVALID, "cannot inspect %s: %s", where,
+				     strerror(-r));
 	bool on_btrfs = (unsigned long)type == BTRFS_SUPER_MAGIC;
 	bool reflink = storage_dir_supports_reflink(where);
 	const char *fs = fstype_name(type);
@@ -272,26 +273,30 @@ static int choose_driver(const PoolOptions *opts, const char *where, StorageDriv
 	switch (opts->driver) {
 	case STORAGE_DRIVER_BTRFS:
 		if (opts->path && !on_btrfs)
-			return bbx_error_set(err, -EINVAL, BBX_INVALID,
-					     "--path %s is on %s, not btrfs: the btrfs driver needs a "
-					     "btrfs directory (or no --path, for a loop image)",
-					     opts->path, fs);
+			return bbx_error_set(
+				err, -EINVAL, BBX_INVALID,
+				"--path %s is on %s, not btrfs: the btrfs driver needs a "
+				"btrfs directory (or no --path, for a loop image)",
+				opts->path, fs);
 		if (!on_btrfs && (!kernel_has_btrfs() || !have_mkfs_btrfs()))
-			return bbx_error_set(err, -EOPNOTSUPP, BBX_INVALID,
-					     "btrfs driver: the kernel lacks btrfs or mkfs.btrfs is "
-					     "missing (install btrfs-progs)");
+			return bbx_error_set(
+				err, -EOPNOTSUPP, BBX_INVALID,
+				"btrfs driver: the kernel lacks btrfs or mkfs.btrfs is "
+				"missing (install btrfs-progs)");
 		r = on_btrfs ? strbuf_appendf(&why, "requested with --driver btrfs; %s is on btrfs",
 					      where)
-			     : strbuf_appendf(&why, "requested with --driver btrfs; %s is %s, so a "
-						    "loop-mounted btrfs image",
+			     : strbuf_appendf(&why,
+					      "requested with --driver btrfs; %s is %s, so a "
+					      "loop-mounted btrfs image",
 					      where, fs);
 		break;
 	case STORAGE_DRIVER_REFLINK:
 		if (!reflink)
 			return bbx_error_set(err, -EOPNOTSUPP, BBX_INVALID,
-					     "reflink driver: %s (%s) does not support FICLONE", where,
-					     fs);
-		r = strbuf_appendf(&why, "requested with --driver reflink; %s (%s) supports FICLONE",
+					     "reflink driver: %s (%s) does not support FICLONE",
+					     where, fs);
+		r = strbuf_appendf(&why,
+				   "requested with --driver reflink; %s (%s) supports FICLONE",
 				   where, fs);
 		break;
 	case STORAGE_DRIVER_COPY:
@@ -303,8 +308,9 @@ static int choose_driver(const PoolOptions *opts, const char *where, StorageDriv
 			r = strbuf_appendf(&why, "%s is on btrfs: subvolume snapshots", where);
 		} else if (!opts->path && kernel_has_btrfs() && have_mkfs_btrfs()) {
 			*ret = STORAGE_DRIVER_BTRFS;
-			r = strbuf_appendf(&why, "kernel has btrfs and mkfs.btrfs exists; %s is %s, "
-						 "so a loop-mounted btrfs image",
+			r = strbuf_appendf(&why,
+					   "kernel has btrfs and mkfs.btrfs exists; %s is %s, "
+					   "so a loop-mounted btrfs image",
 					   where, fs);
 		} else if (reflink) {
 			*ret = STORAGE_DRIVER_REFLINK;
@@ -312,7 +318,8 @@ static int choose_driver(const PoolOptions *opts, const char *where, StorageDriv
 					   where, fs);
 		} else {
 			*ret = STORAGE_DRIVER_COPY;
-			r = strbuf_appendf(&why, "%s (%s) has neither btrfs nor reflink", where, fs);
+			r = strbuf_appendf(&why, "%s (%s) has neither btrfs nor reflink", where,
+					   fs);
 		}
 		if (r < 0)
 			return -ENOMEM;
@@ -366,7 +373,8 @@ static int make_image(const char *pool_dir, const char *image, const char *mnt, 
 {
 	int r = mkdir_p(mnt, 0700);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_INTERNAL, "cannot create %s: %s", mnt, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot create %s: %s", mnt,
+				     strerror(-r));
 	/* Sparse: the image costs only what the pool holds. */
 	_cleanup_close_ int fd =
 		open(image, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -377,7 +385,8 @@ static int make_image(const char *pool_dir, const char *image, const char *mnt, 
 	}
 	if (ftruncate(fd, (off_t)size) < 0) {
 		r = negative_errno();
-		return bbx_error_set(err, r, BBX_INTERNAL, "cannot size %s: %s", image, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot size %s: %s", image,
+				     strerror(-r));
 	}
 	fd = safe_close(fd);
 	_cleanup_free_ char *out = NULL;
@@ -426,8 +435,8 @@ int pool_init(const char *state_dir, const PoolOptions *opts, bool *ret_already,
 	if (opts->path) {
 		struct stat st;
 		if (opts->path[0] != '/')
-			return bbx_error_set(err, -EINVAL, BBX_INVALID, "--path %s must be absolute",
-					     opts->path);
+			return bbx_error_set(err, -EINVAL, BBX_INVALID,
+					     "--path %s must be absolute", opts->path);
 		if (stat(opts->path, &st) < 0 || !S_ISDIR(st.st_mode))
 			return bbx_error_set(err, -ENOTDIR, BBX_INVALID,
 					     "--path %s is not an existing directory", opts->path);
@@ -455,7 +464,8 @@ int pool_init(const char *state_dir, const PoolOptions *opts, bool *ret_already,
 	if (want_image) {
 		rec.size = opts->size ? opts->size : DEFAULT_POOL_SIZE;
 		if (rec.size < MIN_POOL_SIZE) {
-			r = bbx_error_set(err, -EINVAL, BBX_INVALID, "--size must be at least 256M");
+			r = bbx_error_set(err, -EINVAL, BBX_INVALID,
+					  "--size must be at least 256M");
 			goto fail;
 		}
 		rec.image = path_join(pool_dir, "btrfs.img");
@@ -740,7 +750,8 @@ int pool_destroy(Pool *p, bool force, BbxError *err)
 	(void)rmdir(pool_dir);
 	if (unlink(json) < 0 && errno != ENOENT) {
 		r = negative_errno();
-		return bbx_error_set(err, r, BBX_INTERNAL, "cannot remove %s: %s", json, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot remove %s: %s", json,
+				     strerror(-r));
 	}
 	return 0;
 }
@@ -843,7 +854,8 @@ static int publish(Pool *p, const char *staging, const char *name, BbxError *err
 		int r = negative_errno();
 		(void)p->drv->destroy(p->root_fd, staging, false, NULL);
 		if (r == -EEXIST)
-			return bbx_error_set(err, r, BBX_CONFLICT, "%s: volume already exists", name);
+			return bbx_error_set(err, r, BBX_CONFLICT, "%s: volume already exists",
+					     name);
 		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot move into place: %s", name,
 				     strerror(-r));
 	}
@@ -946,7 +958,7 @@ int pool_volume_usage(Pool *p, const char *name, VolumeInfo *ret, BbxError *err)
 	int r = require_exists(p, name, true, err);
 	if (r < 0)
 		return r;
-	VolumeInfo v = {.quota_bytes = STORAGE_UNKNOWN};
+	VolumeInfo v = { .quota_bytes = STORAGE_UNKNOWN };
 	r = p->drv->usage(p->root_fd, name, p->rec.quotas, &v.exclusive_bytes, &v.shared_bytes,
 			  err);
 	if (r < 0)
@@ -1001,8 +1013,8 @@ int pool_volume_set_quota(Pool *p, const char *name, uint64_t bytes, BbxError *e
 	if (r < 0)
 		return r;
 	if (!p->drv->set_quota)
-		return bbx_error_set(err, -EOPNOTSUPP, BBX_UNSUPPORTED, "%s: the %s driver: %s", name,
-				     p->drv->name, p->drv->no_quota_reason);
+		return bbx_error_set(err, -EOPNOTSUPP, BBX_UNSUPPORTED, "%s: the %s driver: %s",
+				     name, p->drv->name, p->drv->no_quota_reason);
 	return p->drv->set_quota(p->root_fd, name, p->rec.quotas, bytes, err);
 }
 
@@ -1017,7 +1029,7 @@ int pool_commitment(Pool *p, PoolCommitment *ret, BbxError *err)
 	r = pool_volume_list(p, &v, &n, err);
 	if (r < 0)
 		return r;
-	PoolCommitment c = {.size_bytes = info.size_bytes, .free_bytes = info.free_bytes};
+	PoolCommitment c = { .size_bytes = info.size_bytes, .free_bytes = info.free_bytes };
 	for (size_t i = 0; i < n; i++) {
 		if (v[i].quota_bytes == STORAGE_UNKNOWN)
 			continue;

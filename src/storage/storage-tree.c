@@ -122,7 +122,8 @@ static int copy_range(CopyWalk *w, int sfd, int dfd, off_t start, off_t end)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)
+			if (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS ||
+			    errno == EINVAL)
 				return copy_range_rw(w, sfd, dfd, start, end);
 			return negative_errno();
 		}
@@ -211,7 +212,8 @@ static int copy_regular(CopyWalk *w, int src_dir, int dst_dir, const char *name,
 			return walk_fail(w, negative_errno(), "cannot link");
 		return 0;
 	}
-	_cleanup_close_ int sfd = openat(src_dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	_cleanup_close_ int sfd =
+		openat(src_dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 	if (sfd < 0)
 		return walk_fail(w, negative_errno(), "cannot open");
 	struct stat sst;
@@ -288,7 +290,8 @@ static int copy_dir_contents(CopyWalk *w, int src_fd, int dst_fd, unsigned depth
 		if (dot_or_dotdot(de->d_name))
 			continue;
 		size_t saved = w->path.len;
-		if ((saved && strbuf_putc(&w->path, '/') < 0) || strbuf_puts(&w->path, de->d_name) < 0)
+		if ((saved && strbuf_putc(&w->path, '/') < 0) ||
+		    strbuf_puts(&w->path, de->d_name) < 0)
 			return bbx_error_set(w->err, -ENOMEM, BBX_INTERNAL, "out of memory");
 		struct stat st;
 		if (fstatat(src_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -299,12 +302,14 @@ static int copy_dir_contents(CopyWalk *w, int src_fd, int dst_fd, unsigned depth
 		if (S_ISDIR(st.st_mode)) {
 			if (mkdirat(dst_fd, de->d_name, 0700) < 0)
 				return walk_fail(w, negative_errno(), "cannot create directory");
-			_cleanup_close_ int s = openat(src_fd, de->d_name,
-						       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			_cleanup_close_ int s =
+				openat(src_fd, de->d_name,
+				       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (s < 0)
 				return walk_fail(w, negative_errno(), "cannot open directory");
-			_cleanup_close_ int t = openat(dst_fd, de->d_name,
-						       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			_cleanup_close_ int t =
+				openat(dst_fd, de->d_name,
+				       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (t < 0)
 				return walk_fail(w, negative_errno(), "cannot open new directory");
 			r = copy_dir_contents(w, s, t, depth + 1);
@@ -391,8 +396,9 @@ static int allocated_walk(Allocated *a, int dir_fd, unsigned depth)
 		}
 		a->total += (uint64_t)st.st_blocks * 512;
 		if (S_ISDIR(st.st_mode)) {
-			_cleanup_close_ int s = openat(dir_fd, de->d_name,
-						       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			_cleanup_close_ int s =
+				openat(dir_fd, de->d_name,
+				       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (s < 0)
 				return negative_errno();
 			int r = allocated_walk(a, s, depth + 1);
@@ -409,7 +415,8 @@ int storage_tree_allocated(int dir_fd, uint64_t *ret, BbxError *err)
 	int r = allocated_walk(&a, dir_fd, 0);
 	free(a.seen);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_INTERNAL, "cannot measure volume: %s", strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot measure volume: %s",
+				     strerror(-r));
 	*ret = a.total;
 	return 0;
 }
@@ -491,14 +498,16 @@ static int link_walk(LinkWalk *w, int dir_fd, unsigned depth)
 		if (type != DT_DIR && type != DT_LNK)
 			continue;
 		size_t saved = w->path.len;
-		if ((saved && strbuf_putc(&w->path, '/') < 0) || strbuf_puts(&w->path, de->d_name) < 0)
+		if ((saved && strbuf_putc(&w->path, '/') < 0) ||
+		    strbuf_puts(&w->path, de->d_name) < 0)
 			return bbx_error_set(w->err, -ENOMEM, BBX_INTERNAL, "out of memory");
 		int r = 0;
 		if (type == DT_LNK)
 			r = check_one_link(w, dir_fd, de->d_name, depth);
 		else {
-			_cleanup_close_ int s = openat(dir_fd, de->d_name,
-						       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			_cleanup_close_ int s =
+				openat(dir_fd, de->d_name,
+				       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (s >= 0)
 				r = link_walk(w, s, depth + 1);
 		}

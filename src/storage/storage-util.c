@@ -96,13 +96,15 @@ int storage_list_dir(int root_fd, char ***ret, BbxError *err)
 	int fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
 		int r = negative_errno();
-		return bbx_error_set(err, r, BBX_INTERNAL, "cannot open pool root: %s", strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot open pool root: %s",
+				     strerror(-r));
 	}
 	DIR *d = fdopendir(fd);
 	if (!d) {
 		int r = negative_errno();
 		safe_close(fd);
-		return bbx_error_set(err, r, BBX_INTERNAL, "cannot read pool root: %s", strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "cannot read pool root: %s",
+				     strerror(-r));
 	}
 	char **l = calloc(1, sizeof(char *));
 	size_t n = 0;
@@ -172,8 +174,9 @@ int storage_freeze(const VolumeFreeze *f, const char *what, BbxError *err)
 		return 0;
 	int r = f->freeze(f->userdata);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot freeze the source's writers: %s",
-				     what, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL,
+				     "%s: cannot freeze the source's writers: %s", what,
+				     strerror(-r));
 	return 0;
 }
 
@@ -183,8 +186,9 @@ int storage_thaw(const VolumeFreeze *f, const char *what, BbxError *err)
 		return 0;
 	int r = f->thaw(f->userdata);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_INTERNAL, "%s: cannot thaw the source's writers: %s",
-				     what, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL,
+				     "%s: cannot thaw the source's writers: %s", what,
+				     strerror(-r));
 	return 0;
 }
 

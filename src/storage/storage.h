@@ -66,16 +66,16 @@ typedef struct Pool Pool;
 
 typedef struct PoolInfo {
 	StorageDriverKind driver;
-	const char *reason;	 /* why this driver was chosen */
-	const char *root;	 /* directory holding the volumes */
-	const char *image;	 /* loop image, or NULL */
+	const char *reason;	  /* why this driver was chosen */
+	const char *root;	  /* directory holding the volumes */
+	const char *image;	  /* loop image, or NULL */
 	const char *mount_source; /* e.g. /dev/loop3, from mountinfo; may be NULL */
 	const char *fstype;
-	bool quotas;		 /* btrfs qgroups enabled by branchbox */
-	bool quota_enforced;	 /* pool_volume_set_quota() bounds a volume */
+	bool quotas;		     /* btrfs qgroups enabled by branchbox */
+	bool quota_enforced;	     /* pool_volume_set_quota() bounds a volume */
 	const char *no_quota_reason; /* why not, when !quota_enforced */
-	uint64_t size_bytes;	 /* filesystem size */
-	uint64_t free_bytes;	 /* available to unprivileged writers */
+	uint64_t size_bytes;	     /* filesystem size */
+	uint64_t free_bytes;	     /* available to unprivileged writers */
 } PoolInfo;
 
 typedef struct VolumeInfo {

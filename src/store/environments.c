@@ -41,7 +41,7 @@ void env_records_free(EnvRecord *v, size_t n)
 
 static const char *const state_names[_ENV_STATE_MAX] = {
 	[ENV_CREATING] = "creating", [ENV_STARTING] = "starting", [ENV_READY] = "ready",
-	[ENV_STOPPED] = "stopped",   [ENV_FAILED] = "failed",     [ENV_DESTROYING] = "destroying",
+	[ENV_STOPPED] = "stopped",   [ENV_FAILED] = "failed",	  [ENV_DESTROYING] = "destroying",
 };
 
 const char *env_state_to_string(EnvState s)
@@ -110,7 +110,8 @@ static int volume_uid_locked(Store *s, const char *name, uint32_t *ret, BbxError
 	sqlite3_stmt *st = NULL;
 	int r = 0, rc;
 
-	rc = sqlite3_prepare_v2(store_db(s), "SELECT volume_uid FROM environments WHERE name = ?", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(store_db(s), "SELECT volume_uid FROM environments WHERE name = ?",
+				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
@@ -137,15 +138,18 @@ static int insert_locked(Store *s, EnvRecord *r, const UidRange *range, BbxError
 		if (ret < 0)
 			return ret;
 		if (volume_uid == 0)
-			return bbx_error_set(err, -EINVAL, BBX_INTERNAL, "environment '%s' has no volume owner", r->parent);
+			return bbx_error_set(err, -EINVAL, BBX_INTERNAL,
+					     "environment '%s' has no volume owner", r->parent);
 	}
 	ret = uid_allocate_locked(s, r->name, range, &uid, err);
 	if (ret < 0)
 		return ret;
 	if (!r->parent)
 		volume_uid = uid;
-	rc = sqlite3_prepare_v2(store_db(s), "INSERT INTO environments (" ENV_COLUMNS ") "
-				"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(store_db(s),
+				"INSERT INTO environments (" ENV_COLUMNS ") "
+				"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		bind_record(st, r);
 		sqlite3_bind_int64(st, 14, uid);
@@ -155,7 +159,8 @@ static int insert_locked(Store *s, EnvRecord *r, const UidRange *range, BbxError
 	}
 	if (rc != SQLITE_DONE) {
 		if ((rc & 0xff) == SQLITE_CONSTRAINT)
-			ret = bbx_error_set(err, -EEXIST, BBX_CONFLICT, "environment '%s' already exists", r->name);
+			ret = bbx_error_set(err, -EEXIST, BBX_CONFLICT,
+					    "environment '%s' already exists", r->name);
 		else
 			ret = store_error(s, rc, "insert environment", err);
 	}
@@ -195,7 +200,8 @@ int env_record_assign_uid(Store *s, const char *name, const UidRange *range, uin
 		store_unlock(s);
 		return r;
 	}
-	rc = sqlite3_prepare_v2(store_db(s), "SELECT uid FROM environments WHERE name = ?", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(store_db(s), "SELECT uid FROM environments WHERE name = ?", -1, &st,
+				NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
@@ -210,7 +216,9 @@ int env_record_assign_uid(Store *s, const char *name, const UidRange *range, uin
 	if (r >= 0 && uid == 0) {
 		r = uid_allocate_locked(s, name, range, &uid, err);
 		if (r >= 0) {
-			rc = sqlite3_prepare_v2(store_db(s), "UPDATE environments SET uid = ? WHERE name = ?", -1, &st, NULL);
+			rc = sqlite3_prepare_v2(store_db(s),
+						"UPDATE environments SET uid = ? WHERE name = ?",
+						-1, &st, NULL);
 			if (rc == SQLITE_OK) {
 				sqlite3_bind_int64(st, 1, uid);
 				sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
@@ -237,7 +245,9 @@ int env_record_get(Store *s, const char *name, EnvRecord *ret, BbxError *err)
 	int r = 0, rc;
 
 	store_lock(s);
-	rc = sqlite3_prepare_v2(store_db(s), "SELECT " ENV_COLUMNS " FROM environments WHERE name = ?", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(store_db(s),
+				"SELECT " ENV_COLUMNS " FROM environments WHERE name = ?", -1, &st,
+				NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
@@ -261,7 +271,9 @@ int env_record_list(Store *s, EnvRecord **ret, size_t *ret_n, BbxError *err)
 	int r = 0, rc;
 
 	store_lock(s);
-	rc = sqlite3_prepare_v2(store_db(s), "SELECT " ENV_COLUMNS " FROM environments ORDER BY kind DESC, name", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(store_db(s),
+				"SELECT " ENV_COLUMNS " FROM environments ORDER BY kind DESC, name",
+				-1, &st, NULL);
 	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
 		rc = sqlite3_step(st);
 		if (rc != SQLITE_ROW)
@@ -296,11 +308,13 @@ int env_record_update(Store *s, const EnvRecord *r, BbxError *err)
 	int ret = 0, rc;
 
 	store_lock(s);
-	rc = sqlite3_prepare_v2(store_db(s),
-				"UPDATE environments SET kind = ?2, branch = ?3, commit_id = ?4, parent = ?5, state = ?6, "
-				"volume = ?7, config_json = ?8, secrets_json = ?9, error = ?10, created_at = ?11, "
-				"updated_at = ?12, expires_at = ?13 WHERE name = ?1",
-				-1, &st, NULL);
+	rc = sqlite3_prepare_v2(
+		store_db(s),
+		"UPDATE environments SET kind = ?2, branch = ?3, commit_id = ?4, parent = ?5, "
+		"state = ?6, "
+		"volume = ?7, config_json = ?8, secrets_json = ?9, error = ?10, created_at = ?11, "
+		"updated_at = ?12, expires_at = ?13 WHERE name = ?1",
+		-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		bind_record(st, r);
 		rc = sqlite3_step(st);
@@ -308,20 +322,24 @@ int env_record_update(Store *s, const EnvRecord *r, BbxError *err)
 	if (rc != SQLITE_DONE)
 		ret = store_error(s, rc, "update environment", err);
 	else if (sqlite3_changes(store_db(s)) == 0)
-		ret = bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found", r->name);
+		ret = bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "environment '%s' not found",
+				    r->name);
 	sqlite3_finalize(st);
 	store_unlock(s);
 	return ret;
 }
 
-int env_record_set_state(Store *s, const char *name, EnvState state, const char *error, BbxError *err)
+int env_record_set_state(Store *s, const char *name, EnvState state, const char *error,
+			 BbxError *err)
 {
 	sqlite3_stmt *st = NULL;
 	int ret = 0, rc;
 
 	store_lock(s);
-	rc = sqlite3_prepare_v2(store_db(s), "UPDATE environments SET state = ?, error = ?, updated_at = ? WHERE name = ?",
-				-1, &st, NULL);
+	rc = sqlite3_prepare_v2(
+		store_db(s),
+		"UPDATE environments SET state = ?, error = ?, updated_at = ? WHERE name = ?", -1,
+		&st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, env_state_to_string(state), -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, error, -1, SQLITE_STATIC);
@@ -347,7 +365,8 @@ int env_record_delete(Store *s, const char *name, BbxError *err)
 		store_unlock(s);
 		return ret;
 	}
-	rc = sqlite3_prepare_v2(store_db(s), "DELETE FROM environments WHERE name = ?", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(store_db(s), "DELETE FROM environments WHERE name = ?", -1, &st,
+				NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
@@ -371,7 +390,8 @@ int env_record_exists(Store *s, const char *name)
 	int r, rc;
 
 	store_read_lock(s);
-	rc = sqlite3_prepare_v2(store_read_db(s), "SELECT 1 FROM environments WHERE name = ?", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(store_read_db(s), "SELECT 1 FROM environments WHERE name = ?", -1,
+				&st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
@@ -389,10 +409,11 @@ int env_record_count_previews(Store *s, const char *token_id, size_t *ret_total,
 	int r = 0, rc;
 
 	store_lock(s);
-	rc = sqlite3_prepare_v2(store_db(s),
-				"SELECT count(*), coalesce(sum(token_id IS NOT NULL AND token_id = ?), 0) "
-				"FROM environments WHERE kind = 'preview'",
-				-1, &st, NULL);
+	rc = sqlite3_prepare_v2(
+		store_db(s),
+		"SELECT count(*), coalesce(sum(token_id IS NOT NULL AND token_id = ?), 0) "
+		"FROM environments WHERE kind = 'preview'",
+		-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, token_id, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);

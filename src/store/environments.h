@@ -14,11 +14,11 @@
 
 /* Where an environment is in its life. Stored by name (env_state_to_string). */
 typedef enum EnvState {
-	ENV_CREATING,		/* being made; nobody has seen it ready */
-	ENV_STARTING,		/* its processes are coming back (after a daemon restart) */
+	ENV_CREATING, /* being made; nobody has seen it ready */
+	ENV_STARTING, /* its processes are coming back (after a daemon restart) */
 	ENV_READY,
-	ENV_STOPPED,		/* processes ended, data kept */
-	ENV_FAILED,		/* a deploy or start failed; error says why */
+	ENV_STOPPED, /* processes ended, data kept */
+	ENV_FAILED,  /* a deploy or start failed; error says why */
 	ENV_DESTROYING,
 	_ENV_STATE_MAX,
 	_ENV_STATE_INVALID = -1,
@@ -30,22 +30,22 @@ EnvState env_state_from_string(const char *s);
 
 typedef struct EnvRecord {
 	char *name;
-	char *kind;		/* "production" or "preview" */
+	char *kind; /* "production" or "preview" */
 	char *branch;
 	char *commit_id;
-	char *parent;		/* NULL for production */
+	char *parent; /* NULL for production */
 	EnvState state;
 	char *volume;
-	char *config_json;	/* the normalized config it was built from */
-	char *secrets_json;	/* {"service": "password", ...}: never returned by the API */
+	char *config_json;  /* the normalized config it was built from */
+	char *secrets_json; /* {"service": "password", ...}: never returned by the API */
 	char *error;
 	int64_t created_at;
 	int64_t updated_at;
-	int64_t expires_at;	/* 0 = never */
-	uint32_t uid;		/* services run as uid, applications as uid + 1 (gids equal); 0: none yet */
-	uint32_t volume_uid;	/* the pair its volume's files are stored as: its own, or for a
+	int64_t expires_at; /* 0 = never */
+	uint32_t uid; /* services run as uid, applications as uid + 1 (gids equal); 0: none yet */
+	uint32_t volume_uid; /* the pair its volume's files are stored as: its own, or for a
 				 * preview its parent's (a snapshot keeps its owners) */
-	char *token_id;		/* the token that created it; NULL for production, the local
+	char *token_id;	     /* the token that created it; NULL for production, the local
 				 * administrator and rows from before tokens were recorded */
 } EnvRecord;
 
@@ -72,7 +72,8 @@ int env_record_get(Store *s, const char *name, EnvRecord *ret, BbxError *err);
 int env_record_list(Store *s, EnvRecord **ret, size_t *ret_n, BbxError *err);
 /* Update every mutable column from r (matched by name). */
 int env_record_update(Store *s, const EnvRecord *r, BbxError *err);
-int env_record_set_state(Store *s, const char *name, EnvState state, const char *error, BbxError *err);
+int env_record_set_state(Store *s, const char *name, EnvState state, const char *error,
+			 BbxError *err);
 /* Delete the row and, in the same transaction, release the uid pairs nothing holds any
  * more (see uids.h: only those whose files a teardown removed). */
 int env_record_delete(Store *s, const char *name, BbxError *err);

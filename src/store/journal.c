@@ -37,7 +37,8 @@ int journal_begin(Store *s, const char *kind, const char *target, const char *st
 
 	store_lock(s);
 	rc = sqlite3_prepare_v2(store_db(s),
-				"INSERT INTO operations (kind, target, step, state, payload_json, created_at, updated_at) "
+				"INSERT INTO operations (kind, target, step, state, payload_json, "
+				"created_at, updated_at) "
 				"VALUES (?, ?, ?, 'pending', ?, ?, ?)",
 				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
@@ -58,7 +59,8 @@ int journal_begin(Store *s, const char *kind, const char *target, const char *st
 	return r;
 }
 
-static int journal_update(Store *s, int64_t id, const char *column, const char *value, BbxError *err)
+static int journal_update(Store *s, int64_t id, const char *column, const char *value,
+			  BbxError *err)
 {
 	sqlite3_stmt *st = NULL;
 	int r = 0, rc;
@@ -77,7 +79,8 @@ static int journal_update(Store *s, int64_t id, const char *column, const char *
 	if (rc != SQLITE_DONE)
 		r = store_error(s, rc, "journal update", err);
 	else if (sqlite3_changes(store_db(s)) != 1)
-		r = bbx_error_set(err, -ENOENT, BBX_INTERNAL, "journal: no operation %lld", (long long)id);
+		r = bbx_error_set(err, -ENOENT, BBX_INTERNAL, "journal: no operation %lld",
+				  (long long)id);
 	sqlite3_finalize(st);
 	store_unlock(s);
 	return r;
@@ -91,7 +94,8 @@ int journal_step(Store *s, int64_t id, const char *step, BbxError *err)
 int journal_finish(Store *s, int64_t id, const char *state, BbxError *err)
 {
 	if (strcmp(state, "done") && strcmp(state, "undone") && strcmp(state, "failed"))
-		return bbx_error_set(err, -EINVAL, BBX_INTERNAL, "journal: bad final state '%s'", state);
+		return bbx_error_set(err, -EINVAL, BBX_INTERNAL, "journal: bad final state '%s'",
+				     state);
 	return journal_update(s, id, "state", state, err);
 }
 
@@ -103,10 +107,11 @@ int journal_list_pending(Store *s, JournalEntry **ret, size_t *ret_n, BbxError *
 	int r = 0, rc;
 
 	store_lock(s);
-	rc = sqlite3_prepare_v2(store_db(s),
-				"SELECT id, kind, target, step, state, payload_json, created_at, updated_at "
-				"FROM operations WHERE state = 'pending' ORDER BY id",
-				-1, &st, NULL);
+	rc = sqlite3_prepare_v2(
+		store_db(s),
+		"SELECT id, kind, target, step, state, payload_json, created_at, updated_at "
+		"FROM operations WHERE state = 'pending' ORDER BY id",
+		-1, &st, NULL);
 	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
 		rc = sqlite3_step(st);
 		if (rc != SQLITE_ROW)

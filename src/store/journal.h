@@ -13,10 +13,10 @@
 
 typedef struct JournalEntry {
 	int64_t id;
-	char *kind;	/* e.g. "environment.create" */
-	char *target;	/* e.g. the environment name */
-	char *step;	/* the last step recorded before a side effect */
-	char *state;	/* pending, done, undone, failed */
+	char *kind;   /* e.g. "environment.create" */
+	char *target; /* e.g. the environment name */
+	char *step;   /* the last step recorded before a side effect */
+	char *state;  /* pending, done, undone, failed */
 	char *payload_json;
 	int64_t created_at;
 	int64_t updated_at;

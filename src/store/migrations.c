@@ -83,7 +83,8 @@ const char *const store_migrations[] = {
 	"CREATE INDEX operations_pending ON operations(state) WHERE state = 'pending';"
 	"CREATE INDEX proposals_environment ON proposals(environment);"
 	"CREATE INDEX audit_resource ON audit(resource);"
-	"CREATE INDEX environments_expiry ON environments(expires_at) WHERE expires_at IS NOT NULL;",
+	"CREATE INDEX environments_expiry ON environments(expires_at) WHERE expires_at IS NOT "
+	"NULL;",
 
 	/* 3: per-environment service credentials, generated at creation (never cloned) */
 	"ALTER TABLE environments ADD COLUMN secrets_json TEXT;",

@@ -141,10 +141,11 @@ static int migrate(Store *s, int target, BbxError *err)
 	if (r < 0)
 		return r;
 	if (v > store_n_migrations)
-		return bbx_error_set(err, -EPROTO, BBX_INTERNAL,
-				     "state database has schema version %d, newer than this binary's %d; "
-				     "refusing to touch it",
-				     v, store_n_migrations);
+		return bbx_error_set(
+			err, -EPROTO, BBX_INTERNAL,
+			"state database has schema version %d, newer than this binary's %d; "
+			"refusing to touch it",
+			v, store_n_migrations);
 	for (; v < target; v++) {
 		char pragma[64];
 		r = store_begin(s, err);
@@ -175,9 +176,11 @@ int store_open_at_version(const char *state_dir, int max_version, Store **ret, B
 
 	r = mkdir_p(state_dir, 0700);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_INTERNAL, "state directory %s: %s", state_dir, strerror(-r));
+		return bbx_error_set(err, r, BBX_INTERNAL, "state directory %s: %s", state_dir,
+				     strerror(-r));
 	if ((size_t)snprintf(path, sizeof(path), "%s/state.db", state_dir) >= sizeof(path))
-		return bbx_error_set(err, -ENAMETOOLONG, BBX_INVALID, "state directory path too long");
+		return bbx_error_set(err, -ENAMETOOLONG, BBX_INVALID,
+				     "state directory path too long");
 
 	Store *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -209,10 +212,12 @@ int store_open_at_version(const char *state_dir, int max_version, Store **ret, B
 		       "PRAGMA secure_delete = ON;",
 		       err);
 	if (r >= 0)
-		r = migrate(s, max_version < store_n_migrations ? max_version : store_n_migrations, err);
+		r = migrate(s, max_version < store_n_migrations ? max_version : store_n_migrations,
+			    err);
 	if (r >= 0) {
-		rc = sqlite3_open_v2(path, &s->read_db,
-				     SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
+		rc = sqlite3_open_v2(
+			path, &s->read_db,
+			SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
 		if (rc != SQLITE_OK)
 			r = store_error(s, rc, "read connection", err);
 		else

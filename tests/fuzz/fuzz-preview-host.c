@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(in, data, size);
 	in[size] = '\0';
 
-	char *parts[3] = {in, NULL, NULL};
+	char *parts[3] = { in, NULL, NULL };
 	for (int i = 1; i < 3; i++) {
 		char *nl = parts[i - 1] ? strchr(parts[i - 1], '\n') : NULL;
 		if (!nl)
@@ -90,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* The route table agrees on the name. */
 	char pathbuf[API_MAX_URL + 1];
-	const char *params[API_MAX_PARAMS] = {0};
+	const char *params[API_MAX_PARAMS] = { 0 };
 	bool path_matched = false;
 	const ApiRoute *route =
 		api_route_match("GET", buf, pathbuf, sizeof(pathbuf), params, &path_matched);

@@ -52,7 +52,7 @@ static bool reference_match(const char *pattern, const char *path, const char *p
 static void check(const char *method, const char *path, size_t bufsize)
 {
 	char *buf = malloc(bufsize ? bufsize : 1); /* exact size: ASan sees any overrun */
-	const char *params[API_MAX_PARAMS] = {0};
+	const char *params[API_MAX_PARAMS] = { 0 };
 	bool path_matched = true;
 
 	if (!buf)
@@ -60,8 +60,8 @@ static void check(const char *method, const char *path, size_t bufsize)
 	const ApiRoute *got = api_route_match(method, path, buf, bufsize, params, &path_matched);
 
 	const ApiRoute *want = NULL;
-	const char *want_params[API_MAX_PARAMS] = {0};
-	size_t want_lens[API_MAX_PARAMS] = {0};
+	const char *want_params[API_MAX_PARAMS] = { 0 };
+	size_t want_lens[API_MAX_PARAMS] = { 0 };
 	int want_n = 0;
 	bool want_path_matched = false;
 	for (size_t i = 0; i < api_n_routes; i++) {
@@ -110,7 +110,7 @@ static void check(const char *method, const char *path, size_t bufsize)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
+	static const char *const methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE" };
 
 	if (size > API_MAX_URL + 64)
 		return 0;

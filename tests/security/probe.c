@@ -60,61 +60,61 @@ static const struct {
 	const char *name;
 	long nr;
 } denied[] = {
-	{"acct", SYS_acct},
-	{"add_key", SYS_add_key},
-	{"bpf", SYS_bpf},
-	{"chroot", SYS_chroot},
-	{"clock_adjtime", SYS_clock_adjtime},
-	{"clock_settime", SYS_clock_settime},
-	{"delete_module", SYS_delete_module},
-	{"finit_module", SYS_finit_module},
-	{"fsconfig", SYS_fsconfig},
-	{"fsmount", SYS_fsmount},
-	{"fsopen", SYS_fsopen},
-	{"fspick", SYS_fspick},
-	{"get_mempolicy", SYS_get_mempolicy},
-	{"init_module", SYS_init_module},
-	{"io_uring_enter", SYS_io_uring_enter},
-	{"io_uring_register", SYS_io_uring_register},
-	{"io_uring_setup", SYS_io_uring_setup},
-	{"ioperm", SYS_ioperm},
-	{"iopl", SYS_iopl},
-	{"kcmp", SYS_kcmp},
-	{"kexec_file_load", SYS_kexec_file_load},
-	{"kexec_load", SYS_kexec_load},
-	{"keyctl", SYS_keyctl},
-	{"mbind", SYS_mbind},
-	{"mount", SYS_mount},
-	{"mount_setattr", SYS_mount_setattr},
-	{"move_mount", SYS_move_mount},
-	{"move_pages", SYS_move_pages},
-	{"name_to_handle_at", SYS_name_to_handle_at},
-	{"open_by_handle_at", SYS_open_by_handle_at},
-	{"open_tree", SYS_open_tree},
-	{"perf_event_open", SYS_perf_event_open},
-	{"pidfd_getfd", SYS_pidfd_getfd},
-	{"pivot_root", SYS_pivot_root},
-	{"process_madvise", SYS_process_madvise},
-	{"process_vm_readv", SYS_process_vm_readv},
-	{"process_vm_writev", SYS_process_vm_writev},
-	{"ptrace", SYS_ptrace},
-	{"quotactl", SYS_quotactl},
-	{"quotactl_fd", SYS_quotactl_fd},
-	{"reboot", SYS_reboot},
-	{"request_key", SYS_request_key},
-	{"set_mempolicy", SYS_set_mempolicy},
-	{"setdomainname", SYS_setdomainname},
-	{"sethostname", SYS_sethostname},
-	{"setns", SYS_setns},
-	{"settimeofday", SYS_settimeofday},
-	{"swapoff", SYS_swapoff},
-	{"swapon", SYS_swapon},
-	{"syslog", SYS_syslog},
-	{"sysfs", SYS_sysfs},
-	{"umount2", SYS_umount2},
-	{"unshare", SYS_unshare},
-	{"userfaultfd", SYS_userfaultfd},
-	{"ustat", SYS_ustat},
+	{ "acct", SYS_acct },
+	{ "add_key", SYS_add_key },
+	{ "bpf", SYS_bpf },
+	{ "chroot", SYS_chroot },
+	{ "clock_adjtime", SYS_clock_adjtime },
+	{ "clock_settime", SYS_clock_settime },
+	{ "delete_module", SYS_delete_module },
+	{ "finit_module", SYS_finit_module },
+	{ "fsconfig", SYS_fsconfig },
+	{ "fsmount", SYS_fsmount },
+	{ "fsopen", SYS_fsopen },
+	{ "fspick", SYS_fspick },
+	{ "get_mempolicy", SYS_get_mempolicy },
+	{ "init_module", SYS_init_module },
+	{ "io_uring_enter", SYS_io_uring_enter },
+	{ "io_uring_register", SYS_io_uring_register },
+	{ "io_uring_setup", SYS_io_uring_setup },
+	{ "ioperm", SYS_ioperm },
+	{ "iopl", SYS_iopl },
+	{ "kcmp", SYS_kcmp },
+	{ "kexec_file_load", SYS_kexec_file_load },
+	{ "kexec_load", SYS_kexec_load },
+	{ "keyctl", SYS_keyctl },
+	{ "mbind", SYS_mbind },
+	{ "mount", SYS_mount },
+	{ "mount_setattr", SYS_mount_setattr },
+	{ "move_mount", SYS_move_mount },
+	{ "move_pages", SYS_move_pages },
+	{ "name_to_handle_at", SYS_name_to_handle_at },
+	{ "open_by_handle_at", SYS_open_by_handle_at },
+	{ "open_tree", SYS_open_tree },
+	{ "perf_event_open", SYS_perf_event_open },
+	{ "pidfd_getfd", SYS_pidfd_getfd },
+	{ "pivot_root", SYS_pivot_root },
+	{ "process_madvise", SYS_process_madvise },
+	{ "process_vm_readv", SYS_process_vm_readv },
+	{ "process_vm_writev", SYS_process_vm_writev },
+	{ "ptrace", SYS_ptrace },
+	{ "quotactl", SYS_quotactl },
+	{ "quotactl_fd", SYS_quotactl_fd },
+	{ "reboot", SYS_reboot },
+	{ "request_key", SYS_request_key },
+	{ "set_mempolicy", SYS_set_mempolicy },
+	{ "setdomainname", SYS_setdomainname },
+	{ "sethostname", SYS_sethostname },
+	{ "setns", SYS_setns },
+	{ "settimeofday", SYS_settimeofday },
+	{ "swapoff", SYS_swapoff },
+	{ "swapon", SYS_swapon },
+	{ "syslog", SYS_syslog },
+	{ "sysfs", SYS_sysfs },
+	{ "umount2", SYS_umount2 },
+	{ "unshare", SYS_unshare },
+	{ "userfaultfd", SYS_userfaultfd },
+	{ "ustat", SYS_ustat },
 };
 
 static int probe_syscalls(void)
@@ -141,10 +141,10 @@ static int probe_unlisted(void)
 		const char *name;
 		long nr;
 	} unlisted[] = {
-		{"migrate_pages", SYS_migrate_pages},
-		{"open_tree_attr", 467},
-		{"lsm_list_modules", 461},
-		{"nr_1000", 1000},
+		{ "migrate_pages", SYS_migrate_pages },
+		{ "open_tree_attr", 467 },
+		{ "lsm_list_modules", 461 },
+		{ "nr_1000", 1000 },
 	};
 	for (size_t i = 0; i < sizeof(unlisted) / sizeof(unlisted[0]); i++) {
 		errno = 0;
@@ -171,10 +171,10 @@ static int probe_clone_ns(void)
 		const char *name;
 		unsigned long flag;
 	} flags[] = {
-		{"clone_newns", CLONE_NEWNS},	      {"clone_newuser", CLONE_NEWUSER},
-		{"clone_newpid", CLONE_NEWPID},	      {"clone_newnet", CLONE_NEWNET},
-		{"clone_newuts", CLONE_NEWUTS},	      {"clone_newipc", CLONE_NEWIPC},
-		{"clone_newcgroup", CLONE_NEWCGROUP},
+		{ "clone_newns", CLONE_NEWNS },		{ "clone_newuser", CLONE_NEWUSER },
+		{ "clone_newpid", CLONE_NEWPID },	{ "clone_newnet", CLONE_NEWNET },
+		{ "clone_newuts", CLONE_NEWUTS },	{ "clone_newipc", CLONE_NEWIPC },
+		{ "clone_newcgroup", CLONE_NEWCGROUP },
 	};
 	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
 		long pid = syscall(SYS_clone, flags[i].flag | SIGCHLD, NULL, NULL, NULL, NULL);
@@ -244,10 +244,10 @@ static int probe_sockets(void)
 		const char *name;
 		int family, type;
 	} f[] = {
-		{"af_unix", AF_UNIX, SOCK_STREAM},   {"af_inet", AF_INET, SOCK_STREAM},
-		{"af_inet6", AF_INET6, SOCK_STREAM}, {"af_netlink", AF_NETLINK, SOCK_RAW},
-		{"af_packet", AF_PACKET, SOCK_RAW},  {"af_vsock", AF_VSOCK, SOCK_STREAM},
-		{"af_alg", AF_ALG, SOCK_SEQPACKET},
+		{ "af_unix", AF_UNIX, SOCK_STREAM },   { "af_inet", AF_INET, SOCK_STREAM },
+		{ "af_inet6", AF_INET6, SOCK_STREAM }, { "af_netlink", AF_NETLINK, SOCK_RAW },
+		{ "af_packet", AF_PACKET, SOCK_RAW },  { "af_vsock", AF_VSOCK, SOCK_STREAM },
+		{ "af_alg", AF_ALG, SOCK_SEQPACKET },
 	};
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
 		errno = 0;
@@ -277,9 +277,9 @@ static int probe_status(void)
 	if (!f)
 		return 1;
 	while (fgets(line, sizeof(line), f)) {
-		static const char *const keys[] = {
-			"CapInh:",     "CapPrm:",  "CapEff:", "CapBnd:", "CapAmb:",
-			"NoNewPrivs:", "Seccomp:", "Uid:",    "Gid:"};
+		static const char *const keys[] = { "CapInh:",	"CapPrm:", "CapEff:",
+						    "CapBnd:",	"CapAmb:", "NoNewPrivs:",
+						    "Seccomp:", "Uid:",	   "Gid:" };
 		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 			if (!strncmp(line, keys[i], strlen(keys[i])))
 				fputs(line, stdout);
@@ -418,7 +418,7 @@ static int probe_ptrace(void)
 		ptrace(PTRACE_DETACH, pid, NULL, NULL);
 	}
 	char buf[8], src[8] = "secret";
-	struct iovec l = {buf, sizeof(buf)}, rv = {src, sizeof(src)};
+	struct iovec l = { buf, sizeof(buf) }, rv = { src, sizeof(src) };
 	errno = 0;
 	result("process_vm_readv", process_vm_readv(pid, &l, 1, &rv, 1, 0));
 	kill(pid, SIGKILL);
@@ -519,7 +519,7 @@ static int probe_balloon(long mb)
 /* Abstract unix socket: listen on "@name" for a while, or try to connect to it. */
 static int probe_abstract(const char *name, bool listen_mode, long seconds)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	size_t n = strlen(name);
 	if (n + 1 >= sizeof(sa.sun_path))
 		return 2;

@@ -25,7 +25,7 @@ static const ApiRoute *match(const char *method, const char *path, char *buf, si
 static void test_route_match(void **state)
 {
 	char buf[API_MAX_URL + 1];
-	const char *params[API_MAX_PARAMS] = {0};
+	const char *params[API_MAX_PARAMS] = { 0 };
 	const ApiRoute *r;
 
 	r = match("POST", "/v1/environments/web-1/stop", buf, sizeof(buf), params);
@@ -177,13 +177,15 @@ static void test_routes_match_operations(void **state)
 	for (size_t k = 0; k < ops_n; k++) {
 		bool routed = false;
 		for (size_t i = 0; i < api_n_routes; i++)
-			routed |= api_routes[i].handler == route_op && !strcmp(api_routes[i].action, ops_table[k].name);
+			routed |= api_routes[i].handler == route_op &&
+				  !strcmp(api_routes[i].action, ops_table[k].name);
 		assert_true(routed);
 		/* Each schema parses and declares its environment input. */
 		json_t *schema = json_loads(ops_table[k].input_schema, 0, NULL);
 		assert_non_null(schema);
 		if (ops_table[k].env_arg)
-			assert_non_null(json_object_get(json_object_get(schema, "properties"), ops_table[k].env_arg));
+			assert_non_null(json_object_get(json_object_get(schema, "properties"),
+							ops_table[k].env_arg));
 		json_decref(schema);
 	}
 }
@@ -201,18 +203,24 @@ static void check_input(const char *op_name, const char *json, int want, const c
 
 static void test_operation_inputs(void **state)
 {
-	check_input("environment.exec", "{\"name\": \"pr-1\", \"command\": [\"true\"], \"timeout\": 5}", 0, NULL);
-	check_input("environment.exec", "{\"name\": \"pr-1\"}", -EINVAL, "input: 'command' is required");
+	check_input("environment.exec",
+		    "{\"name\": \"pr-1\", \"command\": [\"true\"], \"timeout\": 5}", 0, NULL);
+	check_input("environment.exec", "{\"name\": \"pr-1\"}", -EINVAL,
+		    "input: 'command' is required");
 	check_input("environment.exec", "{\"name\": \"pr-1\", \"command\": []}", -EINVAL,
 		    "input: 'command' must be an array of 1 to 256 strings");
 	check_input("environment.exec", "{\"name\": \"pr-1\", \"command\": [\"a\", 1]}", -EINVAL,
 		    "input: command[1] must be a string");
-	check_input("environment.exec", "{\"name\": \"pr-1\", \"command\": [\"a\"], \"timeout\": 0}", -EINVAL,
+	check_input("environment.exec",
+		    "{\"name\": \"pr-1\", \"command\": [\"a\"], \"timeout\": 0}", -EINVAL,
 		    "input: 'timeout' must be an integer between 1 and 3600");
-	check_input("environment.exec", "{\"name\": \"pr-1\", \"command\": [\"a\"], \"timeout\": \"5\"}", -EINVAL,
+	check_input("environment.exec",
+		    "{\"name\": \"pr-1\", \"command\": [\"a\"], \"timeout\": \"5\"}", -EINVAL,
 		    "input: 'timeout' must be an integer between 1 and 3600");
-	check_input("environment.create", "{\"name\": \"pr-1\", \"extra\": 1}", -EINVAL, "input: unknown field 'extra'");
-	check_input("environment.create", "{\"name\": 7}", -EINVAL, "input: 'name' must be a string");
+	check_input("environment.create", "{\"name\": \"pr-1\", \"extra\": 1}", -EINVAL,
+		    "input: unknown field 'extra'");
+	check_input("environment.create", "{\"name\": 7}", -EINVAL,
+		    "input: 'name' must be a string");
 	check_input("environment.create", "{\"name\": \"pr-1\", \"from\": null}", 0, NULL);
 	check_input("environment.list", "[]", -EINVAL, "input: must be a JSON object");
 	check_input("environment.logs", "{\"name\": \"x\", \"offset\": -100}", 0, NULL);

@@ -25,7 +25,7 @@ static AuditCheckpoint checkpoint;
 
 static Core *new_core(void)
 {
-	CoreOptions o = {.state_dir = state_dir, .repo_path = dir};
+	CoreOptions o = { .state_dir = state_dir, .repo_path = dir };
 	Core *c = NULL;
 	assert_int_equal(core_new(&o, &c, NULL), 0);
 	return c;
@@ -34,18 +34,18 @@ static Core *new_core(void)
 static void append_one(Core *c, int i)
 {
 	char rid[32], outcome[8];
-	Principal p = {.kind = PRINCIPAL_HUMAN, .name = "alice", .token_id = "tok_aaaaaaaaaaaa"};
+	Principal p = { .kind = PRINCIPAL_HUMAN, .name = "alice", .token_id = "tok_aaaaaaaaaaaa" };
 	snprintf(rid, sizeof(rid), "req-%d", i);
 	snprintf(outcome, sizeof(outcome), "%d", i % 2 ? 200 : 404);
-	AuditRecord r = {.request_id = rid,
-			 .principal = &p,
-			 .interface = "http",
-			 .action = "environment.get",
-			 .resource = "environment:pr-1",
-			 .decision = i % 2 ? "allow" : "deny",
-			 .reason = i % 2 ? NULL : "out of scope",
-			 .request_digest = "abc",
-			 .outcome = outcome};
+	AuditRecord r = { .request_id = rid,
+			  .principal = &p,
+			  .interface = "http",
+			  .action = "environment.get",
+			  .resource = "environment:pr-1",
+			  .decision = i % 2 ? "allow" : "deny",
+			  .reason = i % 2 ? NULL : "out of scope",
+			  .request_digest = "abc",
+			  .outcome = outcome };
 	BbxError err = BBX_ERROR_INIT;
 	assert_int_equal(audit_append(c, &r, NULL, &err), 0);
 }
@@ -275,7 +275,7 @@ static void test_concurrent_appenders(void **state)
 	Worker w[12];
 
 	for (int i = 0; i < 12; i++) {
-		w[i] = (Worker){.core = c, .base = 1000 * (i + 1)};
+		w[i] = (Worker){ .core = c, .base = 1000 * (i + 1) };
 		assert_int_equal(pthread_create(&t[i], NULL, worker, &w[i]), 0);
 	}
 	for (int i = 0; i < 12; i++)

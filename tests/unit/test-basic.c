@@ -166,7 +166,8 @@ static void test_nofollow_writes(void **state)
 	char lnk[512];
 	snprintf(lnk, sizeof(lnk), "%s/conf", dir);
 	assert_int_equal(symlink(p, lnk), 0);
-	assert_int_equal(write_file_atomic_at(dfd, "conf", "x=1\n", 4, 0600, getuid(), getgid()), 0);
+	assert_int_equal(write_file_atomic_at(dfd, "conf", "x=1\n", 4, 0600, getuid(), getgid()),
+			 0);
 	assert_int_equal(stat(p, &st), -1);
 	assert_int_equal(lstat(lnk, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
@@ -181,14 +182,10 @@ static void test_nofollow_writes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_strbuf),
-		cmocka_unit_test(test_parse_size),
-		cmocka_unit_test(test_parse_duration),
-		cmocka_unit_test(test_parse_cpu),
-		cmocka_unit_test(test_names_and_globs),
-		cmocka_unit_test(test_error),
-		cmocka_unit_test(test_files),
-		cmocka_unit_test(test_nofollow_writes),
+		cmocka_unit_test(test_strbuf),		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_parse_duration),	cmocka_unit_test(test_parse_cpu),
+		cmocka_unit_test(test_names_and_globs), cmocka_unit_test(test_error),
+		cmocka_unit_test(test_files),		cmocka_unit_test(test_nofollow_writes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,10 +13,10 @@
 
 static Budget policy(void)
 {
-	ConfigBudget cb = {.cpu_seconds = 60,
-			   .memory_bytes = 1ULL << 30,
-			   .disk_bytes = 2ULL << 30,
-			   .wall_time_sec = 3600};
+	ConfigBudget cb = { .cpu_seconds = 60,
+			    .memory_bytes = 1ULL << 30,
+			    .disk_bytes = 2ULL << 30,
+			    .wall_time_sec = 3600 };
 	Budget b;
 	budget_from_config(&cb, &b);
 	return b;
@@ -40,7 +40,7 @@ static void test_narrow_only_lowers(void **state)
 	assert_int_equal(b.limit[BUDGET_MEMORY], 1ULL << 30);
 
 	/* A token asking for more CPU and less wall time: only the wall time changes. */
-	Budget token = {.set = 1u << BUDGET_CPU_SECONDS | 1u << BUDGET_WALL_TIME};
+	Budget token = { .set = 1u << BUDGET_CPU_SECONDS | 1u << BUDGET_WALL_TIME };
 	token.limit[BUDGET_CPU_SECONDS] = 3600;
 	token.limit[BUDGET_WALL_TIME] = 60;
 	assert_int_equal(budget_narrow(&b, &token), 1u << BUDGET_WALL_TIME);
@@ -49,13 +49,13 @@ static void test_narrow_only_lowers(void **state)
 	assert_int_equal(b.set, BUDGET_ALL);
 
 	/* No token budget: nothing changes. */
-	Budget none = {0};
+	Budget none = { 0 };
 	Budget before = b;
 	assert_int_equal(budget_narrow(&b, &none), 0);
 	assert_memory_equal(&b, &before, sizeof(b));
 
 	/* An empty budget takes what it is narrowed by (a minted token inherits). */
-	Budget child = {.set = 1u << BUDGET_DISK};
+	Budget child = { .set = 1u << BUDGET_DISK };
 	child.limit[BUDGET_DISK] = 10;
 	assert_int_equal(budget_narrow(&child, &token), token.set);
 	assert_int_equal(child.set, token.set | 1u << BUDGET_DISK);
@@ -65,9 +65,9 @@ static void test_narrow_only_lowers(void **state)
 
 static void test_check_within(void **state)
 {
-	Budget parent = {.set = 1u << BUDGET_WALL_TIME};
+	Budget parent = { .set = 1u << BUDGET_WALL_TIME };
 	parent.limit[BUDGET_WALL_TIME] = 3600;
-	Budget child = {.set = 1u << BUDGET_WALL_TIME | 1u << BUDGET_MEMORY};
+	Budget child = { .set = 1u << BUDGET_WALL_TIME | 1u << BUDGET_MEMORY };
 	child.limit[BUDGET_WALL_TIME] = 3600;
 	child.limit[BUDGET_MEMORY] = 1ULL << 40; /* the parent sets none: not a widening */
 	assert_int_equal(budget_check_within(&child, &parent, NULL), 0);
@@ -80,14 +80,14 @@ static void test_check_within(void **state)
 	assert_non_null(strstr(err.message, "1h"));
 
 	/* Everything within a parent without a budget. */
-	Budget none = {0};
+	Budget none = { 0 };
 	assert_int_equal(budget_check_within(&child, &none, NULL), 0);
 }
 
 static void test_thresholds(void **state)
 {
 	Budget b = policy();
-	BudgetUse u = {0};
+	BudgetUse u = { 0 };
 
 	assert_int_equal(budget_warning_dimensions(&b, &u), 0);
 	u.used[BUDGET_CPU_SECONDS] = 47999999; /* 79.99% */
@@ -117,16 +117,16 @@ static void test_thresholds(void **state)
 	assert_int_equal(budget_percent(&b, &u, BUDGET_CPU_SECONDS), 99);
 
 	/* Unset dimensions never count. */
-	Budget partial = {.set = 1u << BUDGET_DISK};
+	Budget partial = { .set = 1u << BUDGET_DISK };
 	partial.limit[BUDGET_DISK] = 1;
-	BudgetUse big = {.used = {UINT64_MAX, UINT64_MAX, 0, UINT64_MAX}};
+	BudgetUse big = { .used = { UINT64_MAX, UINT64_MAX, 0, UINT64_MAX } };
 	assert_int_equal(budget_exhausted_dimensions(&partial, &big), 0);
 }
 
 static void test_describe(void **state)
 {
 	Budget b = policy();
-	BudgetUse u = {.used = {61234567, 1536ULL << 20, 0, 3661}};
+	BudgetUse u = { .used = { 61234567, 1536ULL << 20, 0, 3661 } };
 	char buf[96];
 	assert_string_equal(budget_describe(&b, &u, BUDGET_CPU_SECONDS, buf, sizeof(buf)),
 			    "cpu_seconds 61.2/60");
@@ -139,7 +139,7 @@ static void test_describe(void **state)
 
 static void test_limits_json(void **state)
 {
-	Budget b = {.set = 1u << BUDGET_CPU_SECONDS | 1u << BUDGET_DISK};
+	Budget b = { .set = 1u << BUDGET_CPU_SECONDS | 1u << BUDGET_DISK };
 	b.limit[BUDGET_CPU_SECONDS] = 90;
 	b.limit[BUDGET_DISK] = 1ULL << 30;
 	json_t *j = budget_limits_to_json(&b);
@@ -173,7 +173,7 @@ static void test_limits_json(void **state)
 static void test_use_json(void **state)
 {
 	Budget b = policy();
-	BudgetUse u = {.used = {45500000, 100, 3ULL << 30, 10}};
+	BudgetUse u = { .used = { 45500000, 100, 3ULL << 30, 10 } };
 	json_t *j = budget_use_to_json(&b, &u);
 	assert_non_null(j);
 	json_t *cpu = json_object_get(j, "cpu_seconds");

@@ -119,25 +119,25 @@ static void test_reserve(void **state)
 	assert_int_equal(pool_reserve_bytes(&r, 64 * GiB), 0);
 	assert_int_equal(pool_reserve_parse("0%", &r), 0);
 	assert_int_equal(pool_reserve_bytes(&r, 64 * GiB), 0);
-	const char *const bad[] = {"", "%", "91%", "-1%", "ten", "1.5%", "5%%", "G"};
+	const char *const bad[] = { "", "%", "91%", "-1%", "ten", "1.5%", "5%%", "G" };
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++)
 		assert_int_equal(pool_reserve_parse(bad[i], &r), -EINVAL);
 }
 
 static void test_admission(void **state)
 {
-	PreviewAdmission a = {.previews = 3,
-			      .max_previews = 4,
-			      .token_id = "tok-1",
-			      .principal = "bot",
-			      .token_previews = 1,
-			      .max_per_token = 2,
-			      .disk_bytes = GiB,
-			      .disk_enforced = true,
-			      .pool_size = 64 * GiB,
-			      .pool_free = 60 * GiB,
-			      .promised_bytes = 2 * GiB,
-			      .reserve = {.percent = 10}};
+	PreviewAdmission a = { .previews = 3,
+			       .max_previews = 4,
+			       .token_id = "tok-1",
+			       .principal = "bot",
+			       .token_previews = 1,
+			       .max_per_token = 2,
+			       .disk_bytes = GiB,
+			       .disk_enforced = true,
+			       .pool_size = 64 * GiB,
+			       .pool_free = 60 * GiB,
+			       .promised_bytes = 2 * GiB,
+			       .reserve = { .percent = 10 } };
 	BbxError err = BBX_ERROR_INIT;
 	assert_int_equal(ceilings_admit_preview(&a, &err), 0);
 
@@ -170,13 +170,13 @@ static void test_admission(void **state)
 	assert_int_equal(ceilings_admit_preview(&a, NULL), 0);
 	/* A pool that cannot enforce the quota says so in the refusal. */
 	a.disk_enforced = false;
-	a.reserve = (PoolReserve){.bytes = 7 * GiB + 1};
+	a.reserve = (PoolReserve){ .bytes = 7 * GiB + 1 };
 	err = (BbxError)BBX_ERROR_INIT;
 	assert_int_equal(ceilings_admit_preview(&a, &err), -EDQUOT);
 	assert_non_null(strstr(err.message, "(not enforced by this pool's driver)"));
 	/* Overflowing sums refuse rather than wrap. */
 	a.promised_bytes = UINT64_MAX - 1;
-	a.reserve = (PoolReserve){0};
+	a.reserve = (PoolReserve){ 0 };
 	assert_int_equal(ceilings_admit_preview(&a, NULL), -EDQUOT);
 }
 

@@ -363,7 +363,7 @@ static void test_libfyaml_duplicate_keys(void **state)
 	dcfg.output_fn = discard_output; /* keep the expected error off the test output */
 	diag = fy_diag_create(&dcfg);
 	assert_non_null(diag);
-	struct fy_parse_cfg cfg = {.flags = FYPCF_QUIET, .diag = diag};
+	struct fy_parse_cfg cfg = { .flags = FYPCF_QUIET, .diag = diag };
 	doc = fy_document_build_from_string(&cfg, yaml, sizeof(yaml) - 1);
 	assert_null(doc);
 	cfg.flags = FYPCF_QUIET | FYPCF_ALLOW_DUPLICATE_KEYS;
@@ -441,8 +441,10 @@ static void test_bad_values(void **state)
 static void test_bad_egress(void **state)
 {
 	const char *pre = "applications: {web: {type: \"python:3.11\"}}\negress:\n  allow:\n";
-	static const char *const bad[] = {"bad_host!", "-a.com",     "a..com", "999.1.1.1",
-					  "\"[::1\"",  "\"a.com:\"", "\"\"",   "\"exa mple.com\""};
+	static const char *const bad[] = {
+		"bad_host!", "-a.com",	   "a..com", "999.1.1.1",
+		"\"[::1\"",  "\"a.com:\"", "\"\"",   "\"exa mple.com\""
+	};
 	char buf[512];
 
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
@@ -586,8 +588,7 @@ static void test_syntax_error(void **state)
 		     "YAML syntax error");
 	expect_error("a: \"\\x00\"\n", 1, 4, "", "NUL character");
 	/* Keys cut short by a NUL escape are compared as what was kept (found by fuzzing). */
-	expect_error("\"\\0ab\": 1\n\"\\0cd\": 2\n<<: {\"\\0ef\": 3}\n", 2, 1, "",
-		     "NUL character");
+	expect_error("\"\\0ab\": 1\n\"\\0cd\": 2\n<<: {\"\\0ef\": 3}\n", 2, 1, "", "NUL character");
 }
 
 static void test_two_documents(void **state)
@@ -918,11 +919,12 @@ static void expect_policy(const char *prod_yaml, const char *branch_yaml, const 
 
 static void test_production_policy(void **state)
 {
-	const char *prod = APP "services: {db: {type: \"postgresql:15\", disk: 1G, "
-			       "resources: {cpu: 0.5, memory: 256M}}}\n"
-			       "environments: {preview: {profile: {cpu: 0.5, memory: 256M}, ttl: 2h, "
-			       "budget: {cpu_seconds: 10m, disk: 1G}}}\n"
-			       "egress: {allow: [api.example.com:443, \"pypi.org\"]}\n";
+	const char *prod =
+		APP "services: {db: {type: \"postgresql:15\", disk: 1G, "
+		    "resources: {cpu: 0.5, memory: 256M}}}\n"
+		    "environments: {preview: {profile: {cpu: 0.5, memory: 256M}, ttl: 2h, "
+		    "budget: {cpu_seconds: 10m, disk: 1G}}}\n"
+		    "egress: {allow: [api.example.com:443, \"pypi.org\"]}\n";
 
 	/* Widening is refused, naming the key and both values. */
 	expect_policy(prod, APP "environments: {preview: {ttl: 3h}}\n", "environments.preview.ttl",
@@ -930,21 +932,24 @@ static void test_production_policy(void **state)
 	expect_policy(prod, APP "environments: {preview: {profile: {memory: 1G}}}\n",
 		      "environments.preview.profile.memory", "asks for 1G");
 	expect_policy(prod, APP "environments: {preview: {profile: {cpu: 2}}}\n",
-		      "environments.preview.profile.cpu", "asks for 2 CPU, more than production's config allows (0.5 CPU)");
+		      "environments.preview.profile.cpu",
+		      "asks for 2 CPU, more than production's config allows (0.5 CPU)");
 	expect_policy(prod, APP "environments: {preview: {budget: {cpu_seconds: 1h}}}\n",
 		      "environments.preview.budget.cpu_seconds", "allows (10m)");
 	expect_policy(prod, APP "services: {db: {type: \"postgresql:15\", disk: 5G}}\n",
 		      "services.db.disk", "asks for 5G");
-	expect_policy(prod, APP "services: {db: {type: \"postgresql:15\", resources: {memory: 2G}}}\n",
+	expect_policy(prod,
+		      APP "services: {db: {type: \"postgresql:15\", resources: {memory: 2G}}}\n",
 		      "services.db.resources.memory", "asks for 2G");
 	expect_policy(prod, APP "services: {extra: {type: \"redis:7\", resources: {cpu: 4}}}\n",
 		      "services.extra.resources.cpu", "asks for 4 CPU");
-	expect_policy(prod, APP "egress: {allow: [\"evil.example.com:443\"]}\n",
-		      "egress.allow[0]", "evil.example.com port 443 is not allowed");
+	expect_policy(prod, APP "egress: {allow: [\"evil.example.com:443\"]}\n", "egress.allow[0]",
+		      "evil.example.com port 443 is not allowed");
 	expect_policy(prod, APP "egress: {allow: [\"api.example.com\"]}\n", "egress.allow[0]",
 		      "api.example.com (any port) is not allowed");
 	expect_policy(prod,
-		      "applications: {web: {type: \"python:3.11\", mounts: {\"/u\": {source: storage}}}}\n",
+		      "applications: {web: {type: \"python:3.11\", mounts: {\"/u\": {source: "
+		      "storage}}}}\n",
 		      "applications.web.mounts./u.source", "'storage' mounts are not used");
 
 	/* Narrowing, unset keys and allowed rules pass. */
@@ -953,13 +958,15 @@ static void test_production_policy(void **state)
 			  "egress: {allow: [api.example.com:443, pypi.org:443]}\n"
 			  "services: {db: {type: \"postgresql:15\", disk: 512M}}\n",
 		      NULL, NULL);
-	expect_policy(prod,
-		      "applications: {web: {type: \"python:3.11\", mounts: {\"/t\": {source: tmp}}}}\n",
-		      NULL, NULL);
+	expect_policy(
+		prod,
+		"applications: {web: {type: \"python:3.11\", mounts: {\"/t\": {source: tmp}}}}\n",
+		NULL, NULL);
 
 	/* What the branch leaves to a default takes production's value when that is lower. */
 	_cleanup_(config_freep) ProjectConfig *p = parse_ok(prod);
-	_cleanup_(config_freep) ProjectConfig *b = parse_ok(APP "services: {db: {type: \"postgresql:15\"}}\n");
+	_cleanup_(config_freep) ProjectConfig *b =
+		parse_ok(APP "services: {db: {type: \"postgresql:15\"}}\n");
 	assert_true(b->preview_ttl_sec > p->preview_ttl_sec);
 	assert_int_equal(config_apply_production_policy(p, b, NULL), 0);
 	assert_int_equal(b->preview_ttl_sec, 2 * 3600);

@@ -77,7 +77,7 @@ static void scratch_init(Scratch *s, char **argv)
 	(void)snprintf(s->marker, sizeof(s->marker), "%s/locked", s->dir);
 	(void)snprintf(s->cgroup, sizeof(s->cgroup), "test-envproc-%d-%u", (int)getpid(),
 		       counter++);
-	s->bind = (SandboxBind){.source = s->dir, .target = "/w"};
+	s->bind = (SandboxBind){ .source = s->dir, .target = "/w" };
 	s->spec = (EnvProcSpec){
 		.name = "test",
 		.cgroup_name = s->cgroup,
@@ -146,7 +146,7 @@ static void test_string_stdin_and_exit_status(void **state)
 {
 	if (!need_root())
 		return;
-	char *argv[] = {"/bin/sh", "-c", "cat; echo err >&2; exit 7", NULL};
+	char *argv[] = { "/bin/sh", "-c", "cat; echo err >&2; exit 7", NULL };
 	Scratch s;
 	scratch_init(&s, argv);
 	OneshotResult res;
@@ -168,10 +168,10 @@ static void test_closed_output_then_sleep_times_out(void **state)
 {
 	if (!need_root())
 		return;
-	char *argv[] = {"/bin/sh", "-c",
-			"exec 9>/w/lock; flock -x 9; echo started; touch /w/locked; "
-			"exec >&- 2>&-; exec sleep 100000",
-			NULL};
+	char *argv[] = { "/bin/sh", "-c",
+			 "exec 9>/w/lock; flock -x 9; echo started; touch /w/locked; "
+			 "exec >&- 2>&-; exec sleep 100000",
+			 NULL };
 	Scratch s;
 	scratch_init(&s, argv);
 	EnvOneshotOptions opts;
@@ -199,10 +199,10 @@ static void test_parent_exit_ends_run_and_kills_children(void **state)
 {
 	if (!need_root())
 		return;
-	char *argv[] = {"/bin/sh", "-c",
-			"(exec 9>/w/lock; flock -x 9; touch /w/locked; exec sleep 100000) & "
-			"while [ ! -e /w/locked ]; do sleep 0.05; done; echo parent-done; exit 3",
-			NULL};
+	char *argv[] = { "/bin/sh", "-c",
+			 "(exec 9>/w/lock; flock -x 9; touch /w/locked; exec sleep 100000) & "
+			 "while [ ! -e /w/locked ]; do sleep 0.05; done; echo parent-done; exit 3",
+			 NULL };
 	Scratch s;
 	scratch_init(&s, argv);
 	EnvOneshotOptions opts;
@@ -227,10 +227,10 @@ static void test_sigterm_ignored_still_killed(void **state)
 {
 	if (!need_root())
 		return;
-	char *argv[] = {"/bin/sh", "-c",
-			"exec 9>/w/lock; flock -x 9; touch /w/locked; trap '' TERM; "
-			"kill -TERM $$; echo survived; while :; do sleep 1; done",
-			NULL};
+	char *argv[] = { "/bin/sh", "-c",
+			 "exec 9>/w/lock; flock -x 9; touch /w/locked; trap '' TERM; "
+			 "kill -TERM $$; echo survived; while :; do sleep 1; done",
+			 NULL };
 	Scratch s;
 	scratch_init(&s, argv);
 	EnvOneshotOptions opts;
@@ -255,10 +255,10 @@ static void test_output_flood_bounded_and_cut(void **state)
 {
 	if (!need_root())
 		return;
-	char *argv[] = {"/bin/sh", "-c",
-			"exec 9>/w/lock; flock -x 9; touch /w/locked; "
-			"while :; do echo flood-line; done",
-			NULL};
+	char *argv[] = { "/bin/sh", "-c",
+			 "exec 9>/w/lock; flock -x 9; touch /w/locked; "
+			 "while :; do echo flood-line; done",
+			 NULL };
 	Scratch s;
 	scratch_init(&s, argv);
 	EnvOneshotOptions opts;
@@ -305,7 +305,7 @@ static void test_large_stdin_and_output_no_deadlock(void **state)
 	crypto_hash_sha256(h, (const unsigned char *)data, size);
 	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
 
-	char *argv[] = {"/bin/cat", NULL};
+	char *argv[] = { "/bin/cat", NULL };
 	Scratch s;
 	scratch_init(&s, argv);
 	EnvOneshotOptions opts;
@@ -342,7 +342,7 @@ static void test_stdin_closed_early_is_fine(void **state)
 {
 	if (!need_root())
 		return;
-	struct sigaction sa = {.sa_handler = count_sigpipe}, old;
+	struct sigaction sa = { .sa_handler = count_sigpipe }, old;
 	assert_int_equal(sigaction(SIGPIPE, &sa, &old), 0);
 	/* Positive control: a write to a pipe without a reader is counted here. */
 	int p[2];
@@ -358,7 +358,7 @@ static void test_stdin_closed_early_is_fine(void **state)
 	char *data = malloc(size);
 	assert_non_null(data);
 	memset(data, 'i', size);
-	char *argv[] = {"/bin/sh", "-c", "exec 0<&-; sleep 0.5; echo closed-stdin", NULL};
+	char *argv[] = { "/bin/sh", "-c", "exec 0<&-; sleep 0.5; echo closed-stdin", NULL };
 	Scratch s;
 	scratch_init(&s, argv);
 	EnvOneshotOptions opts;
@@ -407,15 +407,15 @@ static void test_cancel_from_another_thread(void **state)
 {
 	if (!need_root())
 		return;
-	char *argv[] = {"/bin/sh", "-c",
-			"exec 9>/w/lock; flock -x 9; touch /w/locked; echo running; sleep 100000; "
-			"echo not-reached",
-			NULL};
+	char *argv[] = { "/bin/sh", "-c",
+			 "exec 9>/w/lock; flock -x 9; touch /w/locked; echo running; sleep 100000; "
+			 "echo not-reached",
+			 NULL };
 	Scratch s;
 	scratch_init(&s, argv);
 	int cfd = eventfd(0, EFD_CLOEXEC);
 	assert_true(cfd >= 0);
-	Canceller c = {.scratch = &s, .fd = cfd};
+	Canceller c = { .scratch = &s, .fd = cfd };
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, cancel_when_running, &c), 0);
 
@@ -437,7 +437,7 @@ static void test_cancel_from_another_thread(void **state)
 	assert_tree_gone(&s);
 
 	/* A fired fd stays fired: the next run is refused before anything starts. */
-	char *touch_argv[] = {"/bin/touch", "/w/ran", NULL};
+	char *touch_argv[] = { "/bin/touch", "/w/ran", NULL };
 	char ran[128];
 	(void)snprintf(ran, sizeof(ran), "%s/ran", s.dir);
 	s.spec.argv = touch_argv;

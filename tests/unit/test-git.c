@@ -215,7 +215,7 @@ static void test_branches(void **state)
 
 static void test_commit_info(void **state)
 {
-	GitCommitInfo info = {0};
+	GitCommitInfo info = { 0 };
 	char main_id[GITREPO_ID_SIZE];
 
 	rev_parse("main", main_id);
@@ -285,7 +285,7 @@ static int count_staging(const char *dir)
 
 static void test_checkout(void **state)
 {
-	GitCheckoutResult res = {0};
+	GitCheckoutResult res = { 0 };
 	BbxError err = BBX_ERROR_INIT;
 	char target[512], p[PATH_MAX], link[PATH_MAX], want[GITREPO_ID_SIZE];
 	_cleanup_free_ char *data = NULL;
@@ -350,7 +350,7 @@ static void test_checkout(void **state)
 
 static void test_diff(void **state)
 {
-	GitDiff d = {0};
+	GitDiff d = { 0 };
 	bool seen_app = false, seen_new = false;
 
 	assert_int_equal(gitrepo_diff(repo, "main", "feature", 1 << 20, &d, NULL), 0);
@@ -396,11 +396,11 @@ static void test_diff(void **state)
 
 static void test_apply_patch(void **state)
 {
-	GitDiff d = {0};
+	GitDiff d = { 0 };
 	BbxError err = BBX_ERROR_INIT;
 	char id[GITREPO_ID_SIZE], want[GITREPO_ID_SIZE], main_id[GITREPO_ID_SIZE];
 	char tree[128], want_tree[128], author[256];
-	GitCommitInfo info = {0};
+	GitCommitInfo info = { 0 };
 
 	rev_parse("main", main_id);
 	assert_int_equal(gitrepo_diff(repo, "main", "feature", 1 << 20, &d, NULL), 0);
@@ -450,11 +450,11 @@ static void test_apply_patch(void **state)
 				  "+replacement\n"
 				  " line3\n";
 	err = (BbxError)BBX_ERROR_INIT;
-	req = (GitApplyRequest){.base = "main",
-				.patch = bad,
-				.patch_size = strlen(bad),
-				.author = "a <a@b>",
-				.message = "m"};
+	req = (GitApplyRequest){ .base = "main",
+				 .patch = bad,
+				 .patch_size = strlen(bad),
+				 .author = "a <a@b>",
+				 .message = "m" };
 	assert_int_equal(gitrepo_apply_patch(repo, &req, id, &err), -EEXIST);
 	print_message("# %s\n", err.message);
 	assert_non_null(strstr(err.message, "app.py"));
@@ -489,11 +489,11 @@ static void test_apply_patch(void **state)
 				   "@@ -1 +1 @@\n"
 				   "-README\n"
 				   "+README v2\n";
-	req = (GitApplyRequest){.base = "main",
-				.patch = good,
-				.patch_size = strlen(good),
-				.author = "no email",
-				.message = "m"};
+	req = (GitApplyRequest){ .base = "main",
+				 .patch = good,
+				 .patch_size = strlen(good),
+				 .author = "no email",
+				 .message = "m" };
 	assert_int_equal(gitrepo_apply_patch(repo, &req, id, NULL), -EINVAL);
 	/* Without a branch, only the commit is made. */
 	req.author = "agent:x <agent@branchbox.invalid>";
@@ -538,11 +538,11 @@ static void test_apply_plain_diff(void **state)
 				      "-README\n"
 				      "+README plain\n";
 	static const char cut[] = "--- a/app.py\n+++ b/app.py\n@@ -1,3 +1,3 @@\n line1\n";
-	GitApplyRequest req = {.base = "main",
-			       .patch = ruN,
-			       .patch_size = strlen(ruN),
-			       .author = "agent:x <agent@branchbox.invalid>",
-			       .message = "plain"};
+	GitApplyRequest req = { .base = "main",
+				.patch = ruN,
+				.patch_size = strlen(ruN),
+				.author = "agent:x <agent@branchbox.invalid>",
+				.message = "plain" };
 	BbxError err = BBX_ERROR_INIT;
 	char id[GITREPO_ID_SIZE], files[1024];
 	_cleanup_free_ char *app = NULL, *doc = NULL, *note = NULL, *readme = NULL;
@@ -649,7 +649,7 @@ static void test_branch_cas(void **state)
 
 static void test_merge(void **state)
 {
-	GitMergeResult res = {0};
+	GitMergeResult res = { 0 };
 	BbxError err = BBX_ERROR_INIT;
 	char feat[GITREPO_ID_SIZE], main_id[GITREPO_ID_SIZE];
 	bool anc;
@@ -687,7 +687,7 @@ static void test_merge(void **state)
 	assert_int_equal(res.kind, GITREPO_MERGE_COMMIT);
 	rev_parse("side", side_after);
 	assert_string_equal(side_before, side_after);
-	GitCommitInfo info = {0};
+	GitCommitInfo info = { 0 };
 	assert_int_equal(gitrepo_commit_info(repo, res.id, &info, NULL), 0);
 	assert_int_equal(info.n_parents, 2);
 	assert_string_equal(info.parents[0], side_before);
@@ -735,7 +735,7 @@ static void *reader_thread(void *arg)
 	for (int i = 0; i < 100; i++) {
 		char id[GITREPO_ID_SIZE];
 		char *data = NULL;
-		GitDiff d = {0};
+		GitDiff d = { 0 };
 
 		failures += gitrepo_resolve(r, "feature", id, NULL) < 0;
 		failures += gitrepo_read_file(r, id, "new.txt", 100, &data, NULL, NULL) < 0 ||

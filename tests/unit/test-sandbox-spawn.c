@@ -90,7 +90,7 @@ static void *spawn_thread(void *arg)
 	for (int i = 0; i < 4; i++) {
 		char script[64], out[64];
 		snprintf(script, sizeof(script), "echo %ld-%d; exit %d", id, i, (int)(id * 10 + i));
-		char *const argv[] = {"/bin/sh", "-c", script, NULL};
+		char *const argv[] = { "/bin/sh", "-c", script, NULL };
 		int status = run_capture(argv, -1, out, sizeof(out));
 		char want[32];
 		snprintf(want, sizeof(want), "%ld-%d\n", id, i);
@@ -131,10 +131,10 @@ static void test_shared_netns(void **state)
 	assert_int_equal(fstat(fd, &st), 0);
 
 	/* Both sandboxes see the same namespace, whose inode is the bound file's, with lo up. */
-	char *const argv[] = {"/bin/sh", "-c",
-			      "readlink /proc/self/ns/net; grep -c . /proc/net/dev; "
-			      "cat /sys/class/net/lo/operstate /sys/class/net/lo/flags",
-			      NULL};
+	char *const argv[] = { "/bin/sh", "-c",
+			       "readlink /proc/self/ns/net; grep -c . /proc/net/dev; "
+			       "cat /sys/class/net/lo/operstate /sys/class/net/lo/flags",
+			       NULL };
 	char a[512], b[512], want[64];
 	assert_int_equal(run_capture(argv, fd, a, sizeof(a)), 0);
 	assert_int_equal(run_capture(argv, fd, b, sizeof(b)), 0);
@@ -162,7 +162,7 @@ static void test_kill_whole_tree_and_freeze(void **state)
 		return;
 	SandboxSpec spec;
 	sandbox_spec_init(&spec);
-	char *const argv[] = {"/bin/sh", "-c", "sleep 100 & sleep 100 & wait", NULL};
+	char *const argv[] = { "/bin/sh", "-c", "sleep 100 & sleep 100 & wait", NULL };
 	spec.argv = argv;
 	spec.cgroup_name = NULL;
 	spec.pids_max = 16;
@@ -191,7 +191,7 @@ static void test_free_kills_running_sandbox(void **state)
 		return;
 	SandboxSpec spec;
 	sandbox_spec_init(&spec);
-	char *const argv[] = {"/bin/sleep", "100", NULL};
+	char *const argv[] = { "/bin/sleep", "100", NULL };
 	spec.argv = argv;
 	spec.cgroup_name = "test-free-kills";
 	Sandbox *sb = NULL;
@@ -211,8 +211,8 @@ static void test_setup_failure_reports_step(void **state)
 		return;
 	SandboxSpec spec;
 	sandbox_spec_init(&spec);
-	char *const argv[] = {"/bin/true", NULL};
-	SandboxBind rw = {"/nonexistent-bbx-test", "/data"};
+	char *const argv[] = { "/bin/true", NULL };
+	SandboxBind rw = { "/nonexistent-bbx-test", "/data" };
 	spec.argv = argv;
 	spec.rw = &rw;
 	spec.n_rw = 1;
@@ -295,7 +295,7 @@ static void test_real_cgroup2_mount(void **state)
 
 	SandboxSpec spec;
 	sandbox_spec_init(&spec);
-	char *const argv[] = {"/bin/sh", "-c", "sleep 100 & sleep 100 & wait", NULL};
+	char *const argv[] = { "/bin/sh", "-c", "sleep 100 & sleep 100 & wait", NULL };
 	spec.argv = argv;
 	spec.cgroup_root = root;
 	spec.cgroup_name = "test-v2";
@@ -465,8 +465,8 @@ static void test_init_is_a_fresh_image(void **state)
 
 	SandboxSpec spec;
 	sandbox_spec_init(&spec);
-	char *const argv[] = {"sleep", "100", NULL};
-	char *const envp[] = {"PATH=/usr/bin:/bin", "BBX_FOR_COMMAND=1", NULL};
+	char *const argv[] = { "sleep", "100", NULL };
+	char *const envp[] = { "PATH=/usr/bin:/bin", "BBX_FOR_COMMAND=1", NULL };
 	spec.argv = argv;
 	spec.env = envp;
 	Sandbox *sb = NULL;
@@ -546,7 +546,7 @@ static void test_init_is_a_fresh_image(void **state)
 	 */
 	static const char owner_env[] = "owner-secret-value";
 	size_t scanned = 0, skipped = 0;
-	pid_t inside[] = {init, command};
+	pid_t inside[] = { init, command };
 	for (size_t i = 0; i < ELEMENTSOF(inside); i++) {
 		assert_false(memory_contains(inside[i], secret, 32, &scanned, &skipped));
 		assert_true(scanned > 0);
@@ -600,15 +600,16 @@ static void test_idmapped_bind(void **state)
 	char *const argv[] = {
 		"/bin/sh", "-c",
 		"stat -c %u:%g /data; cat /data/f 2>/dev/null && echo written > /data/g && id -u",
-		NULL};
-	SandboxBind rw = {.source = data, .target = "/data", .idmapped = true};
+		NULL
+	};
+	SandboxBind rw = { .source = data, .target = "/data", .idmapped = true };
 	SandboxSpec spec;
 	sandbox_spec_init(&spec);
 	spec.argv = argv;
 	spec.uid = SANDBOX_ID;
 	spec.rw = &rw;
 	spec.n_rw = 1;
-	spec.idmap[0] = (SandboxIdmap){.stored_id = STORED_ID, .id = SANDBOX_ID};
+	spec.idmap[0] = (SandboxIdmap){ .stored_id = STORED_ID, .id = SANDBOX_ID };
 	spec.n_idmap = 1;
 	char out[256];
 	assert_int_equal(spec_capture(&spec, out, sizeof(out)), 0);
@@ -638,13 +639,13 @@ static void test_idmapped_bind(void **state)
 	assert_int_equal(sandbox_spawn(&spec, &sb, &err), -EINVAL);
 	assert_null(sb);
 	assert_non_null(strstr(err.message, "no idmap"));
-	spec.idmap[0] = (SandboxIdmap){.stored_id = 0, .id = SANDBOX_ID};
+	spec.idmap[0] = (SandboxIdmap){ .stored_id = 0, .id = SANDBOX_ID };
 	spec.n_idmap = 1;
 	BbxError err2 = BBX_ERROR_INIT;
 	assert_int_equal(sandbox_spawn(&spec, &sb, &err2), -EINVAL);
 	assert_non_null(strstr(err2.message, "not mappable"));
-	spec.idmap[0] = (SandboxIdmap){.stored_id = STORED_ID, .id = SANDBOX_ID};
-	spec.idmap[1] = (SandboxIdmap){.stored_id = STORED_ID + 5, .id = SANDBOX_ID};
+	spec.idmap[0] = (SandboxIdmap){ .stored_id = STORED_ID, .id = SANDBOX_ID };
+	spec.idmap[1] = (SandboxIdmap){ .stored_id = STORED_ID + 5, .id = SANDBOX_ID };
 	spec.n_idmap = 2;
 	BbxError err3 = BBX_ERROR_INIT;
 	assert_int_equal(sandbox_spawn(&spec, &sb, &err3), -EINVAL);
@@ -673,14 +674,14 @@ static void test_rlimits(void **state)
 	struct rlimit old_core, old_nofile;
 	assert_int_equal(getrlimit(RLIMIT_CORE, &old_core), 0);
 	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old_nofile), 0);
-	struct rlimit wide_core = {RLIM_INFINITY, RLIM_INFINITY};
-	struct rlimit wide_nofile = {SANDBOX_NOFILE_HARD * 2, SANDBOX_NOFILE_HARD * 2};
+	struct rlimit wide_core = { RLIM_INFINITY, RLIM_INFINITY };
+	struct rlimit wide_nofile = { SANDBOX_NOFILE_HARD * 2, SANDBOX_NOFILE_HARD * 2 };
 	if (setrlimit(RLIMIT_CORE, &wide_core) < 0) {
-		wide_core = (struct rlimit){old_core.rlim_max, old_core.rlim_max};
+		wide_core = (struct rlimit){ old_core.rlim_max, old_core.rlim_max };
 		assert_int_equal(setrlimit(RLIMIT_CORE, &wide_core), 0);
 	}
 	if (setrlimit(RLIMIT_NOFILE, &wide_nofile) < 0) {
-		wide_nofile = (struct rlimit){old_nofile.rlim_max, old_nofile.rlim_max};
+		wide_nofile = (struct rlimit){ old_nofile.rlim_max, old_nofile.rlim_max };
 		assert_int_equal(setrlimit(RLIMIT_NOFILE, &wide_nofile), 0);
 	}
 	/* Positive control: the widened limits are really above what a sandbox gets. */
@@ -693,7 +694,7 @@ static void test_rlimits(void **state)
 	snprintf(want, sizeof(want), "%llu", (unsigned long long)wide_nofile.rlim_cur);
 	assert_string_equal(soft, want);
 
-	char *const argv[] = {"/bin/cat", "/proc/self/limits", NULL};
+	char *const argv[] = { "/bin/cat", "/proc/self/limits", NULL };
 	int status = run_capture(argv, -1, out, sizeof(out));
 	assert_int_equal(setrlimit(RLIMIT_CORE, &old_core), 0);
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old_nofile), 0);
@@ -710,8 +711,8 @@ static void test_rlimits(void **state)
 	assert_string_equal(hard, want);
 
 	/* The command cannot raise them again: no CAP_SYS_RESOURCE inside. */
-	char *const raise_argv[] = {"/bin/sh", "-c", "ulimit -c 1 2>/dev/null || echo refused",
-				    NULL};
+	char *const raise_argv[] = { "/bin/sh", "-c", "ulimit -c 1 2>/dev/null || echo refused",
+				     NULL };
 	run_capture(raise_argv, -1, out, sizeof(out));
 	assert_string_equal(out, "refused\n");
 }
@@ -720,7 +721,7 @@ static void test_rlimits(void **state)
 static int run_in_cgroup(const char *name, const char *code, uint64_t memory_max, uint64_t pids_max,
 			 char *out, size_t size)
 {
-	char *const argv[] = {"/usr/bin/python3", "-c", (char *)code, NULL};
+	char *const argv[] = { "/usr/bin/python3", "-c", (char *)code, NULL };
 	SandboxSpec spec;
 	sandbox_spec_init(&spec);
 	spec.argv = argv;
@@ -758,7 +759,7 @@ static void test_parent_cgroup_bounds_children(void **state)
 	SandboxCgroup *parent = NULL;
 
 	/* Positive control: no limit on the parent, generous leaves. */
-	SandboxCgroupLimits none = {0};
+	SandboxCgroupLimits none = { 0 };
 	int r = sandbox_cgroup_create_parent("/sys/fs/cgroup", parent_name, &none, &parent, &err);
 	if (r < 0)
 		fail_msg("parent: %s", bbx_error_message(&err, r));
@@ -770,7 +771,7 @@ static void test_parent_cgroup_bounds_children(void **state)
 	parent = NULL;
 
 	/* The parent's limits now: 12 processes, 96 MiB, below each leaf's own. */
-	SandboxCgroupLimits sum = {.memory_max = 96ULL << 20, .pids_max = 12};
+	SandboxCgroupLimits sum = { .memory_max = 96ULL << 20, .pids_max = 12 };
 	r = sandbox_cgroup_create_parent("/sys/fs/cgroup", parent_name, &sum, &parent, &err);
 	if (r < 0)
 		fail_msg("parent: %s", bbx_error_message(&err, r));

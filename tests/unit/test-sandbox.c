@@ -122,7 +122,7 @@ static void test_cgroup_v1(void **state)
 	assert_int_equal(mode, SANDBOX_CGROUP_V1);
 	assert_string_equal(base, root);
 
-	SandboxCgroupLimits l = {.memory_max = 256ULL << 20, .pids_max = 64, .cpu_millis = 500};
+	SandboxCgroupLimits l = { .memory_max = 256ULL << 20, .pids_max = 64, .cpu_millis = 500 };
 	SandboxCgroup *cg = NULL;
 	assert_int_equal(sandbox_cgroup_create(root, "env-a", &l, &cg, NULL), 0);
 	assert_int_equal(cg->mode, SANDBOX_CGROUP_V1);
@@ -166,7 +166,9 @@ static void test_cgroup_v1(void **state)
 	sandbox_cgroup_free(cg);
 
 	/* An environment's parent: made when missing, limits rewritten when it exists. */
-	SandboxCgroupLimits sum = {.memory_max = 1ULL << 30, .pids_max = 2048, .cpu_millis = 1750};
+	SandboxCgroupLimits sum = { .memory_max = 1ULL << 30,
+				    .pids_max = 2048,
+				    .cpu_millis = 1750 };
 	SandboxCgroup *parent = NULL;
 	assert_int_equal(sandbox_cgroup_create_parent(root, "d-1/env-p", &sum, &parent, NULL), 0);
 	assert_int_equal(parent->n_dir, 4);
@@ -299,7 +301,8 @@ static void test_cgroup_usage_and_kill_tree(void **state)
 	write_at(v2, "cgroup.controllers", "cpu memory pids\n");
 	assert_int_equal(sandbox_cgroup_create(v2, "env-v/web", &l, &leaf, NULL), 0);
 	assert_int_equal(sandbox_cgroup_open(v2, "env-v", &env, NULL), 0);
-	write_at(v2, "branchbox/env-v/cpu.stat", "usage_usec 1234\nuser_usec 1000\nsystem_usec 234\n");
+	write_at(v2, "branchbox/env-v/cpu.stat",
+		 "usage_usec 1234\nuser_usec 1000\nsystem_usec 234\n");
 	write_at(v2, "branchbox/env-v/memory.current", "2048\n");
 	sandbox_cgroup_usage(env, &u);
 	assert_int_equal(u.cpu_usec, 1234);
@@ -328,7 +331,7 @@ static void test_cgroup_v2(void **state)
 	assert_int_equal(sandbox_cgroup_detect(root, &mode, &base), 0);
 	assert_int_equal(mode, SANDBOX_CGROUP_V2);
 
-	SandboxCgroupLimits l = {.memory_max = 1ULL << 30, .pids_max = 100, .cpu_millis = 1500};
+	SandboxCgroupLimits l = { .memory_max = 1ULL << 30, .pids_max = 100, .cpu_millis = 1500 };
 	SandboxCgroup *cg = NULL;
 	/* One cgroup per environment, one per process below it. */
 	assert_int_equal(sandbox_cgroup_create(root, "env-b/web", &l, &cg, NULL), 0);
@@ -351,7 +354,9 @@ static void test_cgroup_v2(void **state)
 	sandbox_cgroup_free(cg);
 
 	/* An environment's parent passes the controllers on to its processes' cgroups. */
-	SandboxCgroupLimits sum = {.memory_max = 3ULL << 30, .pids_max = 3000, .cpu_millis = 2500};
+	SandboxCgroupLimits sum = { .memory_max = 3ULL << 30,
+				    .pids_max = 3000,
+				    .cpu_millis = 2500 };
 	SandboxCgroup *parent = NULL;
 	assert_int_equal(sandbox_cgroup_create_parent(root, "env-c", &sum, &parent, NULL), 0);
 	assert_file(parent->dir[0], "cgroup.subtree_control", "+memory +pids +cpu");
@@ -413,13 +418,13 @@ static void assert_dir(const char *base, const char *rel)
 static void test_cgroup_tree_v1(void **state)
 {
 	_cleanup_free_ char *root = make_tree();
-	static const char *const ctl[] = {"memory", "pids", "cpu", "freezer"};
+	static const char *const ctl[] = { "memory", "pids", "cpu", "freezer" };
 	for (size_t i = 0; i < ELEMENTSOF(ctl); i++)
 		mkdirf(root, ctl[i]);
 	mkdirf(root, "unified");
 	write_at(root, "unified/cgroup.controllers", "");
 
-	SandboxCgroupLimits l = {.pids_max = 64};
+	SandboxCgroupLimits l = { .pids_max = 64 };
 	SandboxCgroup *cg = NULL;
 	assert_int_equal(sandbox_cgroup_create_parent(root, "d-1/env-a", &l, &cg, NULL), 0);
 	cg = sandbox_cgroup_free(cg);
@@ -436,7 +441,7 @@ static void test_cgroup_tree_v1(void **state)
 	assert_int_equal(strv_length(children), 2);
 	assert_true(strv_contains(children, "env-a") && strv_contains(children, "env-h"));
 
-	static const char *const tree[] = {"d-1/env-a/web-1", "d-1/env-a", "d-1/env-h", "d-1"};
+	static const char *const tree[] = { "d-1/env-a/web-1", "d-1/env-a", "d-1/env-h", "d-1" };
 	_cleanup_strv_free_ char **names = NULL;
 	assert_int_equal(sandbox_cgroup_list_tree(root, "d-1", &names), 0);
 	assert_strv(names, tree, ELEMENTSOF(tree));
@@ -459,7 +464,7 @@ static void test_cgroup_tree_v2(void **state)
 	_cleanup_free_ char *root = make_tree();
 	write_at(root, "cgroup.controllers", "cpu memory pids\n");
 
-	SandboxCgroupLimits l = {.pids_max = 64};
+	SandboxCgroupLimits l = { .pids_max = 64 };
 	SandboxCgroup *cg = NULL;
 	assert_int_equal(sandbox_cgroup_create_parent(root, "d-1/env-a", &l, &cg, NULL), 0);
 	cg = sandbox_cgroup_free(cg);
@@ -477,8 +482,8 @@ static void test_cgroup_tree_v2(void **state)
 	assert_int_equal(strv_length(children), 2);
 	assert_true(strv_contains(children, "env-a") && strv_contains(children, "env-b"));
 
-	static const char *const tree[] = {"d-1/env-a/db-1", "d-1/env-a/web-1", "d-1/env-a",
-					   "d-1/env-b", "d-1"};
+	static const char *const tree[] = { "d-1/env-a/db-1", "d-1/env-a/web-1", "d-1/env-a",
+					    "d-1/env-b", "d-1" };
 	_cleanup_strv_free_ char **names = NULL;
 	assert_int_equal(sandbox_cgroup_list_tree(root, "d-1", &names), 0);
 	assert_strv(names, tree, ELEMENTSOF(tree));
@@ -520,7 +525,7 @@ static void test_cgroup_tree_v2(void **state)
 static void test_seccomp_build_archs(void **state)
 {
 	/* The policy's two architectures build (aarch64 cross-built from its own table). */
-	static const uint32_t archs[] = {SCMP_ARCH_X86_64, SCMP_ARCH_AARCH64};
+	static const uint32_t archs[] = { SCMP_ARCH_X86_64, SCMP_ARCH_AARCH64 };
 	for (size_t i = 0; i < ELEMENTSOF(archs); i++) {
 		struct sock_filter *prog = NULL;
 		size_t len = 0;
@@ -533,8 +538,8 @@ static void test_seccomp_build_archs(void **state)
 		free(prog);
 	}
 	/* Any other is refused: the tables name no 32-bit calls, s390x orders clone differently. */
-	static const uint32_t refused[] = {SCMP_ARCH_X86, SCMP_ARCH_X32, SCMP_ARCH_ARM,
-					   SCMP_ARCH_S390X, 0xdeadbeef};
+	static const uint32_t refused[] = { SCMP_ARCH_X86, SCMP_ARCH_X32, SCMP_ARCH_ARM,
+					    SCMP_ARCH_S390X, 0xdeadbeef };
 	for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
 		struct sock_filter *prog = NULL;
 		size_t len = 0;
@@ -559,7 +564,7 @@ static void test_seccomp_unknown_name_fails(void **state)
 	assert_int_equal(sandbox_seccomp_resolve("getpid", &nr, NULL), 0);
 	assert_int_equal(nr, SYS_getpid);
 	/* Every name in the tables resolves (or the build would have failed). */
-	const char *const *tables[] = {sandbox_seccomp_allowed, sandbox_seccomp_denied};
+	const char *const *tables[] = { sandbox_seccomp_allowed, sandbox_seccomp_denied };
 	for (size_t t = 0; t < ELEMENTSOF(tables); t++)
 		for (size_t i = 0; tables[t][i]; i++)
 			assert_int_equal(sandbox_seccomp_resolve(tables[t][i], &nr, NULL), 0);
@@ -606,7 +611,7 @@ typedef struct PolicyCheck {
 
 static uint32_t run_call(const PolicyCheck *pc, uint32_t arch, int nr, uint64_t a0, uint64_t a1)
 {
-	struct seccomp_data d = {.nr = nr, .arch = arch, .args = {a0, a1}};
+	struct seccomp_data d = { .nr = nr, .arch = arch, .args = { a0, a1 } };
 	return bpf_run(pc->prog, pc->len, &d);
 }
 
@@ -617,9 +622,9 @@ static int nr_of(const PolicyCheck *pc, const char *name)
 
 static void check_policy(const PolicyCheck *pc)
 {
-	static const char *const by_argument[] = {"clone", "ioctl", "personality", "socket",
-						  "socketpair"};
-	bool named[1024] = {false};
+	static const char *const by_argument[] = { "clone", "ioctl", "personality", "socket",
+						   "socketpair" };
+	bool named[1024] = { false };
 	uint32_t arch = pc->arch;
 
 	for (size_t i = 0; sandbox_seccomp_allowed[i]; i++) {
@@ -661,15 +666,15 @@ static void check_policy(const PolicyCheck *pc)
 
 	/* clone: flags without namespaces pass, each namespace flag is refused. */
 	int clone = nr_of(pc, "clone");
-	static const uint64_t plain[] = {SIGCHLD, CLONE_VM | CLONE_VFORK | SIGCHLD,
-					 CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND |
-						 CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS |
-						 CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID,
-					 0xffffffff00000000ULL | SIGCHLD};
+	static const uint64_t plain[] = { SIGCHLD, CLONE_VM | CLONE_VFORK | SIGCHLD,
+					  CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND |
+						  CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS |
+						  CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID,
+					  0xffffffff00000000ULL | SIGCHLD };
 	for (size_t i = 0; i < ELEMENTSOF(plain); i++)
 		assert_int_equal(run_call(pc, arch, clone, plain[i], 0), RET_ALLOW);
-	static const uint64_t ns[] = {CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC,	  CLONE_NEWUSER,
-				      CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP};
+	static const uint64_t ns[] = { CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC,   CLONE_NEWUSER,
+				       CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP };
 	for (size_t i = 0; i < ELEMENTSOF(ns); i++)
 		assert_int_equal(run_call(pc, arch, clone, ns[i] | CLONE_VM | SIGCHLD, 0),
 				 RET_EPERM);
@@ -700,7 +705,7 @@ static void check_policy(const PolicyCheck *pc)
 	}
 
 	/* socket, socketpair: AF_UNIX, AF_INET, AF_INET6 and nothing else, high bits refused. */
-	static const char *const sockets[] = {"socket", "socketpair"};
+	static const char *const sockets[] = { "socket", "socketpair" };
 	for (size_t s = 0; s < ELEMENTSOF(sockets); s++) {
 		int nr = nr_of(pc, sockets[s]);
 		for (uint64_t fam = 0; fam < 64; fam++) {
@@ -714,20 +719,20 @@ static void check_policy(const PolicyCheck *pc)
 
 	/* personality: Docker's four personas; other flags, the query and high bits refused. */
 	int pers = nr_of(pc, "personality");
-	static const uint64_t personas[] = {0x0, 0x8, 0x20000, 0x20008};
+	static const uint64_t personas[] = { 0x0, 0x8, 0x20000, 0x20008 };
 	for (size_t i = 0; i < ELEMENTSOF(personas); i++)
 		assert_int_equal(run_call(pc, arch, pers, personas[i], 0), RET_ALLOW);
-	static const uint64_t bad_personas[] = {0x0400000 /* READ_IMPLIES_EXEC */, 0xffffffff,
-						0x0040000 /* ADDR_NO_RANDOMIZE */, 0x100000000ULL,
-						0x100000008ULL};
+	static const uint64_t bad_personas[] = { 0x0400000 /* READ_IMPLIES_EXEC */, 0xffffffff,
+						 0x0040000 /* ADDR_NO_RANDOMIZE */, 0x100000000ULL,
+						 0x100000008ULL };
 	for (size_t i = 0; i < ELEMENTSOF(bad_personas); i++)
 		assert_int_equal(run_call(pc, arch, pers, bad_personas[i], 0), RET_EPERM);
 
 	/* Other ABIs are refused whole: x32 numbers, and any other architecture token. */
 	int getpid_nr = nr_of(pc, "getpid");
 	assert_int_equal(run_call(pc, arch, getpid_nr, 0, 0), RET_ALLOW);
-	static const uint32_t foreign[] = {AUDIT_ARCH_I386, AUDIT_ARCH_ARM, AUDIT_ARCH_X86_64,
-					   AUDIT_ARCH_AARCH64};
+	static const uint32_t foreign[] = { AUDIT_ARCH_I386, AUDIT_ARCH_ARM, AUDIT_ARCH_X86_64,
+					    AUDIT_ARCH_AARCH64 };
 	for (size_t i = 0; i < ELEMENTSOF(foreign); i++)
 		if (foreign[i] != arch)
 			assert_int_equal(run_call(pc, foreign[i], getpid_nr, 0, 0), RET_EPERM);
@@ -738,16 +743,16 @@ static void check_policy(const PolicyCheck *pc)
 static void test_seccomp_policy(void **state)
 {
 	/* The embedded program (what sandboxes load) on x86_64 or aarch64 natively ... */
-	PolicyCheck native = {.prog = sandbox_seccomp_prebuilt,
-			      .len = ELEMENTSOF(sandbox_seccomp_prebuilt),
-			      .arch = seccomp_arch_native()};
+	PolicyCheck native = { .prog = sandbox_seccomp_prebuilt,
+			       .len = ELEMENTSOF(sandbox_seccomp_prebuilt),
+			       .arch = seccomp_arch_native() };
 	check_policy(&native);
 	/* ... and the other architecture's build. */
 	uint32_t other = native.arch == SCMP_ARCH_X86_64 ? SCMP_ARCH_AARCH64 : SCMP_ARCH_X86_64;
 	struct sock_filter *prog = NULL;
 	size_t len = 0;
 	assert_int_equal(sandbox_seccomp_build(other, &prog, &len, NULL), 0);
-	PolicyCheck cross = {.prog = prog, .len = len, .arch = other};
+	PolicyCheck cross = { .prog = prog, .len = len, .arch = other };
 	check_policy(&cross);
 	free(prog);
 }
@@ -775,8 +780,8 @@ static long int80(long nr)
 /* Load the native filter in a child and check each class of rule; 0 means all held. */
 static int seccomp_child(const struct sock_filter *prog, size_t len, bool ia32)
 {
-	struct sock_fprog fprog = {.len = (unsigned short)len,
-				   .filter = (struct sock_filter *)prog};
+	struct sock_fprog fprog = { .len = (unsigned short)len,
+				    .filter = (struct sock_filter *)prog };
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return 1;
 	if (syscall(SYS_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, 0, &fprog) < 0)

@@ -148,9 +148,9 @@ static void test_pool_record(void **state)
 	assert_int_equal(p.req_driver, STORAGE_DRIVER_AUTO);
 	pool_record_done(&p);
 
-	assert_int_equal(pool_record_parse("{\"driver\":\"copy\",\"root\":\"/x\",\"future\":7}", &p,
-					   &err),
-			 0);
+	assert_int_equal(
+		pool_record_parse("{\"driver\":\"copy\",\"root\":\"/x\",\"future\":7}", &p, &err),
+		0);
 	assert_int_equal(p.driver, STORAGE_DRIVER_COPY);
 	pool_record_done(&p);
 
@@ -296,18 +296,20 @@ static void test_reflink_driver(void **state)
 	if (geteuid() != 0 || access("/usr/sbin/mkfs.xfs", X_OK) < 0) {
 		const char *ci = getenv("CI");
 		if (ci && (!strcmp(ci, "true") || !strcmp(ci, "1")))
-			fail_msg("reflink test needs root and mkfs.xfs (scripts/install-deps), and CI is set");
+			fail_msg("reflink test needs root and mkfs.xfs (scripts/install-deps), and "
+				 "CI is set");
 		printf("# SKIP reflink: %s has no FICLONE and no XFS loop image can be made (%s)\n",
 		       d, geteuid() ? "not root" : "mkfs.xfs missing");
 		(void)rm_rf(d);
 		skip();
 	}
 	StrBuf cmd = STRBUF_INIT;
-	assert_int_equal(strbuf_appendf(&cmd,
-					"truncate -s 512M %s/xfs.img && mkfs.xfs -q -m reflink=1 "
-					"%s/xfs.img && mkdir %s/mnt && mount -o loop %s/xfs.img %s/mnt",
-					d, d, d, d, d),
-			 0);
+	assert_int_equal(
+		strbuf_appendf(&cmd,
+			       "truncate -s 512M %s/xfs.img && mkfs.xfs -q -m reflink=1 "
+			       "%s/xfs.img && mkdir %s/mnt && mount -o loop %s/xfs.img %s/mnt",
+			       d, d, d, d, d),
+		0);
 	int rc = system(strbuf_str(&cmd));
 	strbuf_done(&cmd);
 	assert_int_equal(rc, 0);
@@ -512,7 +514,7 @@ static void mount_own(Freezers *f, int i, const char *fstype, const char *opts)
 static void freezers_make(Freezers *f)
 {
 	const char *v1 = "/sys/fs/cgroup/freezer", *v2 = NULL;
-	*f = (Freezers){.host_ns = -1};
+	*f = (Freezers){ .host_ns = -1 };
 	if (!fs_is(v1, CGROUP_V1_MAGIC)) {
 		mount_own(f, 0, "cgroup", "freezer");
 		v1 = f->scratch[0];
@@ -582,7 +584,7 @@ static void spinner_stop(Spinner *sp)
 static bool spinner_stands_still(const Spinner *sp)
 {
 	uint64_t a = *sp->count;
-	(void)nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+	(void)nanosleep(&(struct timespec){ 0, 100 * 1000 * 1000 }, NULL);
 	return *sp->count == a;
 }
 
@@ -593,7 +595,7 @@ static bool spinner_runs(const Spinner *sp)
 	for (int i = 0; i < 1000; i++) {
 		if (*sp->count != a)
 			return true;
-		(void)nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+		(void)nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
 	}
 	return false;
 }
@@ -636,7 +638,7 @@ static void test_freezer_files(void **state)
 	char p1[PATH_MAX + 32], p2[PATH_MAX + 32];
 	snprintf(p1, sizeof(p1), "%s/freezer.state", f.v1);
 	snprintf(p2, sizeof(p2), "%s/cgroup.freeze", f.v2);
-	char *files[] = {p1, p2, NULL};
+	char *files[] = { p1, p2, NULL };
 	assert_int_equal(storage_freezer_files_freeze(files), 0);
 	assert_kernel_says(&f, true, true);
 	assert_true(spinner_stands_still(&a));
@@ -647,7 +649,7 @@ static void test_freezer_files(void **state)
 	assert_true(spinner_runs(&a) && spinner_runs(&b));
 
 	/* An unknown file is refused, and what was frozen before it is thawed again. */
-	char *bad[] = {p1, (char *)"/nonexistent/cgroup.procs", NULL};
+	char *bad[] = { p1, (char *)"/nonexistent/cgroup.procs", NULL };
 	assert_int_equal(storage_freezer_files_freeze(bad), -EINVAL);
 	assert_kernel_says(&f, false, false);
 	assert_true(spinner_runs(&a));

@@ -50,10 +50,11 @@ static void test_fresh(void **state)
 	assert_int_equal(store_open(dir, &s, &err), 0);
 	assert_int_equal(store_schema_version(s), store_latest_version());
 	assert_true(store_latest_version() >= 2);
-	assert_int_equal(count_rows(s, "SELECT count(*) FROM sqlite_master WHERE name IN "
-				       "('environments','proposals','tokens','operations','audit','meta',"
-				       "'uid_allocations')"),
-			 7);
+	assert_int_equal(
+		count_rows(s, "SELECT count(*) FROM sqlite_master WHERE name IN "
+			      "('environments','proposals','tokens','operations','audit','meta',"
+			      "'uid_allocations')"),
+		7);
 	assert_int_equal(count_rows(s, "PRAGMA foreign_keys"), 1);
 	/* WAL + FULL: synchronous=2 */
 	assert_int_equal(count_rows(s, "PRAGMA synchronous"), 2);
@@ -67,16 +68,26 @@ static void test_upgrade_keeps_data(void **state)
 	assert_int_equal(store_open_at_version(dir, 1, &s, &err), 0);
 	assert_int_equal(store_schema_version(s), 1);
 	store_lock(s);
-	assert_int_equal(store_exec(s, "INSERT INTO environments (name, kind, branch, state, created_at, updated_at) "
-				       "VALUES ('main', 'production', 'main', 'ready', 1, 1)", &err), 0);
+	assert_int_equal(store_exec(s,
+				    "INSERT INTO environments (name, kind, branch, state, "
+				    "created_at, updated_at) "
+				    "VALUES ('main', 'production', 'main', 'ready', 1, 1)",
+				    &err),
+			 0);
 	store_unlock(s);
-	assert_int_equal(count_rows(s, "SELECT count(*) FROM sqlite_master WHERE name = 'operations_pending'"), 0);
+	assert_int_equal(
+		count_rows(s,
+			   "SELECT count(*) FROM sqlite_master WHERE name = 'operations_pending'"),
+		0);
 	store_free(s);
 
 	assert_int_equal(store_open(dir, &s, &err), 0);
 	assert_int_equal(store_schema_version(s), store_latest_version());
 	assert_int_equal(count_rows(s, "SELECT count(*) FROM environments WHERE name = 'main'"), 1);
-	assert_int_equal(count_rows(s, "SELECT count(*) FROM sqlite_master WHERE name = 'operations_pending'"), 1);
+	assert_int_equal(
+		count_rows(s,
+			   "SELECT count(*) FROM sqlite_master WHERE name = 'operations_pending'"),
+		1);
 
 	/* A row from before per-environment uids: its volume is the former fixed pair's, and
 	 * it gets a pair of its own (once) when it starts. */
@@ -128,8 +139,11 @@ static void test_journal(void **state)
 	size_t n = 0;
 
 	assert_int_equal(store_open(dir, &s, &err), 0);
-	assert_int_equal(journal_begin(s, "environment.create", "pr-1", "intent", "{\"from\":\"main\"}", &a, &err), 0);
-	assert_int_equal(journal_begin(s, "environment.destroy", "pr-2", "intent", NULL, &b, &err), 0);
+	assert_int_equal(journal_begin(s, "environment.create", "pr-1", "intent",
+				       "{\"from\":\"main\"}", &a, &err),
+			 0);
+	assert_int_equal(journal_begin(s, "environment.destroy", "pr-2", "intent", NULL, &b, &err),
+			 0);
 	assert_int_equal(journal_step(s, a, "snapshot", &err), 0);
 	assert_int_equal(journal_finish(s, b, "done", &err), 0);
 	assert_int_equal(journal_finish(s, b, "bogus", &err), -EINVAL);
@@ -147,9 +161,13 @@ static void test_journal(void **state)
 static int insert_env(Store *s, const char *name, const char *parent, const UidRange *range,
 		      EnvRecord *ret)
 {
-	EnvRecord r = { .name = (char *)name, .kind = parent ? "preview" : "production",
-			.branch = (char *)name, .parent = (char *)parent, .state = ENV_CREATING,
-			.created_at = 1, .updated_at = 1 };
+	EnvRecord r = { .name = (char *)name,
+			.kind = parent ? "preview" : "production",
+			.branch = (char *)name,
+			.parent = (char *)parent,
+			.state = ENV_CREATING,
+			.created_at = 1,
+			.updated_at = 1 };
 	int k = env_record_insert(s, &r, range, NULL);
 	if (ret)
 		*ret = r;
@@ -171,8 +189,12 @@ static void test_budgets(void **state)
 	assert_int_equal(store_open(dir, &s, &err), 0);
 	assert_int_equal(insert_env(s, "main", NULL, &range, NULL), 0);
 	assert_int_equal(insert_env(s, "p1", "main", &range, NULL), 0);
-	EnvBudgetRecord r = { .environment = "p1", .cpu_seconds = 60, .memory_bytes = 1ULL << 30,
-			      .disk_bytes = UINT64_MAX, .wall_time_sec = 3600, .source = "production's config",
+	EnvBudgetRecord r = { .environment = "p1",
+			      .cpu_seconds = 60,
+			      .memory_bytes = 1ULL << 30,
+			      .disk_bytes = UINT64_MAX,
+			      .wall_time_sec = 3600,
+			      .source = "production's config",
 			      .disk_base_bytes = 16384 };
 	assert_int_equal(env_budget_insert(s, &r, &err), 0);
 	/* No budget without an environment. */
@@ -240,8 +262,12 @@ static void test_uid_allocation(void **state)
 
 	/* Refused inserts take nothing: a full range, a taken name, a missing parent. */
 	BbxError e1 = BBX_ERROR_INIT;
-	assert_int_equal(env_record_insert(s, &(EnvRecord){ .name = "p3", .kind = "preview", .branch = "p3",
-							     .parent = "main", .state = ENV_CREATING },
+	assert_int_equal(env_record_insert(s,
+					   &(EnvRecord){ .name = "p3",
+							 .kind = "preview",
+							 .branch = "p3",
+							 .parent = "main",
+							 .state = ENV_CREATING },
 					   &range, &e1),
 			 -ENOSPC);
 	assert_non_null(strstr(e1.message, "100000-100005"));
@@ -272,12 +298,14 @@ static void test_uid_allocation(void **state)
 	assert_int_equal(uid_allocation_files_gone(s, "p3", &err), 0);
 	assert_int_equal(uid_allocation_sweep(s, &err), 0);
 	assert_int_equal(env_record_delete(s, "p3", &err), 0); /* releases with the row */
-	assert_int_equal(count_rows(s, "SELECT count(*) FROM uid_allocations WHERE uid = 100002"), 0);
+	assert_int_equal(count_rows(s, "SELECT count(*) FROM uid_allocations WHERE uid = 100002"),
+			 0);
 
 	/* Production gone: its pair stays while a preview's volume is stored as it. */
 	assert_int_equal(uid_allocation_files_gone(s, "main", &err), 0);
 	assert_int_equal(env_record_delete(s, "main", &err), 0);
-	assert_int_equal(count_rows(s, "SELECT count(*) FROM uid_allocations WHERE uid = 100000"), 1);
+	assert_int_equal(count_rows(s, "SELECT count(*) FROM uid_allocations WHERE uid = 100000"),
+			 1);
 	assert_int_equal(insert_env(s, "p4", NULL, &range, &r), 0);
 	assert_int_equal(r.uid, 100002);
 	assert_int_equal(uid_allocation_files_gone(s, "p2", &err), 0);
@@ -286,8 +314,11 @@ static void test_uid_allocation(void **state)
 
 	/* A pair taken under another range at an odd offset is stepped around. */
 	store_lock(s);
-	assert_int_equal(store_exec(s, "INSERT INTO uid_allocations (uid, environment, created_at) "
-				       "VALUES (100005, 'old', 1)", &err), 0);
+	assert_int_equal(store_exec(s,
+				    "INSERT INTO uid_allocations (uid, environment, created_at) "
+				    "VALUES (100005, 'old', 1)",
+				    &err),
+			 0);
 	store_unlock(s);
 	UidRange wide = { 100000, 100011 };
 	assert_int_equal(insert_env(s, "p5", NULL, &wide, &r), 0);
@@ -309,10 +340,16 @@ static void test_count_previews(void **state)
 	assert_int_equal(total, 0);
 	assert_int_equal(mine, 0);
 	assert_int_equal(insert_env(s, "main", NULL, &range, NULL), 0);
-	const char *const owners[][2] = { { "p1", "tok-a" }, { "p2", "tok-a" }, { "p3", "tok-b" }, { "p4", NULL } };
+	const char *const owners[][2] = {
+		{ "p1", "tok-a" }, { "p2", "tok-a" }, { "p3", "tok-b" }, { "p4", NULL }
+	};
 	for (size_t i = 0; i < ELEMENTSOF(owners); i++) {
-		EnvRecord r = { .name = (char *)owners[i][0], .kind = "preview", .branch = (char *)owners[i][0],
-				.parent = "main", .state = ENV_CREATING, .token_id = (char *)owners[i][1] };
+		EnvRecord r = { .name = (char *)owners[i][0],
+				.kind = "preview",
+				.branch = (char *)owners[i][0],
+				.parent = "main",
+				.state = ENV_CREATING,
+				.token_id = (char *)owners[i][1] };
 		assert_int_equal(env_record_insert(s, &r, &range, &err), 0);
 	}
 	assert_int_equal(env_record_set_state(s, "p2", ENV_STOPPED, NULL, &err), 0);

@@ -32,7 +32,7 @@ static int teardown(void **state)
 
 static Core *new_core(const char *production)
 {
-	CoreOptions o = {.state_dir = dir, .repo_path = dir, .production_branch = production};
+	CoreOptions o = { .state_dir = dir, .repo_path = dir, .production_branch = production };
 	BbxError err = BBX_ERROR_INIT;
 	Core *c = NULL;
 	char state[128];
@@ -99,7 +99,7 @@ static void test_format(void **state)
 
 static void test_digest(void **state)
 {
-	uint8_t k1[TOKEN_KEY_BYTES] = {1}, k2[TOKEN_KEY_BYTES] = {2};
+	uint8_t k1[TOKEN_KEY_BYTES] = { 1 }, k2[TOKEN_KEY_BYTES] = { 2 };
 	uint8_t d1[TOKEN_DIGEST_BYTES], d2[TOKEN_DIGEST_BYTES], d3[TOKEN_DIGEST_BYTES];
 	char tok[TOKEN_LEN + 1], id[TOKEN_ID_LEN + 1];
 
@@ -128,9 +128,9 @@ static void test_scope_patterns(void **state)
 
 static void test_coverage(void **state)
 {
-	const char *star[] = {"*", NULL};
-	const char *pr[] = {"pr-*", "fix-1", NULL};
-	const char *q[] = {"pr-?", NULL};
+	const char *star[] = { "*", NULL };
+	const char *pr[] = { "pr-*", "fix-1", NULL };
+	const char *q[] = { "pr-?", NULL };
 
 	assert_true(token_scope_covered(star, "anything"));
 	assert_true(token_scope_covered(star, "pr-*"));
@@ -154,19 +154,20 @@ static int check(const TokenSpec *spec, const Principal *creator, const char *pr
 
 static void test_agent_rules(void **state)
 {
-	Principal root = {.kind = PRINCIPAL_ROOT, .verbs = VERB_ALL};
-	const char *ok[] = {"pr-*", NULL};
-	TokenSpec s = {.kind = PRINCIPAL_AGENT,
-		       .name = "bot",
-		       .scopes = ok,
-		       .verbs = VERB_ENV_READ,
-		       .ttl_seconds = 3600};
+	Principal root = { .kind = PRINCIPAL_ROOT, .verbs = VERB_ALL };
+	const char *ok[] = { "pr-*", NULL };
+	TokenSpec s = { .kind = PRINCIPAL_AGENT,
+			.name = "bot",
+			.scopes = ok,
+			.verbs = VERB_ENV_READ,
+			.ttl_seconds = 3600 };
 	BbxError err = BBX_ERROR_INIT;
 
 	assert_int_equal(check(&s, &root, "main", NULL), 0);
 
 	const char *prod_scopes[][2] = {
-		{"main", NULL}, {"*", NULL}, {"m*", NULL}, {"ma?n", NULL}, {"*n", NULL}};
+		{ "main", NULL }, { "*", NULL }, { "m*", NULL }, { "ma?n", NULL }, { "*n", NULL }
+	};
 	for (size_t i = 0; i < ELEMENTSOF(prod_scopes); i++) {
 		TokenSpec t = s;
 		t.scopes = prod_scopes[i];
@@ -179,11 +180,11 @@ static void test_agent_rules(void **state)
 		TokenSpec t = s;
 		t.scopes = prod_scopes[0];
 		assert_int_equal(check(&t, &root, "prod", NULL), 0);
-		t.scopes = (const char *[]){"pro*", NULL};
+		t.scopes = (const char *[]){ "pro*", NULL };
 		assert_int_equal(check(&t, &root, "prod", NULL), -EPERM);
 	}
-	const uint32_t never[] = {VERB_PROPOSAL_REVIEW, VERB_PROPOSAL_MERGE, VERB_AUDIT_READ,
-				  VERB_TOKEN_ADMIN};
+	const uint32_t never[] = { VERB_PROPOSAL_REVIEW, VERB_PROPOSAL_MERGE, VERB_AUDIT_READ,
+				   VERB_TOKEN_ADMIN };
 	for (size_t i = 0; i < ELEMENTSOF(never); i++) {
 		TokenSpec t = s;
 		t.verbs |= never[i];
@@ -202,10 +203,10 @@ static void test_agent_rules(void **state)
 
 	/* Malformed specs. */
 	t = s;
-	t.scopes = (const char *[]){"pr/1", NULL};
+	t.scopes = (const char *[]){ "pr/1", NULL };
 	assert_int_equal(check(&t, &root, "main", NULL), -EINVAL);
 	t = s;
-	t.scopes = (const char *[]){NULL};
+	t.scopes = (const char *[]){ NULL };
 	assert_int_equal(check(&t, &root, "main", NULL), -EINVAL);
 	t = s;
 	t.name = "Bad Name";
@@ -217,17 +218,17 @@ static void test_agent_rules(void **state)
 
 static void test_minting_narrower(void **state)
 {
-	Principal parent = {.kind = PRINCIPAL_HUMAN,
-			    .verbs = VERB_ENV_READ | VERB_ENV_EXEC | VERB_TOKEN_ADMIN,
-			    .expires_at = 1000000 + 7200};
+	Principal parent = { .kind = PRINCIPAL_HUMAN,
+			     .verbs = VERB_ENV_READ | VERB_ENV_EXEC | VERB_TOKEN_ADMIN,
+			     .expires_at = 1000000 + 7200 };
 	parent.scopes[0] = (char *)"pr-*";
 	parent.scopes[1] = (char *)"fix-1";
-	const char *sc[] = {"pr-1", "fix-1", NULL};
-	TokenSpec s = {.kind = PRINCIPAL_AGENT,
-		       .name = "bot",
-		       .scopes = sc,
-		       .verbs = VERB_ENV_READ,
-		       .ttl_seconds = 3600};
+	const char *sc[] = { "pr-1", "fix-1", NULL };
+	TokenSpec s = { .kind = PRINCIPAL_AGENT,
+			.name = "bot",
+			.scopes = sc,
+			.verbs = VERB_ENV_READ,
+			.ttl_seconds = 3600 };
 	BbxError err = BBX_ERROR_INIT;
 
 	assert_int_equal(check(&s, &parent, "main", NULL), 0);
@@ -236,12 +237,12 @@ static void test_minting_narrower(void **state)
 	assert_int_equal(check(&t, &parent, "main", &err), -EPERM);
 	assert_non_null(strstr(err.message, "env:write"));
 	t = s;
-	t.scopes = (const char *[]){"*", NULL};
+	t.scopes = (const char *[]){ "*", NULL };
 	t.kind = PRINCIPAL_HUMAN;
 	assert_int_equal(check(&t, &parent, "main", NULL), -EPERM);
-	t.scopes = (const char *[]){"pr-*", NULL};
+	t.scopes = (const char *[]){ "pr-*", NULL };
 	assert_int_equal(check(&t, &parent, "main", NULL), 0);
-	t.scopes = (const char *[]){"fix-*", NULL};
+	t.scopes = (const char *[]){ "fix-*", NULL };
 	assert_int_equal(check(&t, &parent, "main", NULL), -EPERM);
 	t = s;
 	t.ttl_seconds = 7201; /* outlives the parent */
@@ -258,17 +259,17 @@ static void test_minting_narrower(void **state)
 static void test_authenticate_and_revoke(void **state)
 {
 	_cleanup_(core_freep) Core *c = new_core(NULL);
-	Principal root = {.kind = PRINCIPAL_ROOT, .verbs = VERB_ALL};
-	const char *sc[] = {"pr-*", NULL};
-	TokenSpec s = {.kind = PRINCIPAL_AGENT,
-		       .name = "bot",
-		       .scopes = sc,
-		       .verbs = VERB_ENV_READ | VERB_ENV_EXEC,
-		       .ttl_seconds = 3600};
+	Principal root = { .kind = PRINCIPAL_ROOT, .verbs = VERB_ALL };
+	const char *sc[] = { "pr-*", NULL };
+	TokenSpec s = { .kind = PRINCIPAL_AGENT,
+			.name = "bot",
+			.scopes = sc,
+			.verbs = VERB_ENV_READ | VERB_ENV_EXEC,
+			.ttl_seconds = 3600 };
 	BbxError err = BBX_ERROR_INIT;
 	char *tok = NULL;
 	json_t *info = NULL;
-	Principal p = {0};
+	Principal p = { 0 };
 
 	assert_int_equal(token_create(c, &root, &s, NULL, &tok, &info, &err), 0);
 	const char *id = json_string_value(json_object_get(info, "id"));
@@ -320,11 +321,11 @@ static void test_authenticate_and_revoke(void **state)
 	store_unlock(st);
 
 	/* An expired token is refused. */
-	TokenSpec h = {.kind = PRINCIPAL_HUMAN,
-		       .name = "alice",
-		       .scopes = sc,
-		       .verbs = VERB_ENV_READ,
-		       .ttl_seconds = 100};
+	TokenSpec h = { .kind = PRINCIPAL_HUMAN,
+			.name = "alice",
+			.scopes = sc,
+			.verbs = VERB_ENV_READ,
+			.ttl_seconds = 100 };
 	char *tok2 = NULL;
 	json_t *info2 = NULL;
 	assert_int_equal(token_create(c, &root, &h, NULL, &tok2, &info2, &err), 0);

@@ -38,18 +38,18 @@ static void test_parse(void **state)
 	assert_int_equal(uid_range_parse(UID_RANGE_DEFAULT, &r, NULL), 0);
 	assert_int_equal(r.first, UID_RANGE_DEFAULT_FIRST);
 	assert_int_equal(r.last, UID_RANGE_DEFAULT_LAST);
-	static const char *const bad[] = {"",
-					  "200000",
-					  "-5",
-					  "abc-def",
-					  "200000-",
-					  "1000-2000",
-					  "65536-65536",
-					  "300000-200000",
-					  "70000-2147483648",
-					  "200000-299999-1",
-					  " 200000-299999",
-					  "99999999999999999-1"};
+	static const char *const bad[] = { "",
+					   "200000",
+					   "-5",
+					   "abc-def",
+					   "200000-",
+					   "1000-2000",
+					   "65536-65536",
+					   "300000-200000",
+					   "70000-2147483648",
+					   "200000-299999-1",
+					   " 200000-299999",
+					   "99999999999999999-1" };
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		BbxError err = BBX_ERROR_INIT;
 		assert_true(uid_range_parse(bad[i], &r, &err) < 0);
@@ -66,7 +66,7 @@ static void put(const char *name, const char *text)
 
 static void test_check_host(void **state)
 {
-	UidRange r = {300000, 399999};
+	UidRange r = { 300000, 399999 };
 	/* No files: nothing is held. */
 	assert_int_equal(uid_range_check_host(&r, dir, NULL), 0);
 
@@ -78,13 +78,13 @@ static void test_check_host(void **state)
 	assert_int_equal(uid_range_check_host(&r, dir, &err), -EEXIST);
 	assert_non_null(strstr(err.message, "/passwd line 4 ('svc') has id 350000"));
 
-	r = (UidRange){200000, 299999};
+	r = (UidRange){ 200000, 299999 };
 	BbxError err2 = BBX_ERROR_INIT;
 	assert_int_equal(uid_range_check_host(&r, dir, &err2), -EEXIST);
 	assert_non_null(strstr(err2.message, "/subuid line 2 ('bob') delegates ids 165536-231071"));
 
 	/* Just past bob's last delegated id, and below svc: free. */
-	r = (UidRange){231072, 349999};
+	r = (UidRange){ 231072, 349999 };
 	assert_int_equal(uid_range_check_host(&r, dir, NULL), 0);
 	put("group", "late:x:231072:\n");
 	BbxError err3 = BBX_ERROR_INIT;
@@ -96,7 +96,7 @@ static void test_claim(void **state)
 {
 	char registry[96];
 	snprintf(registry, sizeof(registry), "%s/registry", dir);
-	UidRange a = {300000, 300099}, b = {300050, 300199}, c = {300100, 300199};
+	UidRange a = { 300000, 300099 }, b = { 300050, 300199 }, c = { 300100, 300199 };
 	int fa = -EBADF, fb = -EBADF, fc = -EBADF;
 
 	assert_int_equal(uid_range_claim(&a, "/srv/state-a", registry, &fa, NULL), 0);
