@@ -1,6 +1,7 @@
 # branchbox: the commands the README names. Each installs what is missing first.
 #   make demo    build and run the main job end to end on examples/
 #   make check   build with ASan+UBSan and run every test suite
+#   make lint    clang-tidy over src/ with .clang-tidy
 #   make bench   run the benchmarks and rewrite bench/RESULTS.md
 #   make fuzz    run each libFuzzer target for FUZZ_SECONDS
 
@@ -10,7 +11,7 @@ VALGRIND_BUILD ?= build-valgrind
 FUZZ_BUILD  ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build check demo bench fuzz clean
+.PHONY: all deps build check lint demo bench fuzz clean
 
 all: build
 
@@ -38,6 +39,11 @@ check: deps $(CHECK_BUILD)/build.ninja $(VALGRIND_BUILD)/build.ninja
 	@ninja -C $(CHECK_BUILD) --quiet
 	@ninja -C $(VALGRIND_BUILD) --quiet
 	@./scripts/run-tests $(CHECK_BUILD) --valgrind $(VALGRIND_BUILD)
+
+# clang-tidy with .clang-tidy over src/ (warnings are errors); slow, so not in every check.
+lint: deps $(CHECK_BUILD)/build.ninja
+	@ninja -C $(CHECK_BUILD) --quiet
+	@./scripts/run-tests $(CHECK_BUILD) --suite lint
 
 demo: build
 	@./scripts/demo $(BUILD)

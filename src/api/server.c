@@ -847,7 +847,7 @@ static int tcp_listen(const char *spec, uint16_t *ret_port, BbxError *err)
 		close(fd);
 		return bbx_error_set(err, r, BBX_INTERNAL, "--listen %s: %s", spec, strerror(-r));
 	}
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = { 0 };
 	socklen_t len = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
 		*ret_port =

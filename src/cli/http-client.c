@@ -255,7 +255,7 @@ int http_response_read(int fd, HttpBodyCallback on_body, void *userdata, HttpRes
 	_cleanup_strbuf_ StrBuf out = STRBUF_INIT;
 	_cleanup_free_ Reader *rd = NULL;
 	_cleanup_free_ char *ctype = NULL;
-	char line[8192];
+	char line[8192] = "";
 	int r;
 
 	memset(ret, 0, sizeof(*ret));

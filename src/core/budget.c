@@ -220,8 +220,8 @@ json_t *budget_use_to_json(const Budget *b, const BudgetUse *u)
 		json_t *used_j, *left_j;
 		if (d == BUDGET_CPU_SECONDS) {
 			/* Seconds, to the millisecond. */
-			used_j = json_real((double)(used / 1000) / 1000.0);
-			left_j = json_real((double)(left / 1000) / 1000.0);
+			used_j = json_real((double)(used - used % 1000) / 1e6);
+			left_j = json_real((double)(left - left % 1000) / 1e6);
 		} else {
 			used_j = json_integer(json_u64(used));
 			left_j = json_integer(json_u64(left));
