@@ -20,62 +20,6 @@ static int log_oom(void)
 	return EXIT_FAILURE_;
 }
 
-static void help(FILE *f)
-{
-	fprintf(f,
-		"Usage: branchbox config check [DIR] [--json]\n"
-		"       branchbox config show [DIR] [--json]\n"
-		"\n"
-		"Read DIR/.branchbox/config.yaml (or DIR/.upsun/config.yaml) without the daemon.\n"
-		"DIR defaults to the current directory.\n"
-		"\n"
-		"  check   validate the file and check that each application's runtime is\n"
-		"          installed; print 'FILE: ok' or one 'FILE:LINE:COL: key: message' line\n"
-		"          per problem; exit 0 when valid, 1 otherwise\n"
-		"  show    print the normalized config (defaults filled in)\n"
-		"\n"
-		"Options:\n"
-		"  --json               machine-readable output\n"
-		"  --runtime-root=DIR   look for runtimes under DIR instead of / (check only)\n"
-		"  -h, --help           show this help\n");
-}
-
-typedef struct Args {
-	const char *action;
-	const char *dir;
-	const char *runtime_root;
-	bool json;
-} Args;
-
-static int parse_args(int argc, char **argv, Args *a)
-{
-	*a = (Args){ .dir = ".", .runtime_root = "/" };
-	bool have_dir = false;
-
-	for (int i = 1; i < argc; i++) {
-		const char *s = argv[i];
-		if (!strcmp(s, "--json"))
-			a->json = true;
-		else if (!strncmp(s, "--runtime-root=", 15))
-			a->runtime_root = s + 15;
-		else if (s[0] == '-' && s[1])
-			return cli_usage_error("config", "unknown option '%s'", s);
-		else if (!a->action)
-			a->action = s;
-		else if (!have_dir) {
-			a->dir = s;
-			have_dir = true;
-		} else
-			return cli_usage_error("config", "unexpected argument '%s'", s);
-	}
-	if (!a->action)
-		return cli_usage_error("config", "missing action: check or show");
-	if (strcmp(a->action, "check") && strcmp(a->action, "show"))
-		return cli_usage_error("config", "unknown action '%s': expected check or show",
-				       a->action);
-	return EXIT_OK;
-}
-
 static void print_diagnostics(const ConfigDiagnostics *diag, FILE *f, bool notes)
 {
 	for (size_t i = 0; i < diag->n_items; i++) {
@@ -228,20 +172,20 @@ static void print_summary(const ProjectConfig *c)
 	}
 }
 
-int verb_config(int argc, char **argv)
+/* config check and config show. */
+int verb_config(const CliArgs *args)
 {
 	_cleanup_(config_freep) ProjectConfig *c = NULL;
 	ConfigDiagnostics diag;
-	Args a;
+	bool check = !strcmp(cli_command_word(args->command), "check");
+	struct {
+		const char *action, *dir, *runtime_root;
+		bool json;
+	} a = { .action = check ? "check" : "show",
+		.dir = args->n_args ? args->args[0] : ".",
+		.runtime_root = (check ? cli_arg_value(args, "runtime-root") : NULL) ?: "/",
+		.json = args->json };
 	int r;
-
-	if (cli_wants_help(argc, argv)) {
-		help(stdout);
-		return EXIT_OK;
-	}
-	r = parse_args(argc, argv, &a);
-	if (r != EXIT_OK)
-		return r;
 
 	config_diagnostics_init(&diag);
 	r = config_load_dir(a.dir, &c, &diag);
