@@ -229,7 +229,7 @@ static const CliCommand commands[] = {
 	  "Local and root-only; every command holds the pool lock, so it serializes with the\n"
 	  "daemon.\n", NULL },
 	{ "pool init", "create the pool (re-running with identical options is a no-op)", NULL, 0,
-	  0, S, pool_init_options,
+	  0, S | J, pool_init_options,
 	  "Picks a driver: btrfs if the kernel has it and mkfs.btrfs exists, else reflink if\n"
 	  "the state dir supports FICLONE, else copy. Without --path and without btrfs under\n"
 	  "the state dir, btrfs uses a sparse image STATE/pool/btrfs.img of --size,\n"
@@ -243,10 +243,10 @@ static const CliCommand commands[] = {
 	{ "volume", "create, clone, list or destroy copy-on-write volumes", NULL, 0, 0, 0, NULL,
 	  "Local and root-only; they call the storage library directly under the pool lock,\n"
 	  "so they serialize with the daemon.\n", NULL },
-	{ "volume create", "create an empty volume and print its path", "NAME", 1, 1, S, NULL,
+	{ "volume create", "create an empty volume and print its path", "NAME", 1, 1, S | J, NULL,
 	  NULL, verb_volume },
 	{ "volume snapshot", "clone SRC to DST atomically and print DST's path", "SRC DST", 2, 2,
-	  S, volume_snapshot_options,
+	  S | J, volume_snapshot_options,
 	  "One ioctl on btrfs; a walk under a frozen source for reflink/copy. Refuses layouts\n"
 	  "a crash-consistent clone cannot hold: nested subvolumes, symlinks leading out.\n",
 	  verb_volume },

@@ -31,7 +31,7 @@ static int fail(const char *what, const BbxError *err, int r)
 	return EXIT_FAILURE_;
 }
 
-static int pool_do_init(const char *state, const PoolOptions *o)
+static int pool_do_init(const char *state, const PoolOptions *o, bool json)
 {
 	BbxError err = BBX_ERROR_INIT;
 	_cleanup_close_ int lock = -EBADF;
@@ -50,6 +50,16 @@ static int pool_do_init(const char *state, const PoolOptions *o)
 	r = pool_info(p, &info, &err);
 	if (r < 0)
 		return fail("pool init", &err, r);
+	if (json) {
+		json_t *j = json_pack("{s:b,s:s,s:s,s:s,s:s}", "created", !already, "state", state,
+				      "driver", storage_driver_kind_to_string(info.driver),
+				      "reason", info.reason, "root", info.root);
+		if (!j)
+			return EXIT_FAILURE_;
+		cli_print_json(j);
+		json_decref(j);
+		return EXIT_OK;
+	}
 	printf("%s pool %s: driver %s (%s), volumes in %s\n", already ? "existing" : "created",
 	       state, storage_driver_kind_to_string(info.driver), info.reason, info.root);
 	return EXIT_OK;
@@ -161,7 +171,7 @@ int verb_pool_init(const CliArgs *a)
 	if (size && (parse_size(size, &o.size) < 0 || o.size == 0))
 		return cli_usage_error(a->command->path, "--size: invalid size '%s'", size);
 	const char *state = pool_state(a);
-	return state ? pool_do_init(state, &o) : EXIT_FAILURE_;
+	return state ? pool_do_init(state, &o, a->json) : EXIT_FAILURE_;
 }
 
 int verb_pool_info(const CliArgs *a)

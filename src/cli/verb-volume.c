@@ -53,6 +53,26 @@ static const char *bytes_text(uint64_t v, char *buf, size_t size)
 	return format_size(v, buf, size);
 }
 
+/* A new volume's path, alone on its line or as {name, path}. */
+static int print_path(Pool *p, const char *name, bool json)
+{
+	_cleanup_free_ char *path = pool_volume_path(p, name);
+	if (!json) {
+		printf("%s\n", path ? path : name);
+		return EXIT_OK;
+	}
+	if (!path)
+		return EXIT_FAILURE_;
+	_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
+	(void)strbuf_puts(&sb, "{\"name\":\"");
+	(void)strbuf_put_json_escaped(&sb, name);
+	(void)strbuf_puts(&sb, "\",\"path\":\"");
+	(void)strbuf_put_json_escaped(&sb, path);
+	(void)strbuf_puts(&sb, "\"}");
+	printf("%s\n", strbuf_str(&sb));
+	return EXIT_OK;
+}
+
 static void print_volume(const VolumeInfo *v)
 {
 	char a[32], b[32], q[32];
@@ -101,9 +121,7 @@ int verb_volume(const CliArgs *a)
 		r = pool_volume_create(p, args[0], &err);
 		if (r < 0)
 			return fail(sub, &err, r);
-		_cleanup_free_ char *path = pool_volume_path(p, args[0]);
-		printf("%s\n", path ? path : args[0]);
-		return EXIT_OK;
+		return print_path(p, args[0], json);
 	}
 	if (!strcmp(sub, "snapshot")) {
 		VolumeFreeze fz = { storage_freezer_files_freeze, storage_freezer_files_thaw,
@@ -111,9 +129,7 @@ int verb_volume(const CliArgs *a)
 		r = pool_volume_snapshot(p, args[0], args[1], n_freeze ? &fz : NULL, &err);
 		if (r < 0)
 			return fail(sub, &err, r);
-		_cleanup_free_ char *path = pool_volume_path(p, args[1]);
-		printf("%s\n", path ? path : args[1]);
-		return EXIT_OK;
+		return print_path(p, args[1], json);
 	}
 	if (!strcmp(sub, "destroy")) {
 		r = pool_volume_destroy(p, args[0], sync, &err);
