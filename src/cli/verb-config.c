@@ -173,31 +173,26 @@ static void print_summary(const ProjectConfig *c)
 }
 
 /* config check and config show. */
-int verb_config(const CliArgs *args)
+int verb_config(const CliArgs *a)
 {
 	_cleanup_(config_freep) ProjectConfig *c = NULL;
 	ConfigDiagnostics diag;
-	bool check = !strcmp(cli_command_word(args->command), "check");
-	struct {
-		const char *action, *dir, *runtime_root;
-		bool json;
-	} a = { .action = check ? "check" : "show",
-		.dir = args->n_args ? args->args[0] : ".",
-		.runtime_root = (check ? cli_arg_value(args, "runtime-root") : NULL) ?: "/",
-		.json = args->json };
+	bool check = !strcmp(cli_command_word(a->command), "check");
+	const char *dir = a->n_args ? a->args[0] : ".";
+	const char *runtime_root = (check ? cli_arg_value(a, "runtime-root") : NULL) ?: "/";
 	int r;
 
 	config_diagnostics_init(&diag);
-	r = config_load_dir(a.dir, &c, &diag);
-	if (r >= 0 && !strcmp(a.action, "check"))
-		r = config_check_runtimes(c, a.runtime_root, &diag);
+	r = config_load_dir(dir, &c, &diag);
+	if (r >= 0 && check)
+		r = config_check_runtimes(c, runtime_root, &diag);
 	if (r == -ENOMEM) {
 		config_diagnostics_done(&diag);
 		return log_oom();
 	}
 
-	if (!strcmp(a.action, "check")) {
-		if (a.json)
+	if (check) {
+		if (a->json)
 			check_json(&diag, r >= 0);
 		else {
 			print_diagnostics(&diag, stderr, true);
@@ -207,11 +202,11 @@ int verb_config(const CliArgs *args)
 				print_diagnostics(&diag, stdout, false);
 		}
 	} else if (r < 0) {
-		if (a.json)
+		if (a->json)
 			check_json(&diag, false);
 		else
 			print_diagnostics(&diag, stderr, false);
-	} else if (a.json)
+	} else if (a->json)
 		print_json(config_to_json(c));
 	else {
 		print_diagnostics(&diag, stderr, true);
