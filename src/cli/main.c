@@ -18,9 +18,19 @@ static int verb_version(const CliArgs *a);
 static int verb_help(const CliArgs *a);
 
 /*
- * Options of the rows below. An option is { name, short letter or 0, its value's name
- * (NULL for a flag), help }; an array ends with {}. --state, --json and --help are not
- * listed here: a row takes them through its flags (CLI_STATE, CLI_JSON; help always).
+ * The command table (commands[] below) and the options of its rows.
+ *
+ * To add a command: write its handler int verb_x(const CliArgs *a) in verb-x.c (it reads its
+ * options with cli_arg_value()/cli_arg_flag()/cli_arg_next(), its arguments from a->args,
+ * and a->state and a->json), declare it in main.h, and add a row to commands[]:
+ *   { path, summary, synopsis of its arguments, min args, max args (ANY: no bound),
+ *     flags (S: takes --state, J: takes --json), its options or NULL, more help or NULL,
+ *     handler }
+ * A sub-verb's path is "verb sub"; the verb itself is a row without a handler (a group),
+ * whose help lists its sub-verbs. Its options are an array here: { name, short letter or
+ * 0, the value's name (NULL for a flag), help } ending with {}. --state, --json and --help
+ * are never listed: a row takes them through its flags (help always). Help, argument counts
+ * and option errors (exit 2) all come from the row.
  */
 /* clang-format off */
 static const CliOption env_create_options[] = {
@@ -152,17 +162,7 @@ static const CliOption help_options[] = {
 #define J CLI_JSON
 #define ANY CLI_ARGS_ANY
 
-/*
- * The command table: one row per verb and sub-verb, in the order of 'branchbox --help'.
- * To add a command: write its handler int verb_x(const CliArgs *a) in verb-x.c (read its
- * options with cli_arg_value()/cli_arg_flag(), its arguments from a->args, a->state and
- * a->json), declare it in main.h, and add a row here:
- *   { path, summary, synopsis of its arguments, min args, max args, flags (S: takes --state,
- *     J: takes --json), its options (an array above, or NULL), more help text or NULL,
- *     handler }.
- * A sub-verb's path is "verb sub"; the verb itself is a row without a handler (a group).
- * Help, argument counts and option errors (exit 2) come from the row.
- */
+/* The command table: one row per verb and sub-verb, in the order of 'branchbox --help'. */
 static const CliCommand commands[] = {
 	{ "deploy", "deploy production from the production branch", NULL, 0, 0, S | J, NULL,
 	  "From the head of the production branch: on the first deploy create its volume and\n"
@@ -311,6 +311,9 @@ static const CliCommand commands[] = {
 	  help_options, NULL, verb_help },
 };
 /* clang-format on */
+#undef S
+#undef J
+#undef ANY
 
 int cli_usage_error(const char *verb, const char *fmt, ...)
 {
