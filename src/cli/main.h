@@ -1,17 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The CLI: one file per verb (verb-*.c), a command table in main.c. Verbs print to
+ * The CLI: the command table in main.c (one row per verb and sub-verb, parsed by
+ * cli-parse.c) and one file per verb (verb-*.c) holding its handlers. Handlers print to
  * stdout (results) and stderr (errors) and return an exit status.
  */
 #pragma once
 
 #include <stdbool.h>
 
-typedef struct CliVerb {
-	const char *name;
-	const char *summary;
-	int (*run)(int argc, char **argv); /* argv[0] is the verb name */
-} CliVerb;
+#include "cli-parse.h"
 
 /* Exit statuses shared by all verbs. */
 enum {
@@ -21,25 +18,36 @@ enum {
 	EXIT_NO_DAEMON = 3, /* the daemon could not be reached */
 };
 
-int verb_deploy(int argc, char **argv);
-int verb_env(int argc, char **argv);
-int verb_serve(int argc, char **argv);
-int verb_down(int argc, char **argv);
-int verb_status(int argc, char **argv);
-int verb_version(int argc, char **argv);
-int verb_config(int argc, char **argv);
-int verb_pool(int argc, char **argv);
-int verb_volume(int argc, char **argv);
+/* Handlers, one per row of the table; a->command is the row. */
+int verb_deploy(const CliArgs *a);
+int verb_env_create(const CliArgs *a);
+int verb_env_list(const CliArgs *a);
+int verb_env_show(const CliArgs *a); /* info, stop, start, destroy */
+int verb_env_budget(const CliArgs *a);
+int verb_env_logs(const CliArgs *a);
+int verb_env_exec(const CliArgs *a);
+int verb_serve(const CliArgs *a);
+int verb_down(const CliArgs *a);
+int verb_status(const CliArgs *a);
+int verb_config(const CliArgs *a); /* check, show */
+int verb_pool_init(const CliArgs *a);
+int verb_pool_info(const CliArgs *a);
+int verb_pool_destroy(const CliArgs *a);
+int verb_volume(const CliArgs *a); /* every volume command */
+int verb_sandbox_run(const CliArgs *a);
+int verb_token_create(const CliArgs *a);
+int verb_token_list(const CliArgs *a);
+int verb_token_revoke(const CliArgs *a);
+int verb_audit_log(const CliArgs *a);
+int verb_audit_checkpoint(const CliArgs *a);
+int verb_audit_pubkey(const CliArgs *a);
+int verb_audit_verify(const CliArgs *a);
 
 /* Print why and return -EPERM unless running as root. */
 int cli_require_root(const char *verb);
-int verb_sandbox(int argc, char **argv);
-int verb_token(int argc, char **argv);
-int verb_audit(int argc, char **argv);
-/* Strip "--state DIR" given before a subcommand; returns DIR or NULL. */
-const char *cli_take_leading_state(int *argc, char **argv);
 
-/* Print "branchbox VERB: unknown option/usage" hint and return EXIT_USAGE. */
+/*
+ * Print "branchbox VERB: message" and "Try 'branchbox VERB --help'." (VERB NULL: the
+ * program's own help) and return EXIT_USAGE.
+ */
 int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* True when argv holds -h/--help before "--". */
-bool cli_wants_help(int argc, char **argv);

@@ -20,62 +20,6 @@ static int log_oom(void)
 	return EXIT_FAILURE_;
 }
 
-static void help(FILE *f)
-{
-	fprintf(f,
-		"Usage: branchbox config check [DIR] [--json]\n"
-		"       branchbox config show [DIR] [--json]\n"
-		"\n"
-		"Read DIR/.branchbox/config.yaml (or DIR/.upsun/config.yaml) without the daemon.\n"
-		"DIR defaults to the current directory.\n"
-		"\n"
-		"  check   validate the file and check that each application's runtime is\n"
-		"          installed; print 'FILE: ok' or one 'FILE:LINE:COL: key: message' line\n"
-		"          per problem; exit 0 when valid, 1 otherwise\n"
-		"  show    print the normalized config (defaults filled in)\n"
-		"\n"
-		"Options:\n"
-		"  --json               machine-readable output\n"
-		"  --runtime-root=DIR   look for runtimes under DIR instead of / (check only)\n"
-		"  -h, --help           show this help\n");
-}
-
-typedef struct Args {
-	const char *action;
-	const char *dir;
-	const char *runtime_root;
-	bool json;
-} Args;
-
-static int parse_args(int argc, char **argv, Args *a)
-{
-	*a = (Args){ .dir = ".", .runtime_root = "/" };
-	bool have_dir = false;
-
-	for (int i = 1; i < argc; i++) {
-		const char *s = argv[i];
-		if (!strcmp(s, "--json"))
-			a->json = true;
-		else if (!strncmp(s, "--runtime-root=", 15))
-			a->runtime_root = s + 15;
-		else if (s[0] == '-' && s[1])
-			return cli_usage_error("config", "unknown option '%s'", s);
-		else if (!a->action)
-			a->action = s;
-		else if (!have_dir) {
-			a->dir = s;
-			have_dir = true;
-		} else
-			return cli_usage_error("config", "unexpected argument '%s'", s);
-	}
-	if (!a->action)
-		return cli_usage_error("config", "missing action: check or show");
-	if (strcmp(a->action, "check") && strcmp(a->action, "show"))
-		return cli_usage_error("config", "unknown action '%s': expected check or show",
-				       a->action);
-	return EXIT_OK;
-}
-
 static void print_diagnostics(const ConfigDiagnostics *diag, FILE *f, bool notes)
 {
 	for (size_t i = 0; i < diag->n_items; i++) {
@@ -228,32 +172,27 @@ static void print_summary(const ProjectConfig *c)
 	}
 }
 
-int verb_config(int argc, char **argv)
+/* config check and config show. */
+int verb_config(const CliArgs *a)
 {
 	_cleanup_(config_freep) ProjectConfig *c = NULL;
 	ConfigDiagnostics diag;
-	Args a;
+	bool check = !strcmp(cli_command_word(a->command), "check");
+	const char *dir = a->n_args ? a->args[0] : ".";
+	const char *runtime_root = (check ? cli_arg_value(a, "runtime-root") : NULL) ?: "/";
 	int r;
 
-	if (cli_wants_help(argc, argv)) {
-		help(stdout);
-		return EXIT_OK;
-	}
-	r = parse_args(argc, argv, &a);
-	if (r != EXIT_OK)
-		return r;
-
 	config_diagnostics_init(&diag);
-	r = config_load_dir(a.dir, &c, &diag);
-	if (r >= 0 && !strcmp(a.action, "check"))
-		r = config_check_runtimes(c, a.runtime_root, &diag);
+	r = config_load_dir(dir, &c, &diag);
+	if (r >= 0 && check)
+		r = config_check_runtimes(c, runtime_root, &diag);
 	if (r == -ENOMEM) {
 		config_diagnostics_done(&diag);
 		return log_oom();
 	}
 
-	if (!strcmp(a.action, "check")) {
-		if (a.json)
+	if (check) {
+		if (a->json)
 			check_json(&diag, r >= 0);
 		else {
 			print_diagnostics(&diag, stderr, true);
@@ -263,11 +202,11 @@ int verb_config(int argc, char **argv)
 				print_diagnostics(&diag, stdout, false);
 		}
 	} else if (r < 0) {
-		if (a.json)
+		if (a->json)
 			check_json(&diag, false);
 		else
 			print_diagnostics(&diag, stderr, false);
-	} else if (a.json)
+	} else if (a->json)
 		print_json(config_to_json(c));
 	else {
 		print_diagnostics(&diag, stderr, true);

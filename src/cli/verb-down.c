@@ -6,33 +6,12 @@
 #include "client.h"
 #include "main.h"
 
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "down.h"
 #include "error.h"
-
-static void down_help(void)
-{
-	printf("Usage: branchbox down [--state DIR] [--json]\n"
-	       "\n"
-	       "Remove from the host what a stopped daemon's state dir still holds there: kill\n"
-	       "what is left in its cgroups and remove them, remove its environments' network\n"
-	       "namespaces (STATE/run/netns), unmount the pool (STATE/pool/mnt) and detach its\n"
-	       "loop device, and unmount anything else mounted under the state dir. Another\n"
-	       "daemon's cgroups and mounts are never touched.\n"
-	       "\n"
-	       "Data stays on disk (the pool image, pool.json, the database): 'branchbox serve'\n"
-	       "starts again on the same state dir. Refused while a daemon serves it (holds\n"
-	       "STATE/daemon.lock): stop the daemon first. Running it again removes nothing and\n"
-	       "succeeds.\n"
-	       "\n"
-	       "Options:\n"
-	       "  --state DIR   state directory (default $BRANCHBOX_STATE or /var/lib/branchbox)\n"
-	       "  --json        print what was removed as JSON\n");
-}
 
 static json_t *strv_json(char **l)
 {
@@ -70,32 +49,14 @@ static void print_list(const char *what, char **l)
 		printf("%s %s\n", what, l[i]);
 }
 
-int verb_down(int argc, char **argv)
+int verb_down(const CliArgs *a)
 {
-	static const struct option options[] = {
-		{ "state", required_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{},
-	};
-	const char *state = NULL;
-	bool json = false;
-	int c;
+	const char *state;
+	bool json = a->json;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-		switch (c) {
-		case 's': state = optarg; break;
-		case 'j': json = true; break;
-		case 'h': down_help(); return EXIT_OK;
-		default: return cli_usage_error("down", "bad option");
-		}
-	}
-	if (optind < argc)
-		return cli_usage_error("down", "unexpected argument '%s'", argv[optind]);
 	if (cli_require_root("down") < 0)
 		return EXIT_FAILURE_;
-	state = cli_state_dir(state);
+	state = cli_state_dir(a->state);
 
 	BbxError err = BBX_ERROR_INIT;
 	StateDownReport rep;

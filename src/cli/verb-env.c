@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* branchbox env ...: environments, as a client of the daemon's /v1/environments. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,92 +10,6 @@
 #include "main.h"
 #include "parse.h"
 #include "strv.h"
-
-static void env_help(void)
-{
-	printf("Usage: branchbox env COMMAND [OPTIONS]\n"
-	       "\n"
-	       "Environments: production and its copy-on-write previews.\n"
-	       "\n"
-	       "Commands:\n"
-	       "  create NAME [--from PARENT] [--branch B]  clone PARENT (default production) for "
-	       "branch B\n"
-	       "                                            (default NAME), sanitize it, start it\n"
-	       "  list [--json]                             environments you can see\n"
-	       "  info NAME [--json]                        state, commit, processes, volume "
-	       "usage\n"
-	       "  logs NAME [PROCESS] [--follow]            a process's output (default: the "
-	       "application)\n"
-	       "  exec NAME [--app A] [--timeout S] -- CMD  run CMD inside NAME like its "
-	       "application runs\n"
-	       "  budget NAME [--json]                      a preview's budget: for CPU seconds, "
-	       "peak memory,\n"
-	       "                                            disk written beyond its clone and wall "
-	       "time, the\n"
-	       "                                            limit, what was used, what is left, "
-	       "per cent used\n"
-	       "  stop NAME | start NAME                    stop or start its processes (data "
-	       "stays)\n"
-	       "  destroy NAME                              remove it: processes, network, volume, "
-	       "code\n"
-	       "\n"
-	       "A preview is stopped when it uses up any part of its budget (its data is kept "
-	       "until it\n"
-	       "expires, and it cannot be started again); at 80%% the audit log records a "
-	       "warning.\n"
-	       "\n"
-	       "Common options: --state DIR (local daemon), --json (machine-readable output).\n"
-	       "Over HTTP, set BRANCHBOX_URL and BRANCHBOX_TOKEN.\n");
-}
-
-typedef struct EnvArgs {
-	const char *state;
-	const char *from;
-	const char *branch;
-	const char *app;
-	long timeout;
-	bool json;
-	bool follow;
-	int optind;
-} EnvArgs;
-
-static int parse(const char *verb, int argc, char **argv, EnvArgs *a)
-{
-	static const struct option options[] = { { "state", required_argument, NULL, 's' },
-						 { "from", required_argument, NULL, 'f' },
-						 { "branch", required_argument, NULL, 'b' },
-						 { "app", required_argument, NULL, 'a' },
-						 { "timeout", required_argument, NULL, 't' },
-						 { "json", no_argument, NULL, 'j' },
-						 { "follow", no_argument, NULL, 'F' },
-						 { "help", no_argument, NULL, 'h' },
-						 {} };
-	int c;
-	memset(a, 0, sizeof(*a));
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:f:b:a:t:jFh", options, NULL)) >= 0) {
-		switch (c) {
-		case 's': a->state = optarg; break;
-		case 'f': a->from = optarg; break;
-		case 'b': a->branch = optarg; break;
-		case 'a': a->app = optarg; break;
-		case 't': {
-			char *end;
-			a->timeout = strtol(optarg, &end, 10);
-			if (*end || a->timeout < 1 || a->timeout > 3600)
-				return cli_usage_error(verb,
-						       "--timeout: seconds between 1 and 3600");
-			break;
-		}
-		case 'j': a->json = true; break;
-		case 'F': a->follow = true; break;
-		case 'h': env_help(); return -1;
-		default: return cli_usage_error(verb, "bad option");
-		}
-	}
-	a->optind = optind;
-	return EXIT_OK;
-}
 
 static const char *str(json_t *o, const char *k)
 {
@@ -214,217 +127,191 @@ static char *env_path(const char *name, const char *suffix)
 	return p;
 }
 
-static int need_name(const char *verb, int argc, char **argv, const EnvArgs *a, const char **ret)
+static int print_result(const CliArgs *a, json_t *j, void (*print)(json_t *))
 {
-	if (a->optind >= argc)
-		return cli_usage_error(verb, "missing environment NAME");
-	*ret = argv[a->optind];
+	if (a->json)
+		cli_print_json(j);
+	else
+		print(j);
+	json_decref(j);
 	return EXIT_OK;
 }
 
-int verb_env(int argc, char **argv)
+int verb_env_list(const CliArgs *a)
 {
-	EnvArgs a;
 	json_t *j = NULL;
-	const char *name = NULL;
-	int ret;
-
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
-	    !strcmp(argv[1], "help")) {
-		env_help();
-		return argc < 2 ? EXIT_USAGE : EXIT_OK;
-	}
-	/* Options may come before the command ("env --state DIR list"): move them after it. */
-	int ci = 1;
-	while (ci < argc && argv[ci][0] == '-' && strcmp(argv[ci], "--"))
-		ci += (!strcmp(argv[ci], "--state") || !strcmp(argv[ci], "--from") ||
-		       !strcmp(argv[ci], "--branch") || !strcmp(argv[ci], "--app") ||
-		       !strcmp(argv[ci], "--timeout"))
-			      ? 2
-			      : 1;
-	if (ci >= argc)
-		return cli_usage_error("env", "missing command; see 'branchbox env --help'");
-	if (ci > 1) {
-		char *c0 = argv[ci];
-		memmove(&argv[2], &argv[1], (size_t)(ci - 1) * sizeof(char *));
-		argv[1] = c0;
-	}
-	const char *cmd = argv[1];
-	char verb[64];
-	snprintf(verb, sizeof(verb), "env %s", cmd);
-	ret = parse(verb, argc - 1, argv + 1, &a);
-	if (ret < 0)
-		return EXIT_OK;
+	int ret = cli_call(a->command->path, a->state, "GET", "/v1/environments", NULL, &j);
 	if (ret != EXIT_OK)
 		return ret;
-	argc--;
-	argv++;
-
-	if (!strcmp(cmd, "list")) {
-		if (a.optind < argc)
-			return cli_usage_error(verb, "unexpected argument '%s'", argv[a.optind]);
-		ret = cli_call(verb, a.state, "GET", "/v1/environments", NULL, &j);
-		if (ret != EXIT_OK)
-			return ret;
-		json_t *list = json_object_get(j, "environments"), *e;
-		size_t i;
-		if (a.json)
-			cli_print_json(list);
-		else {
-			printf("%-24s %-10s %-10s %-24s %s\n", "NAME", "KIND", "STATE", "BRANCH",
-			       "COMMIT");
-			json_array_foreach(list, i, e) printf(
-				"%-24s %-10s %-10s %-24s %.12s\n", str(e, "name"), str(e, "kind"),
-				str(e, "state"), str(e, "branch"), str(e, "commit"));
-		}
-		json_decref(j);
-		return EXIT_OK;
+	json_t *list = json_object_get(j, "environments"), *e;
+	size_t i;
+	if (a->json)
+		cli_print_json(list);
+	else {
+		printf("%-24s %-10s %-10s %-24s %s\n", "NAME", "KIND", "STATE", "BRANCH", "COMMIT");
+		json_array_foreach(list, i, e)
+			printf("%-24s %-10s %-10s %-24s %.12s\n", str(e, "name"), str(e, "kind"),
+			       str(e, "state"), str(e, "branch"), str(e, "commit"));
 	}
+	json_decref(j);
+	return EXIT_OK;
+}
 
-	if ((ret = need_name(verb, argc, argv, &a, &name)) != EXIT_OK)
+int verb_env_create(const CliArgs *a)
+{
+	const char *name = a->args[0], *from = cli_arg_value(a, "from");
+	const char *branch = cli_arg_value(a, "branch");
+	json_t *j = NULL;
+
+	json_t *body = json_pack("{s:s}", "name", name);
+	if (!body)
+		return EXIT_FAILURE_;
+	if (from)
+		json_object_set_new(body, "from", json_string(from));
+	if (branch)
+		json_object_set_new(body, "branch", json_string(branch));
+	if (!a->json)
+		fprintf(stderr, "creating %s from %s (snapshot, sanitize, start)...\n", name,
+			from ? from : "production");
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int ret = cli_call(a->command->path, a->state, "POST", "/v1/environments", body, &j);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	json_decref(body);
+	if (ret != EXIT_OK)
 		return ret;
-	_cleanup_free_ char *path = NULL;
+	if (a->json)
+		cli_print_json(j);
+	else {
+		print_info(j);
+		fprintf(stderr, "ready in %.2f s\n",
+			(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	}
+	json_decref(j);
+	return EXIT_OK;
+}
 
-	if (!strcmp(cmd, "create")) {
-		if (a.optind + 1 < argc)
-			return cli_usage_error(verb, "unexpected argument '%s'",
-					       argv[a.optind + 1]);
-		json_t *body = json_pack("{s:s}", "name", name);
-		if (a.from)
-			json_object_set_new(body, "from", json_string(a.from));
-		if (a.branch)
-			json_object_set_new(body, "branch", json_string(a.branch));
-		if (!a.json)
-			fprintf(stderr, "creating %s from %s (snapshot, sanitize, start)...\n",
-				name, a.from ? a.from : "production");
-		struct timespec t0, t1;
-		clock_gettime(CLOCK_MONOTONIC, &t0);
-		ret = cli_call(verb, a.state, "POST", "/v1/environments", body, &j);
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		json_decref(body);
+static void print_nothing(json_t *j)
+{
+	(void)j;
+}
+
+/* env info, stop, start and destroy: one request each, answered with the environment. */
+int verb_env_show(const CliArgs *a)
+{
+	const char *cmd = cli_command_word(a->command), *name = a->args[0];
+	bool info = !strcmp(cmd, "info"), destroy = !strcmp(cmd, "destroy");
+	const char *method = info ? "GET" : destroy ? "DELETE" : "POST";
+	json_t *j = NULL;
+
+	_cleanup_free_ char *path = env_path(name, !strcmp(cmd, "stop")	   ? "/stop"
+						   : !strcmp(cmd, "start") ? "/start"
+									   : NULL);
+	if (!path)
+		return EXIT_FAILURE_;
+	int ret = cli_call(a->command->path, a->state, method, path, NULL, &j);
+	if (ret != EXIT_OK)
+		return ret;
+	if (destroy && !a->json)
+		printf("destroyed %s\n", name);
+	return print_result(a, j, destroy ? print_nothing : print_info);
+}
+
+static void print_budget_of(json_t *j)
+{
+	print_budget(json_object_get(j, "budget"), "");
+}
+
+int verb_env_budget(const CliArgs *a)
+{
+	json_t *j = NULL;
+	_cleanup_free_ char *path = env_path(a->args[0], "/budget");
+	int ret =
+		path ? cli_call(a->command->path, a->state, "GET", path, NULL, &j) : EXIT_FAILURE_;
+	if (ret != EXIT_OK)
+		return ret;
+	return print_result(a, j, print_budget_of);
+}
+
+int verb_env_logs(const CliArgs *a)
+{
+	const char *name = a->args[0], *process = a->n_args > 1 ? a->args[1] : NULL;
+	bool follow = cli_arg_flag(a, "follow");
+	long long offset = -65536;
+
+	for (;;) {
+		_cleanup_free_ char *base = env_path(name, "/logs");
+		_cleanup_free_ char *path = NULL;
+		json_t *j = NULL;
+		if (!base || asprintf(&path, "%s?offset=%lld%s%s", base, offset,
+				      process ? "&process=" : "", process ? process : "") < 0)
+			return EXIT_FAILURE_;
+		int ret = cli_call(a->command->path, a->state, "GET", path, NULL, &j);
 		if (ret != EXIT_OK)
 			return ret;
-		if (a.json)
+		if (a->json && !follow)
 			cli_print_json(j);
 		else {
-			print_info(j);
-			fprintf(stderr, "ready in %.2f s\n",
-				(double)(t1.tv_sec - t0.tv_sec) +
-					(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+			fputs(str(j, "text"), stdout);
+			fflush(stdout);
 		}
+		offset = (long long)json_integer_value(json_object_get(j, "next_offset"));
 		json_decref(j);
-		return EXIT_OK;
+		if (!follow)
+			return EXIT_OK;
+		usleep(500 * 1000);
 	}
-	if (!strcmp(cmd, "info") || !strcmp(cmd, "destroy") || !strcmp(cmd, "stop") ||
-	    !strcmp(cmd, "start")) {
-		if (a.optind + 1 < argc)
-			return cli_usage_error(verb, "unexpected argument '%s'",
-					       argv[a.optind + 1]);
-		const char *method = !strcmp(cmd, "info")      ? "GET"
-				     : !strcmp(cmd, "destroy") ? "DELETE"
-							       : "POST";
-		path = env_path(name, !strcmp(cmd, "stop")    ? "/stop"
-				      : !strcmp(cmd, "start") ? "/start"
-							      : NULL);
-		if (!path)
-			return EXIT_FAILURE_;
-		ret = cli_call(verb, a.state, method, path, NULL, &j);
-		if (ret != EXIT_OK)
-			return ret;
-		if (a.json)
-			cli_print_json(j);
-		else if (!strcmp(cmd, "destroy"))
-			printf("destroyed %s\n", name);
-		else
-			print_info(j);
-		json_decref(j);
-		return EXIT_OK;
+}
+
+int verb_env_exec(const CliArgs *a)
+{
+	const char *app = cli_arg_value(a, "app"), *timeout = cli_arg_value(a, "timeout");
+	long secs = 0;
+	json_t *j = NULL;
+
+	if (timeout) {
+		char *end;
+		secs = strtol(timeout, &end, 10);
+		if (!*timeout || *end || secs < 1 || secs > 3600)
+			return cli_usage_error(a->command->path,
+					       "--timeout %s: seconds between 1 and 3600", timeout);
 	}
-	if (!strcmp(cmd, "budget")) {
-		if (a.optind + 1 < argc)
-			return cli_usage_error(verb, "unexpected argument '%s'",
-					       argv[a.optind + 1]);
-		path = env_path(name, "/budget");
-		ret = path ? cli_call(verb, a.state, "GET", path, NULL, &j) : EXIT_FAILURE_;
-		if (ret != EXIT_OK)
-			return ret;
-		if (a.json)
-			cli_print_json(j);
-		else
-			print_budget(json_object_get(j, "budget"), "");
-		json_decref(j);
-		return EXIT_OK;
+	json_t *argvj = json_array();
+	for (size_t i = 1; argvj && i < a->n_args; i++)
+		json_array_append_new(argvj, json_string(a->args[i]));
+	json_t *body = json_pack("{s:o}", "command", argvj);
+	if (!body)
+		return EXIT_FAILURE_;
+	if (app)
+		json_object_set_new(body, "application", json_string(app));
+	if (secs)
+		json_object_set_new(body, "timeout", json_integer(secs));
+	if (!isatty(STDIN_FILENO)) {
+		/* Pass piped input along (bounded by the request size limit). */
+		char *in = NULL;
+		size_t n = 0;
+		FILE *m = open_memstream(&in, &n);
+		char buf[8192];
+		size_t k;
+		while (m && (k = fread(buf, 1, sizeof(buf), stdin)) > 0)
+			fwrite(buf, 1, k, m);
+		if (m)
+			fclose(m);
+		if (n)
+			json_object_set_new(body, "stdin", json_stringn(in, n));
+		free(in);
 	}
-	if (!strcmp(cmd, "logs")) {
-		const char *process = a.optind + 1 < argc ? argv[a.optind + 1] : NULL;
-		long long offset = -65536;
-		for (;;) {
-			free(path);
-			path = NULL;
-			_cleanup_free_ char *base = env_path(name, "/logs");
-			if (!base ||
-			    asprintf(&path, "%s?offset=%lld%s%s", base, offset,
-				     process ? "&process=" : "", process ? process : "") < 0)
-				return EXIT_FAILURE_;
-			ret = cli_call(verb, a.state, "GET", path, NULL, &j);
-			if (ret != EXIT_OK)
-				return ret;
-			if (a.json && !a.follow)
-				cli_print_json(j);
-			else {
-				fputs(str(j, "text"), stdout);
-				fflush(stdout);
-			}
-			offset = (long long)json_integer_value(json_object_get(j, "next_offset"));
-			json_decref(j);
-			j = NULL;
-			if (!a.follow)
-				return EXIT_OK;
-			usleep(500 * 1000);
-		}
-	}
-	if (!strcmp(cmd, "exec")) {
-		int first = a.optind + 1;
-		if (first < argc && !strcmp(argv[first], "--"))
-			first++;
-		if (first >= argc)
-			return cli_usage_error(
-				verb, "missing command: branchbox env exec NAME -- CMD [ARGS]");
-		json_t *argvj = json_array();
-		for (int i = first; i < argc; i++)
-			json_array_append_new(argvj, json_string(argv[i]));
-		json_t *body = json_pack("{s:o}", "command", argvj);
-		if (a.app)
-			json_object_set_new(body, "application", json_string(a.app));
-		if (a.timeout)
-			json_object_set_new(body, "timeout", json_integer(a.timeout));
-		if (!isatty(STDIN_FILENO)) {
-			/* Pass piped input along (bounded by the request size limit). */
-			char *in = NULL;
-			size_t n = 0;
-			FILE *m = open_memstream(&in, &n);
-			char buf[8192];
-			size_t k;
-			while (m && (k = fread(buf, 1, sizeof(buf), stdin)) > 0)
-				fwrite(buf, 1, k, m);
-			if (m)
-				fclose(m);
-			if (n)
-				json_object_set_new(body, "stdin", json_stringn(in, n));
-			free(in);
-		}
-		path = env_path(name, "/exec");
-		ret = path ? cli_call(verb, a.state, "POST", path, body, &j) : EXIT_FAILURE_;
-		json_decref(body);
-		if (ret != EXIT_OK)
-			return ret;
-		if (a.json)
-			cli_print_json(j);
-		else
-			fputs(str(j, "output"), stdout);
-		int code = (int)json_integer_value(json_object_get(j, "exit_code"));
-		json_decref(j);
-		return code;
-	}
-	return cli_usage_error("env", "unknown command '%s'", cmd);
+	_cleanup_free_ char *path = env_path(a->args[0], "/exec");
+	int ret =
+		path ? cli_call(a->command->path, a->state, "POST", path, body, &j) : EXIT_FAILURE_;
+	json_decref(body);
+	if (ret != EXIT_OK)
+		return ret;
+	if (a->json)
+		cli_print_json(j);
+	else
+		fputs(str(j, "output"), stdout);
+	int code = (int)json_integer_value(json_object_get(j, "exit_code"));
+	json_decref(j);
+	return code;
 }

@@ -6,7 +6,6 @@
 #include "client.h"
 #include "main.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,30 +14,6 @@
 #include "parse.h"
 #include "storage.h"
 #include "strbuf.h"
-
-static void pool_help(void)
-{
-	printf("Usage: branchbox pool init [--driver btrfs|reflink|copy] [--size 64G] [--path "
-	       "DIR]\n"
-	       "       branchbox pool info [--json]\n"
-	       "       branchbox pool destroy [--force]\n"
-	       "\n"
-	       "Manage the copy-on-write volume pool.\n"
-	       "\n"
-	       "  init     Pick a driver (btrfs if the kernel has it and mkfs.btrfs exists, else\n"
-	       "           reflink if the state dir supports FICLONE, else copy). Without --path\n"
-	       "           and without btrfs under the state dir, btrfs uses a sparse image\n"
-	       "           STATE/pool/btrfs.img of --size, loop-mounted at STATE/pool/mnt.\n"
-	       "           Re-running with identical options is a no-op.\n"
-	       "  info     Driver, why it was chosen, mount source, size and free space, and\n"
-	       "           whether it can bound one volume's disk use (btrfs with quotas only).\n"
-	       "  destroy  Unmount, detach the loop device, remove the image. Refuses while\n"
-	       "           volumes exist unless --force.\n"
-	       "\n"
-	       "Options:\n"
-	       "  --state DIR   state directory (default $BRANCHBOX_STATE or /var/lib/branchbox)\n"
-	       "  --json        machine-readable output (info)\n");
-}
 
 int cli_require_root(const char *verb)
 {
@@ -56,7 +31,7 @@ static int fail(const char *what, const BbxError *err, int r)
 	return EXIT_FAILURE_;
 }
 
-static int pool_do_init(const char *state, const PoolOptions *o)
+static int pool_do_init(const char *state, const PoolOptions *o, bool json)
 {
 	BbxError err = BBX_ERROR_INIT;
 	_cleanup_close_ int lock = -EBADF;
@@ -75,6 +50,16 @@ static int pool_do_init(const char *state, const PoolOptions *o)
 	r = pool_info(p, &info, &err);
 	if (r < 0)
 		return fail("pool init", &err, r);
+	if (json) {
+		json_t *j = json_pack("{s:b,s:s,s:s,s:s,s:s}", "created", !already, "state", state,
+				      "driver", storage_driver_kind_to_string(info.driver),
+				      "reason", info.reason, "root", info.root);
+		if (!j)
+			return EXIT_FAILURE_;
+		cli_print_json(j);
+		json_decref(j);
+		return EXIT_OK;
+	}
 	printf("%s pool %s: driver %s (%s), volumes in %s\n", already ? "existing" : "created",
 	       state, storage_driver_kind_to_string(info.driver), info.reason, info.root);
 	return EXIT_OK;
@@ -168,59 +153,35 @@ static int pool_do_destroy(const char *state, bool force)
 	return EXIT_OK;
 }
 
-int verb_pool(int argc, char **argv)
+/* Root, and the state dir; NULL (after saying why) when not root. */
+static const char *pool_state(const CliArgs *a)
 {
-	static const struct option options[] = {
-		{ "driver", required_argument, NULL, 'd' },
-		{ "size", required_argument, NULL, 's' },
-		{ "path", required_argument, NULL, 'p' },
-		{ "state", required_argument, NULL, 'S' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },
-		{},
-	};
-	PoolOptions o = { .driver = STORAGE_DRIVER_AUTO };
-	const char *state = NULL;
-	bool json = false, force = false;
-	int c;
+	if (cli_require_root(a->command->path) < 0)
+		return NULL;
+	return cli_state_dir(a->state);
+}
 
-	if (cli_wants_help(argc, argv)) {
-		pool_help();
-		return EXIT_OK;
-	}
-	if (argc < 2)
-		return cli_usage_error("pool", "missing subcommand (init, info, destroy)");
-	const char *sub = argv[1];
-	optind = 1;
-	while ((c = getopt_long(argc - 1, argv + 1, "", options, NULL)) >= 0) {
-		switch (c) {
-		case 'd':
-			if (storage_driver_kind_from_string(optarg, &o.driver) < 0)
-				return cli_usage_error("pool", "--driver: unknown driver '%s'",
-						       optarg);
-			break;
-		case 's':
-			if (parse_size(optarg, &o.size) < 0 || o.size == 0)
-				return cli_usage_error("pool", "--size: invalid size '%s'", optarg);
-			break;
-		case 'p': o.path = optarg; break;
-		case 'S': state = optarg; break;
-		case 'j': json = true; break;
-		case 'f': force = true; break;
-		default: return cli_usage_error("pool", "unknown option");
-		}
-	}
-	if (optind + 1 < argc)
-		return cli_usage_error("pool", "unexpected argument '%s'", argv[optind + 1]);
-	if (cli_require_root("pool") < 0)
-		return EXIT_FAILURE_;
-	state = cli_state_dir(state);
-	if (!strcmp(sub, "init"))
-		return pool_do_init(state, &o);
-	if (!strcmp(sub, "info"))
-		return pool_do_info(state, json);
-	if (!strcmp(sub, "destroy"))
-		return pool_do_destroy(state, force);
-	return cli_usage_error("pool", "unknown subcommand '%s'", sub);
+int verb_pool_init(const CliArgs *a)
+{
+	PoolOptions o = { .driver = STORAGE_DRIVER_AUTO, .path = cli_arg_value(a, "path") };
+	const char *driver = cli_arg_value(a, "driver"), *size = cli_arg_value(a, "size");
+
+	if (driver && storage_driver_kind_from_string(driver, &o.driver) < 0)
+		return cli_usage_error(a->command->path, "--driver: unknown driver '%s'", driver);
+	if (size && (parse_size(size, &o.size) < 0 || o.size == 0))
+		return cli_usage_error(a->command->path, "--size: invalid size '%s'", size);
+	const char *state = pool_state(a);
+	return state ? pool_do_init(state, &o, a->json) : EXIT_FAILURE_;
+}
+
+int verb_pool_info(const CliArgs *a)
+{
+	const char *state = pool_state(a);
+	return state ? pool_do_info(state, a->json) : EXIT_FAILURE_;
+}
+
+int verb_pool_destroy(const CliArgs *a)
+{
+	const char *state = pool_state(a);
+	return state ? pool_do_destroy(state, cli_arg_flag(a, "force")) : EXIT_FAILURE_;
 }

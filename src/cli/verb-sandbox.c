@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,30 +24,6 @@
 
 #define MAX_BINDS 64
 #define MAX_ENV 256
-
-static void help(void)
-{
-	printf("Usage: branchbox sandbox run [OPTIONS] -- CMD [ARGS...]\n"
-	       "\n"
-	       "Run CMD in a fresh sandbox: its own mount, pid, ipc, uts, net (loopback only) and\n"
-	       "cgroup namespaces, a tmpfs root with the host's /usr read-only, an unprivileged\n"
-	       "uid without capabilities, no_new_privs, Landlock and seccomp. Needs root.\n"
-	       "\n"
-	       "Options:\n"
-	       "  --memory BYTES        memory limit (\"256M\")\n"
-	       "  --pids N              maximum number of tasks\n"
-	       "  --cpu FRACTION        CPU quota (\"0.5\" is half a CPU)\n"
-	       "  --rw HOSTPATH[:PATH]  bind HOSTPATH writable at PATH (repeatable)\n"
-	       "  --ro HOSTPATH[:PATH]  bind HOSTPATH read-only at PATH (repeatable)\n"
-	       "  --workdir PATH        working directory inside the sandbox (default /)\n"
-	       "  --env K=V             set an environment variable (repeatable)\n"
-	       "  --uid N               run as uid N (default 65534; 0 is refused)\n"
-	       "  --hostname H          hostname inside the sandbox (default \"sandbox\")\n"
-	       "  -h, --help            show this help\n"
-	       "\n"
-	       "Exit status: the command's (128+N when killed by signal N); 125 when the sandbox\n"
-	       "could not be set up, 126 when CMD cannot be executed, 127 when it is not found.\n");
-}
 
 /* Replace an existing "KEY=" entry or append. env has room for MAX_ENV + 1 entries. */
 static int env_set(char **env, size_t *n, char *kv)
@@ -130,32 +105,9 @@ static int run_sandbox(const SandboxSpec *spec)
 	return status;
 }
 
-int verb_sandbox(int argc, char **argv)
+int verb_sandbox_run(const CliArgs *a)
 {
-	enum {
-		OPT_MEMORY = 256,
-		OPT_PIDS,
-		OPT_CPU,
-		OPT_RW,
-		OPT_RO,
-		OPT_WORKDIR,
-		OPT_ENV,
-		OPT_UID,
-		OPT_HOSTNAME
-	};
-	static const struct option options[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "memory", required_argument, NULL, OPT_MEMORY },
-		{ "pids", required_argument, NULL, OPT_PIDS },
-		{ "cpu", required_argument, NULL, OPT_CPU },
-		{ "rw", required_argument, NULL, OPT_RW },
-		{ "ro", required_argument, NULL, OPT_RO },
-		{ "workdir", required_argument, NULL, OPT_WORKDIR },
-		{ "env", required_argument, NULL, OPT_ENV },
-		{ "uid", required_argument, NULL, OPT_UID },
-		{ "hostname", required_argument, NULL, OPT_HOSTNAME },
-		{ NULL, 0, NULL, 0 },
-	};
+	const char *verb = a->command->path, *v;
 	SandboxSpec spec;
 	SandboxBind rw[MAX_BINDS], ro[MAX_BINDS];
 	char *storage[2 * MAX_BINDS] = { NULL };
@@ -164,15 +116,6 @@ int verb_sandbox(int argc, char **argv)
 	size_t n_env = 0;
 	char term[256];
 	int ret = EXIT_USAGE;
-
-	if (cli_wants_help(argc, argv) || argc < 2) {
-		help();
-		return argc < 2 ? EXIT_USAGE : EXIT_OK;
-	}
-	if (strcmp(argv[1], "run"))
-		return cli_usage_error("sandbox", "unknown subcommand '%s'", argv[1]);
-	argc--;
-	argv++;
 
 	sandbox_spec_init(&spec);
 	spec.rw = rw;
@@ -185,81 +128,63 @@ int verb_sandbox(int argc, char **argv)
 		env_set(env, &n_env, term);
 	}
 
-	optind = 1;
-	int c;
-	while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
-		BbxError err = BBX_ERROR_INIT;
+	if ((v = cli_arg_value(a, "memory")) &&
+	    (parse_size(v, &spec.memory_max) < 0 || spec.memory_max == 0)) {
+		cli_usage_error(verb, "--memory: invalid size '%s'", v);
+		goto out;
+	}
+	if ((v = cli_arg_value(a, "pids")) &&
+	    (parse_uint64(v, &spec.pids_max) < 0 || spec.pids_max == 0)) {
+		cli_usage_error(verb, "--pids: invalid number '%s'", v);
+		goto out;
+	}
+	if ((v = cli_arg_value(a, "cpu")) &&
+	    (parse_cpu(v, &spec.cpu_millis) < 0 || spec.cpu_millis == 0)) {
+		cli_usage_error(verb, "--cpu: invalid fraction '%s'", v);
+		goto out;
+	}
+	if ((v = cli_arg_value(a, "uid"))) {
 		uint32_t u;
-		switch (c) {
-		case OPT_MEMORY:
-			if (parse_size(optarg, &spec.memory_max) < 0 || spec.memory_max == 0) {
-				cli_usage_error("sandbox", "--memory: invalid size '%s'", optarg);
-				goto out;
-			}
-			break;
-		case OPT_PIDS:
-			if (parse_uint64(optarg, &spec.pids_max) < 0 || spec.pids_max == 0) {
-				cli_usage_error("sandbox", "--pids: invalid number '%s'", optarg);
-				goto out;
-			}
-			break;
-		case OPT_CPU:
-			if (parse_cpu(optarg, &spec.cpu_millis) < 0 || spec.cpu_millis == 0) {
-				cli_usage_error("sandbox", "--cpu: invalid fraction '%s'", optarg);
-				goto out;
-			}
-			break;
-		case OPT_RW:
-		case OPT_RO: {
-			size_t *n = c == OPT_RW ? &spec.n_rw : &spec.n_ro;
-			SandboxBind *b = c == OPT_RW ? rw : ro;
+		if (parse_uint32(v, &u) < 0 || u == 0 || u == (uint32_t)-1) {
+			cli_usage_error(verb, "--uid: '%s' refused (must be 1..4294967294)", v);
+			goto out;
+		}
+		spec.uid = u;
+	}
+	spec.workdir = cli_arg_value(a, "workdir") ?: spec.workdir;
+	spec.hostname = cli_arg_value(a, "hostname") ?: spec.hostname;
+	/* Binds and variables in the order given: a later --env K=V replaces an earlier. */
+	for (size_t i = 0; i < a->n_values; i++) {
+		const char *name = a->values[i].option->name;
+		BbxError err = BBX_ERROR_INIT;
+		v = a->values[i].value;
+		if (!strcmp(name, "rw") || !strcmp(name, "ro")) {
+			bool is_rw = !strcmp(name, "rw");
+			size_t *n = is_rw ? &spec.n_rw : &spec.n_ro;
+			SandboxBind *b = is_rw ? rw : ro;
 			if (*n >= MAX_BINDS) {
-				cli_usage_error("sandbox", "too many binds");
+				cli_usage_error(verb, "too many binds");
 				goto out;
 			}
-			if (sandbox_bind_parse(optarg, &b[*n], &storage[n_storage], &err) < 0) {
-				cli_usage_error("sandbox", "%s", bbx_error_message(&err, -EINVAL));
+			if (sandbox_bind_parse(v, &b[*n], &storage[n_storage], &err) < 0) {
+				cli_usage_error(verb, "%s", bbx_error_message(&err, -EINVAL));
 				goto out;
 			}
 			n_storage++;
 			(*n)++;
-			break;
-		}
-		case OPT_WORKDIR: spec.workdir = optarg; break;
-		case OPT_ENV:
-			if (!strchr(optarg, '=') || optarg[0] == '=' ||
-			    env_set(env, &n_env, optarg) < 0) {
-				cli_usage_error("sandbox", "--env: want K=V, got '%s'", optarg);
+		} else if (!strcmp(name, "env")) {
+			if (!strchr(v, '=') || v[0] == '=' || env_set(env, &n_env, (char *)v) < 0) {
+				cli_usage_error(verb, "--env: want K=V, got '%s'", v);
 				goto out;
 			}
-			break;
-		case OPT_UID:
-			if (parse_uint32(optarg, &u) < 0 || u == 0 || u == (uint32_t)-1) {
-				cli_usage_error("sandbox",
-						"--uid: '%s' refused (must be 1..4294967294)",
-						optarg);
-				goto out;
-			}
-			spec.uid = u;
-			break;
-		case OPT_HOSTNAME: spec.hostname = optarg; break;
-		case 'h':
-			help();
-			ret = EXIT_OK;
-			goto out;
-		default: cli_usage_error("sandbox", "unknown option"); goto out;
 		}
-	}
-	if (optind >= argc) {
-		cli_usage_error("sandbox", "no command given (use -- CMD [ARGS])");
-		goto out;
 	}
 	if (geteuid() != 0) {
 		fprintf(stderr, "branchbox sandbox: must run as root\n");
 		ret = 125;
 		goto out;
 	}
-	spec.argv = argv + optind;
+	spec.argv = a->args;
 	spec.env = env;
 	ret = run_sandbox(&spec);
 out:

@@ -2,7 +2,6 @@
 /* branchbox serve: the daemon. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,159 +20,69 @@
 
 #define DEFAULT_LISTEN "127.0.0.1:7480"
 
-static void serve_help(void)
+int verb_serve(const CliArgs *a)
 {
-	printf("Usage: branchbox serve --repo PATH [--state DIR] [--listen ADDR:PORT | "
-	       "--no-listen]\n"
-	       "                       [--uid-range FIRST-LAST] [--max-previews N]\n"
-	       "                       [--max-previews-per-token N] [--pool-reserve SIZE|PCT%%]\n"
-	       "\n"
-	       "Run the branchbox daemon for the git repository at PATH.\n"
-	       "\n"
-	       "  --repo PATH        the project's git repository (production is built from it)\n"
-	       "  --state DIR        state directory (default $BRANCHBOX_STATE or %s)\n"
-	       "  --listen ADDR:PORT also serve HTTP here (default %s; tokens only)\n"
-	       "  --no-listen        serve only the unix socket DIR/branchbox.sock\n"
-	       "  --production-branch NAME\n"
-	       "                     production's environment name (default main); never in an\n"
-	       "                     agent token's scope\n"
-	       "  --agent-token-max-ttl DURATION\n"
-	       "                     longest lifetime of an agent token (default 30d)\n"
-	       "  --hook-timeout DURATION\n"
-	       "                     deadline of each build, deploy and post_deploy hook run\n"
-	       "                     (default 30m); at it the hook's whole process tree is killed\n"
-	       "                     and the deploy or create fails saying so\n"
-	       "  --preview-domain DOMAIN\n"
-	       "                     requests for Host NAME.DOMAIN go to preview NAME's "
-	       "application\n"
-	       "  --uid-range FIRST-LAST\n"
-	       "                     uids (and gids) given to environments, two each: one for its\n"
-	       "                     services, one for its applications; never shared by two\n"
-	       "                     environments (default %s). Refused when it holds\n"
-	       "                     a user, group or sub-id range of the host, or overlaps the\n"
-	       "                     range of another running daemon\n"
-	       "  --max-previews N   at most N previews exist at once, in every state (default "
-	       "%d)\n"
-	       "  --max-previews-per-token N\n"
-	       "                     at most N of them created by one token (default %d); the\n"
-	       "                     local administrator is bounded by the total only\n"
-	       "  --pool-reserve SIZE|PCT%%\n"
-	       "                     keep this much of the volume pool for production (default\n"
-	       "                     %d%%): a preview is refused when what previews may still\n"
-	       "                     write (their disk quotas) would eat into it\n"
-	       "  -v, --verbose      log every request\n"
-	       "  --insecure-no-auth required to start a -Dbench_noauth=true build (benchmarks\n"
-	       "                     only: no authentication, authorization or audit);\n"
-	       "                     refused by every other build\n"
-	       "\n"
-	       "The unix socket is always served; uid 0 on it without a token is the local\n"
-	       "administrator. Stop the daemon with SIGTERM or SIGINT.\n",
-	       DEFAULT_STATE_DIR, DEFAULT_LISTEN, UID_RANGE_DEFAULT, CEILING_DEFAULT_MAX_PREVIEWS,
-	       CEILING_DEFAULT_MAX_PREVIEWS_PER_TOKEN, CEILING_DEFAULT_RESERVE_PERCENT);
-}
-
-int verb_serve(int argc, char **argv)
-{
-	static const struct option options[] = {
-		{ "repo", required_argument, NULL, 'r' },
-		{ "state", required_argument, NULL, 's' },
-		{ "listen", required_argument, NULL, 'l' },
-		{ "no-listen", no_argument, NULL, 'n' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "production-branch", required_argument, NULL, 'P' },
-		{ "preview-domain", required_argument, NULL, 'D' },
-		{ "agent-token-max-ttl", required_argument, NULL, 'T' },
-		{ "uid-range", required_argument, NULL, 'U' },
-		{ "hook-timeout", required_argument, NULL, 'H' },
-		{ "max-previews", required_argument, NULL, 'M' },
-		{ "max-previews-per-token", required_argument, NULL, 'N' },
-		{ "pool-reserve", required_argument, NULL, 'R' },
-		{ "insecure-no-auth", no_argument, NULL, 'I' },
-		{ "help", no_argument, NULL, 'h' },
-		{}
-	};
-	const char *repo = NULL, *state = NULL, *listen = DEFAULT_LISTEN, *production = NULL;
-	const char *preview_domain = NULL;
+	const char *verb = a->command->path, *repo = cli_arg_value(a, "repo"), *state = a->state;
+	const char *listen = cli_arg_value(a, "listen") ?: DEFAULT_LISTEN, *v;
+	const char *production = cli_arg_value(a, "production-branch");
+	const char *preview_domain = cli_arg_value(a, "preview-domain");
 	uint64_t max_ttl = 0, hook_timeout = 0;
 	UidRange uid_range = { 0 };
 	uint32_t max_previews = 0, max_per_token = 0;
 	PoolReserve reserve;
 	bool reserve_set = false;
-	bool insecure_no_auth = false;
-	int c;
+	bool insecure_no_auth = cli_arg_flag(a, "insecure-no-auth");
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "r:s:l:nvhP:T:D:U:", options, NULL)) >= 0) {
-		switch (c) {
-		case 'r': repo = optarg; break;
-		case 's': state = optarg; break;
-		case 'l': listen = optarg; break;
-		case 'n': listen = NULL; break;
-		case 'P': production = optarg; break;
-		case 'D': preview_domain = optarg; break;
-		case 'T':
-			if (parse_duration(optarg, &max_ttl) < 0 || max_ttl == 0 ||
-			    max_ttl > INT32_MAX)
-				return cli_usage_error(
-					"serve",
-					"--agent-token-max-ttl %s: expected a duration like 7d",
-					optarg);
-			break;
-		case 'H':
-			if (parse_duration(optarg, &hook_timeout) < 0 || hook_timeout == 0 ||
-			    hook_timeout > 24 * 3600)
-				return cli_usage_error("serve",
-						       "--hook-timeout %s: expected a duration "
-						       "between 1s and 24h, like 30m",
-						       optarg);
-			break;
-		case 'U': {
-			BbxError e = BBX_ERROR_INIT;
-			if (uid_range_parse(optarg, &uid_range, &e) < 0)
-				return cli_usage_error("serve", "--uid-range: %s", e.message);
-			break;
-		}
-		case 'M':
-		case 'N': {
-			uint32_t n;
-			if (parse_uint32(optarg, &n) < 0 || n == 0 || n > 100000)
-				return cli_usage_error(
-					"serve", "--%s %s: expected a number from 1 to 100000",
-					c == 'M' ? "max-previews" : "max-previews-per-token",
-					optarg);
-			*(c == 'M' ? &max_previews : &max_per_token) = n;
-			break;
-		}
-		case 'R':
-			if (pool_reserve_parse(optarg, &reserve) < 0)
-				return cli_usage_error(
-					"serve",
-					"--pool-reserve %s: expected a size like 8G or a "
-					"percentage of the pool from 0%% to 90%%",
-					optarg);
-			reserve_set = true;
-			break;
-		case 'I': insecure_no_auth = true; break;
-		case 'v': log_set_level(LOG_LEVEL_DEBUG); break;
-		case 'h': serve_help(); return EXIT_OK;
-		default: return cli_usage_error("serve", "bad option");
-		}
+	if (cli_arg_flag(a, "no-listen"))
+		listen = NULL;
+	if ((v = cli_arg_value(a, "agent-token-max-ttl")) &&
+	    (parse_duration(v, &max_ttl) < 0 || max_ttl == 0 || max_ttl > INT32_MAX))
+		return cli_usage_error(verb,
+				       "--agent-token-max-ttl %s: expected a duration like 7d", v);
+	if ((v = cli_arg_value(a, "hook-timeout")) &&
+	    (parse_duration(v, &hook_timeout) < 0 || hook_timeout == 0 || hook_timeout > 24 * 3600))
+		return cli_usage_error(verb,
+				       "--hook-timeout %s: expected a duration between 1s and "
+				       "24h, like 30m",
+				       v);
+	if ((v = cli_arg_value(a, "uid-range"))) {
+		BbxError e = BBX_ERROR_INIT;
+		if (uid_range_parse(v, &uid_range, &e) < 0)
+			return cli_usage_error(verb, "--uid-range: %s", e.message);
 	}
-	if (optind < argc)
-		return cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+	static const char *const counts[] = { "max-previews", "max-previews-per-token" };
+	for (size_t i = 0; i < ELEMENTSOF(counts); i++) {
+		uint32_t n;
+		if (!(v = cli_arg_value(a, counts[i])))
+			continue;
+		if (parse_uint32(v, &n) < 0 || n == 0 || n > 100000)
+			return cli_usage_error(verb, "--%s %s: expected a number from 1 to 100000",
+					       counts[i], v);
+		*(i == 0 ? &max_previews : &max_per_token) = n;
+	}
+	if ((v = cli_arg_value(a, "pool-reserve"))) {
+		if (pool_reserve_parse(v, &reserve) < 0)
+			return cli_usage_error(verb,
+					       "--pool-reserve %s: expected a size like 8G or a "
+					       "percentage of the pool from 0%% to 90%%",
+					       v);
+		reserve_set = true;
+	}
+	if (cli_arg_flag(a, "verbose"))
+		log_set_level(LOG_LEVEL_DEBUG);
 	if (!repo)
-		return cli_usage_error("serve", "--repo PATH is required");
+		return cli_usage_error(verb, "--repo PATH is required");
 #if BRANCHBOX_BENCH_NOAUTH
 	/* A build without authentication never starts by accident, e.g. from a unit file
 	 * written for a real one. */
 	if (!insecure_no_auth)
-		return cli_usage_error("serve",
+		return cli_usage_error(verb,
 				       "this binary was built with -Dbench_noauth=true: it checks "
 				       "no token and records nothing; it starts only with "
 				       "--insecure-no-auth, for benchmarks");
 #else
 	if (insecure_no_auth)
-		return cli_usage_error("serve",
+		return cli_usage_error(verb,
 				       "--insecure-no-auth: this build authenticates, authorizes "
 				       "and audits every request; only a -Dbench_noauth=true build "
 				       "runs without");

@@ -7,7 +7,6 @@
 #include "client.h"
 #include "main.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,35 +16,6 @@
 #include "strbuf.h"
 
 #define MAX_FREEZE_FILES 64
-
-static void volume_help(void)
-{
-	printf("Usage: branchbox volume create NAME\n"
-	       "       branchbox volume snapshot SRC DST [--freeze-file FILE]...\n"
-	       "       branchbox volume destroy NAME [--sync]\n"
-	       "       branchbox volume list [--json]\n"
-	       "       branchbox volume usage NAME [--json]\n"
-	       "       branchbox volume quota NAME SIZE|none\n"
-	       "\n"
-	       "Manage copy-on-write volumes in the pool.\n"
-	       "\n"
-	       "  snapshot  Clone SRC to DST atomically (one ioctl on btrfs; a walk under a\n"
-	       "            frozen source for reflink/copy). Refuses layouts a crash-consistent\n"
-	       "            clone cannot hold: nested subvolumes, symlinks leading out.\n"
-	       "  destroy   Remove at once; --sync waits until the space is free again.\n"
-	       "  quota     Bound what NAME may write beyond what it shares with other volumes\n"
-	       "            (for a snapshot: what it wrote after the clone); past it, writes\n"
-	       "            fail with EDQUOT. btrfs pools only: the reflink and copy drivers\n"
-	       "            cannot bound one volume and refuse.\n"
-	       "\n"
-	       "Options:\n"
-	       "  --state DIR         state directory (default $BRANCHBOX_STATE or\n"
-	       "                      /var/lib/branchbox)\n"
-	       "  --freeze-file FILE  cgroup freezer file of a writer of SRC (v1 freezer.state or\n"
-	       "                      v2 cgroup.freeze), frozen around a reflink/copy walk\n"
-	       "  --sync              (destroy) wait for the space to be reclaimed\n"
-	       "  --json              machine-readable output (list, usage)\n");
-}
 
 static int fail(const char *sub, const BbxError *err, int r)
 {
@@ -83,6 +53,26 @@ static const char *bytes_text(uint64_t v, char *buf, size_t size)
 	return format_size(v, buf, size);
 }
 
+/* A new volume's path, alone on its line or as {name, path}. */
+static int print_path(Pool *p, const char *name, bool json)
+{
+	_cleanup_free_ char *path = pool_volume_path(p, name);
+	if (!json) {
+		printf("%s\n", path ? path : name);
+		return EXIT_OK;
+	}
+	if (!path)
+		return EXIT_FAILURE_;
+	_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
+	(void)strbuf_puts(&sb, "{\"name\":\"");
+	(void)strbuf_put_json_escaped(&sb, name);
+	(void)strbuf_puts(&sb, "\",\"path\":\"");
+	(void)strbuf_put_json_escaped(&sb, path);
+	(void)strbuf_puts(&sb, "\"}");
+	printf("%s\n", strbuf_str(&sb));
+	return EXIT_OK;
+}
+
 static void print_volume(const VolumeInfo *v)
 {
 	char a[32], b[32], q[32];
@@ -91,67 +81,31 @@ static void print_volume(const VolumeInfo *v)
 	       v->path);
 }
 
-int verb_volume(int argc, char **argv)
+/* Every volume command: its arguments are counted by its row. */
+int verb_volume(const CliArgs *a)
 {
-	static const struct option options[] = {
-		{ "state", required_argument, NULL, 'S' },
-		{ "freeze-file", required_argument, NULL, 'F' },
-		{ "sync", no_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{},
-	};
-	const char *state = NULL;
+	const char *sub = cli_command_word(a->command), *state, *f;
+	char *const *args = a->args;
 	char *freeze_files[MAX_FREEZE_FILES + 1] = {};
 	size_t n_freeze = 0;
-	bool sync = false, json = false;
-	int c;
+	bool sync = false, json = a->json;
 
-	if (cli_wants_help(argc, argv)) {
-		volume_help();
-		return EXIT_OK;
-	}
-	if (argc < 2)
-		return cli_usage_error(
-			"volume", "missing subcommand (create, snapshot, destroy, list, usage, "
-				  "quota)");
-	const char *sub = argv[1];
-	optind = 1;
-	while ((c = getopt_long(argc - 1, argv + 1, "", options, NULL)) >= 0) {
-		switch (c) {
-		case 'S': state = optarg; break;
-		case 'F':
+	if (!strcmp(sub, "snapshot"))
+		for (size_t i = 0; (f = cli_arg_next(a, "freeze-file", &i));) {
 			if (n_freeze >= MAX_FREEZE_FILES)
-				return cli_usage_error("volume", "too many --freeze-file");
-			freeze_files[n_freeze++] = optarg;
-			break;
-		case 's': sync = true; break;
-		case 'j': json = true; break;
-		default: return cli_usage_error("volume", "unknown option");
+				return cli_usage_error(a->command->path, "too many --freeze-file");
+			freeze_files[n_freeze++] = (char *)f;
 		}
-	}
-	char **args = argv + 1 + optind;
-	int n_args = argc - 1 - optind;
-	int want;
-	if (!strcmp(sub, "create") || !strcmp(sub, "destroy") || !strcmp(sub, "usage"))
-		want = 1;
-	else if (!strcmp(sub, "snapshot") || !strcmp(sub, "quota"))
-		want = 2;
-	else if (!strcmp(sub, "list"))
-		want = 0;
-	else
-		return cli_usage_error("volume", "unknown subcommand '%s'", sub);
-	if (n_args != want)
-		return cli_usage_error("volume", "%s takes %d argument%s", sub, want,
-				       want == 1 ? "" : "s");
+	if (!strcmp(sub, "destroy"))
+		sync = cli_arg_flag(a, "sync");
 	uint64_t quota = STORAGE_UNKNOWN;
 	if (!strcmp(sub, "quota") && strcmp(args[1], "none") &&
 	    (parse_size(args[1], &quota) < 0 || quota == 0 || quota == STORAGE_UNKNOWN))
-		return cli_usage_error("volume", "quota %s: expected a size like 512M, or none",
+		return cli_usage_error(a->command->path, "%s: expected a size like 512M, or none",
 				       args[1]);
-	if (cli_require_root("volume") < 0)
+	if (cli_require_root(a->command->path) < 0)
 		return EXIT_FAILURE_;
-	state = cli_state_dir(state);
+	state = cli_state_dir(a->state);
 
 	BbxError err = BBX_ERROR_INIT;
 	_cleanup_close_ int lock = -EBADF;
@@ -167,9 +121,7 @@ int verb_volume(int argc, char **argv)
 		r = pool_volume_create(p, args[0], &err);
 		if (r < 0)
 			return fail(sub, &err, r);
-		_cleanup_free_ char *path = pool_volume_path(p, args[0]);
-		printf("%s\n", path ? path : args[0]);
-		return EXIT_OK;
+		return print_path(p, args[0], json);
 	}
 	if (!strcmp(sub, "snapshot")) {
 		VolumeFreeze fz = { storage_freezer_files_freeze, storage_freezer_files_thaw,
@@ -177,9 +129,7 @@ int verb_volume(int argc, char **argv)
 		r = pool_volume_snapshot(p, args[0], args[1], n_freeze ? &fz : NULL, &err);
 		if (r < 0)
 			return fail(sub, &err, r);
-		_cleanup_free_ char *path = pool_volume_path(p, args[1]);
-		printf("%s\n", path ? path : args[1]);
-		return EXIT_OK;
+		return print_path(p, args[1], json);
 	}
 	if (!strcmp(sub, "destroy")) {
 		r = pool_volume_destroy(p, args[0], sync, &err);

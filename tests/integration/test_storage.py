@@ -393,7 +393,9 @@ def test_pool_init_info_destroy(btrfs_pool):
     assert "loop-mounted btrfs image" in info["reason"]
     # sparse: the 2G image costs far less
     assert os.stat(info["image"]).st_blocks * 512 < 512 << 20
-    pool.bb("pool", "init", "--driver", "btrfs", "--size", "2G")  # idempotent
+    p = pool.bb("pool", "init", "--driver", "btrfs", "--size", "2G", "--json")  # idempotent
+    again = json.loads(p.stdout)
+    assert again["created"] is False and again["driver"] == "btrfs", again
     p = pool.bb("pool", "init", "--driver", "copy", check=False)
     assert p.returncode == 1 and "already initialized with driver btrfs" in p.stderr
     # an unmounted pool is remounted by the next command
@@ -404,7 +406,8 @@ def test_pool_init_info_destroy(btrfs_pool):
         time.sleep(0.1)
     assert run("losetup", "-j", info["image"]).stdout == ""
     assert "remounted" in pool.info()["status"]
-    pool.bb("volume", "create", "x")
+    x = json.loads(pool.bb("volume", "create", "x", "--json").stdout)
+    assert x["name"] == "x" and os.path.isdir(x["path"]), x
     p = pool.bb("pool", "destroy", check=False)
     assert p.returncode == 1 and "holds 1 volume (x)" in p.stderr
     pool.bb("pool", "destroy", "--force")
