@@ -66,7 +66,18 @@ int beneath_open(int rootfd, const char *path, int flags)
 	if (!path[0] || !strcmp(path, "."))
 		path = ".";
 	int fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
-	return fd < 0 ? -errno : fd;
+	if (fd >= 0)
+		return fd;
+	int r = -errno;
+	if (r == -ENOTDIR && (flags & O_DIRECTORY)) {
+		/* O_NOFOLLOW|O_DIRECTORY on a link says "not a directory": say "a link". */
+		how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+		_cleanup_close_ int l = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+		struct stat st;
+		if (l >= 0 && fstat(l, &st) == 0 && S_ISLNK(st.st_mode))
+			r = -ELOOP;
+	}
+	return r;
 }
 
 static int check_regular(const struct stat *st)
