@@ -23,6 +23,9 @@ enum {
 
 int verb_deploy(int argc, char **argv);
 int verb_env(int argc, char **argv);
+/* env files|cat|write|diff|config|services (verb-env-files.c); argv[0] is the command. */
+bool env_files_command(const char *cmd);
+int verb_env_files(int argc, char **argv);
 int verb_serve(int argc, char **argv);
 int verb_down(int argc, char **argv);
 int verb_status(int argc, char **argv);

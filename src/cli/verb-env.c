@@ -39,6 +39,9 @@ static void env_help(void)
 	       "stays)\n"
 	       "  destroy NAME                              remove it: processes, network, volume, "
 	       "code\n"
+	       "  files|cat|write|diff|config|services NAME  its files, code changes, config and "
+	       "services\n"
+	       "                                            (see 'branchbox env files --help')\n"
 	       "\n"
 	       "A preview is stopped when it uses up any part of its budget (its data is kept "
 	       "until it\n"
@@ -239,7 +242,10 @@ int verb_env(int argc, char **argv)
 	while (ci < argc && argv[ci][0] == '-' && strcmp(argv[ci], "--"))
 		ci += (!strcmp(argv[ci], "--state") || !strcmp(argv[ci], "--from") ||
 		       !strcmp(argv[ci], "--branch") || !strcmp(argv[ci], "--app") ||
-		       !strcmp(argv[ci], "--timeout"))
+		       !strcmp(argv[ci], "--timeout") || !strcmp(argv[ci], "--root") ||
+		       !strcmp(argv[ci], "--offset") || !strcmp(argv[ci], "--limit") ||
+		       !strcmp(argv[ci], "--mode") || !strcmp(argv[ci], "--against") ||
+		       !strcmp(argv[ci], "--max-patch"))
 			      ? 2
 			      : 1;
 	if (ci >= argc)
@@ -250,6 +256,8 @@ int verb_env(int argc, char **argv)
 		argv[1] = c0;
 	}
 	const char *cmd = argv[1];
+	if (env_files_command(cmd))
+		return verb_env_files(argc - 1, argv + 1);
 	char verb[64];
 	snprintf(verb, sizeof(verb), "env %s", cmd);
 	ret = parse(verb, argc - 1, argv + 1, &a);
