@@ -300,6 +300,12 @@ int beneath_write(int rootfd, const char *path, const BeneathWrite *w, bool *ret
 	if (dfd < 0)
 		return dfd;
 	struct stat st;
+	/* Only where the tree's owner could write itself: a directory someone else owns (the
+	 * daemon's own skeleton, another uid's) is not written into on the owner's behalf. */
+	if (fstat(dfd, &st) < 0)
+		return -errno;
+	if (st.st_uid != w->uid)
+		return -EACCES;
 	bool exists = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	if (!exists && errno != ENOENT)
 		return -errno;

@@ -82,7 +82,8 @@ typedef struct BeneathWrite {
  * Create or replace the regular file at path with w->data: a temp file made O_EXCL |
  * O_NOFOLLOW in the parent directory's fd, fchown'd to w->uid:w->gid, written, fsynced and
  * renamed over the name within that same directory fd. An existing target must be a regular
- * file with one link (-ESPIPE, -ELOOP for a symlink, -EISDIR, -EMLINK otherwise).
+ * file with one link (-ESPIPE, -ELOOP for a symlink, -EISDIR, -EMLINK otherwise), and the
+ * directory it goes in must be owned by w->uid (-EACCES).
  * *ret_created (optional) says whether the file is new.
  */
 int beneath_write(int rootfd, const char *path, const BeneathWrite *w, bool *ret_created);

@@ -93,6 +93,11 @@ static int path_error(BbxError *err, int r, EnvTree t, const char *path)
 		return bbx_error_set(err, r, BBX_CONFLICT,
 				     "'%s' in the %s tree changed while it was opened; try again",
 				     path, tree);
+	case -EACCES:
+		return bbx_error_set(err, r, BBX_FORBIDDEN,
+				     "'%s' in the %s tree: its directory is not the environment's "
+				     "own; files are written only where its applications could",
+				     path, tree);
 	case -ENAMETOOLONG:
 	case -EINVAL: return bbx_error_set(err, r, BBX_INVALID, "'%s' is not a valid path", path);
 	case -ENOSPC:

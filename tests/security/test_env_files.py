@@ -318,6 +318,8 @@ def test_write_races_a_swapped_directory(env):
     before = snapshot([e.victim])
     real, alias = os.path.join(e.code, "race-real"), os.path.join(e.code, "race")
     os.makedirs(real)
+    app_uid = os.stat(os.path.join(e.code, "app.py")).st_uid
+    os.chown(real, app_uid, app_uid)  # the agent's own directory
     stop = threading.Event()
 
     def swap():
@@ -409,6 +411,10 @@ def test_file_write_and_the_sandbox_sees_it(env):
     assert exec_(e, "cat", "/app/uploads/from-api.txt")["output"] == "volume write\n"
     r = exec_(e, "sh", "-c", "echo more >> /app/uploads/from-api.txt && echo ok")
     assert r["output"].strip() == "ok", r
+    # The daemon's own skeleton above the mounts is not the application's to write in.
+    s, body = write(e, "web/planted", "x\n", "volume")
+    assert s == 403 and "not the environment's own" in body["error"]["message"], body
+    assert not [n for _, _, files in os.walk(e.d.state) for n in files if n == "planted"]
     # Too large for one call.
     s, body = write(e, "big", "x" * ((1 << 20) + 1))
     assert s == 413, body
@@ -519,3 +525,41 @@ def test_out_of_scope_is_not_found(env, method, tail, query, body):
     assert json.dumps(prod[1]).replace("main", "NAME") == json.dumps(missing[1]).replace("pr-nope", "NAME")
     # Root sees production.
     assert ask("main", None)[0] == 200
+
+
+# ---- the CLI -------------------------------------------------------------------------------
+
+def cli(e, *args, input=None, check=True):
+    from conftest import run
+    return run(*args, env={"BRANCHBOX_URL": e.d.url, "BRANCHBOX_TOKEN": e.agent}, input=input,
+               check=check, timeout=T)
+
+
+def test_cli_verbs(env):
+    e = env
+    with open(os.path.join(EXAMPLE, "app.py")) as f:
+        app = f.read()
+    assert cli(e, "env", "cat", PREVIEW, "README.md").stdout.startswith("#")
+    p = cli(e, "env", "cat", PREVIEW, "app.py", "--offset", "0", "--limit", "5")
+    assert p.stdout == app[:5] and "continue with --offset 5" in p.stderr
+    assert json.loads(cli(e, "env", "cat", PREVIEW, "app.py", "--json").stdout)["encoding"] == "utf-8"
+    out = cli(e, "env", "files", PREVIEW).stdout
+    assert any(l.split()[-1] == "app.py" and l.startswith("file") for l in out.splitlines())
+    listed = json.loads(cli(e, "env", "files", PREVIEW, "web/uploads", "--root", "volume", "--json").stdout)
+    assert "dir" in [x["name"] for x in listed["entries"]]
+    assert cli(e, "env", "write", PREVIEW, "cli/written.txt", input="from the cli\n").stdout.startswith("created")
+    assert cli(e, "env", "cat", PREVIEW, "cli/written.txt").stdout == "from the cli\n"
+    p = cli(e, "env", "write", PREVIEW, "link-passwd", input="x", check=False)
+    assert p.returncode != 0 and "symbolic link" in p.stderr
+    p = cli(e, "env", "write", PREVIEW, "cli/mode.sh", "--mode", "0755", input="#!/bin/sh\n")
+    assert stat.S_IMODE(os.stat(os.path.join(e.code, "cli", "mode.sh")).st_mode) == 0o755
+    d = json.loads(cli(e, "env", "diff", PREVIEW, "--json").stdout)
+    assert "cli/written.txt" in [f["path"] for f in d["files"]]
+    assert "A cli/written.txt" in cli(e, "env", "diff", PREVIEW).stdout
+    assert json.loads(cli(e, "env", "config", PREVIEW).stdout)["services"]["db"]["kind"] == "postgresql"
+    assert "postgresql" in cli(e, "env", "services", PREVIEW).stdout
+    for c in ("files", "cat", "write", "diff", "config", "services"):
+        assert "Usage: branchbox env" in cli(e, "env", c, "--help").stdout, c
+    # Out of scope, production: not found, like any name that does not exist.
+    p = cli(e, "env", "cat", "main", "app.py", check=False)
+    assert p.returncode != 0 and "environment 'main' not found" in p.stderr

@@ -209,6 +209,16 @@ static void test_write(void **state)
 	char p[160];
 	struct stat st;
 
+	/* The tree is its owner's; a directory of someone else's is not written into. */
+	snprintf(p, sizeof(p), "%s/root/rootowned", f->dir);
+	assert_int_equal(mkdir(p, 0777), 0);
+	snprintf(p, sizeof(p), "%s/root", f->dir);
+	assert_int_equal(beneath_write(f->root, "file", &w, NULL), -EACCES);
+	assert_int_equal(chown(p, 12345, 12345), 0);
+	snprintf(p, sizeof(p), "%s/root/sub", f->dir);
+	assert_int_equal(chown(p, 12345, 12345), 0);
+	assert_int_equal(beneath_write(f->root, "rootowned/x", &w, NULL), -EACCES);
+
 	assert_int_equal(beneath_write(f->root, "file", &w, &created), 0);
 	assert_false(created);
 	snprintf(p, sizeof(p), "%s/root/file", f->dir);
