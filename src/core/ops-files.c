@@ -9,6 +9,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "beneath.h"
@@ -237,6 +238,15 @@ int op_environment_file_write(OpCall *call, json_t *in, json_t **out, BbxError *
 	r = environment_tree_open(call->core, name, t, &root, &owner, err);
 	if (r < 0)
 		return r;
+	/* The code tree has no quota of its own (the volume has): never fill the file system
+	 * the daemon's state lives on. */
+	struct statvfs sv;
+	if (fstatvfs(root, &sv) == 0 &&
+	    (uint64_t)sv.f_bavail * sv.f_frsize < n + (uint64_t)sv.f_blocks * sv.f_frsize / 20)
+		return bbx_error_set(err, -ENOSPC, BBX_LIMIT_REACHED,
+				     "environment '%s': the file system of its %s tree has less "
+				     "than 5%% free; nothing was written",
+				     name, env_tree_to_string(t));
 	json_t *p = json_object_get(in, "parents");
 	BeneathWrite w = {
 		.data = data,
