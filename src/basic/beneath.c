@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "file-util.h"
@@ -316,12 +318,18 @@ int beneath_write(int rootfd, const char *path, const BeneathWrite *w, bool *ret
 	}
 	mode_t mode = (w->mode ? w->mode : exists ? st.st_mode : 0644) & 0777;
 
+	/* The temp name by hand (no stdio: this also runs in beneath_write_as_owner()'s child). */
 	unsigned char rnd[8];
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
 		return -EIO;
-	char tmp[64];
-	snprintf(tmp, sizeof(tmp), ".bbx-write-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
-		 rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	static const char hex[] = "0123456789abcdef";
+	char tmp[sizeof(".bbx-write-") + 2 * sizeof(rnd)] = ".bbx-write-";
+	char *t = tmp + sizeof(".bbx-write-") - 1;
+	for (size_t i = 0; i < sizeof(rnd); i++) {
+		*t++ = hex[rnd[i] >> 4];
+		*t++ = hex[rnd[i] & 15];
+	}
+	*t = '\0';
 	/* An O_PATH directory fd serves as dirfd; O_EXCL|O_NOFOLLOW never opens what is there. */
 	_cleanup_close_ int fd =
 		openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -488,5 +496,38 @@ int beneath_collect(int rootfd, size_t max_files, size_t max_file_size, BeneathF
 		qsort(c.v, c.n, sizeof(*c.v), file_cmp);
 	*ret = c.v;
 	*ret_n = c.n;
+	return 0;
+}
+
+int beneath_write_as_owner(int rootfd, const char *path, const BeneathWrite *w, bool *ret_created)
+{
+	if (w->uid == 0 || w->gid == 0)
+		return -EPERM;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		/* One thread, no allocation from here on: drop to the owner (no supplementary
+		 * groups, no capabilities left), then the same write as beneath_write(). */
+		bool created = false;
+		int r = 0;
+		if (setgroups(0, NULL) < 0 || setresgid(w->gid, w->gid, w->gid) < 0 ||
+		    setresuid(w->uid, w->uid, w->uid) < 0)
+			r = -errno;
+		if (r == 0)
+			r = beneath_write(rootfd, path, w, &created);
+		_exit(r < 0 ? (-r > 240 ? 255 : 2 - r) : created ? 1 : 0);
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (!WIFEXITED(status))
+		return -EIO;
+	int code = WEXITSTATUS(status);
+	if (code >= 2)
+		return code == 255 ? -EIO : -(code - 2);
+	if (ret_created)
+		*ret_created = code == 1;
 	return 0;
 }

@@ -88,6 +88,14 @@ typedef struct BeneathWrite {
  */
 int beneath_write(int rootfd, const char *path, const BeneathWrite *w, bool *ret_created);
 
+/*
+ * beneath_write() in a child process that first drops to w->uid:w->gid (no supplementary
+ * groups, so no capabilities), so the kernel's own permission checks apply to every step as
+ * they would to the tree's owner. For a root caller; w->uid and w->gid must not be 0
+ * (-EPERM). Returns what the child's beneath_write() returned.
+ */
+int beneath_write_as_owner(int rootfd, const char *path, const BeneathWrite *w, bool *ret_created);
+
 typedef struct BeneathFile {
 	char *path;   /* relative to the root, '/'-separated */
 	char *data;   /* content (a symlink's: its target); NULL when unread */

@@ -257,7 +257,7 @@ int op_environment_file_write(OpCall *call, json_t *in, json_t **out, BbxError *
 		.parents = p ? json_is_true(p) : true,
 	};
 	bool created = false;
-	r = beneath_write(root, path, &w, &created);
+	r = beneath_write_as_owner(root, path, &w, &created);
 	if (r < 0)
 		return path_error(err, r, t, path);
 	*out = json_pack("{s:s,s:s,s:s,s:I,s:b}", "name", name, "root", env_tree_to_string(t),

@@ -235,6 +235,26 @@ static void test_write(void **state)
 	w.parents = false;
 	assert_int_equal(beneath_write(f->root, "other/made", &w, &created), -ENOENT);
 
+	/* As the owner, the kernel's checks apply too: a directory of its own it made
+	 * read-only is not written into (root alone would). */
+	snprintf(p, sizeof(p), "%s/root/readonly", f->dir);
+	assert_int_equal(mkdir(p, 0555), 0);
+	assert_int_equal(chown(p, 12345, 12345), 0);
+	assert_int_equal(beneath_write_as_owner(f->root, "readonly/x", &w, &created), -EACCES);
+	assert_int_equal(beneath_write(f->root, "readonly/x", &w, &created), 0);
+	created = false;
+	assert_int_equal(beneath_write_as_owner(f->root, "new/as-owner", &w, &created), 0);
+	assert_true(created);
+	snprintf(p, sizeof(p), "%s/root/new/as-owner", f->dir);
+	assert_int_equal(lstat(p, &st), 0);
+	assert_int_equal(st.st_uid, 12345);
+	assert_int_equal(st.st_gid, 12346);
+	assert_int_equal(beneath_write_as_owner(f->root, "to-outside", &w, NULL), -ELOOP);
+	assert_int_equal(beneath_write_as_owner(f->root, "../outside", &w, NULL), -EXDEV);
+	w.uid = 0;
+	assert_int_equal(beneath_write_as_owner(f->root, "new/root", &w, NULL), -EPERM);
+	w.uid = 12345;
+
 	/* Hostile targets: nothing outside changes, nothing is written through a link. */
 	assert_int_equal(beneath_write(f->root, "to-outside", &w, NULL), -ELOOP);
 	assert_int_equal(beneath_write(f->root, "to-dir/outside", &w, NULL), -ELOOP);
