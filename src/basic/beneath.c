@@ -359,7 +359,7 @@ int beneath_write(int rootfd, const char *path, const BeneathWrite *w, bool *ret
 
 typedef struct Collect {
 	BeneathFile *v;
-	size_t n, cap, max_files, max_file_size;
+	size_t n, cap, max_files, max_file_size, max_total, total;
 } Collect;
 
 void beneath_files_free(BeneathFile *v, size_t n)
@@ -448,9 +448,10 @@ static int collect_dir(Collect *c, int dfd, const char *prefix, unsigned depth)
 			}
 		} else if (S_ISREG(st.st_mode)) {
 			BeneathRead rd;
-			int k = (uint64_t)st.st_size > c->max_file_size
-					? -EFBIG
-					: beneath_read(dirfd(d), name, 0, c->max_file_size, &rd);
+			bool fits = (uint64_t)st.st_size <= c->max_file_size &&
+				    (uint64_t)st.st_size <= c->max_total - c->total;
+			int k = !fits ? -EFBIG
+				      : beneath_read(dirfd(d), name, 0, c->max_file_size, &rd);
 			if (k == -ENOENT || k == -ELOOP || k == -ESPIPE || k == -EISDIR)
 				continue; /* swapped meanwhile */
 			if (k == -EFBIG || k == -EMLINK || (k >= 0 && rd.truncated)) {
@@ -464,6 +465,7 @@ static int collect_dir(Collect *c, int dfd, const char *prefix, unsigned depth)
 			} else {
 				f.data = rd.data;
 				f.size = rd.n;
+				c->total += rd.n;
 			}
 		} else
 			continue; /* FIFOs, sockets, devices: not content */
@@ -480,10 +482,12 @@ static int file_cmp(const void *a, const void *b)
 	return strcmp(((const BeneathFile *)a)->path, ((const BeneathFile *)b)->path);
 }
 
-int beneath_collect(int rootfd, size_t max_files, size_t max_file_size, BeneathFile **ret,
-		    size_t *ret_n)
+int beneath_collect(int rootfd, size_t max_files, size_t max_file_size, size_t max_total,
+		    BeneathFile **ret, size_t *ret_n)
 {
-	Collect c = { .max_files = max_files, .max_file_size = max_file_size };
+	Collect c = { .max_files = max_files,
+		      .max_file_size = max_file_size,
+		      .max_total = max_total };
 	_cleanup_close_ int fd = beneath_open(rootfd, ".", O_RDONLY | O_DIRECTORY);
 	if (fd < 0)
 		return fd;

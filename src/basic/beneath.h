@@ -108,8 +108,9 @@ typedef struct BeneathFile {
 /*
  * Every regular file and symlink beneath rootfd (a top-level ".git" skipped; FIFOs, sockets
  * and devices ignored; never crossing a mount), sorted by path, each read up to
- * max_file_size. More than max_files entries, or deeper than 64 levels: -EFBIG.
+ * max_file_size and all of them up to max_total bytes (the rest left unread). More than
+ * max_files entries, or deeper than 64 levels: -EFBIG.
  */
-int beneath_collect(int rootfd, size_t max_files, size_t max_file_size, BeneathFile **ret,
-		    size_t *ret_n);
+int beneath_collect(int rootfd, size_t max_files, size_t max_file_size, size_t max_total,
+		    BeneathFile **ret, size_t *ret_n);
 void beneath_files_free(BeneathFile *v, size_t n);

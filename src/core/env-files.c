@@ -8,6 +8,7 @@
 
 #define DIFF_MAX_FILES 20000
 #define DIFF_MAX_FILE_SIZE (1u << 20)
+#define DIFF_MAX_TOTAL (64u << 20) /* read in all: the rest is compared by size */
 
 static const char *const tree_names[_ENV_TREE_MAX] = {
 	[ENV_TREE_CODE] = "code",
@@ -144,7 +145,7 @@ int environment_code_diff(Core *c, const char *name, bool against_production, si
 	}
 	BeneathFile *files = NULL;
 	size_t n = 0;
-	r = beneath_collect(root, DIFF_MAX_FILES, DIFF_MAX_FILE_SIZE, &files, &n);
+	r = beneath_collect(root, DIFF_MAX_FILES, DIFF_MAX_FILE_SIZE, DIFF_MAX_TOTAL, &files, &n);
 	if (r == -EFBIG)
 		return bbx_error_set(err, r, BBX_TOO_LARGE,
 				     "environment '%s': its code tree has more than %u files or "

@@ -280,7 +280,7 @@ static void test_collect(void **state)
 	Fixture *f = *state;
 	BeneathFile *v = NULL;
 	size_t n = 0;
-	assert_int_equal(beneath_collect(f->root, 100, 1 << 20, &v, &n), 0);
+	assert_int_equal(beneath_collect(f->root, 100, 1 << 20, 1 << 20, &v, &n), 0);
 	/* file, hardlink (unread), sub/deep and the four links; the FIFO is not content. */
 	assert_int_equal(n, 7);
 	assert_string_equal(v[0].path, "file");
@@ -293,7 +293,13 @@ static void test_collect(void **state)
 	assert_true(v[4].symlink);
 	assert_string_equal(v[4].data, "file");
 	beneath_files_free(v, n);
-	assert_int_equal(beneath_collect(f->root, 3, 1 << 20, &v, &n), -EFBIG);
+	assert_int_equal(beneath_collect(f->root, 3, 1 << 20, 1 << 20, &v, &n), -EFBIG);
+	/* Bounded in all: past max_total, files are left unread (compared by size). */
+	assert_int_equal(beneath_collect(f->root, 100, 1 << 20, 7, &v, &n), 0);
+	assert_string_equal(v[0].data, "inside\n");
+	assert_true(v[2].unread);
+	assert_null(v[2].data);
+	beneath_files_free(v, n);
 }
 
 int main(void)

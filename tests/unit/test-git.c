@@ -410,7 +410,7 @@ static void diff_tree(const char *dir, size_t max_file, GitDiff *d)
 	size_t n = 0;
 	int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	assert_true(fd >= 0);
-	assert_int_equal(beneath_collect(fd, 1000, max_file, &files, &n), 0);
+	assert_int_equal(beneath_collect(fd, 1000, max_file, 1 << 20, &files, &n), 0);
 	close(fd);
 	assert_int_equal(gitrepo_diff_worktree(repo, "main", files, n, 1 << 20, d, NULL), 0);
 	beneath_files_free(files, n);
