@@ -563,3 +563,21 @@ def test_cli_verbs(env):
     # Out of scope, production: not found, like any name that does not exist.
     p = cli(e, "env", "cat", "main", "app.py", check=False)
     assert p.returncode != 0 and "environment 'main' not found" in p.stderr
+
+
+def test_zz_stopped_environment_answers_not_ready(env):
+    """Last (it stops the preview): files and diff answer what exec answers before ready;
+    config and services still answer, every process stopped."""
+    e = env
+    e.d.cli("env", "stop", PREVIEW, timeout=120)
+    want = f"environment '{PREVIEW}' is not ready"
+    for s, body in (read(e, "app.py"), listing(e, ""), write(e, "notes/late", "x"),
+                    api(e.d, "GET", f"/v1/environments/{PREVIEW}/diff", token=e.agent),
+                    api(e.d, "POST", f"/v1/environments/{PREVIEW}/exec", token=e.agent,
+                        body={"command": ["true"]})):
+        assert s == 409 and body["error"]["message"] == want, (s, body)
+    assert not os.path.exists(os.path.join(e.code, "notes", "late"))
+    s, body = api(e.d, "GET", f"/v1/environments/{PREVIEW}/services", token=e.agent)
+    assert s == 200 and {x["state"] for x in body["services"] + body["applications"]} == {"stopped"}, body
+    s, body = api(e.d, "GET", f"/v1/environments/{PREVIEW}/config", token=e.agent)
+    assert s == 200 and "web" in body["config"]["applications"], body
