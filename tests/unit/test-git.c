@@ -12,7 +12,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -392,78 +391,6 @@ static void test_diff(void **state)
 		if (strcmp(d.files[i].path, "new.txt") == 0 && d.files[i].status == 'D')
 			seen_del = true;
 	assert_true(seen_del);
-	gitrepo_diff_done(&d);
-}
-
-static GitDiffFile *find_file(GitDiff *d, const char *path)
-{
-	for (size_t i = 0; i < d->n_files; i++)
-		if (!strcmp(d->files[i].path, path))
-			return &d->files[i];
-	return NULL;
-}
-
-/* A checkout compared with its commit, read through fds (beneath_collect()). */
-static void diff_tree(const char *dir, size_t max_file, GitDiff *d)
-{
-	BeneathFile *files = NULL;
-	size_t n = 0;
-	int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	assert_true(fd >= 0);
-	assert_int_equal(beneath_collect(fd, 1000, max_file, 1 << 20, &files, &n), 0);
-	close(fd);
-	assert_int_equal(gitrepo_diff_worktree(repo, "main", files, n, 1 << 20, d, NULL), 0);
-	beneath_files_free(files, n);
-}
-
-static void test_diff_worktree(void **state)
-{
-	char target[512], p[PATH_MAX];
-	GitCheckoutResult res = { 0 };
-	GitDiff d = { 0 };
-
-	snprintf(target, sizeof(target), "%s/co-worktree", tmpdir);
-	assert_int_equal(gitrepo_checkout(repo, "main", target, &res, NULL), 0);
-	gitrepo_checkout_result_done(&res);
-	/* Control: the checkout as it came has no changes. */
-	diff_tree(target, 1 << 20, &d);
-	assert_int_equal(d.n_files, 0);
-	assert_string_equal(d.patch, "");
-	gitrepo_diff_done(&d);
-
-	snprintf(p, sizeof(p),
-		 "cd '%s' && sed -i 's/line3/line3 edited/' app.py && rm README.md && "
-		 "printf 'a\\nb\\n' > new.txt && ln -sfn run.sh link && mkfifo pipe && "
-		 "mkdir .git && printf x > .git/ignored",
-		 target);
-	assert_int_equal(system(p), 0);
-	diff_tree(target, 1 << 20, &d);
-	assert_int_equal(d.n_files, 4);
-	GitDiffFile *f = find_file(&d, "app.py");
-	assert_non_null(f);
-	assert_int_equal(f->status, 'M');
-	assert_int_equal(f->additions, 1);
-	assert_int_equal(f->deletions, 1);
-	f = find_file(&d, "README.md");
-	assert_non_null(f);
-	assert_int_equal(f->status, 'D');
-	f = find_file(&d, "new.txt");
-	assert_non_null(f);
-	assert_int_equal(f->status, 'A');
-	assert_int_equal(f->additions, 2);
-	f = find_file(&d, "link");
-	assert_non_null(f);
-	assert_int_equal(f->status, 'M');
-	assert_non_null(strstr(d.patch, "+line3 edited"));
-	assert_non_null(strstr(d.patch, "+run.sh"));
-	assert_null(strstr(d.patch, "ignored"));
-	gitrepo_diff_done(&d);
-
-	/* Files too large to read count as changed when their size differs. */
-	diff_tree(target, 4, &d);
-	f = find_file(&d, "app.py");
-	assert_non_null(f);
-	assert_true(f->binary);
 	gitrepo_diff_done(&d);
 }
 
@@ -860,7 +787,6 @@ int main(void)
 		cmocka_unit_test(test_read_file),
 		cmocka_unit_test(test_checkout),
 		cmocka_unit_test(test_diff),
-		cmocka_unit_test(test_diff_worktree),
 		cmocka_unit_test(test_apply_patch),
 		cmocka_unit_test(test_apply_plain_diff),
 		cmocka_unit_test(test_patch_to_git),
