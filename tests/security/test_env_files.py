@@ -527,6 +527,44 @@ def test_out_of_scope_is_not_found(env, method, tail, query, body):
     assert ask("main", None)[0] == 200
 
 
+def audit_since(e, seq):
+    db = sqlite3.connect(os.path.join(e.d.state, "state.db"), timeout=30)
+    rows = db.execute("SELECT seq, action, resource, decision, outcome, interface FROM audit "
+                      "WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
+    db.close()
+    return rows
+
+
+def last_seq(e):
+    db = sqlite3.connect(os.path.join(e.d.state, "state.db"), timeout=30)
+    (seq,) = db.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()
+    db.close()
+    return seq
+
+
+def test_every_call_is_audited(env):
+    """One record per call, allowed, refused or invisible; a write's intent before it acts."""
+    e = env
+    res = f"environment:{PREVIEW}"
+    for (method, tail, query, body), action in zip(ROWS, ["environment.file_read", "environment.file_list",
+                                                          "environment.file_write", "environment.diff",
+                                                          "config.read", "services.list"]):
+        seq = last_seq(e)
+        assert api(e.d, method, f"/v1/environments/{PREVIEW}/{tail}", token=e.agent, query=query,
+                   body=body)[0] == 200
+        rows = [(r[1], r[2], r[3], r[4]) for r in audit_since(e, seq)]
+        want = [(action, res, "allow", "200")]
+        if action == "environment.file_write":
+            want = [(action, res, "allow", "intent")] + want
+        assert rows == want, (action, rows)
+        seq = last_seq(e)
+        api(e.d, method, f"/v1/environments/{PREVIEW}/{tail}", token=e.other, query=query, body=body)
+        assert [(r[1], r[3], r[4]) for r in audit_since(e, seq)] == [(action, "deny", "404")], action
+    seq = last_seq(e)
+    assert read(e, "link-passwd")[0] == 400
+    assert [(r[1], r[3], r[4]) for r in audit_since(e, seq)] == [("environment.file_read", "allow", "400")]
+
+
 # ---- the CLI -------------------------------------------------------------------------------
 
 def cli(e, *args, input=None, check=True):
