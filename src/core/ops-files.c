@@ -96,8 +96,8 @@ static int path_error(BbxError *err, int r, EnvTree t, const char *path)
 				     path, tree);
 	case -EACCES:
 		return bbx_error_set(err, r, BBX_FORBIDDEN,
-				     "'%s' in the %s tree: its directory is not the environment's "
-				     "own; files are written only where its applications could",
+				     "'%s' in the %s tree: its applications could not write there "
+				     "(a directory not the environment's own, or read-only)",
 				     path, tree);
 	case -ENAMETOOLONG:
 	case -EINVAL: return bbx_error_set(err, r, BBX_INVALID, "'%s' is not a valid path", path);
@@ -211,6 +211,13 @@ int op_environment_file_write(OpCall *call, json_t *in, json_t **out, BbxError *
 		r = input_tree(in, &t, err);
 	if (r < 0)
 		return r;
+	/* Production runs what its branch holds, deployed; its checkout is also what previews'
+	 * sanitize commands run from. Nothing is written into it behind that. */
+	if (!strcmp(name, core_production_branch(call->core)))
+		return bbx_error_set(err, -EPERM, BBX_FORBIDDEN,
+				     "environment '%s' is production: its files change only by a "
+				     "deploy of its branch",
+				     name);
 	json_t *cv = json_object_get(in, "content");
 	const char *content = json_string_value(cv);
 	size_t clen = json_string_length(cv);
