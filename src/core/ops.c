@@ -127,7 +127,7 @@ const Op ops_table[] = {
 	  " \"limit\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 10000, \"description\": \"entries at most (default 1000)\"}},"
 	  " \"required\": [\"name\"], \"additionalProperties\": false}",
 	  op_environment_file_list },
-	{ "environment.file_write", VERB_ENV_WRITE, "name", OP_INTENT, 200,
+	{ "environment.file_write", VERB_ENV_WRITE, "name", OP_INTENT | OP_DESTRUCTIVE, 200,
 	  "create or replace a file of an environment's code tree or volume mounts (at most 1 MiB)",
 	  "{\"type\": \"object\", \"properties\": {" NAME_SCHEMA "," FILE_ROOT_SCHEMA ","
 	  " \"path\": {\"type\": \"string\", \"description\": \"relative to the root; never through a symlink\"},"
