@@ -24,6 +24,12 @@ const ApiRoute api_routes[] = {
 	{ "POST", "/v1/environments/{name}/exec", "environment.exec", VERB_ENV_EXEC, 0, ROUTE_INTENT, route_op },
 	{ "GET", "/v1/environments/{name}/logs", "environment.logs", VERB_ENV_READ, 0, 0, route_op },
 	{ "GET", "/v1/environments/{name}/budget", "environment.budget", VERB_ENV_READ, 0, 0, route_op },
+	{ "GET", "/v1/environments/{name}/files", "environment.file_list", VERB_ENV_READ, 0, 0, route_op },
+	{ "GET", "/v1/environments/{name}/file", "environment.file_read", VERB_ENV_READ, 0, 0, route_op },
+	{ "PUT", "/v1/environments/{name}/file", "environment.file_write", VERB_ENV_WRITE, 0, ROUTE_INTENT, route_op },
+	{ "GET", "/v1/environments/{name}/diff", "environment.diff", VERB_ENV_READ, 0, 0, route_op },
+	{ "GET", "/v1/environments/{name}/config", "config.read", VERB_ENV_READ, 0, 0, route_op },
+	{ "GET", "/v1/environments/{name}/services", "services.list", VERB_ENV_READ, 0, 0, route_op },
 	/* REST only: a byte stream, not an operation. */
 	{ "GET", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },
 	{ "POST", "/preview/{name}/*", "preview.proxy", VERB_ENV_READ, 0, 0, route_preview_proxy },

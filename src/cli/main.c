@@ -47,6 +47,28 @@ static const CliOption env_exec_options[] = {
 	{ "timeout", 0, "SECONDS", "kill CMD after SECONDS (1 to 3600)" },
 	{},
 };
+static const CliOption env_files_options[] = {
+	{ "root", 0, "ROOT", "code (default: the checkout at /app) or volume (APP/SOURCE_PATH)" },
+	{ "limit", 0, "N", "at most N entries" },
+	{},
+};
+static const CliOption env_cat_options[] = {
+	{ "root", 0, "ROOT", "code (default) or volume" },
+	{ "offset", 0, "N", "start at byte N" },
+	{ "limit", 0, "N", "at most N bytes (at most 1 MiB a call)" },
+	{},
+};
+static const CliOption env_write_options[] = {
+	{ "root", 0, "ROOT", "code (default) or volume" },
+	{ "mode", 0, "OCTAL", "permission bits of a new file (default 0644)" },
+	{ "no-parents", 0, NULL, "do not create missing directories" },
+	{},
+};
+static const CliOption env_diff_options[] = {
+	{ "against", 0, "BASE", "commit (the commit it runs, default) or production" },
+	{ "max-patch", 0, "BYTES", "cut the patch text at BYTES" },
+	{},
+};
 static const CliOption serve_options[] = {
 	{ "repo", 0, "PATH", "the project's git repository (production is built from it)" },
 	{ "listen", 0, "ADDR:PORT", "also serve HTTP here (default 127.0.0.1:7480; tokens only)" },
@@ -194,6 +216,22 @@ static const CliCommand commands[] = {
 	{ "env start", "start its processes again", "NAME", 1, 1, S | J, NULL, NULL, verb_env_show },
 	{ "env destroy", "remove it: processes, network, volume, code", "NAME", 1, 1, S | J, NULL,
 	  NULL, verb_env_show },
+	{ "env files", "list a directory of its code or volume", "NAME [DIR]", 1, 2, S | J,
+	  env_files_options,
+	  "Paths are relative to the root; symbolic links are never followed.\n", verb_env_files },
+	{ "env cat", "print a file of its code or volume", "NAME PATH", 2, 2, S | J,
+	  env_cat_options,
+	  "Paths are relative to the root; symbolic links are never followed.\n", verb_env_files },
+	{ "env write", "create or replace a file of its code or volume with standard input",
+	  "NAME PATH", 2, 2, S | J, env_write_options,
+	  "The file is written as the environment's own user; production's files are never\n"
+	  "written this way.\n", verb_env_files },
+	{ "env diff", "its code tree's changes against the commit it runs or production's",
+	  "NAME", 1, 1, S | J, env_diff_options, NULL, verb_env_files },
+	{ "env config", "the config it runs, as the daemon parsed it", "NAME", 1, 1, S | J, NULL,
+	  NULL, verb_env_files },
+	{ "env services", "its services and applications and their states", "NAME", 1, 1, S | J,
+	  NULL, NULL, verb_env_files },
 
 	{ "serve", "run the daemon", NULL, 0, 0, S, serve_options,
 	  "Run the branchbox daemon for the git repository given by --repo (required).\n"

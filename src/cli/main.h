@@ -26,6 +26,7 @@ int verb_env_show(const CliArgs *a); /* info, stop, start, destroy */
 int verb_env_budget(const CliArgs *a);
 int verb_env_logs(const CliArgs *a);
 int verb_env_exec(const CliArgs *a);
+int verb_env_files(const CliArgs *a); /* files, cat, write, diff, config, services */
 int verb_serve(const CliArgs *a);
 int verb_down(const CliArgs *a);
 int verb_status(const CliArgs *a);

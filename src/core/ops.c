@@ -11,6 +11,8 @@
 #include "policy.h"
 #include "strbuf.h"
 
+#define FILE_ROOT_SCHEMA                                                                           \
+	" \"root\": {\"type\": \"string\", \"description\": \"code (default) or volume\"}"
 #define NAME_SCHEMA "\"name\": {\"type\": \"string\", \"description\": \"the environment\"}"
 
 /* clang-format off */
@@ -110,6 +112,48 @@ const Op ops_table[] = {
 	  "deploy production from the head of the production branch",
 	  "{\"type\": \"object\", \"properties\": {}, \"additionalProperties\": false}",
 	  op_environment_deploy },
+	{ "environment.file_read", VERB_ENV_READ, "name", OP_READ_ONLY, 200,
+	  "read a file of an environment's code tree or volume mounts (at most 1 MiB a call)",
+	  "{\"type\": \"object\", \"properties\": {" NAME_SCHEMA "," FILE_ROOT_SCHEMA ","
+	  " \"path\": {\"type\": \"string\", \"description\": \"relative to the root; never through a symlink\"},"
+	  " \"offset\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 9007199254740991, \"description\": \"byte offset (default 0)\"},"
+	  " \"limit\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 1048576, \"description\": \"bytes at most (default 1048576)\"}},"
+	  " \"required\": [\"name\", \"path\"], \"additionalProperties\": false}",
+	  op_environment_file_read },
+	{ "environment.file_list", VERB_ENV_READ, "name", OP_READ_ONLY, 200,
+	  "list a directory of an environment's code tree or volume mounts",
+	  "{\"type\": \"object\", \"properties\": {" NAME_SCHEMA "," FILE_ROOT_SCHEMA ","
+	  " \"path\": {\"type\": \"string\", \"description\": \"relative to the root (default: the root)\"},"
+	  " \"limit\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 10000, \"description\": \"entries at most (default 1000)\"}},"
+	  " \"required\": [\"name\"], \"additionalProperties\": false}",
+	  op_environment_file_list },
+	{ "environment.file_write", VERB_ENV_WRITE, "name", OP_INTENT | OP_DESTRUCTIVE, 200,
+	  "create or replace a file of an environment's code tree or volume mounts (at most 1 MiB)",
+	  "{\"type\": \"object\", \"properties\": {" NAME_SCHEMA "," FILE_ROOT_SCHEMA ","
+	  " \"path\": {\"type\": \"string\", \"description\": \"relative to the root; never through a symlink\"},"
+	  " \"content\": {\"type\": \"string\"},"
+	  " \"encoding\": {\"type\": \"string\", \"description\": \"utf-8 (default) or base64\"},"
+	  " \"mode\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 511, \"description\": \"permission bits (default: the file's, or 0644)\"},"
+	  " \"parents\": {\"type\": \"boolean\", \"description\": \"make missing directories (default true)\"}},"
+	  " \"required\": [\"name\", \"path\", \"content\"], \"additionalProperties\": false}",
+	  op_environment_file_write },
+	{ "environment.diff", VERB_ENV_READ, "name", OP_READ_ONLY, 200,
+	  "the code tree's changes against the commit it runs (or production's): files, line counts, patch",
+	  "{\"type\": \"object\", \"properties\": {" NAME_SCHEMA ","
+	  " \"against\": {\"type\": \"string\", \"description\": \"commit (default) or production\"},"
+	  " \"max_patch\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 8388608, \"description\": \"patch bytes at most (default 1048576)\"}},"
+	  " \"required\": [\"name\"], \"additionalProperties\": false}",
+	  op_environment_diff },
+	{ "config.read", VERB_ENV_READ, "name", OP_READ_ONLY, 200,
+	  "the project config an environment runs, as the daemon parsed it (no credentials)",
+	  "{\"type\": \"object\", \"properties\": {" NAME_SCHEMA "}, \"required\": [\"name\"],"
+	  " \"additionalProperties\": false}",
+	  op_config_read },
+	{ "services.list", VERB_ENV_READ, "name", OP_READ_ONLY, 200,
+	  "an environment's services and applications: type, version, state (no credentials)",
+	  "{\"type\": \"object\", \"properties\": {" NAME_SCHEMA "}, \"required\": [\"name\"],"
+	  " \"additionalProperties\": false}",
+	  op_services_list },
 };
 /* clang-format on */
 

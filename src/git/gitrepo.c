@@ -842,6 +842,174 @@ int gitrepo_diff(GitRepo *r, const char *from, const char *to, size_t max_patch,
 	return 0;
 }
 
+/* The blobs of a tree (files and symlinks), with their paths, for gitrepo_diff_worktree(). */
+typedef struct TreeBlob {
+	char *path;
+	git_oid id;
+	bool symlink;
+} TreeBlob;
+
+typedef struct TreeBlobs {
+	TreeBlob *v;
+	size_t n, cap;
+} TreeBlobs;
+
+static void tree_blobs_done(TreeBlobs *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		free(b->v[i].path);
+	free(b->v);
+}
+
+static int tree_blob_cb(const char *root, const git_tree_entry *e, void *payload)
+{
+	TreeBlobs *b = payload;
+	git_filemode_t m = git_tree_entry_filemode(e);
+	if (git_tree_entry_type(e) != GIT_OBJECT_BLOB)
+		return 0;
+	if (b->n == b->cap) {
+		size_t ncap = b->cap ? b->cap * 2 : 64;
+		TreeBlob *nv = realloc(b->v, ncap * sizeof(*nv));
+		if (!nv)
+			return -1;
+		b->v = nv;
+		b->cap = ncap;
+	}
+	TreeBlob *t = &b->v[b->n];
+	if (asprintf(&t->path, "%s%s", root, git_tree_entry_name(e)) < 0)
+		return -1;
+	git_oid_cpy(&t->id, git_tree_entry_id(e));
+	t->symlink = m == GIT_FILEMODE_LINK;
+	b->n++;
+	return 0;
+}
+
+static int tree_blob_cmp(const void *a, const void *b)
+{
+	return strcmp(((const TreeBlob *)a)->path, ((const TreeBlob *)b)->path);
+}
+
+/* One changed file: its entry in out and its patch text (when it fits). */
+static int worktree_file_locked(GitRepo *r, const TreeBlob *old, const BeneathFile *new,
+				size_t max_patch, GitDiff *out, StrBuf *patch, BbxError *err)
+{
+	_cleanup_(git_blob_freep) git_blob *blob = NULL;
+	_cleanup_(git_patch_freep) git_patch *p = NULL;
+	const char *path = new ? new->path : old->path;
+	const void *od = NULL, *nd = NULL;
+	size_t on = 0, nn = 0;
+	int g;
+
+	if (old) {
+		g = git_blob_lookup(&blob, r->repo, &old->id);
+		if (g < 0)
+			return git_fail(err, g, "reading %s", old->path);
+		od = git_blob_rawcontent(blob);
+		on = (size_t)git_blob_rawsize(blob);
+	}
+	if (new &&new->unread && old &&on == new->size)
+		return 0; /* too large to read: the same size is taken as unchanged */
+	GitDiffFile *f = &out->files[out->n_files];
+	*f = (GitDiffFile){ .path = strdup(path), .old_path = strdup(path) };
+	if (!f->path || !f->old_path) {
+		free(f->path);
+		free(f->old_path);
+		return -ENOMEM;
+	}
+	out->n_files++;
+	f->status = !old ? 'A' : !new ? 'D' : old->symlink != new->symlink ? 'T' : 'M';
+	if (new &&new->unread) {
+		f->binary = true;
+		return 0;
+	}
+	if (new) {
+		nd = new->data;
+		nn = new->size;
+	}
+	g = git_patch_from_buffers(&p, od, on, old ? path : NULL, nd, nn, new ? path : NULL, NULL);
+	if (g < 0)
+		return git_fail(err, g, "diffing %s", path);
+	const git_diff_delta *d = git_patch_get_delta(p);
+	f->binary = d && (d->flags & GIT_DIFF_FLAG_BINARY);
+	g = git_patch_line_stats(NULL, &f->additions, &f->deletions, p);
+	if (g < 0)
+		return git_fail(err, g, "counting lines of %s", path);
+	out->additions += f->additions;
+	out->deletions += f->deletions;
+	if (out->patch_truncated)
+		return 0;
+	git_buf text = GIT_BUF_INIT;
+	g = git_patch_to_buf(&text, p);
+	if (g < 0)
+		return git_fail(err, g, "formatting the patch of %s", path);
+	int k = 0;
+	if (patch->len + text.size > max_patch)
+		out->patch_truncated = true;
+	else
+		k = strbuf_append(patch, text.ptr, text.size);
+	git_buf_dispose(&text);
+	return k;
+}
+
+int gitrepo_diff_worktree(GitRepo *r, const char *from, const BeneathFile *files, size_t n,
+			  size_t max_patch, GitDiff *ret, BbxError *err)
+{
+	_cleanup_(git_commit_freep) git_commit *ca = NULL;
+	_cleanup_(git_tree_freep) git_tree *ta = NULL;
+	_cleanup_(gitrepo_diff_done) GitDiff out = { 0 };
+	_cleanup_strbuf_ StrBuf patch = STRBUF_INIT;
+	TreeBlobs tb = { 0 };
+	int k, g;
+
+	REPO_LOCK(r);
+	k = lookup_commit_locked(r, from, &ca, err);
+	if (k < 0)
+		return k;
+	if ((g = git_commit_tree(&ta, ca)) < 0)
+		return git_fail(err, g, "reading the tree of %s", from);
+	g = git_tree_walk(ta, GIT_TREEWALK_PRE, tree_blob_cb, &tb);
+	if (g < 0) {
+		tree_blobs_done(&tb);
+		return g == GIT_EUSER || g == -1 ? -ENOMEM : git_fail(err, g, "walking %s", from);
+	}
+	if (tb.n)
+		qsort(tb.v, tb.n, sizeof(*tb.v), tree_blob_cmp);
+	out.files = calloc(tb.n + n + 1, sizeof(*out.files));
+	if (!out.files) {
+		tree_blobs_done(&tb);
+		return -ENOMEM;
+	}
+	size_t i = 0, j = 0;
+	while (k >= 0 && (i < tb.n || j < n)) {
+		int c = i >= tb.n ? 1 : j >= n ? -1 : strcmp(tb.v[i].path, files[j].path);
+		if (c < 0)
+			k = worktree_file_locked(r, &tb.v[i++], NULL, max_patch, &out, &patch, err);
+		else if (c > 0)
+			k = worktree_file_locked(r, NULL, &files[j++], max_patch, &out, &patch,
+						 err);
+		else {
+			const TreeBlob *o = &tb.v[i++];
+			const BeneathFile *f = &files[j++];
+			git_oid id;
+			if (!f->unread && o->symlink == f->symlink &&
+			    git_odb_hash(&id, f->data, f->size, GIT_OBJECT_BLOB) == 0 &&
+			    git_oid_equal(&id, &o->id))
+				continue;
+			k = worktree_file_locked(r, o, f, max_patch, &out, &patch, err);
+		}
+	}
+	tree_blobs_done(&tb);
+	if (k < 0)
+		return k;
+	out.patch_size = patch.len;
+	out.patch = strbuf_detach(&patch);
+	if (!out.patch)
+		return -ENOMEM;
+	*ret = out;
+	out = (GitDiff){ 0 };
+	return 0;
+}
+
 /* ---- branch CAS ---- */
 
 static int branch_cas_locked(GitRepo *r, const char *branch, const git_oid *expected,

@@ -43,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "beneath.h"
 #include "error.h"
 #include "strbuf.h"
 
@@ -147,6 +148,15 @@ typedef struct GitDiff {
 int gitrepo_diff(GitRepo *repo, const char *from, const char *to, size_t max_patch, GitDiff *ret,
 		 BbxError *err);
 void gitrepo_diff_done(GitDiff *diff);
+
+/*
+ * Changes from commit `from` to the files of a work tree (beneath_collect(): regular files and
+ * symlinks, already read by the caller, sorted by path), like gitrepo_diff() without rename
+ * detection. A file left unread (too large) counts as changed, binary, when its size differs
+ * from the committed blob's, else as unchanged. Mode changes are not reported.
+ */
+int gitrepo_diff_worktree(GitRepo *repo, const char *from, const BeneathFile *files, size_t n,
+			  size_t max_patch, GitDiff *ret, BbxError *err);
 
 /* ---- writing: commits and branches ---- */
 
