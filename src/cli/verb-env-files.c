@@ -15,16 +15,30 @@
 
 #define WRITE_MAX (1u << 20)
 
-static int parse_ll(const CliArgs *a, const char *opt, long long *ret)
+/* One handler serves six rows: an option another row declares reads as absent here. */
+static bool declares(const CliArgs *a, const char *name)
 {
-	const char *s = cli_arg_value(a, opt);
+	for (const CliOption *o = a->command->options; o && o->name; o++)
+		if (!strcmp(o->name, name))
+			return true;
+	return false;
+}
+
+static const char *opt(const CliArgs *a, const char *name)
+{
+	return declares(a, name) ? cli_arg_value(a, name) : NULL;
+}
+
+static int parse_ll(const CliArgs *a, const char *name, long long *ret)
+{
+	const char *s = opt(a, name);
 	char *end;
 	*ret = -1;
 	if (!s)
 		return EXIT_OK;
 	long long v = strtoll(s, &end, 10);
 	if (!*s || *end || v < 0)
-		return cli_usage_error(a->command->path, "--%s: a non-negative integer", opt);
+		return cli_usage_error(a->command->path, "--%s: a non-negative integer", name);
 	*ret = v;
 	return EXIT_OK;
 }
@@ -114,8 +128,8 @@ int verb_env_files(const CliArgs *a)
 		return ret;
 	const char *name = a->args[0];
 	const char *arg = a->n_args > 1 ? a->args[1] : NULL;
-	const char *root = cli_arg_value(a, "root"), *mode = cli_arg_value(a, "mode");
-	const char *against = cli_arg_value(a, "against");
+	const char *root = opt(a, "root"), *mode = opt(a, "mode");
+	const char *against = opt(a, "against");
 	char off[24] = "", lim[24] = "", mp[24] = "";
 	if (offset >= 0)
 		snprintf(off, sizeof(off), "%lld", offset);
@@ -143,7 +157,7 @@ int verb_env_files(const CliArgs *a)
 		json_object_set_new(body, "path", json_string(arg));
 		if (root)
 			json_object_set_new(body, "root", json_string(root));
-		if (cli_arg_flag(a, "no-parents"))
+		if ((declares(a, "no-parents") && cli_arg_flag(a, "no-parents")))
 			json_object_set_new(body, "parents", json_false());
 		if (mode) {
 			char *end;
