@@ -22,6 +22,8 @@ static const CliVerb verbs[] = {
 	{ "sandbox", "run a command in a sandbox (root, no daemon)", verb_sandbox },
 	{ "token", "mint, list and revoke scoped tokens", verb_token },
 	{ "audit", "read, checkpoint and verify the audit ledger", verb_audit },
+	{ "propose", "propose a change to production: validated on a clone, merged after review", verb_propose },
+	{ "proposal", "list, show, diff, approve, reject and merge proposals", verb_proposal },
 };
 /* clang-format on */
 

@@ -36,6 +36,8 @@ int cli_require_root(const char *verb);
 int verb_sandbox(int argc, char **argv);
 int verb_token(int argc, char **argv);
 int verb_audit(int argc, char **argv);
+int verb_propose(int argc, char **argv);
+int verb_proposal(int argc, char **argv);
 /* Strip "--state DIR" given before a subcommand; returns DIR or NULL. */
 const char *cli_take_leading_state(int *argc, char **argv);
 
