@@ -24,6 +24,7 @@
 
 #define DIFF_MAX_PATCH ((size_t)4 << 20)
 #define MAX_VALIDATE_ATTEMPTS 2
+#define PRODUCTION_WAIT_MS (300 * 1000) /* production restarting after a daemon start */
 
 typedef struct PropJob {
 	struct PropJob *next;
@@ -253,13 +254,16 @@ static int finish_validation(Core *c, ProposalRecord *rec, json_t *evidence, boo
 		rec->evidence_json = s;
 		set_str(&rec->evidence_digest, digest);
 	}
+	/* A failed proposal's preview goes before anyone sees it failed. */
+	if (!passed)
+		destroy_preview(c, rec->environment);
 	char *expect = rec->state;
 	rec->state = strdup(passed ? "validated" : "failed");
 	set_str(&rec->step, passed ? "validated: waiting for review" : "failed");
 	set_str(&rec->error, error);
 	int r = proposal_record_update(core_store(c), rec, expect, NULL);
 	free(expect);
-	if (!passed || r < 0)
+	if (passed && r < 0) /* rejected meanwhile */
 		destroy_preview(c, rec->environment);
 	if (r >= 0)
 		audit_transition(c, NULL, rec, error);
@@ -299,6 +303,20 @@ static void validate_run(Proposals *P, const char *id, int attempt)
 	if (r < 0)
 		goto out_done; /* rejected meanwhile */
 	destroy_preview(c, rec.environment); /* what an interrupted attempt left */
+	/* Production comes back by itself after a daemon start: clone it once it is up. */
+	for (uint64_t until = now_ms() + PRODUCTION_WAIT_MS; now_ms() < until;) {
+		EnvRecord pr;
+		if (env_record_get(s, core_production_branch(c), &pr, NULL) < 0)
+			break;
+		bool starting = pr.state == ENV_STARTING || pr.state == ENV_CREATING;
+		env_record_done(&pr);
+		if (!starting)
+			break;
+		if (cut_short(c))
+			goto out_left;
+		struct timespec ts = { 0, 200 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
 	(void)journal_step(s, jid, "clone", NULL);
 	environment_debug_stop_point("proposal-validate", "clone");
 
@@ -771,12 +789,14 @@ static int merge_deploy(Core *c, Proposals *P, ProposalRecord *rec, const char *
 		rec->state = strdup("failed");
 		set_str(&rec->step, "failed: production's redeploy failed; production was rolled back");
 		set_str(&rec->error, why);
-		(void)proposal_record_update(s, rec, "approved", NULL);
-		audit_transition(c, call, rec, why);
 		destroy_preview(c, rec->environment);
+		(void)proposal_record_update(s, rec, "approved", NULL);
 		(void)journal_finish(s, jid, "undone", NULL);
+		audit_transition(c, call, rec, why);
 		return bbx_error_reset(err, -EIO, BBX_FAILED, "%s", why);
 	}
+	/* The preview goes first: a merged proposal has nothing left running. */
+	destroy_preview(c, rec->environment);
 	free(rec->merge_json);
 	rec->merge_json = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(m);
@@ -785,13 +805,12 @@ static int merge_deploy(Core *c, Proposals *P, ProposalRecord *rec, const char *
 	set_str(&rec->step, "merged and deployed");
 	set_str(&rec->error, NULL);
 	r = proposal_record_update(s, rec, "approved", err);
+	(void)journal_finish(s, jid, r >= 0 ? "done" : "failed", NULL);
 	if (r < 0)
 		return r;
 	char detail[160];
 	snprintf(detail, sizeof(detail), "%s to %s", kind, target);
 	audit_transition(c, call, rec, detail);
-	destroy_preview(c, rec->environment);
-	(void)journal_finish(s, jid, "done", NULL);
 	return 0;
 }
 
