@@ -60,7 +60,8 @@ static void proposal_help(void)
 	       "            the config diff against production and the code diff summary\n"
 	       "  wait      wait until a proposal's validation is over\n"
 	       "  diff      the code change (the patch from its base to its head)\n"
-	       "  approve   approve a validated proposal (proposal:review, humans only): binds its\n"
+	       "  approve   approve a validated proposal (proposal:review, humans only): binds "
+	       "its\n"
 	       "            base and head commits and its evidence digest\n"
 	       "  reject    reject it with a reason (proposal:review); its preview goes\n"
 	       "  merge     merge an approved proposal (proposal:merge, humans only): a\n"
@@ -95,7 +96,8 @@ static void print_steps(const char *label, json_t *steps)
 		if (!ok && *tail) {
 			size_t n = strlen(tail);
 			const char *t = n > 400 ? tail + n - 400 : tail;
-			printf("       output (tail): %s%s", t, t[strlen(t) - 1] == '\n' ? "" : "\n");
+			printf("       output (tail): %s%s", t,
+			       t[strlen(t) - 1] == '\n' ? "" : "\n");
 		}
 		printf("       output sha256 %.16s... (%lld bytes)\n", s(st, "output_sha256"),
 		       (long long)json_integer_value(json_object_get(st, "output_bytes")));
@@ -132,8 +134,9 @@ static void print_full(json_t *p)
 		json_array_foreach(cd, i, ch)
 		{
 			printf("  %-8s %s%s%s\n", s(ch, "change"), s(ch, "path"),
-			       json_is_true(json_object_get(ch, "governed")) ? "  [production policy]"
-									     : "",
+			       json_is_true(json_object_get(ch, "governed"))
+				       ? "  [production policy]"
+				       : "",
 			       json_is_true(json_object_get(ch, "widens")) ? "  [WIDENS]" : "");
 		}
 		json_t *code = json_object_get(ev, "code_diff");
@@ -142,9 +145,9 @@ static void print_full(json_t *p)
 		       (long long)json_integer_value(json_object_get(code, "additions")),
 		       (long long)json_integer_value(json_object_get(code, "deletions")));
 		json_array_foreach(json_object_get(code, "files"), i, ch)
-		printf("  %s %s (+%lld -%lld)\n", s(ch, "status"), s(ch, "path"),
-		       (long long)json_integer_value(json_object_get(ch, "additions")),
-		       (long long)json_integer_value(json_object_get(ch, "deletions")));
+			printf("  %s %s (+%lld -%lld)\n", s(ch, "status"), s(ch, "path"),
+			       (long long)json_integer_value(json_object_get(ch, "additions")),
+			       (long long)json_integer_value(json_object_get(ch, "deletions")));
 		json_t *res = json_object_get(ev, "resources");
 		printf("preview resources: cpu %.2f s, memory peak %lld bytes, disk %lld bytes\n",
 		       json_number_value(json_object_get(res, "cpu_seconds")),
@@ -193,7 +196,8 @@ int verb_propose(int argc, char **argv)
 						 { "patch", required_argument, NULL, 'p' },
 						 { "title", required_argument, NULL, 't' },
 						 { "description", required_argument, NULL, 'd' },
-						 { "idempotency-key", required_argument, NULL, 'k' },
+						 { "idempotency-key", required_argument, NULL,
+						   'k' },
 						 { "wait", no_argument, NULL, 'w' },
 						 { "json", no_argument, NULL, 'j' },
 						 { "state", required_argument, NULL, 's' },
@@ -268,7 +272,8 @@ int verb_proposal(int argc, char **argv)
 {
 	static const struct option options[] = { { "json", no_argument, NULL, 'j' },
 						 { "reason", required_argument, NULL, 'r' },
-						 { "idempotency-key", required_argument, NULL, 'k' },
+						 { "idempotency-key", required_argument, NULL,
+						   'k' },
 						 { "state", required_argument, NULL, 's' },
 						 {} };
 	leading_state = cli_take_leading_state(&argc, argv);

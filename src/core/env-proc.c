@@ -702,8 +702,8 @@ int run_service_sql(Environments *E, EnvRuntime *rt, const char *service, const 
 	const ServiceRuntime *s = runtime_service(rt, service, &idx);
 	const ServiceType *t = s ? service_type_for(s->config->kind) : NULL;
 	if (!s)
-		return bbx_error_set(err, -ENOENT, BBX_INVALID, "environment '%s' has no service '%s'",
-				     rt->name, service);
+		return bbx_error_set(err, -ENOENT, BBX_INVALID,
+				     "environment '%s' has no service '%s'", rt->name, service);
 	if (!t || !t->sql_command)
 		return bbx_error_set(err, -EINVAL, BBX_INVALID, "service %s takes no SQL", service);
 	ServiceCommand cmd = { 0 };

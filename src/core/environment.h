@@ -79,8 +79,7 @@ int environment_sql(Core *c, const char *name, const char *service, const char *
 
 /* The project config at a commit of the repository. */
 struct ProjectConfig;
-int environment_config_at(Core *c, const char *commit, struct ProjectConfig **ret,
-			  BbxError *err);
+int environment_config_at(Core *c, const char *commit, struct ProjectConfig **ret, BbxError *err);
 
 /* Whether the daemon is shutting down (environments_quiesce() ran). */
 bool environments_shutting_down(Core *c);

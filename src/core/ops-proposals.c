@@ -35,8 +35,7 @@ static int request_fingerprint(json_t *in, char ret[static 65])
 }
 
 /* 1 with *out set when the key was seen (its recorded outcome), 0 when not. */
-static int idem_lookup(OpCall *call, const char *action, json_t *in, json_t **out,
-		       BbxError *err)
+static int idem_lookup(OpCall *call, const char *action, json_t *in, json_t **out, BbxError *err)
 {
 	const char *key = str(in, "idempotency_key");
 	if (!key)

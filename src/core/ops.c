@@ -12,8 +12,9 @@
 #include "strbuf.h"
 
 #define ID_SCHEMA "\"id\": {\"type\": \"string\", \"description\": \"the proposal\"}"
-#define IDEM_SCHEMA                                                                              \
-	"\"idempotency_key\": {\"type\": \"string\", \"description\": \"a retry with the same key "  \
+#define IDEM_SCHEMA                                                                                \
+	"\"idempotency_key\": {\"type\": \"string\", \"description\": \"a retry with the same "    \
+	"key "                                                                                     \
 	"returns the first outcome\"}"
 #define NAME_SCHEMA "\"name\": {\"type\": \"string\", \"description\": \"the environment\"}"
 

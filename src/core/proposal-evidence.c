@@ -55,18 +55,19 @@ static json_t *tail_json(const char *data, size_t n)
 }
 
 /* One HTTP GET to the environment's application; the response in *ret (caller frees). */
-static int http_get(Core *c, const char *env, const char *path, uint64_t timeout_sec,
-		    StrBuf *ret, BbxError *err)
+static int http_get(Core *c, const char *env, const char *path, uint64_t timeout_sec, StrBuf *ret,
+		    BbxError *err)
 {
 	int fd = -EBADF;
 	int r = environment_connect_app(c, env, &fd, err);
 	if (r < 0)
 		return r;
 	_cleanup_strbuf_ StrBuf req = STRBUF_INIT;
-	r = strbuf_appendf(&req,
-			   "GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: branchbox-validate\r\n"
-			   "Connection: close\r\n\r\n",
-			   path);
+	r = strbuf_appendf(
+		&req,
+		"GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: branchbox-validate\r\n"
+		"Connection: close\r\n\r\n",
+		path);
 	if (r < 0) {
 		close(fd);
 		return r;
@@ -267,9 +268,9 @@ static int run_step(Core *c, const char *env, const ConfigStep *st, json_t *o, b
 		put_result(o, &res);
 		*passed = res.exit_status == 0 && !res.timed_out;
 		if (!*passed)
-			json_object_set_new(o, "reason",
-					    json_string(res.timed_out ? "timed out"
-								      : "non-zero exit status"));
+			json_object_set_new(
+				o, "reason",
+				json_string(res.timed_out ? "timed out" : "non-zero exit status"));
 		oneshot_result_done(&res);
 		return 0;
 	}
@@ -366,12 +367,11 @@ static bool governed(const char *path)
 						NULL };
 	for (size_t i = 0; prefixes[i]; i++) {
 		size_t n = strlen(prefixes[i]);
-		if (!strncmp(path, prefixes[i], n) && (path[n] == '\0' || path[n] == '.' ||
-						       path[n] == '['))
+		if (!strncmp(path, prefixes[i], n) &&
+		    (path[n] == '\0' || path[n] == '.' || path[n] == '['))
 			return true;
 	}
-	if (!strncmp(path, "services.", 9) &&
-	    (strstr(path, ".resources") || strstr(path, ".disk")))
+	if (!strncmp(path, "services.", 9) && (strstr(path, ".resources") || strstr(path, ".disk")))
 		return true;
 	if (!strncmp(path, "applications.", 13) &&
 	    (strstr(path, ".mounts") || strstr(path, ".resources")))
@@ -393,8 +393,7 @@ static bool widens(const char *path, const char *change, json_t *from, json_t *t
 	return strcmp(change, "removed") != 0 || strstr(path, ".mounts");
 }
 
-static void add_change(json_t *out, const char *path, const char *change, json_t *from,
-		       json_t *to)
+static void add_change(json_t *out, const char *path, const char *change, json_t *from, json_t *to)
 {
 	json_t *o = json_pack("{s:s,s:s,s:b,s:b}", "path", path, "change", change, "governed",
 			      governed(path), "widens", widens(path, change, from, to));

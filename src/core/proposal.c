@@ -143,12 +143,12 @@ static json_t *parse_or_null(const char *s)
 static json_t *record_json(const ProposalRecord *r, bool full)
 {
 	json_t *o = json_pack(
-		"{s:s,s:s?,s:s,s:s?,s:s,s:s?,s:s,s:s,s:s?,s:s?,s:s?,s:s,s:I,s:I,s:s?}", "id",
-		r->id, "kind", r->kind, "status", r->state, "step", r->step, "branch",
-		r->source_branch, "preview", r->environment, "base", r->base_commit, "head",
-		r->head_commit, "title", r->title, "description", r->description, "error",
-		r->error, "created_by", r->created_by, "created_at", (json_int_t)r->created_at,
-		"updated_at", (json_int_t)r->updated_at, "evidence_digest", r->evidence_digest);
+		"{s:s,s:s?,s:s,s:s?,s:s,s:s?,s:s,s:s,s:s?,s:s?,s:s?,s:s,s:I,s:I,s:s?}", "id", r->id,
+		"kind", r->kind, "status", r->state, "step", r->step, "branch", r->source_branch,
+		"preview", r->environment, "base", r->base_commit, "head", r->head_commit, "title",
+		r->title, "description", r->description, "error", r->error, "created_by",
+		r->created_by, "created_at", (json_int_t)r->created_at, "updated_at",
+		(json_int_t)r->updated_at, "evidence_digest", r->evidence_digest);
 	if (!o)
 		return NULL;
 	json_t *ev = parse_or_null(r->evidence_json);
@@ -301,7 +301,7 @@ static void validate_run(Proposals *P, const char *id, int attempt)
 	int r = proposal_record_update(s, &rec, expect, NULL);
 	free(expect);
 	if (r < 0)
-		goto out_done; /* rejected meanwhile */
+		goto out_done;		     /* rejected meanwhile */
 	destroy_preview(c, rec.environment); /* what an interrupted attempt left */
 	/* Production comes back by itself after a daemon start: clone it once it is up. */
 	for (uint64_t until = now_ms() + PRODUCTION_WAIT_MS; now_ms() < until;) {
@@ -320,8 +320,8 @@ static void validate_run(Proposals *P, const char *id, int attempt)
 	(void)journal_step(s, jid, "clone", NULL);
 	environment_debug_stop_point("proposal-validate", "clone");
 
-	evidence = json_pack("{s:s,s:s,s:s,s:i}", "base", rec.base_commit, "head",
-			     rec.head_commit, "branch", rec.source_branch, "attempt", attempt);
+	evidence = json_pack("{s:s,s:s,s:s,s:i}", "base", rec.base_commit, "head", rec.head_commit,
+			     "branch", rec.source_branch, "attempt", attempt);
 	EnvRecord prod;
 	r = env_record_get(s, core_production_branch(c), &prod, &err);
 	if (r >= 0) {
@@ -411,7 +411,8 @@ static void validate_run(Proposals *P, const char *id, int attempt)
 	if (m.cpu_usec != UINT64_MAX)
 		json_object_set_new(res, "cpu_seconds", json_real((double)m.cpu_usec / 1e6));
 	if (m.memory_peak != UINT64_MAX)
-		json_object_set_new(res, "memory_peak_bytes", json_integer((json_int_t)m.memory_peak));
+		json_object_set_new(res, "memory_peak_bytes",
+				    json_integer((json_int_t)m.memory_peak));
 	if (m.memory_current != UINT64_MAX)
 		json_object_set_new(res, "memory_current_bytes",
 				    json_integer((json_int_t)m.memory_current));
@@ -424,15 +425,17 @@ static void validate_run(Proposals *P, const char *id, int attempt)
 	if (!passed) {
 		size_t i;
 		json_t *st;
-		json_array_foreach(json_object_get(evidence, "steps"), i, st) if (!json_is_true(
-			json_object_get(st, "passed"))) if (!why[0])
+		json_array_foreach(
+			json_object_get(evidence, "steps"), i,
+			st) if (!json_is_true(json_object_get(st, "passed"))) if (!why[0])
 			snprintf(why, sizeof(why), "production step '%s' failed: %s",
 				 json_string_value(json_object_get(st, "name")),
 				 json_string_value(json_object_get(st, "reason"))
 					 ? json_string_value(json_object_get(st, "reason"))
 					 : "failed");
-		json_array_foreach(json_object_get(evidence, "branch_steps"), i,
-				   st) if (!json_is_true(json_object_get(st, "passed"))) if (!why[0])
+		json_array_foreach(
+			json_object_get(evidence, "branch_steps"), i,
+			st) if (!json_is_true(json_object_get(st, "passed"))) if (!why[0])
 			snprintf(why, sizeof(why), "branch step '%s' failed",
 				 json_string_value(json_object_get(st, "name")));
 		if (!why[0])
@@ -495,8 +498,7 @@ int proposal_submit(OpCall *call, const ProposalSubmitOptions *o, json_t **ret, 
 		if (!policy_can_see_environment(c, p, o->branch) ||
 		    gitrepo_resolve(P->repo, o->branch, head, &ignored) < 0)
 			return bbx_error_set(err, -ENOENT, BBX_NOT_FOUND,
-					     "branch: '%s' not found in the repository",
-					     o->branch);
+					     "branch: '%s' not found in the repository", o->branch);
 		snprintf(branch, sizeof(branch), "%s", o->branch);
 		if (!strcmp(head, base))
 			return bbx_error_set(err, -EINVAL, BBX_INVALID,
@@ -651,10 +653,11 @@ static int check_commits(OpCall *call, Proposals *P, ProposalRecord *rec, BbxErr
 	if (r < 0)
 		return r;
 	if (strcmp(now_base, rec->base_commit)) {
-		snprintf(why, sizeof(why),
-			 "proposal %s: production ('%s') moved past the proposal's base (now "
-			 "%.12s, base %.12s): submit it again to validate it on production as it is",
-			 rec->id, core_production_branch(call->core), now_base, rec->base_commit);
+		snprintf(
+			why, sizeof(why),
+			"proposal %s: production ('%s') moved past the proposal's base (now "
+			"%.12s, base %.12s): submit it again to validate it on production as it is",
+			rec->id, core_production_branch(call->core), now_base, rec->base_commit);
 		return go_stale(call, rec, why, err);
 	}
 	return 0;
@@ -706,8 +709,7 @@ out:
 	return r;
 }
 
-int proposal_reject(OpCall *call, const char *id, const char *reason, json_t **ret,
-		    BbxError *err)
+int proposal_reject(OpCall *call, const char *id, const char *reason, json_t **ret, BbxError *err)
 {
 	const Principal *p = call->principal;
 	ProposalRecord rec;
@@ -729,10 +731,9 @@ int proposal_reject(OpCall *call, const char *id, const char *reason, json_t **r
 	}
 	char at[32];
 	iso_now(at);
-	json_t *review =
-		json_pack("{s:s,s:s,s:s,s:s?,s:s,s:s}", "decision", "rejected", "by", p->name,
-			  "kind", principal_kind_to_string(p->kind), "token_id",
-			  p->token_id[0] ? p->token_id : NULL, "reason", reason, "at", at);
+	json_t *review = json_pack("{s:s,s:s,s:s,s:s?,s:s,s:s}", "decision", "rejected", "by",
+				   p->name, "kind", principal_kind_to_string(p->kind), "token_id",
+				   p->token_id[0] ? p->token_id : NULL, "reason", reason, "at", at);
 	free(rec.review_json);
 	rec.review_json = json_dumps(review, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(review);
@@ -774,7 +775,8 @@ static int merge_deploy(Core *c, Proposals *P, ProposalRecord *rec, const char *
 		if (environments_shutting_down(c))
 			return r; /* the next start finishes it */
 		char why[1024];
-		snprintf(why, sizeof(why), "production's redeploy failed, so the merge was undone: %s",
+		snprintf(why, sizeof(why),
+			 "production's redeploy failed, so the merge was undone: %s",
 			 bbx_error_message(err, r));
 		BbxError e2 = BBX_ERROR_INIT;
 		if (gitrepo_branch_cas(P->repo, core_production_branch(c), target, rec->base_commit,
@@ -787,7 +789,8 @@ static int merge_deploy(Core *c, Proposals *P, ProposalRecord *rec, const char *
 		json_decref(m);
 		free(rec->state);
 		rec->state = strdup("failed");
-		set_str(&rec->step, "failed: production's redeploy failed; production was rolled back");
+		set_str(&rec->step,
+			"failed: production's redeploy failed; production was rolled back");
 		set_str(&rec->error, why);
 		destroy_preview(c, rec->environment);
 		(void)proposal_record_update(s, rec, "approved", NULL);
@@ -857,7 +860,8 @@ int proposal_merge(OpCall *call, const char *id, json_t **ret, BbxError *err)
 	json_decref(review);
 	if (!bound) {
 		r = go_stale(call, &rec,
-			     "the approval does not match the proposal's commits and evidence", err);
+			     "the approval does not match the proposal's commits and evidence",
+			     err);
 		goto out;
 	}
 	r = check_commits(call, P, &rec, err);
@@ -891,9 +895,10 @@ int proposal_merge(OpCall *call, const char *id, json_t **ret, BbxError *err)
 	gitrepo_merge_result_done(&mr);
 
 	char payload[512];
-	snprintf(payload, sizeof(payload),
-		 "{\"base\":\"%s\",\"head\":\"%s\",\"target\":\"%s\",\"kind\":\"%s\",\"by\":\"%s\"}",
-		 rec.base_commit, rec.head_commit, target, kind, approver);
+	snprintf(
+		payload, sizeof(payload),
+		"{\"base\":\"%s\",\"head\":\"%s\",\"target\":\"%s\",\"kind\":\"%s\",\"by\":\"%s\"}",
+		rec.base_commit, rec.head_commit, target, kind, approver);
 	int64_t jid = 0;
 	Store *s = core_store(c);
 	r = journal_begin(s, "proposal.merge", rec.id, "intent", payload, &jid, err);
@@ -903,8 +908,8 @@ int proposal_merge(OpCall *call, const char *id, json_t **ret, BbxError *err)
 	environment_debug_stop_point("merge", "cas");
 	char logmsg[160];
 	snprintf(logmsg, sizeof(logmsg), "branchbox: merge proposal %s", rec.id);
-	r = gitrepo_branch_cas(P->repo, core_production_branch(c), rec.base_commit, target,
-			       logmsg, err);
+	r = gitrepo_branch_cas(P->repo, core_production_branch(c), rec.base_commit, target, logmsg,
+			       err);
 	if (r < 0) {
 		(void)journal_finish(s, jid, "undone", NULL);
 		if (r == -ESTALE) {
@@ -953,14 +958,15 @@ static void merge_recover(Proposals *P, PropJob *job)
 	}
 	if (!strcmp(now, target) && !strcmp(rec.state, "approved")) {
 		/* The swap happened: production must run the merge. */
-		(void)merge_deploy(c, P, &rec, target, kind ? kind : "fast-forward",
-				   by ? by : "?", job->journal_id, NULL, &err);
+		(void)merge_deploy(c, P, &rec, target, kind ? kind : "fast-forward", by ? by : "?",
+				   job->journal_id, NULL, &err);
 	} else {
 		/* The swap never happened (or something else moved production): the proposal
 		 * is as it was before the merge was asked for. */
 		(void)journal_finish(s, job->journal_id, "undone", NULL);
-		(void)proposal_record_set_step(s, rec.id, "approved: the merge was interrupted; "
-							  "merge again",
+		(void)proposal_record_set_step(s, rec.id,
+					       "approved: the merge was interrupted; "
+					       "merge again",
 					       NULL);
 	}
 	proposal_record_done(&rec);

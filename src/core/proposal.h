@@ -43,8 +43,7 @@ int proposal_list(OpCall *call, json_t **ret, BbxError *err);
 int proposal_get(OpCall *call, const char *id, json_t **ret, BbxError *err);
 int proposal_diff(OpCall *call, const char *id, json_t **ret, BbxError *err);
 int proposal_approve(OpCall *call, const char *id, json_t **ret, BbxError *err);
-int proposal_reject(OpCall *call, const char *id, const char *reason, json_t **ret,
-		    BbxError *err);
+int proposal_reject(OpCall *call, const char *id, const char *reason, json_t **ret, BbxError *err);
 int proposal_merge(OpCall *call, const char *id, json_t **ret, BbxError *err);
 
 /* proposal-evidence.c: run production's (and the branch's own) validate steps in the preview

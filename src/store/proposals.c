@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PROPOSAL_COLUMNS                                                                         \
-	"id, kind, environment, source_branch, base_commit, head_commit, state, step, title, "   \
-	"description, evidence_json, evidence_digest, review_json, merge_json, error, "          \
+#define PROPOSAL_COLUMNS                                                                           \
+	"id, kind, environment, source_branch, base_commit, head_commit, state, step, title, "     \
+	"description, evidence_json, evidence_digest, review_json, merge_json, error, "            \
 	"created_by, token_id, created_at, updated_at"
 
 static char *dup_col(sqlite3_stmt *st, int i)
@@ -18,12 +18,13 @@ static char *dup_col(sqlite3_stmt *st, int i)
 
 void proposal_record_done(ProposalRecord *r)
 {
-	char **fields[] = { &r->id,	     &r->kind,		  &r->environment,
-			    &r->source_branch, &r->base_commit,	  &r->head_commit,
-			    &r->state,	     &r->step,		  &r->title,
-			    &r->description,   &r->evidence_json,   &r->evidence_digest,
-			    &r->review_json,   &r->merge_json,	  &r->error,
-			    &r->created_by,    &r->token_id };
+	char **fields[] = {
+		&r->id,		 &r->kind,	  &r->environment,   &r->source_branch,
+		&r->base_commit, &r->head_commit, &r->state,	     &r->step,
+		&r->title,	 &r->description, &r->evidence_json, &r->evidence_digest,
+		&r->review_json, &r->merge_json,  &r->error,	     &r->created_by,
+		&r->token_id
+	};
 	for (size_t i = 0; i < ELEMENTSOF(fields); i++)
 		free(*fields[i]);
 	memset(r, 0, sizeof(*r));
@@ -86,12 +87,13 @@ int proposal_record_insert(Store *s, const ProposalRecord *r, BbxError *err)
 				"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
-		const char *v[] = { r->id,	    r->kind,		r->environment,
-				    r->source_branch, r->base_commit,	r->head_commit,
-				    r->state,	    r->step,		r->title,
-				    r->description,   r->evidence_json, r->evidence_digest,
-				    r->review_json,   r->merge_json,	r->error,
-				    r->created_by,    r->token_id };
+		const char *v[] = {
+			r->id,		r->kind,	r->environment,	  r->source_branch,
+			r->base_commit, r->head_commit, r->state,	  r->step,
+			r->title,	r->description, r->evidence_json, r->evidence_digest,
+			r->review_json, r->merge_json,	r->error,	  r->created_by,
+			r->token_id
+		};
 		for (size_t i = 0; i < ELEMENTSOF(v); i++)
 			bind_text(st, (int)i + 1, v[i]);
 		sqlite3_bind_int64(st, 18, r->created_at);
@@ -273,10 +275,11 @@ int idempotency_put(Store *s, const char *principal, const char *action, const c
 	int rc, r = 0;
 
 	store_lock(s);
-	rc = sqlite3_prepare_v2(store_db(s),
-				"INSERT OR IGNORE INTO idempotency (principal, action, key, "
-				"request_digest, response_json, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-				-1, &st, NULL);
+	rc = sqlite3_prepare_v2(
+		store_db(s),
+		"INSERT OR IGNORE INTO idempotency (principal, action, key, "
+		"request_digest, response_json, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+		-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		bind_text(st, 1, principal);
 		bind_text(st, 2, action);
