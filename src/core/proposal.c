@@ -24,6 +24,8 @@
 
 #define DIFF_MAX_PATCH ((size_t)4 << 20)
 #define MAX_VALIDATE_ATTEMPTS 2
+#define TITLE_MAX 200
+#define DESCRIPTION_MAX 10000
 #define PRODUCTION_WAIT_MS (300 * 1000) /* production restarting after a daemon start */
 
 typedef struct PropJob {
@@ -472,6 +474,16 @@ int proposal_submit(OpCall *call, const ProposalSubmitOptions *o, json_t **ret, 
 	if (!!o->branch == !!o->patch)
 		return bbx_error_set(err, -EINVAL, BBX_INVALID,
 				     "input: give exactly one of 'branch' and 'patch'");
+	if (o->title && strlen(o->title) > TITLE_MAX)
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
+				     "input: 'title' is longer than %d bytes", TITLE_MAX);
+	if (o->description && strlen(o->description) > DESCRIPTION_MAX)
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
+				     "input: 'description' is longer than %d bytes",
+				     DESCRIPTION_MAX);
+	if (o->patch && strlen(o->patch) > GITREPO_PATCH_MAX)
+		return bbx_error_set(err, -EFBIG, BBX_INVALID,
+				     "input: 'patch' is larger than %zu bytes", GITREPO_PATCH_MAX);
 	EnvRecord prec;
 	r = env_record_get(core_store(c), prod, &prec, NULL);
 	if (r < 0)
