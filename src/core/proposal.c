@@ -122,9 +122,23 @@ static bool visible(Core *c, const Principal *p, const ProposalRecord *r)
 	       (r->environment && policy_can_see_environment(c, p, r->environment));
 }
 
+/* Reading proposals takes one of the proposal verbs: the submitter's, a reviewer's or a
+ * merger's. */
+static int may_read(const Principal *p, BbxError *err)
+{
+	if (p->verbs & (VERB_PROPOSAL_SUBMIT | VERB_PROPOSAL_REVIEW | VERB_PROPOSAL_MERGE))
+		return 0;
+	return bbx_error_set(err, -EACCES, BBX_FORBIDDEN,
+			     "this token may not read proposals (it needs proposal:submit, "
+			     "proposal:review or proposal:merge)");
+}
+
 static int load_visible(OpCall *call, const char *id, ProposalRecord *ret, BbxError *err)
 {
 	BbxError ignored = BBX_ERROR_INIT;
+	int rv = may_read(call->principal, err);
+	if (rv < 0)
+		return rv;
 	int r = proposal_record_get(core_store(call->core), id, ret, &ignored);
 	if (r == -ENOENT || (r >= 0 && !visible(call->core, call->principal, ret))) {
 		if (r >= 0)
@@ -571,7 +585,10 @@ int proposal_list(OpCall *call, json_t **ret, BbxError *err)
 {
 	ProposalRecord *v = NULL;
 	size_t n = 0;
-	int r = proposal_record_list(core_store(call->core), &v, &n, err);
+	int r = may_read(call->principal, err);
+	if (r < 0)
+		return r;
+	r = proposal_record_list(core_store(call->core), &v, &n, err);
 	if (r < 0)
 		return r;
 	json_t *list = json_array();

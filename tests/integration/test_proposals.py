@@ -286,6 +286,8 @@ def test_submit_refusals(prod):
                    "--ttl", "1h")
     status, err = prod.submit(tok=reader, branch="fix-search")
     assert status == 403
+    status, err = api(prod.d, "GET", "/v1/proposals", token=reader)
+    assert status == 403 and "read proposals" in err["error"]["message"]
     # An agent token can never be minted with review or merge.
     p = prod.d.cli("token", "create", "--agent", "x", "--env", "fix-*", "--verbs",
                    "proposal:submit,proposal:merge", "--ttl", "1h", check=False)
