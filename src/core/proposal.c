@@ -985,7 +985,10 @@ static void merge_recover(Proposals *P, PropJob *job)
 		proposal_record_done(&rec);
 		goto out;
 	}
-	if (!strcmp(now, target) && !strcmp(rec.state, "approved")) {
+	if (strcmp(rec.state, "approved")) {
+		/* It ended (merged, or failed and rolled back) before the journal did. */
+		(void)journal_finish(s, job->journal_id, "done", NULL);
+	} else if (!strcmp(now, target)) {
 		/* The swap happened: production must run the merge. */
 		(void)merge_deploy(c, P, &rec, target, kind ? kind : "fast-forward", by ? by : "?",
 				   job->journal_id, NULL, &err);
