@@ -410,7 +410,7 @@ static void validate_run(Proposals *P, const char *id, int attempt)
 		for (size_t i = 0; i < d.n_files; i++)
 			json_array_append_new(
 				files, json_pack("{s:s,s:s#,s:I,s:I,s:b}", "path", d.files[i].path,
-						 "status", &d.files[i].status, (size_t)1,
+						 "status", &d.files[i].status, (int)1,
 						 "additions", (json_int_t)d.files[i].additions,
 						 "deletions", (json_int_t)d.files[i].deletions,
 						 "binary", d.files[i].binary));
@@ -627,7 +627,7 @@ int proposal_diff(OpCall *call, const char *id, json_t **ret, BbxError *err)
 		for (size_t i = 0; i < d.n_files; i++)
 			json_array_append_new(
 				files, json_pack("{s:s,s:s#,s:I,s:I,s:b}", "path", d.files[i].path,
-						 "status", &d.files[i].status, (size_t)1,
+						 "status", &d.files[i].status, (int)1,
 						 "additions", (json_int_t)d.files[i].additions,
 						 "deletions", (json_int_t)d.files[i].deletions,
 						 "binary", d.files[i].binary));
