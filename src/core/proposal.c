@@ -410,10 +410,10 @@ static void validate_run(Proposals *P, const char *id, int attempt)
 		for (size_t i = 0; i < d.n_files; i++)
 			json_array_append_new(
 				files, json_pack("{s:s,s:s#,s:I,s:I,s:b}", "path", d.files[i].path,
-						 "status", &d.files[i].status, (int)1,
-						 "additions", (json_int_t)d.files[i].additions,
-						 "deletions", (json_int_t)d.files[i].deletions,
-						 "binary", d.files[i].binary));
+						 "status", &d.files[i].status, (int)1, "additions",
+						 (json_int_t)d.files[i].additions, "deletions",
+						 (json_int_t)d.files[i].deletions, "binary",
+						 d.files[i].binary));
 		json_object_set_new(evidence, "code_diff",
 				    json_pack("{s:I,s:I,s:I,s:o}", "files_changed",
 					      (json_int_t)d.n_files, "additions",
@@ -627,10 +627,10 @@ int proposal_diff(OpCall *call, const char *id, json_t **ret, BbxError *err)
 		for (size_t i = 0; i < d.n_files; i++)
 			json_array_append_new(
 				files, json_pack("{s:s,s:s#,s:I,s:I,s:b}", "path", d.files[i].path,
-						 "status", &d.files[i].status, (int)1,
-						 "additions", (json_int_t)d.files[i].additions,
-						 "deletions", (json_int_t)d.files[i].deletions,
-						 "binary", d.files[i].binary));
+						 "status", &d.files[i].status, (int)1, "additions",
+						 (json_int_t)d.files[i].additions, "deletions",
+						 (json_int_t)d.files[i].deletions, "binary",
+						 d.files[i].binary));
 		*ret = json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:o,s:b}", "id", rec.id, "base",
 				 rec.base_commit, "head", rec.head_commit, "files", files,
 				 "additions", (json_int_t)d.additions, "deletions",
