@@ -173,6 +173,8 @@ static json_t *record_json(const ProposalRecord *r, bool full)
 	else if (json_is_object(ev))
 		json_object_set(o, "result", json_object_get(ev, "result"));
 	json_decref(ev);
+	if (r->validate_commit)
+		json_object_set_new(o, "validated_commit", json_string(r->validate_commit));
 	json_object_set_new(o, "review", parse_or_null(r->review_json));
 	json_object_set_new(o, "merge", parse_or_null(r->merge_json));
 	return o;
@@ -286,6 +288,12 @@ static int finish_validation(Core *c, ProposalRecord *rec, json_t *evidence, boo
 	return r;
 }
 
+/* The commit the preview runs: what production would run once merged. */
+static const char *validated_commit(const ProposalRecord *r)
+{
+	return r->validate_commit ? r->validate_commit : r->head_commit;
+}
+
 static bool cut_short(Core *c)
 {
 	return environments_shutting_down(c);
@@ -346,12 +354,14 @@ static void validate_run(Proposals *P, const char *id, int attempt)
 		env_record_done(&prod);
 	}
 	if (r >= 0)
-		r = environment_config_at(c, rec.head_commit, &branch_cfg, &err);
+		r = environment_config_at(c, validated_commit(&rec), &branch_cfg, &err);
+	if (rec.validate_commit)
+		json_object_set_new(evidence, "validated_commit", json_string(rec.validate_commit));
 	uint64_t t0 = now_ms();
 	json_t *info = NULL;
 	if (r >= 0) {
 		EnvCreateOptions o = { .name = rec.environment,
-				       .branch = rec.head_commit,
+				       .branch = validated_commit(&rec),
 				       .created_by = rec.created_by,
 				       .token_id = rec.token_id };
 		r = environment_create(c, &o, &info, &err);
@@ -405,7 +415,7 @@ static void validate_run(Proposals *P, const char *id, int attempt)
 	}
 
 	GitDiff d;
-	if (gitrepo_diff(P->repo, rec.base_commit, rec.head_commit, 0, &d, NULL) >= 0) {
+	if (gitrepo_diff(P->repo, rec.base_commit, validated_commit(&rec), 0, &d, NULL) >= 0) {
 		json_t *files = json_array();
 		for (size_t i = 0; i < d.n_files; i++)
 			json_array_append_new(
@@ -551,8 +561,43 @@ int proposal_submit(OpCall *call, const ProposalSubmitOptions *o, json_t **ret, 
 			return r;
 		}
 	}
+	/* What production would run after the merge is what gets validated: the head itself for
+	 * a fast-forward, otherwise the merge of head into base (a conflict is refused now). */
+	char merged[GITREPO_ID_SIZE] = "";
+	bool ff = false;
+	r = gitrepo_is_ancestor(P->repo, base, head, &ff, err);
+	if (r < 0)
+		return r;
+	if (!ff) {
+		GitMergeResult mr;
+		char author[160], message[200];
+		snprintf(author, sizeof(author), "%s <%s>", GITREPO_COMMITTER_NAME,
+			 GITREPO_COMMITTER_EMAIL);
+		snprintf(message, sizeof(message), "Validation merge of proposal %s\n", id);
+		r = gitrepo_merge(P->repo, base, head, author, message, &mr, err);
+		if (r == -EEXIST) {
+			bbx_error_prefix(err,
+					 "branch '%s' conflicts with production ('%s'); rebase it "
+					 "and propose again",
+					 branch, core_production_branch(c));
+			gitrepo_merge_result_done(&mr);
+			return r;
+		}
+		if (r < 0)
+			return r;
+		if (mr.kind == GITREPO_MERGE_COMMIT)
+			snprintf(merged, sizeof(merged), "%s", mr.id);
+		gitrepo_merge_result_done(&mr);
+		if (!merged[0])
+			return bbx_error_set(
+				err, -EINVAL, BBX_INVALID,
+				"branch '%s' is already part of production: nothing to "
+				"propose",
+				branch);
+	}
 	int64_t now = store_now();
-	ProposalRecord rec = { .id = id,
+	ProposalRecord rec = { .validate_commit = merged[0] ? merged : NULL,
+			       .id = id,
 			       .kind = o->branch ? "branch" : "patch",
 			       .environment = id,
 			       .source_branch = branch,
@@ -621,7 +666,7 @@ int proposal_diff(OpCall *call, const char *id, json_t **ret, BbxError *err)
 	if (r < 0)
 		return r;
 	GitDiff d;
-	r = gitrepo_diff(P->repo, rec.base_commit, rec.head_commit, DIFF_MAX_PATCH, &d, err);
+	r = gitrepo_diff(P->repo, rec.base_commit, validated_commit(&rec), DIFF_MAX_PATCH, &d, err);
 	if (r >= 0) {
 		json_t *files = json_array();
 		for (size_t i = 0; i < d.n_files; i++)
@@ -922,6 +967,20 @@ int proposal_merge(OpCall *call, const char *id, json_t **ret, BbxError *err)
 	char target[GITREPO_ID_SIZE];
 	snprintf(target, sizeof(target), "%s", mr.id);
 	gitrepo_merge_result_done(&mr);
+	/* Production gets exactly the tree that was validated. */
+	GitDiff same;
+	r = gitrepo_diff(P->repo, validated_commit(&rec), target, 0, &same, err);
+	if (r < 0)
+		goto out;
+	size_t differ = same.n_files;
+	gitrepo_diff_done(&same);
+	if (differ) {
+		r = bbx_error_set(err, -ESTALE, BBX_CONFLICT,
+				  "proposal %s: the merge differs from what was validated (%zu "
+				  "files); submit it again",
+				  rec.id, differ);
+		goto out;
+	}
 
 	char payload[512];
 	snprintf(

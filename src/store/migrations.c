@@ -130,7 +130,7 @@ const char *const store_migrations[] = {
 	"ALTER TABLE environments ADD COLUMN token_id TEXT;",
 	/* 7: the proposal workflow: what a proposal is (a branch or a patch), where its
 	 * validation is (step), why it failed, the digest its approval binds, the token that
-	 * submitted it; and the recorded outcome of each idempotent request, so a retry returns
+	 * submitted it, the merge it validated when it was no fast-forward; and the recorded outcome of each idempotent request, so a retry returns
 	 * it instead of acting twice. */
 	"ALTER TABLE proposals ADD COLUMN kind TEXT;"
 	"ALTER TABLE proposals ADD COLUMN description TEXT;"
@@ -138,6 +138,7 @@ const char *const store_migrations[] = {
 	"ALTER TABLE proposals ADD COLUMN error TEXT;"
 	"ALTER TABLE proposals ADD COLUMN evidence_digest TEXT;"
 	"ALTER TABLE proposals ADD COLUMN token_id TEXT;"
+	"ALTER TABLE proposals ADD COLUMN validate_commit TEXT;"
 	"CREATE TABLE idempotency ("
 	"  principal TEXT NOT NULL,"
 	"  action TEXT NOT NULL,"

@@ -8,7 +8,7 @@
 #define PROPOSAL_COLUMNS                                                                           \
 	"id, kind, environment, source_branch, base_commit, head_commit, state, step, title, "     \
 	"description, evidence_json, evidence_digest, review_json, merge_json, error, "            \
-	"created_by, token_id, created_at, updated_at"
+	"created_by, token_id, created_at, updated_at, validate_commit"
 
 static char *dup_col(sqlite3_stmt *st, int i)
 {
@@ -19,11 +19,11 @@ static char *dup_col(sqlite3_stmt *st, int i)
 void proposal_record_done(ProposalRecord *r)
 {
 	char **fields[] = {
-		&r->id,		 &r->kind,	  &r->environment,   &r->source_branch,
-		&r->base_commit, &r->head_commit, &r->state,	     &r->step,
-		&r->title,	 &r->description, &r->evidence_json, &r->evidence_digest,
-		&r->review_json, &r->merge_json,  &r->error,	     &r->created_by,
-		&r->token_id
+		&r->id,		 &r->kind,	     &r->environment,	&r->source_branch,
+		&r->base_commit, &r->head_commit,    &r->state,		&r->step,
+		&r->title,	 &r->description,    &r->evidence_json, &r->evidence_digest,
+		&r->review_json, &r->merge_json,     &r->error,		&r->created_by,
+		&r->token_id,	 &r->validate_commit
 	};
 	for (size_t i = 0; i < ELEMENTSOF(fields); i++)
 		free(*fields[i]);
@@ -59,6 +59,7 @@ static int read_row(sqlite3_stmt *st, ProposalRecord *r)
 		.token_id = dup_col(st, 16),
 		.created_at = sqlite3_column_int64(st, 17),
 		.updated_at = sqlite3_column_int64(st, 18),
+		.validate_commit = dup_col(st, 19),
 	};
 	if (!r->id || !r->source_branch || !r->base_commit || !r->head_commit || !r->state ||
 	    !r->created_by) {
@@ -84,7 +85,7 @@ int proposal_record_insert(Store *s, const ProposalRecord *r, BbxError *err)
 	store_lock(s);
 	rc = sqlite3_prepare_v2(store_db(s),
 				"INSERT INTO proposals (" PROPOSAL_COLUMNS ") VALUES "
-				"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+				"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		const char *v[] = {
@@ -98,6 +99,7 @@ int proposal_record_insert(Store *s, const ProposalRecord *r, BbxError *err)
 			bind_text(st, (int)i + 1, v[i]);
 		sqlite3_bind_int64(st, 18, r->created_at);
 		sqlite3_bind_int64(st, 19, r->updated_at);
+		bind_text(st, 20, r->validate_commit);
 		rc = sqlite3_step(st);
 	}
 	if (rc == SQLITE_CONSTRAINT)

@@ -32,6 +32,9 @@ typedef struct ProposalRecord {
 	char *token_id; /* the submitting token; NULL for the local administrator */
 	int64_t created_at;
 	int64_t updated_at;
+	/* When head is not a descendant of base: the merge of head into base that was validated
+	 * (the merge commit made at merge time has the same tree); NULL for a fast-forward. */
+	char *validate_commit;
 } ProposalRecord;
 
 void proposal_record_done(ProposalRecord *r);

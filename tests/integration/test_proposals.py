@@ -367,6 +367,46 @@ def test_idempotent_retries(prod):
     assert status == 409
 
 
+def test_conflict_with_production_is_refused_at_submit(prod):
+    # Forked before production's last change, touching the same lines.
+    branch_with(prod.repo, "fix-conflict", readme_change("a different last line"), base="main~1")
+    status, err = prod.submit(branch="fix-conflict")
+    assert status == 409 and "conflicts with production" in err["error"]["message"], err
+    assert "README.md" in err["error"]["message"]
+
+
+def test_merge_commit_when_not_fast_forward(prod):
+    """A branch forked before production's last change: what is validated, and what production
+    gets, is the merge of its head into production's, authored by branchbox naming the
+    proposal and its approver."""
+    base = git(prod.repo, "rev-parse", "main")
+    head = branch_with(prod.repo, "fix-old", {"settings.py": lambda t: t + "\n# reviewed\n"},
+                       base="main~1")
+    status, sub = prod.submit(branch="fix-old")
+    assert status == 201, sub
+    got = wait_validated(prod.d, sub["id"], prod.agent)
+    assert got["status"] == "validated", json.dumps(got, indent=1)
+    validated_commit = got["evidence"]["validated_commit"]
+    assert validated_commit not in (head, base)
+    assert git(prod.repo, "rev-parse", f"{validated_commit}^1") == base
+    assert git(prod.repo, "rev-parse", f"{validated_commit}^2") == head
+    # The diff a reviewer sees is what production would get: settings.py only.
+    assert [f["path"] for f in got["evidence"]["code_diff"]["files"]] == ["settings.py"]
+    status, _ = api(prod.d, "POST", f"/v1/proposals/{sub['id']}/approve", {}, token=prod.human)
+    assert status == 200
+    status, m = api(prod.d, "POST", f"/v1/proposals/{sub['id']}/merge", {}, token=prod.human)
+    assert status == 200 and m["merge"]["kind"] == "merge-commit", m
+    main = git(prod.repo, "rev-parse", "main")
+    assert main == m["merge"]["commit"]
+    assert git(prod.repo, "log", "-1", "--format=%P", main) == f"{base} {head}"
+    msg = git(prod.repo, "log", "-1", "--format=%an%n%B", main)
+    assert msg.startswith("branchbox\n") and f"Proposal: {sub['id']}" in msg
+    assert "Approved-by: alice" in msg and got["evidence_digest"] in msg
+    # The same tree as validated.
+    assert git(prod.repo, "diff", "--stat", validated_commit, main) == ""
+    assert wait_env_ready(prod.d, "main")["commit"] == main
+
+
 def restart_with_stop_at(prod, step):
     require_debug_hooks()
     prod.d.stop()
