@@ -110,3 +110,17 @@ def test_agent_cannot_review_or_merge_its_own_proposal(prod):
     audit = prod.d.cli("audit", "log", "--limit", "1000").stdout
     denied = [l for l in audit.splitlines() if "proposal.merge" in l and " deny " in l]
     assert len(denied) >= 3
+
+
+def test_branch_widening_policy_fails_naming_the_key(prod):
+    """A branch asking for more than production's config allows never gets a preview: the
+    proposal fails at the clone, and the evidence names the key."""
+    def longer_ttl(text):
+        return text.replace("    ttl: 24h\n", "    ttl: 30d\n", 1)
+    branch_with(prod.repo, "fix-ttl", {CONFIG: longer_ttl, "app.py": lambda t: t.replace(BUG, FIX)})
+    got = propose(prod, "fix-ttl")
+    assert got["status"] == "failed", json.dumps(got, indent=1)
+    assert "environments.preview.ttl" in got["evidence"]["clone_error"]
+    assert "environments.preview.ttl" in got["error"]
+    assert "steps" not in got["evidence"]
+    assert got["preview"] not in prod.d.cli("env", "list").stdout
