@@ -792,9 +792,16 @@ int proposal_reject(OpCall *call, const char *id, const char *reason, json_t **r
 				     "agents can never review proposals");
 	if (!reason || !*reason)
 		return bbx_error_set(err, -EINVAL, BBX_INVALID, "input: 'reason' is required");
+	Proposals *P = props_of(call->core);
+	if (!P)
+		return not_ready(err);
+	/* Never while a merge of it is under way: read its state once that is over. */
+	pthread_mutex_lock(&P->merge_lock);
 	int r = load_visible(call, id, &rec, err);
-	if (r < 0)
+	if (r < 0) {
+		pthread_mutex_unlock(&P->merge_lock);
 		return r;
+	}
 	if (strcmp(rec.state, "validated") && strcmp(rec.state, "approved") &&
 	    strcmp(rec.state, "failed")) {
 		r = bbx_error_set(err, -EBUSY, BBX_CONFLICT,
@@ -823,6 +830,7 @@ int proposal_reject(OpCall *call, const char *id, const char *reason, json_t **r
 	*ret = record_json(&rec, false);
 	r = *ret ? 0 : -ENOMEM;
 out:
+	pthread_mutex_unlock(&P->merge_lock);
 	proposal_record_done(&rec);
 	return r;
 }
