@@ -3,6 +3,8 @@
 
 Usage: bench/proposal.py BUILD_DIR [--runs N]
 
+Rewrites its own marked section of bench/RESULTS.md, keeping the list of every earlier run.
+
 Production of examples/todo is deployed with the demo data, then its database grows to ~100 MiB
 and ~2 GiB. At each size, interleaved (A B A B), N runs of:
   A  `POST /v1/proposals` of a branch fixing the seeded bug, polled every 20 ms until validated:
@@ -28,6 +30,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from env import Bench, sh  # noqa: E402
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "RESULTS.md")
+BEGIN, END = "<!-- bench:proposal -->", "<!-- /bench:proposal -->"
+HISTORY = "Every run of this benchmark, newest first (none is ever removed):"
+TARGET = 3.0
 FIX = ('ILIKE %s ORDER BY t.id", (pattern))', 'ILIKE %s ORDER BY t.id", (pattern,))')
 
 
@@ -133,36 +140,57 @@ def main():
             results.append((size, a, h))
     finally:
         b.stop()
-    rev = subprocess.run(["git", "-C", os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    rev = subprocess.run(["git", "-C", os.path.dirname(HERE), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip()
     total = int(re.search(r"MemTotal:\s+(\d+)", open("/proc/meminfo").read()).group(1)) * 1024
-    print("## Proposals: submit-to-validated, by step, next to the same steps by hand\n")
-    print(f"Commit {rev}. Machine: {os.cpu_count()} CPUs, {round(total / (1 << 30))} GiB, kernel "
-          f"{platform.uname().release}; btrfs loop pool created by the daemon; build `{sys.argv[1]}`. "
-          "Method: `bench/proposal.sh BUILD` (bench/proposal.py): production of examples/todo "
-          "deployed with the demo data, its PostgreSQL grown with a filler table; per size, after "
-          f"one warm-up, {runs} interleaved runs of (A) `POST /v1/proposals` of a branch fixing "
-          "the seeded bug, polled every 20 ms until `validated` (per-step figures from the "
-          "proposal's own evidence), and (B) the same steps by hand: `env create` of the branch, "
-          "`env exec` of the unit tests, the two HTTP checks through the preview proxy, the SQL "
-          "check with `env exec` (B runs the query with psycopg2 in the app's sandbox, the daemon "
-          "with psql in the service's). Seconds, median (min-max). Not timed in either: rejecting "
-          "the proposal / destroying the preview.\n")
-    print("| production data | | submit-to-validated (wall) | clone to healthy preview | unit | "
-          "health | search | schema (SQL) | all validate steps |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    lines = [BEGIN, "## Proposals: submit-to-validated, by step, next to the same steps by hand", "",
+             f"Commit {rev}. Machine: {os.cpu_count()} CPUs, {round(total / (1 << 30))} GiB, kernel "
+             f"{platform.uname().release}; btrfs loop pool created by the daemon; build `{sys.argv[1]}`. "
+             "Method: `bench/proposal.sh BUILD` (bench/proposal.py): production of examples/todo "
+             "deployed with the demo data, its PostgreSQL grown with a filler table; per size, after "
+             f"one warm-up, {runs} interleaved runs of (A) `POST /v1/proposals` of a branch fixing "
+             "the seeded bug, polled every 20 ms until `validated` (per-step figures from the "
+             "proposal's own evidence), and (B) the same steps by hand: `env create` of the branch, "
+             "`env exec` of the unit tests, the two HTTP checks through the preview proxy, the SQL "
+             "check with `env exec` (B runs the query with psycopg2 in the app's sandbox, the daemon "
+             "with psql in the service's). Seconds, median (min-max). Not timed in either: rejecting "
+             "the proposal / destroying the preview.", "",
+             "| production data | | submit-to-validated (wall) | clone to healthy preview | unit | "
+             "health | search | schema (SQL) | all validate steps |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for size, a, h in results:
         for label, xs in (("proposal", a), ("by hand", h)):
             cols = [med([x[k] for x in xs]) for k in
                     ("wall", "clone", "unit", "health", "search", "schema", "validate")]
-            print(f"| {size / (1 << 20):.0f} MiB | {label} | " + " | ".join(cols) + " |")
-    print()
+            lines.append(f"| {size / (1 << 20):.0f} MiB | {label} | " + " | ".join(cols) + " |")
+    lines.append("")
+    walls = []
     for size, a, h in results:
-        ratio = statistics.median([x["wall"] for x in a]) / statistics.median([x["wall"] for x in h])
-        print(f"- {size / (1 << 20):.0f} MiB: the proposal takes {ratio:.2f}x the steps by hand "
-              f"(median wall times).")
-    print("- Target (BENCHMARKS.md): under 3 s for examples/, flat in data size.")
-    print()
+        wa = statistics.median([x["wall"] for x in a])
+        wh = statistics.median([x["wall"] for x in h])
+        walls.append(f"{wa:.2f} s at {size / (1 << 20):.0f} MiB")
+        lines.append(f"- {size / (1 << 20):.0f} MiB: the proposal takes {wa / wh:.2f}x the steps by "
+                     "hand (median wall times).")
+    lines.append(f"- Target (BENCHMARKS.md): under {TARGET:.0f} s for examples/, flat in data size.")
+    meets = all(statistics.median([x["wall"] for x in a]) < TARGET for _, a, _ in results)
+    hist = (f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {rev}: "
+            f"{', '.join(walls)}: **{'meets' if meets else 'MISSES'}** the {TARGET:.0f} s target")
+    old = open(RESULTS).read() if os.path.exists(RESULTS) else ""
+    history = []
+    if BEGIN in old and END in old:
+        sec = old.split(BEGIN, 1)[1].split(END, 1)[0]
+        if HISTORY in sec:
+            history = [l for l in sec.split(HISTORY, 1)[1].splitlines() if l.startswith("- ")]
+    lines += ["", HISTORY, "", hist, *history, END]
+    section = "\n".join(lines) + "\n"
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = old.rstrip("\n") + "\n\n" + section
+    with open(RESULTS + ".tmp", "w") as f:
+        f.write(text.rstrip("\n") + "\n")
+    os.replace(RESULTS + ".tmp", RESULTS)
     return 0
 
 
