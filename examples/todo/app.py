@@ -3,7 +3,7 @@
 
   GET  /            HTML list of todos (counts a page view in Redis)
   GET  /healthz     200 "ok" only when both PostgreSQL and Redis answer, else 503
-  GET  /api/todos   JSON list
+  GET  /api/todos   JSON list; ?q=TEXT keeps the todos whose title contains TEXT
   POST /api/todos   JSON {"title": "..."} -> 201 with the new todo
   GET  /api/stats   JSON counts, including the Redis page-view counter
 
@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import threading
+import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -80,27 +81,35 @@ class Handler(BaseHTTPRequestHandler):
     def _json(self, status, obj):
         self._send(status, json.dumps(obj) + "\n")
 
-    def _todos(self):
-        rows = self.backends.query(
-            "SELECT t.id, t.title, t.done, u.name FROM todos t "
-            "LEFT JOIN users u ON u.id = t.user_id ORDER BY t.id")
+    def _todos(self, search=None):
+        sql = ("SELECT t.id, t.title, t.done, u.name FROM todos t "
+               "LEFT JOIN users u ON u.id = t.user_id")
+        if search is None:
+            rows = self.backends.query(sql + " ORDER BY t.id")
+        else:
+            pattern = "%" + search + "%"
+            rows = self.backends.query(sql + " WHERE t.title ILIKE %s ORDER BY t.id", (pattern))
         return [{"id": r[0], "title": r[1], "done": r[2], "owner": r[3]} for r in rows]
 
     def do_GET(self):
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         try:
             if path == "/":
                 return self._index()
             if path == "/healthz":
                 return self._healthz()
             if path == "/api/todos":
-                return self._json(HTTPStatus.OK, {"todos": self._todos()})
+                search = urllib.parse.parse_qs(query).get("q", [None])[0]
+                return self._json(HTTPStatus.OK, {"todos": self._todos(search)})
             if path == "/api/stats":
                 return self._stats()
             return self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
         except (psycopg2.Error, redis.RedisError) as e:
             return self._json(HTTPStatus.SERVICE_UNAVAILABLE,
                               {"error": f"backend unavailable: {type(e).__name__}"})
+        except Exception as e:  # a bug: answer 500 rather than drop the connection
+            return self._json(HTTPStatus.INTERNAL_SERVER_ERROR,
+                              {"error": f"internal error: {type(e).__name__}: {e}"})
 
     def do_POST(self):
         path = self.path.split("?", 1)[0]

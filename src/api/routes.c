@@ -45,6 +45,13 @@ const ApiRoute api_routes[] = {
 	{ "GET", "/v1/audit/pubkey", "audit.pubkey", VERB_AUDIT_READ, -1, 0, route_op },
 	{ "GET", "/v1/audit/verify", "audit.verify", VERB_AUDIT_READ, -1, 0, route_op },
 	{ "GET", "/v1/environments/{name}/audit", "environment.audit", VERB_ENV_READ, 0, 0, route_op },
+	{ "POST", "/v1/proposals", "proposal.submit", VERB_PROPOSAL_SUBMIT, -1, ROUTE_INTENT, route_op },
+	{ "GET", "/v1/proposals", "proposal.list", 0, -1, 0, route_op },
+	{ "GET", "/v1/proposals/{id}", "proposal.get", 0, -1, 0, route_op },
+	{ "GET", "/v1/proposals/{id}/diff", "proposal.diff", 0, -1, 0, route_op },
+	{ "POST", "/v1/proposals/{id}/approve", "proposal.approve", VERB_PROPOSAL_REVIEW, -1, 0, route_op },
+	{ "POST", "/v1/proposals/{id}/reject", "proposal.reject", VERB_PROPOSAL_REVIEW, -1, 0, route_op },
+	{ "POST", "/v1/proposals/{id}/merge", "proposal.merge", VERB_PROPOSAL_MERGE, -1, ROUTE_INTENT, route_op },
 };
 /* clang-format on */
 

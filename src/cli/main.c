@@ -69,6 +69,25 @@ static const CliOption env_diff_options[] = {
 	{ "max-patch", 0, "BYTES", "cut the patch text at BYTES" },
 	{},
 };
+static const CliOption propose_options[] = {
+	{ "branch", 0, "BRANCH", "propose this branch (in the token's scope, never production)" },
+	{ "patch", 0, "FILE",
+	  "a unified diff against production's head ('-': stdin),\ncommitted by branchbox onto "
+	  "the branch proposal/ID" },
+	{ "title", 0, "T", "a title for the reviewers" },
+	{ "description", 0, "D", "what it changes and why" },
+	{ "idempotency-key", 0, "K", "a retry with the same key returns the first outcome" },
+	{ "wait", 0, NULL, "wait until the validation is over; exit 1 when it failed" },
+	{},
+};
+static const CliOption proposal_key_options[] = {
+	{ "idempotency-key", 0, "K", "a retry with the same key returns the first outcome" },
+	{},
+};
+static const CliOption proposal_reject_options[] = {
+	{ "reason", 0, "R", "why (required)" },
+	{},
+};
 static const CliOption serve_options[] = {
 	{ "repo", 0, "PATH", "the project's git repository (production is built from it)" },
 	{ "listen", 0, "ADDR:PORT", "also serve HTTP here (default 127.0.0.1:7480; tokens only)" },
@@ -232,6 +251,33 @@ static const CliCommand commands[] = {
 	  NULL, verb_env_files },
 	{ "env services", "its services and applications and their states", "NAME", 1, 1, S | J,
 	  NULL, NULL, verb_env_files },
+
+	{ "propose", "propose a change to production: validated on a clone, merged after review",
+	  NULL, 0, 0, S | J, propose_options,
+	  "Needs proposal:submit. branchbox clones production into a fresh preview, runs the\n"
+	  "proposal's head there, checks it with production's validate steps and records the\n"
+	  "evidence; a human then approves or rejects it ('branchbox proposal').\n", verb_propose },
+	{ "proposal", "list, show, diff, approve, reject and merge proposals", NULL, 0, 0, 0, NULL,
+	  NULL, NULL },
+	{ "proposal list", "the proposals you can see, newest first", NULL, 0, 0, S | J, NULL, NULL,
+	  verb_proposal },
+	{ "proposal show", "status, current step, commits, evidence, config and code diff summary",
+	  "ID", 1, 1, S | J, NULL, NULL, verb_proposal },
+	{ "proposal wait", "wait until a proposal's validation is over (exit 1: it failed)", "ID",
+	  1, 1, S | J, NULL, NULL, verb_proposal },
+	{ "proposal diff", "the code change: the patch from its base to its head", "ID", 1, 1,
+	  S | J, NULL, NULL, verb_proposal },
+	{ "proposal approve", "approve a validated proposal (humans only)", "ID", 1, 1, S | J,
+	  proposal_key_options,
+	  "Needs proposal:review. Binds its base and head commits and its evidence digest.\n",
+	  verb_proposal },
+	{ "proposal reject", "reject a proposal with a reason; its preview goes", "ID", 1, 1, S | J,
+	  proposal_reject_options, "Needs proposal:review.\n", verb_proposal },
+	{ "proposal merge", "merge an approved proposal into production (humans only)", "ID", 1, 1,
+	  S | J, proposal_key_options,
+	  "Needs proposal:merge. A compare-and-swap of production's branch, refused when\n"
+	  "production or the branch moved since the approval; then production redeploys.\n",
+	  verb_proposal },
 
 	{ "serve", "run the daemon", NULL, 0, 0, S, serve_options,
 	  "Run the branchbox daemon for the git repository given by --repo (required).\n"

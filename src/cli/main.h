@@ -28,6 +28,8 @@ int verb_env_logs(const CliArgs *a);
 int verb_env_exec(const CliArgs *a);
 int verb_env_files(const CliArgs *a); /* files, cat, write, diff, config, services */
 int verb_serve(const CliArgs *a);
+int verb_propose(const CliArgs *a);
+int verb_proposal(const CliArgs *a); /* list, show, wait, diff, approve, reject, merge */
 int verb_down(const CliArgs *a);
 int verb_status(const CliArgs *a);
 int verb_config(const CliArgs *a); /* check, show */

@@ -1214,9 +1214,6 @@ static int config_build(Ctx *x, const YamlNode *root)
 	if ((v = get(root, "egress")))
 		parse_egress_section(x, v);
 	/* Checked and governed (config-policy.c), but nothing acts on them yet: say so. */
-	if ((v = get_key_node(root, "validate")))
-		note(x, v, "validate",
-		     "checked, but not run yet: nothing executes validate steps today");
 	if ((v = get_key_node(root, "egress")))
 		note(x, v, "egress",
 		     "checked, but not enforced yet: environments have loopback only, no egress "

@@ -28,6 +28,7 @@ struct Core {
 	AuditQueue *audit_queue;
 	TokenCache *token_cache;
 	struct Environments *environments;
+	struct Proposals *proposals; /* proposal.c */
 };
 
 int audit_start(Core *c, BbxError *err);

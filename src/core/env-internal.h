@@ -204,6 +204,8 @@ int run_hook(Environments *E, EnvRuntime *rt, const ConfigApplication *app, cons
 int apps_start(Environments *E, EnvRuntime *rt, BbxError *err);
 int apps_wait_healthy(EnvRuntime *rt, BbxError *err);
 int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err);
+int run_service_sql(Environments *E, EnvRuntime *rt, const char *service, const char *sql,
+		    const char *what, uint64_t timeout, OneshotResult *res, BbxError *err);
 
 /* env-host.c */
 int load_config_at(Environments *E, const char *commit, ProjectConfig **ret, BbxError *err);

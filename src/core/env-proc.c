@@ -694,6 +694,26 @@ int apps_wait_healthy(EnvRuntime *rt, BbxError *err)
 	return 0;
 }
 
+/* A query against one of rt's SQL services, as its superuser, in the service's sandbox. */
+int run_service_sql(Environments *E, EnvRuntime *rt, const char *service, const char *sql,
+		    const char *what, uint64_t timeout, OneshotResult *res, BbxError *err)
+{
+	size_t idx = 0;
+	const ServiceRuntime *s = runtime_service(rt, service, &idx);
+	const ServiceType *t = s ? service_type_for(s->config->kind) : NULL;
+	if (!s)
+		return bbx_error_set(err, -ENOENT, BBX_INVALID,
+				     "environment '%s' has no service '%s'", rt->name, service);
+	if (!t || !t->sql_command)
+		return bbx_error_set(err, -EINVAL, BBX_INVALID, "service %s takes no SQL", service);
+	ServiceCommand cmd = { 0 };
+	int r = t->sql_command(s, sql, &cmd, err);
+	if (r >= 0)
+		r = service_oneshot(E, rt, idx, &cmd, what, timeout, res, err);
+	service_command_done(&cmd);
+	return r;
+}
+
 /* ---- sanitize ---- */
 
 /*

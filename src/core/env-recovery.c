@@ -2,6 +2,7 @@
 /* Background jobs, expiry, crash recovery, and the start and end of it all. */
 #include "down.h"
 #include "env-internal.h"
+#include "proposal.h"
 
 /* ---- background jobs ---- */
 
@@ -203,6 +204,9 @@ static int reconcile(Environments *E, BbxError *err)
 		return r;
 	for (size_t i = 0; i < jn; i++) {
 		JournalEntry *j = &jv[i];
+		/* A proposal's own steps: proposals_init() recovers them. */
+		if (!strncmp(j->kind, "proposal.", 9))
+			continue;
 		EnvRecord rec;
 		bool exists = env_record_get(s, j->target, &rec, NULL) >= 0;
 		bool half_made = exists && rec.state == ENV_CREATING;
@@ -367,7 +371,11 @@ int environments_init(Core *c, BbxError *err)
 	if (pipe2(E->reaper_wake, O_CLOEXEC) == 0 &&
 	    pthread_create(&E->reaper, NULL, reaper_main, E) == 0)
 		E->reaper_started = true;
-	return budget_meter_start(c, &E->meter);
+	r = budget_meter_start(c, &E->meter);
+	if (r < 0)
+		return r;
+	/* Proposals validate and merge through environments: they start (and recover) last. */
+	return proposals_init(c, err);
 }
 
 void environments_quiesce(Core *c)
@@ -388,6 +396,7 @@ void environments_shutdown(Core *c)
 	if (!E)
 		return;
 	environments_quiesce(c);
+	proposals_shutdown(c);
 	budget_meter_stop(TAKE_PTR(E->meter));
 	if (E->reaper_started) {
 		(void)!write(E->reaper_wake[1], "x", 1);

@@ -660,6 +660,36 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 	return r;
 }
 
+int environment_sql(Core *c, const char *name, const char *service, const char *sql,
+		    uint64_t timeout_sec, OneshotResult *ret, BbxError *err)
+{
+	Environments *E = envs_of(c);
+	_cleanup_runtime_ EnvRuntime *rt = runtime_find(E, name);
+	if (!rt || !atomic_load(&rt->ready) || atomic_load(&E->shutting_down))
+		return not_ready(err, name);
+	if (!op_lock_timed(rt, EXEC_LOCK_WAIT_MS))
+		return bbx_error_set(err, -EBUSY, BBX_CONFLICT,
+				     "environment '%s' is busy with another operation; try again",
+				     name);
+	int r = atomic_load(&rt->ready) && rt->config
+			? run_service_sql(E, rt, service, sql, "validate-sql",
+					  timeout_sec ? timeout_sec : 300, ret, err)
+			: not_ready(err, name);
+	pthread_mutex_unlock(&rt->op_lock);
+	return r;
+}
+
+int environment_config_at(Core *c, const char *commit, ProjectConfig **ret, BbxError *err)
+{
+	return load_config_at(envs_of(c), commit, ret, err);
+}
+
+bool environments_shutting_down(Core *c)
+{
+	Environments *E = envs_of(c);
+	return !E || atomic_load(&E->shutting_down);
+}
+
 int environment_logs(Core *c, const char *name, const char *process, int64_t offset, size_t max,
 		     char **ret_text, int64_t *ret_next, BbxError *err)
 {

@@ -72,6 +72,18 @@ typedef struct EnvExecOptions {
  * code at /app, its mounts, its network). */
 int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, BbxError *err);
 
+/* Run a query against one of the environment's SQL services (as its superuser, tuples only,
+ * in the service's sandbox): a validate step's SQL check. */
+int environment_sql(Core *c, const char *name, const char *service, const char *sql,
+		    uint64_t timeout_sec, OneshotResult *ret, BbxError *err);
+
+/* The project config at a commit of the repository. */
+struct ProjectConfig;
+int environment_config_at(Core *c, const char *commit, struct ProjectConfig **ret, BbxError *err);
+
+/* Whether the daemon is shutting down (environments_quiesce() ran). */
+bool environments_shutting_down(Core *c);
+
 /* Log of one process ("app", "web", a service name, or NULL for the first application),
  * from byte offset (negative: the last -offset bytes). Returns the text and the offset
  * to continue from. */

@@ -28,3 +28,10 @@ int op_environment_file_write(OpCall *call, json_t *in, json_t **out, BbxError *
 int op_environment_diff(OpCall *call, json_t *in, json_t **out, BbxError *err);
 int op_config_read(OpCall *call, json_t *in, json_t **out, BbxError *err);
 int op_services_list(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_proposal_submit(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_proposal_list(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_proposal_get(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_proposal_diff(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_proposal_approve(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_proposal_reject(OpCall *call, json_t *in, json_t **out, BbxError *err);
+int op_proposal_merge(OpCall *call, json_t *in, json_t **out, BbxError *err);

@@ -13,6 +13,11 @@
 
 #define FILE_ROOT_SCHEMA                                                                           \
 	" \"root\": {\"type\": \"string\", \"description\": \"code (default) or volume\"}"
+#define ID_SCHEMA "\"id\": {\"type\": \"string\", \"description\": \"the proposal\"}"
+#define IDEM_SCHEMA                                                                                \
+	"\"idempotency_key\": {\"type\": \"string\", \"description\": \"a retry with the same "    \
+	"key "                                                                                     \
+	"returns the first outcome\"}"
 #define NAME_SCHEMA "\"name\": {\"type\": \"string\", \"description\": \"the environment\"}"
 
 /* clang-format off */
@@ -154,6 +159,44 @@ const Op ops_table[] = {
 	  "{\"type\": \"object\", \"properties\": {" NAME_SCHEMA "}, \"required\": [\"name\"],"
 	  " \"additionalProperties\": false}",
 	  op_services_list },
+	{ "proposal.submit", VERB_PROPOSAL_SUBMIT, NULL, OP_INTENT, 201,
+	  "propose a change to production: a branch, or a patch committed onto a new branch; "
+	  "it is cloned, validated with production's checks and waits for a human's review",
+	  "{\"type\": \"object\", \"properties\": {"
+	  " \"branch\": {\"type\": \"string\", \"description\": \"the branch to propose (one of branch and patch)\"},"
+	  " \"patch\": {\"type\": \"string\", \"description\": \"a unified diff against production's head\"},"
+	  " \"title\": {\"type\": \"string\"},"
+	  " \"description\": {\"type\": \"string\"},"
+	  " " IDEM_SCHEMA "}, \"additionalProperties\": false}",
+	  op_proposal_submit },
+	{ "proposal.list", 0, NULL, OP_READ_ONLY, 200, "the proposals this principal can see, newest first",
+	  "{\"type\": \"object\", \"properties\": {}, \"additionalProperties\": false}",
+	  op_proposal_list },
+	{ "proposal.get", 0, NULL, OP_READ_ONLY, 200,
+	  "one proposal: status, the step it is at, its commits, evidence and review",
+	  "{\"type\": \"object\", \"properties\": {" ID_SCHEMA "}, \"required\": [\"id\"],"
+	  " \"additionalProperties\": false}",
+	  op_proposal_get },
+	{ "proposal.diff", 0, NULL, OP_READ_ONLY, 200, "a proposal's code change: files, lines and the patch",
+	  "{\"type\": \"object\", \"properties\": {" ID_SCHEMA "}, \"required\": [\"id\"],"
+	  " \"additionalProperties\": false}",
+	  op_proposal_diff },
+	{ "proposal.approve", VERB_PROPOSAL_REVIEW, NULL, 0, 200,
+	  "approve a validated proposal: binds its base and head commits and its evidence digest",
+	  "{\"type\": \"object\", \"properties\": {" ID_SCHEMA ", " IDEM_SCHEMA "},"
+	  " \"required\": [\"id\"], \"additionalProperties\": false}",
+	  op_proposal_approve },
+	{ "proposal.reject", VERB_PROPOSAL_REVIEW, NULL, OP_DESTRUCTIVE, 200,
+	  "reject a proposal, with a reason; its preview goes, its evidence stays",
+	  "{\"type\": \"object\", \"properties\": {" ID_SCHEMA ","
+	  " \"reason\": {\"type\": \"string\"}}, \"required\": [\"id\", \"reason\"],"
+	  " \"additionalProperties\": false}",
+	  op_proposal_reject },
+	{ "proposal.merge", VERB_PROPOSAL_MERGE, NULL, OP_INTENT, 200,
+	  "merge an approved proposal into production (compare-and-swap) and redeploy production",
+	  "{\"type\": \"object\", \"properties\": {" ID_SCHEMA ", " IDEM_SCHEMA "},"
+	  " \"required\": [\"id\"], \"additionalProperties\": false}",
+	  op_proposal_merge },
 };
 /* clang-format on */
 

@@ -52,5 +52,10 @@ PolicyDecision policy_authorize(Core *c, const Principal *p, uint32_t verb, cons
 		return POLICY_INVISIBLE;
 	if (verb && !(p->verbs & verb))
 		return POLICY_FORBIDDEN;
+	/* Whatever its row says, an agent never reviews, merges, reads the audit log or mints
+	 * tokens (token.c refuses to mint such an agent token in the first place). */
+	if (p->kind == PRINCIPAL_AGENT && (verb & (VERB_PROPOSAL_REVIEW | VERB_PROPOSAL_MERGE |
+						   VERB_AUDIT_READ | VERB_TOKEN_ADMIN)))
+		return POLICY_FORBIDDEN;
 	return POLICY_ALLOW;
 }

@@ -128,6 +128,26 @@ const char *const store_migrations[] = {
 	/* 6: the token that created a preview, so previews can be counted per token (rows from
 	 * before have none and count only towards the total) */
 	"ALTER TABLE environments ADD COLUMN token_id TEXT;",
+	/* 7: the proposal workflow: what a proposal is (a branch or a patch), where its
+	 * validation is (step), why it failed, the digest its approval binds, the token that
+	 * submitted it, the merge it validated when it was no fast-forward; and the recorded outcome of each idempotent request, so a retry returns
+	 * it instead of acting twice. */
+	"ALTER TABLE proposals ADD COLUMN kind TEXT;"
+	"ALTER TABLE proposals ADD COLUMN description TEXT;"
+	"ALTER TABLE proposals ADD COLUMN step TEXT;"
+	"ALTER TABLE proposals ADD COLUMN error TEXT;"
+	"ALTER TABLE proposals ADD COLUMN evidence_digest TEXT;"
+	"ALTER TABLE proposals ADD COLUMN token_id TEXT;"
+	"ALTER TABLE proposals ADD COLUMN validate_commit TEXT;"
+	"CREATE TABLE idempotency ("
+	"  principal TEXT NOT NULL,"
+	"  action TEXT NOT NULL,"
+	"  key TEXT NOT NULL,"
+	"  request_digest TEXT NOT NULL,"
+	"  response_json TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (principal, action, key)"
+	");",
 };
 
 const int store_n_migrations = (int)ELEMENTSOF(store_migrations);

@@ -360,3 +360,12 @@ def test_make_repo(workdir):
     # A second run refuses to overwrite.
     assert subprocess.run([os.path.join(EXAMPLE, "make-repo.sh"), dest],
                           capture_output=True).returncode != 0
+
+
+def test_search_has_the_seeded_bug(app):
+    """The bug the proposal demo fixes (README: The seeded bug): every search answers 500, and
+    production's validate step 'search' is what catches it."""
+    status, body = http(app, "GET", "/api/todos?q=report")
+    assert status == 500 and "TypeError" in body
+    with open(os.path.join(EXAMPLE, ".branchbox", "config.yaml")) as f:
+        assert "path: /api/todos?q=report" in f.read()

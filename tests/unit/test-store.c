@@ -13,6 +13,7 @@
 #include "environments.h"
 #include "file-util.h"
 #include "journal.h"
+#include "proposals.h"
 #include "store.h"
 #include "strv.h"
 #include "uids.h"
@@ -328,6 +329,61 @@ static void test_uid_allocation(void **state)
 }
 
 /* Previews are counted in all and per creating token, in every state; production never. */
+/* The state machine is a compare-and-swap; an idempotency key keeps its first outcome. */
+static void test_proposals(void **state)
+{
+	_cleanup_(store_freep) Store *s = NULL;
+	BbxError err = BBX_ERROR_INIT;
+	assert_int_equal(store_open(dir, &s, &err), 0);
+
+	ProposalRecord r = { .id = "p-1",
+			     .kind = "branch",
+			     .environment = "p-1",
+			     .source_branch = "fix",
+			     .base_commit = "b",
+			     .head_commit = "h",
+			     .state = "submitted",
+			     .created_by = "agent",
+			     .created_at = 1,
+			     .updated_at = 1 };
+	assert_int_equal(proposal_record_insert(s, &r, &err), 0);
+	assert_int_equal(proposal_record_insert(s, &r, NULL), -EEXIST);
+	r.state = "validated";
+	r.evidence_digest = "d";
+	assert_int_equal(proposal_record_update(s, &r, "submitted", &err), 0);
+	/* Lost race: the row is no longer submitted. */
+	r.state = "failed";
+	assert_int_equal(proposal_record_update(s, &r, "submitted", &err), -ESTALE);
+	assert_int_equal(proposal_record_set_step(s, "p-1", "now", &err), 0);
+	ProposalRecord got;
+	assert_int_equal(proposal_record_get(s, "p-1", &got, &err), 0);
+	assert_string_equal(got.state, "validated");
+	assert_string_equal(got.evidence_digest, "d");
+	assert_string_equal(got.step, "now");
+	proposal_record_done(&got);
+	BbxError err2 = BBX_ERROR_INIT;
+	assert_int_equal(proposal_record_get(s, "p-2", &got, &err2), -ENOENT);
+	assert_string_equal(err2.message, "proposal 'p-2' not found");
+
+	char *fp = NULL, *resp = NULL;
+	assert_int_equal(idempotency_get(s, "tok", "proposal.merge", "k", &fp, &resp, NULL),
+			 -ENOENT);
+	assert_int_equal(idempotency_put(s, "tok", "proposal.merge", "k", "f1", "{\"a\":1}", &err),
+			 0);
+	assert_int_equal(idempotency_put(s, "tok", "proposal.merge", "k", "f2", "{\"a\":2}", &err),
+			 0);
+	assert_int_equal(idempotency_get(s, "tok", "proposal.merge", "k", &fp, &resp, &err), 0);
+	assert_string_equal(fp, "f1");
+	assert_string_equal(resp, "{\"a\":1}");
+	free(fp);
+	free(resp);
+	/* Keys are per principal and per action. */
+	assert_int_equal(idempotency_get(s, "other", "proposal.merge", "k", &fp, &resp, NULL),
+			 -ENOENT);
+	assert_int_equal(idempotency_get(s, "tok", "proposal.approve", "k", &fp, &resp, NULL),
+			 -ENOENT);
+}
+
 static void test_count_previews(void **state)
 {
 	_cleanup_(store_freep) Store *s = NULL;
@@ -381,6 +437,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_uid_allocation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_budgets, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_count_previews, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_proposals, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
