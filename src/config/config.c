@@ -34,15 +34,6 @@
 
 #define PATH_MAX_LEN 256
 
-/* Adding a service kind (mariadb, memcached, ...) is one line here plus its enum value. */
-static const struct {
-	const char *name;
-	ConfigServiceKind kind;
-} service_types[] = {
-	{ "postgresql", CONFIG_SERVICE_POSTGRESQL },
-	{ "redis", CONFIG_SERVICE_REDIS },
-};
-
 static const char *const runtimes[] = { "python", "nodejs", "php", "golang", "ruby" };
 
 typedef struct Ctx {
@@ -720,8 +711,27 @@ static json_t *yaml_to_json(const YamlNode *n, unsigned depth)
 	return j;
 }
 
+/* "postgresql or redis": the types config accepts (sql_only: those that take SQL). */
+static const char *service_type_names(char *buf, size_t size, bool sql_only)
+{
+	size_t len = 0, n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < _CONFIG_SERVICE_KIND_MAX; i++) {
+		if (sql_only && !config_service_types[i].sql)
+			continue;
+		int k = snprintf(buf + len, size - len, "%s%s", n++ ? " or " : "",
+				 config_service_types[i].name);
+		if (k < 0 || (size_t)k >= size - len)
+			break;
+		len += (size_t)k;
+	}
+	return buf;
+}
+
 static void parse_service(Ctx *x, const YamlNode *k, const YamlNode *n, ConfigService *svc)
 {
+	char names[128];
 	static const char *const keys[] = { "type", "disk", "resources", "configuration", NULL };
 	char path[PATH_MAX_LEN], sub[PATH_MAX_LEN];
 	const YamlNode *v;
@@ -745,18 +755,19 @@ static void parse_service(Ctx *x, const YamlNode *k, const YamlNode *n, ConfigSe
 	if ((v = get(n, "type")) && want_string(x, v, join(sub, path, "type"), &svc->type)) {
 		const char *colon = strchr(v->text, ':');
 		size_t len = colon ? (size_t)(colon - v->text) : 0;
-		for (size_t i = 0; colon && i < ELEMENTSOF(service_types); i++)
-			if (strlen(service_types[i].name) == len &&
-			    !strncmp(service_types[i].name, v->text, len))
-				svc->kind = service_types[i].kind;
+		for (size_t i = 0; colon && i < _CONFIG_SERVICE_KIND_MAX; i++)
+			if (strlen(config_service_types[i].name) == len &&
+			    !strncmp(config_service_types[i].name, v->text, len))
+				svc->kind = config_service_types[i].kind;
 		if (!colon || !colon[1] || colon[1] == '.' ||
 		    strspn(colon + 1, "0123456789.") != strlen(colon + 1))
-			err(x, v, sub,
-			    "invalid type '%.64s': expected SERVICE:VERSION, e.g. postgresql:15",
-			    v->text);
+			err(x, v, sub, "invalid type '%.64s': expected SERVICE:VERSION, e.g. %s:%s",
+			    v->text, config_service_types[0].name,
+			    config_service_types[0].example_version);
 		else if (svc->kind == _CONFIG_SERVICE_KIND_MAX)
-			err(x, v, sub, "unknown service type '%.*s': expected postgresql or redis",
-			    (int)(len > 64 ? 64 : len), v->text);
+			err(x, v, sub, "unknown service type '%.*s': expected %s",
+			    (int)(len > 64 ? 64 : len), v->text,
+			    service_type_names(names, sizeof(names), false));
 		else
 			svc->version = xstrdup(x, colon + 1);
 	} else if (!v)
@@ -834,13 +845,16 @@ static void parse_environments(Ctx *x, const YamlNode *n)
 
 static void check_sql_service(Ctx *x, const YamlNode *v, const char *path)
 {
+	char names[128];
 	const ConfigService *s = config_find_service(x->c, v->text);
 
 	if (!s)
 		err(x, v, path, "service '%.64s' is not defined under services", v->text);
-	else if (s->kind != CONFIG_SERVICE_POSTGRESQL && s->kind != _CONFIG_SERVICE_KIND_MAX)
-		err(x, v, path, "service '%.64s' is %s, not postgresql: sql steps need postgresql",
-		    v->text, config_service_kind_to_string(s->kind));
+	else if (config_service_type(s->kind) && !config_service_type(s->kind)->sql)
+		err(x, v, path,
+		    "service '%.64s' is %s, not %s: sql steps need a service that takes SQL",
+		    v->text, config_service_kind_to_string(s->kind),
+		    service_type_names(names, sizeof(names), true));
 }
 
 static void parse_step_common(Ctx *x, const YamlNode *n, const char *path, ConfigStep *st,
@@ -868,7 +882,7 @@ static void parse_sanitize_step(Ctx *x, const YamlNode *n, const char *path, Con
 				size_t index)
 {
 	static const char *const keys[] = { "name", "command", "sql", "service", "timeout", NULL };
-	char sub[PATH_MAX_LEN];
+	char sub[PATH_MAX_LEN], names[128];
 	const YamlNode *cmd, *sql, *svc;
 
 	check_keys(x, n, path, keys);
@@ -893,8 +907,8 @@ static void parse_sanitize_step(Ctx *x, const YamlNode *n, const char *path, Con
 	want_string(x, sql, join(sub, path, "sql"), &st->sql);
 	if (!svc)
 		err(x, n, join(sub, path, "service"),
-		    "missing required key (sql steps name a "
-		    "postgresql service)");
+		    "missing required key (sql steps name a service that takes SQL: %s)",
+		    service_type_names(names, sizeof(names), true));
 	else if (want_string(x, svc, join(sub, path, "service"), &st->service))
 		check_sql_service(x, svc, sub);
 }
@@ -1503,14 +1517,6 @@ const ConfigService *config_find_service(const ProjectConfig *c, const char *nam
 		if (c->services[i].name && !strcmp(c->services[i].name, name))
 			return &c->services[i];
 	return NULL;
-}
-
-const char *config_service_kind_to_string(ConfigServiceKind k)
-{
-	for (size_t i = 0; i < ELEMENTSOF(service_types); i++)
-		if (service_types[i].kind == k)
-			return service_types[i].name;
-	return "unknown";
 }
 
 const char *config_mount_source_to_string(ConfigMountSource s)

@@ -297,18 +297,18 @@ int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync, BbxEr
 	return ret;
 }
 
-int checkpoint_services(Environments *E, EnvRuntime *parent)
+int quiesce_services(Environments *E, EnvRuntime *parent)
 {
-	/* A CHECKPOINT on the source just before the snapshot leaves the clone almost no WAL
-	 * to replay, which is what makes a preview of a busy database fast. */
+	/* Each running service's type gets its say before the snapshot (PostgreSQL
+	 * checkpoints); best effort, the snapshot is consistent without it. */
 	for (size_t i = 0; i < parent->n_services; i++) {
 		const ServiceType *t = service_type_for(parent->services[i].config->kind);
-		if (!t->sql_command || !parent->service_procs[i])
+		if (!t->quiesce || !parent->service_procs[i])
 			continue;
 		ServiceCommand cmd = { 0 };
 		OneshotResult res;
-		if (t->sql_command(&parent->services[i], "CHECKPOINT;", &cmd, NULL) >= 0 &&
-		    service_oneshot(E, parent, i, &cmd, "checkpoint", 120, &res, NULL) >= 0)
+		if (t->quiesce(&parent->services[i], &cmd, NULL) >= 0 && cmd.argv &&
+		    service_oneshot(E, parent, i, &cmd, "quiesce", 120, &res, NULL) >= 0)
 			oneshot_result_done(&res);
 		service_command_done(&cmd);
 	}

@@ -213,7 +213,7 @@ int ensure_dirs(Environments *E, const char *name);
 void cgroups_remove_env(Environments *E, const char *env);
 char **cgroup_env_names(Environments *E);
 int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync, BbxError *err);
-int checkpoint_services(Environments *E, EnvRuntime *parent);
+int quiesce_services(Environments *E, EnvRuntime *parent);
 int admit_and_insert(Environments *E, EnvRuntime *rt, const EnvCreateOptions *opts,
 		     const ProjectConfig *config, EnvRecord *nr, BbxError *err);
 void admission_done(Environments *E, EnvRuntime *rt);

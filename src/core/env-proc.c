@@ -50,7 +50,7 @@ static int app_environment(EnvRuntime *rt, const ConfigApplication *app, char **
 {
 	_cleanup_strv_free_ char **v = NULL;
 	char upper[80];
-	bool have_db = false, have_redis = false;
+	bool have_url[_CONFIG_SERVICE_KIND_MAX] = { false };
 	int r = 0;
 
 	json_t *rels = json_object();
@@ -87,14 +87,16 @@ static int app_environment(EnvRuntime *rt, const ConfigApplication *app, char **
 				r |= strv_pushf(&v, "%s_%s=%s", upper, keys[q][0], val);
 		}
 		r |= strv_pushf(&v, "%s_PORT=%u", upper, s->port);
-		const char *url = json_string_value(json_object_get(d, "url"));
-		if (s->config->kind == CONFIG_SERVICE_POSTGRESQL && !have_db && url) {
-			r |= strv_pushf(&v, "DATABASE_URL=%s", url);
-			have_db = true;
-		}
-		if (s->config->kind == CONFIG_SERVICE_REDIS && !have_redis && url) {
-			r |= strv_pushf(&v, "REDIS_URL=%s", url);
-			have_redis = true;
+		/* The first relationship to a type sets its variable (DATABASE_URL, ...). */
+		if (t->url_variable && !have_url[s->config->kind]) {
+			_cleanup_free_ char *url = NULL;
+			if (t->url(s, rel->name, &url) < 0) {
+				json_decref(d);
+				json_decref(rels);
+				return -ENOMEM;
+			}
+			r |= strv_pushf(&v, "%s=%s", t->url_variable, url);
+			have_url[s->config->kind] = true;
 		}
 		json_t *arr = json_array();
 		json_array_append_new(arr, d);
@@ -241,8 +243,9 @@ static int pb_service(Environments *E, EnvRuntime *rt, size_t idx, ProcBuild *b,
 				  .idmapped = volume_idmapped(rt) };
 	b->spec.n_rw = 1;
 	b->spec.workdir = s->data_path;
-	b->envp = strv_new("PATH=/usr/lib/postgresql/bin:/usr/local/bin:/usr/bin:/bin", "HOME=/tmp",
-			   "LANG=C.UTF-8", NULL);
+	char path[600];
+	service_path_variable(s, path, sizeof(path));
+	b->envp = strv_new(path, "HOME=/tmp", "LANG=C.UTF-8", NULL);
 	b->spec.envp = b->envp;
 	CeilingLimits l;
 	ceilings_service(s->config, &l);

@@ -289,7 +289,7 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 				  parent_name);
 		goto fail;
 	}
-	(void)checkpoint_services(E, parent);
+	(void)quiesce_services(E, parent);
 	(void)journal_step(s, jid, "snapshot", NULL);
 	environment_debug_stop_point("create", "snapshot");
 	VolumeFreeze freeze;
