@@ -10,7 +10,9 @@
  *  - env-host.c: config at a commit, checkouts, network namespaces, cgroups, teardown,
  *    ceilings and admission, bringing an environment up from its data;
  *  - environment.c: the operations (environment.h);
- *  - env-recovery.c: background jobs, expiry, crash recovery, init and shutdown.
+ *  - env-recovery.c: background jobs, expiry, crash recovery, init and shutdown;
+ *  - backend-local.c: this host's volumes, network namespaces and sandboxes (backend.h),
+ *    which the others reach only through E->backend.
  */
 #pragma once
 
@@ -33,6 +35,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "backend.h"
 #include "budget.h"
 #include "ceilings.h"
 #include "config.h"
@@ -127,6 +130,7 @@ typedef struct Environments {
 	BudgetMeter *meter;
 	pthread_mutex_t admit_lock; /* counting previews and inserting one */
 	uint64_t disk_pending;	    /* what admitted previews may write before their quota is set */
+	const Backend *backend;	    /* the machine: volumes, networks, processes (backend.h) */
 } Environments;
 
 static inline Environments *envs_of(Core *c)
@@ -202,7 +206,7 @@ int services_rotate_credentials(Environments *E, EnvRuntime *rt, BbxError *err);
 int run_hook(Environments *E, EnvRuntime *rt, const ConfigApplication *app, const char *hook,
 	     const char *script, BbxError *err);
 int apps_start(Environments *E, EnvRuntime *rt, BbxError *err);
-int apps_wait_healthy(EnvRuntime *rt, BbxError *err);
+int apps_wait_healthy(Environments *E, EnvRuntime *rt, BbxError *err);
 int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err);
 
 /* env-host.c */

@@ -379,8 +379,9 @@ int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app, const 
 
 /* A one-shot of the current operation on rt (whose op_lock the caller holds): killed at its
  * deadline, or when rt is destroyed, stopped or the daemon shuts down. */
-static int run_oneshot(EnvRuntime *rt, ProcBuild *b, char **argv, const char *stdin_data,
-		       uint64_t timeout_sec, OneshotResult *res, BbxError *err)
+static int run_oneshot(Environments *E, EnvRuntime *rt, ProcBuild *b, char **argv,
+		       const char *stdin_data, uint64_t timeout_sec, OneshotResult *res,
+		       BbxError *err)
 {
 	EnvOneshotOptions o;
 	envproc_oneshot_options_init(&o);
@@ -389,7 +390,7 @@ static int run_oneshot(EnvRuntime *rt, ProcBuild *b, char **argv, const char *st
 	o.timeout_ms = timeout_sec * 1000;
 	o.cancel_fd = rt->cancel_fd;
 	b->spec.argv = argv;
-	return envproc_run_oneshot_with(&b->spec, &o, res, err);
+	return E->backend->process_run(&b->spec, &o, res, err);
 }
 
 /* Append a one-shot's output to the environment's deploy log, so failures can be read. */
@@ -453,7 +454,7 @@ int service_init(Environments *E, EnvRuntime *rt, size_t i, BbxError *err)
 		snprintf(what, sizeof(what), "%s-init", s->config->name);
 		r = pb_service(E, rt, i, &b, what, err);
 		if (r >= 0)
-			r = run_oneshot(rt, &b, cmd.argv, cmd.stdin_data, 300, &res, err);
+			r = run_oneshot(E, rt, &b, cmd.argv, cmd.stdin_data, 300, &res, err);
 		proc_build_done(&b);
 		if (r >= 0) {
 			append_step_log(E, rt, what, &res);
@@ -488,7 +489,7 @@ int services_start(Environments *E, EnvRuntime *rt, bool cloned, BbxError *err)
 		b.spec.argv = cmd.argv;
 		EnvProc *proc = NULL;
 		if (r >= 0)
-			r = envproc_start(&b.spec, &proc, err);
+			r = E->backend->process_start(&b.spec, &proc, err);
 		if (r >= 0) {
 			pthread_mutex_lock(&rt->lock);
 			rt->service_procs[i] = proc;
@@ -554,7 +555,7 @@ int service_oneshot(Environments *E, EnvRuntime *rt, size_t i, ServiceCommand *c
 	ProcBuild b;
 	int r = pb_service(E, rt, i, &b, what, err);
 	if (r >= 0)
-		r = run_oneshot(rt, &b, cmd->argv, cmd->stdin_data, timeout, res, err);
+		r = run_oneshot(E, rt, &b, cmd->argv, cmd->stdin_data, timeout, res, err);
 	proc_build_done(&b);
 	if (r >= 0)
 		append_step_log(E, rt, what, res);
@@ -606,7 +607,7 @@ int run_hook(Environments *E, EnvRuntime *rt, const ConfigApplication *app, cons
 		   build ? APP_PROC_CODE_WRITABLE | APP_PROC_BUILD : 0, err);
 	if (r >= 0) {
 		_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-e", "-c", script, NULL);
-		r = argv ? run_oneshot(rt, &b, argv, NULL, core_hook_timeout(E->core), &res, err)
+		r = argv ? run_oneshot(E, rt, &b, argv, NULL, core_hook_timeout(E->core), &res, err)
 			 : -ENOMEM;
 		if (r >= 0) {
 			append_step_log(E, rt, what, &res);
@@ -641,7 +642,7 @@ int apps_start(Environments *E, EnvRuntime *rt, BbxError *err)
 		_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-c", app->web_start, NULL);
 		b.spec.argv = argv;
 		EnvProc *proc = NULL;
-		r = argv ? envproc_start(&b.spec, &proc, err) : -ENOMEM;
+		r = argv ? E->backend->process_start(&b.spec, &proc, err) : -ENOMEM;
 		if (r >= 0) {
 			pthread_mutex_lock(&rt->lock);
 			rt->app_procs[i] = proc;
@@ -654,7 +655,7 @@ int apps_start(Environments *E, EnvRuntime *rt, BbxError *err)
 	return 0;
 }
 
-int apps_wait_healthy(EnvRuntime *rt, BbxError *err)
+int apps_wait_healthy(Environments *E, EnvRuntime *rt, BbxError *err)
 {
 	uint64_t deadline = now_monotonic_ms() + APP_HEALTHY_TIMEOUT_MS;
 	for (size_t i = 0; i < rt->config->n_applications; i++) {
@@ -664,8 +665,9 @@ int apps_wait_healthy(EnvRuntime *rt, BbxError *err)
 		if (!app->has_web)
 			continue;
 		for (;;) {
-			int r = netns_http_get(rt->netns_fd, app->web_port, app->web_healthcheck,
-					       5000, &status, NULL, 0, NULL);
+			int r = E->backend->http_get(rt->netns_fd, app->web_port,
+						     app->web_healthcheck, 5000, &status, NULL, 0,
+						     NULL);
 			if (r >= 0 && status >= 200 && status < 400)
 				break;
 			if (envproc_state(rt->app_procs[i]) == ENVPROC_FAILED)
@@ -744,8 +746,8 @@ int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err)
 			if (r >= 0) {
 				_cleanup_strv_free_ char **argv =
 					strv_new("/bin/sh", "-e", "-c", step->command, NULL);
-				r = argv ? run_oneshot(rt, &b, argv, NULL, step->timeout_sec, &res,
-						       err)
+				r = argv ? run_oneshot(E, rt, &b, argv, NULL, step->timeout_sec,
+						       &res, err)
 					 : -ENOMEM;
 				if (r >= 0)
 					append_step_log(E, rt, what, &res);

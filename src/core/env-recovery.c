@@ -239,14 +239,14 @@ static int reconcile(Environments *E, BbxError *err)
 	if (E->pool && pool_volume_list(E->pool, &vv, &vn, NULL) >= 0) {
 		for (size_t i = 0; i < vn; i++)
 			if (!has_record(ev, en, vv[i].name))
-				(void)pool_volume_destroy(E->pool, vv[i].name, false, NULL);
+				(void)E->backend->volume_destroy(E, vv[i].name, false, NULL);
 		volume_info_list_free(vv, vn);
 	}
 	/* Cgroups: every environment's processes died with the previous daemon, so the
 	 * cgroups left are empty husks (or orphans to kill). */
 	char **cg = cgroup_env_names(E);
 	for (size_t i = 0; cg && cg[i]; i++)
-		cgroups_remove_env(E, cg[i]);
+		E->backend->processes_remove(E, cg[i]);
 	strv_free(cg);
 	/* Orphaned namespaces, checkouts, logs and scratch dirs. */
 	static const char *const kinds[] = { "run/netns", "code", "tmp", "logs" };
@@ -263,7 +263,7 @@ static int reconcile(Environments *E, BbxError *err)
 			char p[4096];
 			snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
 			if (k == 0)
-				(void)sandbox_netns_remove(p, NULL);
+				(void)E->backend->network_remove(E, de->d_name, NULL);
 			else
 				(void)rm_rf(p);
 		}
@@ -309,6 +309,7 @@ int environments_init(Core *c, BbxError *err)
 	if (!E)
 		return -ENOMEM;
 	E->core = c;
+	E->backend = &backend_local;
 	pthread_mutex_init(&E->lock, NULL);
 	pthread_mutex_init(&E->pool_lock, NULL);
 	pthread_mutex_init(&E->jobs_lock, NULL);
