@@ -514,36 +514,62 @@ static int wait_or_cancel(EnvRuntime *rt, unsigned ms, BbxError *err)
 	return 0;
 }
 
+typedef enum WaitEnd {
+	WAIT_READY,
+	WAIT_PROC_FAILED, /* the process being waited for keeps exiting */
+	WAIT_TIMED_OUT,
+} WaitEnd;
+
+/*
+ * Call try_once until it returns anything but -EAGAIN (0: ready, another -errno: that error,
+ * err set by it). Between tries, proc failing or the deadline passing ends the wait with
+ * that WaitEnd, for the caller to say what did not come up; rt being cancelled ends it with
+ * -ECANCELED. Pauses start at delay ms and double up to 100 ms.
+ */
+static int wait_until(EnvRuntime *rt, EnvProc *proc, uint64_t deadline, unsigned delay,
+		      int (*try_once)(const void *what, int netns_fd, void *state, BbxError *err),
+		      const void *what, void *state, BbxError *err)
+{
+	for (;;) {
+		int r = try_once(what, rt->netns_fd, state, err);
+		if (r != -EAGAIN)
+			return r < 0 ? r : WAIT_READY;
+		if (envproc_state(proc) == ENVPROC_FAILED)
+			return WAIT_PROC_FAILED;
+		if (now_monotonic_ms() > deadline)
+			return WAIT_TIMED_OUT;
+		r = wait_or_cancel(rt, delay, err);
+		if (r < 0)
+			return r;
+		if (delay < 100)
+			delay *= 2;
+	}
+}
+
+static int service_try(const void *what, int netns_fd, void *state, BbxError *err)
+{
+	const ServiceRuntime *s = what;
+	return service_type_for(s->config->kind)->probe(s, netns_fd, err);
+}
+
 int services_wait_ready(EnvRuntime *rt, BbxError *err)
 {
 	uint64_t deadline = now_monotonic_ms() + SERVICE_READY_TIMEOUT_MS;
 	for (size_t i = 0; i < rt->n_services; i++) {
 		const ServiceRuntime *s = &rt->services[i];
-		const ServiceType *t = service_type_for(s->config->kind);
-		unsigned delay = 10;
-		for (;;) {
-			int r = t->probe(s, rt->netns_fd, err);
-			if (r == 0)
-				break;
-			if (r != -EAGAIN)
-				return r;
-			EnvProcState st = envproc_state(rt->service_procs[i]);
-			if (st == ENVPROC_FAILED)
-				return bbx_error_set(err, -EIO, BBX_FAILED,
-						     "service %s failed to start (see 'branchbox "
-						     "env logs %s %s')",
-						     s->config->name, rt->name, s->config->name);
-			if (now_monotonic_ms() > deadline)
-				return bbx_error_set(
-					err, -ETIMEDOUT, BBX_FAILED,
-					"service %s did not accept connections within %d s",
-					s->config->name, SERVICE_READY_TIMEOUT_MS / 1000);
-			r = wait_or_cancel(rt, delay, err);
-			if (r < 0)
-				return r;
-			if (delay < 100)
-				delay *= 2;
-		}
+		int r = wait_until(rt, rt->service_procs[i], deadline, 10, service_try, s, NULL,
+				   err);
+		if (r == WAIT_PROC_FAILED)
+			return bbx_error_set(err, -EIO, BBX_FAILED,
+					     "service %s failed to start (see 'branchbox env logs "
+					     "%s %s')",
+					     s->config->name, rt->name, s->config->name);
+		if (r == WAIT_TIMED_OUT)
+			return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED,
+					     "service %s did not accept connections within %d s",
+					     s->config->name, SERVICE_READY_TIMEOUT_MS / 1000);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -655,46 +681,50 @@ int apps_start(Environments *E, EnvRuntime *rt, BbxError *err)
 	return 0;
 }
 
+typedef struct HealthTry {
+	const Backend *backend;
+	int r;	    /* the last check's: >= 0 when the application answered */
+	int status; /* its HTTP status then */
+} HealthTry;
+
+static int app_try(const void *what, int netns_fd, void *state, BbxError *err)
+{
+	const ConfigApplication *app = what;
+	HealthTry *h = state;
+	h->r = h->backend->http_get(netns_fd, app->web_port, app->web_healthcheck, 5000, &h->status,
+				    NULL, 0, NULL);
+	return h->r >= 0 && h->status >= 200 && h->status < 400 ? 0 : -EAGAIN;
+}
+
 int apps_wait_healthy(Environments *E, EnvRuntime *rt, BbxError *err)
 {
 	uint64_t deadline = now_monotonic_ms() + APP_HEALTHY_TIMEOUT_MS;
 	for (size_t i = 0; i < rt->config->n_applications; i++) {
 		const ConfigApplication *app = &rt->config->applications[i];
-		int status = 0;
-		unsigned delay = 20;
+		HealthTry h = { .backend = E->backend };
 		if (!app->has_web)
 			continue;
-		for (;;) {
-			int r = E->backend->http_get(rt->netns_fd, app->web_port,
-						     app->web_healthcheck, 5000, &status, NULL, 0,
-						     NULL);
-			if (r >= 0 && status >= 200 && status < 400)
-				break;
-			if (envproc_state(rt->app_procs[i]) == ENVPROC_FAILED)
-				return bbx_error_set(err, -EIO, BBX_FAILED,
-						     "application %s keeps exiting (see 'branchbox "
-						     "env logs %s %s')",
-						     app->name, rt->name, app->name);
-			if (now_monotonic_ms() > deadline) {
-				if (r >= 0)
-					return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED,
-							     "application %s answered %s with HTTP "
-							     "%d, not healthy within %d s",
-							     app->name, app->web_healthcheck,
-							     status, APP_HEALTHY_TIMEOUT_MS / 1000);
-				return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED,
-						     "application %s did not answer on port %u "
-						     "within %d s (see 'branchbox env logs %s %s')",
-						     app->name, app->web_port,
-						     APP_HEALTHY_TIMEOUT_MS / 1000, rt->name,
-						     app->name);
-			}
-			r = wait_or_cancel(rt, delay, err);
-			if (r < 0)
-				return r;
-			if (delay < 100)
-				delay *= 2;
-		}
+		int r = wait_until(rt, rt->app_procs[i], deadline, 20, app_try, app, &h, err);
+		if (r == WAIT_PROC_FAILED)
+			return bbx_error_set(
+				err, -EIO, BBX_FAILED,
+				"application %s keeps exiting (see 'branchbox env logs "
+				"%s %s')",
+				app->name, rt->name, app->name);
+		if (r == WAIT_TIMED_OUT && h.r >= 0)
+			return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED,
+					     "application %s answered %s with HTTP %d, not healthy "
+					     "within %d s",
+					     app->name, app->web_healthcheck, h.status,
+					     APP_HEALTHY_TIMEOUT_MS / 1000);
+		if (r == WAIT_TIMED_OUT)
+			return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED,
+					     "application %s did not answer on port %u within %d s "
+					     "(see 'branchbox env logs %s %s')",
+					     app->name, app->web_port,
+					     APP_HEALTHY_TIMEOUT_MS / 1000, rt->name, app->name);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
