@@ -45,6 +45,22 @@ static void upper_name(const char *s, char *buf, size_t size)
 	buf[i] = '\0';
 }
 
+/* What every process of an application gets, its build hook included. */
+static int common_variables(EnvRuntime *rt, const ConfigApplication *app, char ***v)
+{
+	int r = 0;
+	r |= strv_push(v, "PATH=/usr/local/bin:/usr/bin:/bin");
+	r |= strv_push(v, "HOME=/tmp");
+	r |= strv_push(v, "LANG=C.UTF-8");
+	r |= strv_pushf(v, "PLATFORM_APPLICATION_NAME=%s", app->name);
+	r |= strv_pushf(v, "PLATFORM_ENVIRONMENT=%s", rt->name);
+	r |= strv_pushf(v, "PLATFORM_ENVIRONMENT_TYPE=%s",
+			rt->preview ? "development" : "production");
+	r |= strv_pushf(v, "BRANCHBOX_ENVIRONMENT=%s", rt->name);
+	r |= strv_pushf(v, "BRANCHBOX_COMMIT=%s", rt->commit);
+	return r;
+}
+
 /* The variables an application (and its hooks, and `env exec`) gets. */
 static int app_environment(EnvRuntime *rt, const ConfigApplication *app, char ***ret)
 {
@@ -56,16 +72,8 @@ static int app_environment(EnvRuntime *rt, const ConfigApplication *app, char **
 	json_t *rels = json_object();
 	if (!rels)
 		return -ENOMEM;
-	r |= strv_push(&v, "PATH=/usr/local/bin:/usr/bin:/bin");
-	r |= strv_push(&v, "HOME=/tmp");
-	r |= strv_push(&v, "LANG=C.UTF-8");
+	r |= common_variables(rt, app, &v);
 	r |= strv_pushf(&v, "PORT=%u", app->web_port);
-	r |= strv_pushf(&v, "PLATFORM_APPLICATION_NAME=%s", app->name);
-	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT=%s", rt->name);
-	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT_TYPE=%s",
-			rt->preview ? "development" : "production");
-	r |= strv_pushf(&v, "BRANCHBOX_ENVIRONMENT=%s", rt->name);
-	r |= strv_pushf(&v, "BRANCHBOX_COMMIT=%s", rt->commit);
 	for (size_t k = 0; k < app->n_relationships; k++) {
 		const ConfigRelationship *rel = &app->relationships[k];
 		const ServiceRuntime *s = runtime_service(rt, rel->service, NULL);
@@ -126,15 +134,7 @@ static int build_environment(EnvRuntime *rt, const ConfigApplication *app, char 
 {
 	_cleanup_strv_free_ char **v = NULL;
 	int r = 0;
-	r |= strv_push(&v, "PATH=/usr/local/bin:/usr/bin:/bin");
-	r |= strv_push(&v, "HOME=/tmp");
-	r |= strv_push(&v, "LANG=C.UTF-8");
-	r |= strv_pushf(&v, "PLATFORM_APPLICATION_NAME=%s", app->name);
-	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT=%s", rt->name);
-	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT_TYPE=%s",
-			rt->preview ? "development" : "production");
-	r |= strv_pushf(&v, "BRANCHBOX_ENVIRONMENT=%s", rt->name);
-	r |= strv_pushf(&v, "BRANCHBOX_COMMIT=%s", rt->commit);
+	r |= common_variables(rt, app, &v);
 	for (size_t k = 0; k < app->n_env; k++)
 		r |= strv_pushf(&v, "%s=%s", app->env[k].name, app->env[k].value);
 	if (r)
