@@ -302,18 +302,8 @@ void cfg_parse_application(Ctx *x, const YamlNode *k, const YamlNode *n, ConfigA
 	app->web_healthcheck = cfg_strdup(x, "/");
 	app->source_root = cfg_strdup(x, ".");
 	app->resources = (ConfigResources){ DEFAULT_APP_CPU, DEFAULT_APP_MEMORY };
-	if (!name_is_valid(k->text))
-		cfg_err(x, k, path,
-			"invalid application name: expected 1-63 of [a-z0-9-_.], starting with a "
-			"letter "
-			"or digit");
-	if (yaml_node_is_null(n)) {
-		cfg_err(x, k, cfg_join(sub, path, "type"), "missing required key");
+	if (!cfg_named_mapping(x, k, n, path, "application", keys))
 		return;
-	}
-	if (!cfg_want_mapping(x, n, path))
-		return;
-	cfg_check_keys(x, n, path, keys);
 
 	if ((v = cfg_get(n, "source")) && cfg_want_mapping(x, v, cfg_join(sub, path, "source"))) {
 		cfg_check_keys(x, v, sub, source_keys);

@@ -291,3 +291,23 @@ void cfg_parse_resources(Ctx *x, const YamlNode *n, const char *path, ConfigReso
 	    cfg_want_size(x, v, cfg_join(sub, path, "memory"), &res->memory_bytes))
 		res->set |= CONFIG_SET_MEMORY;
 }
+
+bool cfg_named_mapping(Ctx *x, const YamlNode *k, const YamlNode *n, const char *path,
+		       const char *what, const char *const *keys)
+{
+	char sub[PATH_MAX_LEN];
+
+	if (!name_is_valid(k->text))
+		cfg_err(x, k, path,
+			"invalid %s name: expected 1-63 of [a-z0-9-_.], starting with a letter or "
+			"digit",
+			what);
+	if (yaml_node_is_null(n)) {
+		cfg_err(x, k, cfg_join(sub, path, "type"), "missing required key");
+		return false;
+	}
+	if (!cfg_want_mapping(x, n, path))
+		return false;
+	cfg_check_keys(x, n, path, keys);
+	return true;
+}

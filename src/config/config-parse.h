@@ -74,6 +74,10 @@ bool cfg_relative_path_ok(const char *s);
 char *cfg_normalize_relative(Ctx *x, const char *s);
 bool cfg_url_path_ok(const char *s);
 void cfg_parse_resources(Ctx *x, const YamlNode *n, const char *path, ConfigResources *res);
+/* The start of a named entry (an application, a service): the name k checked, the value n a
+ * mapping with only keys (NULL-terminated). False when there is nothing more to read. */
+bool cfg_named_mapping(Ctx *x, const YamlNode *k, const YamlNode *n, const char *path,
+		       const char *what, const char *const *keys);
 
 /* The sections. */
 void cfg_parse_application(Ctx *x, const YamlNode *k, const YamlNode *n, ConfigApplication *app);

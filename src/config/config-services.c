@@ -91,18 +91,8 @@ void cfg_parse_service(Ctx *x, const YamlNode *k, const YamlNode *n, ConfigServi
 	svc->disk_bytes = DEFAULT_SERVICE_DISK;
 	svc->resources = (ConfigResources){ DEFAULT_SERVICE_CPU, DEFAULT_SERVICE_MEMORY };
 	svc->kind = _CONFIG_SERVICE_KIND_MAX;
-	if (!name_is_valid(k->text))
-		cfg_err(x, k, path,
-			"invalid service name: expected 1-63 of [a-z0-9-_.], starting with a "
-			"letter or "
-			"digit");
-	if (yaml_node_is_null(n)) {
-		cfg_err(x, k, cfg_join(sub, path, "type"), "missing required key");
+	if (!cfg_named_mapping(x, k, n, path, "service", keys))
 		return;
-	}
-	if (!cfg_want_mapping(x, n, path))
-		return;
-	cfg_check_keys(x, n, path, keys);
 	if ((v = cfg_get(n, "type")) &&
 	    cfg_want_string(x, v, cfg_join(sub, path, "type"), &svc->type)) {
 		const char *colon = strchr(v->text, ':');

@@ -644,25 +644,40 @@ static int publish(Pool *p, const char *staging, const char *name, BbxError *err
 	return 0;
 }
 
+/*
+ * Make volume name under a staging name, empty (src NULL) or as a snapshot of src, and move it
+ * into place only when complete: a kill -9 leaves a staging entry (removed at the next open)
+ * or the whole volume, never half of one. what names the debug stop points.
+ */
+static int staged(Pool *p, const char *name, const char *what, const char *src,
+		  const VolumeFreeze *freeze, BbxError *err)
+{
+	_cleanup_free_ char *staging = NULL;
+	char point[64];
+	if (storage_staging_name("staging", name, &staging) < 0)
+		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
+	int r = src ? p->drv->snapshot(p->root_fd, src, staging, freeze, err)
+		    : p->drv->create(p->root_fd, staging, err);
+	if (r < 0) {
+		(void)p->drv->destroy(p->root_fd, staging, false, NULL);
+		return r;
+	}
+	snprintf(point, sizeof(point), "%s:after-staging", what);
+	storage_debug_stop(point);
+	r = publish(p, staging, name, err);
+	if (r < 0)
+		return r;
+	snprintf(point, sizeof(point), "%s:after-rename", what);
+	storage_debug_stop(point);
+	return 0;
+}
+
 int pool_volume_create(Pool *p, const char *name, BbxError *err)
 {
 	int r = require_exists(p, name, false, err);
 	if (r < 0)
 		return r;
-	_cleanup_free_ char *staging = NULL;
-	if (storage_staging_name("staging", name, &staging) < 0)
-		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
-	r = p->drv->create(p->root_fd, staging, err);
-	if (r < 0) {
-		(void)p->drv->destroy(p->root_fd, staging, false, NULL);
-		return r;
-	}
-	storage_debug_stop("volume-create:after-staging");
-	r = publish(p, staging, name, err);
-	if (r < 0)
-		return r;
-	storage_debug_stop("volume-create:after-rename");
-	return 0;
+	return staged(p, name, "volume-create", NULL, NULL, err);
 }
 
 int pool_volume_check_layout(Pool *p, const char *name, BbxError *err)
@@ -685,20 +700,7 @@ int pool_volume_snapshot(Pool *p, const char *src, const char *dst, const Volume
 	r = p->drv->check_layout(p->root_fd, src, err);
 	if (r < 0)
 		return r;
-	_cleanup_free_ char *staging = NULL;
-	if (storage_staging_name("staging", dst, &staging) < 0)
-		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
-	r = p->drv->snapshot(p->root_fd, src, staging, freeze, err);
-	if (r < 0) {
-		(void)p->drv->destroy(p->root_fd, staging, false, NULL);
-		return r;
-	}
-	storage_debug_stop("volume-snapshot:after-staging");
-	r = publish(p, staging, dst, err);
-	if (r < 0)
-		return r;
-	storage_debug_stop("volume-snapshot:after-rename");
-	return 0;
+	return staged(p, dst, "volume-snapshot", src, freeze, err);
 }
 
 int pool_volume_destroy(Pool *p, const char *name, bool sync, BbxError *err)
