@@ -320,6 +320,7 @@ fail:
 static int name_and_hierarchy(const char *root, const char *name, SandboxCgroupMode *ret_mode,
 			      char **ret_base, BbxError *err)
 {
+	*ret_mode = SANDBOX_CGROUP_V2; /* defined on every path, for the analyzer's sake */
 	int r = sandbox_cgroup_name_check(name);
 	if (r < 0)
 		return bbx_error_set(err, r, BBX_INVALID, "cgroup name '%s' is not valid", name);
