@@ -106,7 +106,10 @@ static void expire_job(EnvJob *job)
 	expire_one(job->E->core, job->name);
 }
 
-/* Previews whose TTL has passed (a list the caller frees with strv_free). */
+/* Previews whose TTL has passed (a list the caller frees with strv_free). One still being
+ * created is left to finish first: expiring it mid-create failed the create with "stopped or
+ * destroyed meanwhile" whenever creating took longer than a short TTL, and a create the
+ * daemon died in is finished or undone by recovery, not by expiry. */
 static int expired_names(Core *c, char ***ret, BbxError *err)
 {
 	EnvRecord *v = NULL;
@@ -118,7 +121,7 @@ static int expired_names(Core *c, char ***ret, BbxError *err)
 		return r;
 	for (size_t i = 0; i < n; i++)
 		if (!strcmp(v[i].kind, "preview") && v[i].expires_at && v[i].expires_at <= now &&
-		    v[i].state != ENV_DESTROYING)
+		    v[i].state != ENV_DESTROYING && v[i].state != ENV_CREATING)
 			if (strv_push(&names, v[i].name) < 0) {
 				env_records_free(v, n);
 				strv_free(names);
