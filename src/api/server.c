@@ -1,4 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Why this is one file of about 900 lines: it is the one place that speaks libmicrohttpd, a
+ * single state machine around MHD's callbacks (admit, accumulate the body within its limits,
+ * run the route, answer, audit on completion) plus its listeners. Routes live in routes*.c.
+ * The seam, when a second transport (MCP) joins, is the reply/request helpers at the top
+ * (api_reply_*, api_request_*) into server-request.c.
+ */
 #include "api.h"
 
 #include <arpa/inet.h>

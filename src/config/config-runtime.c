@@ -188,21 +188,12 @@ int config_check_runtimes(const ProjectConfig *c, const char *root, ConfigDiagno
 
 		switch (runtime_table[t].layout) {
 		case LAYOUT_VERSIONED_FILE:
-			r = asprintf(&want, "%s/%s/%s%s", root, runtime_table[t].dir,
-				     runtime_table[t].prefix, app->runtime_version);
-			if (r < 0) {
-				want = NULL; /* undefined after a failed asprintf */
-				break;
-			}
-			ok = executable(want);
-			if (!ok)
-				r = list_found(root, runtime_table[t].dir, runtime_table[t].prefix,
-					       &found);
-			break;
-		case LAYOUT_VERSIONED_DIR:
-			r = asprintf(&want, "%s/%s/%s%s/%s", root, runtime_table[t].dir,
+		case LAYOUT_VERSIONED_DIR: {
+			/* DIR/PREFIXVERSION, or DIR/PREFIXVERSION/INSIDE */
+			bool in_dir = runtime_table[t].layout == LAYOUT_VERSIONED_DIR;
+			r = asprintf(&want, "%s/%s/%s%s%s%s", root, runtime_table[t].dir,
 				     runtime_table[t].prefix, app->runtime_version,
-				     runtime_table[t].inside);
+				     in_dir ? "/" : "", in_dir ? runtime_table[t].inside : "");
 			if (r < 0) {
 				want = NULL; /* undefined after a failed asprintf */
 				break;
@@ -212,6 +203,7 @@ int config_check_runtimes(const ProjectConfig *c, const char *root, ConfigDiagno
 				r = list_found(root, runtime_table[t].dir, runtime_table[t].prefix,
 					       &found);
 			break;
+		}
 		case LAYOUT_ASK_BINARY:
 			snprintf(path, sizeof(path), "%s/%s/%s", root, runtime_table[t].dir,
 				 runtime_table[t].prefix);

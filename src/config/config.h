@@ -134,11 +134,27 @@ typedef struct ConfigApplication {
 	ConfigResources resources;
 } ConfigApplication;
 
+/* Adding a service type: a value here, a row in config_service_types[]
+ * (config-service-types.c) and its ServiceType in src/core (service-TYPE.c, service.c). */
 typedef enum ConfigServiceKind {
 	CONFIG_SERVICE_POSTGRESQL,
 	CONFIG_SERVICE_REDIS,
 	_CONFIG_SERVICE_KIND_MAX,
 } ConfigServiceKind;
+
+/* What config knows of a service type: data only. How it runs is core's ServiceType, whose
+ * table test-service checks against this one (same kinds, same names, SQL alike). */
+typedef struct ConfigServiceType {
+	ConfigServiceKind kind;
+	const char *name;	     /* "postgresql", the part of `type` before the colon */
+	const char *example_version; /* for messages: "15" */
+	bool sql;		     /* sanitize and validate steps may send it SQL */
+} ConfigServiceType;
+
+/* Indexed by kind, _CONFIG_SERVICE_KIND_MAX rows. */
+extern const ConfigServiceType config_service_types[];
+/* NULL for _CONFIG_SERVICE_KIND_MAX (a type that did not parse). */
+const ConfigServiceType *config_service_type(ConfigServiceKind kind);
 
 typedef struct ConfigService {
 	char *name;

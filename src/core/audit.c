@@ -12,24 +12,8 @@
 
 #include "core-internal.h"
 #include "file-util.h"
+#include "ledger.h"
 #include "strbuf.h"
-
-enum {
-	F_SEQ,
-	F_TIME,
-	F_REQUEST_ID,
-	F_PRINCIPAL,
-	F_TOKEN_ID,
-	F_INTERFACE,
-	F_ACTION,
-	F_RESOURCE,
-	F_DECISION,
-	F_REASON,
-	F_DIGEST,
-	F_OUTCOME,
-	F_PREV,
-	_F_MAX
-};
 
 int audit_init(Core *c, BbxError *err)
 {
@@ -57,13 +41,13 @@ static void put_field(crypto_hash_sha256_state *st, const char *s)
 
 /* The one definition of a record's hash, shared by append and verify. Streamed: no
  * allocation on the append path. */
-static int fields_hash(const char *const f[_F_MAX], char hex[65])
+static int fields_hash(const char *const f[_LEDGER_FIELD_MAX], char hex[65])
 {
 	crypto_hash_sha256_state st;
 	unsigned char h[crypto_hash_sha256_BYTES];
 
 	crypto_hash_sha256_init(&st);
-	for (int i = 0; i < _F_MAX; i++)
+	for (int i = 0; i < _LEDGER_FIELD_MAX; i++)
 		put_field(&st, f[i]);
 	crypto_hash_sha256_final(&st, h);
 	sodium_bin2hex(hex, 65, h, sizeof(h));
@@ -98,115 +82,50 @@ struct AuditQueue {
 	bool stop;
 	bool running;
 	pthread_t thread;
-	/* Prepared once, used only under the store lock: parsing SQL per record was a
-	 * measurable share of an audited request. */
-	sqlite3_stmt *head_st;
-	sqlite3_stmt *insert_st;
 };
 
-#define SQL_HEAD "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
-#define SQL_INSERT                                                                                 \
-	"INSERT INTO audit (seq, time, request_id, principal, token_id, interface, action, "       \
-	"resource, decision, reason, request_digest, outcome, prev_hash, hash) "                   \
-	"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-
-/* A cached statement (reset) or a fresh one the caller finalizes (*fresh set). */
-static int stmt_get(Core *c, sqlite3_stmt **cache, const char *sql, sqlite3_stmt **ret, bool *fresh)
-{
-	sqlite3 *db = store_db(core_store(c));
-	int rc;
-
-	if (c->audit_queue) {
-		if (!*cache) {
-			rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, cache,
-						NULL);
-			if (rc != SQLITE_OK)
-				return rc;
-		}
-		sqlite3_reset(*cache);
-		sqlite3_clear_bindings(*cache);
-		*ret = *cache;
-		*fresh = false;
-		return SQLITE_OK;
-	}
-	*fresh = true;
-	return sqlite3_prepare_v2(db, sql, -1, ret, NULL);
-}
-
-static void stmt_put(sqlite3_stmt *st, bool fresh)
-{
-	if (fresh)
-		sqlite3_finalize(st);
-	else if (st)
-		sqlite3_reset(st);
-}
-
+/* The store prepares the head and insert statements once: parsing SQL per record was a
+ * measurable share of an audited request. */
 static int audit_head(Core *c, int64_t *ret_size, char prev[65], BbxError *err)
 {
-	sqlite3_stmt *st = NULL;
-	bool fresh = false;
-	int rc;
-
-	*ret_size = 0;
-	snprintf(prev, 65, "%s", AUDIT_GENESIS_HASH);
-	rc = stmt_get(c, c->audit_queue ? &c->audit_queue->head_st : NULL, SQL_HEAD, &st, &fresh);
-	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		*ret_size = sqlite3_column_int64(st, 0);
-		snprintf(prev, 65, "%s", (const char *)sqlite3_column_text(st, 1));
-		rc = SQLITE_DONE;
-	}
-	stmt_put(st, fresh);
-	if (rc != SQLITE_DONE)
-		return store_error(core_store(c), rc, "audit head", err);
-	return 0;
+	return ledger_head_locked(core_store(c), ret_size, prev, err);
 }
 
 /* Append after the head (*seq, prev), which advance to the new record on success. */
 static int append_at(Core *c, const AuditRecord *r, int64_t *seq_io, char prev[65], BbxError *err)
 {
 	Store *s = core_store(c);
-	sqlite3_stmt *st = NULL;
 	char hash[65], seq_s[24], time_s[40];
 	const Principal *p = r->principal;
 	const char *token_id = p && p->token_id[0] ? p->token_id : NULL;
 	int64_t seq = *seq_io + 1;
-	bool fresh = false;
-	int rc, ret;
+	int ret;
 
 	now_iso(time_s, sizeof(time_s));
 	snprintf(seq_s, sizeof(seq_s), "%lld", (long long)seq);
 
-	const char *f[_F_MAX] = {
-		[F_SEQ] = seq_s,
-		[F_TIME] = time_s,
-		[F_REQUEST_ID] = r->request_id,
-		[F_PRINCIPAL] = principal_label(p),
-		[F_TOKEN_ID] = token_id,
-		[F_INTERFACE] = r->interface,
-		[F_ACTION] = r->action,
-		[F_RESOURCE] = r->resource,
-		[F_DECISION] = r->decision,
-		[F_REASON] = r->reason,
-		[F_DIGEST] = r->request_digest,
-		[F_OUTCOME] = r->outcome,
-		[F_PREV] = prev,
+	const char *f[_LEDGER_FIELD_MAX] = {
+		[LEDGER_SEQ] = seq_s,
+		[LEDGER_TIME] = time_s,
+		[LEDGER_REQUEST_ID] = r->request_id,
+		[LEDGER_PRINCIPAL] = principal_label(p),
+		[LEDGER_TOKEN_ID] = token_id,
+		[LEDGER_INTERFACE] = r->interface,
+		[LEDGER_ACTION] = r->action,
+		[LEDGER_RESOURCE] = r->resource,
+		[LEDGER_DECISION] = r->decision,
+		[LEDGER_REASON] = r->reason,
+		[LEDGER_DIGEST] = r->request_digest,
+		[LEDGER_OUTCOME] = r->outcome,
+		[LEDGER_PREV] = prev,
 	};
 	ret = fields_hash(f, hash);
 	if (ret < 0)
 		return ret;
 
-	rc = stmt_get(c, c->audit_queue ? &c->audit_queue->insert_st : NULL, SQL_INSERT, &st,
-		      &fresh);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, seq);
-		for (int i = F_TIME; i < _F_MAX; i++)
-			sqlite3_bind_text(st, i + 1, f[i], -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 14, hash, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-	}
-	stmt_put(st, fresh);
-	if (rc != SQLITE_DONE)
-		return store_error(s, rc, "audit append", err);
+	ret = ledger_insert_locked(s, seq, f, hash, err);
+	if (ret < 0)
+		return ret;
 	*seq_io = seq;
 	memcpy(prev, hash, 65);
 	return 0;
@@ -314,10 +233,6 @@ void audit_stop(Core *c)
 		pthread_mutex_unlock(&q->lock);
 		pthread_join(q->thread, NULL);
 	}
-	store_lock(core_store(c));
-	sqlite3_finalize(q->head_st);
-	sqlite3_finalize(q->insert_st);
-	store_unlock(core_store(c));
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->work);
 	free(q);
@@ -500,163 +415,114 @@ int audit_checkpoint_check_signature(const AuditCheckpoint *cp, const char *expe
 
 /* --- verification ------------------------------------------------------------------- */
 
-static const char *col(sqlite3_stmt *st, int i)
+typedef struct VerifyState {
+	const AuditCheckpoint *cp;
+	AuditVerifyResult res;
+	char prev[65];
+	int64_t expect;
+	BbxError *err;
+} VerifyState;
+
+static int verify_row(int64_t seq, const char *const f[_LEDGER_FIELD_MAX], const char *stored,
+		      void *userdata)
 {
-	return (const char *)sqlite3_column_text(st, i);
+	VerifyState *v = userdata;
+	char hash[65];
+
+	if (seq != v->expect) {
+		v->res.bad_seq = v->expect;
+		return bbx_error_set(
+			v->err, -EBADMSG, BBX_INVALID,
+			"seq %lld: expected seq %lld (a record was deleted or reordered)",
+			(long long)v->expect, (long long)v->expect);
+	}
+	if (!f[LEDGER_PREV] || strcmp(f[LEDGER_PREV], v->prev)) {
+		v->res.bad_seq = seq;
+		return bbx_error_set(v->err, -EBADMSG, BBX_INVALID,
+				     "seq %lld: prev_hash does not link to the hash of seq %lld",
+				     (long long)seq, (long long)seq - 1);
+	}
+	if (fields_hash(f, hash) < 0)
+		return -ENOMEM;
+	if (!stored || strcmp(stored, hash)) {
+		v->res.bad_seq = seq;
+		return bbx_error_set(v->err, -EBADMSG, BBX_INVALID,
+				     "seq %lld: hash does not match the record's contents "
+				     "(the record was changed)",
+				     (long long)seq);
+	}
+	if (v->cp && seq == v->cp->size && strcmp(hash, v->cp->head_hash)) {
+		v->res.bad_seq = seq;
+		return bbx_error_set(
+			v->err, -EBADMSG, BBX_INVALID,
+			"seq %lld: the log up to here differs from the signed checkpoint "
+			"(records up to seq %lld were rewritten)",
+			(long long)seq, (long long)seq);
+	}
+	memcpy(v->prev, hash, sizeof(v->prev));
+	v->expect++;
+	return 0;
 }
 
 int audit_verify_db(const char *db_path, const AuditCheckpoint *cp, AuditVerifyResult *ret,
 		    BbxError *err)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	char prev[65] = AUDIT_GENESIS_HASH, hash[65], seq_s[24];
-	int64_t expect = 1;
-	int rc, r = 0;
+	VerifyState v = { .cp = cp,
+			  .res = { .head_hash = AUDIT_GENESIS_HASH },
+			  .prev = AUDIT_GENESIS_HASH,
+			  .expect = 1,
+			  .err = err };
 
-	AuditVerifyResult res = { .head_hash = AUDIT_GENESIS_HASH };
-	rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL);
-	if (rc != SQLITE_OK) {
-		r = bbx_error_set(err, -EIO, BBX_INVALID, "%s: %s", db_path,
-				  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	int r = ledger_walk_file(db_path, verify_row, &v, err);
+	if (r < 0)
 		goto out;
-	}
-	sqlite3_busy_timeout(db, 5000);
-	rc = sqlite3_prepare_v2(
-		db,
-		"SELECT seq, time, request_id, principal, token_id, interface, action, resource, "
-		"decision, reason, request_digest, outcome, prev_hash, hash FROM audit ORDER BY "
-		"seq",
-		-1, &st, NULL);
-	if (rc != SQLITE_OK) {
-		r = bbx_error_set(err, -EIO, BBX_INVALID, "%s: %s", db_path, sqlite3_errmsg(db));
-		goto out;
-	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int64_t seq = sqlite3_column_int64(st, 0);
-		if (seq != expect) {
-			r = bbx_error_set(
-				err, -EBADMSG, BBX_INVALID,
-				"seq %lld: expected seq %lld (a record was deleted or reordered)",
-				(long long)expect, (long long)expect);
-			res.bad_seq = expect;
-			goto out;
-		}
-		snprintf(seq_s, sizeof(seq_s), "%lld", (long long)seq);
-		const char *f[_F_MAX] = { seq_s };
-		for (int i = F_TIME; i < _F_MAX; i++)
-			f[i] = col(st, i);
-		const char *stored_prev = col(st, 12), *stored = col(st, 13);
-		if (!stored_prev || strcmp(stored_prev, prev)) {
-			r = bbx_error_set(
-				err, -EBADMSG, BBX_INVALID,
-				"seq %lld: prev_hash does not link to the hash of seq %lld",
-				(long long)seq, (long long)seq - 1);
-			res.bad_seq = seq;
-			goto out;
-		}
-		if (fields_hash(f, hash) < 0) {
-			r = -ENOMEM;
-			goto out;
-		}
-		if (!stored || strcmp(stored, hash)) {
-			r = bbx_error_set(err, -EBADMSG, BBX_INVALID,
-					  "seq %lld: hash does not match the record's contents "
-					  "(the record was changed)",
-					  (long long)seq);
-			res.bad_seq = seq;
-			goto out;
-		}
-		if (cp && seq == cp->size && strcmp(hash, cp->head_hash)) {
-			r = bbx_error_set(
-				err, -EBADMSG, BBX_INVALID,
-				"seq %lld: the log up to here differs from the signed checkpoint "
-				"(records up to seq %lld were rewritten)",
-				(long long)seq, (long long)seq);
-			res.bad_seq = seq;
-			goto out;
-		}
-		memcpy(prev, hash, sizeof(prev));
-		expect++;
-	}
-	if (rc != SQLITE_DONE) {
-		r = bbx_error_set(err, -EIO, BBX_INVALID, "%s: %s", db_path, sqlite3_errmsg(db));
-		goto out;
-	}
-	res.size = expect - 1;
-	memcpy(res.head_hash, prev, sizeof(prev));
-	if (cp && cp->size > res.size) {
+	v.res.size = v.expect - 1;
+	memcpy(v.res.head_hash, v.prev, sizeof(v.prev));
+	if (cp && cp->size > v.res.size) {
 		r = bbx_error_set(err, -EBADMSG, BBX_INVALID,
 				  "seq %lld: missing; the log has %lld records but the checkpoint "
 				  "covers %lld "
 				  "(the log was truncated)",
-				  (long long)res.size + 1, (long long)res.size,
+				  (long long)v.res.size + 1, (long long)v.res.size,
 				  (long long)cp->size);
-		res.bad_seq = res.size + 1;
+		v.res.bad_seq = v.res.size + 1;
 		goto out;
 	}
-	if (cp && cp->size == 0 && strcmp(cp->head_hash, AUDIT_GENESIS_HASH)) {
+	if (cp && cp->size == 0 && strcmp(cp->head_hash, AUDIT_GENESIS_HASH))
 		r = bbx_error_set(err, -EBADMSG, BBX_INVALID,
 				  "checkpoint: size 0 with a non-genesis head");
-		goto out;
-	}
 out:
-	sqlite3_finalize(st);
-	sqlite3_close_v2(db);
 	if (ret)
-		*ret = res;
+		*ret = v.res;
 	return r;
 }
 
 /* --- queries ------------------------------------------------------------------------ */
 
+static int query_row(int64_t seq, const char *const f[_LEDGER_FIELD_MAX], const char *hash,
+		     void *userdata)
+{
+	json_t *o = json_object();
+	if (!o)
+		return -ENOMEM;
+	json_object_set_new(o, "seq", json_integer(seq));
+	for (int i = LEDGER_TIME; i < _LEDGER_FIELD_MAX; i++)
+		json_object_set_new(o, ledger_field_names[i],
+				    f[i] ? json_string(f[i]) : json_null());
+	json_object_set_new(o, "hash", hash ? json_string(hash) : json_null());
+	return json_array_append_new(userdata, o) < 0 ? -ENOMEM : 0;
+}
+
 int audit_query(Core *c, const char *resource, const char *since, int64_t limit, json_t **ret,
 		BbxError *err)
 {
-	Store *s = core_store(c);
-	sqlite3_stmt *st = NULL;
 	json_t *arr = json_array();
-	int rc;
-
 	if (!arr)
 		return -ENOMEM;
-	store_read_lock(s);
-	/* Only the filters given, so SQLite can walk the resource index backwards (an
-	 * "?1 IS NULL OR ..." form made every query a full scan of the ledger). */
-	char sql[640];
-	snprintf(sql, sizeof(sql),
-		 "SELECT * FROM (SELECT seq, time, request_id, principal, token_id, interface, "
-		 "action, "
-		 "resource, decision, reason, request_digest, outcome, prev_hash, hash FROM audit "
-		 "WHERE %s AND %s ORDER BY seq DESC LIMIT ?3) ORDER BY seq",
-		 resource ? "resource = ?1" : "1", since ? "time >= ?2" : "1");
-	rc = sqlite3_prepare_v2(store_read_db(s), sql, -1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		static const char *const names[] = {
-			"seq",	     "time",	  "request_id",	    "principal",
-			"token_id",  "interface", "action",	    "resource",
-			"decision",  "reason",	  "request_digest", "outcome",
-			"prev_hash", "hash"
-		};
-		sqlite3_bind_text(st, 1, resource, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, since, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, limit);
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			json_t *o = json_object();
-			json_object_set_new(o, "seq", json_integer(sqlite3_column_int64(st, 0)));
-			for (int i = 1; i < (int)ELEMENTSOF(names); i++)
-				json_object_set_new(o, names[i],
-						    col(st, i) ? json_string(col(st, i))
-							       : json_null());
-			json_array_append_new(arr, o);
-		}
-	}
-	sqlite3_finalize(st);
-	store_read_unlock(s);
-	if (rc != SQLITE_DONE) {
+	int r = ledger_query(core_store(c), resource, since, limit, query_row, arr, err);
+	if (r < 0) {
 		json_decref(arr);
-		return bbx_error_set(err, -EIO, BBX_INTERNAL, "state database: audit query: %s",
-				     sqlite3_errstr(rc));
+		return r;
 	}
 	*ret = arr;
 	return 0;

@@ -11,6 +11,7 @@
 #include "core-internal.h"
 #include "file-util.h"
 #include "parse.h"
+#include "service.h"
 #include "uid-range.h"
 
 int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
@@ -29,6 +30,11 @@ int core_new(const CoreOptions *opts, Core **ret, BbxError *err)
 	if (!S_ISDIR(st.st_mode))
 		return bbx_error_set(err, -ENOTDIR, BBX_INVALID, "repository %s: not a directory",
 				     opts->repo_path);
+	/* A service type added to config and not to core (or the reverse) stops here, not at
+	 * the first environment that names it. */
+	r = service_types_check(err);
+	if (r < 0)
+		return r;
 
 	_cleanup_(core_freep) Core *c = calloc(1, sizeof(*c));
 	if (!c)

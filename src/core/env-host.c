@@ -157,32 +157,6 @@ static int checkout_code(Environments *E, const char *name, const char *commit, 
 	return 0;
 }
 
-static int network_up(Environments *E, EnvRuntime *rt, BbxError *err)
-{
-	char path[4096];
-	if (rt->netns_fd >= 0)
-		return 0;
-	env_path(E, path, sizeof(path), "run/netns", rt->name);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		char dir[4096];
-		snprintf(dir, sizeof(dir), "%s/run/netns", E->state_dir);
-		int r = mkdir_p(dir, 0700);
-		if (r < 0)
-			return bbx_error_set(err, r, BBX_INTERNAL, "%s: %s", dir, strerror(-r));
-		r = sandbox_netns_create(path, err);
-		if (r < 0)
-			return r;
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return bbx_error_set(err, -errno, BBX_INTERNAL, "%s: %m", path);
-	}
-	pthread_mutex_lock(&rt->lock);
-	rt->netns_fd = fd;
-	pthread_mutex_unlock(&rt->lock);
-	return 0;
-}
-
 #define CGROUP_ROOT "/sys/fs/cgroup"
 
 /* Kill and remove an environment's cgroups: each process's, then the environment's.
@@ -268,20 +242,13 @@ int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync, BbxEr
 		rt->netns_fd = safe_close(rt->netns_fd);
 		pthread_mutex_unlock(&rt->lock);
 	}
-	cgroups_remove_env(E, name);
-	env_path(E, path, sizeof(path), "run/netns", name);
-	r = sandbox_netns_remove(path, NULL);
+	E->backend->processes_remove(E, name);
+	r = E->backend->network_remove(E, name, ret == 0 ? err : NULL);
 	if (r < 0 && r != -ENOENT && ret == 0)
-		ret = bbx_error_set(err, r, BBX_INTERNAL, "removing network namespace %s: %s", path,
-				    strerror(-r));
-	pthread_mutex_lock(&E->pool_lock);
-	r = E->pool ? pool_volume_exists(E->pool, name) : 0;
-	if (r > 0) {
-		r = pool_volume_destroy(E->pool, name, sync, err);
-		if (r < 0 && ret == 0)
-			ret = r;
-	}
-	pthread_mutex_unlock(&E->pool_lock);
+		ret = r;
+	r = E->backend->volume_destroy(E, name, sync, ret == 0 ? err : NULL);
+	if (r < 0 && ret == 0)
+		ret = r;
 	static const char *const kinds[] = { "code", "tmp", "logs" };
 	for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
 		env_path(E, path, sizeof(path), kinds[i], name);
@@ -297,18 +264,18 @@ int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync, BbxEr
 	return ret;
 }
 
-int checkpoint_services(Environments *E, EnvRuntime *parent)
+int quiesce_services(Environments *E, EnvRuntime *parent)
 {
-	/* A CHECKPOINT on the source just before the snapshot leaves the clone almost no WAL
-	 * to replay, which is what makes a preview of a busy database fast. */
+	/* Each running service's type gets its say before the snapshot (PostgreSQL
+	 * checkpoints); best effort, the snapshot is consistent without it. */
 	for (size_t i = 0; i < parent->n_services; i++) {
 		const ServiceType *t = service_type_for(parent->services[i].config->kind);
-		if (!t->sql_command || !parent->service_procs[i])
+		if (!t->quiesce || !parent->service_procs[i])
 			continue;
 		ServiceCommand cmd = { 0 };
 		OneshotResult res;
-		if (t->sql_command(&parent->services[i], "CHECKPOINT;", &cmd, NULL) >= 0 &&
-		    service_oneshot(E, parent, i, &cmd, "checkpoint", 120, &res, NULL) >= 0)
+		if (t->quiesce(&parent->services[i], &cmd, NULL) >= 0 && cmd.argv &&
+		    service_oneshot(E, parent, i, &cmd, "quiesce", 120, &res, NULL) >= 0)
 			oneshot_result_done(&res);
 		service_command_done(&cmd);
 	}
@@ -607,7 +574,7 @@ int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags
 		if (r < 0)
 			return r;
 	}
-	r = network_up(E, rt, err);
+	r = E->backend->network_up(E, rt, err);
 	if (r < 0)
 		return r;
 	/* The build needs no service (as on Upsun): it runs while the services start. */
@@ -661,7 +628,7 @@ int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags
 	environment_debug_stop_point(op, "app");
 	r = apps_start(E, rt, err);
 	if (r >= 0)
-		r = apps_wait_healthy(rt, err);
+		r = apps_wait_healthy(E, rt, err);
 	if (r < 0)
 		return r;
 	if (run_hooks)

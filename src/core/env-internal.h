@@ -10,7 +10,9 @@
  *  - env-host.c: config at a commit, checkouts, network namespaces, cgroups, teardown,
  *    ceilings and admission, bringing an environment up from its data;
  *  - environment.c: the operations (environment.h);
- *  - env-recovery.c: background jobs, expiry, crash recovery, init and shutdown.
+ *  - env-recovery.c: background jobs, expiry, crash recovery, init and shutdown;
+ *  - backend-local.c: this host's volumes, network namespaces and sandboxes (backend.h),
+ *    which the others reach only through E->backend.
  */
 #pragma once
 
@@ -33,6 +35,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "backend.h"
 #include "budget.h"
 #include "ceilings.h"
 #include "config.h"
@@ -127,6 +130,7 @@ typedef struct Environments {
 	BudgetMeter *meter;
 	pthread_mutex_t admit_lock; /* counting previews and inserting one */
 	uint64_t disk_pending;	    /* what admitted previews may write before their quota is set */
+	const Backend *backend;	    /* the machine: volumes, networks, processes (backend.h) */
 } Environments;
 
 static inline Environments *envs_of(Core *c)
@@ -202,7 +206,7 @@ int services_rotate_credentials(Environments *E, EnvRuntime *rt, BbxError *err);
 int run_hook(Environments *E, EnvRuntime *rt, const ConfigApplication *app, const char *hook,
 	     const char *script, BbxError *err);
 int apps_start(Environments *E, EnvRuntime *rt, BbxError *err);
-int apps_wait_healthy(EnvRuntime *rt, BbxError *err);
+int apps_wait_healthy(Environments *E, EnvRuntime *rt, BbxError *err);
 int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err);
 int run_service_sql(Environments *E, EnvRuntime *rt, const char *service, const char *sql,
 		    const char *what, uint64_t timeout, OneshotResult *res, BbxError *err);
@@ -215,7 +219,7 @@ int ensure_dirs(Environments *E, const char *name);
 void cgroups_remove_env(Environments *E, const char *env);
 char **cgroup_env_names(Environments *E);
 int teardown(Environments *E, const char *name, EnvRuntime *rt, bool sync, BbxError *err);
-int checkpoint_services(Environments *E, EnvRuntime *parent);
+int quiesce_services(Environments *E, EnvRuntime *parent);
 int admit_and_insert(Environments *E, EnvRuntime *rt, const EnvCreateOptions *opts,
 		     const ProjectConfig *config, EnvRecord *nr, BbxError *err);
 void admission_done(Environments *E, EnvRuntime *rt);

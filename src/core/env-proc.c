@@ -45,27 +45,35 @@ static void upper_name(const char *s, char *buf, size_t size)
 	buf[i] = '\0';
 }
 
+/* What every process of an application gets, its build hook included. */
+static int common_variables(EnvRuntime *rt, const ConfigApplication *app, char ***v)
+{
+	int r = 0;
+	r |= strv_push(v, "PATH=/usr/local/bin:/usr/bin:/bin");
+	r |= strv_push(v, "HOME=/tmp");
+	r |= strv_push(v, "LANG=C.UTF-8");
+	r |= strv_pushf(v, "PLATFORM_APPLICATION_NAME=%s", app->name);
+	r |= strv_pushf(v, "PLATFORM_ENVIRONMENT=%s", rt->name);
+	r |= strv_pushf(v, "PLATFORM_ENVIRONMENT_TYPE=%s",
+			rt->preview ? "development" : "production");
+	r |= strv_pushf(v, "BRANCHBOX_ENVIRONMENT=%s", rt->name);
+	r |= strv_pushf(v, "BRANCHBOX_COMMIT=%s", rt->commit);
+	return r;
+}
+
 /* The variables an application (and its hooks, and `env exec`) gets. */
 static int app_environment(EnvRuntime *rt, const ConfigApplication *app, char ***ret)
 {
 	_cleanup_strv_free_ char **v = NULL;
 	char upper[80];
-	bool have_db = false, have_redis = false;
+	bool have_url[_CONFIG_SERVICE_KIND_MAX] = { false };
 	int r = 0;
 
 	json_t *rels = json_object();
 	if (!rels)
 		return -ENOMEM;
-	r |= strv_push(&v, "PATH=/usr/local/bin:/usr/bin:/bin");
-	r |= strv_push(&v, "HOME=/tmp");
-	r |= strv_push(&v, "LANG=C.UTF-8");
+	r |= common_variables(rt, app, &v);
 	r |= strv_pushf(&v, "PORT=%u", app->web_port);
-	r |= strv_pushf(&v, "PLATFORM_APPLICATION_NAME=%s", app->name);
-	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT=%s", rt->name);
-	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT_TYPE=%s",
-			rt->preview ? "development" : "production");
-	r |= strv_pushf(&v, "BRANCHBOX_ENVIRONMENT=%s", rt->name);
-	r |= strv_pushf(&v, "BRANCHBOX_COMMIT=%s", rt->commit);
 	for (size_t k = 0; k < app->n_relationships; k++) {
 		const ConfigRelationship *rel = &app->relationships[k];
 		const ServiceRuntime *s = runtime_service(rt, rel->service, NULL);
@@ -87,14 +95,16 @@ static int app_environment(EnvRuntime *rt, const ConfigApplication *app, char **
 				r |= strv_pushf(&v, "%s_%s=%s", upper, keys[q][0], val);
 		}
 		r |= strv_pushf(&v, "%s_PORT=%u", upper, s->port);
-		const char *url = json_string_value(json_object_get(d, "url"));
-		if (s->config->kind == CONFIG_SERVICE_POSTGRESQL && !have_db && url) {
-			r |= strv_pushf(&v, "DATABASE_URL=%s", url);
-			have_db = true;
-		}
-		if (s->config->kind == CONFIG_SERVICE_REDIS && !have_redis && url) {
-			r |= strv_pushf(&v, "REDIS_URL=%s", url);
-			have_redis = true;
+		/* The first relationship to a type sets its variable (DATABASE_URL, ...). */
+		if (t->url_variable && !have_url[s->config->kind]) {
+			_cleanup_free_ char *url = NULL;
+			if (t->url(s, rel->name, &url) < 0) {
+				json_decref(d);
+				json_decref(rels);
+				return -ENOMEM;
+			}
+			r |= strv_pushf(&v, "%s=%s", t->url_variable, url);
+			have_url[s->config->kind] = true;
 		}
 		json_t *arr = json_array();
 		json_array_append_new(arr, d);
@@ -124,15 +134,7 @@ static int build_environment(EnvRuntime *rt, const ConfigApplication *app, char 
 {
 	_cleanup_strv_free_ char **v = NULL;
 	int r = 0;
-	r |= strv_push(&v, "PATH=/usr/local/bin:/usr/bin:/bin");
-	r |= strv_push(&v, "HOME=/tmp");
-	r |= strv_push(&v, "LANG=C.UTF-8");
-	r |= strv_pushf(&v, "PLATFORM_APPLICATION_NAME=%s", app->name);
-	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT=%s", rt->name);
-	r |= strv_pushf(&v, "PLATFORM_ENVIRONMENT_TYPE=%s",
-			rt->preview ? "development" : "production");
-	r |= strv_pushf(&v, "BRANCHBOX_ENVIRONMENT=%s", rt->name);
-	r |= strv_pushf(&v, "BRANCHBOX_COMMIT=%s", rt->commit);
+	r |= common_variables(rt, app, &v);
 	for (size_t k = 0; k < app->n_env; k++)
 		r |= strv_pushf(&v, "%s=%s", app->env[k].name, app->env[k].value);
 	if (r)
@@ -241,8 +243,9 @@ static int pb_service(Environments *E, EnvRuntime *rt, size_t idx, ProcBuild *b,
 				  .idmapped = volume_idmapped(rt) };
 	b->spec.n_rw = 1;
 	b->spec.workdir = s->data_path;
-	b->envp = strv_new("PATH=/usr/lib/postgresql/bin:/usr/local/bin:/usr/bin:/bin", "HOME=/tmp",
-			   "LANG=C.UTF-8", NULL);
+	char path[600];
+	service_path_variable(s, path, sizeof(path));
+	b->envp = strv_new(path, "HOME=/tmp", "LANG=C.UTF-8", NULL);
 	b->spec.envp = b->envp;
 	CeilingLimits l;
 	ceilings_service(s->config, &l);
@@ -376,8 +379,9 @@ int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app, const 
 
 /* A one-shot of the current operation on rt (whose op_lock the caller holds): killed at its
  * deadline, or when rt is destroyed, stopped or the daemon shuts down. */
-static int run_oneshot(EnvRuntime *rt, ProcBuild *b, char **argv, const char *stdin_data,
-		       uint64_t timeout_sec, OneshotResult *res, BbxError *err)
+static int run_oneshot(Environments *E, EnvRuntime *rt, ProcBuild *b, char **argv,
+		       const char *stdin_data, uint64_t timeout_sec, OneshotResult *res,
+		       BbxError *err)
 {
 	EnvOneshotOptions o;
 	envproc_oneshot_options_init(&o);
@@ -386,7 +390,7 @@ static int run_oneshot(EnvRuntime *rt, ProcBuild *b, char **argv, const char *st
 	o.timeout_ms = timeout_sec * 1000;
 	o.cancel_fd = rt->cancel_fd;
 	b->spec.argv = argv;
-	return envproc_run_oneshot_with(&b->spec, &o, res, err);
+	return E->backend->process_run(&b->spec, &o, res, err);
 }
 
 /* Append a one-shot's output to the environment's deploy log, so failures can be read. */
@@ -450,7 +454,7 @@ int service_init(Environments *E, EnvRuntime *rt, size_t i, BbxError *err)
 		snprintf(what, sizeof(what), "%s-init", s->config->name);
 		r = pb_service(E, rt, i, &b, what, err);
 		if (r >= 0)
-			r = run_oneshot(rt, &b, cmd.argv, cmd.stdin_data, 300, &res, err);
+			r = run_oneshot(E, rt, &b, cmd.argv, cmd.stdin_data, 300, &res, err);
 		proc_build_done(&b);
 		if (r >= 0) {
 			append_step_log(E, rt, what, &res);
@@ -485,7 +489,7 @@ int services_start(Environments *E, EnvRuntime *rt, bool cloned, BbxError *err)
 		b.spec.argv = cmd.argv;
 		EnvProc *proc = NULL;
 		if (r >= 0)
-			r = envproc_start(&b.spec, &proc, err);
+			r = E->backend->process_start(&b.spec, &proc, err);
 		if (r >= 0) {
 			pthread_mutex_lock(&rt->lock);
 			rt->service_procs[i] = proc;
@@ -510,36 +514,62 @@ static int wait_or_cancel(EnvRuntime *rt, unsigned ms, BbxError *err)
 	return 0;
 }
 
+typedef enum WaitEnd {
+	WAIT_READY,
+	WAIT_PROC_FAILED, /* the process being waited for keeps exiting */
+	WAIT_TIMED_OUT,
+} WaitEnd;
+
+/*
+ * Call try_once until it returns anything but -EAGAIN (0: ready, another -errno: that error,
+ * err set by it). Between tries, proc failing or the deadline passing ends the wait with
+ * that WaitEnd, for the caller to say what did not come up; rt being cancelled ends it with
+ * -ECANCELED. Pauses start at delay ms and double up to 100 ms.
+ */
+static int wait_until(EnvRuntime *rt, EnvProc *proc, uint64_t deadline, unsigned delay,
+		      int (*try_once)(const void *what, int netns_fd, void *state, BbxError *err),
+		      const void *what, void *state, BbxError *err)
+{
+	for (;;) {
+		int r = try_once(what, rt->netns_fd, state, err);
+		if (r != -EAGAIN)
+			return r < 0 ? r : WAIT_READY;
+		if (envproc_state(proc) == ENVPROC_FAILED)
+			return WAIT_PROC_FAILED;
+		if (now_monotonic_ms() > deadline)
+			return WAIT_TIMED_OUT;
+		r = wait_or_cancel(rt, delay, err);
+		if (r < 0)
+			return r;
+		if (delay < 100)
+			delay *= 2;
+	}
+}
+
+static int service_try(const void *what, int netns_fd, void *state, BbxError *err)
+{
+	const ServiceRuntime *s = what;
+	return service_type_for(s->config->kind)->probe(s, netns_fd, err);
+}
+
 int services_wait_ready(EnvRuntime *rt, BbxError *err)
 {
 	uint64_t deadline = now_monotonic_ms() + SERVICE_READY_TIMEOUT_MS;
 	for (size_t i = 0; i < rt->n_services; i++) {
 		const ServiceRuntime *s = &rt->services[i];
-		const ServiceType *t = service_type_for(s->config->kind);
-		unsigned delay = 10;
-		for (;;) {
-			int r = t->probe(s, rt->netns_fd, err);
-			if (r == 0)
-				break;
-			if (r != -EAGAIN)
-				return r;
-			EnvProcState st = envproc_state(rt->service_procs[i]);
-			if (st == ENVPROC_FAILED)
-				return bbx_error_set(err, -EIO, BBX_FAILED,
-						     "service %s failed to start (see 'branchbox "
-						     "env logs %s %s')",
-						     s->config->name, rt->name, s->config->name);
-			if (now_monotonic_ms() > deadline)
-				return bbx_error_set(
-					err, -ETIMEDOUT, BBX_FAILED,
-					"service %s did not accept connections within %d s",
-					s->config->name, SERVICE_READY_TIMEOUT_MS / 1000);
-			r = wait_or_cancel(rt, delay, err);
-			if (r < 0)
-				return r;
-			if (delay < 100)
-				delay *= 2;
-		}
+		int r = wait_until(rt, rt->service_procs[i], deadline, 10, service_try, s, NULL,
+				   err);
+		if (r == WAIT_PROC_FAILED)
+			return bbx_error_set(err, -EIO, BBX_FAILED,
+					     "service %s failed to start (see 'branchbox env logs "
+					     "%s %s')",
+					     s->config->name, rt->name, s->config->name);
+		if (r == WAIT_TIMED_OUT)
+			return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED,
+					     "service %s did not accept connections within %d s",
+					     s->config->name, SERVICE_READY_TIMEOUT_MS / 1000);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -551,7 +581,7 @@ int service_oneshot(Environments *E, EnvRuntime *rt, size_t i, ServiceCommand *c
 	ProcBuild b;
 	int r = pb_service(E, rt, i, &b, what, err);
 	if (r >= 0)
-		r = run_oneshot(rt, &b, cmd->argv, cmd->stdin_data, timeout, res, err);
+		r = run_oneshot(E, rt, &b, cmd->argv, cmd->stdin_data, timeout, res, err);
 	proc_build_done(&b);
 	if (r >= 0)
 		append_step_log(E, rt, what, res);
@@ -603,7 +633,7 @@ int run_hook(Environments *E, EnvRuntime *rt, const ConfigApplication *app, cons
 		   build ? APP_PROC_CODE_WRITABLE | APP_PROC_BUILD : 0, err);
 	if (r >= 0) {
 		_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-e", "-c", script, NULL);
-		r = argv ? run_oneshot(rt, &b, argv, NULL, core_hook_timeout(E->core), &res, err)
+		r = argv ? run_oneshot(E, rt, &b, argv, NULL, core_hook_timeout(E->core), &res, err)
 			 : -ENOMEM;
 		if (r >= 0) {
 			append_step_log(E, rt, what, &res);
@@ -638,7 +668,7 @@ int apps_start(Environments *E, EnvRuntime *rt, BbxError *err)
 		_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-c", app->web_start, NULL);
 		b.spec.argv = argv;
 		EnvProc *proc = NULL;
-		r = argv ? envproc_start(&b.spec, &proc, err) : -ENOMEM;
+		r = argv ? E->backend->process_start(&b.spec, &proc, err) : -ENOMEM;
 		if (r >= 0) {
 			pthread_mutex_lock(&rt->lock);
 			rt->app_procs[i] = proc;
@@ -651,45 +681,50 @@ int apps_start(Environments *E, EnvRuntime *rt, BbxError *err)
 	return 0;
 }
 
-int apps_wait_healthy(EnvRuntime *rt, BbxError *err)
+typedef struct HealthTry {
+	const Backend *backend;
+	int r;	    /* the last check's: >= 0 when the application answered */
+	int status; /* its HTTP status then */
+} HealthTry;
+
+static int app_try(const void *what, int netns_fd, void *state, BbxError *err)
+{
+	const ConfigApplication *app = what;
+	HealthTry *h = state;
+	h->r = h->backend->http_get(netns_fd, app->web_port, app->web_healthcheck, 5000, &h->status,
+				    NULL, 0, NULL);
+	return h->r >= 0 && h->status >= 200 && h->status < 400 ? 0 : -EAGAIN;
+}
+
+int apps_wait_healthy(Environments *E, EnvRuntime *rt, BbxError *err)
 {
 	uint64_t deadline = now_monotonic_ms() + APP_HEALTHY_TIMEOUT_MS;
 	for (size_t i = 0; i < rt->config->n_applications; i++) {
 		const ConfigApplication *app = &rt->config->applications[i];
-		int status = 0;
-		unsigned delay = 20;
+		HealthTry h = { .backend = E->backend };
 		if (!app->has_web)
 			continue;
-		for (;;) {
-			int r = netns_http_get(rt->netns_fd, app->web_port, app->web_healthcheck,
-					       5000, &status, NULL, 0, NULL);
-			if (r >= 0 && status >= 200 && status < 400)
-				break;
-			if (envproc_state(rt->app_procs[i]) == ENVPROC_FAILED)
-				return bbx_error_set(err, -EIO, BBX_FAILED,
-						     "application %s keeps exiting (see 'branchbox "
-						     "env logs %s %s')",
-						     app->name, rt->name, app->name);
-			if (now_monotonic_ms() > deadline) {
-				if (r >= 0)
-					return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED,
-							     "application %s answered %s with HTTP "
-							     "%d, not healthy within %d s",
-							     app->name, app->web_healthcheck,
-							     status, APP_HEALTHY_TIMEOUT_MS / 1000);
-				return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED,
-						     "application %s did not answer on port %u "
-						     "within %d s (see 'branchbox env logs %s %s')",
-						     app->name, app->web_port,
-						     APP_HEALTHY_TIMEOUT_MS / 1000, rt->name,
-						     app->name);
-			}
-			r = wait_or_cancel(rt, delay, err);
-			if (r < 0)
-				return r;
-			if (delay < 100)
-				delay *= 2;
-		}
+		int r = wait_until(rt, rt->app_procs[i], deadline, 20, app_try, app, &h, err);
+		if (r == WAIT_PROC_FAILED)
+			return bbx_error_set(
+				err, -EIO, BBX_FAILED,
+				"application %s keeps exiting (see 'branchbox env logs "
+				"%s %s')",
+				app->name, rt->name, app->name);
+		if (r == WAIT_TIMED_OUT && h.r >= 0)
+			return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED,
+					     "application %s answered %s with HTTP %d, not healthy "
+					     "within %d s",
+					     app->name, app->web_healthcheck, h.status,
+					     APP_HEALTHY_TIMEOUT_MS / 1000);
+		if (r == WAIT_TIMED_OUT)
+			return bbx_error_set(err, -ETIMEDOUT, BBX_FAILED,
+					     "application %s did not answer on port %u within %d s "
+					     "(see 'branchbox env logs %s %s')",
+					     app->name, app->web_port,
+					     APP_HEALTHY_TIMEOUT_MS / 1000, rt->name, app->name);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -761,8 +796,8 @@ int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err)
 			if (r >= 0) {
 				_cleanup_strv_free_ char **argv =
 					strv_new("/bin/sh", "-e", "-c", step->command, NULL);
-				r = argv ? run_oneshot(rt, &b, argv, NULL, step->timeout_sec, &res,
-						       err)
+				r = argv ? run_oneshot(E, rt, &b, argv, NULL, step->timeout_sec,
+						       &res, err)
 					 : -ENOMEM;
 				if (r >= 0)
 					append_step_log(E, rt, what, &res);

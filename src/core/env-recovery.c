@@ -107,7 +107,10 @@ static void expire_job(EnvJob *job)
 	expire_one(job->E->core, job->name);
 }
 
-/* Previews whose TTL has passed (a list the caller frees with strv_free). */
+/* Previews whose TTL has passed (a list the caller frees with strv_free). One still being
+ * created is left to finish first: expiring it mid-create failed the create with "stopped or
+ * destroyed meanwhile" whenever creating took longer than a short TTL, and a create the
+ * daemon died in is finished or undone by recovery, not by expiry. */
 static int expired_names(Core *c, char ***ret, BbxError *err)
 {
 	EnvRecord *v = NULL;
@@ -119,7 +122,7 @@ static int expired_names(Core *c, char ***ret, BbxError *err)
 		return r;
 	for (size_t i = 0; i < n; i++)
 		if (!strcmp(v[i].kind, "preview") && v[i].expires_at && v[i].expires_at <= now &&
-		    v[i].state != ENV_DESTROYING)
+		    v[i].state != ENV_DESTROYING && v[i].state != ENV_CREATING)
 			if (strv_push(&names, v[i].name) < 0) {
 				env_records_free(v, n);
 				strv_free(names);
@@ -243,14 +246,14 @@ static int reconcile(Environments *E, BbxError *err)
 	if (E->pool && pool_volume_list(E->pool, &vv, &vn, NULL) >= 0) {
 		for (size_t i = 0; i < vn; i++)
 			if (!has_record(ev, en, vv[i].name))
-				(void)pool_volume_destroy(E->pool, vv[i].name, false, NULL);
+				(void)E->backend->volume_destroy(E, vv[i].name, false, NULL);
 		volume_info_list_free(vv, vn);
 	}
 	/* Cgroups: every environment's processes died with the previous daemon, so the
 	 * cgroups left are empty husks (or orphans to kill). */
 	char **cg = cgroup_env_names(E);
 	for (size_t i = 0; cg && cg[i]; i++)
-		cgroups_remove_env(E, cg[i]);
+		E->backend->processes_remove(E, cg[i]);
 	strv_free(cg);
 	/* Orphaned namespaces, checkouts, logs and scratch dirs. */
 	static const char *const kinds[] = { "run/netns", "code", "tmp", "logs" };
@@ -267,7 +270,7 @@ static int reconcile(Environments *E, BbxError *err)
 			char p[4096];
 			snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
 			if (k == 0)
-				(void)sandbox_netns_remove(p, NULL);
+				(void)E->backend->network_remove(E, de->d_name, NULL);
 			else
 				(void)rm_rf(p);
 		}
@@ -313,6 +316,7 @@ int environments_init(Core *c, BbxError *err)
 	if (!E)
 		return -ENOMEM;
 	E->core = c;
+	E->backend = &backend_local;
 	pthread_mutex_init(&E->lock, NULL);
 	pthread_mutex_init(&E->pool_lock, NULL);
 	pthread_mutex_init(&E->jobs_lock, NULL);

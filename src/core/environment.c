@@ -127,10 +127,7 @@ int environment_deploy(Core *c, json_t **ret_info, BbxError *err)
 			goto fail;
 		(void)journal_step(s, jid, "volume", NULL);
 		environment_debug_stop_point("deploy", "volume");
-		pthread_mutex_lock(&E->pool_lock);
-		r = pool_volume_exists(E->pool, name) > 0 ? 0
-							  : pool_volume_create(E->pool, name, err);
-		pthread_mutex_unlock(&E->pool_lock);
+		r = E->backend->volume_create(E, name, err);
 		if (r < 0)
 			goto fail;
 	} else {
@@ -289,13 +286,11 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 				  parent_name);
 		goto fail;
 	}
-	(void)checkpoint_services(E, parent);
+	(void)quiesce_services(E, parent);
 	(void)journal_step(s, jid, "snapshot", NULL);
 	environment_debug_stop_point("create", "snapshot");
 	VolumeFreeze freeze;
-	pthread_mutex_lock(&E->pool_lock);
-	r = pool_volume_snapshot(E->pool, parent_name, name, make_freeze(parent, &freeze), err);
-	pthread_mutex_unlock(&E->pool_lock);
+	r = E->backend->volume_clone(E, parent_name, name, make_freeze(parent, &freeze), err);
 	pthread_mutex_unlock(&parent->op_lock);
 	if (r < 0)
 		goto fail;
@@ -645,7 +640,7 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 	o.stdin_len = opts->stdin_data ? strlen(opts->stdin_data) : 0;
 	o.timeout_ms = (opts->timeout_sec ? opts->timeout_sec : 600) * 1000;
 	o.cancel_fd = cancel;
-	r = envproc_run_oneshot_with(&b.spec, &o, ret, err);
+	r = E->backend->process_run(&b.spec, &o, ret, err);
 	if (r == -ECANCELED)
 		r = bbx_error_reset(err, -ECANCELED, BBX_CONFLICT,
 				    "environment '%s' was stopped or destroyed while the command "
@@ -774,7 +769,7 @@ int environment_connect_app(Core *c, const char *name, int *ret_fd, BbxError *er
 				     "environment '%s' has no web application", name);
 	if (netns < 0)
 		return bbx_error_set(err, -errno, BBX_INTERNAL, "environment '%s': %m", name);
-	int fd = netns_connect(netns, port, 10000, err);
+	int fd = E->backend->connect(netns, port, 10000, err);
 	if (fd < 0)
 		return fd;
 	*ret_fd = fd;

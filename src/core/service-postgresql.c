@@ -203,15 +203,39 @@ static int pg_sql_command(const ServiceRuntime *s, const char *sql, ServiceComma
 	return psql_command(s, PG_APP_DB, sql, true, ret, err);
 }
 
+static int pg_url(const ServiceRuntime *s, const char *host, char **ret)
+{
+	if (asprintf(ret, "postgresql://%s:%s@%s:%u/%s", PG_APP_ROLE, s->password, host, s->port,
+		     PG_APP_DB) < 0) {
+		*ret = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 static json_t *pg_relationship(const ServiceRuntime *s, const char *rel)
 {
-	char url[512];
-	snprintf(url, sizeof(url), "postgresql://%s:%s@%s:%u/%s", PG_APP_ROLE, s->password, rel,
-		 s->port, PG_APP_DB);
+	_cleanup_free_ char *url = NULL;
+	if (pg_url(s, rel, &url) < 0)
+		return NULL;
 	return json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "service", s->config->name,
 			 "host", rel, "port", (int)s->port, "scheme", "pgsql", "username",
 			 PG_APP_ROLE, "password", s->password, "path", PG_APP_DB, "type",
 			 s->config->type, "rel", "postgresql", "url", url);
+}
+
+/* A CHECKPOINT just before the snapshot leaves the clone almost no WAL to replay, which is
+ * what makes a preview of a busy database fast. */
+static int pg_quiesce(const ServiceRuntime *s, ServiceCommand *ret, BbxError *err)
+{
+	return pg_sql_command(s, "CHECKPOINT;", ret, err);
+}
+
+/* The version's own binaries first, for hooks and one-shots that call pg_dump and friends. */
+static void pg_path(const ServiceRuntime *s, char *buf, size_t size)
+{
+	snprintf(buf, size, "/usr/lib/postgresql/%s/bin:%s", s->config->version,
+		 SERVICE_DEFAULT_PATH);
 }
 
 const ServiceType service_postgresql = {
@@ -226,4 +250,8 @@ const ServiceType service_postgresql = {
 	.credentials_command = pg_credentials_command,
 	.sql_command = pg_sql_command,
 	.relationship = pg_relationship,
+	.url = pg_url,
+	.url_variable = "DATABASE_URL",
+	.quiesce = pg_quiesce,
+	.path = pg_path,
 };

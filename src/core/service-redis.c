@@ -102,10 +102,20 @@ static int redis_probe(const ServiceRuntime *s, int netns_fd, BbxError *err)
 	return -EAGAIN;
 }
 
+static int redis_url(const ServiceRuntime *s, const char *host, char **ret)
+{
+	if (asprintf(ret, "redis://:%s@%s:%u", s->password, host, s->port) < 0) {
+		*ret = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 static json_t *redis_relationship(const ServiceRuntime *s, const char *rel)
 {
-	char url[512];
-	snprintf(url, sizeof(url), "redis://:%s@%s:%u", s->password, rel, s->port);
+	_cleanup_free_ char *url = NULL;
+	if (redis_url(s, rel, &url) < 0)
+		return NULL;
 	return json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:s}", "service", s->config->name, "host",
 			 rel, "port", (int)s->port, "scheme", "redis", "password", s->password,
 			 "type", s->config->type, "rel", "redis", "url", url);
@@ -123,4 +133,8 @@ const ServiceType service_redis = {
 	.credentials_command = NULL, /* the password is in redis.conf, rewritten before start */
 	.sql_command = NULL,
 	.relationship = redis_relationship,
+	.url = redis_url,
+	.url_variable = "REDIS_URL",
+	.quiesce = NULL, /* the append-only file makes any snapshot a consistent prefix */
+	.path = NULL,
 };

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Services of an environment (PostgreSQL, Redis, ...). Each type is one file
- * (service-<type>.c) filling a ServiceType table; the environment code only talks to
- * this interface, so adding mariadb, memcached or a generic process is a new file and one
- * line in service_types[].
+ * (service-<type>.c) filling a ServiceType; the environment code only talks to this
+ * interface. Adding a type (mysql, memcached, ...) is: its ConfigServiceKind and data row in
+ * src/config (config.h, config-service-types.c), a new service-<type>.c here, and its line
+ * in service_types[] (service.c). service_types_check() (run by core_new and test-service)
+ * says when the two tables disagree.
  *
  * A service's data lives in the environment's volume at VOLUME/services/NAME, seen inside
  * its sandbox at /srv/NAME; it runs as its environment's own service uid inside the
@@ -60,9 +62,29 @@ typedef struct ServiceType {
 			   BbxError *err);
 	/* Upsun-style relationship description (host is the relationship name). */
 	json_t *(*relationship)(const ServiceRuntime *s, const char *rel_name);
+	/* The application's connection URL with host as the host name, malloc'ed into *ret. */
+	int (*url)(const ServiceRuntime *s, const char *host, char **ret);
+	/* The variable the first relationship to this type sets to its url (DATABASE_URL), or
+	 * NULL for none. */
+	const char *url_variable;
+	/* One-shot run next to the running service just before its volume is snapshotted, so
+	 * the clone starts with little to recover (PostgreSQL's CHECKPOINT). argv NULL or the
+	 * hook NULL: nothing to do. Best effort: a failure does not stop the snapshot. */
+	int (*quiesce)(const ServiceRuntime *s, ServiceCommand *ret, BbxError *err);
+	/* PATH for the service's processes (its binaries first); NULL: the default PATH. */
+	void (*path)(const ServiceRuntime *s, char *buf, size_t size);
 } ServiceType;
 
+/* The PATH a service's process gets when its type names none. */
+#define SERVICE_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+
+/* NULL for a kind without a type (never after service_types_check() passed). */
 const ServiceType *service_type_for(ConfigServiceKind kind);
+/* Core's types and config's rows agree: one per kind, same name, SQL alike. -EINVAL and a
+ * message naming the first difference otherwise. */
+int service_types_check(BbxError *err);
+/* PATH=... for a service's processes into buf. */
+void service_path_variable(const ServiceRuntime *s, char *buf, size_t size);
 /* Random credential: 32 hex chars from libsodium. */
 int service_generate_password(char ret[33]);
 

@@ -16,6 +16,7 @@
 #include "file-util.h"
 #include "parse.h"
 #include "strbuf.h"
+#include "tokens.h"
 
 static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
 
@@ -345,57 +346,24 @@ int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err
 	}
 	pthread_mutex_unlock(&tc->lock);
 
-	Store *s = c->store;
-	sqlite3_stmt *st = NULL;
-	char id[TOKEN_ID_LEN + 1] = "", name[64] = "";
-	_cleanup_free_ char *scope_json = NULL;
-	uint32_t verbs = 0;
-	int64_t expires_at = 0;
-	bool revoked = false, found = false;
-	PrincipalKind kind = PRINCIPAL_ANONYMOUS;
-
-	store_read_lock(s);
-	int rc = sqlite3_prepare_v2(
-		store_read_db(s),
-		"SELECT id, digest, principal_kind, name, scope_json, verbs, expires_at, "
-		"revoked_at FROM tokens WHERE digest = ?",
-		-1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_blob(st, 1, digest, sizeof(digest), SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			const void *d = sqlite3_column_blob(st, 1);
-			if (d && sqlite3_column_bytes(st, 1) == (int)sizeof(digest) &&
-			    !sodium_memcmp(d, digest, sizeof(digest))) {
-				found = true;
-				snprintf(id, sizeof(id), "%s",
-					 (const char *)sqlite3_column_text(st, 0));
-				kind = !strcmp((const char *)sqlite3_column_text(st, 2), "agent")
-					       ? PRINCIPAL_AGENT
-					       : PRINCIPAL_HUMAN;
-				snprintf(name, sizeof(name), "%s",
-					 (const char *)sqlite3_column_text(st, 3));
-				scope_json = strdup((const char *)sqlite3_column_text(st, 4));
-				const char *bad = NULL;
-				if (verbs_parse((const char *)sqlite3_column_text(st, 5), &verbs,
-						&bad) < 0)
-					verbs = 0;
-				expires_at = sqlite3_column_int64(st, 6);
-				revoked = sqlite3_column_type(st, 7) != SQLITE_NULL;
-			}
-			rc = SQLITE_DONE;
-		}
-	}
-	sqlite3_finalize(st);
-	store_read_unlock(s);
-	if (rc != SQLITE_DONE)
-		return bbx_error_set(err, -EIO, BBX_INTERNAL, "state database: token lookup: %s",
-				     sqlite3_errstr(rc));
-	if (!found)
+	_cleanup_(token_row_done) TokenRow row = { 0 };
+	r = token_row_find_digest(c->store, digest, &row, err);
+	/* The lookup is by digest; the constant-time comparison is what decides. */
+	if (r == -ENOENT || (r >= 0 && sodium_memcmp(row.digest, digest, sizeof(digest))))
 		return bbx_error_set(err, -EACCES, BBX_UNAUTHORIZED, "unknown token");
-	if (!scope_json)
-		return -ENOMEM;
-	if (revoked)
+	if (r < 0)
+		return r;
+	char id[TOKEN_ID_LEN + 1], name[64];
+	snprintf(id, sizeof(id), "%s", row.id);
+	snprintf(name, sizeof(name), "%s", row.name);
+	PrincipalKind kind = !strcmp(row.kind, "agent") ? PRINCIPAL_AGENT : PRINCIPAL_HUMAN;
+	const char *scope_json = row.scope_json;
+	uint32_t verbs = 0;
+	const char *bad = NULL;
+	if (!row.verbs || verbs_parse(row.verbs, &verbs, &bad) < 0)
+		verbs = 0;
+	int64_t expires_at = row.expires_at;
+	if (row.revoked_at)
 		return bbx_error_set(err, -EACCES, BBX_UNAUTHORIZED, "token %s revoked", id);
 	if (expires_at && expires_at <= now)
 		return bbx_error_set(err, -EACCES, BBX_UNAUTHORIZED, "token %s expired", id);
@@ -420,46 +388,36 @@ int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err
 	return r < 0 ? bbx_error_set(err, r, BBX_INTERNAL, "token %s: bad scope", id) : 0;
 }
 
-/* The budget_json column as an object, or JSON null. */
-static json_t *budget_column_json(sqlite3_stmt *st, int i)
+/* A budget_json text as an object, or JSON null. */
+static json_t *budget_text_json(const char *text)
 {
-	const char *text = (const char *)sqlite3_column_text(st, i);
 	json_t *j = text ? json_loads(text, 0, NULL) : NULL;
 	return json_is_object(j) ? j : (json_decref(j), json_null());
 }
 
-static json_t *token_row_json(sqlite3_stmt *st)
+static json_t *time_or_null(int64_t t)
 {
-	json_t *scopes = json_loads((const char *)sqlite3_column_text(st, 3), 0, NULL);
+	return t ? json_integer(t) : json_null();
+}
+
+static json_t *token_row_json(const TokenRow *row)
+{
+	json_t *scopes = json_loads(row->scope_json, 0, NULL);
 	json_t *verbs = json_array();
-	const char *vl = (const char *)sqlite3_column_text(st, 4);
 	uint32_t bits = 0;
 	const char *bad = NULL;
 
-	if (vl && verbs_parse(vl, &bits, &bad) >= 0)
+	if (row->verbs && verbs_parse(row->verbs, &bits, &bad) >= 0)
 		for (uint32_t b = 1; b & VERB_ALL; b <<= 1)
 			if (bits & b)
 				json_array_append_new(verbs, json_string(verb_to_string(b)));
-	return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:s,s:I,s:o,s:o}", "id",
-			 (const char *)sqlite3_column_text(st, 0), "kind",
-			 (const char *)sqlite3_column_text(st, 1), "name",
-			 (const char *)sqlite3_column_text(st, 2), "scopes",
-			 scopes ? scopes : json_array(), "verbs", verbs, "budget",
-			 budget_column_json(st, 9), "created_by",
-			 (const char *)sqlite3_column_text(st, 5), "created_at",
-			 (json_int_t)sqlite3_column_int64(st, 6), "expires_at",
-			 sqlite3_column_type(st, 7) == SQLITE_NULL
-				 ? json_null()
-				 : json_integer(sqlite3_column_int64(st, 7)),
-			 "revoked_at",
-			 sqlite3_column_type(st, 8) == SQLITE_NULL
-				 ? json_null()
-				 : json_integer(sqlite3_column_int64(st, 8)));
+	return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:s?,s:I,s:o,s:o}", "id", row->id, "kind",
+			 row->kind, "name", row->name, "scopes", scopes ? scopes : json_array(),
+			 "verbs", verbs, "budget", budget_text_json(row->budget_json), "created_by",
+			 row->created_by, "created_at", (json_int_t)row->created_at, "expires_at",
+			 time_or_null(row->expires_at), "revoked_at",
+			 time_or_null(row->revoked_at));
 }
-
-#define TOKEN_COLUMNS                                                                              \
-	"id, principal_kind, name, scope_json, verbs, created_by, created_at, "                    \
-	"expires_at, revoked_at, budget_json"
 
 static const char *creator_label(const Principal *p)
 {
@@ -510,39 +468,23 @@ int token_create(Core *c, const Principal *creator, const TokenSpec *spec, const
 	token_digest(c->token_key, token, digest);
 
 	Store *s = c->store;
-	sqlite3_stmt *st = NULL;
+	TokenRow row = { .id = id,
+			 .kind = (char *)(spec->kind == PRINCIPAL_AGENT ? "agent" : "human"),
+			 .name = (char *)spec->name,
+			 .scope_json = scope_json,
+			 .verbs = verbs,
+			 .created_by = (char *)creator_label(creator),
+			 .created_at = now,
+			 .expires_at = expires,
+			 .budget_json = budget_json };
+	memcpy(row.digest, digest, sizeof(digest));
 	store_lock(s);
 	r = store_begin(s, err);
 	if (r < 0) {
 		store_unlock(s);
 		return r;
 	}
-	int rc = sqlite3_prepare_v2(
-		store_db(s),
-		"INSERT INTO tokens (id, digest, principal_kind, name, scope_json, verbs, "
-		"created_by, created_at, expires_at, budget_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
-		"?, ?)",
-		-1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		sqlite3_bind_blob(st, 2, digest, sizeof(digest), SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, spec->kind == PRINCIPAL_AGENT ? "agent" : "human", -1,
-				  SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, spec->name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 5, scope_json, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 6, verbs, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 7, creator_label(creator), -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 8, now);
-		if (expires)
-			sqlite3_bind_int64(st, 9, expires);
-		else
-			sqlite3_bind_null(st, 9);
-		sqlite3_bind_text(st, 10, budget_json, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		r = store_error(s, rc, "token insert", err);
+	r = token_row_insert_locked(s, &row, err);
 	if (r >= 0 && audit) {
 		AuditRecord a = *audit;
 		char resource[64];
@@ -586,68 +528,39 @@ int token_create(Core *c, const Principal *creator, const TokenSpec *spec, const
 
 int token_budget(Core *c, const char *id, Budget *ret, BbxError *err)
 {
-	Store *s = c->store;
-	sqlite3_stmt *st = NULL;
 	_cleanup_free_ char *text = NULL;
-	int rc;
 
 	*ret = (Budget){ 0 };
 	if (!id || !*id)
 		return 0;
-	store_read_lock(s);
-	rc = sqlite3_prepare_v2(store_read_db(s), "SELECT budget_json FROM tokens WHERE id = ?", -1,
-				&st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			const char *t = (const char *)sqlite3_column_text(st, 0);
-			text = t ? strdup(t) : NULL;
-			rc = t && !text ? SQLITE_NOMEM : SQLITE_DONE;
-		}
-	}
-	sqlite3_finalize(st);
-	store_read_unlock(s);
-	if (rc != SQLITE_DONE)
-		return bbx_error_set(err, -EIO, BBX_INTERNAL, "state database: token budget: %s",
-				     sqlite3_errstr(rc));
+	int r = token_row_budget_json(c->store, id, &text, err);
+	if (r < 0)
+		return r;
 	if (!text)
 		return 0;
 	json_t *j = json_loads(text, 0, NULL);
-	int r = budget_limits_from_json(j, "token budget", ret, err);
+	r = budget_limits_from_json(j, "token budget", ret, err);
 	json_decref(j);
 	return r;
 }
 
 int token_list(Core *c, const Principal *viewer, json_t **ret, BbxError *err)
 {
-	Store *s = c->store;
-	sqlite3_stmt *st = NULL;
+	TokenRow *rows = NULL;
+	size_t n = 0;
+	int r = token_rows_list(c->store, viewer->kind == PRINCIPAL_ROOT ? NULL : viewer->token_id,
+				&rows, &n, err);
+	if (r < 0)
+		return r;
 	json_t *arr = json_array();
-	bool all = viewer->kind == PRINCIPAL_ROOT;
-	int rc;
-
+	for (size_t i = 0; arr && i < n; i++)
+		if (json_array_append_new(arr, token_row_json(&rows[i])) < 0) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	token_rows_free(rows, n);
 	if (!arr)
 		return -ENOMEM;
-	store_lock(s);
-	rc = sqlite3_prepare_v2(store_db(s),
-				all ? "SELECT " TOKEN_COLUMNS
-				      " FROM tokens ORDER BY created_at DESC, id"
-				    : "SELECT " TOKEN_COLUMNS " FROM tokens WHERE created_by = ? "
-				      "ORDER BY created_at DESC, id",
-				-1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		if (!all)
-			sqlite3_bind_text(st, 1, viewer->token_id, -1, SQLITE_STATIC);
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-			json_array_append_new(arr, token_row_json(st));
-	}
-	sqlite3_finalize(st);
-	store_unlock(s);
-	if (rc != SQLITE_DONE) {
-		json_decref(arr);
-		return store_error(s, rc, "token list", err);
-	}
 	*ret = arr;
 	return 0;
 }
@@ -656,8 +569,7 @@ int token_revoke(Core *c, const Principal *viewer, const char *id, const AuditRe
 		 BbxError *err)
 {
 	Store *s = c->store;
-	sqlite3_stmt *st = NULL;
-	int r, rc;
+	int r;
 
 	store_lock(s);
 	r = store_begin(s, err);
@@ -665,23 +577,8 @@ int token_revoke(Core *c, const Principal *viewer, const char *id, const AuditRe
 		store_unlock(s);
 		return r;
 	}
-	rc = sqlite3_prepare_v2(
-		store_db(s),
-		"UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? "
-		"AND (? OR created_by = ?)",
-		-1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, store_now());
-		sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 3, viewer->kind == PRINCIPAL_ROOT);
-		sqlite3_bind_text(st, 4, viewer->token_id, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		r = store_error(s, rc, "token revoke", err);
-	else if (sqlite3_changes(store_db(s)) == 0)
-		r = bbx_error_set(err, -ENOENT, BBX_NOT_FOUND, "token '%s' not found", id);
+	r = token_row_revoke_locked(s, id, viewer->kind == PRINCIPAL_ROOT ? NULL : viewer->token_id,
+				    store_now(), err);
 	if (r >= 0 && audit)
 		r = audit_append_locked(c, audit, NULL, err);
 	if (r >= 0)

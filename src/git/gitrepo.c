@@ -1,4 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Why this is one file of about 1,200 lines: every part (checkout, diff, branch
+ * compare-and-swap, apply, ancestry and merge) uses the GitRepo's repository under its one
+ * lock and the small helpers at the top. The seams are the sections below; when the proposal
+ * workflow built on diff/apply/merge has landed, they go to gitrepo-checkout.c and
+ * gitrepo-merge.c behind a gitrepo-internal.h holding struct GitRepo.
+ */
 #include "gitrepo.h"
 
 #include <fcntl.h>

@@ -77,35 +77,33 @@ static int collect_tree(const char *dir, const char *name, size_t level, char **
 	return 0;
 }
 
-int sandbox_cgroup_list_children(const char *root, const char *parent, char ***ret_names)
+/* The directory names of dir's child cgroups, added to *names once, unless dir does not
+ * exist. */
+static int collect_children(const char *dir, const char *name, char ***names)
 {
-	_cleanup_strv_free_ char **parents = NULL, **names = NULL;
-	int r = sandbox_cgroup_name_check(parent);
-	if (r < 0)
-		return r;
-	r = branchbox_parents(root, &parents);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; parents && parents[i]; i++) {
-		_cleanup_free_ char *dir = NULL;
-		if (asprintf(&dir, "%s/%s", parents[i], parent) < 0)
+	_cleanup_(sandbox_cgroup_closedirp) DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : negative_errno();
+	for (struct dirent *de; (de = readdir(d));)
+		if (de->d_type == DT_DIR && name_is_valid(de->d_name) &&
+		    !strv_contains(*names, de->d_name) && strv_push(names, de->d_name) < 0)
 			return -ENOMEM;
-		_cleanup_(sandbox_cgroup_closedirp) DIR *d = opendir(dir);
-		if (!d) {
-			if (errno == ENOENT)
-				continue;
-			return negative_errno();
-		}
-		for (struct dirent *de; (de = readdir(d));)
-			if (de->d_type == DT_DIR && name_is_valid(de->d_name) &&
-			    !strv_contains(names, de->d_name) && strv_push(&names, de->d_name) < 0)
-				return -ENOMEM;
-	}
-	*ret_names = TAKE_PTR(names);
 	return 0;
 }
 
-int sandbox_cgroup_list_tree(const char *root, const char *name, char ***ret_names)
+static int collect_subtree(const char *dir, const char *name, char ***names)
+{
+	size_t levels = 1;
+	for (const char *c = name; *c; c++)
+		levels += *c == '/';
+	return collect_tree(dir, name, levels, names);
+}
+
+/* collect(PARENT/name, name, names) for every branchbox parent under root, after checking
+ * name: the one walk over the hierarchies that listing children and subtrees share. */
+static int collect_in_parents(const char *root, const char *name,
+			      int (*collect)(const char *dir, const char *name, char ***names),
+			      char ***ret_names)
 {
 	_cleanup_strv_free_ char **parents = NULL, **names = NULL;
 	int r = sandbox_cgroup_name_check(name);
@@ -118,16 +116,25 @@ int sandbox_cgroup_list_tree(const char *root, const char *name, char ***ret_nam
 		_cleanup_free_ char *dir = NULL;
 		if (asprintf(&dir, "%s/%s", parents[i], name) < 0)
 			return -ENOMEM;
-		size_t levels = 1;
-		for (const char *c = name; *c; c++)
-			levels += *c == '/';
-		r = collect_tree(dir, name, levels, &names);
+		r = collect(dir, name, &names);
 		if (r < 0)
 			return r;
 	}
-	strv_sort_deepest_first(names);
 	*ret_names = TAKE_PTR(names);
 	return 0;
+}
+
+int sandbox_cgroup_list_children(const char *root, const char *parent, char ***ret_names)
+{
+	return collect_in_parents(root, parent, collect_children, ret_names);
+}
+
+int sandbox_cgroup_list_tree(const char *root, const char *name, char ***ret_names)
+{
+	int r = collect_in_parents(root, name, collect_subtree, ret_names);
+	if (r >= 0)
+		strv_sort_deepest_first(*ret_names);
+	return r;
 }
 
 int sandbox_cgroup_remove_tree(const char *root, const char *name, char ***ret_removed,

@@ -316,6 +316,22 @@ fail:
 			     strerror(-r));
 }
 
+/* The start of making or opening a cgroup: its name checked, root's hierarchy found. */
+static int name_and_hierarchy(const char *root, const char *name, SandboxCgroupMode *ret_mode,
+			      char **ret_base, BbxError *err)
+{
+	*ret_mode = SANDBOX_CGROUP_V2; /* defined on every path, for the analyzer's sake */
+	int r = sandbox_cgroup_name_check(name);
+	if (r < 0)
+		return bbx_error_set(err, r, BBX_INVALID, "cgroup name '%s' is not valid", name);
+	r = sandbox_cgroup_detect(root, ret_mode, ret_base);
+	if (r < 0)
+		return bbx_error_set(err, r, BBX_SETUP,
+				     "cgroup: %s: no usable cgroup hierarchy: %s", root,
+				     strerror(-r));
+	return 0;
+}
+
 /*
  * A process's cgroup (made new; removed again when anything fails) or an environment's parent
  * (made when missing, its limits rewritten when it exists, left in place on failure: it may
@@ -330,14 +346,9 @@ static int cgroup_make(const char *root, const char *name, const SandboxCgroupLi
 	SandboxCgroupMode mode;
 	int r;
 
-	r = sandbox_cgroup_name_check(name);
+	r = name_and_hierarchy(root, name, &mode, &base, err);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_INVALID, "cgroup name '%s' is not valid", name);
-	r = sandbox_cgroup_detect(root, &mode, &base);
-	if (r < 0)
-		return bbx_error_set(err, r, BBX_SETUP,
-				     "cgroup: %s: no usable cgroup hierarchy: %s", root,
-				     strerror(-r));
+		return r;
 	if (asprintf(&rel, CG_PARENT "/%s", name) < 0)
 		return -ENOMEM;
 	cg = calloc(1, sizeof(*cg));
@@ -397,14 +408,9 @@ int sandbox_cgroup_open(const char *root, const char *name, SandboxCgroup **ret,
 	_cleanup_(sandbox_cgroup_freep) SandboxCgroup *cg = NULL;
 	_cleanup_free_ char *base = NULL;
 	SandboxCgroupMode mode;
-	int r = sandbox_cgroup_name_check(name);
+	int r = name_and_hierarchy(root, name, &mode, &base, err);
 	if (r < 0)
-		return bbx_error_set(err, r, BBX_INVALID, "cgroup name '%s' is not valid", name);
-	r = sandbox_cgroup_detect(root, &mode, &base);
-	if (r < 0)
-		return bbx_error_set(err, r, BBX_SETUP,
-				     "cgroup: %s: no usable cgroup hierarchy: %s", root,
-				     strerror(-r));
+		return r;
 	cg = calloc(1, sizeof(*cg));
 	if (!cg)
 		return -ENOMEM;

@@ -1,4 +1,12 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Why this is one file of about 1,700 lines: the plan (parent, may allocate), the child (only
+ * raw syscalls between clone and exec) and the parent's side after the clone all work on one
+ * SandboxPlan laid out here. The seam is the child ("The child" below): it belongs in a file
+ * of its own, sandbox-child.c behind a sandbox-plan.h, so that "no malloc, no stdio" can be
+ * checked mechanically. That move waits for the sandbox start-time work now in flight in this
+ * file, so the two do not conflict.
+ */
 #include "sandbox.h"
 
 #include <errno.h>

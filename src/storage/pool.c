@@ -5,7 +5,11 @@
  *
  * A pool branchbox makes itself (no --path, no btrfs under the state dir) is a sparse image
  * STATE/pool/btrfs.img, formatted with mkfs.btrfs and loop-mounted at STATE/pool/mnt with
- * an autoclear loop device, so an umount alone frees the device (as LXD/Incus do).
+ * an autoclear loop device, so an umount alone frees the device (as LXD/Incus do); the
+ * image and loop plumbing is pool-image.c.
+ *
+ * One file of about 800 lines: the pool's lifecycle and its volume operations share the
+ * staging/trash protocol; what did not (the host's filesystems, the image) is pool-image.c.
  */
 #include "storage.h"
 
@@ -25,15 +29,13 @@
 
 #include "file-util.h"
 #include "parse.h"
+#include "pool-image.h"
 #include "storage-driver.h"
 #include "strbuf.h"
 #include "strv.h"
 
 #define DEFAULT_POOL_SIZE (64ULL << 30)
 #define MIN_POOL_SIZE (256ULL << 20) /* mkfs.btrfs refuses much smaller images */
-#ifndef XFS_SUPER_MAGIC
-#define XFS_SUPER_MAGIC 0x58465342
-#endif
 
 struct Pool {
 	char *state_dir;
@@ -45,21 +47,13 @@ struct Pool {
 	char *fstype;
 };
 
-static char *path_join(const char *a, const char *b)
-{
-	_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
-	if (strbuf_appendf(&sb, "%s/%s", a, b) < 0)
-		return NULL;
-	return strbuf_detach(&sb);
-}
-
 int pool_lock(const char *state_dir, int *ret_fd, BbxError *err)
 {
 	int r = mkdir_p(state_dir, 0700);
 	if (r < 0)
 		return bbx_error_set(err, r, BBX_INTERNAL, "cannot create state dir %s: %s",
 				     state_dir, strerror(-r));
-	_cleanup_free_ char *p = path_join(state_dir, "pool.lock");
+	_cleanup_free_ char *p = pool_path_join(state_dir, "pool.lock");
 	if (!p)
 		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
 	_cleanup_close_ int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -75,199 +69,17 @@ int pool_lock(const char *state_dir, int *ret_fd, BbxError *err)
 	return 0;
 }
 
-static const char *fstype_name(long type)
-{
-	switch ((unsigned long)type) {
-	case BTRFS_SUPER_MAGIC: return "btrfs";
-	case XFS_SUPER_MAGIC: return "xfs";
-	case EXT4_SUPER_MAGIC: return "ext4";
-	case TMPFS_MAGIC: return "tmpfs";
-	case OVERLAYFS_SUPER_MAGIC: return "overlay";
-	default: return "other";
-	}
-}
-
-static int path_fstype(const char *path, long *ret)
-{
-	struct statfs sfs;
-	if (statfs(path, &sfs) < 0)
-		return negative_errno();
-	*ret = sfs.f_type;
-	return 0;
-}
-
-static bool kernel_has_btrfs(void)
-{
-	_cleanup_free_ char *fs = NULL;
-	if (read_full_file("/proc/filesystems", 1 << 20, &fs, NULL) < 0)
-		return false;
-	return strstr(fs, "\tbtrfs\n") != NULL;
-}
-
-static bool have_mkfs_btrfs(void)
-{
-	static const char *const dirs[] = { "/usr/sbin", "/sbin", "/usr/bin", "/bin" };
-	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
-		_cleanup_free_ char *p = path_join(dirs[i], "mkfs.btrfs");
-		if (p && access(p, X_OK) == 0)
-			return true;
-	}
-	return false;
-}
-
-/* True when path is the root of a mount of type btrfs (not just a dir on its parent fs). */
-static bool is_btrfs_mountpoint(const char *path)
-{
-	long type;
-	if (path_fstype(path, &type) < 0 || (unsigned long)type != BTRFS_SUPER_MAGIC)
-		return false;
-	_cleanup_free_ char *parent = path_join(path, "..");
-	struct stat a, b;
-	if (!parent || stat(path, &a) < 0 || stat(parent, &b) < 0)
-		return false;
-	return a.st_dev != b.st_dev;
-}
-
-static int loop_device_path(int n, char **ret)
-{
-	_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
-	if (strbuf_appendf(&sb, "/dev/loop%d", n) < 0)
-		return -ENOMEM;
-	/* Without udev (containers) a fresh device may have no node yet. */
-	if (access(strbuf_str(&sb), F_OK) < 0 &&
-	    mknod(strbuf_str(&sb), S_IFBLK | 0660, makedev(7, n)) < 0 && errno != EEXIST)
-		return negative_errno();
-	*ret = strbuf_detach(&sb);
-	return *ret ? 0 : -ENOMEM;
-}
-
-/* Attach image to a free loop device (autoclear) and mount it btrfs at mnt. */
-static int loop_mount(const char *image, const char *mnt, char **ret_device, BbxError *err)
-{
-	_cleanup_close_ int img = open(image, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	if (img < 0) {
-		int r = negative_errno();
-		return bbx_error_set(err, r, BBX_INTERNAL, "cannot open pool image %s: %s", image,
-				     strerror(-r));
-	}
-	_cleanup_close_ int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-	if (ctl < 0) {
-		int r = negative_errno();
-		return bbx_error_set(err, r, BBX_INTERNAL, "cannot open /dev/loop-control: %s",
-				     strerror(-r));
-	}
-	for (int attempt = 0; attempt < 16; attempt++) {
-		int n = ioctl(ctl, LOOP_CTL_GET_FREE);
-		if (n < 0) {
-			int r = negative_errno();
-			return bbx_error_set(err, r, BBX_INTERNAL, "no free loop device: %s",
-					     strerror(-r));
-		}
-		_cleanup_free_ char *dev = NULL;
-		int r = loop_device_path(n, &dev);
-		if (r < 0)
-			return bbx_error_set(err, r, BBX_INTERNAL, "cannot create /dev/loop%d: %s",
-					     n, strerror(-r));
-		_cleanup_close_ int lfd = open(dev, O_RDWR | O_CLOEXEC);
-		if (lfd < 0) {
-			r = negative_errno();
-			return bbx_error_set(err, r, BBX_INTERNAL, "cannot open %s: %s", dev,
-					     strerror(-r));
-		}
-		struct loop_config cfg = { .fd = (unsigned)img };
-		/* Autoclear: the device detaches itself once the mount is gone. */
-		cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
-		size_t len = strlen(image);
-		if (len >= sizeof(cfg.info.lo_file_name))
-			len = sizeof(cfg.info.lo_file_name) - 1;
-		memcpy(cfg.info.lo_file_name, image, len);
-		if (ioctl(lfd, LOOP_CONFIGURE, &cfg) < 0) {
-			if (errno == EBUSY)
-				continue; /* another process took it between GET_FREE and here */
-			r = negative_errno();
-			return bbx_error_set(err, r, BBX_INTERNAL, "cannot attach %s to %s: %s",
-					     image, dev, strerror(-r));
-		}
-		if (mount(dev, mnt, "btrfs", MS_NOATIME, NULL) < 0) {
-			r = negative_errno();
-			(void)ioctl(lfd, LOOP_CLR_FD);
-			return bbx_error_set(err, r, BBX_INTERNAL, "cannot mount %s (%s) at %s: %s",
-					     image, dev, mnt, strerror(-r));
-		}
-		if (ret_device)
-			*ret_device = TAKE_PTR(dev);
-		return 0;
-	}
-	return bbx_error_set(err, -EBUSY, BBX_INTERNAL, "no free loop device for %s", image);
-}
-
-/* Detach any loop device still backed by image (autoclear normally did it already). */
-static void loop_detach_image(const char *image)
-{
-	for (int n = 0; n < 1024; n++) {
-		_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
-		if (strbuf_appendf(&sb, "/sys/block/loop%d/loop/backing_file", n) < 0)
-			return;
-		_cleanup_free_ char *backing = NULL;
-		if (read_full_file(strbuf_str(&sb), 8192, &backing, NULL) < 0)
-			continue;
-		backing[strcspn(backing, "\n")] = 0;
-		if (strcmp(backing, image))
-			continue;
-		_cleanup_free_ char *dev = NULL;
-		if (loop_device_path(n, &dev) < 0)
-			continue;
-		_cleanup_close_ int fd = open(dev, O_RDWR | O_CLOEXEC);
-		if (fd >= 0)
-			(void)ioctl(fd, LOOP_CLR_FD);
-	}
-}
-
-static void closedirp(DIR **d)
-{
-	if (*d)
-		closedir(*d);
-}
-
-/* The loop devices backed by image ("/dev/loopN"), from sysfs. */
-static int loop_devices_of_image(const char *image, char ***ret)
-{
-	_cleanup_strv_free_ char **devs = NULL;
-	_cleanup_(closedirp) DIR *d = opendir("/sys/block");
-	if (!d) {
-		*ret = NULL;
-		return 0;
-	}
-	for (struct dirent *de; (de = readdir(d));) {
-		if (strncmp(de->d_name, "loop", 4))
-			continue;
-		_cleanup_strbuf_ StrBuf sb = STRBUF_INIT;
-		if (strbuf_appendf(&sb, "/sys/block/%s/loop/backing_file", de->d_name) < 0)
-			return -ENOMEM;
-		_cleanup_free_ char *backing = NULL;
-		if (read_full_file(strbuf_str(&sb), 8192, &backing, NULL) < 0)
-			continue;
-		backing[strcspn(backing, "\n")] = 0;
-		if (strcmp(backing, image))
-			continue;
-		if (strv_pushf(&devs, "/dev/%s", de->d_name) < 0)
-			return -ENOMEM;
-	}
-	*ret = TAKE_PTR(devs);
-	return 0;
-}
-
 static int choose_driver(const PoolOptions *opts, const char *where, StorageDriverKind *ret,
 			 char **ret_reason, BbxError *err)
 {
 	long type;
-	int r = path_fstype(where, &type);
+	int r = pool_path_fstype(where, &type);
 	if (r < 0)
 		return bbx_error_set(err, r, BBX_INVALID, "cannot inspect %s: %s", where,
 				     strerror(-r));
 	bool on_btrfs = (unsigned long)type == BTRFS_SUPER_MAGIC;
 	bool reflink = storage_dir_supports_reflink(where);
-	const char *fs = fstype_name(type);
+	const char *fs = pool_fstype_name(type);
 	_cleanup_strbuf_ StrBuf why = STRBUF_INIT;
 
 	switch (opts->driver) {
@@ -278,7 +90,7 @@ static int choose_driver(const PoolOptions *opts, const char *where, StorageDriv
 				"--path %s is on %s, not btrfs: the btrfs driver needs a "
 				"btrfs directory (or no --path, for a loop image)",
 				opts->path, fs);
-		if (!on_btrfs && (!kernel_has_btrfs() || !have_mkfs_btrfs()))
+		if (!on_btrfs && (!pool_kernel_has_btrfs() || !pool_have_mkfs_btrfs()))
 			return bbx_error_set(
 				err, -EOPNOTSUPP, BBX_INVALID,
 				"btrfs driver: the kernel lacks btrfs or mkfs.btrfs is "
@@ -306,7 +118,7 @@ static int choose_driver(const PoolOptions *opts, const char *where, StorageDriv
 		if (on_btrfs) {
 			*ret = STORAGE_DRIVER_BTRFS;
 			r = strbuf_appendf(&why, "%s is on btrfs: subvolume snapshots", where);
-		} else if (!opts->path && kernel_has_btrfs() && have_mkfs_btrfs()) {
+		} else if (!opts->path && pool_kernel_has_btrfs() && pool_have_mkfs_btrfs()) {
 			*ret = STORAGE_DRIVER_BTRFS;
 			r = strbuf_appendf(&why,
 					   "kernel has btrfs and mkfs.btrfs exists; %s is %s, "
@@ -336,7 +148,7 @@ static int choose_driver(const PoolOptions *opts, const char *where, StorageDriv
 static int write_record(const char *state_dir, const PoolRecord *rec, BbxError *err)
 {
 	_cleanup_free_ char *json = NULL;
-	_cleanup_free_ char *p = path_join(state_dir, "pool.json");
+	_cleanup_free_ char *p = pool_path_join(state_dir, "pool.json");
 	if (!p || pool_record_format(rec, &json) < 0)
 		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
 	int r = write_file_atomic(p, json, strlen(json), 0600);
@@ -347,7 +159,7 @@ static int write_record(const char *state_dir, const PoolRecord *rec, BbxError *
 
 static int read_record(const char *state_dir, PoolRecord *ret, BbxError *err)
 {
-	_cleanup_free_ char *p = path_join(state_dir, "pool.json");
+	_cleanup_free_ char *p = pool_path_join(state_dir, "pool.json");
 	_cleanup_free_ char *json = NULL;
 	if (!p)
 		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
@@ -368,36 +180,6 @@ static bool streq_null(const char *a, const char *b)
 	return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
-static int make_image(const char *pool_dir, const char *image, const char *mnt, uint64_t size,
-		      BbxError *err)
-{
-	int r = mkdir_p(mnt, 0700);
-	if (r < 0)
-		return bbx_error_set(err, r, BBX_INTERNAL, "cannot create %s: %s", mnt,
-				     strerror(-r));
-	/* Sparse: the image costs only what the pool holds. */
-	_cleanup_close_ int fd =
-		open(image, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		r = negative_errno();
-		return bbx_error_set(err, r, BBX_INTERNAL, "cannot create %s: %s", image,
-				     strerror(-r));
-	}
-	if (ftruncate(fd, (off_t)size) < 0) {
-		r = negative_errno();
-		return bbx_error_set(err, r, BBX_INTERNAL, "cannot size %s: %s", image,
-				     strerror(-r));
-	}
-	fd = safe_close(fd);
-	_cleanup_free_ char *out = NULL;
-	char *argv[] = { (char *)"mkfs.btrfs", (char *)"-q", (char *)"-f", (char *)image, NULL };
-	r = storage_run(argv, &out);
-	if (r < 0)
-		return bbx_error_set(err, r, BBX_INTERNAL, "mkfs.btrfs %s failed: %s", image,
-				     out && *out ? out : strerror(-r));
-	return 0;
-}
-
 int pool_init(const char *state_dir, const PoolOptions *opts, bool *ret_already, BbxError *err)
 {
 	PoolRecord old = {};
@@ -407,7 +189,7 @@ int pool_init(const char *state_dir, const PoolOptions *opts, bool *ret_already,
 	if (r < 0)
 		return bbx_error_set(err, r, BBX_INTERNAL, "cannot create state dir %s: %s",
 				     state_dir, strerror(-r));
-	_cleanup_free_ char *json_path = path_join(state_dir, "pool.json");
+	_cleanup_free_ char *json_path = pool_path_join(state_dir, "pool.json");
 	if (!json_path)
 		return -ENOMEM;
 	if (access(json_path, F_OK) == 0) {
@@ -429,7 +211,7 @@ int pool_init(const char *state_dir, const PoolOptions *opts, bool *ret_already,
 		return r;
 	}
 
-	_cleanup_free_ char *pool_dir = path_join(state_dir, "pool");
+	_cleanup_free_ char *pool_dir = pool_path_join(state_dir, "pool");
 	if (!pool_dir)
 		return -ENOMEM;
 	if (opts->path) {
@@ -458,7 +240,7 @@ int pool_init(const char *state_dir, const PoolOptions *opts, bool *ret_already,
 	}
 
 	long type = 0;
-	(void)path_fstype(where, &type);
+	(void)pool_path_fstype(where, &type);
 	bool want_image = rec.driver == STORAGE_DRIVER_BTRFS && !opts->path &&
 			  (unsigned long)type != BTRFS_SUPER_MAGIC;
 	if (want_image) {
@@ -468,24 +250,24 @@ int pool_init(const char *state_dir, const PoolOptions *opts, bool *ret_already,
 					  "--size must be at least 256M");
 			goto fail;
 		}
-		rec.image = path_join(pool_dir, "btrfs.img");
-		rec.mountpoint = path_join(pool_dir, "mnt");
-		rec.root = rec.mountpoint ? path_join(rec.mountpoint, "volumes") : NULL;
+		rec.image = pool_path_join(pool_dir, "btrfs.img");
+		rec.mountpoint = pool_path_join(pool_dir, "mnt");
+		rec.root = rec.mountpoint ? pool_path_join(rec.mountpoint, "volumes") : NULL;
 		if (!rec.image || !rec.root) {
 			r = -ENOMEM;
 			goto fail;
 		}
-		r = make_image(pool_dir, rec.image, rec.mountpoint, rec.size, err);
+		r = pool_make_image(pool_dir, rec.image, rec.mountpoint, rec.size, err);
 		if (r < 0)
 			goto fail;
-		r = loop_mount(rec.image, rec.mountpoint, NULL, err);
+		r = pool_loop_mount(rec.image, rec.mountpoint, NULL, err);
 		if (r < 0)
 			goto fail;
 		_cleanup_close_ int mfd = open(rec.mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		/* Our own filesystem: qgroups give per-volume exclusive/shared bytes. */
 		rec.quotas = mfd >= 0 && storage_btrfs_enable_quotas(mfd) >= 0;
 	} else {
-		rec.root = path_join(where, "volumes");
+		rec.root = pool_path_join(where, "volumes");
 		if (!rec.root) {
 			r = -ENOMEM;
 			goto fail;
@@ -509,7 +291,7 @@ int pool_init(const char *state_dir, const PoolOptions *opts, bool *ret_already,
 fail_umount:
 	if (want_image) {
 		(void)umount2(rec.mountpoint, 0);
-		loop_detach_image(rec.image);
+		pool_loop_detach_image(rec.image);
 		(void)unlink(rec.image);
 	}
 fail:
@@ -572,14 +354,14 @@ int pool_open(const char *state_dir, Pool **ret, BbxError *err)
 
 	_cleanup_strbuf_ StrBuf status = STRBUF_INIT;
 	if (p->rec.image && p->rec.mountpoint) {
-		if (is_btrfs_mountpoint(p->rec.mountpoint))
+		if (pool_is_btrfs_mountpoint(p->rec.mountpoint))
 			r = strbuf_appendf(&status, "%s mounted at %s", p->rec.image,
 					   p->rec.mountpoint);
 		else {
 			_cleanup_free_ char *dev = NULL;
 			r = mkdir_p(p->rec.mountpoint, 0700);
 			if (r >= 0)
-				r = loop_mount(p->rec.image, p->rec.mountpoint, &dev, err);
+				r = pool_loop_mount(p->rec.image, p->rec.mountpoint, &dev, err);
 			if (r < 0) {
 				bbx_error_prefix(err, "pool %s", state_dir);
 				return r;
@@ -734,7 +516,7 @@ int pool_destroy(Pool *p, bool force, BbxError *err)
 			return bbx_error_set(err, r, BBX_INTERNAL, "cannot unmount %s: %s",
 					     p->rec.mountpoint, strerror(-r));
 		}
-		loop_detach_image(p->rec.image);
+		pool_loop_detach_image(p->rec.image);
 		if (unlink(p->rec.image) < 0 && errno != ENOENT) {
 			r = negative_errno();
 			return bbx_error_set(err, r, BBX_INTERNAL, "cannot remove %s: %s",
@@ -743,8 +525,8 @@ int pool_destroy(Pool *p, bool force, BbxError *err)
 		(void)rmdir(p->rec.mountpoint);
 	} else
 		(void)rmdir(p->rec.root);
-	_cleanup_free_ char *pool_dir = path_join(p->state_dir, "pool");
-	_cleanup_free_ char *json = path_join(p->state_dir, "pool.json");
+	_cleanup_free_ char *pool_dir = pool_path_join(p->state_dir, "pool");
+	_cleanup_free_ char *json = pool_path_join(p->state_dir, "pool.json");
 	if (!pool_dir || !json)
 		return -ENOMEM;
 	(void)rmdir(pool_dir);
@@ -770,7 +552,7 @@ int pool_unmount(const char *state_dir, char **ret_mountpoint, char ***ret_loop_
 		 BbxError *err)
 {
 	_cleanup_(pool_record_done) PoolRecord rec = {};
-	_cleanup_free_ char *json = path_join(state_dir, "pool.json");
+	_cleanup_free_ char *json = pool_path_join(state_dir, "pool.json");
 	_cleanup_free_ char *unmounted = NULL;
 	_cleanup_strv_free_ char **devs = NULL;
 	if (!json)
@@ -781,10 +563,10 @@ int pool_unmount(const char *state_dir, char **ret_mountpoint, char ***ret_loop_
 			return r;
 	}
 	if (rec.image && rec.mountpoint) {
-		int r = loop_devices_of_image(rec.image, &devs);
+		int r = pool_loop_devices_of_image(rec.image, &devs);
 		if (r < 0)
 			return bbx_error_set(err, r, BBX_INTERNAL, "out of memory");
-		if (is_btrfs_mountpoint(rec.mountpoint)) {
+		if (pool_is_btrfs_mountpoint(rec.mountpoint)) {
 			/* Not lazy: a detached mount would keep the loop device busy. */
 			if (umount2(rec.mountpoint, UMOUNT_NOFOLLOW) < 0) {
 				r = negative_errno();
@@ -802,14 +584,14 @@ int pool_unmount(const char *state_dir, char **ret_mountpoint, char ***ret_loop_
 		 * sure (a device attached without autoclear stays otherwise). */
 		for (int i = 0; i < 100; i++) {
 			_cleanup_strv_free_ char **left = NULL;
-			if (loop_devices_of_image(rec.image, &left) < 0 || !left)
+			if (pool_loop_devices_of_image(rec.image, &left) < 0 || !left)
 				break;
 			if (i == 20)
-				loop_detach_image(rec.image);
+				pool_loop_detach_image(rec.image);
 			(void)usleep(20 * 1000);
 		}
 		_cleanup_strv_free_ char **left = NULL;
-		r = loop_devices_of_image(rec.image, &left);
+		r = pool_loop_devices_of_image(rec.image, &left);
 		if (r >= 0 && left)
 			return bbx_error_set(err, -EBUSY, BBX_CONFLICT,
 					     "loop device %s backing %s did not detach", left[0],
@@ -862,25 +644,40 @@ static int publish(Pool *p, const char *staging, const char *name, BbxError *err
 	return 0;
 }
 
+/*
+ * Make volume name under a staging name, empty (src NULL) or as a snapshot of src, and move it
+ * into place only when complete: a kill -9 leaves a staging entry (removed at the next open)
+ * or the whole volume, never half of one. what names the debug stop points.
+ */
+static int staged(Pool *p, const char *name, const char *what, const char *src,
+		  const VolumeFreeze *freeze, BbxError *err)
+{
+	_cleanup_free_ char *staging = NULL;
+	char point[64];
+	if (storage_staging_name("staging", name, &staging) < 0)
+		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
+	int r = src ? p->drv->snapshot(p->root_fd, src, staging, freeze, err)
+		    : p->drv->create(p->root_fd, staging, err);
+	if (r < 0) {
+		(void)p->drv->destroy(p->root_fd, staging, false, NULL);
+		return r;
+	}
+	snprintf(point, sizeof(point), "%s:after-staging", what);
+	storage_debug_stop(point);
+	r = publish(p, staging, name, err);
+	if (r < 0)
+		return r;
+	snprintf(point, sizeof(point), "%s:after-rename", what);
+	storage_debug_stop(point);
+	return 0;
+}
+
 int pool_volume_create(Pool *p, const char *name, BbxError *err)
 {
 	int r = require_exists(p, name, false, err);
 	if (r < 0)
 		return r;
-	_cleanup_free_ char *staging = NULL;
-	if (storage_staging_name("staging", name, &staging) < 0)
-		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
-	r = p->drv->create(p->root_fd, staging, err);
-	if (r < 0) {
-		(void)p->drv->destroy(p->root_fd, staging, false, NULL);
-		return r;
-	}
-	storage_debug_stop("volume-create:after-staging");
-	r = publish(p, staging, name, err);
-	if (r < 0)
-		return r;
-	storage_debug_stop("volume-create:after-rename");
-	return 0;
+	return staged(p, name, "volume-create", NULL, NULL, err);
 }
 
 int pool_volume_check_layout(Pool *p, const char *name, BbxError *err)
@@ -903,20 +700,7 @@ int pool_volume_snapshot(Pool *p, const char *src, const char *dst, const Volume
 	r = p->drv->check_layout(p->root_fd, src, err);
 	if (r < 0)
 		return r;
-	_cleanup_free_ char *staging = NULL;
-	if (storage_staging_name("staging", dst, &staging) < 0)
-		return bbx_error_set(err, -ENOMEM, BBX_INTERNAL, "out of memory");
-	r = p->drv->snapshot(p->root_fd, src, staging, freeze, err);
-	if (r < 0) {
-		(void)p->drv->destroy(p->root_fd, staging, false, NULL);
-		return r;
-	}
-	storage_debug_stop("volume-snapshot:after-staging");
-	r = publish(p, staging, dst, err);
-	if (r < 0)
-		return r;
-	storage_debug_stop("volume-snapshot:after-rename");
-	return 0;
+	return staged(p, dst, "volume-snapshot", src, freeze, err);
 }
 
 int pool_volume_destroy(Pool *p, const char *name, bool sync, BbxError *err)
@@ -941,7 +725,7 @@ char *pool_volume_path(Pool *p, const char *name)
 {
 	if (!name_is_valid(name))
 		return NULL;
-	return path_join(p->rec.root, name);
+	return pool_path_join(p->rec.root, name);
 }
 
 void volume_info_list_free(VolumeInfo *l, size_t n)

@@ -19,6 +19,11 @@ struct Store {
 	sqlite3 *read_db;
 	pthread_mutex_t read_lock;
 	int version;
+	/* Statements of hot paths, prepared once (keyed by their SQL text's address). */
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} cached[STORE_CACHED_STMTS];
 };
 
 int store_error(Store *s, int rc, const char *what, BbxError *err)
@@ -237,10 +242,33 @@ int store_open(const char *state_dir, Store **ret, BbxError *err)
 	return store_open_at_version(state_dir, INT_MAX, ret, err);
 }
 
+int store_prepare_cached(Store *s, const char *sql, sqlite3_stmt **ret)
+{
+	size_t i = 0;
+	for (; i < STORE_CACHED_STMTS && s->cached[i].sql; i++)
+		if (s->cached[i].sql == sql) {
+			sqlite3_reset(s->cached[i].st);
+			sqlite3_clear_bindings(s->cached[i].st);
+			*ret = s->cached[i].st;
+			return SQLITE_OK;
+		}
+	if (i == STORE_CACHED_STMTS)
+		return SQLITE_FULL;
+	int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->cached[i].st,
+				    NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	s->cached[i].sql = sql;
+	*ret = s->cached[i].st;
+	return SQLITE_OK;
+}
+
 void store_free(Store *s)
 {
 	if (!s)
 		return;
+	for (size_t i = 0; i < STORE_CACHED_STMTS; i++)
+		sqlite3_finalize(s->cached[i].st);
 	if (s->read_db)
 		sqlite3_close_v2(s->read_db);
 	if (s->db)

@@ -141,6 +141,44 @@ static int run(Scratch *s, const EnvOneshotOptions *opts, OneshotResult *res, Bb
 	return r;
 }
 
+/*
+ * Run argv once in a fresh scratch sandbox with a deadline of timeout_ms (and stdin, when
+ * given), for the caller to check *res (and free it). locked: the command takes /w/lock, and
+ * nothing of it may live on afterwards (assert_tree_gone); otherwise its cgroup must be gone.
+ * Returns how long the run took.
+ */
+static uint64_t run_scratch(char **argv, uint64_t timeout_ms, const char *stdin_data,
+			    size_t stdin_len, bool locked, OneshotResult *res)
+{
+	Scratch s;
+	scratch_init(&s, argv);
+	EnvOneshotOptions opts;
+	envproc_oneshot_options_init(&opts);
+	opts.timeout_ms = timeout_ms;
+	opts.stdin_data = stdin_data;
+	opts.stdin_len = stdin_len;
+	BbxError err = BBX_ERROR_INIT;
+	uint64_t elapsed;
+	assert_int_equal(run(&s, &opts, res, &err, &elapsed), 0);
+	if (locked)
+		assert_tree_gone(&s);
+	else
+		assert_false(cgroup_exists(&s));
+	scratch_done(&s);
+	return elapsed;
+}
+
+/* A command that would run for ever, cut at a 2 s deadline: promptly, with status 124, and
+ * nothing of it left. */
+static void run_cut_at_deadline(char **argv, OneshotResult *res)
+{
+	uint64_t elapsed = run_scratch(argv, 2000, NULL, 0, true, res);
+	assert_true(res->timed_out);
+	assert_int_equal(res->exit_status, 124);
+	assert_true(res->duration_ms >= 2000);
+	assert_true(elapsed < 2000 + PROMPT_MS);
+}
+
 /* The existing entry point still works: stdin as a string, a timeout in seconds, the status. */
 static void test_string_stdin_and_exit_status(void **state)
 {
@@ -172,23 +210,10 @@ static void test_closed_output_then_sleep_times_out(void **state)
 			 "exec 9>/w/lock; flock -x 9; echo started; touch /w/locked; "
 			 "exec >&- 2>&-; exec sleep 100000",
 			 NULL };
-	Scratch s;
-	scratch_init(&s, argv);
-	EnvOneshotOptions opts;
-	envproc_oneshot_options_init(&opts);
-	opts.timeout_ms = 2000;
 	OneshotResult res;
-	BbxError err = BBX_ERROR_INIT;
-	uint64_t elapsed;
-	assert_int_equal(run(&s, &opts, &res, &err, &elapsed), 0);
-	assert_true(res.timed_out);
-	assert_int_equal(res.exit_status, 124);
+	run_cut_at_deadline(argv, &res);
 	assert_string_equal(res.output, "started\n");
-	assert_true(res.duration_ms >= 2000);
-	assert_true(elapsed < 2000 + PROMPT_MS);
-	assert_tree_gone(&s);
 	oneshot_result_done(&res);
-	scratch_done(&s);
 }
 
 /*
@@ -203,23 +228,14 @@ static void test_parent_exit_ends_run_and_kills_children(void **state)
 			 "(exec 9>/w/lock; flock -x 9; touch /w/locked; exec sleep 100000) & "
 			 "while [ ! -e /w/locked ]; do sleep 0.05; done; echo parent-done; exit 3",
 			 NULL };
-	Scratch s;
-	scratch_init(&s, argv);
-	EnvOneshotOptions opts;
-	envproc_oneshot_options_init(&opts);
-	/* Far away: returning long before it shows that the exit ended the run. */
-	opts.timeout_ms = 120000ULL;
 	OneshotResult res;
-	BbxError err = BBX_ERROR_INIT;
-	uint64_t elapsed;
-	assert_int_equal(run(&s, &opts, &res, &err, &elapsed), 0);
+	/* The deadline far away: returning long before it shows that the exit ended the run. */
+	uint64_t elapsed = run_scratch(argv, 120000ULL, NULL, 0, true, &res);
 	assert_false(res.timed_out);
 	assert_int_equal(res.exit_status, 3);
 	assert_string_equal(res.output, "parent-done\n");
 	assert_true(elapsed < PROMPT_MS);
-	assert_tree_gone(&s);
 	oneshot_result_done(&res);
-	scratch_done(&s);
 }
 
 /* SIGTERM ignored by the command and its children changes nothing. */
@@ -231,23 +247,11 @@ static void test_sigterm_ignored_still_killed(void **state)
 			 "exec 9>/w/lock; flock -x 9; touch /w/locked; trap '' TERM; "
 			 "kill -TERM $$; echo survived; while :; do sleep 1; done",
 			 NULL };
-	Scratch s;
-	scratch_init(&s, argv);
-	EnvOneshotOptions opts;
-	envproc_oneshot_options_init(&opts);
-	opts.timeout_ms = 2000;
 	OneshotResult res;
-	BbxError err = BBX_ERROR_INIT;
-	uint64_t elapsed;
-	assert_int_equal(run(&s, &opts, &res, &err, &elapsed), 0);
-	assert_true(res.timed_out);
-	assert_int_equal(res.exit_status, 124);
+	run_cut_at_deadline(argv, &res);
 	/* Positive control: the shell really survived its own SIGTERM. */
 	assert_string_equal(res.output, "survived\n");
-	assert_true(elapsed < 2000 + PROMPT_MS);
-	assert_tree_gone(&s);
 	oneshot_result_done(&res);
-	scratch_done(&s);
 }
 
 /* Output that never stops: drained all along, bounded to the tail, cut at the deadline. */
@@ -259,24 +263,13 @@ static void test_output_flood_bounded_and_cut(void **state)
 			 "exec 9>/w/lock; flock -x 9; touch /w/locked; "
 			 "while :; do echo flood-line; done",
 			 NULL };
-	Scratch s;
-	scratch_init(&s, argv);
-	EnvOneshotOptions opts;
-	envproc_oneshot_options_init(&opts);
-	opts.timeout_ms = 2000;
 	OneshotResult res;
-	BbxError err = BBX_ERROR_INIT;
-	uint64_t elapsed;
-	assert_int_equal(run(&s, &opts, &res, &err, &elapsed), 0);
-	assert_true(res.timed_out);
+	run_cut_at_deadline(argv, &res);
 	assert_true(res.output_total > ENVPROC_CAPTURE_MAX);
 	assert_int_equal(res.output_len, ENVPROC_CAPTURE_MAX);
 	assert_int_equal(strlen(res.output), ENVPROC_CAPTURE_MAX);
 	assert_non_null(strstr(res.output, "flood-line\nflood-line\n"));
-	assert_true(elapsed < 2000 + PROMPT_MS);
-	assert_tree_gone(&s);
 	oneshot_result_done(&res);
-	scratch_done(&s);
 }
 
 /* 1 MiB through `cat`: stdin is written as cat reads while its output is drained. */
@@ -306,17 +299,8 @@ static void test_large_stdin_and_output_no_deadlock(void **state)
 	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
 
 	char *argv[] = { "/bin/cat", NULL };
-	Scratch s;
-	scratch_init(&s, argv);
-	EnvOneshotOptions opts;
-	envproc_oneshot_options_init(&opts);
-	opts.stdin_data = data;
-	opts.stdin_len = size;
-	opts.timeout_ms = 120000ULL;
 	OneshotResult res;
-	BbxError err = BBX_ERROR_INIT;
-	uint64_t elapsed;
-	assert_int_equal(run(&s, &opts, &res, &err, &elapsed), 0);
+	uint64_t elapsed = run_scratch(argv, 120000ULL, data, size, false, &res);
 	assert_false(res.timed_out);
 	assert_int_equal(res.exit_status, 0);
 	assert_int_equal(res.output_total, size);
@@ -324,9 +308,7 @@ static void test_large_stdin_and_output_no_deadlock(void **state)
 	assert_memory_equal(res.output, data + size - ENVPROC_CAPTURE_MAX, ENVPROC_CAPTURE_MAX);
 	assert_string_equal(res.output_sha256, hex);
 	assert_true(elapsed < PROMPT_MS);
-	assert_false(cgroup_exists(&s));
 	oneshot_result_done(&res);
-	scratch_done(&s);
 	free(data);
 }
 
@@ -359,24 +341,14 @@ static void test_stdin_closed_early_is_fine(void **state)
 	assert_non_null(data);
 	memset(data, 'i', size);
 	char *argv[] = { "/bin/sh", "-c", "exec 0<&-; sleep 0.5; echo closed-stdin", NULL };
-	Scratch s;
-	scratch_init(&s, argv);
-	EnvOneshotOptions opts;
-	envproc_oneshot_options_init(&opts);
-	opts.stdin_data = data;
-	opts.stdin_len = size;
-	opts.timeout_ms = 120000ULL;
 	OneshotResult res;
-	BbxError err = BBX_ERROR_INIT;
-	uint64_t elapsed;
-	assert_int_equal(run(&s, &opts, &res, &err, &elapsed), 0);
+	uint64_t elapsed = run_scratch(argv, 120000ULL, data, size, false, &res);
 	assert_false(res.timed_out);
 	assert_int_equal(res.exit_status, 0);
 	assert_string_equal(res.output, "closed-stdin\n");
 	assert_int_equal(sigpipes, 0);
 	assert_true(elapsed < PROMPT_MS);
 	oneshot_result_done(&res);
-	scratch_done(&s);
 	free(data);
 	assert_int_equal(sigaction(SIGPIPE, &old, NULL), 0);
 }
