@@ -39,6 +39,10 @@ const ApiRoute api_routes[] = {
 	{ "GET", "/v1/audit/pubkey", "audit.pubkey", VERB_AUDIT_READ, -1, 0, route_op },
 	{ "GET", "/v1/audit/verify", "audit.verify", VERB_AUDIT_READ, -1, 0, route_op },
 	{ "GET", "/v1/environments/{name}/audit", "environment.audit", VERB_ENV_READ, 0, 0, route_op },
+	/* MCP: each tool call is an operation run (and recorded) by ops_run(). */
+	{ "POST", "/mcp", "mcp", 0, -1, 0, route_mcp },
+	{ "GET", "/mcp", "mcp", 0, -1, 0, route_mcp },
+	{ "DELETE", "/mcp", "mcp", 0, -1, 0, route_mcp },
 };
 /* clang-format on */
 

@@ -22,6 +22,7 @@ static const CliVerb verbs[] = {
 	{ "sandbox", "run a command in a sandbox (root, no daemon)", verb_sandbox },
 	{ "token", "mint, list and revoke scoped tokens", verb_token },
 	{ "audit", "read, checkpoint and verify the audit ledger", verb_audit },
+	{ "mcp", "serve MCP to an agent (stdio or local HTTP), forwarding to the daemon", verb_mcp },
 };
 /* clang-format on */
 

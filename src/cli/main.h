@@ -36,6 +36,11 @@ int cli_require_root(const char *verb);
 int verb_sandbox(int argc, char **argv);
 int verb_token(int argc, char **argv);
 int verb_audit(int argc, char **argv);
+int verb_mcp(int argc, char **argv);
+/* The daemon's /mcp (verb-mcp.c): start before the API server, stop after it. */
+struct Core;
+int cli_mcp_serve_start(struct Core *core, char **allowed_hosts);
+void cli_mcp_serve_stop(void);
 /* Strip "--state DIR" given before a subcommand; returns DIR or NULL. */
 const char *cli_take_leading_state(int *argc, char **argv);
 

@@ -253,8 +253,11 @@ int verb_serve(int argc, char **argv)
 				   .listen = listen,
 				   .preview_domain = preview_domain };
 	ApiServer *server = NULL;
-	r = api_server_new(&aopts, &server, &err);
+	r = cli_mcp_serve_start(core, NULL);
+	if (r >= 0)
+		r = api_server_new(&aopts, &server, &err);
 	if (r < 0) {
+		cli_mcp_serve_stop();
 		log_error("%s", bbx_error_message(&err, r));
 		environments_shutdown(core);
 		return EXIT_FAILURE_;
@@ -278,6 +281,7 @@ int verb_serve(int argc, char **argv)
 	/* Running commands are killed first: no request handler can hold the server open. */
 	environments_quiesce(core);
 	api_server_free(server);
+	cli_mcp_serve_stop();
 	log_info("stopping environments");
 	environments_shutdown(core);
 	log_info("stopped");
