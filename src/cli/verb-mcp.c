@@ -43,6 +43,8 @@ static int serve_mcp(ApiRequest *req, ApiResponse *resp)
 		.content_type = api_request_header(req, "Content-Type"),
 		.session_id = api_request_header(req, "Mcp-Session-Id"),
 		.protocol_version = api_request_header(req, "MCP-Protocol-Version"),
+		.mcp_method = api_request_header(req, "Mcp-Method"),
+		.mcp_name = api_request_header(req, "Mcp-Name"),
 		.call = { .principal = req->principal,
 			  .request_id = req->request_id,
 			  .request_digest = req->request_digest },
@@ -123,24 +125,41 @@ static bool header_safe(const char *s)
  * *ret_session gets a new session id. Returns 0 or a JSON-RPC error reply in *ret_error. */
 typedef void (*Emit)(json_t *msg, void *userdata);
 
-static int forward(Bridge *b, const char *body, size_t n, const char *session, const char *version,
-		   Emit emit, void *userdata, char *ret_session, size_t ret_session_size,
-		   unsigned *ret_status)
+/* A value that may go into a header line: printable ASCII, bounded. */
+static bool value_safe(const char *s)
+{
+	if (!s || !*s || strlen(s) > 1024)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p >= 0x7f)
+			return false;
+	return true;
+}
+
+static int forward(Bridge *b, json_t *msg, const char *session, const char *version, Emit emit,
+		   void *userdata, char *ret_session, size_t ret_session_size, unsigned *ret_status)
 {
 	HttpTarget t = b->target;
 	HttpResponse resp = { 0 };
 	BbxError err = BBX_ERROR_INIT;
-	char headers[512];
-	snprintf(headers, sizeof(headers),
-		 "Accept: application/json, text/event-stream\r\n%s%s%s%s%s%s",
-		 session && header_safe(session) ? "Mcp-Session-Id: " : "",
-		 session && header_safe(session) ? session : "",
-		 session && header_safe(session) ? "\r\n" : "",
-		 version && header_safe(version) ? "MCP-Protocol-Version: " : "",
-		 version && header_safe(version) ? version : "",
-		 version && header_safe(version) ? "\r\n" : "");
-	t.headers = headers;
-	int r = http_request(&t, "POST", "/mcp", body, n, NULL, NULL, &resp, &err);
+	StrBuf h = STRBUF_INIT;
+	const char *method = json_string_value(json_object_get(msg, "method"));
+	const char *name = mcp_routing_name(msg);
+	_cleanup_free_ char *body = json_dumps(msg, JSON_COMPACT);
+	if (!body)
+		return -ENOMEM;
+	(void)strbuf_puts(&h, "Accept: application/json, text/event-stream\r\n");
+	if (header_safe(session))
+		(void)strbuf_appendf(&h, "Mcp-Session-Id: %s\r\n", session);
+	if (header_safe(version))
+		(void)strbuf_appendf(&h, "MCP-Protocol-Version: %s\r\n", version);
+	if (value_safe(method))
+		(void)strbuf_appendf(&h, "Mcp-Method: %s\r\n", method);
+	if (value_safe(name))
+		(void)strbuf_appendf(&h, "Mcp-Name: %s\r\n", name);
+	t.headers = strbuf_str(&h);
+	int r = http_request(&t, "POST", "/mcp", body, strlen(body), NULL, NULL, &resp, &err);
+	strbuf_done(&h);
 	if (r < 0) {
 		log_error("mcp: %s: %s", t.describe, bbx_error_message(&err, r));
 		return r;
@@ -291,13 +310,10 @@ static void handle(Work *w)
 		snprintf(version, sizeof(version), "%s", bridge.version);
 		pthread_mutex_unlock(&bridge.lock);
 	}
-	char *body = json_dumps(w->msg, JSON_COMPACT);
 	unsigned status = 0;
-	int r = body ? forward(&bridge, body, strlen(body), session[0] ? session : NULL,
-			       modern ? modern : (version[0] ? version : NULL), emit_stdio, w,
-			       new_session, sizeof(new_session), &status)
-		     : -ENOMEM;
-	free(body);
+	int r = forward(&bridge, w->msg, session[0] ? session : NULL,
+			modern ? modern : (version[0] ? version : NULL), emit_stdio, w, new_session,
+			sizeof(new_session), &status);
 	if (r < 0 || !w->reply) {
 		json_decref(w->reply);
 		w->reply = mcp_error(w->id, MCP_INTERNAL_ERROR,
@@ -570,14 +586,24 @@ static enum MHD_Result on_http(void *cls, struct MHD_Connection *c, const char *
 	char new_session[40] = "";
 	unsigned status = 200;
 	json_t *reply = NULL;
+	const char *pv = hdr(c, "MCP-Protocol-Version");
+	bool modern = (m && mcp_is_modern(msg)) || (pv && !strcmp(pv, MCP_MODERN_VERSION));
+	json_t *herr =
+		modern ? mcp_modern_headers_check(msg, pv, hdr(c, "Mcp-Method"), hdr(c, "Mcp-Name"))
+		       : NULL;
+	if (herr) {
+		json_decref(msg);
+		char *s = json_dumps(herr, JSON_COMPACT);
+		unsigned st = mcp_modern_status(herr);
+		json_decref(herr);
+		return http_send(c, st, "application/json", s, NULL);
+	}
 	if (bridge.fixtures && m && mcp_fixtures_handle(&fx, msg, &reply)) {
 		col.reply = reply;
+		status = modern ? mcp_modern_status(reply) : 200;
 	} else {
-		char *body = json_dumps(msg, JSON_COMPACT);
-		int r = forward(&bridge, body, body ? strlen(body) : 0, hdr(c, "Mcp-Session-Id"),
-				hdr(c, "MCP-Protocol-Version"), emit_http, &col, new_session,
-				sizeof(new_session), &status);
-		free(body);
+		int r = forward(&bridge, msg, hdr(c, "Mcp-Session-Id"), pv, emit_http, &col,
+				new_session, sizeof(new_session), &status);
 		if (r < 0) {
 			json_decref(msg);
 			strbuf_done(&col.sse);

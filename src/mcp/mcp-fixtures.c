@@ -275,7 +275,44 @@ static json_t *error(json_t *id, int code, const char *msg)
 	return mcp_error(id, code, msg, NULL);
 }
 
+static bool answer(McpFixtureContext *ctx, json_t *msg, json_t **ret_reply);
+
+/* The messages the fixtures answer, decided before any is run. */
+static bool claims(json_t *msg)
+{
+	const char *method = json_string_value(json_object_get(msg, "method"));
+	json_t *params = json_object_get(msg, "params");
+	if (!method)
+		return false;
+	if (!strcmp(method, "tools/call")) {
+		const char *name = json_string_value(json_object_get(params, "name"));
+		return name &&
+		       (!strncmp(name, "test_", 5) || !strcmp(name, "json_schema_2020_12_tool"));
+	}
+	if (!strcmp(method, "resources/read")) {
+		const char *uri = json_string_value(json_object_get(params, "uri"));
+		return uri && !strncmp(uri, "test://", 7);
+	}
+	return !strcmp(method, "resources/subscribe") || !strcmp(method, "resources/unsubscribe") ||
+	       !strcmp(method, "prompts/list") || !strcmp(method, "prompts/get") ||
+	       !strcmp(method, "completion/complete");
+}
+
 bool mcp_fixtures_handle(McpFixtureContext *ctx, json_t *msg, json_t **ret_reply)
+{
+	*ret_reply = NULL;
+	if (!claims(msg))
+		return false;
+	bool modern = mcp_is_modern(msg);
+	if (modern && json_object_get(msg, "id") && (*ret_reply = mcp_modern_check(msg)))
+		return true;
+	answer(ctx, msg, ret_reply);
+	if (modern && *ret_reply)
+		mcp_modern_result(*ret_reply, json_string_value(json_object_get(msg, "method")));
+	return true;
+}
+
+static bool answer(McpFixtureContext *ctx, json_t *msg, json_t **ret_reply)
 {
 	json_t *id = json_object_get(msg, "id");
 	const char *method = json_string_value(json_object_get(msg, "method"));

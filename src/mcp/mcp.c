@@ -179,7 +179,7 @@ void mcp_decode(const char *data, size_t n, json_t **ret_msg, json_t **ret_error
 
 /* ---- methods ---- */
 
-static bool is_modern(json_t *msg)
+bool mcp_is_modern(json_t *msg)
 {
 	json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
 	return json_object_get(meta, MCP_META_VERSION) != NULL ||
@@ -372,9 +372,7 @@ static const char *negotiate(json_t *params)
 	return v;
 }
 
-/* Results of the 2026-07-28 era carry a resultType; list and read results say how long
- * they may be cached and by whom. */
-static void modern_result(json_t *reply, const char *method)
+void mcp_modern_result(json_t *reply, const char *method)
 {
 	json_t *res = json_object_get(reply, "result");
 	if (!json_is_object(res))
@@ -408,26 +406,10 @@ void mcp_dispatch(McpServer *s, McpCall *call, json_t *msg, json_t **ret_reply,
 		*ret_reply = mcp_error(id, MCP_INVALID_PARAMS, "params must be an object", NULL);
 		return;
 	}
-	bool modern = is_modern(msg);
-	if (modern) {
-		json_t *meta = json_object_get(params, "_meta");
-		const char *v = json_string_value(json_object_get(meta, MCP_META_VERSION));
-		if (!json_object_get(meta, MCP_META_VERSION) ||
-		    !json_object_get(meta, MCP_META_CAPS)) {
-			*ret_reply =
-				mcp_error(id, MCP_INVALID_PARAMS,
-					  "Invalid params: missing _meta keys: " MCP_META_VERSION
-					  ", " MCP_META_CAPS,
-					  NULL);
-			return;
-		}
-		if (!v || strcmp(v, MCP_MODERN_VERSION)) {
-			*ret_reply = mcp_error(
-				id, MCP_UNSUPPORTED_VERSION, "Unsupported protocol version",
-				json_pack("{s:[s],s:s}", "supported", MCP_MODERN_VERSION,
-					  "requested", v ? v : "(not a string)"));
-			return;
-		}
+	bool modern = mcp_is_modern(msg);
+	if (modern && (reply = mcp_modern_check(msg))) {
+		*ret_reply = reply;
+		return;
 	}
 
 	if (!strcmp(method, "initialize")) {
@@ -466,8 +448,94 @@ void mcp_dispatch(McpServer *s, McpCall *call, json_t *msg, json_t **ret_reply,
 		reply = mcp_error(id, MCP_METHOD_NOT_FOUND, text, NULL);
 	}
 	if (modern && reply)
-		modern_result(reply, method);
+		mcp_modern_result(reply, method);
 	*ret_reply = reply;
+}
+
+json_t *mcp_modern_check(json_t *msg)
+{
+	static const char *const removed[] = { "initialize", "ping", "logging/setLevel",
+					       "resources/subscribe", "resources/unsubscribe" };
+	json_t *id = json_object_get(msg, "id");
+	const char *method = json_string_value(json_object_get(msg, "method"));
+	json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
+	const char *v = json_string_value(json_object_get(meta, MCP_META_VERSION));
+	if (!json_object_get(meta, MCP_META_VERSION) || !json_object_get(meta, MCP_META_CAPS))
+		return mcp_error(id, MCP_INVALID_PARAMS,
+				 "Invalid params: missing _meta keys: " MCP_META_VERSION
+				 ", " MCP_META_CAPS,
+				 NULL);
+	if (!v || strcmp(v, MCP_MODERN_VERSION))
+		return mcp_error(id, MCP_UNSUPPORTED_VERSION, "Unsupported protocol version",
+				 json_pack("{s:[s],s:s}", "supported", MCP_MODERN_VERSION,
+					   "requested", v ? v : "(not a string)"));
+	for (size_t i = 0; method && i < ELEMENTSOF(removed); i++)
+		if (!strcmp(method, removed[i])) {
+			char text[160];
+			snprintf(text, sizeof(text), "Method not found: %s is not part of %s",
+				 method, MCP_MODERN_VERSION);
+			return mcp_error(id, MCP_METHOD_NOT_FOUND, text, NULL);
+		}
+	return NULL;
+}
+
+unsigned mcp_modern_status(json_t *reply)
+{
+	json_t *e = json_object_get(reply, "error");
+	if (!e)
+		return 200;
+	switch (json_integer_value(json_object_get(e, "code"))) {
+	case MCP_METHOD_NOT_FOUND: return 404;
+	case MCP_PARSE_ERROR:
+	case MCP_INVALID_REQUEST:
+	case MCP_INVALID_PARAMS:
+	case MCP_HEADER_MISMATCH:
+	case MCP_UNSUPPORTED_VERSION: return 400;
+	case MCP_INTERNAL_ERROR: return 500;
+	default: return 200;
+	}
+}
+
+const char *mcp_routing_name(json_t *msg)
+{
+	const char *method = json_string_value(json_object_get(msg, "method"));
+	json_t *params = json_object_get(msg, "params");
+	if (!method)
+		return NULL;
+	if (!strcmp(method, "tools/call") || !strcmp(method, "prompts/get"))
+		return json_string_value(json_object_get(params, "name"));
+	if (!strcmp(method, "resources/read"))
+		return json_string_value(json_object_get(params, "uri"));
+	return NULL;
+}
+
+json_t *mcp_modern_headers_check(json_t *msg, const char *version, const char *method,
+				 const char *name)
+{
+	json_t *id = json_object_get(msg, "id");
+	const char *m = json_string_value(json_object_get(msg, "method"));
+	json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
+	const char *mv = json_string_value(json_object_get(meta, MCP_META_VERSION));
+	const char *want = mcp_routing_name(msg);
+	if (!version)
+		return mcp_error(id, MCP_HEADER_MISMATCH, "Missing MCP-Protocol-Version header",
+				 NULL);
+	if (m && mv && strcmp(mv, version))
+		return mcp_error(id, MCP_HEADER_MISMATCH,
+				 "MCP-Protocol-Version header does not match "
+				 "_meta." MCP_META_VERSION,
+				 NULL);
+	if (m && (!method || strcmp(method, m)))
+		return mcp_error(id, MCP_HEADER_MISMATCH,
+				 method ? "Mcp-Method header does not match the body's method"
+					: "Missing Mcp-Method header",
+				 NULL);
+	if (want && (!name || strcmp(name, want)))
+		return mcp_error(id, MCP_HEADER_MISMATCH,
+				 name ? "Mcp-Name header does not match the body"
+				      : "Missing Mcp-Name header",
+				 NULL);
+	return NULL;
 }
 
 /* ---- Host and Origin ---- */
@@ -668,20 +736,14 @@ void mcp_http_handle(McpServer *s, McpHttpRequest *req, McpHttpResponse *resp)
 	}
 	json_t *id = json_object_get(msg, "id");
 	const char *method = json_string_value(json_object_get(msg, "method"));
-	bool modern = (method && is_modern(msg)) ||
+	bool modern = (method && mcp_is_modern(msg)) ||
 		      (req->protocol_version && !strcmp(req->protocol_version, MCP_MODERN_VERSION));
 
 	if (modern) {
-		json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
-		const char *mv = json_string_value(json_object_get(meta, MCP_META_VERSION));
-		if (!req->protocol_version)
-			error = mcp_error(id, MCP_HEADER_MISMATCH,
-					  "Missing MCP-Protocol-Version header", NULL);
-		else if (method && mv && strcmp(mv, req->protocol_version))
-			error = mcp_error(id, MCP_HEADER_MISMATCH,
-					  "MCP-Protocol-Version header does not match "
-					  "_meta." MCP_META_VERSION,
-					  NULL);
+		error = mcp_modern_headers_check(msg, req->protocol_version, req->mcp_method,
+						 req->mcp_name);
+		if (!error && method && id)
+			error = mcp_modern_check(msg);
 		req->call.version = MCP_MODERN_VERSION;
 	} else if (method && !strcmp(method, "initialize")) {
 		req->call.version = NULL;
@@ -702,7 +764,7 @@ void mcp_http_handle(McpServer *s, McpHttpRequest *req, McpHttpResponse *resp)
 	}
 	if (error) {
 		json_decref(msg);
-		reply_json(resp, 400, error);
+		reply_json(resp, modern ? mcp_modern_status(error) : 400, error);
 		return;
 	}
 	if (!method || !id) { /* a notification or a response */
@@ -736,5 +798,5 @@ void mcp_http_handle(McpServer *s, McpHttpRequest *req, McpHttpResponse *resp)
 		return;
 	}
 	strbuf_done(&ev.sb);
-	reply_json(resp, 200, reply);
+	reply_json(resp, modern ? mcp_modern_status(reply) : 200, reply);
 }

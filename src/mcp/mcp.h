@@ -87,6 +87,24 @@ bool mcp_version_supported(const char *v);
 /* The supported versions, newest first, as a new JSON array. */
 json_t *mcp_supported_versions(void);
 
+/* ---- the 2026-07-28 era ---- */
+
+/* Does msg speak the 2026-07-28 era (its _meta names a protocol version, or server/discover)? */
+bool mcp_is_modern(json_t *msg);
+/* The era's checks on a request: _meta keys, a version we speak, no removed method. NULL or
+ * the error reply. */
+json_t *mcp_modern_check(json_t *msg);
+/* resultType (and ttlMs, cacheScope for lists and reads) on a reply of the era. */
+void mcp_modern_result(json_t *reply, const char *method);
+/* The HTTP status of a reply of the era: errors are not 200. */
+unsigned mcp_modern_status(json_t *reply);
+/* Over HTTP, the headers that mirror the body (MCP-Protocol-Version, Mcp-Method, Mcp-Name)
+ * must be there and match: NULL or the error reply (status 400). */
+json_t *mcp_modern_headers_check(json_t *msg, const char *version, const char *method,
+				 const char *name);
+/* The value Mcp-Name mirrors for msg (params.name or params.uri), or NULL. */
+const char *mcp_routing_name(json_t *msg);
+
 /* ---- HTTP (the daemon's /mcp) ---- */
 
 typedef struct McpHttpRequest {
@@ -100,6 +118,8 @@ typedef struct McpHttpRequest {
 	const char *content_type;
 	const char *session_id;
 	const char *protocol_version;
+	const char *mcp_method; /* Mcp-Method */
+	const char *mcp_name;	/* Mcp-Name */
 	McpCall call;
 } McpHttpRequest;
 
