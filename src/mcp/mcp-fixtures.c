@@ -40,9 +40,15 @@ static const struct {
 	{ "test_elicitation_sep1330_enums", "asks the user, with enums", NOARGS },
 	{ "json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features",
 	  "{\"$schema\": \"https://json-schema.org/draft/2020-12/schema\", \"type\": \"object\","
-	  " \"$defs\": {\"address\": {\"type\": \"object\", \"properties\": {\"street\": {\"type\": \"string\"},"
-	  " \"city\": {\"type\": \"string\"}}}}, \"properties\": {\"name\": {\"type\": \"string\"},"
-	  " \"address\": {\"$ref\": \"#/$defs/address\"}}, \"additionalProperties\": false}" },
+	  " \"$defs\": {\"address\": {\"$anchor\": \"addressDef\", \"type\": \"object\", \"properties\":"
+	  " {\"street\": {\"type\": \"string\"}, \"city\": {\"type\": \"string\"}}}},"
+	  " \"properties\": {\"name\": {\"type\": \"string\"}, \"address\": {\"$ref\": \"#/$defs/address\"},"
+	  " \"contactMethod\": {\"type\": \"string\", \"enum\": [\"phone\", \"email\"]},"
+	  " \"phone\": {\"type\": \"string\"}, \"email\": {\"type\": \"string\"}},"
+	  " \"allOf\": [{\"anyOf\": [{\"required\": [\"phone\"]}, {\"required\": [\"email\"]}]}],"
+	  " \"if\": {\"properties\": {\"contactMethod\": {\"const\": \"phone\"}}, \"required\": [\"contactMethod\"]},"
+	  " \"then\": {\"required\": [\"phone\"]}, \"else\": {\"required\": [\"email\"]},"
+	  " \"additionalProperties\": false}" },
 };
 /* clang-format on */
 
@@ -375,8 +381,11 @@ void mcp_fixtures_merge(const char *method, json_t *result)
 		json_object_set_new(caps, "prompts", json_pack("{s:b}", "listChanged", 0));
 		json_object_set_new(caps, "completions", json_object());
 		json_object_set_new(caps, "logging", json_object());
-		json_object_set_new(caps, "resources",
-				    json_pack("{s:b,s:b}", "subscribe", 1, "listChanged", 0));
+		/* The 2026-07-28 era has no resources/subscribe. */
+		if (!strcmp(method, "initialize"))
+			json_object_set_new(
+				caps, "resources",
+				json_pack("{s:b,s:b}", "subscribe", 1, "listChanged", 0));
 	} else if (!strcmp(method, "tools/list")) {
 		json_t *list = json_object_get(result, "tools");
 		for (size_t i = 0; json_is_array(list) && i < ELEMENTSOF(tools); i++)

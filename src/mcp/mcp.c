@@ -186,10 +186,10 @@ bool mcp_is_modern(json_t *msg)
 	       !strcmp(json_string_value(json_object_get(msg, "method")), "server/discover");
 }
 
+/* Nothing is pushed: no listChanged, no subscribe. */
 static json_t *capabilities(void)
 {
-	return json_pack("{s:{s:b},s:{s:b,s:b},s:{}}", "tools", "listChanged", 0, "resources",
-			 "subscribe", 0, "listChanged", 0, "logging");
+	return json_pack("{s:{},s:{},s:{}}", "tools", "resources", "logging");
 }
 
 static json_t *server_info(void)
@@ -509,6 +509,17 @@ const char *mcp_routing_name(json_t *msg)
 	return NULL;
 }
 
+/* Does header value h (surrounding whitespace not counted) equal want? */
+static bool header_equals(const char *h, const char *want)
+{
+	while (*h == ' ' || *h == '\t')
+		h++;
+	size_t n = strlen(h);
+	while (n > 0 && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+		n--;
+	return n == strlen(want) && !memcmp(h, want, n);
+}
+
 json_t *mcp_modern_headers_check(json_t *msg, const char *version, const char *method,
 				 const char *name)
 {
@@ -520,17 +531,17 @@ json_t *mcp_modern_headers_check(json_t *msg, const char *version, const char *m
 	if (!version)
 		return mcp_error(id, MCP_HEADER_MISMATCH, "Missing MCP-Protocol-Version header",
 				 NULL);
-	if (m && mv && strcmp(mv, version))
+	if (m && mv && !header_equals(version, mv))
 		return mcp_error(id, MCP_HEADER_MISMATCH,
 				 "MCP-Protocol-Version header does not match "
 				 "_meta." MCP_META_VERSION,
 				 NULL);
-	if (m && (!method || strcmp(method, m)))
+	if (m && (!method || !header_equals(method, m)))
 		return mcp_error(id, MCP_HEADER_MISMATCH,
 				 method ? "Mcp-Method header does not match the body's method"
 					: "Missing Mcp-Method header",
 				 NULL);
-	if (want && (!name || strcmp(name, want)))
+	if (want && (!name || !header_equals(name, want)))
 		return mcp_error(id, MCP_HEADER_MISMATCH,
 				 name ? "Mcp-Name header does not match the body"
 				      : "Missing Mcp-Name header",
