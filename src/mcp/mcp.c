@@ -375,6 +375,10 @@ static const char *negotiate(json_t *params)
 void mcp_modern_result(json_t *reply, const char *method)
 {
 	json_t *res = json_object_get(reply, "result");
+	json_t *code = json_object_get(json_object_get(reply, "error"), "code");
+	/* The era answers a missing resource as invalid params (SEP-2164). */
+	if (json_integer_value(code) == MCP_RESOURCE_NOT_FOUND)
+		json_integer_set(code, MCP_INVALID_PARAMS);
 	if (!json_is_object(res))
 		return;
 	json_object_set_new(res, "resultType", json_string("complete"));
