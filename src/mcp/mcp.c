@@ -182,8 +182,9 @@ void mcp_decode(const char *data, size_t n, json_t **ret_msg, json_t **ret_error
 bool mcp_is_modern(json_t *msg)
 {
 	json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
+	const char *method = json_string_value(json_object_get(msg, "method"));
 	return json_object_get(meta, MCP_META_VERSION) != NULL ||
-	       !strcmp(json_string_value(json_object_get(msg, "method")), "server/discover");
+	       (method && !strcmp(method, "server/discover"));
 }
 
 /* Nothing is pushed: no listChanged, no subscribe. */
