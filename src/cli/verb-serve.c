@@ -17,6 +17,7 @@
 #include "log.h"
 #include "main.h"
 #include "parse.h"
+#include "strv.h"
 #include "uid-range.h"
 
 #define DEFAULT_LISTEN "127.0.0.1:7480"
@@ -34,6 +35,11 @@ static void serve_help(void)
 	       "  --state DIR        state directory (default $BRANCHBOX_STATE or %s)\n"
 	       "  --listen ADDR:PORT also serve HTTP here (default %s; tokens only)\n"
 	       "  --no-listen        serve only the unix socket DIR/branchbox.sock\n"
+	       "  --mcp-allow-host NAME\n"
+	       "                     besides loopback names, a Host (and Origin host) /mcp "
+	       "accepts\n"
+	       "                     (repeat for more; for a --listen address that is not "
+	       "loopback)\n"
 	       "  --production-branch NAME\n"
 	       "                     production's environment name (default main); never in an\n"
 	       "                     agent token's scope\n"
@@ -89,6 +95,7 @@ int verb_serve(int argc, char **argv)
 		{ "max-previews-per-token", required_argument, NULL, 'N' },
 		{ "pool-reserve", required_argument, NULL, 'R' },
 		{ "insecure-no-auth", no_argument, NULL, 'I' },
+		{ "mcp-allow-host", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
@@ -100,6 +107,7 @@ int verb_serve(int argc, char **argv)
 	PoolReserve reserve;
 	bool reserve_set = false;
 	bool insecure_no_auth = false;
+	_cleanup_strv_free_ char **mcp_hosts = NULL;
 	int c;
 
 	optind = 1;
@@ -109,6 +117,14 @@ int verb_serve(int argc, char **argv)
 		case 's': state = optarg; break;
 		case 'l': listen = optarg; break;
 		case 'n': listen = NULL; break;
+		case 'A':
+			if (!*optarg || strpbrk(optarg, ":/ \t") ||
+			    strv_push(&mcp_hosts, optarg) < 0)
+				return cli_usage_error("serve",
+						       "--mcp-allow-host %s: expected a host name "
+						       "without port, like dev.example.com",
+						       optarg);
+			break;
 		case 'P': production = optarg; break;
 		case 'D': preview_domain = optarg; break;
 		case 'T':
@@ -253,7 +269,7 @@ int verb_serve(int argc, char **argv)
 				   .listen = listen,
 				   .preview_domain = preview_domain };
 	ApiServer *server = NULL;
-	r = cli_mcp_serve_start(core, NULL);
+	r = cli_mcp_serve_start(core, mcp_hosts);
 	if (r >= 0)
 		r = api_server_new(&aopts, &server, &err);
 	if (r < 0) {

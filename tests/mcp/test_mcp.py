@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from mcphelp import (INIT, META, MODERN, Stdio, add_environment, audit, mint, post, rpc)
+from mcphelp import (INIT, META, MODERN, Stdio, add_environment, audit, mint, post, rpc,
+                      run)
 
 from echo_project import start_echo_daemon, stop_echo_daemon  # noqa: E402
 
@@ -285,3 +286,21 @@ def test_stdout_is_only_mcp(echo):
         c.close()
     for line in c.raw:
         assert json.loads(line)["jsonrpc"] == "2.0"
+
+
+def test_allowed_host_is_configured_not_assumed(tmp_path):
+    from mcphelp import Daemon, make_repo
+    d = Daemon(str(tmp_path), make_repo(str(tmp_path / "repo")),
+               extra_args=["--mcp-allow-host", "dev.example"]).start()
+    try:
+        tok = mint(d, "hosts", ["pr-*"], "env:read", kind="human")["token"]
+        assert post(d, INIT, token=tok, host=f"dev.example:{d.port}")[0] == 200
+        assert post(d, INIT, token=tok, headers={"Origin": "https://dev.example"})[0] == 200
+        assert post(d, INIT, token=tok, host=f"other.example:{d.port}")[0] == 403
+        assert post(d, INIT, token=tok, headers={"Origin": "https://other.example"})[0] == 403
+    finally:
+        d.stop()
+        d.down()
+    p = run("serve", "--repo", str(tmp_path / "repo"), "--mcp-allow-host", "a.example:80",
+            check=False)
+    assert p.returncode == 2 and "--mcp-allow-host a.example:80" in p.stderr
