@@ -252,7 +252,9 @@ static void emit_stdio(json_t *m, void *userdata)
 	w->reply = json_incref(m);
 }
 
-static json_t *stdio_ask(const char *method, json_t *params, void *userdata)
+/* Send a request to the client with send(), wait for its response (delivered by deliver()). */
+static json_t *ask_via(void (*send)(json_t *msg, void *userdata), void *userdata,
+		       const char *method, json_t *params)
 {
 	char id[32];
 	Pending *slot = NULL;
@@ -270,7 +272,7 @@ static json_t *stdio_ask(const char *method, json_t *params, void *userdata)
 		return NULL;
 	json_t *req = json_pack("{s:s,s:s,s:s,s:O}", "jsonrpc", "2.0", "id", id, "method", method,
 				"params", params);
-	write_out(req);
+	send(req, userdata);
 	json_decref(req);
 	struct timespec deadline;
 	clock_gettime(CLOCK_REALTIME, &deadline);
@@ -283,6 +285,16 @@ static json_t *stdio_ask(const char *method, json_t *params, void *userdata)
 	*slot = (Pending){ 0 };
 	pthread_mutex_unlock(&bridge.lock);
 	return resp;
+}
+
+static void send_stdout(json_t *msg, void *userdata)
+{
+	write_out(msg);
+}
+
+static json_t *stdio_ask(const char *method, json_t *params, void *userdata)
+{
+	return ask_via(send_stdout, NULL, method, params);
 }
 
 static void handle(Work *w)
@@ -481,6 +493,130 @@ static void http_notify(json_t *n, void *userdata)
 	emit_http(n, userdata);
 }
 
+/*
+ * A fixture call over HTTP answered as an event stream while it runs, so a tool can send the
+ * client requests (sampling, elicitation) and wait for the answers, which the client POSTs.
+ */
+typedef struct Stream {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	StrBuf buf;
+	size_t sent;
+	bool done;
+	int refs;
+	json_t *msg;
+	bool modern;
+} Stream;
+
+static void stream_unref(Stream *st)
+{
+	pthread_mutex_lock(&st->lock);
+	bool last = --st->refs == 0;
+	pthread_mutex_unlock(&st->lock);
+	if (!last)
+		return;
+	strbuf_done(&st->buf);
+	json_decref(st->msg);
+	pthread_mutex_destroy(&st->lock);
+	pthread_cond_destroy(&st->cond);
+	free(st);
+}
+
+static void stream_send(json_t *msg, void *userdata)
+{
+	Stream *st = userdata;
+	char *t = json_dumps(msg, JSON_COMPACT);
+	if (!t)
+		return;
+	pthread_mutex_lock(&st->lock);
+	(void)strbuf_appendf(&st->buf, "event: message\ndata: %s\n\n", t);
+	pthread_cond_broadcast(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+	free(t);
+}
+
+static json_t *stream_ask(const char *method, json_t *params, void *userdata)
+{
+	return ask_via(stream_send, userdata, method, params);
+}
+
+static void *stream_worker(void *arg)
+{
+	Stream *st = arg;
+	json_t *reply = NULL;
+	McpFixtureContext fx = { .notify = stream_send, .ask = stream_ask, .userdata = st };
+	(void)mcp_fixtures_handle(&fx, st->msg, &reply);
+	if (reply)
+		stream_send(reply, st);
+	json_decref(reply);
+	pthread_mutex_lock(&st->lock);
+	st->done = true;
+	pthread_cond_broadcast(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+	stream_unref(st);
+	return NULL;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	Stream *st = cls;
+	pthread_mutex_lock(&st->lock);
+	while (st->sent == st->buf.len && !st->done)
+		pthread_cond_wait(&st->cond, &st->lock);
+	size_t n = st->buf.len - st->sent;
+	if (n > max)
+		n = max;
+	memcpy(buf, st->buf.buf + st->sent, n);
+	st->sent += n;
+	bool end = n == 0 && st->done;
+	pthread_mutex_unlock(&st->lock);
+	return end ? MHD_CONTENT_READER_END_OF_STREAM : (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+	stream_unref(cls);
+}
+
+/* Which fixture tools talk back to the client while they run. */
+static bool fixture_asks(json_t *msg)
+{
+	const char *method = json_string_value(json_object_get(msg, "method"));
+	const char *name =
+		json_string_value(json_object_get(json_object_get(msg, "params"), "name"));
+	return method && !strcmp(method, "tools/call") && name &&
+	       (strstr(name, "sampling") || strstr(name, "elicitation"));
+}
+
+static enum MHD_Result http_stream(struct MHD_Connection *c, json_t *msg)
+{
+	Stream *st = calloc(1, sizeof(*st));
+	if (!st) {
+		json_decref(msg);
+		return MHD_NO;
+	}
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->cond, NULL);
+	st->msg = msg;
+	st->refs = 2; /* the worker and the response */
+	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
+								   stream_read, st, stream_free);
+	pthread_t th;
+	if (!r || pthread_create(&th, NULL, stream_worker, st) != 0) {
+		if (r)
+			MHD_destroy_response(r);
+		st->refs = 1;
+		stream_unref(st);
+		return MHD_NO;
+	}
+	pthread_detach(th);
+	MHD_add_response_header(r, "Content-Type", "text/event-stream");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	enum MHD_Result ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 static enum MHD_Result http_send(struct MHD_Connection *c, unsigned status, const char *ctype,
 				 char *body, const char *session)
 {
@@ -598,7 +734,15 @@ static enum MHD_Result on_http(void *cls, struct MHD_Connection *c, const char *
 		json_decref(herr);
 		return http_send(c, st, "application/json", s, NULL);
 	}
-	if (bridge.fixtures && m && mcp_fixtures_handle(&fx, msg, &reply)) {
+	if (!m) { /* a client's answer to one of our requests */
+		deliver(msg);
+		json_decref(msg);
+		strbuf_done(&col.sse);
+		return http_send(c, 202, NULL, NULL, NULL);
+	}
+	if (bridge.fixtures && fixture_asks(msg) && !modern)
+		return http_stream(c, msg);
+	if (bridge.fixtures && mcp_fixtures_handle(&fx, msg, &reply)) {
 		col.reply = reply;
 		status = modern ? mcp_modern_status(reply) : 200;
 	} else {
