@@ -86,7 +86,9 @@ json_t *mcp_supported_versions(void)
 
 json_t *mcp_error(json_t *id, int code, const char *message, json_t *data)
 {
-	json_t *e = json_pack("{s:i,s:s}", "code", code, "message", message);
+	/* A message quoting the input (a parse error) may not be valid UTF-8. */
+	json_t *m = message ? ops_json_string_lossy(message, strlen(message)) : NULL;
+	json_t *e = json_pack("{s:i,s:o}", "code", code, "message", m ? m : json_string("error"));
 	if (e && data)
 		json_object_set_new(e, "data", data);
 	else

@@ -57,7 +57,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!msg == !error)
 		abort();
 	if (error) {
-		check_reply(error, NULL);
+		/* The id of a message that was an object with a valid id, or null. */
+		json_t *eid = json_object_get(error, "id");
+		if (!json_is_null(eid) && !json_is_string(eid) && !json_is_integer(eid))
+			abort();
+		check_reply(error, eid);
 		if (json_integer_value(json_object_get(json_object_get(error, "error"), "code")) ==
 			    MCP_INVALID_REQUEST &&
 		    json_object_get(error, "id") && !json_is_null(json_object_get(error, "id")) &&
