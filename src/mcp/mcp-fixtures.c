@@ -38,6 +38,9 @@ static const struct {
 	  "{\"type\": \"object\", \"properties\": {\"message\": {\"type\": \"string\"}}, \"required\": [\"message\"]}" },
 	{ "test_elicitation_sep1034_defaults", "asks the user, with defaults", NOARGS },
 	{ "test_elicitation_sep1330_enums", "asks the user, with enums", NOARGS },
+	{ "test_missing_capability", "needs the client's sampling capability", NOARGS },
+	{ "test_logging_tool", "logs only when the request asks for a log level", NOARGS },
+	{ "test_streaming_elicitation", "answers with a plain result", NOARGS },
 	{ "json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features",
 	  "{\"$schema\": \"https://json-schema.org/draft/2020-12/schema\", \"type\": \"object\","
 	  " \"$defs\": {\"address\": {\"$anchor\": \"addressDef\", \"type\": \"object\", \"properties\":"
@@ -199,8 +202,17 @@ static json_t *call_tool(McpFixtureContext *ctx, const char *name, json_t *args,
 				  "First Choice", "const", "value2", "title", "Second Choice",
 				  "const", "value3", "title", "Third Choice"),
 			"Elicitation completed: ");
-	if (!strcmp(name, "json_schema_2020_12_tool"))
+	if (!strcmp(name, "json_schema_2020_12_tool") ||
+	    !strcmp(name, "test_streaming_elicitation"))
 		return json_pack("{s:[o]}", "content", text("ok"));
+	if (!strcmp(name, "test_logging_tool")) {
+		/* The 2026-07-28 era logs only for a request that set a level. */
+		if (json_object_get(meta, "io.modelcontextprotocol/logLevel"))
+			notify(ctx, "notifications/message",
+			       json_pack("{s:s,s:s,s:s}", "level", "info", "logger", "test", "data",
+					 "test_logging_tool ran"));
+		return json_pack("{s:[o]}", "content", text("logged"));
+	}
 	return NULL;
 }
 
@@ -330,6 +342,21 @@ static bool answer(McpFixtureContext *ctx, json_t *msg, json_t **ret_reply)
 		return false;
 	if (!strcmp(method, "tools/call")) {
 		const char *name = json_string_value(json_object_get(params, "name"));
+		json_t *caps = json_object_get(
+			json_object_get(json_object_get(params, "_meta"), MCP_META_CAPS),
+			"sampling");
+		if (name && !strcmp(name, "test_missing_capability") && !caps) {
+			*ret_reply = mcp_error(
+				id, MCP_MISSING_CAPABILITY,
+				"Missing required client capability: sampling",
+				json_pack("{s:{s:{}}}", "requiredCapabilities", "sampling"));
+			return true;
+		}
+		if (name && !strcmp(name, "test_missing_capability")) {
+			*ret_reply =
+				ok(id, json_pack("{s:[o]}", "content", text("sampling declared")));
+			return true;
+		}
 		if (!name ||
 		    (strncmp(name, "test_", 5) && strcmp(name, "json_schema_2020_12_tool")))
 			return false;

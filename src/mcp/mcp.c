@@ -497,6 +497,7 @@ unsigned mcp_modern_status(json_t *reply)
 	case MCP_INVALID_REQUEST:
 	case MCP_INVALID_PARAMS:
 	case MCP_HEADER_MISMATCH:
+	case MCP_MISSING_CAPABILITY:
 	case MCP_UNSUPPORTED_VERSION: return 400;
 	case MCP_INTERNAL_ERROR: return 500;
 	default: return 200;
