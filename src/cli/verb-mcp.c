@@ -99,9 +99,9 @@ typedef struct Bridge {
 	bool fixtures;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	char session[40]; /* the daemon's session for the legacy era */
-	char version[16]; /* its negotiated version */
-	json_t *client_caps;
+	char session[40];   /* the daemon's session for the legacy era */
+	char version[16];   /* its negotiated version */
+	json_t *initialize; /* the client's initialize, replayed when the daemon forgot the session */
 	unsigned workers;
 	unsigned next_ask;
 	Pending pending[16];
@@ -297,6 +297,31 @@ static json_t *stdio_ask(const char *method, json_t *params, void *userdata)
 	return ask_via(send_stdout, NULL, method, params);
 }
 
+static void drop_reply(json_t *m, void *userdata)
+{
+}
+
+/* Replay the client's initialize for a new daemon session; true with session set to it. */
+static bool renew_session(char *session, size_t size)
+{
+	char fresh[40] = "";
+	unsigned status = 0;
+	pthread_mutex_lock(&bridge.lock);
+	json_t *init = json_incref(bridge.initialize);
+	pthread_mutex_unlock(&bridge.lock);
+	if (!init)
+		return false;
+	int r = forward(&bridge, init, NULL, NULL, drop_reply, NULL, fresh, sizeof(fresh), &status);
+	json_decref(init);
+	if (r < 0 || status != 200 || !fresh[0])
+		return false;
+	pthread_mutex_lock(&bridge.lock);
+	snprintf(bridge.session, sizeof(bridge.session), "%s", fresh);
+	pthread_mutex_unlock(&bridge.lock);
+	snprintf(session, size, "%s", fresh);
+	return true;
+}
+
 static void handle(Work *w)
 {
 	const char *method = w->method;
@@ -326,6 +351,14 @@ static void handle(Work *w)
 	int r = forward(&bridge, w->msg, session[0] ? session : NULL,
 			modern ? modern : (version[0] ? version : NULL), emit_stdio, w, new_session,
 			sizeof(new_session), &status);
+	if (r >= 0 && status == 404 && session[0] && renew_session(session, sizeof(session))) {
+		/* The daemon restarted (sessions live in its memory): the client's initialize was
+		 * replayed for a new session; the message goes again, once. */
+		json_decref(w->reply);
+		w->reply = NULL;
+		r = forward(&bridge, w->msg, session, version[0] ? version : NULL, emit_stdio, w,
+			    new_session, sizeof(new_session), &status);
+	}
 	if (r < 0 || !w->reply) {
 		json_decref(w->reply);
 		w->reply = mcp_error(w->id, MCP_INTERNAL_ERROR,
@@ -338,6 +371,8 @@ static void handle(Work *w)
 	json_t *res = json_object_get(w->reply, "result");
 	if (initialize && res) {
 		pthread_mutex_lock(&bridge.lock);
+		json_decref(bridge.initialize);
+		bridge.initialize = json_incref(w->msg);
 		snprintf(bridge.session, sizeof(bridge.session), "%s", new_session);
 		snprintf(bridge.version, sizeof(bridge.version), "%s",
 			 json_string_value(json_object_get(res, "protocolVersion"))

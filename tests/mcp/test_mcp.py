@@ -304,3 +304,25 @@ def test_allowed_host_is_configured_not_assumed(tmp_path):
     p = run("serve", "--repo", str(tmp_path / "repo"), "--mcp-allow-host", "a.example:80",
             check=False)
     assert p.returncode == 2 and "--mcp-allow-host a.example:80" in p.stderr
+
+
+def test_bridge_survives_a_daemon_restart(tmp_path):
+    """Sessions live in the daemon's memory: after a restart the stdio bridge replays the
+    client's initialize for a new one, and the client never sees the difference."""
+    from mcphelp import Daemon, make_repo
+    d = Daemon(str(tmp_path), make_repo(str(tmp_path / "repo"))).start()
+    c = None
+    try:
+        c = Stdio(d)
+        c.initialize()
+        assert "result" in c.request("tools/list")
+        d.stop()
+        d.start()
+        r = c.request("tools/list")
+        assert "environment_list" in tool_names(r)
+        assert "result" in c.call("environment_list")
+    finally:
+        if c:
+            c.close()
+        d.stop()
+        d.down()
