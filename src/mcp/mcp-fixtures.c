@@ -38,6 +38,9 @@ static const struct {
 	  "{\"type\": \"object\", \"properties\": {\"message\": {\"type\": \"string\"}}, \"required\": [\"message\"]}" },
 	{ "test_elicitation_sep1034_defaults", "asks the user, with defaults", NOARGS },
 	{ "test_elicitation_sep1330_enums", "asks the user, with enums", NOARGS },
+	{ "test_custom_headers", "mirrors its region argument into the Mcp-Param-Region header",
+	  "{\"type\": \"object\", \"properties\": {\"region\": {\"type\": \"string\","
+	  " \"x-mcp-header\": \"Region\"}}, \"required\": [\"region\"]}" },
 	{ "test_missing_capability", "needs the client's sampling capability", NOARGS },
 	{ "test_logging_tool", "logs only when the request asks for a log level", NOARGS },
 	{ "test_streaming_elicitation", "answers with a plain result", NOARGS },
@@ -203,7 +206,7 @@ static json_t *call_tool(McpFixtureContext *ctx, const char *name, json_t *args,
 				  "const", "value3", "title", "Third Choice"),
 			"Elicitation completed: ");
 	if (!strcmp(name, "json_schema_2020_12_tool") ||
-	    !strcmp(name, "test_streaming_elicitation"))
+	    !strcmp(name, "test_streaming_elicitation") || !strcmp(name, "test_custom_headers"))
 		return json_pack("{s:[o]}", "content", text("ok"));
 	if (!strcmp(name, "test_logging_tool")) {
 		/* The 2026-07-28 era logs only for a request that set a level. */

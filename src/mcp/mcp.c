@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -502,6 +503,41 @@ unsigned mcp_modern_status(json_t *reply)
 	case MCP_INTERNAL_ERROR: return 500;
 	default: return 200;
 	}
+}
+
+json_t *mcp_param_header_check(json_t *msg, const char *param, const char *value)
+{
+	json_t *id = json_object_get(msg, "id");
+	json_t *args = json_object_get(json_object_get(msg, "params"), "arguments");
+	const char *want = json_string_value(json_object_get(args, param));
+	char buf[1024];
+	if (!want)
+		return NULL; /* nothing in the body to mirror */
+	if (!value)
+		return mcp_error(id, MCP_HEADER_MISMATCH,
+				 "Missing Mcp-Param header for an argument", NULL);
+	while (*value == ' ' || *value == '\t')
+		value++;
+	size_t n = strlen(value);
+	while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+		n--;
+	const char *got = value;
+	size_t got_len = n;
+	if (n >= 12 && !strncmp(value, "=?base64?", 9) && !strncmp(value + n - 2, "?=", 2)) {
+		size_t bin_len = 0;
+		const char *end = NULL;
+		if (sodium_base642bin((unsigned char *)buf, sizeof(buf), value + 9, n - 11, NULL,
+				      &bin_len, &end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+		    end != value + n - 2)
+			return mcp_error(id, MCP_HEADER_MISMATCH,
+					 "Mcp-Param header: invalid Base64 value", NULL);
+		got = buf;
+		got_len = bin_len;
+	}
+	if (got_len != strlen(want) || memcmp(got, want, got_len))
+		return mcp_error(id, MCP_HEADER_MISMATCH,
+				 "Mcp-Param header does not match the body's argument", NULL);
+	return NULL;
 }
 
 const char *mcp_routing_name(json_t *msg)

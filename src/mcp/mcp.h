@@ -103,6 +103,12 @@ unsigned mcp_modern_status(json_t *reply);
  * must be there and match: NULL or the error reply (status 400). */
 json_t *mcp_modern_headers_check(json_t *msg, const char *version, const char *method,
 				 const char *name);
+/*
+ * A tool argument its inputSchema mirrors into a header ("x-mcp-header": NAME, sent as
+ * Mcp-Param-NAME): value is the header as received (NULL when absent), literal or
+ * "=?base64?...?=" (strict Base64). NULL when it matches arguments[param], else the error reply.
+ */
+json_t *mcp_param_header_check(json_t *msg, const char *param, const char *value);
 /* The value Mcp-Name mirrors for msg (params.name or params.uri), or NULL. */
 const char *mcp_routing_name(json_t *msg);
 

@@ -148,13 +148,32 @@ static void test_modern(void **state)
 	json_decref(msg);
 }
 
+static void test_param_header(void **state)
+{
+	json_t *msg =
+		decode_ok("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\","
+			  "\"params\":{\"name\":\"t\",\"arguments\":{\"region\":\"Hello\"}}}");
+	assert_null(mcp_param_header_check(msg, "region", "Hello"));
+	assert_null(mcp_param_header_check(msg, "region", " Hello "));
+	assert_null(mcp_param_header_check(msg, "region", "=?base64?SGVsbG8=?="));
+	const char *bad[] = { NULL, "hello", "=?base64?SGVsbG8?=", "=?base64?SGVs!!!bG8=?=",
+			      "=?base64?SGVsbG8=?=x" };
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		json_t *e = mcp_param_header_check(msg, "region", bad[i]);
+		assert_non_null(e);
+		assert_int_equal(mcp_modern_status(e), 400);
+		json_decref(e);
+	}
+	assert_null(mcp_param_header_check(msg, "absent", NULL)); /* nothing to mirror */
+	json_decref(msg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_decode),
-		cmocka_unit_test(test_hosts),
-		cmocka_unit_test(test_tools),
-		cmocka_unit_test(test_modern),
+		cmocka_unit_test(test_decode),	     cmocka_unit_test(test_hosts),
+		cmocka_unit_test(test_tools),	     cmocka_unit_test(test_modern),
+		cmocka_unit_test(test_param_header),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
