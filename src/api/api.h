@@ -78,7 +78,8 @@ typedef struct ApiResponse {
 	char *raw;    /* owned; alternative binary body of raw_len bytes */
 	size_t raw_len;
 	const char *content_type;
-	char reason[256]; /* for the audit record when failed or denied */
+	char reason[256];	 /* for the audit record when failed or denied */
+	char mcp_session_id[40]; /* sent as Mcp-Session-Id when set (/mcp) */
 } ApiResponse;
 
 const char *api_request_header(const ApiRequest *req, const char *name);
@@ -149,3 +150,10 @@ int route_healthz(ApiRequest *req, ApiResponse *resp);
 int route_version(ApiRequest *req, ApiResponse *resp);
 int route_preview_proxy(ApiRequest *req, ApiResponse *resp);
 int route_routes_list(ApiRequest *req, ApiResponse *resp);
+/*
+ * /mcp: the MCP server lives in src/mcp, beside this layer, so the daemon hands its handler in
+ * before serving (api_set_mcp_handler); until then /mcp answers 404. The handler sets
+ * req->audited when the operations it ran wrote their own records.
+ */
+void api_set_mcp_handler(ApiHandler handler);
+int route_mcp(ApiRequest *req, ApiResponse *resp);

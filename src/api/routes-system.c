@@ -32,3 +32,17 @@ int route_routes_list(ApiRequest *req, ApiResponse *resp)
 	}
 	return api_reply_json(resp, 200, json_pack("{s:o}", "routes", arr));
 }
+
+static ApiHandler mcp_handler;
+
+void api_set_mcp_handler(ApiHandler handler)
+{
+	mcp_handler = handler;
+}
+
+int route_mcp(ApiRequest *req, ApiResponse *resp)
+{
+	if (!mcp_handler)
+		return api_reply_error(resp, 404, "not_found", "no MCP server here");
+	return mcp_handler(req, resp);
+}

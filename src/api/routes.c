@@ -52,6 +52,10 @@ const ApiRoute api_routes[] = {
 	{ "POST", "/v1/proposals/{id}/approve", "proposal.approve", VERB_PROPOSAL_REVIEW, -1, 0, route_op },
 	{ "POST", "/v1/proposals/{id}/reject", "proposal.reject", VERB_PROPOSAL_REVIEW, -1, 0, route_op },
 	{ "POST", "/v1/proposals/{id}/merge", "proposal.merge", VERB_PROPOSAL_MERGE, -1, ROUTE_INTENT, route_op },
+	/* MCP: each tool call is an operation run (and recorded) by ops_run(). */
+	{ "POST", "/mcp", "mcp", 0, -1, 0, route_mcp },
+	{ "GET", "/mcp", "mcp", 0, -1, 0, route_mcp },
+	{ "DELETE", "/mcp", "mcp", 0, -1, 0, route_mcp },
 };
 /* clang-format on */
 

@@ -307,6 +307,8 @@ static enum MHD_Result send_response(struct MHD_Connection *c, ApiResponse *resp
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	if (resp->status == 401)
 		MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+	if (resp->mcp_session_id[0])
+		MHD_add_response_header(r, "Mcp-Session-Id", resp->mcp_session_id);
 #if BRANCHBOX_BENCH_NOAUTH
 	/* Whoever reads any answer of this build can tell that nothing was checked. */
 	MHD_add_response_header(r, "X-Branchbox-Insecure", "no-auth");

@@ -20,7 +20,7 @@ const char *cli_state_dir(const char *opt_state)
 	return DEFAULT_STATE_DIR;
 }
 
-static int make_target(const char *verb, const char *opt_state, HttpTarget *t)
+int cli_target(const char *verb, const char *opt_state, HttpTarget *t)
 {
 	BbxError err = BBX_ERROR_INIT;
 	const char *url = getenv("BRANCHBOX_URL");
@@ -91,7 +91,7 @@ int cli_call(const char *verb, const char *opt_state, const char *method, const 
 
 	if (ret_json)
 		*ret_json = NULL;
-	ret = make_target(verb, opt_state, &t);
+	ret = cli_target(verb, opt_state, &t);
 	if (ret != EXIT_OK)
 		goto out;
 	if (body) {
@@ -137,7 +137,7 @@ int cli_call_stream(const char *verb, const char *opt_state, const char *method,
 	HttpResponse resp = { 0 };
 	BbxError err = BBX_ERROR_INIT;
 	char *data = NULL;
-	int ret = make_target(verb, opt_state, &t);
+	int ret = cli_target(verb, opt_state, &t);
 
 	if (ret != EXIT_OK)
 		goto out;

@@ -16,6 +16,10 @@
 /* The state dir from the option, the environment or the default; never NULL. */
 const char *cli_state_dir(const char *opt_state);
 
+/* The daemon's address and token as cli_call() finds them; EXIT_OK or an exit status (the
+ * error printed). */
+int cli_target(const char *verb, const char *opt_state, HttpTarget *t);
+
 /*
  * Call the daemon. On HTTP success (2xx) *ret_json holds the parsed body (may be NULL for
  * an empty body) and the return is EXIT_OK; otherwise the error is printed as

@@ -32,6 +32,7 @@ void http_target_done(HttpTarget *t)
 void http_response_done(HttpResponse *r)
 {
 	free(r->content_type);
+	free(r->mcp_session_id);
 	free(r->body);
 	memset(r, 0, sizeof(*r));
 }
@@ -254,7 +255,7 @@ int http_response_read(int fd, HttpBodyCallback on_body, void *userdata, HttpRes
 {
 	_cleanup_strbuf_ StrBuf out = STRBUF_INIT;
 	_cleanup_free_ Reader *rd = NULL;
-	_cleanup_free_ char *ctype = NULL;
+	_cleanup_free_ char *ctype = NULL, *session = NULL;
 	char line[8192] = "";
 	int r;
 
@@ -297,6 +298,9 @@ int http_response_read(int fd, HttpBodyCallback on_body, void *userdata, HttpRes
 		else if (!strcasecmp(line, "Content-Type")) {
 			free(ctype);
 			ctype = strdup(v);
+		} else if (!strcasecmp(line, "Mcp-Session-Id")) {
+			free(session);
+			session = strdup(v);
 		}
 	}
 
@@ -329,6 +333,7 @@ int http_response_read(int fd, HttpBodyCallback on_body, void *userdata, HttpRes
 	}
 	ret->status = status;
 	ret->content_type = TAKE_PTR(ctype);
+	ret->mcp_session_id = TAKE_PTR(session);
 	ret->body_len = out.len;
 	ret->body = strbuf_detach(&out);
 	return ret->body ? 0 : -ENOMEM;
@@ -349,10 +354,14 @@ int http_request(const HttpTarget *t, const char *method, const char *path, cons
 	if (fd < 0)
 		return fd;
 
+	bool accept = t->headers && (!strncasecmp(t->headers, "Accept:", 7) ||
+				     strcasestr(t->headers, "\nAccept:"));
 	r = strbuf_appendf(&req,
 			   "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: branchbox-cli/%s\r\n"
-			   "Accept: application/json\r\nConnection: close\r\n",
-			   method, path, t->host ? t->host : "localhost", BRANCHBOX_VERSION);
+			   "%sConnection: close\r\n%s",
+			   method, path, t->host ? t->host : "localhost", BRANCHBOX_VERSION,
+			   accept ? "" : "Accept: application/json\r\n",
+			   t->headers ? t->headers : "");
 	if (r >= 0 && t->token)
 		r = strbuf_appendf(&req, "Authorization: Bearer %s\r\n", t->token);
 	if (r >= 0 && body)

@@ -20,6 +20,9 @@ typedef struct HttpTarget {
 	uint16_t port;
 	char *token;	/* bearer token or NULL */
 	char *describe; /* "unix:/var/lib/branchbox/branchbox.sock" or the URL, for messages */
+	/* Extra request header lines ("Name: value\r\n"...), not owned; one with Accept
+	 * replaces the default Accept. */
+	const char *headers;
 } HttpTarget;
 
 typedef struct HttpResponse {
@@ -27,6 +30,7 @@ typedef struct HttpResponse {
 	char *content_type;
 	char *body; /* NUL-terminated */
 	size_t body_len;
+	char *mcp_session_id; /* the Mcp-Session-Id header, or NULL */
 } HttpResponse;
 
 /* Called for each piece of body as it arrives (streaming); return < 0 to stop. */

@@ -88,6 +88,15 @@ static const CliOption proposal_reject_options[] = {
 	{ "reason", 0, "R", "why (required)" },
 	{},
 };
+static const CliOption mcp_options[] = {
+	{ "http", 0, "ADDR:PORT",
+	  "serve Streamable HTTP on this loopback address instead; it acts\n"
+	  "with BRANCHBOX_TOKEN for anyone who can reach the port" },
+	{ "test-fixtures", 0, NULL,
+	  "add the conformance suite's test_* tools and test:// resources\n"
+	  "(served by this process; the daemon never offers them)" },
+	{},
+};
 static const CliOption serve_options[] = {
 	{ "repo", 0, "PATH", "the project's git repository (production is built from it)" },
 	{ "listen", 0, "ADDR:PORT", "also serve HTTP here (default 127.0.0.1:7480; tokens only)" },
@@ -118,6 +127,9 @@ static const CliOption serve_options[] = {
 	  "keep this much of the volume pool for production (default\n"
 	  STRINGIFY(CEILING_DEFAULT_RESERVE_PERCENT) "%): a preview is refused when what previews may\n"
 	  "still write (their disk quotas) would eat into it" },
+	{ "mcp-allow-host", 0, "NAME",
+	  "besides loopback names, a Host (and Origin host) /mcp accepts\n"
+	  "(repeat for more; for a --listen address that is not loopback)" },
 	{ "verbose", 'v', NULL, "log every request" },
 	{ "insecure-no-auth", 0, NULL,
 	  "required to start a -Dbench_noauth=true build (benchmarks\n"
@@ -252,6 +264,11 @@ static const CliCommand commands[] = {
 	{ "env services", "its services and applications and their states", "NAME", 1, 1, S | J,
 	  NULL, NULL, verb_env_files },
 
+	{ "mcp", "serve the Model Context Protocol to an agent over stdio (or local HTTP)", NULL, 0,
+	  0, S, mcp_options,
+	  "Every message is forwarded to the daemon's /mcp with BRANCHBOX_TOKEN (BRANCHBOX_URL,\n"
+	  "or the state dir's socket). Without --http: newline-delimited JSON-RPC on stdin and\n"
+	  "stdout, logs on stderr.\n", verb_mcp },
 	{ "propose", "propose a change to production: validated on a clone, merged after review",
 	  NULL, 0, 0, S | J, propose_options,
 	  "Needs proposal:submit. branchbox clones production into a fresh preview, runs the\n"

@@ -48,6 +48,11 @@ int verb_audit_verify(const CliArgs *a);
 
 /* Print why and return -EPERM unless running as root. */
 int cli_require_root(const char *verb);
+int verb_mcp(const CliArgs *a);
+/* The daemon's /mcp (verb-mcp.c): start before the API server, stop after it. */
+struct Core;
+int cli_mcp_serve_start(struct Core *core, char **allowed_hosts);
+void cli_mcp_serve_stop(void);
 
 /*
  * Print "branchbox VERB: message" and "Try 'branchbox VERB --help'." (VERB NULL: the

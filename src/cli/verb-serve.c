@@ -16,6 +16,7 @@
 #include "log.h"
 #include "main.h"
 #include "parse.h"
+#include "strv.h"
 #include "uid-range.h"
 
 #define DEFAULT_LISTEN "127.0.0.1:7480"
@@ -32,6 +33,15 @@ int verb_serve(const CliArgs *a)
 	PoolReserve reserve;
 	bool reserve_set = false;
 	bool insecure_no_auth = cli_arg_flag(a, "insecure-no-auth");
+	_cleanup_strv_free_ char **mcp_hosts = NULL;
+	size_t iter = 0;
+
+	while ((v = cli_arg_next(a, "mcp-allow-host", &iter)))
+		if (!*v || strpbrk(v, ":/ \t") || strv_push(&mcp_hosts, v) < 0)
+			return cli_usage_error(verb,
+					       "--mcp-allow-host %s: expected a host name without "
+					       "port, like dev.example.com",
+					       v);
 
 	if (cli_arg_flag(a, "no-listen"))
 		listen = NULL;
@@ -162,8 +172,11 @@ int verb_serve(const CliArgs *a)
 				   .listen = listen,
 				   .preview_domain = preview_domain };
 	ApiServer *server = NULL;
-	r = api_server_new(&aopts, &server, &err);
+	r = cli_mcp_serve_start(core, mcp_hosts);
+	if (r >= 0)
+		r = api_server_new(&aopts, &server, &err);
 	if (r < 0) {
+		cli_mcp_serve_stop();
 		log_error("%s", bbx_error_message(&err, r));
 		environments_shutdown(core);
 		return EXIT_FAILURE_;
@@ -187,6 +200,7 @@ int verb_serve(const CliArgs *a)
 	/* Running commands are killed first: no request handler can hold the server open. */
 	environments_quiesce(core);
 	api_server_free(server);
+	cli_mcp_serve_stop();
 	log_info("stopping environments");
 	environments_shutdown(core);
 	log_info("stopped");
