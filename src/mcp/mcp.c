@@ -307,8 +307,12 @@ static json_t *resources_list(McpServer *s, McpCall *call, json_t *id)
 {
 	BbxError err = BBX_ERROR_INIT;
 	json_t *out = NULL, *list = json_array();
-	if (ops_find("config.read") &&
-	    mcp_tool_offered(mcp_tool_find("config_read"), call->principal))
+	/* Production's config: listed only to a principal that may read production. */
+	const Op *config_op = ops_find("config.read");
+	BbxError deny = BBX_ERROR_INIT;
+	if (config_op && mcp_tool_offered(mcp_tool_find("config_read"), call->principal) &&
+	    ops_authorize(s->core, call->principal, config_op, core_production_branch(s->core),
+			  NULL, &deny) == 0)
 		json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:s}", "uri", CONFIG_URI,
 						      "name", "config", "description",
 						      "the project config production runs",
@@ -351,7 +355,8 @@ static json_t *resources_read(McpServer *s, McpCall *call, json_t *id, json_t *p
 		r = run_op(s, call, "environment.get",
 			   json_pack("{s:s}", "name", uri + strlen(ENV_URI)), &out, &err);
 	else if (!strcmp(uri, CONFIG_URI) && ops_find("config.read"))
-		r = run_op(s, call, "config.read", json_object(), &out, &err);
+		r = run_op(s, call, "config.read",
+			   json_pack("{s:s}", "name", core_production_branch(s->core)), &out, &err);
 	else
 		r = -ENOENT;
 	if (r == -ENOENT || (r < 0 && bbx_error_kind(&err, r) == BBX_NOT_FOUND))
