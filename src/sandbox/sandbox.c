@@ -37,6 +37,7 @@
 #include "sandbox-init.h"
 #include "sandbox-seccomp-bpf.h"
 #include "sandbox-seccomp.h"
+#include "sandbox-stages.h"
 #include "strbuf.h"
 
 #ifndef LANDLOCK_ACCESS_FS_TRUNCATE
@@ -1291,6 +1292,7 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 	char c;
 	int landlock_fd = -1;
 
+	sandbox_stage(SANDBOX_STAGE_CHILD);
 	child_setup_fds(p, sync_fd, err_fd);
 	/* The raw syscall: a sanitizer's prctl wrapper takes a lock that another thread of the
 	 * parent may have held when it cloned, and this child has only the one thread. */
@@ -1298,6 +1300,7 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 	/* Wait until the parent has put us into the cgroup (EOF: the parent gave up). */
 	if (RETRY_EINTR(read(FD_SYNC, &c, 1)) != 1)
 		_exit(125);
+	sandbox_stage(SANDBOX_STAGE_GO);
 	/* After the move, so the cgroup namespace's root is the sandbox's own cgroup. */
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		FAIL("unshare", "cgroup namespace");
@@ -1309,6 +1312,7 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 		child_loopback_up();
 	if (sethostname(p->hostname, cstr_len(p->hostname)) < 0)
 		FAIL("sethostname", p->hostname);
+	sandbox_stage(SANDBOX_STAGE_NS);
 
 	/* Nothing mounted from here on may propagate back to the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
@@ -1327,6 +1331,7 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 	if (p->n_fd_binds &&
 	    close_range(FD_FIRST_FREE, FD_FIRST_FREE + (unsigned)p->n_fd_binds - 1, 0) < 0)
 		FAIL("close_range", "");
+	sandbox_stage(SANDBOX_STAGE_ROOTFS);
 	struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY };
 	if (syscall(SYS_mount_setattr, rootfd, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
 		FAIL("remount root read-only", SANDBOX_ROOT);
@@ -1343,9 +1348,11 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 		FAIL("chdir", "/");
 	if (chdir(p->workdir) < 0)
 		FAIL("chdir", p->workdir);
+	sandbox_stage(SANDBOX_STAGE_PIVOT);
 
 	/* Paths are the in-sandbox ones now; restrict_self needs no_new_privs, set below. */
 	child_landlock(p, &landlock_fd);
+	sandbox_stage(SANDBOX_STAGE_LANDLOCK);
 	child_rlimits(p);
 	child_drop_privileges(p);
 	if (syscall(SYS_landlock_restrict_self, landlock_fd, 0) < 0)
@@ -1354,6 +1361,7 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 	struct sock_fprog prog = { .len = (unsigned short)p->bpf_len, .filter = p->bpf };
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
 		FAIL("seccomp", "");
+	sandbox_stage(SANDBOX_STAGE_CONFINE);
 
 	/* Block what init will read from its signalfd: pending signals survive the exec. */
 	sigset_t mask;
@@ -1411,6 +1419,7 @@ static int sandbox_reap(Sandbox *sb, BbxError *err)
 		pid_t k = RETRY_EINTR(waitpid(sb->pid, &status, __WALL));
 		pthread_mutex_lock(&sb->lock);
 		if (k == sb->pid) {
+			sandbox_stage(SANDBOX_STAGE_EXITED);
 			sb->reaped = true;
 			sb->status = status_to_exit(status);
 			/* The pid may be reused from now on: signals go nowhere. */
@@ -1423,6 +1432,7 @@ static int sandbox_reap(Sandbox *sb, BbxError *err)
 	pthread_mutex_lock(&sb->lock);
 	if (sb->reaped && sb->cgroup) {
 		int k = sandbox_cgroup_remove(sb->cgroup, err);
+		sandbox_stage(SANDBOX_STAGE_REMOVED);
 		if (k >= 0)
 			sb->cgroup = sandbox_cgroup_free(sb->cgroup);
 		else if (r >= 0)
@@ -1518,6 +1528,7 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 	if (r < 0)
 		return bbx_error_set(err, r, BBX_SETUP, "mkdir: %s: %s", SANDBOX_ROOT,
 				     strerror(-r));
+	sandbox_stage(SANDBOX_STAGE_PLAN);
 
 	sb = sandbox_new();
 	if (!sb)
@@ -1538,6 +1549,7 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 				  &limits, &sb->cgroup, err);
 	if (r < 0)
 		return r;
+	sandbox_stage(SANDBOX_STAGE_CGROUP);
 
 	int sync_pipe[2], err_pipe[2];
 	if (pipe2(sync_pipe, O_CLOEXEC) < 0)
@@ -1563,6 +1575,7 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 	if (pid == 0)
 		child_main(&plan, sync_r, err_w);
 
+	sandbox_stage(SANDBOX_STAGE_CLONE);
 	sb->pid = pid;
 	sb->pidfd = pidfd;
 	sync_r = safe_close(sync_r);
@@ -1573,6 +1586,7 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 		return r; /* sandbox_free kills and reaps the child */
 	if (RETRY_EINTR(write(sb->sync_fd, "g", 1)) != 1)
 		return bbx_error_set(err, -errno, BBX_SETUP, "sync: %s", strerror(errno));
+	sandbox_stage(SANDBOX_STAGE_ATTACH);
 
 	struct pollfd pfd = { .fd = err_r, .events = POLLIN };
 	int k = RETRY_EINTR(poll(&pfd, 1, SANDBOX_SETUP_TIMEOUT_MS));
@@ -1601,6 +1615,7 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 				     status);
 	}
 	/* EOF without a record: the command was executed (or init died before that). */
+	sandbox_stage(SANDBOX_STAGE_EXECED);
 	*ret = TAKE_PTR(sb);
 	return 0;
 }
