@@ -126,10 +126,6 @@ static int run_sandbox(const SandboxSpec *spec)
 		return 125;
 	}
 
-	/* A CLI killed with SIGKILL could not remove its cgroup; tidy such leftovers first. */
-	(void)sandbox_cgroup_prune_stale("/sys/fs/cgroup");
-	sandbox_stage(SANDBOX_STAGE_PRUNE);
-
 	int r = sandbox_spawn(spec, &sb, &err);
 	if (r < 0) {
 		fprintf(stderr, "branchbox sandbox: %s\n", bbx_error_message(&err, r));
@@ -296,6 +292,8 @@ int sandbox_run_main(int argc, char **argv)
 	}
 	spec.argv = argv + optind;
 	spec.env = env;
+	/* A CLI killed with SIGKILL could not remove its cgroup: tidy such leftovers. */
+	spec.prune_stale_cgroups = true;
 	ret = run_sandbox(&spec);
 out:
 	for (size_t i = 0; i < n_storage; i++)

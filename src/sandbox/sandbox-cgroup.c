@@ -450,6 +450,26 @@ int sandbox_cgroup_attach(const SandboxCgroup *cg, pid_t pid, BbxError *err)
 	return 0;
 }
 
+int sandbox_cgroup_open_tasks(const SandboxCgroup *cg, int fds[_SANDBOX_CG_MAX], BbxError *err)
+{
+	if (cg->mode != SANDBOX_CGROUP_V1)
+		return -EOPNOTSUPP;
+	for (size_t i = 0; i < cg->n_dir; i++) {
+		_cleanup_free_ char *p = path_join(cg->dir[i], "tasks");
+		/* O_CREAT: see cg_write(). */
+		fds[i] = p ? open(p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644) : -1;
+		if (fds[i] < 0) {
+			int r = bbx_error_set(err, p ? -errno : -ENOMEM, BBX_SETUP,
+					      "cgroup: %s/tasks: %s", cg->dir[i],
+					      strerror(p ? errno : ENOMEM));
+			for (size_t k = 0; k < i; k++)
+				fds[k] = safe_close(fds[k]);
+			return r;
+		}
+	}
+	return 0;
+}
+
 static const char *freezer_dir(const SandboxCgroup *cg)
 {
 	return cg->mode == SANDBOX_CGROUP_V2 ? cg->dir[0] : cg->dir[SANDBOX_CG_FREEZER];

@@ -17,19 +17,19 @@
 
 /* In the order they happen in one spawn; P: the caller, C: the sandbox child before exec. */
 typedef enum SandboxStage {
-	SANDBOX_STAGE_MAIN,	/* P: main() entered (exec + dynamic loading before it) */
-	SANDBOX_STAGE_PRUNE,	/* P: stale cgroups of killed owners removed */
+	SANDBOX_STAGE_MAIN, /* P: main() entered (exec + dynamic loading before it) */
+	SANDBOX_STAGE_PRUNE, /* P: stale cgroups of killed owners removed (before spawn, old order) */
 	SANDBOX_STAGE_PLAN,	/* P: plan built (paths, /etc, argv, BPF copy, init fd) */
-	SANDBOX_STAGE_CGROUP,	/* P: cgroup created with its limits */
+	SANDBOX_STAGE_CGROUP,	/* P: cgroup created with its limits (after clone, new order) */
 	SANDBOX_STAGE_CLONE,	/* P: clone with the namespace flags returned */
 	SANDBOX_STAGE_CHILD,	/* C: first instruction of the child */
 	SANDBOX_STAGE_ATTACH,	/* P: child moved into the cgroup, "go" written */
-	SANDBOX_STAGE_GO,	/* C: "go" read */
-	SANDBOX_STAGE_NS,	/* C: cgroup ns, loopback up, hostname */
+	SANDBOX_STAGE_GO,	/* C: "go" read (after the Landlock ruleset, new order) */
+	SANDBOX_STAGE_NS,	/* C: loopback up, hostname (cgroup ns: after GO) */
 	SANDBOX_STAGE_ROOTFS,	/* C: tmpfs root, binds, /etc, /proc, /sys, /dev, /tmp */
 	SANDBOX_STAGE_PIVOT,	/* C: root read-only, pivot_root, old root detached */
 	SANDBOX_STAGE_LANDLOCK, /* C: Landlock ruleset built */
-	SANDBOX_STAGE_CONFINE,	/* C: rlimits, caps and uid dropped, Landlock and seccomp on */
+	SANDBOX_STAGE_CONFINE,	/* C: cgroup ns, rlimits, caps and uid dropped, Landlock, seccomp */
 	SANDBOX_STAGE_EXECED,	/* P: init started and the command exec'd (error pipe EOF) */
 	SANDBOX_STAGE_EXITED,	/* P: the sandbox's init reaped */
 	SANDBOX_STAGE_REMOVED,	/* P: cgroup removed */

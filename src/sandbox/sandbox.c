@@ -145,6 +145,9 @@ typedef struct Plan {
 	int netns_fd;
 	size_t n_fd_binds;
 	int userns_fd; /* owned; -EBADF when no bind is idmapped */
+	/* v1: the cgroup's "tasks" files, the child moves itself (sandbox_cgroup_open_tasks) */
+	int cg_tasks[_SANDBOX_CG_MAX];
+	size_t n_cg_tasks;
 	struct rlimit
 		nofile; /* never above the owner's own hard limit (raising needs a capability) */
 } Plan;
@@ -196,6 +199,8 @@ static void plan_done(Plan *p)
 	safe_close(p->init_fd);
 	free(p->bpf);
 	p->userns_fd = safe_close(p->userns_fd);
+	for (size_t i = 0; i < p->n_cg_tasks; i++)
+		p->cg_tasks[i] = safe_close(p->cg_tasks[i]);
 }
 
 static Op *plan_add(Plan *p, OpKind kind, const char *step, const char *inside)
@@ -1291,19 +1296,19 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 {
 	char c;
 	int landlock_fd = -1;
+	int attach_error = 0;
 
 	sandbox_stage(SANDBOX_STAGE_CHILD);
+	/* v1: into the cgroup first of all, by "0" (this thread; see sandbox_cgroup_open_tasks). */
+	for (size_t i = 0; i < p->n_cg_tasks && !attach_error; i++)
+		if (write(p->cg_tasks[i], "0", 1) != 1)
+			attach_error = errno ? errno : EIO;
 	child_setup_fds(p, sync_fd, err_fd);
+	if (attach_error)
+		child_fail("cgroup attach", "tasks", attach_error, 125);
 	/* The raw syscall: a sanitizer's prctl wrapper takes a lock that another thread of the
 	 * parent may have held when it cloned, and this child has only the one thread. */
 	(void)syscall(SYS_prctl, PR_SET_NAME, "sandbox-setup", 0, 0, 0);
-	/* Wait until the parent has put us into the cgroup (EOF: the parent gave up). */
-	if (RETRY_EINTR(read(FD_SYNC, &c, 1)) != 1)
-		_exit(125);
-	sandbox_stage(SANDBOX_STAGE_GO);
-	/* After the move, so the cgroup namespace's root is the sandbox's own cgroup. */
-	if (unshare(CLONE_NEWCGROUP) < 0)
-		FAIL("unshare", "cgroup namespace");
 	if (!p->new_netns) {
 		if (setns(FD_NETNS, CLONE_NEWNET) < 0)
 			FAIL("setns", "network namespace");
@@ -1353,6 +1358,17 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 	/* Paths are the in-sandbox ones now; restrict_self needs no_new_privs, set below. */
 	child_landlock(p, &landlock_fd);
 	sandbox_stage(SANDBOX_STAGE_LANDLOCK);
+	/*
+	 * Wait until the parent has put us into the cgroup (EOF: the parent gave up); it did
+	 * that while we built the root. Nothing of the command has run yet: every process of
+	 * the sandbox is born inside the cgroup and its limits.
+	 */
+	if (RETRY_EINTR(read(FD_SYNC, &c, 1)) != 1)
+		_exit(125);
+	sandbox_stage(SANDBOX_STAGE_GO);
+	/* After the move, so the cgroup namespace's root is the sandbox's own cgroup. */
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		FAIL("unshare", "cgroup namespace");
 	child_rlimits(p);
 	child_drop_privileges(p);
 	if (syscall(SYS_landlock_restrict_self, landlock_fd, 0) < 0)
@@ -1549,6 +1565,11 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 				  &limits, &sb->cgroup, err);
 	if (r < 0)
 		return r;
+	r = sandbox_cgroup_open_tasks(sb->cgroup, plan.cg_tasks, err);
+	if (r >= 0)
+		plan.n_cg_tasks = sb->cgroup->n_dir;
+	else if (r != -EOPNOTSUPP)
+		return r;
 	sandbox_stage(SANDBOX_STAGE_CGROUP);
 
 	int sync_pipe[2], err_pipe[2];
@@ -1581,12 +1602,19 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 	sync_r = safe_close(sync_r);
 	err_w = safe_close(err_w);
 
-	r = sandbox_cgroup_attach(sb->cgroup, pid, err);
+	/*
+	 * v2: move the child now, while it builds its root; it waits for "g" before its command
+	 * can run. v1: it moved itself.
+	 */
+	r = plan.n_cg_tasks ? 0 : sandbox_cgroup_attach(sb->cgroup, pid, err);
 	if (r < 0)
 		return r; /* sandbox_free kills and reaps the child */
 	if (RETRY_EINTR(write(sb->sync_fd, "g", 1)) != 1)
 		return bbx_error_set(err, -errno, BBX_SETUP, "sync: %s", strerror(errno));
 	sandbox_stage(SANDBOX_STAGE_ATTACH);
+	if (spec->prune_stale_cgroups)
+		(void)sandbox_cgroup_prune_stale(spec->cgroup_root ? spec->cgroup_root
+								   : "/sys/fs/cgroup");
 
 	struct pollfd pfd = { .fd = err_r, .events = POLLIN };
 	int k = RETRY_EINTR(poll(&pfd, 1, SANDBOX_SETUP_TIMEOUT_MS));
