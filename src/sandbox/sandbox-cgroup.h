@@ -126,7 +126,8 @@ int sandbox_cgroup_remove_tree(const char *root, const char *name, char ***ret_r
 /*
  * Remove empty "sb-<pid>-<n>" cgroups (the automatic names of sandbox_spawn()) whose owner
  * pid no longer exists: left behind when an owner was killed before it could clean up.
- * Returns how many were removed. Busy or foreign directories are left alone.
+ * Returns how many names were removed (from every hierarchy that had them). Busy or foreign
+ * directories are left alone.
  */
 int sandbox_cgroup_prune_stale(const char *root);
 
