@@ -4,9 +4,9 @@
  * Exit status: the command's, 128+N when it was killed by signal N, 125 when the sandbox
  * could not be set up, 126 when the command cannot be executed, 127 when it is not found.
  *
- * Linked into branchbox-sandbox (sandbox-main.c), a small binary of its own with only libc,
- * libbasic and libsandbox in it: starting the full CLI maps ~35 shared libraries before
- * main(), which cost more than the whole sandbox setup. `branchbox sandbox` execs it.
+ * Linked into the small static branchbox front binary (front.c), which runs it without
+ * starting branchbox-cli: that one maps ~35 shared libraries before main(), which cost more
+ * than the whole sandbox setup. branchbox-cli links it too (`branchbox-cli sandbox`).
  */
 #include "sandbox-run.h"
 
