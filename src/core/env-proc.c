@@ -407,6 +407,44 @@ static void append_step_log(Environments *E, EnvRuntime *rt, const char *step,
 		(void)write_all(fd, res->output, res->output_len);
 }
 
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+void stage_clock_start(StageClock *c, const char *op)
+{
+	c->start_us = c->last_us = now_us();
+	int n = snprintf(c->line, sizeof(c->line), "[branchbox] stages %s:", op);
+	c->len = n > 0 && (size_t)n < sizeof(c->line) ? (size_t)n : 0;
+}
+
+void stage_clock_mark(StageClock *c, const char *stage)
+{
+	uint64_t t = now_us();
+	int n = snprintf(c->line + c->len, sizeof(c->line) - c->len, " %s=%.1f", stage,
+			 (double)(t - c->last_us) / 1000.0);
+	if (n > 0 && c->len + (size_t)n < sizeof(c->line))
+		c->len += (size_t)n;
+	c->last_us = t;
+}
+
+void stage_clock_write(Environments *E, const char *env, StageClock *c)
+{
+	char path[4096];
+	int n = snprintf(c->line + c->len, sizeof(c->line) - c->len, " total=%.1f\n",
+			 (double)(now_us() - c->start_us) / 1000.0);
+	if (n <= 0 || c->len + (size_t)n >= sizeof(c->line))
+		return;
+	snprintf(path, sizeof(path), "%s/logs/%s/deploy.log", E->state_dir, env);
+	_cleanup_close_ int fd =
+		open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd >= 0)
+		(void)write_all(fd, c->line, c->len + (size_t)n);
+}
+
 static int fail_with_output(BbxError *err, const char *what, const OneshotResult *res)
 {
 	const char *out = res->output ? res->output : "";
