@@ -294,13 +294,18 @@ def main():
                  f"{benchlib.spread(c)} |")
 
     ratio = statistics.median(times["branchbox sandbox run"]) / bw
+    paired = statistics.median(r["branchbox sandbox run"][0] / r["bwrap"][0] for r in per_round)
     old = statistics.median(times["branchbox-cli sandbox run"]) / bw
+    # Met only when both the ratio of the medians and the median of the per-round ratios are.
+    worst = max(ratio, paired)
     verdict = lambda r: "meets" if r <= TARGET else "MISSES"
-    L += ["", f"**`branchbox sandbox run` {ratio:.2f}x bwrap: {verdict(ratio)} the {TARGET}x "
-          f"target** (started from the full CLI binary: {old:.2f}x)."]
+    L += ["", f"**`branchbox sandbox run` {ratio:.2f}x bwrap (medians), {paired:.2f}x (median of "
+          f"the per-round ratios): {verdict(worst)} the {TARGET}x target** (met only when both "
+          f"are); CPU {statistics.median(cpu['branchbox sandbox run']) / bw_cpu:.2f}x. Started "
+          f"from the full CLI binary: {old:.2f}x."]
     hist = (f"- {when}, commit {commit}, {ROUNDS} rounds: `branchbox sandbox run` "
             f"{statistics.median(times['branchbox sandbox run']):.2f} ms, bwrap {bw:.2f} ms: "
-            f"**{ratio:.2f}x** ({verdict(ratio)} {TARGET}x), CPU "
+            f"**{ratio:.2f}x**, per-round {paired:.2f}x ({verdict(worst)} {TARGET}x), CPU "
             f"{statistics.median(cpu['branchbox sandbox run']) / bw_cpu:.2f}x; from the full "
             f"CLI binary {old:.2f}x; in-process spawn "
             f"{statistics.median(sp['sandbox_spawn_netns'][0]):.2f} ms vs posix_spawn "
