@@ -66,8 +66,11 @@ class Density:
         self.daemon = subprocess.Popen([self.bin, "serve", "--repo", self.repo, "--state",
                                         self.state, "--no-listen"], stdout=self.log,
                                        stderr=subprocess.STDOUT)
-        for _ in range(400):
-            if os.path.exists(os.path.join(self.state, "branchbox.sock")):
+        for _ in range(1200):
+            if self.daemon.poll() is not None:
+                raise RuntimeError(f"the daemon exited ({self.daemon.returncode})")
+            if os.path.exists(os.path.join(self.state, "branchbox.sock")) and \
+                    "daemon ready" in open(os.path.join(self.tmp, "daemon.log")).read():
                 break
             time.sleep(0.05)
         self.bb("deploy")

@@ -79,8 +79,13 @@ class Bench:
         self.log = open(os.path.join(self.tmp, "daemon.log"), "w")
         self.daemon = subprocess.Popen([self.bin, "serve", "--repo", self.repo, "--state", self.state,
                                         "--no-listen"], stdout=self.log, stderr=subprocess.STDOUT)
-        for _ in range(200):
-            if os.path.exists(os.path.join(self.state, "branchbox.sock")):
+        # The socket exists a moment before the daemon answers on it; a busy machine makes
+        # that moment long.
+        for _ in range(1200):
+            if self.daemon.poll() is not None:
+                raise RuntimeError(f"the daemon exited ({self.daemon.returncode}); see its log")
+            if os.path.exists(os.path.join(self.state, "branchbox.sock")) and \
+                    "daemon ready" in open(os.path.join(self.tmp, "daemon.log")).read():
                 break
             time.sleep(0.05)
         self.bb("deploy")
