@@ -148,7 +148,8 @@ def spawn_bench(stages):
     exe = os.path.join(stages, "src", "sandbox", "sandbox-spawn-bench")
     os.makedirs("/run/branchbox", exist_ok=True)
     ns = f"/run/branchbox/bench-netns-{os.getpid()}"
-    p = subprocess.run([exe, str(SPAWN_ROUNDS), ns], capture_output=True, text=True)
+    p = subprocess.run([exe, str(SPAWN_ROUNDS), ns], capture_output=True, text=True,
+                       env=dict(os.environ, BRANCHBOX_BENCH_STAGES="1"))
     if p.returncode != 0:
         raise RuntimeError(f"sandbox-spawn-bench failed: {p.stderr}")
     res = {}
@@ -157,7 +158,13 @@ def spawn_bench(stages):
         res.setdefault(name, ([], []))
         res[name][0].append(int(w) / 1e6)
         res[name][1].append(int(c) / 1e6)
-    return res
+    stages = {}
+    for l in p.stderr.splitlines():
+        name, _, rest = l.partition(" bench-stages: ")
+        if rest:
+            d = {k: int(v) for k, v in (x.split("=") for x in rest.split())}
+            stages.setdefault(name, []).append(d)
+    return res, stages
 
 
 def main():
@@ -202,7 +209,7 @@ def main():
                           "/bin/true"]))
     st = stage_runs(variants)
     log(f"in-process spawn, {SPAWN_ROUNDS} rounds")
-    sp = spawn_bench(stages)
+    sp, sp_stages = spawn_bench(stages)
     load1 = benchlib.load()
 
     bw = statistics.median(times["bwrap"])
@@ -292,6 +299,14 @@ def main():
         w, c = sp[name]
         L.append(f"| {label} | {benchlib.spread(w)} | {statistics.median(w) / pw:.2f}x | "
                  f"{benchlib.spread(c)} |")
+    runs = sp_stages.get("sandbox_spawn_netns", [])
+    if runs:
+        L += ["", "Where the in-process spawn's time goes (own netns; ms since sandbox_spawn() "
+              "was called, median (min-max)):", "", "| stage | ms |", "|---|---:|"]
+        offs = {s: [(d[s] - d["main"]) / 1e6 for d in runs if d.get(s) and d.get("main")]
+                for s in STAGES if s != "main"}
+        for s in sorted((s for s in offs if offs[s]), key=lambda s: statistics.median(offs[s])):
+            L.append(f"| {s}: {STAGE_TEXT[s]} | {benchlib.spread(offs[s])} |")
 
     ratio = statistics.median(times["branchbox sandbox run"]) / bw
     paired = statistics.median(r["branchbox sandbox run"][0] / r["bwrap"][0] for r in per_round)

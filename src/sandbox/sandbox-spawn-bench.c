@@ -9,7 +9,9 @@
  * /bin/true with a fresh network namespace; the same joining the persistent netns at
  * NETNS_PATH (made here, removed at the end: what an environment's processes do), with a
  * cgroup name as the daemon gives; posix_spawn() + waitpid() of /bin/true. One line per run:
- * "NAME WALL_NS CPU_NS" (CPU: this process and its reaped children, user + system).
+ * "NAME WALL_NS CPU_NS" (CPU: this process and its reaped children, user + system). With
+ * BRANCHBOX_BENCH_STAGES set, stderr gets "NAME bench-stages: ..." per sandbox run, "main"
+ * being the call of sandbox_spawn().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +27,7 @@
 
 #include "parse.h"
 #include "sandbox-cgroup.h"
+#include "sandbox-stages.h"
 #include "sandbox.h"
 
 extern char **environ;
@@ -98,6 +101,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *netns_path = argv[2];
+	/* With BRANCHBOX_BENCH_STAGES set: one stage line per sandbox run on stderr. */
+	sandbox_stage_begin();
 	BbxError err = BBX_ERROR_INIT;
 	int r = sandbox_netns_create(netns_path, &err);
 	if (r < 0) {
@@ -118,6 +123,7 @@ int main(int argc, char **argv)
 		for (unsigned k = 0; k < 3; k++) {
 			unsigned which = (k + i) % 3;
 			long long w0 = now_ns(), c0 = cpu_ns();
+			sandbox_stage(SANDBOX_STAGE_MAIN);
 			int st = which == 0   ? run_sandbox(-1, i)
 				 : which == 1 ? run_sandbox(netns_fd, i)
 					      : run_plain();
@@ -128,8 +134,14 @@ int main(int argc, char **argv)
 			}
 			static const char *const names[] = { "sandbox_spawn", "sandbox_spawn_netns",
 							     "posix_spawn" };
-			if (i >= 2) /* the first two rounds warm up */
+			if (i >= 2) { /* the first two rounds warm up */
 				printf("%s %lld %lld\n", names[which], w1 - w0, c1 - c0);
+				if (which < 2) {
+					sandbox_stage(SANDBOX_STAGE_END);
+					fprintf(stderr, "%s ", names[which]);
+					sandbox_stage_print();
+				}
+			}
 		}
 	}
 	if (r < 0) {
