@@ -29,8 +29,8 @@ if [ ! -d "$NOAUTH" ]; then
 	meson setup "$NOAUTH" -Dbench_noauth=true -Dtests=false -Dbuildtype="$BUILDTYPE" \
 		-Db_sanitize="$SANITIZE" -Db_lundef=false >/dev/null
 fi
-ninja -C "$BUILD" src/cli/branchbox >/dev/null
-ninja -C "$NOAUTH" src/cli/branchbox >/dev/null
+ninja -C "$BUILD" src/cli/branchbox src/cli/branchbox-cli >/dev/null
+ninja -C "$NOAUTH" src/cli/branchbox src/cli/branchbox-cli >/dev/null
 
 TMP=$(mktemp -d /tmp/bbx-bench-auth.XXXXXX)
 PIDS=()
