@@ -540,6 +540,8 @@ int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags
 	Store *s = core_store(E->core);
 	int r;
 	bool fresh[64] = { false };
+	StageClock clock;
+	stage_clock_start(&clock, op);
 
 	if (rt->n_services > ELEMENTSOF(fresh))
 		return bbx_error_set(err, -E2BIG, BBX_INVALID, "too many services (at most %zu)",
@@ -547,6 +549,7 @@ int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags
 	r = apply_ceilings(E, rt, err);
 	if (r < 0)
 		return r;
+	stage_clock_mark(&clock, "ceilings");
 	for (size_t i = 0; i < rt->n_services; i++) {
 		struct stat st;
 		if (stat(rt->services[i].data_host, &st) < 0) {
@@ -574,9 +577,11 @@ int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags
 		if (r < 0)
 			return r;
 	}
+	stage_clock_mark(&clock, "services-init+checkout");
 	r = E->backend->network_up(E, rt, err);
 	if (r < 0)
 		return r;
+	stage_clock_mark(&clock, "network");
 	/* The build needs no service (as on Upsun): it runs while the services start. */
 	BuildJob build = { .E = E, .rt = rt, .err = BBX_ERROR_INIT };
 	if (run_hooks) {
@@ -592,11 +597,15 @@ int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags
 		(void)journal_step(s, journal_id, "services", NULL);
 	environment_debug_stop_point(op, "services");
 	r = services_start(E, rt, cloned, err);
+	stage_clock_mark(&clock, "services-start");
 	if (r >= 0)
 		r = services_wait_ready(rt, err);
-	if (r >= 0 && cloned)
+	stage_clock_mark(&clock, "services-ready");
+	if (r >= 0 && cloned) {
 		/* New credentials before anything else touches the clone. */
 		r = services_rotate_credentials(E, rt, err);
+		stage_clock_mark(&clock, "credentials");
+	}
 	if (r >= 0 && sanitize) {
 		if (journal_id)
 			(void)journal_step(s, journal_id, "sanitize", NULL);
@@ -607,9 +616,11 @@ int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags
 			if (err)
 				err->kind = BBX_SANITIZE_FAILED;
 		}
+		stage_clock_mark(&clock, "sanitize");
 	}
 	if (build.started)
 		pthread_join(build.thread, NULL);
+	stage_clock_mark(&clock, "build-wait");
 	if (r < 0)
 		return r;
 	if (run_hooks && build.r < 0)
@@ -623,12 +634,15 @@ int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags
 			if (r < 0)
 				return r;
 		}
+	stage_clock_mark(&clock, "deploy-hooks");
 	if (journal_id)
 		(void)journal_step(s, journal_id, "app", NULL);
 	environment_debug_stop_point(op, "app");
 	r = apps_start(E, rt, err);
+	stage_clock_mark(&clock, "app-start");
 	if (r >= 0)
 		r = apps_wait_healthy(E, rt, err);
+	stage_clock_mark(&clock, "app-healthy");
 	if (r < 0)
 		return r;
 	if (run_hooks)
@@ -638,6 +652,8 @@ int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags
 			if (r < 0)
 				return r;
 		}
+	stage_clock_mark(&clock, "post-deploy-hooks");
+	stage_clock_write(E, rt->name, &clock);
 	(void)fresh;
 	return 0;
 }

@@ -211,6 +211,20 @@ int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err);
 int run_service_sql(Environments *E, EnvRuntime *rt, const char *service, const char *sql,
 		    const char *what, uint64_t timeout, OneshotResult *res, BbxError *err);
 
+/*
+ * How long each stage of an operation on an environment took, written as one line to its
+ * deploy.log: "[branchbox] stages OP: NAME=MS NAME=MS ... total=MS" (bench/env.py reads them).
+ */
+typedef struct StageClock {
+	uint64_t start_us, last_us;
+	char line[768];
+	size_t len;
+} StageClock;
+void stage_clock_start(StageClock *c, const char *op);
+/* The stage that just ended. */
+void stage_clock_mark(StageClock *c, const char *stage);
+void stage_clock_write(Environments *E, const char *env, StageClock *c);
+
 /* env-host.c */
 int load_config_at(Environments *E, const char *commit, ProjectConfig **ret, BbxError *err);
 int load_preview_config(Environments *E, const char *commit, ProjectConfig **ret_config,

@@ -278,6 +278,8 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	}
 
 	/* Snapshot the parent: quiesce its databases, then one atomic clone of its volume. */
+	StageClock clock;
+	stage_clock_start(&clock, "create-snapshot");
 	pthread_mutex_lock(&parent->op_lock);
 	if (runtime_removed(E, parent) || !atomic_load(&parent->ready)) {
 		pthread_mutex_unlock(&parent->op_lock);
@@ -286,7 +288,9 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 				  parent_name);
 		goto fail;
 	}
+	stage_clock_mark(&clock, "parent-lock");
 	(void)quiesce_services(E, parent);
+	stage_clock_mark(&clock, "quiesce");
 	(void)journal_step(s, jid, "snapshot", NULL);
 	environment_debug_stop_point("create", "snapshot");
 	VolumeFreeze freeze;
@@ -294,11 +298,13 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	pthread_mutex_unlock(&parent->op_lock);
 	if (r < 0)
 		goto fail;
+	stage_clock_mark(&clock, "snapshot");
 	environment_debug_stop_point("create", "after-snapshot");
 
 	r = runtime_setup(E, rt, TAKE_PTR(config), commit, true, err);
 	if (r < 0)
 		goto fail;
+	stage_clock_mark(&clock, "setup");
 	rt->policy = TAKE_PTR(policy);
 	rt->policy_code_dir = TAKE_PTR(policy_code);
 	/* Its budget is fixed now, with the clone's size as the base its disk use counts from. */
@@ -309,6 +315,8 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	r = secrets_load(rt, NULL);
 	if (r < 0)
 		goto fail;
+	stage_clock_mark(&clock, "budget+secrets");
+	stage_clock_write(E, name, &clock);
 	r = bring_up(E, rt, "create", BRING_UP_CLONED | BRING_UP_HOOKS | BRING_UP_SANITIZE, jid,
 		     err);
 	admission_done(E, rt);

@@ -34,6 +34,15 @@ static int pg_bin(const ServiceRuntime *s, const char *prog, char *buf, size_t s
 	return 0;
 }
 
+/* The major version of a "15" or "15.4" string, 0 when it does not start with a number. */
+static unsigned major_version(const char *v)
+{
+	unsigned n = 0;
+	for (; v && *v >= '0' && *v <= '9' && n < 1000; v++)
+		n = n * 10 + (unsigned)(*v - '0');
+	return n;
+}
+
 static int pg_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxError *err)
 {
 	_cleanup_strbuf_ StrBuf conf = STRBUF_INIT;
@@ -79,6 +88,13 @@ static int pg_prepare(const ServiceRuntime *s, bool fresh, bool cloned, BbxError
 			   "primary_slot_name = ''\n"
 			   "hot_standby = off\n",
 			   s->port, s->data_path);
+	/*
+	 * A clone starts with crash recovery, which first fsyncs every file of the data dir one
+	 * by one: ~1.7 s at 2 GiB here, the one stage of a preview's start that grew with its
+	 * data. syncfs (PostgreSQL 14+) makes the same guarantee with one call per filesystem.
+	 */
+	if (r >= 0 && major_version(s->config->version) >= 14)
+		r = strbuf_appendf(&conf, "recovery_init_sync_method = syncfs\n");
 	if (r < 0)
 		return r;
 	r = write_file_atomic_at(data, "branchbox.conf", conf.buf, conf.len, 0600, s->owner_uid,

@@ -456,6 +456,26 @@ int sandbox_cgroup_attach(const SandboxCgroup *cg, pid_t pid, BbxError *err)
 	return 0;
 }
 
+int sandbox_cgroup_open_tasks(const SandboxCgroup *cg, int fds[_SANDBOX_CG_MAX], BbxError *err)
+{
+	if (cg->mode != SANDBOX_CGROUP_V1)
+		return -EOPNOTSUPP;
+	for (size_t i = 0; i < cg->n_dir; i++) {
+		_cleanup_free_ char *p = path_join(cg->dir[i], "tasks");
+		/* O_CREAT: see cg_write(). */
+		fds[i] = p ? open(p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644) : -1;
+		if (fds[i] < 0) {
+			int r = bbx_error_set(err, p ? -errno : -ENOMEM, BBX_SETUP,
+					      "cgroup: %s/tasks: %s", cg->dir[i],
+					      strerror(p ? errno : ENOMEM));
+			for (size_t k = 0; k < i; k++)
+				fds[k] = safe_close(fds[k]);
+			return r;
+		}
+	}
+	return 0;
+}
+
 static const char *freezer_dir(const SandboxCgroup *cg)
 {
 	return cg->mode == SANDBOX_CGROUP_V2 ? cg->dir[0] : cg->dir[SANDBOX_CG_FREEZER];
@@ -558,9 +578,13 @@ bool sandbox_cgroup_is_empty(const SandboxCgroup *cg)
 	return true;
 }
 
-static int prune_dir(const char *parent)
+/*
+ * Stale "sb-<pid>-<n>" names in scan_dir; each is removed from every directory in dirs[] (the
+ * same name in each hierarchy). Returns how many names were removed at least somewhere.
+ */
+static int prune_dir(const char *scan_dir, char *const *dirs, size_t n_dirs)
 {
-	_cleanup_(sandbox_cgroup_closedirp) DIR *d = opendir(parent);
+	_cleanup_(sandbox_cgroup_closedirp) DIR *d = opendir(scan_dir);
 	int n = 0;
 	if (!d)
 		return 0;
@@ -569,14 +593,20 @@ static int prune_dir(const char *parent)
 		int pid;
 		unsigned seq;
 		char tail;
-		if (de->d_type != DT_DIR ||
+		/* Cheap test first: the parent holds many other cgroups (environments'). */
+		if (de->d_name[0] != 's' || de->d_name[1] != 'b' || de->d_name[2] != '-' ||
+		    de->d_type != DT_DIR ||
 		    sscanf(de->d_name, "sb-%d-%u%c", &pid, &seq, &tail) != 2 || pid <= 0)
 			continue;
 		if (kill(pid, 0) == 0 || errno != ESRCH)
 			continue;
-		_cleanup_free_ char *p = path_join(parent, de->d_name);
-		if (p && rmdir(p) == 0)
-			n++;
+		bool removed = false;
+		for (size_t i = 0; i < n_dirs; i++) {
+			_cleanup_free_ char *p = path_join(dirs[i], de->d_name);
+			if (p && rmdir(p) == 0)
+				removed = true;
+		}
+		n += removed;
 	}
 	return n;
 }
@@ -585,19 +615,41 @@ int sandbox_cgroup_prune_stale(const char *root)
 {
 	SandboxCgroupMode mode;
 	_cleanup_free_ char *base = NULL;
+	char *dirs[_SANDBOX_CG_MAX] = { NULL };
+	size_t n_dirs = 0;
 	int n = 0;
 	if (sandbox_cgroup_detect(root, &mode, &base) < 0)
 		return 0;
 	if (mode == SANDBOX_CGROUP_V2) {
 		_cleanup_free_ char *p = path_join(base, CG_PARENT);
-		return p ? prune_dir(p) : -ENOMEM;
+		return p ? prune_dir(p, &p, 1) : -ENOMEM;
 	}
 	for (size_t i = 0; i < _SANDBOX_CG_MAX; i++) {
-		_cleanup_free_ char *p = NULL;
-		if (asprintf(&p, "%s/%s/" CG_PARENT, base, v1_controllers[i]) < 0)
-			return -ENOMEM;
-		n += prune_dir(p);
+		if (asprintf(&dirs[n_dirs], "%s/%s/" CG_PARENT, base, v1_controllers[i]) < 0) {
+			n = -ENOMEM;
+			goto out;
+		}
+		if (access(dirs[n_dirs], F_OK) == 0)
+			n_dirs++;
+		else
+			dirs[n_dirs] = mfree(dirs[n_dirs]);
 	}
+	/*
+	 * A cgroup is made in hierarchy order and removed in the same order, so what a killed
+	 * owner leaves is a run that includes the first hierarchy (killed while making it) or
+	 * the last (killed while removing it): reading those two directories finds every
+	 * leftover; the others hold the same names. Each readdir is of every environment's
+	 * cgroup too, so reading two instead of five matters.
+	 */
+	if (n_dirs > 0)
+		n += prune_dir(dirs[0], dirs, n_dirs);
+	if (n_dirs > 1) {
+		int k = prune_dir(dirs[n_dirs - 1], dirs, n_dirs);
+		n = k < 0 ? k : n + k;
+	}
+out:
+	for (size_t i = 0; i < n_dirs; i++)
+		free(dirs[i]);
 	return n;
 }
 

@@ -78,6 +78,14 @@ int sandbox_cgroup_create_parent(const char *root, const char *name,
 int sandbox_cgroup_open(const char *root, const char *name, SandboxCgroup **ret, BbxError *err);
 /* Move pid into every directory of the cgroup. */
 int sandbox_cgroup_attach(const SandboxCgroup *cg, pid_t pid, BbxError *err);
+/*
+ * v1 only: open the "tasks" file of every directory (fds[i] for dir[i], O_CLOEXEC) so that a
+ * single-threaded child can move itself by writing "0" to each. The kernel moves one thread
+ * by "0" without the global threadgroup lock whose write side waits for an RCU grace period
+ * (milliseconds, far more on a busy host), which writing a pid to cgroup.procs takes. On
+ * failure no fd is left open. -EOPNOTSUPP on v2.
+ */
+int sandbox_cgroup_open_tasks(const SandboxCgroup *cg, int fds[_SANDBOX_CG_MAX], BbxError *err);
 int sandbox_cgroup_freeze(const SandboxCgroup *cg, bool frozen, BbxError *err);
 /* SIGKILL every process in the cgroup (cgroup.kill on v2, freeze + kill + thaw on v1). */
 int sandbox_cgroup_kill(const SandboxCgroup *cg);
@@ -118,7 +126,8 @@ int sandbox_cgroup_remove_tree(const char *root, const char *name, char ***ret_r
 /*
  * Remove empty "sb-<pid>-<n>" cgroups (the automatic names of sandbox_spawn()) whose owner
  * pid no longer exists: left behind when an owner was killed before it could clean up.
- * Returns how many were removed. Busy or foreign directories are left alone.
+ * Returns how many names were removed (from every hierarchy that had them). Busy or foreign
+ * directories are left alone.
  */
 int sandbox_cgroup_prune_stale(const char *root);
 

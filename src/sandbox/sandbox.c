@@ -45,6 +45,7 @@
 #include "sandbox-init.h"
 #include "sandbox-seccomp-bpf.h"
 #include "sandbox-seccomp.h"
+#include "sandbox-stages.h"
 #include "strbuf.h"
 
 #ifndef LANDLOCK_ACCESS_FS_TRUNCATE
@@ -152,6 +153,9 @@ typedef struct Plan {
 	int netns_fd;
 	size_t n_fd_binds;
 	int userns_fd; /* owned; -EBADF when no bind is idmapped */
+	/* v1: the cgroup's "tasks" files, the child moves itself (sandbox_cgroup_open_tasks) */
+	int cg_tasks[_SANDBOX_CG_MAX];
+	size_t n_cg_tasks;
 	struct rlimit
 		nofile; /* never above the owner's own hard limit (raising needs a capability) */
 } Plan;
@@ -203,6 +207,8 @@ static void plan_done(Plan *p)
 	safe_close(p->init_fd);
 	free(p->bpf);
 	p->userns_fd = safe_close(p->userns_fd);
+	for (size_t i = 0; i < p->n_cg_tasks; i++)
+		p->cg_tasks[i] = safe_close(p->cg_tasks[i]);
 }
 
 static Op *plan_add(Plan *p, OpKind kind, const char *step, const char *inside)
@@ -1298,17 +1304,19 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 {
 	char c;
 	int landlock_fd = -1;
+	int attach_error = 0;
 
+	sandbox_stage(SANDBOX_STAGE_CHILD);
+	/* v1: into the cgroup first of all, by "0" (this thread; see sandbox_cgroup_open_tasks). */
+	for (size_t i = 0; i < p->n_cg_tasks && !attach_error; i++)
+		if (write(p->cg_tasks[i], "0", 1) != 1)
+			attach_error = errno ? errno : EIO;
 	child_setup_fds(p, sync_fd, err_fd);
+	if (attach_error)
+		child_fail("cgroup attach", "tasks", attach_error, 125);
 	/* The raw syscall: a sanitizer's prctl wrapper takes a lock that another thread of the
 	 * parent may have held when it cloned, and this child has only the one thread. */
 	(void)syscall(SYS_prctl, PR_SET_NAME, "sandbox-setup", 0, 0, 0);
-	/* Wait until the parent has put us into the cgroup (EOF: the parent gave up). */
-	if (RETRY_EINTR(read(FD_SYNC, &c, 1)) != 1)
-		_exit(125);
-	/* After the move, so the cgroup namespace's root is the sandbox's own cgroup. */
-	if (unshare(CLONE_NEWCGROUP) < 0)
-		FAIL("unshare", "cgroup namespace");
 	if (!p->new_netns) {
 		if (setns(FD_NETNS, CLONE_NEWNET) < 0)
 			FAIL("setns", "network namespace");
@@ -1317,6 +1325,7 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 		child_loopback_up();
 	if (sethostname(p->hostname, cstr_len(p->hostname)) < 0)
 		FAIL("sethostname", p->hostname);
+	sandbox_stage(SANDBOX_STAGE_NS);
 
 	/* Nothing mounted from here on may propagate back to the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
@@ -1335,6 +1344,7 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 	if (p->n_fd_binds &&
 	    close_range(FD_FIRST_FREE, FD_FIRST_FREE + (unsigned)p->n_fd_binds - 1, 0) < 0)
 		FAIL("close_range", "");
+	sandbox_stage(SANDBOX_STAGE_ROOTFS);
 	struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY };
 	if (syscall(SYS_mount_setattr, rootfd, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
 		FAIL("remount root read-only", SANDBOX_ROOT);
@@ -1351,9 +1361,22 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 		FAIL("chdir", "/");
 	if (chdir(p->workdir) < 0)
 		FAIL("chdir", p->workdir);
+	sandbox_stage(SANDBOX_STAGE_PIVOT);
 
 	/* Paths are the in-sandbox ones now; restrict_self needs no_new_privs, set below. */
 	child_landlock(p, &landlock_fd);
+	sandbox_stage(SANDBOX_STAGE_LANDLOCK);
+	/*
+	 * Wait until the parent has put us into the cgroup (EOF: the parent gave up); it did
+	 * that while we built the root. Nothing of the command has run yet: every process of
+	 * the sandbox is born inside the cgroup and its limits.
+	 */
+	if (RETRY_EINTR(read(FD_SYNC, &c, 1)) != 1)
+		_exit(125);
+	sandbox_stage(SANDBOX_STAGE_GO);
+	/* After the move, so the cgroup namespace's root is the sandbox's own cgroup. */
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		FAIL("unshare", "cgroup namespace");
 	child_rlimits(p);
 	child_drop_privileges(p);
 	if (syscall(SYS_landlock_restrict_self, landlock_fd, 0) < 0)
@@ -1362,6 +1385,7 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 	struct sock_fprog prog = { .len = (unsigned short)p->bpf_len, .filter = p->bpf };
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
 		FAIL("seccomp", "");
+	sandbox_stage(SANDBOX_STAGE_CONFINE);
 
 	/* Block what init will read from its signalfd: pending signals survive the exec. */
 	sigset_t mask;
@@ -1419,6 +1443,7 @@ static int sandbox_reap(Sandbox *sb, BbxError *err)
 		pid_t k = RETRY_EINTR(waitpid(sb->pid, &status, __WALL));
 		pthread_mutex_lock(&sb->lock);
 		if (k == sb->pid) {
+			sandbox_stage(SANDBOX_STAGE_EXITED);
 			sb->reaped = true;
 			sb->status = status_to_exit(status);
 			/* The pid may be reused from now on: signals go nowhere. */
@@ -1431,6 +1456,7 @@ static int sandbox_reap(Sandbox *sb, BbxError *err)
 	pthread_mutex_lock(&sb->lock);
 	if (sb->reaped && sb->cgroup) {
 		int k = sandbox_cgroup_remove(sb->cgroup, err);
+		sandbox_stage(SANDBOX_STAGE_REMOVED);
 		if (k >= 0)
 			sb->cgroup = sandbox_cgroup_free(sb->cgroup);
 		else if (r >= 0)
@@ -1526,6 +1552,7 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 	if (r < 0)
 		return bbx_error_set(err, r, BBX_SETUP, "mkdir: %s: %s", SANDBOX_ROOT,
 				     strerror(-r));
+	sandbox_stage(SANDBOX_STAGE_PLAN);
 
 	sb = sandbox_new();
 	if (!sb)
@@ -1546,6 +1573,12 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 				  &limits, &sb->cgroup, err);
 	if (r < 0)
 		return r;
+	r = sandbox_cgroup_open_tasks(sb->cgroup, plan.cg_tasks, err);
+	if (r >= 0)
+		plan.n_cg_tasks = sb->cgroup->n_dir;
+	else if (r != -EOPNOTSUPP)
+		return r;
+	sandbox_stage(SANDBOX_STAGE_CGROUP);
 
 	int sync_pipe[2], err_pipe[2];
 	if (pipe2(sync_pipe, O_CLOEXEC) < 0)
@@ -1571,16 +1604,25 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 	if (pid == 0)
 		child_main(&plan, sync_r, err_w);
 
+	sandbox_stage(SANDBOX_STAGE_CLONE);
 	sb->pid = pid;
 	sb->pidfd = pidfd;
 	sync_r = safe_close(sync_r);
 	err_w = safe_close(err_w);
 
-	r = sandbox_cgroup_attach(sb->cgroup, pid, err);
+	/*
+	 * v2: move the child now, while it builds its root; it waits for "g" before its command
+	 * can run. v1: it moved itself.
+	 */
+	r = plan.n_cg_tasks ? 0 : sandbox_cgroup_attach(sb->cgroup, pid, err);
 	if (r < 0)
 		return r; /* sandbox_free kills and reaps the child */
 	if (RETRY_EINTR(write(sb->sync_fd, "g", 1)) != 1)
 		return bbx_error_set(err, -errno, BBX_SETUP, "sync: %s", strerror(errno));
+	sandbox_stage(SANDBOX_STAGE_ATTACH);
+	if (spec->prune_stale_cgroups)
+		(void)sandbox_cgroup_prune_stale(spec->cgroup_root ? spec->cgroup_root
+								   : "/sys/fs/cgroup");
 
 	struct pollfd pfd = { .fd = err_r, .events = POLLIN };
 	int k = RETRY_EINTR(poll(&pfd, 1, SANDBOX_SETUP_TIMEOUT_MS));
@@ -1609,6 +1651,7 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 				     status);
 	}
 	/* EOF without a record: the command was executed (or init died before that). */
+	sandbox_stage(SANDBOX_STAGE_EXECED);
 	*ret = TAKE_PTR(sb);
 	return 0;
 }

@@ -3,9 +3,12 @@
  * Sandbox: run one process tree in a fail-closed, kernel-isolated box (DESIGN.md section 5).
  *
  * sandbox_spawn() builds a plan in the calling process (all allocation, path strings, the
- * generated /etc, a copy of the prebuilt seccomp BPF program, the cgroup), then clones a child
- * into fresh mount, pid, ipc, uts, net (or a given netns) and cgroup namespaces. The child
- * builds a tmpfs root, pivots into it, drops to an unprivileged uid with no capabilities,
+ * generated /etc, a copy of the prebuilt seccomp BPF program), then clones a child into
+ * fresh mount, pid, ipc, uts, net (or a given netns) and cgroup namespaces. The child builds
+ * a tmpfs root and pivots into it while the caller creates the cgroup and moves the child
+ * into it (on cgroup v1 a move waits for an RCU grace period: done in parallel, it is off
+ * the critical path); the child waits for that before it enters its cgroup namespace and
+ * well before the command runs. It then drops to an unprivileged uid with no capabilities,
  * applies no_new_privs, Landlock and seccomp, and as its last step execs branchbox-init
  * (sandbox-init.c), which becomes pid 1 and forks the command. The exec discards the child's
  * copy of the caller's memory: no sandboxed process holds a byte of the daemon's heap (keys,
@@ -92,6 +95,12 @@ typedef struct SandboxSpec {
 	 * (init watches a pipe whose other end only the owner holds).
 	 */
 	bool no_pdeathsig;
+	/*
+	 * Also remove stale "sb-<pid>-<n>" cgroups of owners that were killed (see
+	 * sandbox_cgroup_prune_stale()), while the child sets itself up: a one-shot owner
+	 * such as the CLI sets this, instead of paying for the scan before it starts.
+	 */
+	bool prune_stale_cgroups;
 } SandboxSpec;
 
 /*

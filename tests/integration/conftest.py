@@ -21,6 +21,10 @@ def require_debug_hooks(binary=None):
     """Crash tests stop the daemon through BRANCHBOX_DEBUG_STOP_AT, which only a build
     configured with -Ddebug_hooks=true carries (make check's build does)."""
     binary = binary or BIN
+    # branchbox is a small front; the daemon and the hooks are in branchbox-cli next to it.
+    cli = os.path.join(os.path.dirname(binary), "branchbox-cli")
+    if os.path.exists(cli):
+        binary = cli
     with open(binary, "rb") as f:
         if DEBUG_HOOK not in f.read():
             raise AssertionError(f"{binary} was built without -Ddebug_hooks=true, so "

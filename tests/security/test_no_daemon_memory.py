@@ -25,6 +25,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("BRANCHBOX_BIN") or os.path.join(ROOT, "build-check", "src", "cli", "branchbox")
+# branchbox is a small front that execs branchbox-cli (the daemon) from its own directory.
+CLI = os.path.join(os.path.dirname(BIN), "branchbox-cli")
 BUILD = os.environ.get("BRANCHBOX_BUILD") or os.path.dirname(os.path.dirname(os.path.dirname(BIN)))
 INIT = os.path.join(BUILD, "src", "sandbox", "branchbox-init")
 EXAMPLE = os.path.join(ROOT, "examples", "todo")
@@ -208,15 +210,15 @@ def test_sandbox_pid1_is_the_init_binary(daemon):
     for pid in inits:
         exe = f"/proc/{pid}/exe"
         assert same_file(exe, INIT), (pid, os.readlink(exe))
-        assert not same_file(exe, BIN), pid
+        assert not same_file(exe, BIN) and not same_file(exe, CLI), pid
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             assert f.read().startswith(b"branchbox-init\0"), pid
         # Only the protocol's fds: /dev/null as 0-2, the sync pipe, its signalfd.
         fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
         assert [fds[i] for i in (0, 1, 2)] == ["/dev/null"] * 3, fds
         assert sorted(fds) == [0, 1, 2, 3, 5] and fds[3].startswith("pipe:"), fds
-    # Control: the daemon itself is the branchbox binary.
-    assert same_file(f"/proc/{daemon['pid']}/exe", BIN)
+    # Control: the daemon itself is the branchbox-cli binary (branchbox exec'd it).
+    assert same_file(f"/proc/{daemon['pid']}/exe", CLI)
 
 
 def test_no_daemon_key_in_any_sandbox_process(daemon):

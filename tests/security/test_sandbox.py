@@ -437,6 +437,14 @@ def test_cgroup_limits_applied_and_removed():
             assert read("memory", "memory.limit_in_bytes") == str(96 << 20)
             assert read("cpu", "cpu.cfs_quota_us") == "25000"
             procs = read("freezer", "cgroup.procs").split()
+            # The sandbox moves itself into each v1 hierarchy: init and the command it forked
+            # are in every one of them, limits and accounting included.
+            init = _children(q.pid)[0]
+            for c in ("memory", "pids", "cpu", "freezer", "cpuacct"):
+                if c == "cpuacct" and not os.path.isdir(f"/sys/fs/cgroup/cpuacct/branchbox/{name}"):
+                    continue
+                in_c = read(c, "cgroup.procs").split()
+                assert str(init) in in_c and all(str(p) in in_c for p in _children(init)), c
         else:
             read = lambda f: open(f"{base}/{name}/{f}").read().strip()
             assert read("pids.max") == "33"
