@@ -6,6 +6,9 @@
  * daemon's /mcp with BRANCHBOX_TOKEN. There is one dispatcher, the daemon's. Only MCP goes to
  * stdout; logs go to stderr. --test-fixtures adds the conformance suite's test_* tools and
  * test:// resources, served here in the bridge process and never by the daemon.
+ *
+ * One file of about 850 lines: the stdio and HTTP bridges share the forwarding, session
+ * replay and progress relay below; the seam is the HTTP listener (run_http) apart.
  */
 #include <errno.h>
 #include <arpa/inet.h>

@@ -3,6 +3,10 @@
  * The processes of an environment as the sandbox sees them: what a service, an application or
  * a hook runs with (binds, uids, app and build variables in the Upsun style), one-shots, hooks,
  * services started and waited for, sanitize.
+ *
+ * One file of about 850 lines: every part builds the same EnvProcSpec from an EnvRuntime
+ * (binds, uids, variables) and waits with the same cancellable wait_until(); the seam, if it
+ * grows, is hooks and sanitize (the one-shots) apart from long-running services and apps.
  */
 #include "env-internal.h"
 #include "time-util.h"

@@ -20,40 +20,15 @@
 #include "journal.h"
 #include "policy.h"
 #include "proposals.h"
+#include "proposal-internal.h"
 #include "strbuf.h"
-
-#define DIFF_MAX_PATCH ((size_t)4 << 20)
-#define MAX_VALIDATE_ATTEMPTS 2
-#define TITLE_MAX 200
-#define DESCRIPTION_MAX 10000
-#define PRODUCTION_WAIT_MS (300 * 1000) /* production restarting after a daemon start */
-
-typedef struct PropJob {
-	struct PropJob *next;
-	struct Proposals *P;
-	pthread_t thread;
-	atomic_bool done;
-	char id[40];
-	int attempt;
-	bool merge; /* the recovery of an interrupted merge */
-	char *payload;
-	int64_t journal_id;
-} PropJob;
-
-typedef struct Proposals {
-	Core *core;
-	GitRepo *repo;
-	pthread_mutex_t jobs_lock;
-	PropJob *jobs;
-	pthread_mutex_t merge_lock; /* one merge (or merge recovery) at a time */
-} Proposals;
 
 static Proposals *props_of(Core *c)
 {
 	return c->proposals;
 }
 
-static uint64_t now_ms(void)
+uint64_t prop_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -74,7 +49,7 @@ static int not_ready(BbxError *err)
 			     "proposals are not available: the daemon is starting or stopping");
 }
 
-static void set_str(char **field, const char *v)
+void prop_set_str(char **field, const char *v)
 {
 	char *n = v ? strdup(v) : NULL;
 	free(*field);
@@ -83,8 +58,7 @@ static void set_str(char **field, const char *v)
 
 /* ---- audit: every transition, with its commits and evidence digest ---- */
 
-static void audit_transition(Core *c, const OpCall *call, const ProposalRecord *r,
-			     const char *detail)
+void prop_audit_transition(Core *c, const OpCall *call, const ProposalRecord *r, const char *detail)
 {
 	Principal system = { .kind = PRINCIPAL_ROOT };
 	snprintf(system.name, sizeof(system.name), "system:proposals");
@@ -182,7 +156,6 @@ static json_t *record_json(const ProposalRecord *r, bool full)
 
 /* ---- jobs ---- */
 
-static void validate_run(Proposals *P, const char *id, int attempt);
 static void merge_recover(Proposals *P, PropJob *job);
 
 static void *job_main(void *userdata)
@@ -191,7 +164,7 @@ static void *job_main(void *userdata)
 	if (job->merge)
 		merge_recover(job->P, job);
 	else
-		validate_run(job->P, job->id, job->attempt);
+		prop_validate_run(job->P, job->id, job->attempt);
 	atomic_store(&job->done, true);
 	return NULL;
 }
@@ -246,233 +219,6 @@ static int start_validation(Proposals *P, const char *id, int attempt)
 	snprintf(job->id, sizeof(job->id), "%s", id);
 	job->attempt = attempt;
 	return job_start(P, job);
-}
-
-/* ---- validation: clone, run, check, record ---- */
-
-static void destroy_preview(Core *c, const char *name)
-{
-	if (name && environment_exists(c, name)) {
-		BbxError ignored = BBX_ERROR_INIT;
-		(void)environment_destroy(c, name, &ignored);
-	}
-}
-
-/* The end of a validation: state, evidence and its digest, in one row update. */
-static int finish_validation(Core *c, ProposalRecord *rec, json_t *evidence, bool passed,
-			     const char *error)
-{
-	char digest[65] = "";
-	if (evidence) {
-		json_object_set_new(evidence, "result", json_string(passed ? "passed" : "failed"));
-		(void)proposal_json_digest(evidence, digest);
-		json_object_set_new(evidence, "digest", json_string(digest));
-		char *s = json_dumps(evidence, JSON_COMPACT | JSON_SORT_KEYS);
-		free(rec->evidence_json);
-		rec->evidence_json = s;
-		set_str(&rec->evidence_digest, digest);
-	}
-	/* A failed proposal's preview goes before anyone sees it failed. */
-	if (!passed)
-		destroy_preview(c, rec->environment);
-	char *expect = rec->state;
-	rec->state = strdup(passed ? "validated" : "failed");
-	set_str(&rec->step, passed ? "validated: waiting for review" : "failed");
-	set_str(&rec->error, error);
-	int r = proposal_record_update(core_store(c), rec, expect, NULL);
-	free(expect);
-	if (passed && r < 0) /* rejected meanwhile */
-		destroy_preview(c, rec->environment);
-	if (r >= 0)
-		audit_transition(c, NULL, rec, error);
-	return r;
-}
-
-/* The commit the preview runs: what production would run once merged. */
-static const char *validated_commit(const ProposalRecord *r)
-{
-	return r->validate_commit ? r->validate_commit : r->head_commit;
-}
-
-static bool cut_short(Core *c)
-{
-	return environments_shutting_down(c);
-}
-
-static void validate_run(Proposals *P, const char *id, int attempt)
-{
-	Core *c = P->core;
-	Store *s = core_store(c);
-	ProposalRecord rec;
-	BbxError err = BBX_ERROR_INIT;
-	int64_t jid = 0;
-	json_t *evidence = NULL;
-	_cleanup_(config_freep) ProjectConfig *prod_cfg = NULL, *branch_cfg = NULL;
-
-	if (proposal_record_get(s, id, &rec, NULL) < 0)
-		return;
-	char payload[64];
-	snprintf(payload, sizeof(payload), "{\"attempt\":%d}", attempt);
-	if (journal_begin(s, "proposal.validate", id, "intent", payload, &jid, NULL) < 0) {
-		proposal_record_done(&rec);
-		return;
-	}
-	uint64_t t_start = now_ms();
-	/* cloning: a fresh preview of production, at exactly the head commit */
-	char *expect = rec.state;
-	rec.state = strdup("cloning");
-	set_str(&rec.step, "cloning production into a preview");
-	int r = proposal_record_update(s, &rec, expect, NULL);
-	free(expect);
-	if (r < 0)
-		goto out_done;		     /* rejected meanwhile */
-	destroy_preview(c, rec.environment); /* what an interrupted attempt left */
-	/* Production comes back by itself after a daemon start: clone it once it is up. */
-	for (uint64_t until = now_ms() + PRODUCTION_WAIT_MS; now_ms() < until;) {
-		EnvRecord pr;
-		if (env_record_get(s, core_production_branch(c), &pr, NULL) < 0)
-			break;
-		bool starting = pr.state == ENV_STARTING || pr.state == ENV_CREATING;
-		env_record_done(&pr);
-		if (!starting)
-			break;
-		if (cut_short(c))
-			goto out_left;
-		struct timespec ts = { 0, 200 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-	(void)journal_step(s, jid, "clone", NULL);
-	environment_debug_stop_point("proposal-validate", "clone");
-
-	evidence = json_pack("{s:s,s:s,s:s,s:i}", "base", rec.base_commit, "head", rec.head_commit,
-			     "branch", rec.source_branch, "attempt", attempt);
-	EnvRecord prod;
-	r = env_record_get(s, core_production_branch(c), &prod, &err);
-	if (r >= 0) {
-		json_object_set_new(evidence, "production_commit", json_string(prod.commit_id));
-		r = environment_config_at(c, prod.commit_id, &prod_cfg, &err);
-		env_record_done(&prod);
-	}
-	if (r >= 0)
-		r = environment_config_at(c, validated_commit(&rec), &branch_cfg, &err);
-	if (rec.validate_commit)
-		json_object_set_new(evidence, "validated_commit", json_string(rec.validate_commit));
-	uint64_t t0 = now_ms();
-	json_t *info = NULL;
-	if (r >= 0) {
-		EnvCreateOptions o = { .name = rec.environment,
-				       .branch = validated_commit(&rec),
-				       .created_by = rec.created_by,
-				       .token_id = rec.token_id };
-		r = environment_create(c, &o, &info, &err);
-		json_decref(info);
-	}
-	json_t *timings = json_object();
-	json_object_set_new(timings, "clone_ms", json_integer((json_int_t)(now_ms() - t0)));
-	json_object_set_new(evidence, "timings", timings);
-	if (r < 0) {
-		if (cut_short(c))
-			goto out_left; /* the next start validates again */
-		json_object_set_new(evidence, "clone_error",
-				    json_string(bbx_error_message(&err, r)));
-		(void)finish_validation(c, &rec, evidence, false, bbx_error_message(&err, r));
-		goto out_done;
-	}
-
-	/* validating: production's steps decide, the branch's own run too */
-	expect = rec.state;
-	rec.state = strdup("validating");
-	set_str(&rec.step, "validating");
-	r = proposal_record_update(s, &rec, expect, NULL);
-	free(expect);
-	if (r < 0) {
-		destroy_preview(c, rec.environment);
-		goto out_done;
-	}
-	(void)journal_step(s, jid, "steps", NULL);
-	environment_debug_stop_point("proposal-validate", "steps");
-	t0 = now_ms();
-	json_t *steps = NULL, *bsteps = NULL;
-	bool passed = false;
-	r = proposal_validate_steps(c, rec.environment, prod_cfg, branch_cfg, rec.id, &steps,
-				    &bsteps, &passed, &err);
-	if (r < 0) {
-		if (cut_short(c))
-			goto out_left;
-		destroy_preview(c, rec.environment);
-		(void)finish_validation(c, &rec, evidence, false, bbx_error_message(&err, r));
-		goto out_done;
-	}
-	json_object_set_new(timings, "validate_ms", json_integer((json_int_t)(now_ms() - t0)));
-	json_object_set_new(evidence, "steps", steps);
-	json_object_set_new(evidence, "branch_steps", bsteps);
-	json_object_set_new(evidence, "config_diff", proposal_config_diff(prod_cfg, branch_cfg));
-	if (prod_cfg->n_validate == 0) {
-		passed = false;
-		json_object_set_new(evidence, "note",
-				    json_string("production's config has no validate steps: "
-						"nothing proves this change"));
-	}
-
-	GitDiff d;
-	if (gitrepo_diff(P->repo, rec.base_commit, validated_commit(&rec), 0, &d, NULL) >= 0) {
-		json_t *files = json_array();
-		for (size_t i = 0; i < d.n_files; i++)
-			json_array_append_new(
-				files, json_pack("{s:s,s:s#,s:I,s:I,s:b}", "path", d.files[i].path,
-						 "status", &d.files[i].status, (int)1, "additions",
-						 (json_int_t)d.files[i].additions, "deletions",
-						 (json_int_t)d.files[i].deletions, "binary",
-						 d.files[i].binary));
-		json_object_set_new(evidence, "code_diff",
-				    json_pack("{s:I,s:I,s:I,s:o}", "files_changed",
-					      (json_int_t)d.n_files, "additions",
-					      (json_int_t)d.additions, "deletions",
-					      (json_int_t)d.deletions, "files", files));
-		gitrepo_diff_done(&d);
-	}
-	EnvMeasure m;
-	environment_measure(c, rec.environment, true, &m);
-	json_t *res = json_object();
-	if (m.cpu_usec != UINT64_MAX)
-		json_object_set_new(res, "cpu_seconds", json_real((double)m.cpu_usec / 1e6));
-	if (m.memory_peak != UINT64_MAX)
-		json_object_set_new(res, "memory_peak_bytes",
-				    json_integer((json_int_t)m.memory_peak));
-	if (m.memory_current != UINT64_MAX)
-		json_object_set_new(res, "memory_current_bytes",
-				    json_integer((json_int_t)m.memory_current));
-	if (m.disk_bytes != UINT64_MAX)
-		json_object_set_new(res, "disk_bytes", json_integer((json_int_t)m.disk_bytes));
-	json_object_set_new(evidence, "resources", res);
-	json_object_set_new(timings, "total_ms", json_integer((json_int_t)(now_ms() - t_start)));
-
-	char why[256] = "";
-	if (!passed) {
-		size_t i;
-		json_t *st;
-		json_array_foreach(
-			json_object_get(evidence, "steps"), i,
-			st) if (!json_is_true(json_object_get(st, "passed"))) if (!why[0])
-			snprintf(why, sizeof(why), "production step '%s' failed: %s",
-				 json_string_value(json_object_get(st, "name")),
-				 json_string_value(json_object_get(st, "reason"))
-					 ? json_string_value(json_object_get(st, "reason"))
-					 : "failed");
-		json_array_foreach(
-			json_object_get(evidence, "branch_steps"), i,
-			st) if (!json_is_true(json_object_get(st, "passed"))) if (!why[0])
-			snprintf(why, sizeof(why), "branch step '%s' failed",
-				 json_string_value(json_object_get(st, "name")));
-		if (!why[0])
-			snprintf(why, sizeof(why), "production's config has no validate steps");
-	}
-	(void)finish_validation(c, &rec, evidence, passed, why[0] ? why : NULL);
-out_done:
-	(void)journal_finish(s, jid, "done", NULL);
-out_left:
-	json_decref(evidence);
-	proposal_record_done(&rec);
 }
 
 /* ---- submit ---- */
@@ -614,7 +360,7 @@ int proposal_submit(OpCall *call, const ProposalSubmitOptions *o, json_t **ret, 
 	r = proposal_record_insert(core_store(c), &rec, err);
 	if (r < 0)
 		return r;
-	audit_transition(c, call, &rec, o->title);
+	prop_audit_transition(c, call, &rec, o->title);
 	r = start_validation(P, id, 1);
 	if (r < 0)
 		return bbx_error_set(err, r, BBX_INTERNAL, "starting the validation: %s",
@@ -666,7 +412,8 @@ int proposal_diff(OpCall *call, const char *id, json_t **ret, BbxError *err)
 	if (r < 0)
 		return r;
 	GitDiff d;
-	r = gitrepo_diff(P->repo, rec.base_commit, validated_commit(&rec), DIFF_MAX_PATCH, &d, err);
+	r = gitrepo_diff(P->repo, rec.base_commit, prop_validated_commit(&rec), DIFF_MAX_PATCH, &d,
+			 err);
 	if (r >= 0) {
 		json_t *files = json_array();
 		for (size_t i = 0; i < d.n_files; i++)
@@ -698,11 +445,11 @@ static int go_stale(OpCall *call, ProposalRecord *rec, const char *why, BbxError
 {
 	char *expect = rec->state;
 	rec->state = strdup("stale");
-	set_str(&rec->step, "stale");
-	set_str(&rec->error, why);
+	prop_set_str(&rec->step, "stale");
+	prop_set_str(&rec->error, why);
 	if (proposal_record_update(core_store(call->core), rec, expect, NULL) >= 0) {
-		audit_transition(call->core, call, rec, why);
-		destroy_preview(call->core, rec->environment);
+		prop_audit_transition(call->core, call, rec, why);
+		prop_destroy_preview(call->core, rec->environment);
 	}
 	free(expect);
 	return bbx_error_set(err, -ESTALE, BBX_CONFLICT, "%s", why);
@@ -771,11 +518,11 @@ int proposal_approve(OpCall *call, const char *id, json_t **ret, BbxError *err)
 	json_decref(review);
 	free(rec.state);
 	rec.state = strdup("approved");
-	set_str(&rec.step, "approved: waiting for merge");
+	prop_set_str(&rec.step, "approved: waiting for merge");
 	r = proposal_record_update(core_store(call->core), &rec, "validated", err);
 	if (r < 0)
 		goto out;
-	audit_transition(call->core, call, &rec, p->name);
+	prop_audit_transition(call->core, call, &rec, p->name);
 	*ret = record_json(&rec, false);
 	r = *ret ? 0 : -ENOMEM;
 out:
@@ -820,13 +567,13 @@ int proposal_reject(OpCall *call, const char *id, const char *reason, json_t **r
 	json_decref(review);
 	char *expect = rec.state;
 	rec.state = strdup("rejected");
-	set_str(&rec.step, "rejected");
+	prop_set_str(&rec.step, "rejected");
 	r = proposal_record_update(core_store(call->core), &rec, expect, err);
 	free(expect);
 	if (r < 0)
 		goto out;
-	audit_transition(call->core, call, &rec, reason);
-	destroy_preview(call->core, rec.environment);
+	prop_audit_transition(call->core, call, &rec, reason);
+	prop_destroy_preview(call->core, rec.environment);
 	*ret = record_json(&rec, false);
 	r = *ret ? 0 : -ENOMEM;
 out:
@@ -847,12 +594,12 @@ static int merge_deploy(Core *c, Proposals *P, ProposalRecord *rec, const char *
 	Store *s = core_store(c);
 	(void)journal_step(s, jid, "deploy", NULL);
 	environment_debug_stop_point("merge", "deploy");
-	uint64_t t0 = now_ms();
+	uint64_t t0 = prop_now_ms();
 	int r = environment_deploy(c, NULL, err);
 	char at[32];
 	iso_now(at);
 	json_t *m = json_pack("{s:s,s:s,s:s,s:s,s:I}", "kind", kind, "commit", target, "by", by,
-			      "at", at, "deploy_ms", (json_int_t)(now_ms() - t0));
+			      "at", at, "deploy_ms", (json_int_t)(prop_now_ms() - t0));
 	if (r < 0) {
 		if (environments_shutting_down(c))
 			return r; /* the next start finishes it */
@@ -871,31 +618,31 @@ static int merge_deploy(Core *c, Proposals *P, ProposalRecord *rec, const char *
 		json_decref(m);
 		free(rec->state);
 		rec->state = strdup("failed");
-		set_str(&rec->step,
-			"failed: production's redeploy failed; production was rolled back");
-		set_str(&rec->error, why);
-		destroy_preview(c, rec->environment);
+		prop_set_str(&rec->step,
+			     "failed: production's redeploy failed; production was rolled back");
+		prop_set_str(&rec->error, why);
+		prop_destroy_preview(c, rec->environment);
 		(void)proposal_record_update(s, rec, "approved", NULL);
 		(void)journal_finish(s, jid, "undone", NULL);
-		audit_transition(c, call, rec, why);
+		prop_audit_transition(c, call, rec, why);
 		return bbx_error_reset(err, -EIO, BBX_FAILED, "%s", why);
 	}
 	/* The preview goes first: a merged proposal has nothing left running. */
-	destroy_preview(c, rec->environment);
+	prop_destroy_preview(c, rec->environment);
 	free(rec->merge_json);
 	rec->merge_json = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(m);
 	free(rec->state);
 	rec->state = strdup("merged");
-	set_str(&rec->step, "merged and deployed");
-	set_str(&rec->error, NULL);
+	prop_set_str(&rec->step, "merged and deployed");
+	prop_set_str(&rec->error, NULL);
 	r = proposal_record_update(s, rec, "approved", err);
 	(void)journal_finish(s, jid, r >= 0 ? "done" : "failed", NULL);
 	if (r < 0)
 		return r;
 	char detail[160];
 	snprintf(detail, sizeof(detail), "%s to %s", kind, target);
-	audit_transition(c, call, rec, detail);
+	prop_audit_transition(c, call, rec, detail);
 	return 0;
 }
 
@@ -977,7 +724,7 @@ int proposal_merge(OpCall *call, const char *id, json_t **ret, BbxError *err)
 	gitrepo_merge_result_done(&mr);
 	/* Production gets exactly the tree that was validated. */
 	GitDiff same;
-	r = gitrepo_diff(P->repo, validated_commit(&rec), target, 0, &same, err);
+	r = gitrepo_diff(P->repo, prop_validated_commit(&rec), target, 0, &same, err);
 	if (r < 0)
 		goto out;
 	size_t differ = same.n_files;
@@ -1096,9 +843,10 @@ static int recover(Proposals *P, BbxError *err)
 				if (attempt >= MAX_VALIDATE_ATTEMPTS &&
 				    (!strcmp(rec.state, "cloning") ||
 				     !strcmp(rec.state, "validating"))) {
-					(void)finish_validation(c, &rec, NULL, false,
-								"validation was interrupted by "
-								"daemon restarts; submit again");
+					(void)prop_finish_validation(
+						c, &rec, NULL, false,
+						"validation was interrupted by "
+						"daemon restarts; submit again");
 				}
 				proposal_record_done(&rec);
 			}

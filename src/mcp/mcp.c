@@ -1,4 +1,14 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The MCP dispatcher the daemon serves on /mcp: JSON-RPC decoding, both protocol eras
+ * (initialize and sessions; 2026-07-28's server/discover and per-request _meta), the Host
+ * and Origin allow-list, tools and resources over the operations table (every call through
+ * ops_run(), interface "mcp"), progress and cancellation.
+ *
+ * One file of about 850 lines: it is one state machine per message (decode, era, session,
+ * method, answer) whose parts all read the same McpCall; the tool table is mcp-tools.c and
+ * the conformance fixtures mcp-fixtures.c.
+ */
 #include <errno.h>
 #include <pthread.h>
 #include <sodium.h>

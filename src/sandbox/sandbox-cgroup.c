@@ -1,4 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * A sandbox's cgroups on v2 and on v1 hierarchies: made, limited, attached, frozen, killed
+ * and removed (the walks over whole subtrees are sandbox-cgroup-tree.c).
+ *
+ * One file of about 800 lines: each operation has its v2 and v1 forms side by side, which is
+ * what keeps them in step.
+ */
 #include "sandbox-cgroup.h"
 
 #include <dirent.h>
