@@ -138,7 +138,7 @@ static json_t *content_json(const char *data, size_t *n, bool truncated, const c
 int op_environment_file_read(OpCall *call, json_t *in, json_t **out, BbxError *err)
 {
 	const char *name = str(in, "name"), *path;
-	EnvTree t;
+	EnvTree t = ENV_TREE_CODE;
 	int r = input_path(in, false, &path, err);
 	if (r >= 0)
 		r = input_tree(in, &t, err);
@@ -171,7 +171,7 @@ int op_environment_file_read(OpCall *call, json_t *in, json_t **out, BbxError *e
 int op_environment_file_list(OpCall *call, json_t *in, json_t **out, BbxError *err)
 {
 	const char *name = str(in, "name"), *path;
-	EnvTree t;
+	EnvTree t = ENV_TREE_CODE;
 	int r = input_path(in, true, &path, err);
 	if (r >= 0)
 		r = input_tree(in, &t, err);
@@ -205,7 +205,7 @@ int op_environment_file_list(OpCall *call, json_t *in, json_t **out, BbxError *e
 int op_environment_file_write(OpCall *call, json_t *in, json_t **out, BbxError *err)
 {
 	const char *name = str(in, "name"), *path, *enc = str(in, "encoding");
-	EnvTree t;
+	EnvTree t = ENV_TREE_CODE;
 	int r = input_path(in, false, &path, err);
 	if (r >= 0)
 		r = input_tree(in, &t, err);
