@@ -31,13 +31,16 @@ $(VALGRIND_BUILD)/build.ninja:
 	meson setup $(VALGRIND_BUILD) -Dbuildtype=debugoptimized -Dfuzz_corpus_runner=false >/dev/null
 
 # A check build set up before debug_hooks existed gets it turned on (the crash tests need it).
-check: deps $(CHECK_BUILD)/build.ninja $(VALGRIND_BUILD)/build.ninja
+# The release build (what make demo and make bench run) is built too: -O3 warns where the
+# other builds do not, and warnings are errors.
+check: deps $(CHECK_BUILD)/build.ninja $(VALGRIND_BUILD)/build.ninja $(BUILD)/build.ninja
 	@ninja -C $(CHECK_BUILD) --quiet build.ninja
 	@meson introspect --buildoptions $(CHECK_BUILD) | python3 -c 'import json, sys; \
 		sys.exit(not any(o["name"] == "debug_hooks" and o["value"] for o in json.load(sys.stdin)))' \
 		|| meson configure $(CHECK_BUILD) -Ddebug_hooks=true >/dev/null
 	@ninja -C $(CHECK_BUILD) --quiet
 	@ninja -C $(VALGRIND_BUILD) --quiet
+	@ninja -C $(BUILD) --quiet
 	@./scripts/run-tests $(CHECK_BUILD) --valgrind $(VALGRIND_BUILD)
 
 # clang-tidy with .clang-tidy over src/ (warnings are errors); slow, so not in every check.
