@@ -135,15 +135,28 @@ static json_t *content_json(const char *data, size_t *n, bool truncated, const c
 	return s;
 }
 
+/* What every file operation's input names: the environment, the path and its tree. */
+typedef struct FileInput {
+	const char *name, *path;
+	EnvTree tree;
+} FileInput;
+
+static int file_input(json_t *in, bool dir, FileInput *f, BbxError *err)
+{
+	f->name = str(in, "name");
+	f->tree = ENV_TREE_CODE;
+	int r = input_path(in, dir, &f->path, err);
+	return r < 0 ? r : input_tree(in, &f->tree, err);
+}
+
 int op_environment_file_read(OpCall *call, json_t *in, json_t **out, BbxError *err)
 {
-	const char *name = str(in, "name"), *path;
-	EnvTree t = ENV_TREE_CODE;
-	int r = input_path(in, false, &path, err);
-	if (r >= 0)
-		r = input_tree(in, &t, err);
+	FileInput f;
+	int r = file_input(in, false, &f, err);
 	if (r < 0)
 		return r;
+	const char *name = f.name, *path = f.path;
+	EnvTree t = f.tree;
 	int64_t offset = integer(in, "offset", 0), limit = integer(in, "limit", FILES_MAX_BYTES);
 	_cleanup_close_ int root = -EBADF;
 	uid_t owner;
@@ -170,13 +183,12 @@ int op_environment_file_read(OpCall *call, json_t *in, json_t **out, BbxError *e
 
 int op_environment_file_list(OpCall *call, json_t *in, json_t **out, BbxError *err)
 {
-	const char *name = str(in, "name"), *path;
-	EnvTree t = ENV_TREE_CODE;
-	int r = input_path(in, true, &path, err);
-	if (r >= 0)
-		r = input_tree(in, &t, err);
+	FileInput f;
+	int r = file_input(in, true, &f, err);
 	if (r < 0)
 		return r;
+	const char *name = f.name, *path = f.path;
+	EnvTree t = f.tree;
 	size_t max = (size_t)integer(in, "limit", FILES_DEFAULT_ENTRIES);
 	_cleanup_close_ int root = -EBADF;
 	uid_t owner;
@@ -204,13 +216,13 @@ int op_environment_file_list(OpCall *call, json_t *in, json_t **out, BbxError *e
 
 int op_environment_file_write(OpCall *call, json_t *in, json_t **out, BbxError *err)
 {
-	const char *name = str(in, "name"), *path, *enc = str(in, "encoding");
-	EnvTree t = ENV_TREE_CODE;
-	int r = input_path(in, false, &path, err);
-	if (r >= 0)
-		r = input_tree(in, &t, err);
+	const char *enc = str(in, "encoding");
+	FileInput f;
+	int r = file_input(in, false, &f, err);
 	if (r < 0)
 		return r;
+	const char *name = f.name, *path = f.path;
+	EnvTree t = f.tree;
 	/* Production runs what its branch holds, deployed; its checkout is also what previews'
 	 * sanitize commands run from. Nothing is written into it behind that. */
 	if (!strcmp(name, core_production_branch(call->core)))
