@@ -285,7 +285,11 @@ int sandbox_run_main(int argc, char **argv)
 	}
 	spec.argv = argv + optind;
 	spec.env = env;
-	/* A CLI killed with SIGKILL could not remove its cgroup: tidy such leftovers. */
+	/*
+	 * A cgroup only when a limit asks for one. A CLI killed with SIGKILL could not remove
+	 * its cgroup: the next one that makes a cgroup tidies such leftovers.
+	 */
+	spec.no_cgroup = !spec.memory_max && !spec.pids_max && !spec.cpu_millis;
 	spec.prune_stale_cgroups = true;
 	ret = run_sandbox(&spec);
 out:

@@ -488,6 +488,37 @@ static const char *freezer_dir(const SandboxCgroup *cg)
 	return cg->mode == SANDBOX_CGROUP_V2 ? cg->dir[0] : cg->dir[SANDBOX_CG_FREEZER];
 }
 
+int sandbox_cgroup_set_cpu(const SandboxCgroup *cg, uint32_t cpu_millis, BbxError *err)
+{
+	char buf[64];
+	const char *dir = cg->mode == SANDBOX_CGROUP_V2 ? cg->dir[0] : cg->dir[SANDBOX_CG_CPU];
+	const char *file = cg->mode == SANDBOX_CGROUP_V2 ? "cpu.max" : "cpu.cfs_quota_us";
+	int r;
+
+	if (cg->mode == SANDBOX_CGROUP_V2) {
+		if (cpu_millis)
+			snprintf(buf, sizeof(buf), "%llu 100000",
+				 (unsigned long long)cpu_millis * 100);
+		else
+			snprintf(buf, sizeof(buf), "max 100000");
+		r = cg_write(dir, file, buf);
+	} else {
+		r = cg_write(dir, "cpu.cfs_period_us", "100000");
+		if (r >= 0) {
+			if (cpu_millis)
+				snprintf(buf, sizeof(buf), "%llu",
+					 (unsigned long long)cpu_millis * 100);
+			else
+				snprintf(buf, sizeof(buf), "-1");
+			r = cg_write(dir, file, buf);
+		}
+	}
+	if (r < 0)
+		return bbx_error_set(err, r, BBX_SETUP, "cgroup cpu: %s/%s: %s", dir, file,
+				     strerror(-r));
+	return 0;
+}
+
 int sandbox_cgroup_freeze(const SandboxCgroup *cg, bool frozen, BbxError *err)
 {
 	const char *dir = freezer_dir(cg);

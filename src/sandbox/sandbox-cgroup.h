@@ -87,6 +87,8 @@ int sandbox_cgroup_attach(const SandboxCgroup *cg, pid_t pid, BbxError *err);
  */
 int sandbox_cgroup_open_tasks(const SandboxCgroup *cg, int fds[_SANDBOX_CG_MAX], BbxError *err);
 int sandbox_cgroup_freeze(const SandboxCgroup *cg, bool frozen, BbxError *err);
+/* Change the CPU ceiling of an existing cgroup: cpu_millis thousandths of a CPU, 0 = none. */
+int sandbox_cgroup_set_cpu(const SandboxCgroup *cg, uint32_t cpu_millis, BbxError *err);
 /* SIGKILL every process in the cgroup (cgroup.kill on v2, freeze + kill + thaw on v1). */
 int sandbox_cgroup_kill(const SandboxCgroup *cg);
 /* True when no process is left in the cgroup. */

@@ -1493,6 +1493,15 @@ int sandbox_freeze(Sandbox *sb, bool frozen, BbxError *err)
 	return r;
 }
 
+int sandbox_set_cpu(Sandbox *sb, uint32_t cpu_millis, BbxError *err)
+{
+	pthread_mutex_lock(&sb->lock);
+	int r = sb->cgroup ? sandbox_cgroup_set_cpu(sb->cgroup, cpu_millis, err)
+			   : bbx_error_set(err, -ESRCH, BBX_NOT_FOUND, "sandbox has ended");
+	pthread_mutex_unlock(&sb->lock);
+	return r;
+}
+
 int sandbox_wait(Sandbox *sb, int *ret_status, BbxError *err)
 {
 	int r = sandbox_reap(sb, err);
@@ -1569,15 +1578,20 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 			 atomic_fetch_add(&spawn_counter, 1));
 		name = namebuf;
 	}
-	r = sandbox_cgroup_create(spec->cgroup_root ? spec->cgroup_root : "/sys/fs/cgroup", name,
-				  &limits, &sb->cgroup, err);
-	if (r < 0)
-		return r;
-	r = sandbox_cgroup_open_tasks(sb->cgroup, plan.cg_tasks, err);
-	if (r >= 0)
-		plan.n_cg_tasks = sb->cgroup->n_dir;
-	else if (r != -EOPNOTSUPP)
-		return r;
+	if (spec->no_cgroup && (limits.memory_max || limits.pids_max || limits.cpu_millis))
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
+				     "a sandbox without a cgroup cannot have limits");
+	if (!spec->no_cgroup) {
+		r = sandbox_cgroup_create(spec->cgroup_root ? spec->cgroup_root : "/sys/fs/cgroup",
+					  name, &limits, &sb->cgroup, err);
+		if (r < 0)
+			return r;
+		r = sandbox_cgroup_open_tasks(sb->cgroup, plan.cg_tasks, err);
+		if (r >= 0)
+			plan.n_cg_tasks = sb->cgroup->n_dir;
+		else if (r != -EOPNOTSUPP)
+			return r;
+	}
 	sandbox_stage(SANDBOX_STAGE_CGROUP);
 
 	int sync_pipe[2], err_pipe[2];
@@ -1614,13 +1628,13 @@ int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, BbxError *err)
 	 * v2: move the child now, while it builds its root; it waits for "g" before its command
 	 * can run. v1: it moved itself.
 	 */
-	r = plan.n_cg_tasks ? 0 : sandbox_cgroup_attach(sb->cgroup, pid, err);
+	r = plan.n_cg_tasks || !sb->cgroup ? 0 : sandbox_cgroup_attach(sb->cgroup, pid, err);
 	if (r < 0)
 		return r; /* sandbox_free kills and reaps the child */
 	if (RETRY_EINTR(write(sb->sync_fd, "g", 1)) != 1)
 		return bbx_error_set(err, -errno, BBX_SETUP, "sync: %s", strerror(errno));
 	sandbox_stage(SANDBOX_STAGE_ATTACH);
-	if (spec->prune_stale_cgroups)
+	if (spec->prune_stale_cgroups && sb->cgroup)
 		(void)sandbox_cgroup_prune_stale(spec->cgroup_root ? spec->cgroup_root
 								   : "/sys/fs/cgroup");
 

@@ -101,6 +101,13 @@ typedef struct SandboxSpec {
 	 * such as the CLI sets this, instead of paying for the scan before it starts.
 	 */
 	bool prune_stale_cgroups;
+	/*
+	 * No cgroup of its own, for a caller that sets no limit (the CLI without --memory,
+	 * --pids or --cpu): the processes stay in the caller's cgroup (behind a cgroup
+	 * namespace), and the pid namespace still ends the whole tree with init. Refused with
+	 * a limit set.
+	 */
+	bool no_cgroup;
 } SandboxSpec;
 
 /*
@@ -138,6 +145,9 @@ int sandbox_kill(Sandbox *sb, int sig);
 
 /* Freeze or thaw every process of the sandbox (its cgroup). */
 int sandbox_freeze(Sandbox *sb, bool frozen, BbxError *err);
+
+/* Change the CPU ceiling of every process of the sandbox (its cgroup); 0 = none. */
+int sandbox_set_cpu(Sandbox *sb, uint32_t cpu_millis, BbxError *err);
 
 /* Kill, reap and clean up; NULL-safe. */
 Sandbox *sandbox_free(Sandbox *sb);

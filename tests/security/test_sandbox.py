@@ -7,6 +7,7 @@ or fail for a harmless reason stated next to the assertion, or the test proves n
 Positive controls run as root inside `unshare --mount --pid --fork --mount-proc --net`
 with their side effects pointed at a scratch directory; nothing writes /proc/sys or /sys.
 """
+import glob
 import os
 import signal
 import subprocess
@@ -531,7 +532,8 @@ def test_sysv_ipc_of_another_sandbox_invisible():
 
 
 def test_killed_owner_takes_the_tree_with_it():
-    a = subprocess.Popen([BIN, "sandbox", "run", "--", "/bin/sleep", "60"])
+    # A limit, so the run has a cgroup of its own for the next run to prune.
+    a = subprocess.Popen([BIN, "sandbox", "run", "--pids", "1000", "--", "/bin/sleep", "60"])
     try:
         tree = []
         for _ in range(200):
@@ -555,5 +557,33 @@ def test_killed_owner_takes_the_tree_with_it():
                    for p in tree)
     # The next run prunes the cgroup the killed CLI left behind.
     if os.path.isdir("/sys/fs/cgroup/pids/branchbox"):
-        assert subprocess.run([BIN, "sandbox", "run", "--", "/bin/true"]).returncode == 0
+        assert subprocess.run([BIN, "sandbox", "run", "--pids", "1000", "--",
+                               "/bin/true"]).returncode == 0
         assert not os.path.exists(cg)
+
+
+def test_run_without_limits_makes_no_cgroup():
+    """No --memory, --pids or --cpu: the tree stays in the caller's cgroup (behind a cgroup
+    namespace) and the pid namespace still takes it down with init."""
+    a = subprocess.Popen([BIN, "sandbox", "run", "--", "/bin/sleep", "60"])
+    try:
+        tree = []
+        for _ in range(200):
+            init = _children(a.pid)
+            tree = init + (_children(init[0]) if init else [])
+            if len(tree) >= 2:
+                break
+            time.sleep(0.02)
+        assert len(tree) >= 2
+        assert not glob.glob("/sys/fs/cgroup/*/branchbox/sb-%d-*" % a.pid)
+        assert not glob.glob("/sys/fs/cgroup/branchbox/sb-%d-*" % a.pid)
+        assert open(f"/proc/{tree[-1]}/cgroup").read() == open(f"/proc/{a.pid}/cgroup").read()
+    finally:
+        a.kill()
+        a.wait()
+    for _ in range(500):
+        if not any(os.path.exists(f"/proc/{p}") for p in tree):
+            break
+        time.sleep(0.01)
+    assert not any(os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read()
+                   for p in tree)
