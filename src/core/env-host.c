@@ -531,6 +531,36 @@ static void *build_main(void *userdata)
 	return NULL;
 }
 
+static int start_apps(Environments *E, EnvRuntime *rt, unsigned flags, int64_t journal_id,
+		      const char *op, BbxError *err)
+{
+	if (journal_id)
+		(void)journal_step(core_store(E->core), journal_id, "app", NULL);
+	environment_debug_stop_point(op, "app");
+	return apps_start(E, rt, flags, err);
+}
+
+/* An application that gave up while the deploy hook ran (say, on a schema the hook creates)
+ * gets one fresh start now that the hook is done. */
+static int restart_failed_apps(Environments *E, EnvRuntime *rt, unsigned flags, BbxError *err)
+{
+	bool any = false;
+	for (size_t i = 0; i < rt->config->n_applications; i++) {
+		pthread_mutex_lock(&rt->lock);
+		EnvProc *p = rt->app_procs[i];
+		bool failed = p && envproc_state(p) == ENVPROC_FAILED;
+		if (failed)
+			rt->app_procs[i] = NULL;
+		pthread_mutex_unlock(&rt->lock);
+		if (failed) {
+			envproc_stop(p, STOP_GRACE_MS);
+			envproc_free(p);
+			any = true;
+		}
+	}
+	return any ? apps_start(E, rt, flags, err) : 0;
+}
+
 /* Start services (initialising those whose data dir is new), hooks, apps. */
 int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags,
 	     int64_t journal_id, BbxError *err)
@@ -627,24 +657,41 @@ int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags
 		return bbx_error_set(err, build.r,
 				     bbx_error_isset(&build.err) ? build.err.kind : BBX_FAILED,
 				     "%s", bbx_error_message(&build.err, build.r));
-	if (run_hooks)
-		for (size_t a = 0; a < rt->config->n_applications; a++) {
+	/*
+	 * A preview's applications start while its deploy hook runs, as on Upsun (production runs
+	 * the hook first); either way an application counts as healthy only from an answer after
+	 * the hook ended. A preview's applications start boosted (APP_PROC_BOOST): the whole
+	 * environment's CPU ceiling rather than the profile's share, until their first healthy
+	 * answer or APP_BOOST_WINDOW_MS.
+	 */
+	unsigned app_flags = rt->preview ? APP_PROC_BOOST : 0;
+	if (rt->preview) {
+		r = start_apps(E, rt, app_flags, journal_id, op, err);
+		stage_clock_mark(&clock, "app-start");
+	}
+	if (r >= 0 && run_hooks)
+		for (size_t a = 0; r >= 0 && a < rt->config->n_applications; a++) {
 			const ConfigApplication *app = &rt->config->applications[a];
 			r = run_hook(E, rt, app, "deploy", app->hook_deploy, err);
-			if (r < 0)
-				return r;
 		}
 	stage_clock_mark(&clock, "deploy-hooks");
-	if (journal_id)
-		(void)journal_step(s, journal_id, "app", NULL);
-	environment_debug_stop_point(op, "app");
-	r = apps_start(E, rt, err);
-	stage_clock_mark(&clock, "app-start");
+	if (r >= 0 && rt->preview)
+		r = restart_failed_apps(E, rt, app_flags, err);
+	else if (r >= 0) {
+		r = start_apps(E, rt, app_flags, journal_id, op, err);
+		stage_clock_mark(&clock, "app-start");
+	}
 	if (r >= 0)
 		r = apps_wait_healthy(E, rt, err);
+	if (r >= 0)
+		r = apps_end_boost(rt, err);
 	stage_clock_mark(&clock, "app-healthy");
-	if (r < 0)
+	if (r < 0) {
+		/* No application of a preview's failed bring-up keeps running, boosted or not. */
+		if (rt->preview)
+			apps_stop(rt);
 		return r;
+	}
 	if (run_hooks)
 		for (size_t a = 0; a < rt->config->n_applications; a++) {
 			const ConfigApplication *app = &rt->config->applications[a];

@@ -55,6 +55,7 @@
 
 #define SERVICE_READY_TIMEOUT_MS (180 * 1000)
 #define APP_HEALTHY_TIMEOUT_MS (90 * 1000)
+#define APP_BOOST_WINDOW_MS (10 * 1000) /* the longest a starting preview app runs boosted */
 #define STOP_GRACE_MS 15000
 #define CONFIG_MAX_SIZE (1u << 20)
 #define REAPER_INTERVAL_SEC 5
@@ -103,7 +104,8 @@ typedef struct EnvRuntime {
 	char **service_data_host;
 	char (*passwords)[33];
 	EnvProc **service_procs;
-	EnvProc **app_procs; /* parallel to config->applications */
+	EnvProc **app_procs;	 /* parallel to config->applications */
+	uint64_t boost_until_ms; /* monotonic; 0: no application runs boosted (APP_PROC_BOOST) */
 	bool preview;
 	uid_t uid;	       /* its services' uid; its applications' is uid + 1 (gids equal) */
 	uid_t volume_uid;      /* the pair its volume's files are stored as (see pb_common) */
@@ -160,6 +162,12 @@ typedef enum AppProcFlags {
 	 * and a network namespace of its own, so branch code never meets data before deploy.
 	 */
 	APP_PROC_BUILD = 1 << 1,
+	/*
+	 * A preview's application while it starts: no CPU share of its own, only the
+	 * environment's ceiling, until apps_end_boost() (first healthy answer, or
+	 * APP_BOOST_WINDOW_MS after the start, whichever comes first).
+	 */
+	APP_PROC_BOOST = 1 << 2,
 } AppProcFlags;
 
 #define _cleanup_runtime_ _cleanup_(runtime_unrefp)
@@ -205,8 +213,10 @@ int service_oneshot(Environments *E, EnvRuntime *rt, size_t i, ServiceCommand *c
 int services_rotate_credentials(Environments *E, EnvRuntime *rt, BbxError *err);
 int run_hook(Environments *E, EnvRuntime *rt, const ConfigApplication *app, const char *hook,
 	     const char *script, BbxError *err);
-int apps_start(Environments *E, EnvRuntime *rt, BbxError *err);
+int apps_start(Environments *E, EnvRuntime *rt, unsigned flags, BbxError *err);
 int apps_wait_healthy(Environments *E, EnvRuntime *rt, BbxError *err);
+int apps_end_boost(EnvRuntime *rt, BbxError *err);
+void apps_stop(EnvRuntime *rt);
 int run_sanitize(Environments *E, EnvRuntime *rt, BbxError *err);
 int run_service_sql(Environments *E, EnvRuntime *rt, const char *service, const char *sql,
 		    const char *what, uint64_t timeout, OneshotResult *res, BbxError *err);

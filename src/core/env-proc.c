@@ -376,7 +376,7 @@ int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app, const 
 	CeilingLimits l;
 	ceilings_application(rt->config, app, rt->preview, &l);
 	b->spec.memory_max = l.memory_bytes;
-	b->spec.cpu_millis = l.cpu_millis;
+	b->spec.cpu_millis = (flags & APP_PROC_BOOST) ? 0 : l.cpu_millis;
 	b->spec.pids_max = l.pids;
 	return 0;
 }
@@ -699,8 +699,10 @@ int run_hook(Environments *E, EnvRuntime *rt, const ConfigApplication *app, cons
 	return r;
 }
 
-int apps_start(Environments *E, EnvRuntime *rt, BbxError *err)
+int apps_start(Environments *E, EnvRuntime *rt, unsigned flags, BbxError *err)
 {
+	if (flags & APP_PROC_BOOST)
+		rt->boost_until_ms = now_monotonic_ms() + APP_BOOST_WINDOW_MS;
 	for (size_t i = 0; i < rt->config->n_applications; i++) {
 		const ConfigApplication *app = &rt->config->applications[i];
 		ProcBuild b;
@@ -708,7 +710,7 @@ int apps_start(Environments *E, EnvRuntime *rt, BbxError *err)
 
 		if (!app->has_web || rt->app_procs[i])
 			continue;
-		r = pb_app(E, rt, app, rt->code_dir, &b, app->name, 0, err);
+		r = pb_app(E, rt, app, rt->code_dir, &b, app->name, flags & APP_PROC_BOOST, err);
 		if (r < 0) {
 			proc_build_done(&b);
 			bbx_error_prefix(err, "application %s: preparing its sandbox", app->name);
@@ -730,8 +732,50 @@ int apps_start(Environments *E, EnvRuntime *rt, BbxError *err)
 	return 0;
 }
 
+/*
+ * Give every started application its own CPU share (the profile's), ending the start-up boost
+ * (APP_PROC_BOOST). A share that cannot be set fails the bring-up: an application must not
+ * keep running above its profile.
+ */
+int apps_end_boost(EnvRuntime *rt, BbxError *err)
+{
+	if (!rt->boost_until_ms)
+		return 0;
+	for (size_t i = 0; i < rt->config->n_applications; i++) {
+		const ConfigApplication *app = &rt->config->applications[i];
+		CeilingLimits l;
+		if (!rt->app_procs[i])
+			continue;
+		ceilings_application(rt->config, app, rt->preview, &l);
+		int r = envproc_set_cpu(rt->app_procs[i], l.cpu_millis, err);
+		if (r < 0 && r != -ESRCH) {
+			bbx_error_prefix(err, "application %s: setting its CPU share", app->name);
+			return r;
+		}
+	}
+	rt->boost_until_ms = 0;
+	return 0;
+}
+
+/* Take the applications out (under lock, as runtime_stop_processes() does) and end them. */
+void apps_stop(EnvRuntime *rt)
+{
+	for (size_t i = 0; i < rt->config->n_applications; i++) {
+		pthread_mutex_lock(&rt->lock);
+		EnvProc *p = rt->app_procs[i];
+		rt->app_procs[i] = NULL;
+		pthread_mutex_unlock(&rt->lock);
+		if (p) {
+			envproc_stop(p, STOP_GRACE_MS);
+			envproc_free(p);
+		}
+	}
+	rt->boost_until_ms = 0;
+}
+
 typedef struct HealthTry {
 	const Backend *backend;
+	EnvRuntime *rt;
 	int r;	    /* the last check's: >= 0 when the application answered */
 	int status; /* its HTTP status then */
 } HealthTry;
@@ -740,6 +784,11 @@ static int app_try(const void *what, int netns_fd, void *state, BbxError *err)
 {
 	const ConfigApplication *app = what;
 	HealthTry *h = state;
+	if (h->rt->boost_until_ms && now_monotonic_ms() > h->rt->boost_until_ms) {
+		int r = apps_end_boost(h->rt, err);
+		if (r < 0)
+			return r;
+	}
 	h->r = h->backend->http_get(netns_fd, app->web_port, app->web_healthcheck, 5000, &h->status,
 				    NULL, 0, NULL);
 	return h->r >= 0 && h->status >= 200 && h->status < 400 ? 0 : -EAGAIN;
@@ -750,7 +799,7 @@ int apps_wait_healthy(Environments *E, EnvRuntime *rt, BbxError *err)
 	uint64_t deadline = now_monotonic_ms() + APP_HEALTHY_TIMEOUT_MS;
 	for (size_t i = 0; i < rt->config->n_applications; i++) {
 		const ConfigApplication *app = &rt->config->applications[i];
-		HealthTry h = { .backend = E->backend };
+		HealthTry h = { .backend = E->backend, .rt = rt };
 		if (!app->has_web)
 			continue;
 		int r = wait_until(rt, rt->app_procs[i], deadline, 5, app_try, app, &h, err);

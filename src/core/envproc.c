@@ -254,6 +254,9 @@ static void *supervise(void *userdata)
 		}
 		SandboxSpec sp;
 		to_sandbox_spec(s, &sp);
+		pthread_mutex_lock(&p->lock);
+		sp.cpu_millis = p->copy.spec.cpu_millis; /* envproc_set_cpu() may change it */
+		pthread_mutex_unlock(&p->lock);
 		sp.stdout_fd = pipefd[1];
 		sp.stderr_fd = pipefd[1];
 		BbxError err = BBX_ERROR_INIT;
@@ -267,6 +270,8 @@ static void *supervise(void *userdata)
 		} else {
 			pthread_mutex_lock(&p->lock);
 			p->sb = sb;
+			if (p->copy.spec.cpu_millis != sp.cpu_millis)
+				(void)sandbox_set_cpu(sb, p->copy.spec.cpu_millis, NULL);
 			p->state = ENVPROC_RUNNING;
 			pthread_cond_broadcast(&p->cond);
 			pthread_mutex_unlock(&p->lock);
@@ -438,6 +443,17 @@ unsigned envproc_restarts(EnvProc *p)
 	unsigned n = p->restarts;
 	pthread_mutex_unlock(&p->lock);
 	return n;
+}
+
+int envproc_set_cpu(EnvProc *p, uint32_t cpu_millis, BbxError *err)
+{
+	int r = 0;
+	pthread_mutex_lock(&p->lock);
+	p->copy.spec.cpu_millis = cpu_millis;
+	if (p->sb)
+		r = sandbox_set_cpu(p->sb, cpu_millis, err);
+	pthread_mutex_unlock(&p->lock);
+	return r;
 }
 
 int envproc_freeze(EnvProc *p, bool frozen, BbxError *err)

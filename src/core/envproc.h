@@ -66,6 +66,11 @@ EnvProcState envproc_state(EnvProc *p);
 const char *envproc_state_to_string(EnvProcState s);
 pid_t envproc_pid(EnvProc *p);
 unsigned envproc_restarts(EnvProc *p);
+/*
+ * Change the CPU ceiling (thousandths of a CPU, 0 = none) of the current instance and of every
+ * restart after it.
+ */
+int envproc_set_cpu(EnvProc *p, uint32_t cpu_millis, BbxError *err);
 /* Freeze/thaw the current instance (for a consistent copy). */
 int envproc_freeze(EnvProc *p, bool frozen, BbxError *err);
 
