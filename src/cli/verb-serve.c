@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -20,6 +21,22 @@
 #include "uid-range.h"
 
 #define DEFAULT_LISTEN "127.0.0.1:7480"
+
+/*
+ * Each running environment holds a few dozen fds in the daemon (process pidfds, pipes, logs,
+ * namespaces), so the usual soft limit of 1024 would stop a few dozen previews. The soft limit
+ * goes up to the hard one; sandboxed processes get their own (SANDBOX_NOFILE_SOFT/HARD).
+ */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_warning_errno(errno, "cannot raise the open-file limit to %llu",
+				  (unsigned long long)rl.rlim_max);
+}
 
 int verb_serve(const CliArgs *a)
 {
@@ -157,6 +174,7 @@ int verb_serve(const CliArgs *a)
 	sigaddset(&mask, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 
 	r = environments_init(core, &err);
 	if (r < 0) {

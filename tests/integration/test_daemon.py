@@ -134,3 +134,27 @@ def test_every_verb_has_help():
     for v in verbs:
         h = run(v, "--help")
         assert "Usage: branchbox" in h.stdout, v
+
+
+def test_daemon_raises_its_open_file_soft_limit(tmpdir_path, repo):
+    """A soft limit of 1024 (the usual default) would stop a few dozen environments."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(1024, hard)
+
+    def lower():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+
+    d = Daemon(tmpdir_path, repo)
+    real_popen = subprocess.Popen
+    subprocess.Popen = lambda *a, **kw: real_popen(*a, preexec_fn=lower, **kw)
+    try:
+        d.start()
+    finally:
+        subprocess.Popen = real_popen
+    try:
+        limits = open(f"/proc/{d.proc.pid}/limits").read()
+        line = next(l for l in limits.splitlines() if l.startswith("Max open files"))
+        assert line.split()[3:5] == [str(hard), str(hard)], line
+    finally:
+        d.stop()
