@@ -35,6 +35,7 @@ import benchlib  # noqa: E402
 
 MEM_FLOOR_MIB = int(os.environ.get("MEM_FLOOR_MIB", "2048"))
 TARGET = 200
+DB_DISK, CACHE_DISK = "192M", "64M"  # services' disks in production's config (see start())
 
 
 def log(msg):
@@ -62,6 +63,23 @@ class Density:
     def start(self, n):
         subprocess.run([os.path.join(benchlib.ROOT, "examples", "todo", "make-repo.sh"),
                         self.repo], check=True, capture_output=True)
+        # What a preview may write is the sum of its services' disks (1 GiB + the 1 GiB
+        # default), and admission keeps the pool's reserve for production free of what every
+        # preview may still write: 200 of them at 2 GiB would need a 450 GiB pool. Production's
+        # config here gives its services the disks such a fleet of idle previews needs.
+        cfg = os.path.join(self.repo, ".branchbox", "config.yaml")
+        text = open(cfg).read()
+        assert "    disk: 1G\n" in text and "    type: \"redis:7.0\"\n" in text, cfg
+        text = text.replace("    disk: 1G\n", f"    disk: {DB_DISK}\n", 1)
+        text = text.replace("    type: \"redis:7.0\"\n",
+                            f"    type: \"redis:7.0\"\n    disk: {CACHE_DISK}\n", 1)
+        open(cfg, "w").write(text)
+        git_env = dict(os.environ, GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@invalid",
+                       GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@invalid",
+                       GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null")
+        subprocess.run(["git", "-C", self.repo, "commit", "-q", "-am",
+                        "services: disks sized for many idle previews"],
+                       check=True, capture_output=True, env=git_env)
         self.log = open(os.path.join(self.tmp, "daemon.log"), "w")
         # The daemon's own ceiling on previews (default 20) is an operator's choice, not what
         # the machine holds: raised to the number asked for.
@@ -132,6 +150,9 @@ class Density:
                   if l.split()[4].startswith(self.tmp)]
         for m in sorted(mounts, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
+        if os.environ.get("DENSITY_KEEP"):
+            log(f"kept {self.tmp}")
+            return
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -210,7 +231,9 @@ def main():
          f"Run {when} by `bench/density.py BUILD {n}`, commit {commit}. Machine: "
          f"{benchlib.machine()}, shared with other work (MemAvailable "
          f"{avail0 >> 20} MiB at the start). One daemon, btrfs loop pool made by the daemon, "
-         "production of examples/todo deployed, then previews created one after another with "
+         f"production of examples/todo deployed (its config's service disks set to "
+         f"{DB_DISK} for PostgreSQL and {CACHE_DISK} for Redis, so each preview may write "
+         f"{DB_DISK} + {CACHE_DISK}), then previews created one after another with "
          "`branchbox env create idle-N` (each: PostgreSQL, Redis and the app, healthy), and all "
          "of them measured together while idle, 5 s after the last one.", "",
          f"**{count} of {n} previews running at once ({verdict} the {TARGET} target).**" +
