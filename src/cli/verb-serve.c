@@ -38,6 +38,23 @@ static void raise_nofile(void)
 				  (unsigned long long)rl.rlim_max);
 }
 
+/*
+ * When the whole host runs out of memory, the kernel's OOM killer should take a preview's
+ * processes (PREVIEW_OOM_SCORE_ADJ) before production's, and the daemon last: an outage of
+ * the daemon stops every environment's supervision. Sandboxed processes never inherit this.
+ */
+static void protect_from_oom(void)
+{
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "-500", 4) != 4)
+		log_warning("cannot lower the daemon's oom_score_adj to -500 (%s): the kernel may "
+			    "take it before production when the host runs out of memory",
+			    errno == EIO || errno == EACCES ? "no CAP_SYS_RESOURCE"
+							    : strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 int verb_serve(const CliArgs *a)
 {
 	const char *verb = a->command->path, *repo = cli_arg_value(a, "repo"), *state = a->state;
@@ -175,6 +192,7 @@ int verb_serve(const CliArgs *a)
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
+	protect_from_oom();
 
 	r = environments_init(core, &err);
 	if (r < 0) {

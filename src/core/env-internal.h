@@ -55,6 +55,9 @@
 
 #define SERVICE_READY_TIMEOUT_MS (180 * 1000)
 #define APP_HEALTHY_TIMEOUT_MS (90 * 1000)
+/* When the whole host runs out of memory, the kernel kills a preview's processes before
+ * production's (0) and the daemon's (serve sets its own to -500). */
+#define PREVIEW_OOM_SCORE_ADJ 500
 #define APP_BOOST_WINDOW_MS (10 * 1000) /* the longest a starting preview app runs boosted */
 #define STOP_GRACE_MS 15000
 #define CONFIG_MAX_SIZE (1u << 20)

@@ -207,6 +207,7 @@ static void pb_common(Environments *E, EnvRuntime *rt, ProcBuild *b, const char 
 	snprintf(b->cgroup, sizeof(b->cgroup), "%s/env-%s/%s-%s", E->cgroup_prefix, rt->name, what,
 		 hex);
 	b->spec.cgroup_name = b->cgroup;
+	b->spec.oom_score_adj = rt->preview ? PREVIEW_OOM_SCORE_ADJ : 0;
 	b->spec.uid = uid;
 	b->spec.gid = uid;
 	if (volume_idmapped(rt)) {

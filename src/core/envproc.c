@@ -162,6 +162,8 @@ static void to_sandbox_spec(const EnvProcSpec *s, SandboxSpec *sp)
 	sp->memory_max = s->memory_max;
 	sp->pids_max = s->pids_max;
 	sp->cpu_millis = s->cpu_millis;
+	sp->set_oom_score_adj = true;
+	sp->oom_score_adj = s->oom_score_adj;
 	sp->cgroup_name = s->cgroup_name;
 	sp->netns_fd = s->netns_fd;
 }

@@ -44,6 +44,7 @@ typedef struct EnvProcSpec {
 	uint64_t memory_max;
 	uint64_t pids_max;
 	uint32_t cpu_millis;
+	int oom_score_adj;    /* always set on the sandbox (never the daemon's own, inherited) */
 	int netns_fd;	      /* the environment's namespace (borrowed) */
 	const char *log_path; /* supervised: where stdout+stderr go */
 } EnvProcSpec;

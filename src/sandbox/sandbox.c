@@ -158,6 +158,8 @@ typedef struct Plan {
 	size_t n_cg_tasks;
 	struct rlimit
 		nofile; /* never above the owner's own hard limit (raising needs a capability) */
+	bool set_oom_score_adj;
+	int oom_score_adj;
 } Plan;
 
 struct Sandbox {
@@ -873,6 +875,12 @@ static int plan_build(Plan *p, const SandboxSpec *spec, BbxError *err)
 		p->nofile.rlim_max < SANDBOX_NOFILE_SOFT ? p->nofile.rlim_max : SANDBOX_NOFILE_SOFT;
 	p->new_netns = spec->netns_fd < 0;
 	p->pdeathsig = !spec->no_pdeathsig;
+	if (spec->set_oom_score_adj && (spec->oom_score_adj < -1000 || spec->oom_score_adj > 1000))
+		return bbx_error_set(err, -EINVAL, BBX_INVALID,
+				     "oom_score_adj %d is outside -1000..1000",
+				     spec->oom_score_adj);
+	p->set_oom_score_adj = spec->set_oom_score_adj;
+	p->oom_score_adj = spec->oom_score_adj;
 	p->netns_fd = spec->netns_fd;
 	p->stdio[0] = spec->stdin_fd;
 	p->stdio[1] = spec->stdout_fd;
@@ -1317,6 +1325,20 @@ _noreturn_ static void child_main(const Plan *p, int sync_fd, int err_fd)
 	/* The raw syscall: a sanitizer's prctl wrapper takes a lock that another thread of the
 	 * parent may have held when it cloned, and this child has only the one thread. */
 	(void)syscall(SYS_prctl, PR_SET_NAME, "sandbox-setup", 0, 0, 0);
+	/*
+	 * Still the host's /proc; inherited by init and everything it starts. A hint to the OOM
+	 * killer, not isolation: lowering it needs CAP_SYS_RESOURCE, which a daemon in a
+	 * container may lack, so a refused write leaves the caller's value.
+	 */
+	if (p->set_oom_score_adj) {
+		char v[16];
+		int n = snprintf(v, sizeof(v), "%d", p->oom_score_adj);
+		int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			(void)!write(fd, v, (size_t)n);
+			close(fd);
+		}
+	}
 	if (!p->new_netns) {
 		if (setns(FD_NETNS, CLONE_NEWNET) < 0)
 			FAIL("setns", "network namespace");

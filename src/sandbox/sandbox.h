@@ -108,6 +108,12 @@ typedef struct SandboxSpec {
 	 * a limit set.
 	 */
 	bool no_cgroup;
+	/*
+	 * Set the tree's oom_score_adj (-1000..1000) rather than inherit the caller's: what the
+	 * kernel's OOM killer, when the whole host runs out, takes first.
+	 */
+	bool set_oom_score_adj;
+	int oom_score_adj;
 } SandboxSpec;
 
 /*

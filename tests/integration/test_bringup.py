@@ -203,3 +203,30 @@ def test_restarted_preview_app_keeps_the_profile_share(d):
     files = quota_files(d, "overlap")
     assert files and [quota_millis(p) for p in files] == [PROFILE_CPU_MILLIS] * len(files)
     d.cli("env", "destroy", "overlap", timeout=120)
+
+
+def test_out_of_memory_order_previews_then_production_then_daemon(d):
+    """Were the whole host to run out of memory, the kernel takes a preview's processes
+    first, production's next and the daemon last; none inherits the daemon's own value."""
+    import json
+    branch_with_version(d.repo, "oomorder", 3)
+    d.cli("env", "create", "oomorder", timeout=300)
+    try:
+        def adj(name):
+            procs = json.loads(d.cli("env", "info", name, "--json").stdout)["processes"]
+            pids = [p["pid"] for p in procs if p.get("pid")]
+            assert pids, procs
+            return {int(open(f"/proc/{pid}/oom_score_adj").read()) for pid in pids}
+        assert adj("oomorder") == {500}
+        assert adj("main") == {0}
+        # Lowering its own needs CAP_SYS_RESOURCE, which a daemon in a container may lack:
+        # then it says so and stays at 0.
+        caps = int(re.search(r"CapEff:\s+([0-9a-f]+)",
+                             open(f"/proc/{d.proc.pid}/status").read()).group(1), 16)
+        if caps & (1 << 24):
+            assert int(open(f"/proc/{d.proc.pid}/oom_score_adj").read()) == -500
+        else:
+            assert int(open(f"/proc/{d.proc.pid}/oom_score_adj").read()) == 0
+            assert "cannot lower the daemon's oom_score_adj" in d.read_log()
+    finally:
+        d.cli("env", "destroy", "oomorder", timeout=120)
