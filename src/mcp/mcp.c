@@ -5,9 +5,10 @@
  * and Origin allow-list, tools and resources over the operations table (every call through
  * ops_run(), interface "mcp"), progress and cancellation.
  *
- * One file of about 850 lines: it is one state machine per message (decode, era, session,
- * method, answer) whose parts all read the same McpCall; the tool table is mcp-tools.c and
- * the conformance fixtures mcp-fixtures.c.
+ * One file of about 900 lines: it is one state machine per message (decode, era, session,
+ * method, answer) whose parts all read the same McpCall; the tool table is mcp-tools.c, the
+ * 2026-07-28 era's requestState and tasks mcp-mrtr.c and mcp-tasks.c (called from
+ * tools_call() and mcp_dispatch()), the conformance fixtures mcp-fixtures*.c.
  */
 #include <errno.h>
 #include <pthread.h>
