@@ -278,34 +278,6 @@ static void progress(McpCall *call, json_t *token, int done, int total, const ch
 	json_decref(n);
 }
 
-json_t *mcp_tool_run(McpServer *s, McpCall *call, const McpTool *t, json_t *args,
-		     json_t *progress_token)
-{
-	BbxError err = BBX_ERROR_INIT;
-	json_t *out = NULL;
-	progress(call, progress_token, 0, 1, "started");
-	int r = run_op(s, call, t->op, args ? json_deep_copy(args) : json_object(), &out, &err);
-	progress(call, progress_token, 1, 1, "done");
-	if (r < 0) {
-		BbxErrorKind k = bbx_error_kind(&err, r);
-		const char *msg = bbx_error_message(&err, r);
-		return json_pack("{s:o,s:b,s:{s:{s:s,s:s}}}", "content", text_content(msg),
-				 "isError", 1, "_meta", "io.branchbox/error", "code",
-				 bbx_error_kind_name(k), "message", msg);
-	}
-	char *text = json_dumps(out, JSON_COMPACT);
-	bool is_error = false;
-	if (!strcmp(t->name, "environment_run")) {
-		json_t *ec = json_object_get(out, "exit_code");
-		is_error = (ec && json_integer_value(ec) != 0) ||
-			   json_is_true(json_object_get(out, "timed_out"));
-	}
-	json_t *res = json_pack("{s:o,s:o,s:b}", "content", text_content(text ? text : "{}"),
-				"structuredContent", out, "isError", is_error);
-	free(text);
-	return res;
-}
-
 static json_t *tools_call(McpServer *s, McpCall *call, json_t *id, json_t *params, bool modern)
 {
 	const char *name = json_string_value(json_object_get(params, "name"));
@@ -335,6 +307,34 @@ static json_t *tools_call(McpServer *s, McpCall *call, json_t *id, json_t *param
 			return mcp_tool_task(s, s->tasks, call, t, id, args, owner);
 	}
 	return result(id, mcp_tool_run(s, call, t, args, token));
+}
+
+json_t *mcp_tool_run(McpServer *s, McpCall *call, const McpTool *t, json_t *args,
+		     json_t *progress_token)
+{
+	BbxError err = BBX_ERROR_INIT;
+	json_t *out = NULL;
+	progress(call, progress_token, 0, 1, "started");
+	int r = run_op(s, call, t->op, args ? json_deep_copy(args) : json_object(), &out, &err);
+	progress(call, progress_token, 1, 1, "done");
+	if (r < 0) {
+		BbxErrorKind k = bbx_error_kind(&err, r);
+		const char *msg = bbx_error_message(&err, r);
+		return json_pack("{s:o,s:b,s:{s:{s:s,s:s}}}", "content", text_content(msg),
+				 "isError", 1, "_meta", "io.branchbox/error", "code",
+				 bbx_error_kind_name(k), "message", msg);
+	}
+	char *text = json_dumps(out, JSON_COMPACT);
+	bool is_error = false;
+	if (!strcmp(t->name, "environment_run")) {
+		json_t *ec = json_object_get(out, "exit_code");
+		is_error = (ec && json_integer_value(ec) != 0) ||
+			   json_is_true(json_object_get(out, "timed_out"));
+	}
+	json_t *res = json_pack("{s:o,s:o,s:b}", "content", text_content(text ? text : "{}"),
+				"structuredContent", out, "isError", is_error);
+	free(text);
+	return res;
 }
 
 #define ENV_URI "branchbox://environments/"
