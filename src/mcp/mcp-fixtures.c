@@ -305,6 +305,8 @@ static bool claims(json_t *msg)
 	json_t *params = json_object_get(msg, "params");
 	if (!method)
 		return false;
+	if (mcp_fixtures_tasks_claims(msg))
+		return true;
 	if (!strcmp(method, "tools/call")) {
 		const char *name = json_string_value(json_object_get(params, "name"));
 		return name &&
@@ -343,6 +345,8 @@ static bool answer(McpFixtureContext *ctx, json_t *msg, json_t **ret_reply)
 	*ret_reply = NULL;
 	if (!method)
 		return false;
+	if (mcp_fixtures_tasks_answer(msg, ret_reply))
+		return true;
 	if (!strcmp(method, "tools/call")) {
 		const char *name = json_string_value(json_object_get(params, "name"));
 		json_t *caps = json_object_get(
@@ -383,7 +387,10 @@ static bool answer(McpFixtureContext *ctx, json_t *msg, json_t **ret_reply)
 		return true;
 	}
 	if (!strcmp(method, "prompts/list")) {
-		*ret_reply = ok(id, prompts_list());
+		json_t *list = prompts_list();
+		if (mcp_is_modern(msg))
+			mcp_fixtures_tasks_prompts(json_object_get(list, "prompts"));
+		*ret_reply = ok(id, list);
 		return true;
 	}
 	if (!strcmp(method, "prompts/get")) {
@@ -423,6 +430,9 @@ void mcp_fixtures_merge(const char *method, json_t *result)
 				list, json_pack("{s:s,s:s,s:o}", "name", tools[i].name,
 						"description", tools[i].description, "inputSchema",
 						json_loads(tools[i].schema, 0, NULL)));
+		/* The 2026-07-28 era's answers carry a resultType: its tools join there. */
+		if (json_object_get(result, "resultType"))
+			mcp_fixtures_tasks_list(list);
 	} else if (!strcmp(method, "resources/list")) {
 		json_t *list = json_object_get(result, "resources");
 		if (!json_is_array(list))

@@ -17,14 +17,14 @@ const McpTool mcp_tools[] = {
 	{ "environment_info", "environment.get", "Environment details",
 	  OBJ("\"name\": {\"type\": \"string\"}") },
 	{ "environment_create", "environment.create", "Create a preview environment",
-	  OBJ("\"name\": {\"type\": \"string\"}") },
+	  OBJ("\"name\": {\"type\": \"string\"}"), true },
 	{ "environment_destroy", "environment.destroy", "Destroy an environment",
-	  OBJ("\"name\": {\"type\": \"string\"}, \"destroyed\": {\"type\": \"boolean\"}") },
+	  OBJ("\"name\": {\"type\": \"string\"}, \"destroyed\": {\"type\": \"boolean\"}"), true },
 	{ "environment_run", "environment.exec", "Run a command in an environment",
 	  OBJ("\"exit_code\": {\"type\": \"integer\"}, \"output\": {\"type\": \"string\"},"
 	      " \"output_sha256\": {\"type\": \"string\"}, \"output_bytes\": {\"type\": \"integer\"},"
 	      " \"output_truncated\": {\"type\": \"boolean\"}, \"timed_out\": {\"type\": \"boolean\"},"
-	      " \"duration_ms\": {\"type\": \"integer\"}") },
+	      " \"duration_ms\": {\"type\": \"integer\"}"), true },
 	{ "environment_logs", "environment.logs", "Read a process's log",
 	  OBJ("\"text\": {\"type\": \"string\"}, \"next_offset\": {\"type\": \"integer\"}") },
 	{ "environment_file_read", "environment.file_read", "Read a file of an environment",

@@ -5,9 +5,10 @@
  * and Origin allow-list, tools and resources over the operations table (every call through
  * ops_run(), interface "mcp"), progress and cancellation.
  *
- * One file of about 850 lines: it is one state machine per message (decode, era, session,
- * method, answer) whose parts all read the same McpCall; the tool table is mcp-tools.c and
- * the conformance fixtures mcp-fixtures.c.
+ * One file of about 900 lines: it is one state machine per message (decode, era, session,
+ * method, answer) whose parts all read the same McpCall; the tool table is mcp-tools.c, the
+ * 2026-07-28 era's requestState and tasks mcp-mrtr.c and mcp-tasks.c (called from
+ * tools_call() and mcp_dispatch()), the conformance fixtures mcp-fixtures*.c.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -21,6 +22,7 @@
 
 #include "build-config.h"
 #include "mcp-internal.h"
+#include "mcp-tasks.h"
 #include "strbuf.h"
 #include "strv.h"
 
@@ -44,7 +46,10 @@ struct McpServer {
 	char **allowed_hosts;
 	pthread_mutex_t lock;
 	Session sessions[MAX_SESSIONS];
+	McpTasks *tasks; /* the tasks extension's tasks (2026-07-28 era) */
 };
+
+static void owner_of(const Principal *p, char *buf, size_t size);
 
 int mcp_server_new(const McpServerOptions *opts, McpServer **ret)
 {
@@ -58,6 +63,11 @@ int mcp_server_new(const McpServerOptions *opts, McpServer **ret)
 			return -ENOMEM;
 		}
 	pthread_mutex_init(&s->lock, NULL);
+	s->tasks = mcp_tasks_new();
+	if (!s->tasks) {
+		mcp_server_free(s);
+		return -ENOMEM;
+	}
 	*ret = s;
 	return 0;
 }
@@ -66,6 +76,7 @@ void mcp_server_free(McpServer *s)
 {
 	if (!s)
 		return;
+	mcp_tasks_free(s->tasks); /* waits for their threads, which use the core */
 	strv_free(s->allowed_hosts);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
@@ -267,7 +278,7 @@ static void progress(McpCall *call, json_t *token, int done, int total, const ch
 	json_decref(n);
 }
 
-static json_t *tools_call(McpServer *s, McpCall *call, json_t *id, json_t *params)
+static json_t *tools_call(McpServer *s, McpCall *call, json_t *id, json_t *params, bool modern)
 {
 	const char *name = json_string_value(json_object_get(params, "name"));
 	json_t *args = json_object_get(params, "arguments");
@@ -284,18 +295,34 @@ static json_t *tools_call(McpServer *s, McpCall *call, json_t *id, json_t *param
 	if (args && !json_is_object(args))
 		return mcp_error(id, MCP_INVALID_PARAMS,
 				 "tools/call: 'arguments' must be an object", NULL);
+	if (modern) {
+		/* No tool here asks the client for input: a requestState is not one of ours. */
+		char owner[128];
+		owner_of(call->principal, owner, sizeof(owner));
+		json_t *e = mcp_mrtr_check(id, params, owner, NULL);
+		if (e)
+			return e;
+		/* A long operation the client lets us answer later runs as a task. */
+		if (t->long_running && s && s->tasks && mcp_tasks_declared(params))
+			return mcp_tool_task(s, s->tasks, call, t, id, args, owner);
+	}
+	return result(id, mcp_tool_run(s, call, t, args, token));
+}
+
+json_t *mcp_tool_run(McpServer *s, McpCall *call, const McpTool *t, json_t *args,
+		     json_t *progress_token)
+{
 	BbxError err = BBX_ERROR_INIT;
 	json_t *out = NULL;
-	progress(call, token, 0, 1, "started");
+	progress(call, progress_token, 0, 1, "started");
 	int r = run_op(s, call, t->op, args ? json_deep_copy(args) : json_object(), &out, &err);
-	progress(call, token, 1, 1, "done");
+	progress(call, progress_token, 1, 1, "done");
 	if (r < 0) {
 		BbxErrorKind k = bbx_error_kind(&err, r);
 		const char *msg = bbx_error_message(&err, r);
-		return result(id,
-			      json_pack("{s:o,s:b,s:{s:{s:s,s:s}}}", "content", text_content(msg),
-					"isError", 1, "_meta", "io.branchbox/error", "code",
-					bbx_error_kind_name(k), "message", msg));
+		return json_pack("{s:o,s:b,s:{s:{s:s,s:s}}}", "content", text_content(msg),
+				 "isError", 1, "_meta", "io.branchbox/error", "code",
+				 bbx_error_kind_name(k), "message", msg);
 	}
 	char *text = json_dumps(out, JSON_COMPACT);
 	bool is_error = false;
@@ -307,7 +334,7 @@ static json_t *tools_call(McpServer *s, McpCall *call, json_t *id, json_t *param
 	json_t *res = json_pack("{s:o,s:o,s:b}", "content", text_content(text ? text : "{}"),
 				"structuredContent", out, "isError", is_error);
 	free(text);
-	return result(id, res);
+	return res;
 }
 
 #define ENV_URI "branchbox://environments/"
@@ -400,7 +427,8 @@ void mcp_modern_result(json_t *reply, const char *method)
 		json_integer_set(code, MCP_INVALID_PARAMS);
 	if (!json_is_object(res))
 		return;
-	json_object_set_new(res, "resultType", json_string("complete"));
+	if (!json_object_get(res, "resultType")) /* input_required and task stay as they are */
+		json_object_set_new(res, "resultType", json_string("complete"));
 	static const char *const cacheable[] = {
 		"server/discover",	    "tools/list",    "prompts/list", "resources/list",
 		"resources/templates/list", "resources/read"
@@ -434,6 +462,8 @@ void mcp_dispatch(McpServer *s, McpCall *call, json_t *msg, json_t **ret_reply,
 		*ret_reply = reply;
 		return;
 	}
+	char owner[128]; /* who a task belongs to */
+	owner_of(call->principal, owner, sizeof(owner));
 
 	if (!strcmp(method, "initialize")) {
 		const char *v = negotiate(params);
@@ -442,18 +472,24 @@ void mcp_dispatch(McpServer *s, McpCall *call, json_t *msg, json_t **ret_reply,
 					     server_info(), "instructions", instructions));
 		if (ret_new_version)
 			*ret_new_version = v;
-	} else if (!strcmp(method, "server/discover"))
+	} else if (!strcmp(method, "server/discover")) {
+		json_t *caps = capabilities();
+		if (caps && s && s->tasks)
+			json_object_set_new(caps, "extensions",
+					    json_pack("{s:{}}", MCP_TASKS_EXTENSION));
 		reply = result(id, json_pack("{s:[s],s:o,s:o,s:s,s:{s:o}}", "supportedVersions",
-					     MCP_MODERN_VERSION, "capabilities", capabilities(),
-					     "serverInfo", server_info(), "instructions",
-					     instructions, "_meta",
+					     MCP_MODERN_VERSION, "capabilities", caps, "serverInfo",
+					     server_info(), "instructions", instructions, "_meta",
 					     "io.modelcontextprotocol/serverInfo", server_info()));
+	} else if (modern && !strncmp(method, "tasks/", 6) &&
+		   mcp_tasks_handle(s ? s->tasks : NULL, owner, msg, true, &reply))
+		; /* tasks/get, tasks/update, tasks/cancel */
 	else if (!strcmp(method, "ping"))
 		reply = result(id, json_object());
 	else if (!strcmp(method, "tools/list"))
 		reply = result(id, tools_list(call));
 	else if (!strcmp(method, "tools/call"))
-		reply = tools_call(s, call, id, params);
+		reply = tools_call(s, call, id, params, modern);
 	else if (!strcmp(method, "resources/list"))
 		reply = resources_list(s, call, id);
 	else if (!strcmp(method, "resources/templates/list"))
@@ -563,6 +599,9 @@ const char *mcp_routing_name(json_t *msg)
 		return NULL;
 	if (!strcmp(method, "tools/call") || !strcmp(method, "prompts/get"))
 		return json_string_value(json_object_get(params, "name"));
+	if (!strcmp(method, "tasks/get") || !strcmp(method, "tasks/update") ||
+	    !strcmp(method, "tasks/cancel"))
+		return json_string_value(json_object_get(params, "taskId"));
 	if (!strcmp(method, "resources/read"))
 		return json_string_value(json_object_get(params, "uri"));
 	return NULL;

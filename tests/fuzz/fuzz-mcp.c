@@ -7,13 +7,15 @@
  * that decodes must get exactly one reply carrying its id, serializable, with a result or an
  * error and never both. Dispatch runs with a principal that holds no verb and no core: the
  * methods that do not reach an operation (initialize, server/discover, ping, tools/list,
- * unknown ones, the era's checks) and the fixtures that answer at once.
+ * the tasks methods, unknown ones, the era's checks) and the fixtures that answer at once
+ * (the multi round-trip ones among them). The bytes are also tried as a requestState.
  */
 #include "fuzz.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "mcp-tasks.h"
 #include "mcp.h"
 
 static void check_reply(json_t *reply, json_t *id)
@@ -41,13 +43,25 @@ static bool dispatchable(const char *method)
 	       strcmp(method, "resources/read");
 }
 
-/* Fixture tools that sleep or ask the client are left out (slow or need a peer). */
+/* Fixture tools that sleep, ask the client or start a task are left out (slow, need a peer,
+ * or a thread each); the multi round-trip ones answer at once and stay. */
 static bool fixture_quick(json_t *msg)
 {
+	static const char *const slow[] = {
+		"slow_compute",	  "failing_job", "protocol_error_job",
+		"confirm_delete", "multi_input", "test_tool_with_task"
+	};
 	const char *name =
 		json_string_value(json_object_get(json_object_get(msg, "params"), "name"));
-	return !name || (!strstr(name, "logging") && !strstr(name, "progress") &&
-			 !strstr(name, "sampling") && !strstr(name, "elicitation"));
+	if (!name)
+		return true;
+	for (size_t i = 0; i < sizeof(slow) / sizeof(slow[0]); i++)
+		if (!strcmp(name, slow[i]))
+			return false;
+	if (!strncmp(name, "test_input_required_result_", 27))
+		return true;
+	return !strstr(name, "logging") && !strstr(name, "progress") && !strstr(name, "sampling") &&
+	       !strstr(name, "elicitation");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -74,6 +88,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (text) {
 		(void)mcp_host_allowed(text, NULL);
 		(void)mcp_origin_allowed(text, NULL);
+		/* A requestState is the client's bytes: none opens without this process's key. */
+		json_t *st = NULL;
+		if (mcp_state_open("fuzz", text, &st) == 0)
+			abort();
 	}
 
 	if (msg) {

@@ -82,7 +82,7 @@ def test_conformance_0_1_16_through_supergateway(daemon, tmp_path):
         gw.stop()
 
 
-@pytest.mark.parametrize("requirements,minimum", [("2025-11-25", 80), ("2026-07-28", 139)])
+@pytest.mark.parametrize("requirements,minimum", [("2025-11-25", 80), ("2026-07-28", 191)])
 def test_conformance_0_2_0_over_http_bridge(daemon, tmp_path, requirements, minimum):
     port = free_port()
     br = Proc([BIN, "mcp", "--http", f"127.0.0.1:{port}", "--test-fixtures"], bridge_env(daemon),

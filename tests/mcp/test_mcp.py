@@ -236,6 +236,56 @@ def test_modern_era(echo, root):
     assert status == 400 and body["error"]["code"] == -32020
 
 
+TASKS = "io.modelcontextprotocol/tasks"
+TASKS_META = dict(META, **{"io.modelcontextprotocol/clientCapabilities":
+                           {"extensions": {TASKS: {}}}})
+
+
+def test_long_tool_runs_as_a_task_of_its_principal(echo, root):
+    r = root.request("server/discover", {"_meta": META})["result"]
+    assert TASKS in r["capabilities"]["extensions"]
+    run = {"name": "main", "command": ["sh", "-c", "sleep 1; echo hi"]}
+    # Without the extension declared: answered when done.
+    r = root.request("tools/call", {"name": "environment_run", "arguments": run, "_meta": META})
+    assert r["result"]["resultType"] == "complete"
+    assert r["result"]["structuredContent"]["output"] == "hi\n"
+    # Declared: a task at once, the operation in the background, its result on tasks/get.
+    started = time.monotonic()
+    r = root.request("tools/call", {"name": "environment_run", "arguments": run,
+                                    "_meta": TASKS_META})["result"]
+    assert time.monotonic() - started < 1
+    assert r["resultType"] == "task" and r["status"] == "working" and r["ttlMs"] > 0
+    task = r["taskId"]
+    for _ in range(100):
+        g = root.request("tasks/get", {"taskId": task, "_meta": TASKS_META})["result"]
+        if g["status"] != "working":
+            break
+        time.sleep(0.1)
+    assert g["status"] == "completed" and g["resultType"] == "complete"
+    assert g["result"]["structuredContent"]["output"] == "hi\n"
+    # A short tool never becomes a task.
+    r = root.request("tools/call", {"name": "environment_list", "arguments": {},
+                                    "_meta": TASKS_META})["result"]
+    assert r["resultType"] == "complete" and "environments" in r["structuredContent"]
+    # Another principal: the task does not exist for it, to read or to cancel.
+    tok = mint(echo, "tasks-other", ["*"], "env:read,env:exec", kind="human")["token"]
+    for method in ("tasks/get", "tasks/cancel"):
+        msg = rpc(method, {"taskId": task, "_meta": TASKS_META})
+        h = {"MCP-Protocol-Version": MODERN, "Mcp-Method": method, "Mcp-Name": task}
+        status, _, body = post(echo, msg, token=tok, headers=h)
+        assert status == 400 and body["error"]["code"] == -32602, body
+    # Without the extension, the task methods are refused; a forged requestState too.
+    r = root.request("tasks/get", {"taskId": task, "_meta": META})
+    assert r["error"]["code"] == -32021
+    assert r["error"]["data"]["requiredCapabilities"]["extensions"] == {TASKS: {}}
+    r = root.request("tools/call", {"name": "environment_list", "arguments": {},
+                                    "requestState": "e30.AAAA", "_meta": META})
+    assert r["error"]["code"] == -32602 and "requestState" in r["error"]["message"]
+    # The owner's cancel of a finished task is an empty acknowledgement.
+    r = root.request("tasks/cancel", {"taskId": task, "_meta": TASKS_META})["result"]
+    assert r == {"resultType": "complete"}
+
+
 def test_progress_notifications(root):
     r = root.call("environment_info", {"name": "main"}, meta={"progressToken": "p-1"})
     assert r["result"]["isError"] is False
