@@ -817,7 +817,11 @@ static enum MHD_Result on_http(void *cls, struct MHD_Connection *c, const char *
 		if (bridge.fixtures && m && json_object_get(col.reply, "result"))
 			mcp_fixtures_merge(m, json_object_get(col.reply, "result"));
 	}
+	bool request = id != NULL;
 	json_decref(msg);
+	if (!col.reply && request && status == 200)
+		/* A request the client cancelled: the daemon ended its stream without an answer. */
+		return http_send(c, 200, "text/event-stream", strbuf_detach(&col.sse), new_session);
 	if (!col.reply) {
 		strbuf_done(&col.sse);
 		return http_send(c, status == 200 ? 202 : status, NULL, NULL, new_session);
