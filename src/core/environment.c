@@ -284,8 +284,12 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	environment_debug_stop_point("create", "intent");
 	/* From here the caller's cancel fires the preview's own, which every step watches. */
 	r = cancel_relay_start(rt, opts->cancel_fd, &relay);
-	if (r >= 0)
-		r = ensure_dirs(E, name);
+	if (r < 0) {
+		bbx_error_set(err, r, BBX_INTERNAL, "create %s: watching its caller's cancel: %s",
+			      name, strerror(-r));
+		goto fail;
+	}
+	r = ensure_dirs(E, name);
 	if (r < 0) {
 		bbx_error_set(err, r, BBX_INTERNAL, "state directories for %s: %s", name,
 			      strerror(-r));
