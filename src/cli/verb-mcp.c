@@ -324,6 +324,24 @@ static bool renew_session(char *session, size_t size)
 	return true;
 }
 
+/* A client's notifications/cancelled goes on to the daemon, which stops the work (the reply is
+ * dropped here as well, cancel() saw to it). Sent with the session of the request it names. */
+static void forward_cancel(Work *w)
+{
+	char session[40] = "", version[16] = "";
+	json_t *meta = json_object_get(json_object_get(w->msg, "params"), "_meta");
+	const char *modern = json_string_value(json_object_get(meta, MCP_META_VERSION));
+	if (!modern) {
+		pthread_mutex_lock(&bridge.lock);
+		snprintf(session, sizeof(session), "%s", bridge.session);
+		snprintf(version, sizeof(version), "%s", bridge.version);
+		pthread_mutex_unlock(&bridge.lock);
+	}
+	(void)forward(&bridge, w->msg, session[0] ? session : NULL,
+		      modern ? modern : (version[0] ? version : NULL), drop_reply, NULL, NULL, 0,
+		      NULL);
+}
+
 static void handle(Work *w)
 {
 	const char *method = w->method;
@@ -336,8 +354,11 @@ static void handle(Work *w)
 		json_decref(reply);
 		return;
 	}
-	if (!w->id) /* notifications: nothing for the daemon to do */
+	if (!w->id) { /* notifications: only a cancel is for the daemon */
+		if (!strcmp(method, "notifications/cancelled"))
+			forward_cancel(w);
 		return;
+	}
 
 	json_t *meta = json_object_get(json_object_get(w->msg, "params"), "_meta");
 	const char *modern = json_string_value(json_object_get(meta, MCP_META_VERSION));
@@ -455,11 +476,8 @@ static int run_stdio(void)
 			json_decref(msg);
 			continue;
 		}
-		if (!strcmp(method, "notifications/cancelled")) {
-			cancel(msg);
-			json_decref(msg);
-			continue;
-		}
+		if (!strcmp(method, "notifications/cancelled"))
+			cancel(msg); /* then forwarded below, for the daemon to stop the work */
 		Work *w = calloc(1, sizeof(*w));
 		if (!w) {
 			json_decref(msg);
@@ -799,7 +817,11 @@ static enum MHD_Result on_http(void *cls, struct MHD_Connection *c, const char *
 		if (bridge.fixtures && m && json_object_get(col.reply, "result"))
 			mcp_fixtures_merge(m, json_object_get(col.reply, "result"));
 	}
+	bool request = id != NULL;
 	json_decref(msg);
+	if (!col.reply && request && status == 200)
+		/* A request the client cancelled: the daemon ended its stream without an answer. */
+		return http_send(c, 200, "text/event-stream", strbuf_detach(&col.sse), new_session);
 	if (!col.reply) {
 		strbuf_done(&col.sse);
 		return http_send(c, status == 200 ? 202 : status, NULL, NULL, new_session);

@@ -194,6 +194,22 @@ void runtime_remove(Environments *E, EnvRuntime *rt);
 bool runtime_removed(Environments *E, EnvRuntime *rt);
 void cancel_fire(EnvRuntime *rt);
 bool cancelled(EnvRuntime *rt);
+/* Is fd (an eventfd, or -1) fired? rt's, or a caller's own (one request's cancel). */
+bool cancel_fired(int fd);
+/*
+ * While an operation on rt runs (a create), a caller's own cancel fd (one request's) fires rt's:
+ * a thread waits on the caller's fd until cancel_relay_stop(). Not started (and nothing to stop)
+ * when call_fd is none (<= 0).
+ */
+typedef struct CancelRelay {
+	pthread_t thread;
+	bool started;
+	int call_fd;
+	int stop_fd;
+	EnvRuntime *rt;
+} CancelRelay;
+int cancel_relay_start(EnvRuntime *rt, int call_fd, CancelRelay *ret);
+void cancel_relay_stop(CancelRelay *relay);
 int cancel_reset(EnvRuntime *rt);
 bool runs_wait_gone(EnvRuntime *rt, int timeout_ms);
 int secrets_to_json(EnvRuntime *rt, char **ret);

@@ -207,7 +207,7 @@ void cancel_fire(EnvRuntime *rt)
 	pthread_mutex_unlock(&rt->lock);
 }
 
-static bool cancel_fired(int fd)
+bool cancel_fired(int fd)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	return fd >= 0 && poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN);
@@ -216,6 +216,49 @@ static bool cancel_fired(int fd)
 bool cancelled(EnvRuntime *rt)
 {
 	return cancel_fired(rt->cancel_fd);
+}
+
+static void *cancel_relay_run(void *userdata)
+{
+	CancelRelay *cr = userdata;
+	struct pollfd pfd[2] = { { .fd = cr->call_fd, .events = POLLIN },
+				 { .fd = cr->stop_fd, .events = POLLIN } };
+	for (;;) {
+		int k = poll(pfd, 2, -1);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k > 0 && pfd[0].revents && !pfd[1].revents)
+			cancel_fire(cr->rt);
+		return NULL;
+	}
+}
+
+int cancel_relay_start(EnvRuntime *rt, int call_fd, CancelRelay *ret)
+{
+	*ret = (CancelRelay){ .call_fd = call_fd, .stop_fd = -EBADF, .rt = rt };
+	if (call_fd <= 0)
+		return 0;
+	ret->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ret->stop_fd < 0)
+		return -errno;
+	int r = pthread_create(&ret->thread, NULL, cancel_relay_run, ret);
+	if (r != 0) {
+		ret->stop_fd = safe_close(ret->stop_fd);
+		return -r;
+	}
+	ret->started = true;
+	return 0;
+}
+
+void cancel_relay_stop(CancelRelay *cr)
+{
+	if (!cr->started)
+		return;
+	uint64_t one = 1;
+	(void)!write(cr->stop_fd, &one, sizeof(one));
+	pthread_join(cr->thread, NULL);
+	cr->stop_fd = safe_close(cr->stop_fd);
+	cr->started = false;
 }
 
 /* A fired cancel fd is replaced (under op_lock) when an operation brings processes up again:

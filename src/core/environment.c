@@ -179,6 +179,17 @@ out:
 
 static VolumeFreeze *make_freeze(EnvRuntime *parent, VolumeFreeze *f);
 
+/* Between two steps of a create: has its caller given up on it? Then -ECANCELED. */
+static int create_step(const EnvCreateOptions *opts, BbxError *err)
+{
+	if (opts->cancel_fd > 0 && cancel_fired(opts->cancel_fd))
+		return bbx_error_reset(err, -ECANCELED, BBX_CONFLICT,
+				       "the creation of environment '%s' was cancelled by its "
+				       "caller; nothing of it was kept",
+				       opts->name);
+	return 0;
+}
+
 int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info, BbxError *err)
 {
 	Environments *E = envs_of(c);
@@ -194,6 +205,7 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	_cleanup_runtime_ EnvRuntime *rt = NULL;
 	_cleanup_runtime_ EnvRuntime *parent = NULL;
 	int64_t jid = 0;
+	CancelRelay relay = { .started = false };
 	int r;
 
 	if (!name_is_valid(name))
@@ -270,12 +282,22 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 	if (r < 0)
 		goto fail;
 	environment_debug_stop_point("create", "intent");
+	/* From here the caller's cancel fires the preview's own, which every step watches. */
+	r = cancel_relay_start(rt, opts->cancel_fd, &relay);
+	if (r < 0) {
+		bbx_error_set(err, r, BBX_INTERNAL, "create %s: watching its caller's cancel: %s",
+			      name, strerror(-r));
+		goto fail;
+	}
 	r = ensure_dirs(E, name);
 	if (r < 0) {
 		bbx_error_set(err, r, BBX_INTERNAL, "state directories for %s: %s", name,
 			      strerror(-r));
 		goto fail;
 	}
+	r = create_step(opts, err);
+	if (r < 0)
+		goto fail;
 
 	/* Snapshot the parent: quiesce its databases, then one atomic clone of its volume. */
 	StageClock clock;
@@ -300,6 +322,9 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 		goto fail;
 	stage_clock_mark(&clock, "snapshot");
 	environment_debug_stop_point("create", "after-snapshot");
+	r = create_step(opts, err);
+	if (r < 0)
+		goto fail;
 
 	r = runtime_setup(E, rt, TAKE_PTR(config), commit, true, err);
 	if (r < 0)
@@ -317,9 +342,16 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 		goto fail;
 	stage_clock_mark(&clock, "budget+secrets");
 	stage_clock_write(E, name, &clock);
+	r = create_step(opts, err);
+	if (r < 0)
+		goto fail;
 	r = bring_up(E, rt, "create", BRING_UP_CLONED | BRING_UP_HOOKS | BRING_UP_SANITIZE, jid,
 		     err);
 	admission_done(E, rt);
+	cancel_relay_stop(&relay);
+	/* A step the relay cut short failed on the preview's cancel: say why. */
+	if (create_step(opts, err) < 0)
+		r = -ECANCELED;
 	if (r < 0)
 		goto fail;
 
@@ -336,6 +368,9 @@ int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info,
 fail:;
 	/* Fail closed: nothing of a half-made preview stays, and nobody ever saw it ready. */
 	BbxError ignored = BBX_ERROR_INIT;
+	cancel_relay_stop(&relay);
+	if (r != -ECANCELED && create_step(opts, err) < 0)
+		r = -ECANCELED;
 	admission_done(E, rt);
 	(void)teardown(E, name, rt, false, &ignored);
 	(void)env_record_delete(s, name, NULL);
@@ -648,8 +683,16 @@ int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, Bb
 	o.stdin_len = opts->stdin_data ? strlen(opts->stdin_data) : 0;
 	o.timeout_ms = (opts->timeout_sec ? opts->timeout_sec : 600) * 1000;
 	o.cancel_fd = cancel;
+	o.call_cancel_fd = opts->cancel_fd > 0 ? opts->cancel_fd : -EBADF;
+	o.separate_streams = true;
+	uint64_t start = now_monotonic_ms();
 	r = E->backend->process_run(&b.spec, &o, ret, err);
-	if (r == -ECANCELED)
+	if (r == -ECANCELED && o.call_cancel_fd >= 0 && cancel_fired(o.call_cancel_fd))
+		r = bbx_error_reset(err, -ECANCELED, BBX_CONFLICT,
+				    "the command in environment '%s' was cancelled by its caller "
+				    "after %llu ms; its processes were killed",
+				    opts->name, (unsigned long long)(now_monotonic_ms() - start));
+	else if (r == -ECANCELED)
 		r = bbx_error_reset(err, -ECANCELED, BBX_CONFLICT,
 				    "environment '%s' was stopped or destroyed while the command "
 				    "ran; its processes were killed",

@@ -45,6 +45,9 @@ typedef struct EnvCreateOptions {
 	const char *token_id;	/* the creating token: its budget narrows the preview's, and its
 				 * previews are counted; NULL: the local administrator, bounded
 				 * only by the total */
+	int cancel_fd;		/* > 0: the caller's own cancel (an eventfd): when it fires, the
+				 * create stops at its next step (a hook or wait is cut short) and
+				 * removes everything of the preview; -ECANCELED */
 } EnvCreateOptions;
 
 int environment_create(Core *c, const EnvCreateOptions *opts, json_t **ret_info, BbxError *err);
@@ -66,10 +69,13 @@ typedef struct EnvExecOptions {
 	char **argv;
 	const char *stdin_data; /* may be NULL */
 	uint64_t timeout_sec;	/* 0: 600 */
+	int cancel_fd;		/* > 0: the caller's own cancel (an eventfd); 0 or < 0: none */
 } EnvExecOptions;
 
 /* Run a command inside the environment like its application runs (same variables,
- * code at /app, its mounts, its network). */
+ * code at /app, its mounts, its network). Stdout and stderr are captured apart (ret's
+ * stdout_tail and stderr_tail) and together (output). -ECANCELED when the environment was
+ * stopped or destroyed, or opts->cancel_fd fired, meanwhile: its processes were killed. */
 int environment_exec(Core *c, const EnvExecOptions *opts, OneshotResult *ret, BbxError *err);
 
 /* Run a query against one of the environment's SQL services (as its superuser, tuples only,

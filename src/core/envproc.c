@@ -471,6 +471,8 @@ int envproc_freeze(EnvProc *p, bool frozen, BbxError *err)
 void oneshot_result_done(OneshotResult *r)
 {
 	free(r->output);
+	free(r->stdout_tail);
+	free(r->stderr_tail);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -492,7 +494,7 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 
 void envproc_oneshot_options_init(EnvOneshotOptions *opts)
 {
-	*opts = (EnvOneshotOptions){ .cancel_fd = -EBADF };
+	*opts = (EnvOneshotOptions){ .cancel_fd = -EBADF, .call_cancel_fd = -EBADF };
 }
 
 /* Everything a one-shot printed: its digest and the last ENVPROC_CAPTURE_MAX bytes. */
@@ -517,16 +519,26 @@ static void capture_add(Capture *c, const char *buf, size_t n)
 	c->len += n;
 }
 
-/* One read from the (non-blocking) output pipe: bytes read, 0 at EOF, -EAGAIN or -errno. */
-static ssize_t capture_read(Capture *c, int fd)
+/* An output pipe (our non-blocking read end) and the capture of its stream alone, if any. */
+typedef struct OutPipe {
+	int fd;
+	Capture *own; /* NULL: the pipe carries both streams */
+} OutPipe;
+
+/* One read from an output pipe into all (and its own capture): bytes read, 0 at EOF, -EAGAIN
+ * or -errno. */
+static ssize_t capture_read(Capture *all, OutPipe *p)
 {
 	char buf[16384];
 	_Static_assert(sizeof(buf) <= ENVPROC_CAPTURE_MAX, "read buffer larger than the capture");
-	ssize_t n = RETRY_EINTR(read(fd, buf, sizeof(buf)));
+	ssize_t n = RETRY_EINTR(read(p->fd, buf, sizeof(buf)));
 	if (n < 0)
 		return -errno;
-	if (n > 0)
-		capture_add(c, buf, (size_t)n);
+	if (n > 0) {
+		capture_add(all, buf, (size_t)n);
+		if (p->own)
+			capture_add(p->own, buf, (size_t)n);
+	}
 	return n;
 }
 
@@ -588,22 +600,27 @@ typedef enum OneshotEnd {
 } OneshotEnd;
 
 /*
- * The one poll loop: the sandbox's pidfd (the command's end), the output pipe (drained all
- * along, EOF only stops watching it), the stdin pipe (written as the child reads, closed when
- * done or when the child stops reading) and the cancel fd, with the deadline as the timeout.
+ * The one poll loop: the sandbox's pidfd (the command's end), the output pipes (drained all
+ * along, EOF only stops watching one), the stdin pipe (written as the child reads, closed when
+ * done or when the child stops reading) and the two cancel fds, with the deadline as the
+ * timeout. out[1].fd is -EBADF when one pipe carries both streams.
  */
-static OneshotEnd oneshot_loop(Sandbox *sb, int out_fd, int *in_fd, const char *data, size_t len,
-			       int cancel_fd, uint64_t deadline, Capture *cap)
+static OneshotEnd oneshot_loop(Sandbox *sb, OutPipe out[2], int *in_fd, const char *data,
+			       size_t len, const EnvOneshotOptions *opts, uint64_t deadline,
+			       Capture *cap)
 {
 	size_t written = 0;
+	OutPipe pipes[2] = { out[0], out[1] }; /* fds set to -EBADF here at their EOF only */
 
 	for (;;) {
-		enum { P_EXIT, P_OUT, P_IN, P_CANCEL, _P_MAX };
+		enum { P_EXIT, P_OUT, P_ERR, P_IN, P_CANCEL, P_CALL_CANCEL, _P_MAX };
 		struct pollfd pfd[_P_MAX] = {
 			[P_EXIT] = { .fd = sandbox_pidfd(sb), .events = POLLIN },
-			[P_OUT] = { .fd = out_fd, .events = POLLIN },
+			[P_OUT] = { .fd = pipes[0].fd, .events = POLLIN },
+			[P_ERR] = { .fd = pipes[1].fd, .events = POLLIN },
 			[P_IN] = { .fd = *in_fd, .events = POLLOUT },
-			[P_CANCEL] = { .fd = cancel_fd, .events = POLLIN },
+			[P_CANCEL] = { .fd = opts->cancel_fd, .events = POLLIN },
+			[P_CALL_CANCEL] = { .fd = opts->call_cancel_fd, .events = POLLIN },
 		};
 		int wait_ms = -1;
 		if (deadline) {
@@ -619,13 +636,15 @@ static OneshotEnd oneshot_loop(Sandbox *sb, int out_fd, int *in_fd, const char *
 		if (k <= 0)
 			continue;
 
-		if (pfd[P_OUT].revents) {
+		for (int p = 0; p < 2; p++) {
+			if (!pfd[P_OUT + p].revents)
+				continue;
 			/* A few reads per wake-up: a flood cannot starve the other fds. */
 			for (int i = 0; i < 4; i++) {
-				ssize_t n = capture_read(cap, out_fd);
+				ssize_t n = capture_read(cap, &pipes[p]);
 				/* EOF (every writer closed it) ends only the reading. */
 				if (n == 0 || (n < 0 && n != -EAGAIN))
-					out_fd = -EBADF;
+					pipes[p].fd = -EBADF;
 				if (n <= 0)
 					break;
 			}
@@ -640,7 +659,7 @@ static OneshotEnd oneshot_loop(Sandbox *sb, int out_fd, int *in_fd, const char *
 		}
 		if (pfd[P_EXIT].revents)
 			return ONESHOT_EXITED;
-		if (pfd[P_CANCEL].revents)
+		if (pfd[P_CANCEL].revents || pfd[P_CALL_CANCEL].revents)
 			return ONESHOT_CANCELLED;
 	}
 }
@@ -649,19 +668,33 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 			     OneshotResult *ret, BbxError *err)
 {
 	_cleanup_close_ int out_r = -EBADF, out_w = -EBADF, in_r = -EBADF, in_w = -EBADF;
+	_cleanup_close_ int err_r = -EBADF, err_w = -EBADF;
 	_cleanup_(sandbox_freep) Sandbox *sb = NULL;
-	_cleanup_free_ char *tail = NULL;
+	_cleanup_free_ char *tail = NULL, *out_tail = NULL, *err_tail = NULL;
 	uint64_t start = now_monotonic_ms();
 	int r, fds[2];
 
 	memset(ret, 0, sizeof(*ret));
-	if (opts->cancel_fd >= 0 && fd_is_readable(opts->cancel_fd))
+	if ((opts->cancel_fd >= 0 && fd_is_readable(opts->cancel_fd)) ||
+	    (opts->call_cancel_fd >= 0 && fd_is_readable(opts->call_cancel_fd)))
 		return bbx_error_set(err, -ECANCELED, BBX_CONFLICT,
 				     "%s: cancelled before it started", spec->name);
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		return -errno;
 	out_r = fds[0];
 	out_w = fds[1];
+	if (opts->separate_streams) {
+		if (pipe2(fds, O_CLOEXEC) < 0)
+			return -errno;
+		err_r = fds[0];
+		err_w = fds[1];
+		out_tail = malloc(ENVPROC_CAPTURE_MAX + 1);
+		err_tail = malloc(ENVPROC_CAPTURE_MAX + 1);
+		if (!out_tail || !err_tail)
+			return -ENOMEM;
+		if (fcntl(err_r, F_SETFL, O_NONBLOCK) < 0)
+			return -errno;
+	}
 	if (opts->stdin_data) {
 		if (pipe2(fds, O_CLOEXEC) < 0)
 			return -errno;
@@ -681,9 +714,10 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 	to_sandbox_spec(spec, &sp);
 	sp.stdin_fd = in_r;
 	sp.stdout_fd = out_w;
-	sp.stderr_fd = out_w;
+	sp.stderr_fd = err_w >= 0 ? err_w : out_w;
 	r = sandbox_spawn(&sp, &sb, err);
 	out_w = safe_close(out_w);
+	err_w = safe_close(err_w);
 	in_r = safe_close(in_r);
 	if (r < 0)
 		return r;
@@ -700,12 +734,16 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 	pthread_sigmask(SIG_BLOCK, &sigpipe, &old_mask);
 	bool pipe_was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
 
-	Capture cap = { .tail = tail };
+	Capture cap = { .tail = tail }, out_cap = { .tail = out_tail },
+		err_cap = { .tail = err_tail };
 	crypto_hash_sha256_init(&cap.hash);
+	crypto_hash_sha256_init(&out_cap.hash);
+	crypto_hash_sha256_init(&err_cap.hash);
+	OutPipe pipes[2] = { { out_r, err_r >= 0 ? &out_cap : NULL }, { err_r, &err_cap } };
 	uint64_t timeout_ms = opts->timeout_ms;
 	uint64_t deadline = timeout_ms ? start + min_u64(timeout_ms, UINT64_MAX / 2) : 0;
-	OneshotEnd end = oneshot_loop(sb, out_r, &in_w, opts->stdin_data, opts->stdin_len,
-				      opts->cancel_fd, deadline, &cap);
+	OneshotEnd end = oneshot_loop(sb, pipes, &in_w, opts->stdin_data, opts->stdin_len, opts,
+				      deadline, &cap);
 	in_w = safe_close(in_w);
 
 	if (!pipe_was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
@@ -727,13 +765,14 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 				     "%s: cancelled after %llu ms; its processes were killed",
 				     spec->name, (unsigned long long)(now_monotonic_ms() - start));
 
-	/* What is left in the pipe, without blocking: the writers are gone. */
-	for (size_t drained = 0; drained < DRAIN_MAX;) {
-		ssize_t n = capture_read(&cap, out_r);
-		if (n <= 0)
-			break;
-		drained += (size_t)n;
-	}
+	/* What is left in the pipes, without blocking: the writers are gone. */
+	for (int p = 0; p < 2 && pipes[p].fd >= 0; p++)
+		for (size_t drained = 0; drained < DRAIN_MAX;) {
+			ssize_t n = capture_read(&cap, &pipes[p]);
+			if (n <= 0)
+				break;
+			drained += (size_t)n;
+		}
 
 	unsigned char h[crypto_hash_sha256_BYTES];
 	crypto_hash_sha256_final(&cap.hash, h);
@@ -742,6 +781,16 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 	ret->output = TAKE_PTR(tail);
 	ret->output_len = cap.len;
 	ret->output_total = cap.total;
+	if (opts->separate_streams) {
+		out_tail[out_cap.len] = '\0';
+		err_tail[err_cap.len] = '\0';
+		ret->stdout_tail = TAKE_PTR(out_tail);
+		ret->stdout_len = out_cap.len;
+		ret->stdout_total = out_cap.total;
+		ret->stderr_tail = TAKE_PTR(err_tail);
+		ret->stderr_len = err_cap.len;
+		ret->stderr_total = err_cap.total;
+	}
 	ret->timed_out = end == ONESHOT_TIMED_OUT;
 	ret->exit_status = ret->timed_out ? 124 : status;
 	ret->duration_ms = now_monotonic_ms() - start;

@@ -83,6 +83,14 @@ typedef struct OneshotResult {
 	uint64_t output_total;	/* bytes produced in all */
 	char output_sha256[65]; /* digest of everything produced */
 	uint64_t duration_ms;
+	/* With separate_streams: each stream's own tail (the last ENVPROC_CAPTURE_MAX bytes,
+	 * NUL-terminated) and how many bytes it produced; NULL and 0 otherwise. */
+	char *stdout_tail;
+	size_t stdout_len;
+	uint64_t stdout_total;
+	char *stderr_tail;
+	size_t stderr_len;
+	uint64_t stderr_total;
 } OneshotResult;
 
 void oneshot_result_done(OneshotResult *r);
@@ -105,9 +113,22 @@ typedef struct EnvOneshotOptions {
 	 * every run that watches it and stays fired; a run started on a fired fd never spawns.
 	 */
 	int cancel_fd;
+	/*
+	 * A second one, watched the same way: the environment's cancel fd above and the caller's
+	 * own here (one request an MCP client cancelled). -1: none. Which one fired the caller
+	 * tells by looking at its fd.
+	 */
+	int call_cancel_fd;
+	/*
+	 * Stdout and stderr on pipes of their own, each captured (ret->stdout_tail,
+	 * ret->stderr_tail); ret->output then holds both in the order they were read, which
+	 * keeps each stream's order but interleaves the two only as closely as the reads did.
+	 * false: one pipe for both (output in the exact order written).
+	 */
+	bool separate_streams;
 } EnvOneshotOptions;
 
-/* No stdin, no deadline, cancel_fd -1. */
+/* No stdin, no deadline, no cancel fds, one output pipe. */
 void envproc_oneshot_options_init(EnvOneshotOptions *opts);
 
 /*
@@ -115,7 +136,7 @@ void envproc_oneshot_options_init(EnvOneshotOptions *opts);
  * it hit the deadline (then ret->timed_out and exit_status 124); -ECANCELED (kind "conflict")
  * when opts->cancel_fd fired, after its processes were killed and reaped; another -errno when
  * it could not be started. *ret is zeroed, then filled when 0 is returned (release it with
- * oneshot_result_done()).
+ * oneshot_result_done()). call_cancel_fd ends it the same way (-ECANCELED).
  * Thread-safety: runs on the calling thread; any thread may fire cancel_fd meanwhile.
  */
 int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *opts,

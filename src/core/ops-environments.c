@@ -48,7 +48,8 @@ int op_environment_create(OpCall *call, json_t *in, json_t **out, BbxError *err)
 			       .parent = from,
 			       .branch = str(in, "branch"),
 			       .created_by = p->name,
-			       .token_id = p->token_id[0] ? p->token_id : NULL };
+			       .token_id = p->token_id[0] ? p->token_id : NULL,
+			       .cancel_fd = call->cancel_fd };
 	return environment_create(call->core, &o, out, err);
 }
 
@@ -86,12 +87,19 @@ int op_environment_exec(OpCall *call, json_t *in, json_t **out, BbxError *err)
 			     .application = str(in, "application"),
 			     .argv = argv,
 			     .stdin_data = str(in, "stdin"),
-			     .timeout_sec = t ? (uint64_t)json_integer_value(t) : 600 };
+			     .timeout_sec = t ? (uint64_t)json_integer_value(t) : 600,
+			     .cancel_fd = call->cancel_fd };
 	OneshotResult res = { 0 };
 	int r = environment_exec(call->core, &o, &res, err);
 	if (r < 0)
 		return r;
-	*out = json_pack("{s:i,s:o,s:s,s:I,s:b,s:b,s:I}", "exit_code", res.exit_status, "output",
+	/* Each stream apart (bounded, the tail kept), and both together as before. */
+	*out = json_pack("{s:i,s:o,s:b,s:o,s:b,s:o,s:s,s:I,s:b,s:b,s:I}", "exit_code",
+			 res.exit_status, "stdout",
+			 ops_json_string_lossy(res.stdout_tail, res.stdout_len), "stdout_truncated",
+			 res.stdout_total > res.stdout_len, "stderr",
+			 ops_json_string_lossy(res.stderr_tail, res.stderr_len), "stderr_truncated",
+			 res.stderr_total > res.stderr_len, "output",
 			 ops_json_string_lossy(res.output, res.output_len), "output_sha256",
 			 res.output_sha256, "output_bytes", (json_int_t)res.output_total,
 			 "output_truncated", res.output_total > res.output_len, "timed_out",

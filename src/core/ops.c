@@ -54,7 +54,7 @@ const Op ops_table[] = {
 	  " \"additionalProperties\": false}",
 	  op_environment_start },
 	{ "environment.exec", VERB_ENV_EXEC, "name", OP_INTENT, 200,
-	  "run a command in an environment like its application runs: exit code and output",
+	  "run a command in an environment like its application runs: exit code, stdout and stderr",
 	  "{\"type\": \"object\", \"properties\": {" NAME_SCHEMA ","
 	  " \"command\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}, \"minItems\": 1, \"maxItems\": 256,"
 	  " \"description\": \"argv\"},"

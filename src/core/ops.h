@@ -33,6 +33,14 @@ typedef struct OpCall {
 	/* Set by a handler that wrote its outcome record itself, in the transaction of its
 	 * change (ops_audit_record() fills it in); ops_run() then writes none. */
 	bool audited;
+	/*
+	 * The caller's own cancel: an eventfd the edge owns and writes when its client gave up on
+	 * this call (an MCP notifications/cancelled). Borrowed; 0 (an initializer's default) or
+	 * negative: the call cannot be cancelled. The long handlers watch it: environment.exec
+	 * kills its command, environment.create stops at its next step and removes what it made;
+	 * either fails with -ECANCELED (kind conflict, a message saying it was cancelled).
+	 */
+	int cancel_fd;
 } OpCall;
 
 typedef int (*OpHandler)(OpCall *call, json_t *in, json_t **out, BbxError *err);

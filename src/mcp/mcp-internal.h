@@ -23,11 +23,28 @@ bool mcp_tool_offered(const McpTool *t, const Principal *p);
 /* The tools/list entry, or NULL when the row is missing. */
 json_t *mcp_tool_describe(const McpTool *t);
 
-/* Run tool t for call with args (not stolen; NULL: none): its CallToolResult (an operation's
- * failure is a tool error, isError). */
+/*
+ * Run tool t for call with args (not stolen; NULL: none): its CallToolResult (an operation's
+ * failure is a tool error, isError). With id (a request), the call can be cancelled by a
+ * notifications/cancelled of its principal: then NULL and call->cancelled. Without (a task),
+ * call->cancel_fd, when set, stops it.
+ */
 json_t *mcp_tool_run(McpServer *s, McpCall *call, const McpTool *t, json_t *args,
-		     json_t *progress_token);
+		     json_t *progress_token, json_t *id);
 /* tools/call of t as a task of ts for owner (mcp-tasks.c): the reply, a CreateTaskResult or an
  * error. The task runs mcp_tool_run() in its own thread with a copy of call's principal. */
 json_t *mcp_tool_task(McpServer *s, McpTasks *ts, const McpCall *call, const McpTool *t, json_t *id,
 		      json_t *args, const char *owner);
+
+/*
+ * The tools/call requests in flight (mcp-cancel.c), a list whose head the server keeps.
+ * begin: register the call of call->principal (and call->session_id) with JSON-RPC id; returns
+ * its cancel fd (an eventfd, borrowed until end) and *ret, or -errno (the call then runs
+ * without one). end: unregister it; true when it was cancelled. cancel: msg is a
+ * notifications/cancelled of call's principal and session: fire the calls it names; true when
+ * one was.
+ */
+typedef struct McpInflight McpInflight;
+int mcp_inflight_begin(McpInflight **list, const McpCall *call, json_t *id, McpInflight **ret);
+bool mcp_inflight_end(McpInflight **list, McpInflight *f);
+bool mcp_inflight_cancel(McpInflight **list, const McpCall *call, json_t *msg);

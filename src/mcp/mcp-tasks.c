@@ -18,8 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mcp-internal.h"
 
@@ -520,6 +522,7 @@ typedef struct ToolTask {
 	json_t *args;
 	Principal principal; /* a copy: the request's is freed when it is answered */
 	char *request_id, *request_digest;
+	int cancel_fd; /* an eventfd the operation watches; written by tasks/cancel */
 } ToolTask;
 
 static void tool_task_free(void *userdata)
@@ -529,6 +532,8 @@ static void tool_task_free(void *userdata)
 	principal_done(&tt->principal);
 	free(tt->request_id);
 	free(tt->request_digest);
+	if (tt->cancel_fd > 0)
+		close(tt->cancel_fd);
 	free(tt);
 }
 
@@ -537,20 +542,24 @@ static json_t *tool_task_run(McpTask *t, void *userdata, json_t **ret_error)
 	ToolTask *tt = userdata;
 	McpCall call = { .principal = &tt->principal,
 			 .request_id = tt->request_id,
-			 .request_digest = tt->request_digest };
-	return mcp_tool_run(tt->server, &call, tt->tool, tt->args, NULL);
+			 .request_digest = tt->request_digest,
+			 .cancel_fd = tt->cancel_fd > 0 ? tt->cancel_fd : 0 };
+	return mcp_tool_run(tt->server, &call, tt->tool, tt->args, NULL, NULL);
 }
 
 /*
- * tasks/cancel of a task running a real operation: the one place to stop it. Not wired yet:
- * the operation runs to its end, and the task reports what it did (completed, when it
- * succeeded before the cancellation could take effect, as the extension allows). Wire the
- * operation call context's cancellation here; it runs with the task table's lock held, so it
- * must only signal (write an eventfd), never wait.
+ * tasks/cancel of a task running a real operation: the operation watches the eventfd (a
+ * command's processes are killed, a create stops at its next step and is removed). It runs
+ * with the task table's lock held, so it only signals. The task then reports what the
+ * operation did: cancelled work ends as a failed operation ("cancelled by its caller"), work
+ * that finished first as completed, as the extension allows.
  */
 static void tool_task_cancel(void *userdata)
 {
-	(void)userdata;
+	ToolTask *tt = userdata;
+	uint64_t one = 1;
+	if (tt->cancel_fd > 0)
+		(void)!write(tt->cancel_fd, &one, sizeof(one));
 }
 
 static int principal_copy(Principal *dst, const Principal *src)
@@ -573,6 +582,7 @@ json_t *mcp_tool_task(McpServer *s, McpTasks *ts, const McpCall *call, const Mcp
 		free(tt);
 		return mcp_error(id, MCP_INTERNAL_ERROR, "could not create a task", NULL);
 	}
+	tt->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	tt->server = s;
 	tt->tool = t;
 	tt->args = args ? json_deep_copy(args) : json_object();

@@ -21,7 +21,12 @@ const McpTool mcp_tools[] = {
 	{ "environment_destroy", "environment.destroy", "Destroy an environment",
 	  OBJ("\"name\": {\"type\": \"string\"}, \"destroyed\": {\"type\": \"boolean\"}"), true },
 	{ "environment_run", "environment.exec", "Run a command in an environment",
-	  OBJ("\"exit_code\": {\"type\": \"integer\"}, \"output\": {\"type\": \"string\"},"
+	  OBJ("\"exit_code\": {\"type\": \"integer\"},"
+	      " \"stdout\": {\"type\": \"string\", \"description\": \"the last 64 KiB of stdout\"},"
+	      " \"stdout_truncated\": {\"type\": \"boolean\"},"
+	      " \"stderr\": {\"type\": \"string\", \"description\": \"the last 64 KiB of stderr\"},"
+	      " \"stderr_truncated\": {\"type\": \"boolean\"},"
+	      " \"output\": {\"type\": \"string\", \"description\": \"both, in the order read\"},"
 	      " \"output_sha256\": {\"type\": \"string\"}, \"output_bytes\": {\"type\": \"integer\"},"
 	      " \"output_truncated\": {\"type\": \"boolean\"}, \"timed_out\": {\"type\": \"boolean\"},"
 	      " \"duration_ms\": {\"type\": \"integer\"}"), true },

@@ -46,7 +46,8 @@ struct McpServer {
 	char **allowed_hosts;
 	pthread_mutex_t lock;
 	Session sessions[MAX_SESSIONS];
-	McpTasks *tasks; /* the tasks extension's tasks (2026-07-28 era) */
+	McpTasks *tasks;       /* the tasks extension's tasks (2026-07-28 era) */
+	McpInflight *inflight; /* tools/call requests running now (mcp-cancel.c) */
 };
 
 static void owner_of(const Principal *p, char *buf, size_t size);
@@ -259,7 +260,8 @@ static int run_op(McpServer *s, McpCall *call, const char *name, json_t *in, jso
 		      .principal = call->principal,
 		      .interface = "mcp",
 		      .request_id = call->request_id,
-		      .request_digest = call->request_digest };
+		      .request_digest = call->request_digest,
+		      .cancel_fd = call->cancel_fd };
 	int r = ops_run(&oc, op, in, out, err);
 	call->op_ran = true;
 	json_decref(in);
@@ -306,16 +308,37 @@ static json_t *tools_call(McpServer *s, McpCall *call, json_t *id, json_t *param
 		if (t->long_running && s && s->tasks && mcp_tasks_declared(params))
 			return mcp_tool_task(s, s->tasks, call, t, id, args, owner);
 	}
-	return result(id, mcp_tool_run(s, call, t, args, token));
+	json_t *res = mcp_tool_run(s, call, t, args, token, id);
+	return res ? result(id, res) : NULL;
 }
 
 json_t *mcp_tool_run(McpServer *s, McpCall *call, const McpTool *t, json_t *args,
-		     json_t *progress_token)
+		     json_t *progress_token, json_t *id)
 {
 	BbxError err = BBX_ERROR_INIT;
 	json_t *out = NULL;
 	progress(call, progress_token, 0, 1, "started");
+	/*
+	 * A request (id set) registers, so a notifications/cancelled of its principal stops it; a
+	 * task brings its own cancel fd (tasks/cancel).
+	 */
+	McpInflight *f = NULL;
+	bool registered = false;
+	if (id && call->cancel_fd <= 0) {
+		int cfd = mcp_inflight_begin(&s->inflight, call, id, &f);
+		call->cancel_fd = cfd > 0 ? cfd : 0;
+		registered = true;
+	}
 	int r = run_op(s, call, t->op, args ? json_deep_copy(args) : json_object(), &out, &err);
+	if (registered) {
+		call->cancel_fd = 0;
+		if (mcp_inflight_end(&s->inflight, f)) {
+			/* Cancelled: the work was stopped (its audit record says so), no answer. */
+			call->cancelled = true;
+			json_decref(out);
+			return NULL;
+		}
+	}
 	progress(call, progress_token, 1, 1, "done");
 	if (r < 0) {
 		BbxErrorKind k = bbx_error_kind(&err, r);
@@ -870,6 +893,7 @@ void mcp_http_handle(McpServer *s, McpHttpRequest *req, McpHttpResponse *resp)
 			error = mcp_error(id, MCP_INVALID_REQUEST,
 					  "Bad Request: unsupported MCP-Protocol-Version", NULL);
 		req->call.version = v;
+		req->call.session_id = req->session_id;
 	}
 	if (error) {
 		json_decref(msg);
@@ -877,6 +901,7 @@ void mcp_http_handle(McpServer *s, McpHttpRequest *req, McpHttpResponse *resp)
 		return;
 	}
 	if (!method || !id) { /* a notification or a response */
+		(void)mcp_inflight_cancel(&s->inflight, &req->call, msg);
 		json_decref(msg);
 		resp->status = 202;
 		return;
@@ -897,6 +922,13 @@ void mcp_http_handle(McpServer *s, McpHttpRequest *req, McpHttpResponse *resp)
 		resp->session_id[0] = '\0';
 	}
 	json_decref(msg);
+	if (!reply && req->call.cancelled) {
+		/* No answer to a cancelled request: an event stream that ends without one. */
+		resp->status = 200;
+		resp->content_type = "text/event-stream";
+		resp->body = strbuf_detach(&ev.sb);
+		return;
+	}
 	if (ev.n > 0) {
 		/* Notifications first, then the answer, as one event stream. */
 		sse_event(&ev.sb, reply);

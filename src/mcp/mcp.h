@@ -65,7 +65,12 @@ typedef struct McpCall {
 	const char *version;	    /* the negotiated protocol version, or NULL */
 	McpNotify notify;
 	void *notify_userdata;
-	bool op_ran; /* set when an operation ran (it wrote its own audit records) */
+	bool op_ran;		/* set when an operation ran (it wrote its own audit records) */
+	const char *session_id; /* the legacy era's session over HTTP, or NULL */
+	int cancel_fd;		/* set by the dispatcher: this tools/call's own cancel */
+	/* Set when the client cancelled the request (notifications/cancelled): the work was
+	 * stopped and no answer is sent (*ret_reply is NULL). */
+	bool cancelled;
 } McpCall;
 
 /*

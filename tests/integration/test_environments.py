@@ -470,6 +470,18 @@ def test_another_daemon_leaves_our_environments_alone(prod, tmpdir_path):
 def test_exec_status_and_errors(prod):
     p = env_exec(prod, "main", "sh", "-c", "echo out; exit 7", check=False)
     assert p.returncode == 7 and "out" in p.stdout
+    # REST answers each stream apart (bounded, with its flag) and both together in output,
+    # which the CLI prints as it always has.
+    status, data = call(prod, "POST", "/v1/environments/main/exec",
+                        {"command": ["sh", "-c", "echo out; echo err >&2; head -c 70000 /dev/zero"
+                                     " | tr '\\0' e >&2; exit 7"]})
+    j = json.loads(data)
+    assert status == 200 and j["exit_code"] == 7, j
+    assert j["stdout"] == "out\n" and j["stdout_truncated"] is False
+    assert j["stderr"] == ("err\n" + "e" * 70000)[-65536:] and j["stderr_truncated"] is True
+    assert j["output_bytes"] == 4 + 4 + 70000 and j["output_truncated"] is True
+    p = env_exec(prod, "main", "sh", "-c", "echo out; echo err >&2", check=False)
+    assert p.returncode == 0 and sorted(p.stdout.splitlines()) == ["err", "out"]
     p = prod.cli("env", "exec", "nosuch", "--", "true", check=False)
     assert p.returncode == 1 and "environment 'nosuch' not found" in p.stderr
     p = prod.cli("env", "create", "Bad/Name", check=False)

@@ -4,6 +4,7 @@ authenticate). One echo-project daemon (production deployed, no services) for th
 import json
 import os
 import re
+import threading
 import time
 
 import pytest
@@ -57,11 +58,19 @@ def test_tools_come_from_operation_rows(root):
 
 
 def test_run_answers_exit_code_and_output(root):
-    r = root.call("environment_run", {"name": "main", "command": ["sh", "-c", "echo hi; exit 3"]})
+    r = root.call("environment_run", {"name": "main",
+                                      "command": ["sh", "-c", "echo hi; echo oops >&2; exit 3"]})
     res = r["result"]
     assert res["isError"] is True
-    assert res["structuredContent"]["exit_code"] == 3
-    assert res["structuredContent"]["output"] == "hi\n"
+    sc = res["structuredContent"]
+    assert sc["exit_code"] == 3
+    # Each stream apart, and both together as REST and the CLI have always had them.
+    assert sc["stdout"] == "hi\n" and sc["stderr"] == "oops\n"
+    assert sc["stdout_truncated"] is False and sc["stderr_truncated"] is False
+    assert sorted(sc["output"].splitlines()) == ["hi", "oops"]
+    tools = {t["name"]: t for t in root.request("tools/list")["result"]["tools"]}
+    props = tools["environment_run"]["outputSchema"]["properties"]
+    assert {"stdout", "stderr", "stdout_truncated", "stderr_truncated", "exit_code"} <= set(props)
     assert json.loads(res["content"][0]["text"]) == res["structuredContent"]
     r = root.call("environment_run", {"name": "main", "command": ["true"]})
     assert r["result"]["isError"] is False and r["result"]["structuredContent"]["exit_code"] == 0
@@ -376,3 +385,222 @@ def test_bridge_survives_a_daemon_restart(tmp_path):
             c.close()
         d.stop()
         d.down()
+
+
+# ---- cancellation stops the work ----
+
+def pids_running(marker):
+    """Host pids whose argv has marker as one argument (the sandboxed command, by its pid)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+            with open(f"/proc/{pid}/stat") as f:
+                zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            continue
+        if marker.encode() in args and not zombie:
+            found.append(int(pid))
+    return found
+
+
+def wait_for(pred, timeout=20, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def cancel_msg(request_id, meta=None):
+    params = {"requestId": request_id, "reason": "test"}
+    if meta:
+        params["_meta"] = meta
+    return {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params}
+
+
+def session_of(echo, tok):
+    status, hdrs, _ = post(echo, INIT, token=tok)
+    assert status == 200
+    return {"Mcp-Session-Id": hdrs["mcp-session-id"], "MCP-Protocol-Version": "2025-11-25"}
+
+
+class Call:
+    """A tools/call POSTed to /mcp on a thread of its own: its answer, and how long it took."""
+
+    def __init__(self, echo, tok, headers, tool, args, id):
+        self.result = None
+        self.t0 = time.monotonic()
+        self.elapsed = None
+
+        def go():
+            self.result = post(echo, rpc("tools/call", {"name": tool, "arguments": args}, id=id),
+                               token=tok, headers=headers)
+            self.elapsed = time.monotonic() - self.t0
+        self.thread = threading.Thread(target=go, daemon=True)
+        self.thread.start()
+
+    def join(self, timeout):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the call did not end"
+        return self.result
+
+
+def test_cancel_over_http_kills_the_command_and_only_for_its_token(echo):
+    a = mint(echo, "cancel-a", ["main"], ALL_VERBS, kind="human")["token"]
+    b = mint(echo, "cancel-b", ["main"], ALL_VERBS, kind="human")["token"]
+    ha, hb = session_of(echo, a), session_of(echo, b)
+    marker = "31.4159"
+    call = Call(echo, a, ha, "environment_run", {"name": "main", "command": ["sleep", marker]},
+                id="run-1")
+    pids = wait_for(lambda: pids_running(marker), what="the command to run")
+    time.sleep(0.5)
+    # Another token naming the same request id, with its own session and without one: nothing.
+    assert post(echo, cancel_msg("run-1"), token=b, headers=hb)[0] == 202
+    assert post(echo, cancel_msg("run-1", META), token=b,
+                headers={"MCP-Protocol-Version": MODERN,
+                         "Mcp-Method": "notifications/cancelled"})[0] == 202
+    # The same token in the other era (not the session that sent the call): nothing either.
+    assert post(echo, cancel_msg("run-1", META), token=a,
+                headers={"MCP-Protocol-Version": MODERN,
+                         "Mcp-Method": "notifications/cancelled"})[0] == 202
+    time.sleep(1.5)
+    assert call.thread.is_alive() and pids_running(marker) == pids
+    # Its own token and session: the command dies at once and no answer comes.
+    t = time.monotonic()
+    assert post(echo, cancel_msg("run-1"), token=a, headers=ha)[0] == 202
+    status, hdrs, body = call.join(10)
+    assert time.monotonic() - t < 5 and call.elapsed < 15
+    assert status == 200 and hdrs["content-type"].startswith("text/event-stream")
+    assert body is None  # an event stream that ends without a response
+    wait_for(lambda: not pids_running(marker), timeout=5, what="the command to be gone")
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}")
+    mine = [r for r in audit(echo) if r["principal"] == "cancel-a"
+            and r["action"] == "environment.exec"]
+    assert [r["outcome"] for r in mine] == ["intent", "409"]
+    assert "cancelled by its caller" in mine[1]["reason"]
+    assert not [r for r in audit(echo) if r["principal"] == "cancel-b"
+                and r["action"] == "environment.exec"]
+    # The token and the environment work on: a next call answers.
+    r = post(echo, rpc("tools/call", {"name": "environment_run",
+                                      "arguments": {"name": "main", "command": ["true"]}},
+                       id="run-2"), token=a, headers=ha)
+    assert r[0] == 200 and r[2]["result"]["isError"] is False
+
+
+def test_cancel_over_the_stdio_bridge_kills_the_command(echo, root):
+    marker = "32.4159"
+    root.send(rpc("tools/call", {"name": "environment_run",
+                                 "arguments": {"name": "main", "command": ["sleep", marker]}},
+                  id="slow-stdio"))
+    pids = wait_for(lambda: pids_running(marker), what="the command to run")
+    time.sleep(0.5)
+    t = time.monotonic()
+    root.send(cancel_msg("slow-stdio"))
+    wait_for(lambda: not pids_running(marker), timeout=5, what="the command to be gone")
+    assert time.monotonic() - t < 5
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}")
+    r = root.request("tools/list")
+    assert "result" in r
+    assert not any(m.get("id") == "slow-stdio" for m in r["_notes"])
+    rec = [r for r in audit(echo) if r["action"] == "environment.exec"
+           and r["interface"] == "mcp" and r["outcome"] != "intent"][-1]
+    assert rec["outcome"] == "409" and "cancelled by its caller" in rec["reason"]
+
+
+class At:
+    """Where post() sends: the `branchbox mcp --http` bridge's port instead of the daemon's."""
+
+    def __init__(self, port):
+        self.port = port
+
+
+def test_cancel_through_the_http_bridge_kills_the_command(echo):
+    import subprocess
+    from mcphelp import BIN, bridge_env, free_port, wait_port
+    tok = mint(echo, "cancel-bridge", ["main"], ALL_VERBS, kind="human")["token"]
+    port = free_port()
+    bridge = subprocess.Popen([BIN, "mcp", "--http", f"127.0.0.1:{port}"],
+                              env=bridge_env(echo, tok, via_http=True),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        at = At(port)
+        h = session_of(at, None)
+        marker = "34.4159"
+        call = Call(at, None, h, "environment_run",
+                    {"name": "main", "command": ["sleep", marker]}, id=77)
+        pids = wait_for(lambda: pids_running(marker), what="the command to run")
+        time.sleep(0.5)
+        t = time.monotonic()
+        assert post(at, cancel_msg(77), headers=h)[0] == 202
+        status, hdrs, body = call.join(10)
+        assert time.monotonic() - t < 5
+        assert status == 200 and body is None
+        wait_for(lambda: not pids_running(marker), timeout=5, what="the command to be gone")
+        for pid in pids:
+            assert not os.path.exists(f"/proc/{pid}")
+    finally:
+        bridge.terminate()
+        bridge.wait(timeout=30)
+
+
+SLOW_CONFIG = """\
+applications:
+  web:
+    source:
+      root: "."
+    type: "python:3.11"
+    hooks:
+      deploy: "sleep 33.4159"
+    web:
+      commands:
+        start: "python3 echo.py"
+      port: 8000
+"""
+
+
+def test_cancelled_create_leaves_no_preview(echo):
+    import glob
+    import subprocess
+    from echo_project import GIT_ENV
+    repo = echo.repo
+    git = lambda *a: subprocess.run(["git", "-C", repo, *a], check=True, env=GIT_ENV,
+                                    capture_output=True)
+    git("checkout", "-q", "-b", "pr-slow", "main")
+    try:
+        with open(os.path.join(repo, ".branchbox", "config.yaml"), "w") as f:
+            f.write(SLOW_CONFIG)
+        git("commit", "-q", "-am", "a slow deploy hook")
+    finally:
+        git("checkout", "-q", "main")
+    tok = mint(echo, "cancel-create", ["pr-slow"], ALL_VERBS)["token"]
+    h = session_of(echo, tok)
+    call = Call(echo, tok, h, "environment_create", {"name": "pr-slow"}, id="create-1")
+    wait_for(lambda: pids_running("33.4159"), timeout=120, what="the deploy hook to run")
+    time.sleep(0.5)
+    t = time.monotonic()
+    assert post(echo, cancel_msg("create-1"), token=tok, headers=h)[0] == 202
+    status, _, body = call.join(30)
+    assert time.monotonic() - t < 15  # the hook was cut short, not waited for (33 s)
+    assert status == 200 and body is None
+    assert not pids_running("33.4159")
+    assert "pr-slow" not in echo.cli("env", "list").stdout
+    assert not glob.glob(os.path.join(echo.state, "pool", "mnt", "*", "pr-slow"))
+    assert not glob.glob(os.path.join(echo.state, "**", "volumes", "pr-slow"), recursive=True)
+    rec = [r for r in audit(echo) if r["principal"] == "cancel-create"
+           and r["action"] == "environment.create"]
+    assert rec[-1]["outcome"] == "409" and "cancelled by its caller" in rec[-1]["reason"]
+    # The name is free again: nothing half-made holds it.
+    status, _, body = post(echo, rpc("tools/call", {"name": "environment_info",
+                                                    "arguments": {"name": "pr-slow"}}, id=3),
+                           token=tok, headers=h)
+    assert "not found" in body["result"]["content"][0]["text"]

@@ -427,6 +427,86 @@ static void test_cancel_from_another_thread(void **state)
 	scratch_done(&s);
 }
 
+/* The caller's own cancel fd (one request's) ends the run like the environment's does, while
+ * the environment's stays unfired. */
+static void test_call_cancel_fd(void **state)
+{
+	if (!need_root())
+		return;
+	char *argv[] = { "/bin/sh", "-c",
+			 "exec 9>/w/lock; flock -x 9; touch /w/locked; echo running; sleep 100000",
+			 NULL };
+	Scratch s;
+	scratch_init(&s, argv);
+	int env_fd = eventfd(0, EFD_CLOEXEC), call_fd = eventfd(0, EFD_CLOEXEC);
+	assert_true(env_fd >= 0 && call_fd >= 0);
+	Canceller c = { .scratch = &s, .fd = call_fd };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, cancel_when_running, &c), 0);
+
+	EnvOneshotOptions opts;
+	envproc_oneshot_options_init(&opts);
+	opts.cancel_fd = env_fd;
+	opts.call_cancel_fd = call_fd;
+	opts.separate_streams = true;
+	OneshotResult res;
+	BbxError err = BBX_ERROR_INIT;
+	uint64_t elapsed;
+	assert_int_equal(run(&s, &opts, &res, &err, &elapsed), -ECANCELED);
+	uint64_t returned_at = now_ms();
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_true(c.saw_lock);
+	assert_true(returned_at - c.fired_at < PROMPT_MS);
+	assert_null(res.stdout_tail);
+	assert_tree_gone(&s);
+	close(env_fd);
+	close(call_fd);
+	scratch_done(&s);
+}
+
+/* With separate_streams each stream is captured apart (bounded, with its own total) and both
+ * together; without, one pipe carries both and there is nothing apart. */
+static void test_separate_streams(void **state)
+{
+	if (!need_root())
+		return;
+	char *argv[] = { "/bin/sh", "-c",
+			 "echo out1; echo err1 >&2; echo out2; "
+			 "i=0; while [ $i -lt 9000 ]; do echo eeeeeeeee; i=$((i+1)); done >&2; "
+			 "echo err-last >&2; exit 3",
+			 NULL };
+	Scratch s;
+	scratch_init(&s, argv);
+	EnvOneshotOptions opts;
+	envproc_oneshot_options_init(&opts);
+	opts.timeout_ms = 30000;
+	opts.separate_streams = true;
+	OneshotResult res;
+	BbxError err = BBX_ERROR_INIT;
+	uint64_t elapsed;
+	assert_int_equal(run(&s, &opts, &res, &err, &elapsed), 0);
+	assert_int_equal(res.exit_status, 3);
+	assert_string_equal(res.stdout_tail, "out1\nout2\n");
+	assert_int_equal(res.stdout_len, 10);
+	assert_int_equal(res.stdout_total, 10);
+	/* stderr: 5 + 90000 + 9 bytes, the last ENVPROC_CAPTURE_MAX of them kept. */
+	assert_int_equal(res.stderr_total, 5 + 9000 * 10 + 9);
+	assert_int_equal(res.stderr_len, ENVPROC_CAPTURE_MAX);
+	assert_int_equal(strlen(res.stderr_tail), ENVPROC_CAPTURE_MAX);
+	assert_non_null(strstr(res.stderr_tail, "eeeeeeeee\nerr-last\n"));
+	assert_null(strstr(res.stderr_tail, "out"));
+	assert_int_equal(res.output_total, res.stdout_total + res.stderr_total);
+	oneshot_result_done(&res);
+
+	opts.separate_streams = false;
+	assert_int_equal(run(&s, &opts, &res, &err, &elapsed), 0);
+	assert_null(res.stdout_tail);
+	assert_null(res.stderr_tail);
+	assert_int_equal(res.output_total, 10 + 5 + 9000 * 10 + 9);
+	oneshot_result_done(&res);
+	scratch_done(&s);
+}
+
 /* A hang fails the test instead of stalling the suite. */
 static int arm_watchdog(void **state)
 {
@@ -455,6 +535,8 @@ int main(void)
 		T(test_large_stdin_and_output_no_deadlock),
 		T(test_stdin_closed_early_is_fine),
 		T(test_cancel_from_another_thread),
+		T(test_call_cancel_fd),
+		T(test_separate_streams),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mcp-internal.h"
 
@@ -464,6 +465,42 @@ static void test_task_input(void **state)
 	mcp_tasks_free(ts);
 }
 
+/* A cancel fires the calls of its own principal (and session) with its requestId, no other. */
+static void test_inflight_cancel(void **state)
+{
+	Principal a = { .kind = PRINCIPAL_AGENT, .token_id = "tok-a", .name = "a" };
+	Principal b = { .kind = PRINCIPAL_AGENT, .token_id = "tok-b", .name = "b" };
+	McpCall ca = { .principal = &a, .session_id = "s1" };
+	McpCall ca2 = { .principal = &a, .session_id = "s2" };
+	McpCall cb = { .principal = &b, .session_id = "s1" };
+	McpInflight *list = NULL, *f = NULL, *g = NULL;
+	json_t *id = json_string("run-1"), *other = json_integer(7);
+	json_t *cancel = json_pack("{s:s,s:s,s:{s:s}}", "jsonrpc", "2.0", "method",
+				   "notifications/cancelled", "params", "requestId", "run-1");
+	json_t *not_cancel = json_pack("{s:s,s:s,s:{s:s}}", "jsonrpc", "2.0", "method",
+				       "notifications/progress", "params", "requestId", "run-1");
+	int fd = mcp_inflight_begin(&list, &ca, id, &f);
+	assert_true(fd > 0 && f);
+	assert_true(mcp_inflight_begin(&list, &ca, other, &g) > 0);
+	/* Another token, the same token in another session, another method: nothing. */
+	assert_false(mcp_inflight_cancel(&list, &cb, cancel));
+	assert_false(mcp_inflight_cancel(&list, &ca2, cancel));
+	assert_false(mcp_inflight_cancel(&list, &ca, not_cancel));
+	uint64_t v;
+	assert_int_equal(read(fd, &v, sizeof(v)), -1); /* not fired (non-blocking) */
+	assert_true(mcp_inflight_cancel(&list, &ca, cancel));
+	assert_int_equal(read(fd, &v, sizeof(v)), (ssize_t)sizeof(v));
+	assert_true(mcp_inflight_end(&list, f));
+	assert_false(mcp_inflight_end(&list, g)); /* the other id was not touched */
+	assert_null(list);
+	/* Ended: a late cancel finds nothing. */
+	assert_false(mcp_inflight_cancel(&list, &ca, cancel));
+	json_decref(id);
+	json_decref(other);
+	json_decref(cancel);
+	json_decref(not_cancel);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -471,7 +508,7 @@ int main(void)
 		cmocka_unit_test(test_tools),	     cmocka_unit_test(test_modern),
 		cmocka_unit_test(test_param_header), cmocka_unit_test(test_state_seal),
 		cmocka_unit_test(test_mrtr_check),   cmocka_unit_test(test_task_ownership),
-		cmocka_unit_test(test_task_input),
+		cmocka_unit_test(test_task_input),   cmocka_unit_test(test_inflight_cancel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
