@@ -4,6 +4,7 @@ authenticate). One echo-project daemon (production deployed, no services) for th
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 
@@ -293,6 +294,39 @@ def test_long_tool_runs_as_a_task_of_its_principal(echo, root):
     # The owner's cancel of a finished task is an empty acknowledgement.
     r = root.request("tasks/cancel", {"taskId": task, "_meta": TASKS_META})["result"]
     assert r == {"resultType": "complete"}
+
+
+def test_cancelled_task_stops_its_operation(echo, root):
+    """tasks/cancel of a running environment_run kills its processes; the task ends at once."""
+    marker = "task-cancel-%d" % os.getpid()
+    run = {"name": "main", "command": ["sh", "-c", f"exec sleep 30 # {marker}"]}
+    r = root.request("tools/call", {"name": "environment_run", "arguments": run,
+                                    "_meta": TASKS_META})["result"]
+    task = r["taskId"]
+
+    def sleepers():
+        out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
+        return [p for p in out.split() if int(p) != os.getpid()]
+    for _ in range(100):
+        if sleepers():
+            break
+        time.sleep(0.05)
+    assert sleepers(), "the command never started"
+    started = time.monotonic()
+    assert root.request("tasks/cancel", {"taskId": task, "_meta": TASKS_META})["result"] == \
+        {"resultType": "complete"}
+    for _ in range(100):
+        g = root.request("tasks/get", {"taskId": task, "_meta": TASKS_META})["result"]
+        if g["status"] not in ("working",):
+            break
+        time.sleep(0.1)
+    assert time.monotonic() - started < 10, g
+    assert g["status"] != "completed" or g["result"].get("isError"), g
+    for _ in range(100):
+        if not sleepers():
+            break
+        time.sleep(0.05)
+    assert not sleepers()
 
 
 def test_progress_notifications(root):
