@@ -660,9 +660,10 @@ int bring_up(Environments *E, EnvRuntime *rt, const char *op, BringUpFlags flags
 	/*
 	 * A preview's applications start while its deploy hook runs, as on Upsun (production runs
 	 * the hook first); either way an application counts as healthy only from an answer after
-	 * the hook ended. A preview's applications start boosted (APP_PROC_BOOST): the whole
-	 * environment's CPU ceiling rather than the profile's share, until their first healthy
-	 * answer or APP_BOOST_WINDOW_MS.
+	 * the hook ended. A preview's applications and its deploy hook start boosted
+	 * (APP_PROC_BOOST): the whole environment's CPU ceiling rather than the profile's share,
+	 * until the applications' first healthy answer or APP_BOOST_WINDOW_MS (the hook: until
+	 * the window ends, or it does).
 	 */
 	unsigned app_flags = rt->preview ? APP_PROC_BOOST : 0;
 	if (rt->preview) {

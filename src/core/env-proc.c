@@ -384,18 +384,26 @@ int pb_app(Environments *E, EnvRuntime *rt, const ConfigApplication *app, const 
 
 /* A one-shot of the current operation on rt (whose op_lock the caller holds): killed at its
  * deadline, or when rt is destroyed, stopped or the daemon shuts down. */
-static int run_oneshot(Environments *E, EnvRuntime *rt, ProcBuild *b, char **argv,
-		       const char *stdin_data, uint64_t timeout_sec, OneshotResult *res,
-		       BbxError *err)
+static int run_oneshot_boosted(Environments *E, EnvRuntime *rt, ProcBuild *b, char **argv,
+			       const char *stdin_data, uint64_t timeout_sec, uint64_t boost_until,
+			       OneshotResult *res, BbxError *err)
 {
 	EnvOneshotOptions o;
 	envproc_oneshot_options_init(&o);
+	o.boost_until_ms = boost_until;
 	o.stdin_data = stdin_data;
 	o.stdin_len = stdin_data ? strlen(stdin_data) : 0;
 	o.timeout_ms = timeout_sec * 1000;
 	o.cancel_fd = rt->cancel_fd;
 	b->spec.argv = argv;
 	return E->backend->process_run(&b->spec, &o, res, err);
+}
+
+static int run_oneshot(Environments *E, EnvRuntime *rt, ProcBuild *b, char **argv,
+		       const char *stdin_data, uint64_t timeout_sec, OneshotResult *res,
+		       BbxError *err)
+{
+	return run_oneshot_boosted(E, rt, b, argv, stdin_data, timeout_sec, 0, res, err);
 }
 
 /* Append a one-shot's output to the environment's deploy log, so failures can be read. */
@@ -683,7 +691,10 @@ int run_hook(Environments *E, EnvRuntime *rt, const ConfigApplication *app, cons
 		   build ? APP_PROC_CODE_WRITABLE | APP_PROC_BUILD : 0, err);
 	if (r >= 0) {
 		_cleanup_strv_free_ char **argv = strv_new("/bin/sh", "-e", "-c", script, NULL);
-		r = argv ? run_oneshot(E, rt, &b, argv, NULL, core_hook_timeout(E->core), &res, err)
+		/* A preview's deploy hook shares its applications' start-up boost (bring_up()). */
+		uint64_t boost = !strcmp(hook, "deploy") ? rt->boost_until_ms : 0;
+		r = argv ? run_oneshot_boosted(E, rt, &b, argv, NULL, core_hook_timeout(E->core),
+					       boost, &res, err)
 			 : -ENOMEM;
 		if (r >= 0) {
 			append_step_log(E, rt, what, &res);

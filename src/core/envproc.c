@@ -597,6 +597,7 @@ typedef enum OneshotEnd {
 	ONESHOT_EXITED,
 	ONESHOT_TIMED_OUT,
 	ONESHOT_CANCELLED,
+	ONESHOT_BOOST_FAILED, /* its CPU share could not be set when the boost ended */
 } OneshotEnd;
 
 /*
@@ -607,10 +608,11 @@ typedef enum OneshotEnd {
  */
 static OneshotEnd oneshot_loop(Sandbox *sb, OutPipe out[2], int *in_fd, const char *data,
 			       size_t len, const EnvOneshotOptions *opts, uint64_t deadline,
-			       Capture *cap)
+			       uint32_t cpu_after_boost, Capture *cap)
 {
 	size_t written = 0;
 	OutPipe pipes[2] = { out[0], out[1] }; /* fds set to -EBADF here at their EOF only */
+	uint64_t boost_until = opts->boost_until_ms;
 
 	for (;;) {
 		enum { P_EXIT, P_OUT, P_ERR, P_IN, P_CANCEL, P_CALL_CANCEL, _P_MAX };
@@ -623,12 +625,19 @@ static OneshotEnd oneshot_loop(Sandbox *sb, OutPipe out[2], int *in_fd, const ch
 			[P_CALL_CANCEL] = { .fd = opts->call_cancel_fd, .events = POLLIN },
 		};
 		int wait_ms = -1;
+		uint64_t now = now_monotonic_ms();
+		if (boost_until && now >= boost_until) {
+			if (sandbox_set_cpu(sb, cpu_after_boost, NULL) < 0)
+				return ONESHOT_BOOST_FAILED;
+			boost_until = 0;
+		}
 		if (deadline) {
-			uint64_t now = now_monotonic_ms();
 			if (now >= deadline)
 				return ONESHOT_TIMED_OUT;
 			wait_ms = (int)min_u64(deadline - now, INT_MAX);
 		}
+		if (boost_until && (wait_ms < 0 || boost_until - now < (uint64_t)wait_ms))
+			wait_ms = (int)min_u64(boost_until - now, INT_MAX);
 		int k = poll(pfd, _P_MAX, wait_ms);
 		if (k < 0 && errno != EINTR)
 			/* poll itself failed: never leave the command running unwatched. */
@@ -712,6 +721,11 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 
 	SandboxSpec sp;
 	to_sandbox_spec(spec, &sp);
+	EnvOneshotOptions o = *opts;
+	if (o.boost_until_ms && spec->cpu_millis && o.boost_until_ms > start)
+		sp.cpu_millis = 0;
+	else
+		o.boost_until_ms = 0; /* nothing to lift, or already over */
 	sp.stdin_fd = in_r;
 	sp.stdout_fd = out_w;
 	sp.stderr_fd = err_w >= 0 ? err_w : out_w;
@@ -742,8 +756,8 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 	OutPipe pipes[2] = { { out_r, err_r >= 0 ? &out_cap : NULL }, { err_r, &err_cap } };
 	uint64_t timeout_ms = opts->timeout_ms;
 	uint64_t deadline = timeout_ms ? start + min_u64(timeout_ms, UINT64_MAX / 2) : 0;
-	OneshotEnd end = oneshot_loop(sb, pipes, &in_w, opts->stdin_data, opts->stdin_len, opts,
-				      deadline, &cap);
+	OneshotEnd end = oneshot_loop(sb, pipes, &in_w, opts->stdin_data, opts->stdin_len, &o,
+				      deadline, spec->cpu_millis, &cap);
 	in_w = safe_close(in_w);
 
 	if (!pipe_was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
@@ -760,6 +774,11 @@ int envproc_run_oneshot_with(const EnvProcSpec *spec, const EnvOneshotOptions *o
 			return r;
 	} else
 		kill_tree(&sb);
+	if (end == ONESHOT_BOOST_FAILED)
+		return bbx_error_set(err, -EIO, BBX_SETUP,
+				     "%s: its CPU share could not be set after its start-up boost; "
+				     "its processes were killed",
+				     spec->name);
 	if (end == ONESHOT_CANCELLED)
 		return bbx_error_set(err, -ECANCELED, BBX_CONFLICT,
 				     "%s: cancelled after %llu ms; its processes were killed",

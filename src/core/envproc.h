@@ -126,6 +126,12 @@ typedef struct EnvOneshotOptions {
 	 * false: one pipe for both (output in the exact order written).
 	 */
 	bool separate_streams;
+	/*
+	 * A start-up boost (monotonic ms, 0: none): until then the command has no CPU share of
+	 * its own (only its parent cgroup's ceiling), from then on spec->cpu_millis. A share
+	 * that cannot be set ends the run (its processes killed) with an error.
+	 */
+	uint64_t boost_until_ms;
 } EnvOneshotOptions;
 
 /* No stdin, no deadline, no cancel fds, one output pipe. */

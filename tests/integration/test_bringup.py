@@ -158,7 +158,8 @@ class QuotaSampler(threading.Thread):
         while not self.stopping.is_set():
             for p in quota_files(self.d, self.name):
                 try:
-                    self.values.append(quota_millis(p))
+                    hook = os.path.basename(os.path.dirname(p)).startswith("web-deploy-")
+                    self.values.append((hook, quota_millis(p)))
                 except (OSError, ValueError, IndexError):
                     pass
             time.sleep(0.05)
@@ -190,10 +191,13 @@ def test_preview_app_starts_during_the_hook_and_is_ready_after_it(d):
     assert returned > max(starts)
     info = d.cli("env", "info", "overlap", "--json").stdout
     assert '"ready"' in info
-    # Boosted while it started (no share of its own), the profile's share once healthy.
-    assert None in sampler.values, sampler.values
+    # The app and the deploy hook boosted while it started (no share of their own), the
+    # profile's share once healthy.
+    assert (False, None) in sampler.values, sampler.values
+    assert (True, None) in sampler.values, sampler.values
     files = quota_files(d, "overlap")
     assert files, "no cgroup for the application"
+    assert not [p for p in files if "/web-deploy-" in p], files
     assert [quota_millis(p) for p in files] == [PROFILE_CPU_MILLIS] * len(files)
 
 

@@ -13,6 +13,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -514,6 +515,89 @@ static int arm_watchdog(void **state)
 	return 0;
 }
 
+/* The command's own CPU ceiling as the kernel holds it: -1 none, else thousandths of a CPU;
+ * -2 while its cgroup does not exist. */
+static long cgroup_cpu_millis(const Scratch *s)
+{
+	SandboxCgroup *cg = NULL;
+	if (sandbox_cgroup_open("/sys/fs/cgroup", s->cgroup, &cg, NULL) < 0)
+		return -2;
+	char path[512], buf[64] = "";
+	bool v2 = cg->mode == SANDBOX_CGROUP_V2;
+	(void)snprintf(path, sizeof(path), "%s/%s", v2 ? cg->dir[0] : cg->dir[SANDBOX_CG_CPU],
+		       v2 ? "cpu.max" : "cpu.cfs_quota_us");
+	sandbox_cgroup_free(cg);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -2;
+	bool ok = fgets(buf, sizeof(buf), f) != NULL;
+	fclose(f);
+	if (!ok)
+		return -2;
+	if (!strncmp(buf, "max", 3) || buf[0] == '-')
+		return -1;
+	return strtol(buf, NULL, 10) / 100; /* a period of 100000 us */
+}
+
+typedef struct CpuSampler {
+	const Scratch *scratch;
+	atomic_bool stop;
+	bool saw_none, saw_share;
+	long share;
+} CpuSampler;
+
+static void *sample_cpu(void *userdata)
+{
+	CpuSampler *c = userdata;
+	while (!atomic_load(&c->stop)) {
+		long v = cgroup_cpu_millis(c->scratch);
+		if (v == -1)
+			c->saw_none = true;
+		else if (v >= 0) {
+			c->saw_share = true;
+			c->share = v;
+		}
+		usleep(20 * 1000);
+	}
+	return NULL;
+}
+
+/* A boosted one-shot runs with no CPU share of its own until the boost ends, then with its
+ * own; a run whose boost is already over gets its share from the start. */
+static void test_boost_ends_with_the_share(void **state)
+{
+	if (!need_root())
+		return;
+	char *argv[] = { "/bin/sleep", "1.2", NULL };
+	Scratch s;
+	scratch_init(&s, argv);
+	s.spec.cpu_millis = 300;
+	for (int round = 0; round < 2; round++) {
+		CpuSampler c = { .scratch = &s };
+		atomic_init(&c.stop, false);
+		pthread_t t;
+		assert_int_equal(pthread_create(&t, NULL, sample_cpu, &c), 0);
+		EnvOneshotOptions opts;
+		envproc_oneshot_options_init(&opts);
+		opts.boost_until_ms = round == 0 ? now_ms() + 500 : now_ms() - 1;
+		OneshotResult res;
+		BbxError err = BBX_ERROR_INIT;
+		uint64_t elapsed;
+		assert_int_equal(run(&s, &opts, &res, &err, &elapsed), 0);
+		atomic_store(&c.stop, true);
+		assert_int_equal(pthread_join(t, NULL), 0);
+		assert_int_equal(res.exit_status, 0);
+		assert_true(c.saw_share);
+		assert_int_equal(c.share, 300);
+		if (round == 0)
+			assert_true(c.saw_none);
+		else
+			assert_false(c.saw_none);
+		oneshot_result_done(&res);
+	}
+	scratch_done(&s);
+}
+
 static int disarm_watchdog(void **state)
 {
 	alarm(0);
@@ -537,6 +621,7 @@ int main(void)
 		T(test_cancel_from_another_thread),
 		T(test_call_cancel_fd),
 		T(test_separate_streams),
+		T(test_boost_ends_with_the_share),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
