@@ -46,6 +46,7 @@
 #include "netns-connect.h"
 #include "parse.h"
 #include "policy.h"
+#include "jobs.h"
 #include "sandbox-cgroup.h"
 #include "service.h"
 #include "storage.h"
@@ -79,8 +80,8 @@
  *    the process arrays). Writers hold op_lock too, so op_lock holders read freely.
  *  - E->admit_lock: counting previews and inserting one; E->pool_lock is taken under it.
  *  - E->pool_lock, then E->lock.
- *  - E->jobs_lock: a leaf, nothing is taken under it.
- * So: op_lock -> rt->lock -> E->admit_lock -> E->pool_lock -> E->lock; E->jobs_lock alone.
+ *  - E->jobs.lock: a leaf, nothing is taken under it.
+ * So: op_lock -> rt->lock -> E->admit_lock -> E->pool_lock -> E->lock; E->jobs.lock alone.
  * Cancelling: cancel_fd (an eventfd) is fired by destroy, stop and shutdown; every one-shot
  * and wait of the environment watches it. Agent commands in flight are counted in n_running
  * (under lock, signalled on run_done) so destroy and stop wait for them to be gone.
@@ -126,8 +127,7 @@ typedef struct Environments {
 	pthread_t reaper;
 	bool reaper_started;
 	int reaper_wake[2];
-	pthread_mutex_t jobs_lock;
-	struct EnvJob *jobs; /* background threads (restarts, expiries), joined at the end */
+	JobSet jobs; /* background threads (restarts, expiries), joined at the end */
 	atomic_bool shutting_down;
 	char *state_dir;
 	char *production;	/* production environment (= branch) name */

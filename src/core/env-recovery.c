@@ -6,78 +6,33 @@
 
 /* ---- background jobs ---- */
 
-/* A thread the daemon started for one environment (a restart, an expiry); joined when it is
- * done (by the reaper) or at shutdown, never detached. */
+/* A thread the daemon started for one environment (a restart, an expiry), in E->jobs: one at
+ * a time per environment, joined when it is done (by the reaper) or at shutdown. */
 typedef struct EnvJob {
-	struct EnvJob *next;
 	Environments *E;
-	pthread_t thread;
-	atomic_bool done;
 	char name[64];
 	EnvRecord rec; /* a restart's record */
 	void (*run)(struct EnvJob *job);
 } EnvJob;
 
-static void *job_main(void *userdata)
+static void job_run(void *userdata)
 {
 	EnvJob *job = userdata;
 	job->run(job);
-	atomic_store(&job->done, true);
-	return NULL;
 }
 
-static void job_free(EnvJob *job)
+static void job_free(void *userdata)
 {
+	EnvJob *job = userdata;
 	env_record_done(&job->rec);
 	free(job);
 }
 
-/* Start run(job) on a thread of its own unless a job for the same environment is still
- * running; takes job either way. */
+/* Start run(job) unless a job for the same environment is still running; takes job. */
 static int job_start(Environments *E, EnvJob *job)
 {
-	pthread_mutex_lock(&E->jobs_lock);
-	for (EnvJob *j = E->jobs; j; j = j->next)
-		if (!strcmp(j->name, job->name) && !atomic_load(&j->done)) {
-			pthread_mutex_unlock(&E->jobs_lock);
-			job_free(job);
-			return -EALREADY;
-		}
 	job->E = E;
-	atomic_init(&job->done, false);
-	int r = -pthread_create(&job->thread, NULL, job_main, job);
-	if (r < 0) {
-		pthread_mutex_unlock(&E->jobs_lock);
-		job_free(job);
-		return r;
-	}
-	job->next = E->jobs;
-	E->jobs = job;
-	pthread_mutex_unlock(&E->jobs_lock);
-	return 0;
-}
-
-/* Join the jobs that are done (all of them when all, waiting for each). */
-static void jobs_join(Environments *E, bool all)
-{
-	EnvJob *finished = NULL;
-	pthread_mutex_lock(&E->jobs_lock);
-	for (EnvJob **pp = &E->jobs; *pp;) {
-		EnvJob *j = *pp;
-		if (all || atomic_load(&j->done)) {
-			*pp = j->next;
-			j->next = finished;
-			finished = j;
-		} else
-			pp = &j->next;
-	}
-	pthread_mutex_unlock(&E->jobs_lock);
-	while (finished) {
-		EnvJob *j = finished;
-		finished = j->next;
-		pthread_join(j->thread, NULL);
-		job_free(j);
-	}
+	return jobs_start(&E->jobs, job->name, job_run, job, job_free);
 }
 
 /* ---- expiry ---- */
@@ -157,7 +112,7 @@ static void *reaper_main(void *userdata)
 		int k = poll(&pfd, 1, REAPER_INTERVAL_SEC * 1000);
 		if (k > 0)
 			break;
-		jobs_join(E, false);
+		jobs_reap(&E->jobs, false);
 		_cleanup_strv_free_ char **names = NULL;
 		if (expired_names(E->core, &names, NULL) < 0)
 			continue;
@@ -319,7 +274,7 @@ int environments_init(Core *c, BbxError *err)
 	E->backend = &backend_local;
 	pthread_mutex_init(&E->lock, NULL);
 	pthread_mutex_init(&E->pool_lock, NULL);
-	pthread_mutex_init(&E->jobs_lock, NULL);
+	jobs_init(&E->jobs);
 	pthread_mutex_init(&E->admit_lock, NULL);
 	E->reaper_wake[0] = E->reaper_wake[1] = -EBADF;
 	E->state_dir = strdup(core_state_dir(c));
@@ -409,7 +364,7 @@ void environments_shutdown(Core *c)
 	safe_close(E->reaper_wake[0]);
 	safe_close(E->reaper_wake[1]);
 	/* Restarts and expiries were cancelled above: they end soon. */
-	jobs_join(E, true);
+	jobs_reap(&E->jobs, true);
 	pthread_mutex_lock(&E->lock);
 	EnvRuntime **v = E->runtimes;
 	size_t n = E->n_runtimes;
@@ -430,7 +385,7 @@ void environments_shutdown(Core *c)
 	pool_free(E->pool);
 	free(E->state_dir);
 	free(E->production);
-	pthread_mutex_destroy(&E->jobs_lock);
+	jobs_done(&E->jobs);
 	core_set_environments(c, NULL);
 	free(E);
 }

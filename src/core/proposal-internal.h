@@ -15,6 +15,7 @@
 
 #include "core.h"
 #include "gitrepo.h"
+#include "jobs.h"
 #include "ops.h"
 #include "proposals.h"
 
@@ -25,10 +26,7 @@
 #define PRODUCTION_WAIT_MS (300 * 1000) /* production restarting after a daemon start */
 
 typedef struct PropJob {
-	struct PropJob *next;
 	struct Proposals *P;
-	pthread_t thread;
-	atomic_bool done;
 	char id[40];
 	int attempt;
 	bool merge; /* the recovery of an interrupted merge */
@@ -39,8 +37,7 @@ typedef struct PropJob {
 typedef struct Proposals {
 	Core *core;
 	GitRepo *repo;
-	pthread_mutex_t jobs_lock;
-	PropJob *jobs;
+	JobSet jobs;		    /* validations and merge recoveries */
 	pthread_mutex_t merge_lock; /* one merge (or merge recovery) at a time */
 } Proposals;
 

@@ -158,57 +158,28 @@ static json_t *record_json(const ProposalRecord *r, bool full)
 
 static void merge_recover(Proposals *P, PropJob *job);
 
-static void *job_main(void *userdata)
+static void job_run(void *userdata)
 {
 	PropJob *job = userdata;
 	if (job->merge)
 		merge_recover(job->P, job);
 	else
 		prop_validate_run(job->P, job->id, job->attempt);
-	atomic_store(&job->done, true);
-	return NULL;
 }
 
-static void jobs_join(Proposals *P, bool all)
+static void job_free(void *userdata)
 {
-	PropJob *finished = NULL;
-	pthread_mutex_lock(&P->jobs_lock);
-	for (PropJob **pp = &P->jobs; *pp;) {
-		PropJob *j = *pp;
-		if (all || atomic_load(&j->done)) {
-			*pp = j->next;
-			j->next = finished;
-			finished = j;
-		} else
-			pp = &j->next;
-	}
-	pthread_mutex_unlock(&P->jobs_lock);
-	while (finished) {
-		PropJob *j = finished;
-		finished = j->next;
-		pthread_join(j->thread, NULL);
-		free(j->payload);
-		free(j);
-	}
+	PropJob *job = userdata;
+	free(job->payload);
+	free(job);
 }
 
+/* Run job on a thread of its own (joined when done, or at shutdown); takes job. */
 static int job_start(Proposals *P, PropJob *job)
 {
-	jobs_join(P, false);
+	jobs_reap(&P->jobs, false);
 	job->P = P;
-	atomic_init(&job->done, false);
-	pthread_mutex_lock(&P->jobs_lock);
-	int r = -pthread_create(&job->thread, NULL, job_main, job);
-	if (r < 0) {
-		pthread_mutex_unlock(&P->jobs_lock);
-		free(job->payload);
-		free(job);
-		return r;
-	}
-	job->next = P->jobs;
-	P->jobs = job;
-	pthread_mutex_unlock(&P->jobs_lock);
-	return 0;
+	return jobs_start(&P->jobs, NULL, job_run, job, job_free);
 }
 
 static int start_validation(Proposals *P, const char *id, int attempt)
@@ -888,7 +859,7 @@ int proposals_init(Core *c, BbxError *err)
 	if (!P)
 		return -ENOMEM;
 	P->core = c;
-	pthread_mutex_init(&P->jobs_lock, NULL);
+	jobs_init(&P->jobs);
 	pthread_mutex_init(&P->merge_lock, NULL);
 	int r = gitrepo_open(core_repo_path(c), &P->repo, err);
 	if (r < 0) {
@@ -904,10 +875,10 @@ void proposals_shutdown(Core *c)
 	Proposals *P = props_of(c);
 	if (!P)
 		return;
-	jobs_join(P, true);
+	jobs_reap(&P->jobs, true);
 	c->proposals = NULL;
 	gitrepo_free(P->repo);
-	pthread_mutex_destroy(&P->jobs_lock);
+	jobs_done(&P->jobs);
 	pthread_mutex_destroy(&P->merge_lock);
 	free(P);
 }

@@ -7,12 +7,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
 #include "file-util.h"
+#include "jobs.h"
 #include "parse.h"
 #include "strbuf.h"
 
@@ -179,13 +182,67 @@ static void test_nofollow_writes(void **state)
 	assert_int_equal(rm_rf(outside), 0);
 }
 
+typedef struct Gate {
+	int fds[2]; /* the job waits for a byte on fds[0] */
+	atomic_int ran, freed;
+} Gate;
+
+static void gate_run(void *userdata)
+{
+	Gate *g = userdata;
+	char c;
+	(void)!read(g->fds[0], &c, 1);
+	atomic_fetch_add(&g->ran, 1);
+}
+
+static void gate_free(void *userdata)
+{
+	Gate *g = userdata;
+	atomic_fetch_add(&g->freed, 1);
+}
+
+/* A key refuses a second job while the first runs; reaping joins only finished jobs unless
+ * asked for all; every userdata is released exactly once. */
+static void test_jobs(void **state)
+{
+	JobSet set;
+	Gate g = { 0 };
+	assert_int_equal(pipe(g.fds), 0);
+	jobs_init(&set);
+	assert_int_equal(jobs_start(&set, "a", gate_run, &g, gate_free), 0);
+	assert_int_equal(jobs_start(&set, "a", gate_run, &g, gate_free), -EALREADY);
+	assert_int_equal(atomic_load(&g.freed), 1); /* the refused one's, at once */
+	assert_int_equal(jobs_start(&set, "b", gate_run, &g, gate_free), 0);
+	assert_int_equal(jobs_start(&set, NULL, gate_run, &g, gate_free), 0);
+	jobs_reap(&set, false); /* none is done: nothing joined, nothing freed */
+	assert_int_equal(atomic_load(&g.freed), 1);
+	assert_int_equal(write(g.fds[1], "x", 1), 1);
+	while (atomic_load(&g.ran) < 1)
+		usleep(1000);
+	usleep(20000);
+	jobs_reap(&set, false);
+	assert_int_equal(atomic_load(&g.freed), 2);
+	/* One of them ended: whichever it was, its key is free again or it had none. */
+	assert_int_equal(write(g.fds[1], "xx", 2), 2);
+	jobs_done(&set); /* joins the rest */
+	assert_int_equal(atomic_load(&g.ran), 3);
+	assert_int_equal(atomic_load(&g.freed), 4);
+	close(g.fds[0]);
+	close(g.fds[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_strbuf),		cmocka_unit_test(test_parse_size),
-		cmocka_unit_test(test_parse_duration),	cmocka_unit_test(test_parse_cpu),
-		cmocka_unit_test(test_names_and_globs), cmocka_unit_test(test_error),
-		cmocka_unit_test(test_files),		cmocka_unit_test(test_nofollow_writes),
+		cmocka_unit_test(test_strbuf),
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_parse_cpu),
+		cmocka_unit_test(test_names_and_globs),
+		cmocka_unit_test(test_error),
+		cmocka_unit_test(test_files),
+		cmocka_unit_test(test_nofollow_writes),
+		cmocka_unit_test(test_jobs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
