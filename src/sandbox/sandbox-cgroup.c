@@ -495,24 +495,16 @@ int sandbox_cgroup_set_cpu(const SandboxCgroup *cg, uint32_t cpu_millis, BbxErro
 	const char *file = cg->mode == SANDBOX_CGROUP_V2 ? "cpu.max" : "cpu.cfs_quota_us";
 	int r;
 
-	if (cg->mode == SANDBOX_CGROUP_V2) {
-		if (cpu_millis)
-			snprintf(buf, sizeof(buf), "%llu 100000",
-				 (unsigned long long)cpu_millis * 100);
-		else
-			snprintf(buf, sizeof(buf), "max 100000");
+	/* v2 "QUOTA PERIOD" or "max PERIOD"; v1 the quota alone, -1 for none. */
+	if (cpu_millis)
+		snprintf(buf, sizeof(buf), "%llu%s", (unsigned long long)cpu_millis * 100,
+			 cg->mode == SANDBOX_CGROUP_V2 ? " 100000" : "");
+	else
+		snprintf(buf, sizeof(buf), "%s",
+			 cg->mode == SANDBOX_CGROUP_V2 ? "max 100000" : "-1");
+	r = cg->mode == SANDBOX_CGROUP_V2 ? 0 : cg_write(dir, "cpu.cfs_period_us", "100000");
+	if (r >= 0)
 		r = cg_write(dir, file, buf);
-	} else {
-		r = cg_write(dir, "cpu.cfs_period_us", "100000");
-		if (r >= 0) {
-			if (cpu_millis)
-				snprintf(buf, sizeof(buf), "%llu",
-					 (unsigned long long)cpu_millis * 100);
-			else
-				snprintf(buf, sizeof(buf), "-1");
-			r = cg_write(dir, file, buf);
-		}
-	}
 	if (r < 0)
 		return bbx_error_set(err, r, BBX_SETUP, "cgroup cpu: %s/%s: %s", dir, file,
 				     strerror(-r));

@@ -531,30 +531,40 @@ def test_sysv_ipc_of_another_sandbox_invisible():
     assert ctl.get("shm_find") == "ok", ctl
 
 
-def test_killed_owner_takes_the_tree_with_it():
-    # A limit, so the run has a cgroup of its own for the next run to prune.
-    a = subprocess.Popen([BIN, "sandbox", "run", "--pids", "1000", "--", "/bin/sleep", "60"])
-    try:
-        tree = []
-        for _ in range(200):
-            init = _children(a.pid)
-            tree = init + (_children(init[0]) if init else [])
-            if len(tree) >= 2:
-                break
-            time.sleep(0.02)
-        assert len(tree) >= 2
-        cg = "/sys/fs/cgroup/pids/branchbox/sb-%d-0" % a.pid
-    finally:
-        a.kill()  # SIGKILL: the CLI gets no chance to clean up
-        a.wait()
-    # The init notices its owner is gone (pipe HUP / parent-death signal) and the
-    # namespace goes with it.
+def _sandbox_tree(owner):
+    """The pids of a `sandbox run` CLI's init and command, once both exist."""
+    tree = []
+    for _ in range(200):
+        init = _children(owner.pid)
+        tree = init + (_children(init[0]) if init else [])
+        if len(tree) >= 2:
+            break
+        time.sleep(0.02)
+    assert len(tree) >= 2
+    return tree
+
+
+def _assert_tree_gone(tree):
+    """The init notices its owner is gone (pipe HUP / parent-death signal) and the namespace
+    goes with it."""
     for _ in range(500):
         if not any(os.path.exists(f"/proc/{p}") for p in tree):
             break
         time.sleep(0.01)
     assert not any(os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read()
                    for p in tree)
+
+
+def test_killed_owner_takes_the_tree_with_it():
+    # A limit, so the run has a cgroup of its own for the next run to prune.
+    a = subprocess.Popen([BIN, "sandbox", "run", "--pids", "1000", "--", "/bin/sleep", "60"])
+    try:
+        tree = _sandbox_tree(a)
+        cg = "/sys/fs/cgroup/pids/branchbox/sb-%d-0" % a.pid
+    finally:
+        a.kill()  # SIGKILL: the CLI gets no chance to clean up
+        a.wait()
+    _assert_tree_gone(tree)
     # The next run prunes the cgroup the killed CLI left behind.
     if os.path.isdir("/sys/fs/cgroup/pids/branchbox"):
         assert subprocess.run([BIN, "sandbox", "run", "--pids", "1000", "--",
@@ -567,23 +577,11 @@ def test_run_without_limits_makes_no_cgroup():
     namespace) and the pid namespace still takes it down with init."""
     a = subprocess.Popen([BIN, "sandbox", "run", "--", "/bin/sleep", "60"])
     try:
-        tree = []
-        for _ in range(200):
-            init = _children(a.pid)
-            tree = init + (_children(init[0]) if init else [])
-            if len(tree) >= 2:
-                break
-            time.sleep(0.02)
-        assert len(tree) >= 2
+        tree = _sandbox_tree(a)
         assert not glob.glob("/sys/fs/cgroup/*/branchbox/sb-%d-*" % a.pid)
         assert not glob.glob("/sys/fs/cgroup/branchbox/sb-%d-*" % a.pid)
         assert open(f"/proc/{tree[-1]}/cgroup").read() == open(f"/proc/{a.pid}/cgroup").read()
     finally:
         a.kill()
         a.wait()
-    for _ in range(500):
-        if not any(os.path.exists(f"/proc/{p}") for p in tree):
-            break
-        time.sleep(0.01)
-    assert not any(os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read()
-                   for p in tree)
+    _assert_tree_gone(tree)
