@@ -17,7 +17,8 @@
  * the first that executes wins. A failure before the command runs is written to
  * SANDBOX_FD_ERR as one SandboxChildError; a successful exec closes it (CLOEXEC).
  *
- * Header-only and libc only: branchbox-init links nothing of branchbox.
+ * Header-only: branchbox-init links nothing of branchbox, and not even libc (it defines
+ * SANDBOX_INIT_FREESTANDING and makes its system calls itself).
  */
 #pragma once
 
@@ -45,7 +46,19 @@ typedef struct SandboxChildError {
 /* Signals init passes on to the command (sandbox_kill() documents them). */
 static const int sandbox_init_forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
 
-/* The mask that is blocked from before the exec of init: forwarded signals and SIGCHLD. */
+/* The mask that is blocked from before the exec of init, as the kernel's 64-bit set:
+ * forwarded signals and SIGCHLD (init has no libc to build a sigset_t with). */
+static inline unsigned long long sandbox_init_kernel_sigmask(void)
+{
+	unsigned long long m = 1ULL << (SIGCHLD - 1);
+	for (size_t i = 0; i < sizeof(sandbox_init_forwarded) / sizeof(sandbox_init_forwarded[0]);
+	     i++)
+		m |= 1ULL << (sandbox_init_forwarded[i] - 1);
+	return m;
+}
+
+#ifndef SANDBOX_INIT_FREESTANDING
+/* The same as a sigset_t, for the sandbox child that blocks it before the exec. */
 static inline void sandbox_init_sigmask(sigset_t *ret)
 {
 	sigemptyset(ret);
@@ -54,3 +67,4 @@ static inline void sandbox_init_sigmask(sigset_t *ret)
 		sigaddset(ret, sandbox_init_forwarded[i]);
 	sigaddset(ret, SIGCHLD);
 }
+#endif
