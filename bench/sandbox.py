@@ -247,12 +247,13 @@ def main():
           "the same sandbox code started from that binary, as every `branchbox` command was "
           "before, and `branchbox version` is the start of both binaries with no sandbox.",
           "",
-          "What the branchbox sandbox does that the bwrap line does not: a cgroup (v1: a "
-          "directory in each of memory, pids, cpu, freezer, cpuacct, made, joined and removed), "
-          "a cgroup namespace, seccomp, Landlock, rlimits, a generated /etc with host files "
-          "bound read-only, masked and read-only /proc paths, a read-only /sys, and its own "
-          "pid 1 (a separate static program, exec'd so no page of the caller's memory "
-          "survives). bwrap here runs as root, so it makes no user namespace either."]
+          "What the branchbox sandbox does that the bwrap line does not: a cgroup namespace, "
+          "seccomp, Landlock, rlimits, a generated /etc with host files bound read-only, masked "
+          "and read-only /proc paths, a read-only /sys, and its own pid 1 (a separate static "
+          "program without libc, exec'd so no page of the caller's memory survives). A cgroup "
+          "of its own (v1: a directory in each of memory, pids, cpu, freezer, cpuacct, made, "
+          "joined and removed) only when a limit asks for one: the `+ memory/pids/cpu limits` "
+          "row. bwrap here runs as root, so it makes no user namespace either."]
 
     # Breakdown
     labels = [l for l, _ in variants]
