@@ -84,6 +84,7 @@ void cli_mcp_serve_stop(void)
 
 #define MAX_WORKERS 64
 #define ASK_TIMEOUT_SEC 60
+#define MAX_IDLE_CONNS 8
 
 typedef struct Pending {
 	char id[32];
@@ -108,6 +109,10 @@ typedef struct Bridge {
 	unsigned next_ask;
 	Pending pending[16];
 	InFlight inflight[MAX_WORKERS];
+	/* Kept connections to the daemon not in use: a message takes one (or opens one) and
+	 * gives it back, so a message costs no connection setup. */
+	int idle[MAX_IDLE_CONNS];
+	unsigned n_idle;
 	pthread_mutex_t out_lock; /* stdout */
 } Bridge;
 
@@ -138,6 +143,29 @@ static bool value_safe(const char *s)
 	return true;
 }
 
+static HttpConn conn_take(Bridge *b)
+{
+	HttpConn c = HTTP_CONN_INIT;
+	pthread_mutex_lock(&b->lock);
+	if (b->n_idle > 0)
+		c.fd = b->idle[--b->n_idle];
+	pthread_mutex_unlock(&b->lock);
+	return c;
+}
+
+static void conn_give(Bridge *b, HttpConn *c)
+{
+	if (c->fd < 0)
+		return;
+	pthread_mutex_lock(&b->lock);
+	if (b->n_idle < MAX_IDLE_CONNS) {
+		b->idle[b->n_idle++] = c->fd;
+		c->fd = -1;
+	}
+	pthread_mutex_unlock(&b->lock);
+	http_conn_close(c);
+}
+
 static int forward(Bridge *b, json_t *msg, const char *session, const char *version, Emit emit,
 		   void *userdata, char *ret_session, size_t ret_session_size, unsigned *ret_status)
 {
@@ -160,7 +188,9 @@ static int forward(Bridge *b, json_t *msg, const char *session, const char *vers
 	if (value_safe(name))
 		(void)strbuf_appendf(&h, "Mcp-Name: %s\r\n", name);
 	t.headers = strbuf_str(&h);
-	int r = http_request(&t, "POST", "/mcp", body, strlen(body), NULL, NULL, &resp, &err);
+	HttpConn conn = conn_take(b);
+	int r = http_request_keep(&t, &conn, "POST", "/mcp", body, strlen(body), &resp, &err);
+	conn_give(b, &conn);
 	strbuf_done(&h);
 	if (r < 0) {
 		log_error("mcp: %s: %s", t.describe, bbx_error_message(&err, r));
