@@ -41,6 +41,7 @@ typedef struct Session {
 
 struct McpServer {
 	Core *core;
+	McpSubs *subs;
 	char **allowed_hosts;
 	pthread_mutex_t lock;
 	Session sessions[MAX_SESSIONS];
@@ -58,14 +59,26 @@ int mcp_server_new(const McpServerOptions *opts, McpServer **ret)
 			return -ENOMEM;
 		}
 	pthread_mutex_init(&s->lock, NULL);
+	int r = mcp_subs_new(s->core, &s->subs);
+	if (r < 0) {
+		mcp_server_free(s);
+		return r;
+	}
 	*ret = s;
 	return 0;
+}
+
+void mcp_server_shutdown(McpServer *s)
+{
+	if (s)
+		mcp_subs_shutdown(s->subs);
 }
 
 void mcp_server_free(McpServer *s)
 {
 	if (!s)
 		return;
+	mcp_subs_free(s->subs);
 	strv_free(s->allowed_hosts);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
@@ -200,10 +213,10 @@ bool mcp_is_modern(json_t *msg)
 	       (method && !strcmp(method, "server/discover"));
 }
 
-/* Nothing is pushed: no listChanged, no subscribe. */
+/* Pushed: resource updates to subscribers (no listChanged). */
 static json_t *capabilities(void)
 {
-	return json_pack("{s:{},s:{},s:{}}", "tools", "resources", "logging");
+	return json_pack("{s:{},s:{s:b},s:{}}", "tools", "resources", "subscribe", 1, "logging");
 }
 
 static json_t *server_info(void)
@@ -310,8 +323,8 @@ static json_t *tools_call(McpServer *s, McpCall *call, json_t *id, json_t *param
 	return result(id, res);
 }
 
-#define ENV_URI "branchbox://environments/"
-#define CONFIG_URI "branchbox://config"
+#define ENV_URI MCP_ENV_URI
+#define CONFIG_URI MCP_CONFIG_URI
 
 static json_t *resources_list(McpServer *s, McpCall *call, json_t *id)
 {
@@ -465,6 +478,9 @@ void mcp_dispatch(McpServer *s, McpCall *call, json_t *msg, json_t **ret_reply,
 		reply = resources_read(s, call, id, params);
 	else if (!strcmp(method, "logging/setLevel"))
 		reply = result(id, json_object());
+	else if (!modern && (!strcmp(method, "resources/subscribe") ||
+			     !strcmp(method, "resources/unsubscribe")))
+		reply = mcp_subs_request(s->subs, call, id, method, params);
 	else {
 		char text[160];
 		snprintf(text, sizeof(text), "Method not found: %.100s", method);
@@ -761,6 +777,31 @@ static void collect(json_t *notification, void *userdata)
 	ev->n++;
 }
 
+/* GET in the legacy era: the session's stream of resource updates. */
+static void session_stream(McpServer *s, McpHttpRequest *req, McpHttpResponse *resp)
+{
+	if (!req->accept || !strcasestr(req->accept, "text/event-stream"))
+		reply_json(resp, 406,
+			   mcp_error(NULL, MCP_INVALID_REQUEST,
+				     "Not Acceptable: Accept must include text/event-stream",
+				     NULL));
+	else if (!req->session_id)
+		reply_json(resp, 400,
+			   mcp_error(NULL, MCP_INVALID_REQUEST,
+				     "Bad Request: Mcp-Session-Id header is required", NULL));
+	else if (!session_use(s, req->call.principal, req->session_id, false))
+		reply_json(resp, 404,
+			   mcp_error(NULL, MCP_INVALID_REQUEST, "Session not found", NULL));
+	else if (!(resp->stream =
+			   mcp_subs_session_stream(s->subs, req->call.principal, req->session_id)))
+		reply_json(resp, 503,
+			   mcp_error(NULL, MCP_INTERNAL_ERROR, "no room for another stream", NULL));
+	else {
+		resp->status = 200;
+		resp->content_type = "text/event-stream";
+	}
+}
+
 void mcp_http_handle(McpServer *s, McpHttpRequest *req, McpHttpResponse *resp)
 {
 	json_t *msg = NULL, *error = NULL, *reply = NULL;
@@ -780,12 +821,19 @@ void mcp_http_handle(McpServer *s, McpHttpRequest *req, McpHttpResponse *resp)
 		if (!req->session_id || !session_use(s, req->call.principal, req->session_id, true))
 			reply_json(resp, 404,
 				   mcp_error(NULL, MCP_INVALID_REQUEST, "Session not found", NULL));
-		else
+		else {
+			mcp_subs_session_closed(s->subs, req->session_id);
 			resp->status = 200;
+		}
+		return;
+	}
+	if (!strcmp(req->method, "GET") &&
+	    !(req->protocol_version && !strcmp(req->protocol_version, MCP_MODERN_VERSION))) {
+		session_stream(s, req, resp);
 		return;
 	}
 	if (strcmp(req->method, "POST")) {
-		/* No server-initiated stream is offered. */
+		/* The 2026-07-28 era has no GET stream: subscriptions/listen replaces it. */
 		reply_json(
 			resp, 405,
 			mcp_error(NULL, MCP_INVALID_REQUEST, "Method not allowed: use POST", NULL));
@@ -831,6 +879,7 @@ void mcp_http_handle(McpServer *s, McpHttpRequest *req, McpHttpResponse *resp)
 			error = mcp_error(id, MCP_INVALID_REQUEST,
 					  "Bad Request: unsupported MCP-Protocol-Version", NULL);
 		req->call.version = v;
+		req->call.session_id = req->session_id;
 	}
 	if (error) {
 		json_decref(msg);
@@ -840,6 +889,21 @@ void mcp_http_handle(McpServer *s, McpHttpRequest *req, McpHttpResponse *resp)
 	if (!method || !id) { /* a notification or a response */
 		json_decref(msg);
 		resp->status = 202;
+		return;
+	}
+
+	if (modern && !strcmp(method, "subscriptions/listen")) {
+		/* The answer is the subscription's event stream. */
+		error = mcp_subs_listen(s->subs, req->call.principal, id,
+					json_object_get(msg, "params"), &resp->stream);
+		json_decref(msg);
+		if (error) {
+			mcp_modern_result(error, "subscriptions/listen");
+			reply_json(resp, mcp_modern_status(error), error);
+			return;
+		}
+		resp->status = 200;
+		resp->content_type = "text/event-stream";
 		return;
 	}
 
