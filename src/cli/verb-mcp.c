@@ -905,7 +905,21 @@ typedef struct Proxy {
 	bool decided, is_stream;
 	unsigned status;
 	char *answer;
+	int refs; /* the worker's and the handler's, under st->lock */
 } Proxy;
+
+/* Drop a share of p; the caller still holds its share of p->st. */
+static void proxy_unref(Proxy *p)
+{
+	pthread_mutex_lock(&p->st->lock);
+	bool last = --p->refs == 0;
+	pthread_mutex_unlock(&p->st->lock);
+	if (!last)
+		return;
+	free(p->answer);
+	free(p->body);
+	free(p);
+}
 
 static int proxy_body(const char *data, size_t n, void *userdata)
 {
@@ -939,15 +953,11 @@ static void *proxy_worker(void *arg)
 		p->status = r < 0 ? 502 : (unsigned)resp.status;
 		p->answer = r < 0 ? NULL : strbuf_detach(&st->buf);
 	}
-	bool mine = p->is_stream; /* a stream's worker runs detached and owns p */
 	st->done = true;
 	pthread_cond_broadcast(&st->cond);
 	pthread_mutex_unlock(&st->lock);
 	http_response_done(&resp);
-	if (mine) {
-		free(p->body);
-		free(p);
-	}
+	proxy_unref(p);
 	stream_unref(st);
 	return NULL;
 }
@@ -971,6 +981,7 @@ static enum MHD_Result http_proxy(struct MHD_Connection *c, const char *method, 
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->cond, NULL);
 	st->refs = 3; /* the worker, the response, this function */
+	p->refs = 2;
 	p->st = st;
 	p->method = method;
 	p->body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
@@ -984,8 +995,8 @@ static enum MHD_Result http_proxy(struct MHD_Connection *c, const char *method, 
 		 value_safe(mm) ? mm : "", value_safe(mm) ? "\r\n" : "");
 	pthread_t th;
 	if (pthread_create(&th, NULL, proxy_worker, p) != 0) {
-		free(p->body);
-		free(p);
+		p->refs = 1;
+		proxy_unref(p);
 		st->refs = 1;
 		stream_unref(st);
 		return http_send(c, 502, NULL, NULL, NULL);
@@ -1012,10 +1023,9 @@ static enum MHD_Result http_proxy(struct MHD_Connection *c, const char *method, 
 	} else {
 		pthread_join(th, NULL);
 		ret = http_send(c, p->status, "application/json", TAKE_PTR(p->answer), NULL);
-		free(p->body);
-		free(p);
 		stream_unref(st); /* the response's share: there is no stream */
 	}
+	proxy_unref(p);
 	stream_unref(st);
 	return ret;
 }
