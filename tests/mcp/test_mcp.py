@@ -490,3 +490,138 @@ def test_subscriptions_listen_modern(echo):
                         token=tok, headers={"MCP-Protocol-Version": MODERN,
                                             "Mcp-Method": "resources/subscribe"})
     assert r["error"]["code"] == -32601
+
+
+class CountingProxy:
+    """A loopback TCP relay in front of the daemon that counts the connections made to it."""
+
+    def __init__(self, port):
+        import socket
+        import threading
+        self.target = port
+        self.accepted = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _pipe(self, a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(2)
+            except OSError:
+                pass
+
+    def _serve(self):
+        import socket
+        import threading
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            u = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(c, u), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(u, c), daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("via", ["stdio", "http"])
+def test_bridge_keeps_its_connection_to_the_daemon(echo, via):
+    """Messages one after another go over one kept connection, not one connection each."""
+    from mcphelp import bridge_env, free_port, wait_port
+    import subprocess
+    proxy = CountingProxy(echo.port)
+    tok = mint(echo, f"keep-{via}", ["main"], "env:read", kind="human")["token"]
+
+    class P:  # the daemon as the bridge sees it: through the proxy
+        url = f"http://127.0.0.1:{proxy.port}"
+        state = echo.state
+    try:
+        if via == "stdio":
+            c = Stdio(P, token=tok, via_http=True)
+            try:
+                c.initialize()
+                for _ in range(20):
+                    assert "result" in c.call("environment_info", {"name": "main"})
+            finally:
+                c.close()
+        else:
+            port = free_port()
+            br = subprocess.Popen([echo_bin(), "mcp", "--http", f"127.0.0.1:{port}"],
+                                  env=bridge_env(P, tok, via_http=True),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_port(port)
+                import http.client
+                h = {"Content-Type": "application/json", "Accept": "application/json"}
+
+                def send(msg, headers):
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                    conn.request("POST", "/mcp", body=json.dumps(msg), headers=headers)
+                    r = conn.getresponse()
+                    body = json.loads(r.read())
+                    sid = r.getheader("Mcp-Session-Id")
+                    conn.close()
+                    return body, sid
+                _, sid = send(INIT, h)
+                h.update({"Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"})
+                for i in range(20):
+                    body, _ = send(rpc("tools/call", {"name": "environment_info",
+                                                      "arguments": {"name": "main"}}, id=i + 2),
+                                   h)
+                    assert "result" in body, body
+            finally:
+                br.terminate()
+                br.wait(timeout=30)
+        assert 1 <= proxy.accepted <= 2, proxy.accepted
+    finally:
+        proxy.close()
+
+
+def echo_bin():
+    from mcphelp import BIN
+    return BIN
+
+
+def test_subscription_survives_a_daemon_restart(tmp_path):
+    """The stdio bridge registers its subscriptions again in the new session after a daemon
+    restart, and the updates keep coming."""
+    from mcphelp import Daemon
+    from echo_project import make_echo_repo
+    d = Daemon(str(tmp_path), make_echo_repo(str(tmp_path / "repo"))).start()
+    c = None
+    try:
+        d.cli("deploy", timeout=300)
+        c = Stdio(d)
+        c.initialize()
+        assert c.request("resources/subscribe", {"uri": MAIN_URI})["result"] == {}
+        d.stop()
+        d.start()
+        time.sleep(3)  # the bridge notices the restart and registers again
+        while not c.q.empty():  # whatever the shutdown itself announced
+            c.q.get()
+        d.cli("env", "stop", "main", timeout=300)
+        deadline = time.monotonic() + 120
+        while True:
+            m = c.recv(timeout=max(1, deadline - time.monotonic()))
+            if m.get("method") == "notifications/resources/updated":
+                assert m["params"]["uri"] == MAIN_URI
+                break
+    finally:
+        if c:
+            c.close()
+        d.stop()
+        d.down()
