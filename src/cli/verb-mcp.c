@@ -294,6 +294,7 @@ typedef struct Work {
 	const char *method; /* in msg */
 	json_t *id;	    /* in msg */
 	json_t *reply;	    /* the daemon's answer, kept for the fixtures to merge */
+	struct Work *next;  /* in the queue */
 } Work;
 
 static void stdio_notify(json_t *n, void *userdata)
@@ -669,6 +670,69 @@ static void cancel(json_t *msg)
 	pthread_mutex_unlock(&bridge.lock);
 }
 
+/* Messages waiting for a thread, and the threads waiting for one: threads are kept between
+ * messages (a new one only when every one is busy), so a message costs no thread start. */
+static struct {
+	Work *head, *tail;
+	unsigned queued, idle, threads;
+	pthread_cond_t cond;
+} pool = { .cond = PTHREAD_COND_INITIALIZER };
+
+static void *pool_thread(void *arg)
+{
+	for (;;) {
+		pthread_mutex_lock(&bridge.lock);
+		pool.idle++;
+		while (!pool.head)
+			pthread_cond_wait(&pool.cond, &bridge.lock);
+		pool.idle--;
+		Work *w = pool.head;
+		pool.head = w->next;
+		if (!pool.head)
+			pool.tail = NULL;
+		pool.queued--;
+		pthread_mutex_unlock(&bridge.lock);
+		worker(w);
+	}
+	return NULL;
+}
+
+static void submit(Work *w)
+{
+	pthread_mutex_lock(&bridge.lock);
+	if (pool.tail)
+		pool.tail->next = w;
+	else
+		pool.head = w;
+	pool.tail = w;
+	pool.queued++;
+	bool spawn = pool.queued > pool.idle;
+	pthread_cond_signal(&pool.cond);
+	pthread_mutex_unlock(&bridge.lock);
+	pthread_t th;
+	if (!spawn)
+		return;
+	if (pthread_create(&th, NULL, pool_thread, NULL) == 0) {
+		pthread_detach(th);
+		pthread_mutex_lock(&bridge.lock);
+		pool.threads++;
+		pthread_mutex_unlock(&bridge.lock);
+		return;
+	}
+	/* No new thread: the message waits for a busy one, or runs here when there is none. */
+	pthread_mutex_lock(&bridge.lock);
+	Work *mine = pool.threads == 0 ? pool.head : NULL;
+	if (mine) {
+		pool.head = mine->next;
+		if (!pool.head)
+			pool.tail = NULL;
+		pool.queued--;
+	}
+	pthread_mutex_unlock(&bridge.lock);
+	if (mine)
+		worker(mine);
+}
+
 static int run_stdio(void)
 {
 	char *line = NULL;
@@ -720,12 +784,7 @@ static int run_stdio(void)
 			worker(w);
 			continue;
 		}
-		pthread_t th;
-		if (pthread_create(&th, NULL, worker, w) != 0) {
-			worker(w);
-			continue;
-		}
-		pthread_detach(th);
+		submit(w);
 	}
 	free(line);
 	pthread_mutex_lock(&bridge.lock);
