@@ -23,6 +23,7 @@
 #include "strbuf.h"
 
 #define MAX_ENTRIES 256
+#define MAX_STREAMS_PER_PRINCIPAL 16
 #define KEEPALIVE_SEC 15
 
 typedef struct Sub {
@@ -297,6 +298,22 @@ static void event(StrBuf *sb, json_t *msg)
 	json_decref(msg);
 }
 
+static bool same_principal(const Principal *a, const Principal *b)
+{
+	return a->kind == b->kind && !strcmp(a->token_id, b->token_id) && !strcmp(a->name, b->name);
+}
+
+/* Has p room for one more open stream (one token cannot hold every slot)? Lock held. */
+static bool stream_room_locked(McpSubs *subs, const Principal *p)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < MAX_ENTRIES; i++)
+		if (subs->entries[i] && subs->entries[i]->gen &&
+		    same_principal(&subs->entries[i]->owner, p))
+			n++;
+	return n < MAX_STREAMS_PER_PRINCIPAL;
+}
+
 static McpStream *stream_new(McpSubs *subs, Sub *s)
 {
 	McpStream *st = calloc(1, sizeof(*st));
@@ -317,7 +334,8 @@ McpStream *mcp_subs_session_stream(McpSubs *subs, const Principal *p, const char
 {
 	pthread_mutex_lock(&subs->lock);
 	Sub *s = session_entry_locked(subs, p, session, true);
-	McpStream *st = s ? stream_new(subs, s) : NULL;
+	/* A session's new stream replaces its old one, so it needs no more room. */
+	McpStream *st = s && (s->gen || stream_room_locked(subs, p)) ? stream_new(subs, s) : NULL;
 	pthread_mutex_unlock(&subs->lock);
 	return st;
 }
@@ -370,7 +388,7 @@ json_t *mcp_subs_listen(McpSubs *subs, const Principal *p, json_t *id, json_t *p
 		json_array_append_new(agreed, json_string(uri));
 	}
 	pthread_mutex_lock(&subs->lock);
-	Sub **slot = slot_locked(subs);
+	Sub **slot = stream_room_locked(subs, p) ? slot_locked(subs) : NULL;
 	McpStream *st = NULL;
 	if (slot) {
 		*slot = s;
@@ -380,8 +398,10 @@ json_t *mcp_subs_listen(McpSubs *subs, const Principal *p, json_t *id, json_t *p
 	pthread_mutex_unlock(&subs->lock);
 	if (!st) {
 		json_decref(agreed);
-		return mcp_error(id, MCP_INTERNAL_ERROR, "too many subscriptions on this server",
-				 NULL);
+		return mcp_error(
+			id, MCP_INTERNAL_ERROR,
+			"too many subscription streams open (at most 16 per token, 256 in all)",
+			NULL);
 	}
 	json_t *notif = json_object();
 	if (json_array_size(agreed) > 0)

@@ -625,3 +625,30 @@ def test_subscription_survives_a_daemon_restart(tmp_path):
             c.close()
         d.stop()
         d.down()
+
+
+def test_subscription_streams_bounded_per_token(echo):
+    """One token cannot hold every stream the daemon keeps: at most 16 open at once."""
+    tok = mint(echo, "streams", ["main"], "env:read", kind="human")["token"]
+    h = {"Authorization": "Bearer " + tok, "Content-Type": "application/json",
+         "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": MODERN,
+         "Mcp-Method": "subscriptions/listen"}
+    streams = []
+    try:
+        for i in range(16):
+            body = rpc("subscriptions/listen", {"_meta": META, "notifications": {
+                "resourceSubscriptions": [MAIN_URI]}}, id=f"S{i}")
+            s = SseReader(echo.port, "POST", h, body)
+            streams.append(s)
+            assert s.status == 200
+        body = rpc("subscriptions/listen", {"_meta": META, "notifications": {}}, id="S16")
+        s = SseReader(echo.port, "POST", h, body)
+        assert s.status == 500 and b"at most 16 per token" in s.body, s.body
+        # Another token is not held back by it.
+        other = mint(echo, "streams-2", ["main"], "env:read", kind="human")["token"]
+        s = SseReader(echo.port, "POST", dict(h, Authorization="Bearer " + other), body)
+        streams.append(s)
+        assert s.status == 200
+    finally:
+        for s in streams:
+            s.close()
