@@ -367,6 +367,11 @@ class SseReader:
         raise AssertionError(f"no notifications/resources/updated for {uri}")
 
     def close(self):
+        import socket
+        try:  # wakes the reading thread at once (close alone waits for its read)
+            self.resp.fp.raw._sock.shutdown(socket.SHUT_RDWR)
+        except (AttributeError, OSError):
+            pass
         self.conn.close()
 
 
