@@ -7,8 +7,10 @@
  * stdout; logs go to stderr. --test-fixtures adds the conformance suite's test_* tools and
  * test:// resources, served here in the bridge process and never by the daemon.
  *
- * One file of about 850 lines: the stdio and HTTP bridges share the forwarding, session
- * replay and progress relay below; the seam is the HTTP listener (run_http) apart.
+ * One file of about 1300 lines: the stdio and HTTP bridges share the forwarding (on kept
+ * connections to the daemon), session replay, progress relay and the relay of event streams
+ * (resource subscriptions) below; the seams are the HTTP listener (run_http) and the
+ * event-stream relays (SseRelay, listen_thread, http_proxy), the next part to move out.
  */
 #include <errno.h>
 #include <arpa/inet.h>
