@@ -12,8 +12,9 @@ environment.exec of `true` (tools/call environment_run), each four ways, interle
 call in rotating order:
   REST       GET /v1/environments/main, POST /v1/environments/main/exec (one connection a call)
   MCP /mcp   POST /mcp on the daemon, legacy session (one connection a call)
-  MCP stdio  one long-running `branchbox mcp` on pipes (it opens one connection a message)
-  MCP http   `branchbox mcp --http` on loopback (one connection a call each hop)
+  MCP stdio  one long-running `branchbox mcp` on pipes (it keeps its connections to the daemon)
+  MCP http   `branchbox mcp --http` on loopback (one connection a call to the bridge, which
+             keeps its connections to the daemon)
 Median and p99 of the client-side round trip, and the ratio of each to REST's.
 """
 import http.client
@@ -169,8 +170,8 @@ def main():
         print()
         print("What differs: REST sends the operation's input in the path and body; MCP wraps it "
               "in JSON-RPC, and its answer carries the result twice (as text content and as "
-              "structuredContent). The stdio and http bridges add one more loopback hop (a new "
-              "connection to the daemon per message) and a process boundary; `MCP /mcp` is the "
+              "structuredContent). The stdio and http bridges add one more loopback hop (on "
+              "connections to the daemon they keep open) and a process boundary; `MCP /mcp` is the "
               "daemon's endpoint alone. Target: within 1.5x of REST.")
     finally:
         for p in procs:

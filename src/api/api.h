@@ -80,6 +80,12 @@ typedef struct ApiResponse {
 	const char *content_type;
 	char reason[256];	 /* for the audit record when failed or denied */
 	char mcp_session_id[40]; /* sent as Mcp-Session-Id when set (/mcp) */
+	/* A body made while it is sent (an event stream), instead of the above: stream_read
+	 * blocks for the next bytes and returns how many it put in buf, 0 at the end or < 0 to
+	 * abort; stream_free runs once when the connection is done with it. */
+	ssize_t (*stream_read)(void *stream, char *buf, size_t max);
+	void (*stream_free)(void *stream);
+	void *stream;
 } ApiResponse;
 
 const char *api_request_header(const ApiRequest *req, const char *name);

@@ -262,12 +262,58 @@ static void request_digest(const char *method, const char *path, const char *bod
 	sodium_bin2hex(hex, 65, h, sizeof(h));
 }
 
+typedef struct StreamBody {
+	ssize_t (*read)(void *stream, char *buf, size_t max);
+	void (*free)(void *stream);
+	void *stream;
+} StreamBody;
+
+static ssize_t stream_body_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	StreamBody *b = cls;
+	ssize_t n = b->read(b->stream, buf, max);
+	return n > 0	? n
+	       : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM
+			: MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void stream_body_free(void *cls)
+{
+	StreamBody *b = cls;
+	b->free(b->stream);
+	free(b);
+}
+
+static void stream_drop(ApiResponse *resp)
+{
+	if (resp->stream && resp->stream_free)
+		resp->stream_free(resp->stream);
+	resp->stream = NULL;
+}
+
 static enum MHD_Result send_response(struct MHD_Connection *c, ApiResponse *resp)
 {
-	char *body;
-	size_t n;
+	char *body = NULL;
+	size_t n = 0;
 	const char *ctype = resp->content_type;
+	struct MHD_Response *r;
 
+	if (resp->stream && resp->status < 300) {
+		StreamBody *b = malloc(sizeof(*b));
+		if (!b)
+			return MHD_NO;
+		*b = (StreamBody){ resp->stream_read, resp->stream_free, TAKE_PTR(resp->stream) };
+		r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_body_read, b,
+						      stream_body_free);
+		if (!r) {
+			stream_body_free(b);
+			return MHD_NO;
+		}
+		if (!ctype)
+			ctype = "text/event-stream";
+		goto headers;
+	}
+	stream_drop(resp);
 	if (resp->raw) {
 		body = TAKE_PTR(resp->raw);
 		n = resp->raw_len;
@@ -297,11 +343,12 @@ static enum MHD_Result send_response(struct MHD_Connection *c, ApiResponse *resp
 		if (!ctype)
 			ctype = "application/json";
 	}
-	struct MHD_Response *r = MHD_create_response_from_buffer(n, body, MHD_RESPMEM_MUST_FREE);
+	r = MHD_create_response_from_buffer(n, body, MHD_RESPMEM_MUST_FREE);
 	if (!r) {
 		free(body);
 		return MHD_NO;
 	}
+headers:
 	MHD_add_response_header(r, "Content-Type", ctype);
 	MHD_add_response_header(r, "Cache-Control", "no-store");
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
@@ -394,6 +441,7 @@ static void reply_drop_body(ApiResponse *resp)
 	free(resp->raw);
 	resp->raw = NULL;
 	resp->content_type = NULL;
+	stream_drop(resp);
 }
 
 static void reply_audit_unavailable(ApiResponse *resp)
@@ -646,6 +694,7 @@ static void run(const char *method, const char *url, Exchange *ex, ApiResponse *
 static enum MHD_Result answer(struct MHD_Connection *c, ApiResponse *resp)
 {
 	enum MHD_Result ret = send_response(c, resp);
+	stream_drop(resp);
 	json_decref(resp->json);
 	free(resp->text);
 	free(resp->raw);

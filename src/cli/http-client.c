@@ -155,6 +155,7 @@ typedef struct Reader {
 	int fd;
 	char buf[16384];
 	size_t pos, len;
+	size_t total; /* bytes read so far */
 } Reader;
 
 static int reader_fill(Reader *rd)
@@ -169,6 +170,7 @@ static int reader_fill(Reader *rd)
 		return -errno;
 	rd->pos = 0;
 	rd->len = (size_t)k;
+	rd->total += (size_t)k;
 	return k > 0;
 }
 
@@ -250,8 +252,11 @@ static int parse_status_line(const char *line, int *ret)
 	return 0;
 }
 
-int http_response_read(int fd, HttpBodyCallback on_body, void *userdata, HttpResponse *ret,
-		       BbxError *err)
+/* *ret_empty: the connection ended before the first byte of an answer (a kept connection the
+ * other side had closed); *ret_reusable: the answer was delimited and the connection may carry
+ * another request. */
+static int response_read(int fd, HttpBodyCallback on_body, void *userdata, HttpResponse *ret,
+			 bool *ret_empty, bool *ret_reusable, BbxError *err)
 {
 	_cleanup_strbuf_ StrBuf out = STRBUF_INIT;
 	_cleanup_free_ Reader *rd = NULL;
@@ -267,12 +272,14 @@ int http_response_read(int fd, HttpBodyCallback on_body, void *userdata, HttpRes
 
 	r = reader_line(rd, line, sizeof(line));
 	int status = 0;
+	*ret_empty = (r == -EPIPE || r == -ECONNRESET) && rd->total == 0;
+	*ret_reusable = false;
 	if (r < 0 || parse_status_line(line, &status) < 0)
 		return bbx_error_set(err, r < 0 ? r : -EPROTO, BBX_UNAVAILABLE,
 				     "malformed or missing HTTP status line");
 
 	size_t content_length = SIZE_MAX;
-	bool chunked = false;
+	bool chunked = false, close_after = !strncmp(line, "HTTP/1.0", 8);
 	for (;;) {
 		r = reader_line(rd, line, sizeof(line));
 		if (r < 0)
@@ -298,7 +305,9 @@ int http_response_read(int fd, HttpBodyCallback on_body, void *userdata, HttpRes
 		else if (!strcasecmp(line, "Content-Type")) {
 			free(ctype);
 			ctype = strdup(v);
-		} else if (!strcasecmp(line, "Mcp-Session-Id")) {
+		} else if (!strcasecmp(line, "Connection"))
+			close_after = strcasestr(v, "close") != NULL;
+		else if (!strcasecmp(line, "Mcp-Session-Id")) {
 			free(session);
 			session = strdup(v);
 		}
@@ -331,6 +340,7 @@ int http_response_read(int fd, HttpBodyCallback on_body, void *userdata, HttpRes
 		if (r < 0)
 			goto fail;
 	}
+	*ret_reusable = !close_after && (chunked || content_length != SIZE_MAX);
 	ret->status = status;
 	ret->content_type = TAKE_PTR(ctype);
 	ret->mcp_session_id = TAKE_PTR(session);
@@ -339,6 +349,36 @@ int http_response_read(int fd, HttpBodyCallback on_body, void *userdata, HttpRes
 	return ret->body ? 0 : -ENOMEM;
 fail:
 	return bbx_error_set(err, r, BBX_UNAVAILABLE, "reading response: %s", strerror(-r));
+}
+
+int http_response_read(int fd, HttpBodyCallback on_body, void *userdata, HttpResponse *ret,
+		       BbxError *err)
+{
+	bool empty, reusable;
+	return response_read(fd, on_body, userdata, ret, &empty, &reusable, err);
+}
+
+static int request_text(const HttpTarget *t, const char *method, const char *path, const char *body,
+			size_t body_len, bool keep, StrBuf *req)
+{
+	bool accept = t->headers && (!strncasecmp(t->headers, "Accept:", 7) ||
+				     strcasestr(t->headers, "\nAccept:"));
+	int r = strbuf_appendf(req,
+			       "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: branchbox-cli/%s\r\n"
+			       "%s%s%s",
+			       method, path, t->host ? t->host : "localhost", BRANCHBOX_VERSION,
+			       accept ? "" : "Accept: application/json\r\n",
+			       keep ? "" : "Connection: close\r\n", t->headers ? t->headers : "");
+	if (r >= 0 && t->token)
+		r = strbuf_appendf(req, "Authorization: Bearer %s\r\n", t->token);
+	if (r >= 0 && body)
+		r = strbuf_appendf(req, "Content-Type: application/json\r\nContent-Length: %zu\r\n",
+				   body_len);
+	if (r >= 0)
+		r = strbuf_puts(req, "\r\n");
+	if (r >= 0 && body)
+		r = strbuf_append(req, body, body_len);
+	return r;
 }
 
 int http_request(const HttpTarget *t, const char *method, const char *path, const char *body,
@@ -353,25 +393,7 @@ int http_request(const HttpTarget *t, const char *method, const char *path, cons
 	fd = connect_target(t, err);
 	if (fd < 0)
 		return fd;
-
-	bool accept = t->headers && (!strncasecmp(t->headers, "Accept:", 7) ||
-				     strcasestr(t->headers, "\nAccept:"));
-	r = strbuf_appendf(&req,
-			   "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: branchbox-cli/%s\r\n"
-			   "%sConnection: close\r\n%s",
-			   method, path, t->host ? t->host : "localhost", BRANCHBOX_VERSION,
-			   accept ? "" : "Accept: application/json\r\n",
-			   t->headers ? t->headers : "");
-	if (r >= 0 && t->token)
-		r = strbuf_appendf(&req, "Authorization: Bearer %s\r\n", t->token);
-	if (r >= 0 && body)
-		r = strbuf_appendf(&req,
-				   "Content-Type: application/json\r\nContent-Length: %zu\r\n",
-				   body_len);
-	if (r >= 0)
-		r = strbuf_puts(&req, "\r\n");
-	if (r >= 0 && body)
-		r = strbuf_append(&req, body, body_len);
+	r = request_text(t, method, path, body, body_len, false, &req);
 	if (r < 0)
 		return r;
 	r = write_all(fd, req.buf, req.len);
@@ -383,4 +405,51 @@ int http_request(const HttpTarget *t, const char *method, const char *path, cons
 	if (r < 0)
 		bbx_error_prefix(err, "%s", t->describe);
 	return r;
+}
+
+void http_conn_close(HttpConn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+int http_request_keep(const HttpTarget *t, HttpConn *c, const char *method, const char *path,
+		      const char *body, size_t body_len, HttpResponse *ret, BbxError *err)
+{
+	_cleanup_strbuf_ StrBuf req = STRBUF_INIT;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	r = request_text(t, method, path, body, body_len, true, &req);
+	if (r < 0)
+		return r;
+	for (int attempt = 0;; attempt++) {
+		bool reused = c->fd >= 0, empty = false, reusable = false;
+		BbxError e = BBX_ERROR_INIT;
+		if (!reused) {
+			c->fd = connect_target(t, err);
+			if (c->fd < 0) {
+				r = c->fd;
+				c->fd = -1;
+				return r;
+			}
+		}
+		r = write_all(c->fd, req.buf, req.len);
+		if (r >= 0)
+			r = response_read(c->fd, NULL, NULL, ret, &empty, &reusable, &e);
+		else
+			empty = true;
+		if (r >= 0 && reusable)
+			return r;
+		http_conn_close(c);
+		if (r >= 0)
+			return r;
+		/* A kept connection the other side closed while idle (its timeout, a restart)
+		 * fails before the first byte of an answer: nothing was done, go again once on a
+		 * new one. */
+		if (!reused || !empty || attempt > 0)
+			return bbx_error_set(err, r, BBX_UNAVAILABLE, "%s: %s", t->describe,
+					     bbx_error_isset(&e) ? e.message : strerror(-r));
+	}
 }

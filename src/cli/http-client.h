@@ -2,7 +2,8 @@
 /*
  * A small HTTP/1.1 client for the CLI (and a future stdio MCP verb) to reach the daemon:
  * over the state dir's unix socket, or over TCP to a loopback or LAN address from
- * BRANCHBOX_URL (http only). One request per connection. Bodies are bounded.
+ * BRANCHBOX_URL (http only). One request per connection, or several on one kept connection
+ * (http_request_keep). Bodies are bounded.
  * Thread-safe (no shared state).
  */
 #pragma once
@@ -49,6 +50,26 @@ void http_response_done(HttpResponse *r);
 int http_request(const HttpTarget *t, const char *method, const char *path, const char *body,
 		 size_t body_len, HttpBodyCallback on_body, void *userdata, HttpResponse *ret,
 		 BbxError *err);
+/* A connection kept open between requests (HTTP/1.1 keep-alive); fd -1 when there is none.
+ * One request at a time on it. */
+typedef struct HttpConn {
+	int fd;
+} HttpConn;
+
+#define HTTP_CONN_INIT                                                                             \
+	{                                                                                          \
+		.fd = -1                                                                           \
+	}
+
+/*
+ * Send one request on c (connecting when it has no connection) and leave the connection open
+ * when the answer allows it. A kept connection the other side closed while idle is replaced
+ * and the request sent again, once, when it failed before the first byte of an answer.
+ */
+int http_request_keep(const HttpTarget *t, HttpConn *c, const char *method, const char *path,
+		      const char *body, size_t body_len, HttpResponse *ret, BbxError *err);
+void http_conn_close(HttpConn *c);
+
 /*
  * Read one response from fd up to its end (Content-Length, chunked, or EOF): the part of
  * http_request() that parses what the other side sends, exposed for tests and fuzzing.

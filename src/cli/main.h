@@ -52,6 +52,8 @@ int verb_mcp(const CliArgs *a);
 /* The daemon's /mcp (verb-mcp.c): start before the API server, stop after it. */
 struct Core;
 int cli_mcp_serve_start(struct Core *core, char **allowed_hosts);
+/* End /mcp's event streams (before the HTTP server stops). */
+void cli_mcp_serve_quiesce(void);
 void cli_mcp_serve_stop(void);
 
 /*

@@ -7,8 +7,10 @@
  * stdout; logs go to stderr. --test-fixtures adds the conformance suite's test_* tools and
  * test:// resources, served here in the bridge process and never by the daemon.
  *
- * One file of about 850 lines: the stdio and HTTP bridges share the forwarding, session
- * replay and progress relay below; the seam is the HTTP listener (run_http) apart.
+ * One file of about 1300 lines: the stdio and HTTP bridges share the forwarding (on kept
+ * connections to the daemon), session replay, progress relay and the relay of event streams
+ * (resource subscriptions) below; the seams are the HTTP listener (run_http) and the
+ * event-stream relays (SseRelay, listen_thread, http_proxy), the next part to move out.
  */
 #include <errno.h>
 #include <arpa/inet.h>
@@ -33,6 +35,16 @@
 
 static McpServer *daemon_mcp;
 
+static ssize_t stream_read_mcp(void *stream, char *buf, size_t max)
+{
+	return mcp_stream_read(stream, buf, max);
+}
+
+static void stream_free_mcp(void *stream)
+{
+	mcp_stream_free(stream);
+}
+
 static int serve_mcp(ApiRequest *req, ApiResponse *resp)
 {
 	McpHttpRequest in = {
@@ -55,6 +67,14 @@ static int serve_mcp(ApiRequest *req, ApiResponse *resp)
 	mcp_http_handle(daemon_mcp, &in, &out);
 	req->audited = in.call.op_ran;
 	resp->status = out.status;
+	if (out.stream) {
+		free(out.body);
+		resp->stream = out.stream;
+		resp->stream_read = stream_read_mcp;
+		resp->stream_free = stream_free_mcp;
+		resp->content_type = out.content_type;
+		return 0;
+	}
 	resp->text = out.body ? out.body : strdup("");
 	resp->content_type = out.content_type ? out.content_type : "application/json";
 	snprintf(resp->mcp_session_id, sizeof(resp->mcp_session_id), "%s", out.session_id);
@@ -73,6 +93,11 @@ int cli_mcp_serve_start(Core *core, char **allowed_hosts)
 	return 0;
 }
 
+void cli_mcp_serve_quiesce(void)
+{
+	mcp_server_shutdown(daemon_mcp);
+}
+
 void cli_mcp_serve_stop(void)
 {
 	api_set_mcp_handler(NULL);
@@ -84,6 +109,7 @@ void cli_mcp_serve_stop(void)
 
 #define MAX_WORKERS 64
 #define ASK_TIMEOUT_SEC 60
+#define MAX_IDLE_CONNS 8
 
 typedef struct Pending {
 	char id[32];
@@ -108,6 +134,15 @@ typedef struct Bridge {
 	unsigned next_ask;
 	Pending pending[16];
 	InFlight inflight[MAX_WORKERS];
+	/* Kept connections to the daemon not in use: a message takes one (or opens one) and
+	 * gives it back, so a message costs no connection setup. */
+	int idle[MAX_IDLE_CONNS];
+	unsigned n_idle;
+	/* Legacy-era resource subscriptions made through the stdio bridge: the URIs, and the
+	 * daemon session they are registered in (replayed into a new one after a restart). */
+	json_t *subscribed;
+	char subscribed_session[40];
+	bool listening;		  /* the thread relaying the session's event stream runs */
 	pthread_mutex_t out_lock; /* stdout */
 } Bridge;
 
@@ -138,6 +173,29 @@ static bool value_safe(const char *s)
 	return true;
 }
 
+static HttpConn conn_take(Bridge *b)
+{
+	HttpConn c = HTTP_CONN_INIT;
+	pthread_mutex_lock(&b->lock);
+	if (b->n_idle > 0)
+		c.fd = b->idle[--b->n_idle];
+	pthread_mutex_unlock(&b->lock);
+	return c;
+}
+
+static void conn_give(Bridge *b, HttpConn *c)
+{
+	if (c->fd < 0)
+		return;
+	pthread_mutex_lock(&b->lock);
+	if (b->n_idle < MAX_IDLE_CONNS) {
+		b->idle[b->n_idle++] = c->fd;
+		c->fd = -1;
+	}
+	pthread_mutex_unlock(&b->lock);
+	http_conn_close(c);
+}
+
 static int forward(Bridge *b, json_t *msg, const char *session, const char *version, Emit emit,
 		   void *userdata, char *ret_session, size_t ret_session_size, unsigned *ret_status)
 {
@@ -160,7 +218,9 @@ static int forward(Bridge *b, json_t *msg, const char *session, const char *vers
 	if (value_safe(name))
 		(void)strbuf_appendf(&h, "Mcp-Name: %s\r\n", name);
 	t.headers = strbuf_str(&h);
-	int r = http_request(&t, "POST", "/mcp", body, strlen(body), NULL, NULL, &resp, &err);
+	HttpConn conn = conn_take(b);
+	int r = http_request_keep(&t, &conn, "POST", "/mcp", body, strlen(body), &resp, &err);
+	conn_give(b, &conn);
 	strbuf_done(&h);
 	if (r < 0) {
 		log_error("mcp: %s: %s", t.describe, bbx_error_message(&err, r));
@@ -236,6 +296,7 @@ typedef struct Work {
 	const char *method; /* in msg */
 	json_t *id;	    /* in msg */
 	json_t *reply;	    /* the daemon's answer, kept for the fixtures to merge */
+	struct Work *next;  /* in the queue */
 } Work;
 
 static void stdio_notify(json_t *n, void *userdata)
@@ -342,6 +403,179 @@ static void forward_cancel(Work *w)
 		      NULL);
 }
 
+/* Event-stream bytes from the daemon, split into messages for emit. */
+typedef struct SseRelay {
+	StrBuf line;
+	void (*emit)(json_t *msg, void *userdata);
+	void *userdata;
+	bool (*stop)(void *userdata);
+} SseRelay;
+
+static int sse_relay(const char *data, size_t n, void *userdata)
+{
+	SseRelay *rl = userdata;
+	if (rl->stop && rl->stop(rl->userdata))
+		return -ECANCELED;
+	for (size_t i = 0; i < n; i++) {
+		if (data[i] != '\n') {
+			if (rl->line.len >= MCP_MAX_MESSAGE + 16 ||
+			    strbuf_putc(&rl->line, data[i]) < 0)
+				return -EFBIG;
+			continue;
+		}
+		const char *l = strbuf_str(&rl->line);
+		if (!strncmp(l, "data: ", 6)) {
+			json_t *m = json_loads(l + 6, 0, NULL);
+			if (json_is_object(m))
+				rl->emit(m, rl->userdata);
+			json_decref(m);
+		}
+		strbuf_reset(&rl->line);
+	}
+	return 0;
+}
+
+static void emit_stdout(json_t *m, void *userdata)
+{
+	write_out(m);
+}
+
+/* Register the bridge's subscriptions in session (a new daemon session after a restart). */
+static void resubscribe(const char *session, const char *version)
+{
+	pthread_mutex_lock(&bridge.lock);
+	json_t *uris = json_deep_copy(bridge.subscribed);
+	bool same = !strcmp(bridge.subscribed_session, session);
+	pthread_mutex_unlock(&bridge.lock);
+	size_t i;
+	json_t *u;
+	json_array_foreach(same ? NULL : uris, i, u)
+	{
+		json_t *m = json_pack("{s:s,s:s,s:s,s:{s:O}}", "jsonrpc", "2.0", "id", "bbx-resub",
+				      "method", "resources/subscribe", "params", "uri", u);
+		if (m)
+			(void)forward(&bridge, m, session, version, drop_reply, NULL, NULL, 0,
+				      NULL);
+		json_decref(m);
+	}
+	json_decref(uris);
+	pthread_mutex_lock(&bridge.lock);
+	snprintf(bridge.subscribed_session, sizeof(bridge.subscribed_session), "%s", session);
+	pthread_mutex_unlock(&bridge.lock);
+}
+
+/* The legacy session's event stream (resource updates) relayed to stdout while there are
+ * subscriptions; reopened when it ends (a daemon restart: new session, subscriptions
+ * registered again). */
+static void *listen_thread(void *arg)
+{
+	for (;;) {
+		char session[40], version[16], headers[256];
+		pthread_mutex_lock(&bridge.lock);
+		bool any = json_array_size(bridge.subscribed) > 0;
+		if (!any)
+			bridge.listening = false;
+		snprintf(session, sizeof(session), "%s", bridge.session);
+		snprintf(version, sizeof(version), "%s", bridge.version);
+		pthread_mutex_unlock(&bridge.lock);
+		if (!any)
+			return NULL;
+		if (!header_safe(session)) {
+			sleep(1);
+			continue;
+		}
+		resubscribe(session, version);
+		snprintf(headers, sizeof(headers),
+			 "Accept: text/event-stream\r\nMcp-Session-Id: %s\r\n%s%s%s", session,
+			 header_safe(version) ? "MCP-Protocol-Version: " : "",
+			 header_safe(version) ? version : "", header_safe(version) ? "\r\n" : "");
+		HttpTarget t = bridge.target;
+		t.headers = headers;
+		HttpResponse resp = { 0 };
+		SseRelay rl = { STRBUF_INIT, emit_stdout, NULL, NULL };
+		int r = http_request(&t, "GET", "/mcp", NULL, 0, sse_relay, &rl, &resp, NULL);
+		unsigned status = r < 0 ? 0 : (unsigned)resp.status;
+		http_response_done(&resp);
+		strbuf_done(&rl.line);
+		if (status == 404)
+			(void)renew_session(session, sizeof(session));
+		else
+			sleep(1);
+	}
+}
+
+/* Note a subscription change the daemon accepted; start the relay for the first one. */
+static void subscriptions_note(Work *w)
+{
+	const char *uri =
+		json_string_value(json_object_get(json_object_get(w->msg, "params"), "uri"));
+	bool sub = !strcmp(w->method, "resources/subscribe");
+	if (!uri || !json_object_get(w->reply, "result"))
+		return;
+	pthread_mutex_lock(&bridge.lock);
+	if (!bridge.subscribed)
+		bridge.subscribed = json_array();
+	size_t i;
+	json_t *u;
+	json_array_foreach(bridge.subscribed, i, u) if (!strcmp(json_string_value(u), uri)) break;
+	if (sub && i == json_array_size(bridge.subscribed))
+		json_array_append_new(bridge.subscribed, json_string(uri));
+	else if (!sub && i < json_array_size(bridge.subscribed))
+		json_array_remove(bridge.subscribed, i);
+	snprintf(bridge.subscribed_session, sizeof(bridge.subscribed_session), "%s",
+		 bridge.session);
+	bool start = sub && !bridge.listening;
+	if (start)
+		bridge.listening = true;
+	pthread_mutex_unlock(&bridge.lock);
+	pthread_t th;
+	if (start && pthread_create(&th, NULL, listen_thread, NULL) == 0)
+		pthread_detach(th);
+	else if (start) {
+		pthread_mutex_lock(&bridge.lock);
+		bridge.listening = false;
+		pthread_mutex_unlock(&bridge.lock);
+	}
+}
+
+static bool listen_cancelled(void *userdata)
+{
+	return reply_cancelled(((Work *)userdata)->id);
+}
+
+/* subscriptions/listen (2026-07-28) on stdio: the daemon's answer is an event stream,
+ * relayed message by message until it ends or the client cancels the request. */
+static void listen_stdio(Work *w, const char *version)
+{
+	char headers[256];
+	_cleanup_free_ char *body = json_dumps(w->msg, JSON_COMPACT);
+	snprintf(headers, sizeof(headers),
+		 "Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: "
+		 "%s\r\nMcp-Method: subscriptions/listen\r\n",
+		 header_safe(version) ? version : MCP_MODERN_VERSION);
+	HttpTarget t = bridge.target;
+	t.headers = headers;
+	HttpResponse resp = { 0 };
+	SseRelay rl = { STRBUF_INIT, emit_stdout, w, listen_cancelled };
+	int r = body ? http_request(&t, "POST", "/mcp", body, strlen(body), sse_relay, &rl, &resp,
+				    NULL)
+		     : -ENOMEM;
+	if (r >= 0 && resp.body_len > 0) {
+		/* An error answered as plain JSON. */
+		json_t *m = json_loadb(resp.body, resp.body_len, 0, NULL);
+		if (json_is_object(m))
+			write_out(m);
+		json_decref(m);
+	} else if (r < 0 && r != -ECANCELED) {
+		json_t *e = mcp_error(w->id, MCP_INTERNAL_ERROR,
+				      "the branchbox daemon could not be reached", NULL);
+		write_out(e);
+		json_decref(e);
+	}
+	http_response_done(&resp);
+	strbuf_done(&rl.line);
+}
+
 static void handle(Work *w)
 {
 	const char *method = w->method;
@@ -363,6 +597,10 @@ static void handle(Work *w)
 	json_t *meta = json_object_get(json_object_get(w->msg, "params"), "_meta");
 	const char *modern = json_string_value(json_object_get(meta, MCP_META_VERSION));
 	bool initialize = !strcmp(method, "initialize");
+	if (modern && !strcmp(method, "subscriptions/listen")) {
+		listen_stdio(w, modern);
+		return;
+	}
 	char session[40] = "", version[16] = "", new_session[40] = "";
 	if (!modern && !initialize) {
 		pthread_mutex_lock(&bridge.lock);
@@ -405,6 +643,9 @@ static void handle(Work *w)
 	}
 	if (bridge.fixtures && res)
 		mcp_fixtures_merge(method, res);
+	if (!modern &&
+	    (!strcmp(method, "resources/subscribe") || !strcmp(method, "resources/unsubscribe")))
+		subscriptions_note(w);
 	if (!reply_cancelled(w->id))
 		write_out(w->reply);
 }
@@ -450,6 +691,69 @@ static void cancel(json_t *msg)
 	if (f)
 		f->cancelled = true;
 	pthread_mutex_unlock(&bridge.lock);
+}
+
+/* Messages waiting for a thread, and the threads waiting for one: threads are kept between
+ * messages (a new one only when every one is busy), so a message costs no thread start. */
+static struct {
+	Work *head, *tail;
+	unsigned queued, idle, threads;
+	pthread_cond_t cond;
+} pool = { .cond = PTHREAD_COND_INITIALIZER };
+
+static void *pool_thread(void *arg)
+{
+	for (;;) {
+		pthread_mutex_lock(&bridge.lock);
+		pool.idle++;
+		while (!pool.head)
+			pthread_cond_wait(&pool.cond, &bridge.lock);
+		pool.idle--;
+		Work *w = pool.head;
+		pool.head = w->next;
+		if (!pool.head)
+			pool.tail = NULL;
+		pool.queued--;
+		pthread_mutex_unlock(&bridge.lock);
+		worker(w);
+	}
+	return NULL;
+}
+
+static void submit(Work *w)
+{
+	pthread_mutex_lock(&bridge.lock);
+	if (pool.tail)
+		pool.tail->next = w;
+	else
+		pool.head = w;
+	pool.tail = w;
+	pool.queued++;
+	bool spawn = pool.queued > pool.idle;
+	pthread_cond_signal(&pool.cond);
+	pthread_mutex_unlock(&bridge.lock);
+	pthread_t th;
+	if (!spawn)
+		return;
+	if (pthread_create(&th, NULL, pool_thread, NULL) == 0) {
+		pthread_detach(th);
+		pthread_mutex_lock(&bridge.lock);
+		pool.threads++;
+		pthread_mutex_unlock(&bridge.lock);
+		return;
+	}
+	/* No new thread: the message waits for a busy one, or runs here when there is none. */
+	pthread_mutex_lock(&bridge.lock);
+	Work *mine = pool.threads == 0 ? pool.head : NULL;
+	if (mine) {
+		pool.head = mine->next;
+		if (!pool.head)
+			pool.tail = NULL;
+		pool.queued--;
+	}
+	pthread_mutex_unlock(&bridge.lock);
+	if (mine)
+		worker(mine);
 }
 
 static int run_stdio(void)
@@ -500,12 +804,7 @@ static int run_stdio(void)
 			worker(w);
 			continue;
 		}
-		pthread_t th;
-		if (pthread_create(&th, NULL, worker, w) != 0) {
-			worker(w);
-			continue;
-		}
-		pthread_detach(th);
+		submit(w);
 	}
 	free(line);
 	pthread_mutex_lock(&bridge.lock);
@@ -672,6 +971,144 @@ static enum MHD_Result http_stream(struct MHD_Connection *c, json_t *msg)
 	return ret;
 }
 
+/*
+ * An event stream of the daemon's (a session's GET, a subscriptions/listen) relayed to the
+ * client as it comes. The daemon's answer decides the kind: a stream starts with an event
+ * stream line at once, anything else is a plain answer sent on whole with its status.
+ */
+typedef struct Proxy {
+	Stream *st;
+	char *body;
+	char headers[512];
+	const char *method;
+	bool decided, is_stream;
+	unsigned status;
+	char *answer;
+	int refs; /* the worker's and the handler's, under st->lock */
+} Proxy;
+
+/* Drop a share of p; the caller still holds its share of p->st. */
+static void proxy_unref(Proxy *p)
+{
+	pthread_mutex_lock(&p->st->lock);
+	bool last = --p->refs == 0;
+	pthread_mutex_unlock(&p->st->lock);
+	if (!last)
+		return;
+	free(p->answer);
+	free(p->body);
+	free(p);
+}
+
+static int proxy_body(const char *data, size_t n, void *userdata)
+{
+	Proxy *p = userdata;
+	Stream *st = p->st;
+	pthread_mutex_lock(&st->lock);
+	if (!p->decided &&
+	    (data[0] == ':' || !strncmp(data, "event:", 6) || !strncmp(data, "data:", 5))) {
+		p->decided = p->is_stream = true;
+		pthread_cond_broadcast(&st->cond);
+	}
+	bool gone = p->decided && st->refs < 2; /* the response is gone: the client left */
+	int r = gone ? -ECANCELED : strbuf_append(&st->buf, data, n);
+	pthread_cond_broadcast(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+static void *proxy_worker(void *arg)
+{
+	Proxy *p = arg;
+	Stream *st = p->st;
+	HttpTarget t = bridge.target;
+	HttpResponse resp = { 0 };
+	t.headers = p->headers;
+	int r = http_request(&t, p->method, "/mcp", p->body, p->body ? strlen(p->body) : 0,
+			     proxy_body, p, &resp, NULL);
+	pthread_mutex_lock(&st->lock);
+	if (!p->decided) {
+		p->decided = true;
+		p->status = r < 0 ? 502 : (unsigned)resp.status;
+		p->answer = r < 0 ? NULL : strbuf_detach(&st->buf);
+	}
+	st->done = true;
+	pthread_cond_broadcast(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+	http_response_done(&resp);
+	proxy_unref(p);
+	stream_unref(st);
+	return NULL;
+}
+
+static enum MHD_Result http_send(struct MHD_Connection *c, unsigned status, const char *ctype,
+				 char *body, const char *session);
+static const char *hdr(struct MHD_Connection *c, const char *name);
+
+static enum MHD_Result http_proxy(struct MHD_Connection *c, const char *method, json_t *msg)
+{
+	Proxy *p = calloc(1, sizeof(*p));
+	Stream *st = calloc(1, sizeof(*st));
+	const char *session = hdr(c, "Mcp-Session-Id"), *pv = hdr(c, "MCP-Protocol-Version");
+	const char *mm = hdr(c, "Mcp-Method");
+	if (!p || !st) {
+		free(p);
+		free(st);
+		json_decref(msg);
+		return MHD_NO;
+	}
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->cond, NULL);
+	st->refs = 3; /* the worker, the response, this function */
+	p->refs = 2;
+	p->st = st;
+	p->method = method;
+	p->body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+	json_decref(msg);
+	snprintf(p->headers, sizeof(p->headers), "Accept: %s\r\n%s%s%s%s%s%s%s%s%s",
+		 msg ? "application/json, text/event-stream" : "text/event-stream",
+		 header_safe(session) ? "Mcp-Session-Id: " : "",
+		 header_safe(session) ? session : "", header_safe(session) ? "\r\n" : "",
+		 header_safe(pv) ? "MCP-Protocol-Version: " : "", header_safe(pv) ? pv : "",
+		 header_safe(pv) ? "\r\n" : "", value_safe(mm) ? "Mcp-Method: " : "",
+		 value_safe(mm) ? mm : "", value_safe(mm) ? "\r\n" : "");
+	pthread_t th;
+	if (pthread_create(&th, NULL, proxy_worker, p) != 0) {
+		p->refs = 1;
+		proxy_unref(p);
+		st->refs = 1;
+		stream_unref(st);
+		return http_send(c, 502, NULL, NULL, NULL);
+	}
+	pthread_mutex_lock(&st->lock);
+	while (!p->decided)
+		pthread_cond_wait(&st->cond, &st->lock);
+	bool is_stream = p->is_stream;
+	pthread_mutex_unlock(&st->lock);
+	enum MHD_Result ret;
+	if (is_stream) {
+		pthread_detach(th);
+		struct MHD_Response *r = MHD_create_response_from_callback(
+			MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_free);
+		if (r) {
+			MHD_add_response_header(r, "Content-Type", "text/event-stream");
+			MHD_add_response_header(r, "Cache-Control", "no-store");
+			ret = MHD_queue_response(c, 200, r);
+			MHD_destroy_response(r);
+		} else {
+			stream_unref(st);
+			ret = MHD_NO;
+		}
+	} else {
+		pthread_join(th, NULL);
+		ret = http_send(c, p->status, "application/json", TAKE_PTR(p->answer), NULL);
+		stream_unref(st); /* the response's share: there is no stream */
+	}
+	proxy_unref(p);
+	stream_unref(st);
+	return ret;
+}
+
 static enum MHD_Result http_send(struct MHD_Connection *c, unsigned status, const char *ctype,
 				 char *body, const char *session)
 {
@@ -753,6 +1190,8 @@ static enum MHD_Result on_http(void *cls, struct MHD_Connection *c, const char *
 		return http_error(c, 403, NULL, MCP_INVALID_REQUEST, "Origin not allowed");
 	if (!strcmp(method, "DELETE"))
 		return http_forward_raw(c, "DELETE");
+	if (!strcmp(method, "GET"))
+		return http_proxy(c, "GET", NULL);
 	if (strcmp(method, "POST"))
 		return http_error(c, 405, NULL, MCP_INVALID_REQUEST,
 				  "Method not allowed: use POST");
@@ -801,6 +1240,8 @@ static enum MHD_Result on_http(void *cls, struct MHD_Connection *c, const char *
 	}
 	if (bridge.fixtures && fixture_asks(msg) && !modern)
 		return http_stream(c, msg);
+	if (modern && !strcmp(m, "subscriptions/listen"))
+		return http_proxy(c, "POST", msg);
 	if (bridge.fixtures && mcp_fixtures_handle(&fx, msg, &reply)) {
 		col.reply = reply;
 		status = modern ? mcp_modern_status(reply) : 200;

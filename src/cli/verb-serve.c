@@ -235,6 +235,7 @@ int verb_serve(const CliArgs *a)
 	}
 	/* Running commands are killed first: no request handler can hold the server open. */
 	environments_quiesce(core);
+	cli_mcp_serve_quiesce();
 	api_server_free(server);
 	cli_mcp_serve_stop();
 	log_info("stopping environments");

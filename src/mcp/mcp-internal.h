@@ -48,3 +48,26 @@ typedef struct McpInflight McpInflight;
 int mcp_inflight_begin(McpInflight **list, const McpCall *call, json_t *id, McpInflight **ret);
 bool mcp_inflight_end(McpInflight **list, McpInflight *f);
 bool mcp_inflight_cancel(McpInflight **list, const McpCall *call, json_t *msg);
+
+/* ---- resource subscriptions (mcp-subscribe.c) ---- */
+
+#define MCP_ENV_URI "branchbox://environments/"
+#define MCP_CONFIG_URI "branchbox://config"
+#define MCP_META_SUBSCRIPTION "io.modelcontextprotocol/subscriptionId"
+
+typedef struct McpSubs McpSubs;
+
+int mcp_subs_new(Core *core, McpSubs **ret);
+void mcp_subs_free(McpSubs *subs);
+/* End every stream (the daemon is stopping). */
+void mcp_subs_shutdown(McpSubs *subs);
+/* resources/subscribe or resources/unsubscribe in call's session: the reply. */
+json_t *mcp_subs_request(McpSubs *subs, const McpCall *call, json_t *id, const char *method,
+			 json_t *params);
+void mcp_subs_session_closed(McpSubs *subs, const char *session);
+/* The session's event stream (a GET), or NULL when out of memory or room. */
+McpStream *mcp_subs_session_stream(McpSubs *subs, const Principal *p, const char *session);
+/* subscriptions/listen: NULL with *ret the stream (its first event the acknowledgement), or
+ * the error reply. */
+json_t *mcp_subs_listen(McpSubs *subs, const Principal *p, json_t *id, json_t *params,
+			McpStream **ret);

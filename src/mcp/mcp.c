@@ -43,6 +43,7 @@ typedef struct Session {
 
 struct McpServer {
 	Core *core;
+	McpSubs *subs;
 	char **allowed_hosts;
 	pthread_mutex_t lock;
 	Session sessions[MAX_SESSIONS];
@@ -69,8 +70,19 @@ int mcp_server_new(const McpServerOptions *opts, McpServer **ret)
 		mcp_server_free(s);
 		return -ENOMEM;
 	}
+	int r = mcp_subs_new(s->core, &s->subs);
+	if (r < 0) {
+		mcp_server_free(s);
+		return r;
+	}
 	*ret = s;
 	return 0;
+}
+
+void mcp_server_shutdown(McpServer *s)
+{
+	if (s)
+		mcp_subs_shutdown(s->subs);
 }
 
 void mcp_server_free(McpServer *s)
@@ -78,6 +90,7 @@ void mcp_server_free(McpServer *s)
 	if (!s)
 		return;
 	mcp_tasks_free(s->tasks); /* waits for their threads, which use the core */
+	mcp_subs_free(s->subs);
 	strv_free(s->allowed_hosts);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
@@ -212,10 +225,10 @@ bool mcp_is_modern(json_t *msg)
 	       (method && !strcmp(method, "server/discover"));
 }
 
-/* Nothing is pushed: no listChanged, no subscribe. */
+/* Pushed: resource updates to subscribers (no listChanged). */
 static json_t *capabilities(void)
 {
-	return json_pack("{s:{},s:{},s:{}}", "tools", "resources", "logging");
+	return json_pack("{s:{},s:{s:b},s:{}}", "tools", "resources", "subscribe", 1, "logging");
 }
 
 static json_t *server_info(void)
@@ -360,8 +373,8 @@ json_t *mcp_tool_run(McpServer *s, McpCall *call, const McpTool *t, json_t *args
 	return res;
 }
 
-#define ENV_URI "branchbox://environments/"
-#define CONFIG_URI "branchbox://config"
+#define ENV_URI MCP_ENV_URI
+#define CONFIG_URI MCP_CONFIG_URI
 
 static json_t *resources_list(McpServer *s, McpCall *call, json_t *id)
 {
@@ -524,6 +537,9 @@ void mcp_dispatch(McpServer *s, McpCall *call, json_t *msg, json_t **ret_reply,
 		reply = resources_read(s, call, id, params);
 	else if (!strcmp(method, "logging/setLevel"))
 		reply = result(id, json_object());
+	else if (!modern && (!strcmp(method, "resources/subscribe") ||
+			     !strcmp(method, "resources/unsubscribe")))
+		reply = mcp_subs_request(s->subs, call, id, method, params);
 	else {
 		char text[160];
 		snprintf(text, sizeof(text), "Method not found: %.100s", method);
@@ -823,6 +839,31 @@ static void collect(json_t *notification, void *userdata)
 	ev->n++;
 }
 
+/* GET in the legacy era: the session's stream of resource updates. */
+static void session_stream(McpServer *s, McpHttpRequest *req, McpHttpResponse *resp)
+{
+	if (!req->accept || !strcasestr(req->accept, "text/event-stream"))
+		reply_json(resp, 406,
+			   mcp_error(NULL, MCP_INVALID_REQUEST,
+				     "Not Acceptable: Accept must include text/event-stream",
+				     NULL));
+	else if (!req->session_id)
+		reply_json(resp, 400,
+			   mcp_error(NULL, MCP_INVALID_REQUEST,
+				     "Bad Request: Mcp-Session-Id header is required", NULL));
+	else if (!session_use(s, req->call.principal, req->session_id, false))
+		reply_json(resp, 404,
+			   mcp_error(NULL, MCP_INVALID_REQUEST, "Session not found", NULL));
+	else if (!(resp->stream =
+			   mcp_subs_session_stream(s->subs, req->call.principal, req->session_id)))
+		reply_json(resp, 503,
+			   mcp_error(NULL, MCP_INTERNAL_ERROR, "no room for another stream", NULL));
+	else {
+		resp->status = 200;
+		resp->content_type = "text/event-stream";
+	}
+}
+
 void mcp_http_handle(McpServer *s, McpHttpRequest *req, McpHttpResponse *resp)
 {
 	json_t *msg = NULL, *error = NULL, *reply = NULL;
@@ -842,12 +883,19 @@ void mcp_http_handle(McpServer *s, McpHttpRequest *req, McpHttpResponse *resp)
 		if (!req->session_id || !session_use(s, req->call.principal, req->session_id, true))
 			reply_json(resp, 404,
 				   mcp_error(NULL, MCP_INVALID_REQUEST, "Session not found", NULL));
-		else
+		else {
+			mcp_subs_session_closed(s->subs, req->session_id);
 			resp->status = 200;
+		}
+		return;
+	}
+	if (!strcmp(req->method, "GET") &&
+	    !(req->protocol_version && !strcmp(req->protocol_version, MCP_MODERN_VERSION))) {
+		session_stream(s, req, resp);
 		return;
 	}
 	if (strcmp(req->method, "POST")) {
-		/* No server-initiated stream is offered. */
+		/* The 2026-07-28 era has no GET stream: subscriptions/listen replaces it. */
 		reply_json(
 			resp, 405,
 			mcp_error(NULL, MCP_INVALID_REQUEST, "Method not allowed: use POST", NULL));
@@ -904,6 +952,21 @@ void mcp_http_handle(McpServer *s, McpHttpRequest *req, McpHttpResponse *resp)
 		(void)mcp_inflight_cancel(&s->inflight, &req->call, msg);
 		json_decref(msg);
 		resp->status = 202;
+		return;
+	}
+
+	if (modern && !strcmp(method, "subscriptions/listen")) {
+		/* The answer is the subscription's event stream. */
+		error = mcp_subs_listen(s->subs, req->call.principal, id,
+					json_object_get(msg, "params"), &resp->stream);
+		json_decref(msg);
+		if (error) {
+			mcp_modern_result(error, "subscriptions/listen");
+			reply_json(resp, mcp_modern_status(error), error);
+			return;
+		}
+		resp->status = 200;
+		resp->content_type = "text/event-stream";
 		return;
 	}
 

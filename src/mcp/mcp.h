@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "core.h"
 #include "principal.h"
@@ -28,6 +29,8 @@
 #define MCP_META_VERSION "io.modelcontextprotocol/protocolVersion"
 #define MCP_META_CAPS "io.modelcontextprotocol/clientCapabilities"
 #define MCP_MAX_MESSAGE (1u << 20)
+/* Resource subscriptions a session (or one subscriptions/listen stream) may hold. */
+#define MCP_MAX_SUBSCRIPTIONS 32
 
 /* JSON-RPC and MCP error codes. */
 enum {
@@ -52,6 +55,8 @@ typedef struct McpServerOptions {
 } McpServerOptions;
 
 int mcp_server_new(const McpServerOptions *opts, McpServer **ret);
+/* End the event streams, so the HTTP server can stop; before mcp_server_free(). */
+void mcp_server_shutdown(McpServer *s);
 void mcp_server_free(McpServer *s);
 
 /* A server-to-client notification during a request (progress): the transport sends it before
@@ -63,11 +68,11 @@ typedef struct McpCall {
 	const char *request_id;	    /* for the audit records */
 	const char *request_digest; /* ditto */
 	const char *version;	    /* the negotiated protocol version, or NULL */
+	const char *session_id;	    /* the legacy era's session over HTTP, or NULL */
 	McpNotify notify;
 	void *notify_userdata;
-	bool op_ran;		/* set when an operation ran (it wrote its own audit records) */
-	const char *session_id; /* the legacy era's session over HTTP, or NULL */
-	int cancel_fd;		/* set by the dispatcher: this tools/call's own cancel */
+	bool op_ran;   /* set when an operation ran (it wrote its own audit records) */
+	int cancel_fd; /* set by the dispatcher: this tools/call's own cancel */
 	/* Set when the client cancelled the request (notifications/cancelled): the work was
 	 * stopped and no answer is sent (*ret_reply is NULL). */
 	bool cancelled;
@@ -135,8 +140,15 @@ typedef struct McpHttpRequest {
 	McpCall call;
 } McpHttpRequest;
 
+/* A response body made while it is sent: a session's event stream or a subscriptions/listen
+ * stream. read blocks until there is something to send; 0 at the end. */
+typedef struct McpStream McpStream;
+ssize_t mcp_stream_read(McpStream *st, char *buf, size_t max);
+void mcp_stream_free(McpStream *st);
+
 typedef struct McpHttpResponse {
 	unsigned status;
+	McpStream *stream;	  /* owned; the body instead of body when set */
 	char *body;		  /* owned, may be NULL (202) */
 	const char *content_type; /* static */
 	char session_id[40];	  /* Mcp-Session-Id to send, or "" */

@@ -184,6 +184,8 @@ int env_record_insert(Store *s, EnvRecord *r, const UidRange *range, BbxError *e
 			store_rollback(s);
 	}
 	store_unlock(s);
+	if (ret >= 0)
+		store_env_changed(s, r->name);
 	return ret;
 }
 
@@ -326,6 +328,8 @@ int env_record_update(Store *s, const EnvRecord *r, BbxError *err)
 				    r->name);
 	sqlite3_finalize(st);
 	store_unlock(s);
+	if (ret >= 0)
+		store_env_changed(s, r->name);
 	return ret;
 }
 
@@ -351,6 +355,8 @@ int env_record_set_state(Store *s, const char *name, EnvState state, const char 
 		ret = store_error(s, rc, "update environment state", err);
 	sqlite3_finalize(st);
 	store_unlock(s);
+	if (ret >= 0)
+		store_env_changed(s, name);
 	return ret;
 }
 
@@ -381,6 +387,8 @@ int env_record_delete(Store *s, const char *name, BbxError *err)
 	else
 		store_rollback(s);
 	store_unlock(s);
+	if (ret >= 0)
+		store_env_changed(s, name);
 	return ret < 0 ? ret : 0;
 }
 

@@ -24,6 +24,12 @@ struct Store {
 		const char *sql;
 		sqlite3_stmt *st;
 	} cached[STORE_CACHED_STMTS];
+	/* Who is told of changes to environment rows (store_env_observe). */
+	pthread_mutex_t observers_lock;
+	struct {
+		StoreEnvObserver fn;
+		void *userdata;
+	} observers[STORE_MAX_OBSERVERS];
 };
 
 int store_error(Store *s, int rc, const char *what, BbxError *err)
@@ -195,6 +201,7 @@ int store_open_at_version(const char *state_dir, int max_version, Store **ret, B
 	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&s->lock, &attr);
 	pthread_mutex_init(&s->read_lock, &attr);
+	pthread_mutex_init(&s->observers_lock, NULL);
 	pthread_mutexattr_destroy(&attr);
 
 	rc = sqlite3_open_v2(path, &s->db,
@@ -275,5 +282,39 @@ void store_free(Store *s)
 		sqlite3_close_v2(s->db);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->read_lock);
+	pthread_mutex_destroy(&s->observers_lock);
 	free(s);
+}
+
+int store_env_observe(Store *s, StoreEnvObserver fn, void *userdata)
+{
+	int r = -ENOSPC;
+	pthread_mutex_lock(&s->observers_lock);
+	for (size_t i = 0; i < STORE_MAX_OBSERVERS; i++)
+		if (!s->observers[i].fn) {
+			s->observers[i].fn = fn;
+			s->observers[i].userdata = userdata;
+			r = 0;
+			break;
+		}
+	pthread_mutex_unlock(&s->observers_lock);
+	return r;
+}
+
+void store_env_unobserve(Store *s, StoreEnvObserver fn, void *userdata)
+{
+	pthread_mutex_lock(&s->observers_lock);
+	for (size_t i = 0; i < STORE_MAX_OBSERVERS; i++)
+		if (s->observers[i].fn == fn && s->observers[i].userdata == userdata)
+			s->observers[i].fn = NULL;
+	pthread_mutex_unlock(&s->observers_lock);
+}
+
+void store_env_changed(Store *s, const char *name)
+{
+	pthread_mutex_lock(&s->observers_lock);
+	for (size_t i = 0; i < STORE_MAX_OBSERVERS; i++)
+		if (s->observers[i].fn)
+			s->observers[i].fn(name, s->observers[i].userdata);
+	pthread_mutex_unlock(&s->observers_lock);
 }

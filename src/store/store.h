@@ -53,6 +53,19 @@ int store_begin(Store *s, BbxError *err);
 int store_commit(Store *s, BbxError *err);
 void store_rollback(Store *s);
 
+/*
+ * Observers of environment rows: fn(name) runs after a change to the row of environment name
+ * was committed (created, its state or any column changed, deleted), on the thread that made
+ * it and outside the store lock. It must be quick and must not block or call back into the
+ * observer functions. -ENOSPC past STORE_MAX_OBSERVERS.
+ */
+#define STORE_MAX_OBSERVERS 8
+typedef void (*StoreEnvObserver)(const char *name, void *userdata);
+int store_env_observe(Store *s, StoreEnvObserver fn, void *userdata);
+void store_env_unobserve(Store *s, StoreEnvObserver fn, void *userdata);
+/* Tell the observers (environments.c, after a commit). */
+void store_env_changed(Store *s, const char *name);
+
 /* Run SQL with no result rows; lock must be held. */
 int store_exec(Store *s, const char *sql, BbxError *err);
 /* Map a SQLite result code to -errno and fill err with the database's message. */

@@ -638,3 +638,334 @@ def test_cancelled_create_leaves_no_preview(echo):
                                                     "arguments": {"name": "pr-slow"}}, id=3),
                            token=tok, headers=h)
     assert "not found" in body["result"]["content"][0]["text"]
+
+
+class SseReader:
+    """An open event stream of /mcp (the daemon's or a bridge's): messages on a queue."""
+
+    def __init__(self, port, method, headers, body=None):
+        import http.client
+        import queue
+        import threading
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.conn.request(method, "/mcp", body=json.dumps(body) if body else None,
+                          headers=headers)
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+        self.q = queue.Queue()
+        if self.status == 200:
+            threading.Thread(target=self._read, daemon=True).start()
+        else:
+            self.body = self.resp.read()
+
+    def _read(self):
+        try:
+            for line in self.resp:
+                line = line.decode().rstrip("\r\n")
+                if line.startswith("data: "):
+                    self.q.put(json.loads(line[6:]))
+        except Exception:  # noqa: BLE001 - the stream was closed under us
+            pass
+        self.q.put(None)
+
+    def next_update(self, uri, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = self.q.get(timeout=max(0.1, deadline - time.monotonic()))
+            assert m is not None, "the stream ended"
+            if m.get("method") == "notifications/resources/updated" and \
+                    m["params"]["uri"] == uri:
+                return m
+        raise AssertionError(f"no notifications/resources/updated for {uri}")
+
+    def close(self):
+        import socket
+        try:  # wakes the reading thread at once (close alone waits for its read)
+            self.resp.fp.raw._sock.shutdown(socket.SHUT_RDWR)
+        except (AttributeError, OSError):
+            pass
+        self.conn.close()
+
+
+MAIN_URI = "branchbox://environments/main"
+
+
+def stop_start_main(echo):
+    echo.cli("env", "stop", "main", timeout=300)
+    echo.cli("env", "start", "main", timeout=300)
+
+
+def legacy_session(echo, tok):
+    status, h, body = post(echo, INIT, token=tok)
+    assert status == 200, body
+    return {"Mcp-Session-Id": h["mcp-session-id"], "MCP-Protocol-Version": "2025-11-25"}
+
+
+def test_capabilities_offer_resource_subscriptions(echo):
+    tok = mint(echo, "caps", ["main"], "env:read", kind="human")["token"]
+    status, _, body = post(echo, INIT, token=tok)
+    assert body["result"]["capabilities"]["resources"] == {"subscribe": True}
+
+
+def test_resource_subscription_over_http(echo):
+    """resources/subscribe in a session; the environment stops and starts; the session's GET
+    stream carries notifications/resources/updated. A token that may not see the environment
+    gets exactly the answer of one that does not exist."""
+    tok = mint(echo, "sub", ["main"], "env:read", kind="human")["token"]
+    sh = legacy_session(echo, tok)
+    status, _, r = post(echo, rpc("resources/subscribe", {"uri": MAIN_URI}, id=2), token=tok,
+                        headers=sh)
+    assert status == 200 and r["result"] == {}, r
+    stream = SseReader(echo.port, "GET", dict(sh, **{"Authorization": "Bearer " + tok,
+                                                   "Accept": "text/event-stream"}))
+    assert stream.status == 200
+    try:
+        stop_start_main(echo)
+        m = stream.next_update(MAIN_URI)
+        assert m["params"] == {"uri": MAIN_URI}
+    finally:
+        stream.close()
+
+    # Another token's subscription to the same URI: not found, like a URI that is not there.
+    other = mint(echo, "sub-other", ["pr-b"], "env:read")["token"]
+    osh = legacy_session(echo, other)
+    _, _, out = post(echo, rpc("resources/subscribe", {"uri": MAIN_URI}, id=3), token=other,
+                     headers=osh)
+    _, _, absent = post(echo, rpc("resources/subscribe",
+                                  {"uri": "branchbox://environments/pr-zz"}, id=3),
+                        token=other, headers=osh)
+    norm = lambda r: json.dumps(r).replace("main", "X").replace("pr-zz", "X")  # noqa: E731
+    assert out["error"]["code"] == -32002 and norm(out) == norm(absent)
+
+
+def test_subscription_bound_per_session(echo):
+    tok = mint(echo, "bound", ["pr-*"], "env:read", kind="human")["token"]
+    sh = legacy_session(echo, tok)
+    answers = []
+    for i in range(34):
+        add_environment(echo, f"pr-bound-{i}")
+        _, _, r = post(echo, rpc("resources/subscribe",
+                                 {"uri": f"branchbox://environments/pr-bound-{i}"}, id=i + 2),
+                       token=tok, headers=sh)
+        answers.append(r)
+    assert all("result" in r for r in answers[:32])
+    assert "at most 32 subscriptions per session" in answers[32]["error"]["message"]
+    # Unsubscribing makes room again.
+    _, _, r = post(echo, rpc("resources/unsubscribe",
+                             {"uri": "branchbox://environments/pr-bound-0"}, id=99),
+                   token=tok, headers=sh)
+    assert r["result"] == {}
+    _, _, r = post(echo, rpc("resources/subscribe",
+                             {"uri": "branchbox://environments/pr-bound-33"}, id=100),
+                   token=tok, headers=sh)
+    assert "result" in r
+
+
+def test_resource_subscription_over_stdio(echo):
+    """Through the stdio bridge, the updates come on stdout."""
+    c = Stdio(echo)
+    try:
+        c.initialize()
+        assert c.request("resources/subscribe", {"uri": MAIN_URI})["result"] == {}
+        time.sleep(0.5)
+        stop_start_main(echo)
+        deadline = time.monotonic() + 120
+        while True:
+            m = c.recv(timeout=max(1, deadline - time.monotonic()))
+            if m.get("method") == "notifications/resources/updated":
+                assert m["params"]["uri"] == MAIN_URI
+                break
+    finally:
+        c.close()
+
+
+def test_subscriptions_listen_modern(echo):
+    """2026-07-28: subscriptions/listen answers with an event stream, acknowledged first with
+    the URIs agreed to (an invisible one left out like an absent one), then the updates, each
+    carrying the subscription's id."""
+    tok = mint(echo, "listen", ["main"], "env:read", kind="human")["token"]
+    h = {"Authorization": "Bearer " + tok, "Content-Type": "application/json",
+         "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": MODERN,
+         "Mcp-Method": "subscriptions/listen"}
+    body = rpc("subscriptions/listen", {"_meta": META, "notifications": {
+        "resourceSubscriptions": [MAIN_URI, "branchbox://environments/pr-a",
+                                  "branchbox://environments/pr-zz"]}}, id="L1")
+    stream = SseReader(echo.port, "POST", h, body)
+    assert stream.status == 200
+    try:
+        ack = stream.q.get(timeout=30)
+        assert ack["method"] == "notifications/subscriptions/acknowledged"
+        assert ack["params"]["notifications"] == {"resourceSubscriptions": [MAIN_URI]}
+        assert ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "L1"
+        stop_start_main(echo)
+        m = stream.next_update(MAIN_URI)
+        assert m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "L1"
+    finally:
+        stream.close()
+    # The legacy methods are not part of the era.
+    status, _, r = post(echo, rpc("resources/subscribe", {"_meta": META, "uri": MAIN_URI}),
+                        token=tok, headers={"MCP-Protocol-Version": MODERN,
+                                            "Mcp-Method": "resources/subscribe"})
+    assert r["error"]["code"] == -32601
+
+
+class CountingProxy:
+    """A loopback TCP relay in front of the daemon that counts the connections made to it."""
+
+    def __init__(self, port):
+        import socket
+        import threading
+        self.target = port
+        self.accepted = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _pipe(self, a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(2)
+            except OSError:
+                pass
+
+    def _serve(self):
+        import socket
+        import threading
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            u = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(c, u), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(u, c), daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("via", ["stdio", "http"])
+def test_bridge_keeps_its_connection_to_the_daemon(echo, via):
+    """Messages one after another go over one kept connection, not one connection each."""
+    from mcphelp import bridge_env, free_port, wait_port
+    import subprocess
+    proxy = CountingProxy(echo.port)
+    tok = mint(echo, f"keep-{via}", ["main"], "env:read", kind="human")["token"]
+
+    class P:  # the daemon as the bridge sees it: through the proxy
+        url = f"http://127.0.0.1:{proxy.port}"
+        state = echo.state
+    try:
+        if via == "stdio":
+            c = Stdio(P, token=tok, via_http=True)
+            try:
+                c.initialize()
+                for _ in range(20):
+                    assert "result" in c.call("environment_info", {"name": "main"})
+            finally:
+                c.close()
+        else:
+            port = free_port()
+            br = subprocess.Popen([echo_bin(), "mcp", "--http", f"127.0.0.1:{port}"],
+                                  env=bridge_env(P, tok, via_http=True),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_port(port)
+                import http.client
+                h = {"Content-Type": "application/json", "Accept": "application/json"}
+
+                def send(msg, headers):
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                    conn.request("POST", "/mcp", body=json.dumps(msg), headers=headers)
+                    r = conn.getresponse()
+                    body = json.loads(r.read())
+                    sid = r.getheader("Mcp-Session-Id")
+                    conn.close()
+                    return body, sid
+                _, sid = send(INIT, h)
+                h.update({"Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"})
+                for i in range(20):
+                    body, _ = send(rpc("tools/call", {"name": "environment_info",
+                                                      "arguments": {"name": "main"}}, id=i + 2),
+                                   h)
+                    assert "result" in body, body
+            finally:
+                br.terminate()
+                br.wait(timeout=30)
+        assert 1 <= proxy.accepted <= 2, proxy.accepted
+    finally:
+        proxy.close()
+
+
+def echo_bin():
+    from mcphelp import BIN
+    return BIN
+
+
+def test_subscription_survives_a_daemon_restart(tmp_path):
+    """The stdio bridge registers its subscriptions again in the new session after a daemon
+    restart, and the updates keep coming."""
+    from mcphelp import Daemon
+    from echo_project import make_echo_repo
+    d = Daemon(str(tmp_path), make_echo_repo(str(tmp_path / "repo"))).start()
+    c = None
+    try:
+        d.cli("deploy", timeout=300)
+        c = Stdio(d)
+        c.initialize()
+        assert c.request("resources/subscribe", {"uri": MAIN_URI})["result"] == {}
+        d.stop()
+        d.start()
+        time.sleep(3)  # the bridge notices the restart and registers again
+        while not c.q.empty():  # whatever the shutdown itself announced
+            c.q.get()
+        d.cli("env", "stop", "main", timeout=300)
+        deadline = time.monotonic() + 120
+        while True:
+            m = c.recv(timeout=max(1, deadline - time.monotonic()))
+            if m.get("method") == "notifications/resources/updated":
+                assert m["params"]["uri"] == MAIN_URI
+                break
+    finally:
+        if c:
+            c.close()
+        d.stop()
+        d.down()
+
+
+def test_subscription_streams_bounded_per_token(echo):
+    """One token cannot hold every stream the daemon keeps: at most 16 open at once."""
+    tok = mint(echo, "streams", ["main"], "env:read", kind="human")["token"]
+    h = {"Authorization": "Bearer " + tok, "Content-Type": "application/json",
+         "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": MODERN,
+         "Mcp-Method": "subscriptions/listen"}
+    streams = []
+    try:
+        for i in range(16):
+            body = rpc("subscriptions/listen", {"_meta": META, "notifications": {
+                "resourceSubscriptions": [MAIN_URI]}}, id=f"S{i}")
+            s = SseReader(echo.port, "POST", h, body)
+            streams.append(s)
+            assert s.status == 200
+        body = rpc("subscriptions/listen", {"_meta": META, "notifications": {}}, id="S16")
+        s = SseReader(echo.port, "POST", h, body)
+        assert s.status == 500 and b"at most 16 per token" in s.body, s.body
+        # Another token is not held back by it.
+        other = mint(echo, "streams-2", ["main"], "env:read", kind="human")["token"]
+        s = SseReader(echo.port, "POST", dict(h, Authorization="Bearer " + other), body)
+        streams.append(s)
+        assert s.status == 200
+    finally:
+        for s in streams:
+            s.close()
