@@ -544,15 +544,20 @@ static json_t *tool_task_run(McpTask *t, void *userdata, json_t **ret_error)
 			 .request_id = tt->request_id,
 			 .request_digest = tt->request_digest,
 			 .cancel_fd = tt->cancel_fd > 0 ? tt->cancel_fd : 0 };
-	return mcp_tool_run(tt->server, &call, tt->tool, tt->args, NULL, NULL);
+	json_t *res = mcp_tool_run(tt->server, &call, tt->tool, tt->args, NULL, NULL);
+	/* Stopped by tasks/cancel: no result, so the task ends "cancelled". */
+	if (res && json_is_true(json_object_get(res, "isError")) && mcp_task_cancelled(t)) {
+		json_decref(res);
+		return NULL;
+	}
+	return res;
 }
 
 /*
  * tasks/cancel of a task running a real operation: the operation watches the eventfd (a
  * command's processes are killed, a create stops at its next step and is removed). It runs
- * with the task table's lock held, so it only signals. The task then reports what the
- * operation did: cancelled work ends as a failed operation ("cancelled by its caller"), work
- * that finished first as completed, as the extension allows.
+ * with the task table's lock held, so it only signals. Work it stopped ends the task
+ * "cancelled"; work that finished first ends it completed, as the extension allows.
  */
 static void tool_task_cancel(void *userdata)
 {
