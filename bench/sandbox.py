@@ -275,7 +275,8 @@ def main():
           "the process, median (min-max); parent (P) and sandbox child (C) run in parallel, so "
           "the order of the rows is the median order of the first column." +
           (" \"before\" is a `-Dbench_stages=true` build of the code before this work (commit "
-           "d4cf805 with only the timestamps added), run in the same loop." if before else ""),
+           f"{os.environ.get('BEFORE_COMMIT', 'd4cf805 with only the timestamps added')}), run "
+           "in the same loop." if before else ""),
           "",
           "| stage | " + " | ".join(labels) + " |",
           "|---|" + "---:|" * len(labels)]
