@@ -35,11 +35,13 @@ ROOT = os.path.dirname(HERE)
 
 # Runs recorded before this script kept a history of its own.
 SEED = [
-    "- 2026-12-07, commit c51b61e: environment_info worst median 1.23x (MCP http); "
-    "environment_run `true` worst median 1.00x (MCP /mcp): **meets** 1.5x",
+    "- 2026-12-07, commit c51b61e: environment_info worst median 1.23x (MCP http), worst p99 "
+    "1.63x (MCP http); environment_run `true` worst median 1.00x (MCP /mcp), worst p99 1.18x "
+    "(MCP http): **MISSES** 1.5x (at p99)",
     "- date not recorded, commit 844b62d (each bridge opened a new connection to the daemon per "
     "message): environment_info worst median 1.65x (MCP http), stdio 1.58x, /mcp 1.33x; "
-    "environment_run `true` worst median 0.99x (MCP http): **MISSES** 1.5x",
+    "environment_run `true` worst median 0.99x (MCP http); p99 up to 2.27x (environment_info, "
+    "MCP /mcp): **MISSES** 1.5x",
 ]
 
 
@@ -173,7 +175,7 @@ def main():
         out += ["", f"Command: `bench/mcp.py BUILD_DIR --calls {calls}` (via `bench/run`).", ""]
         out += ["| operation | way | median ms | p99 ms | median / REST | p99 / REST |",
                 "|---|---|---|---|---|---|"]
-        worst = {}
+        worst, worst99 = {}, {}
         for t in ops:
             rm, rp = statistics.median(times[(t, "REST")]), pct(times[(t, "REST")], 99)
             for w in names:
@@ -182,14 +184,16 @@ def main():
                 out.append(f"| {t} | {w} | {m:.2f} | {p:.2f} | {m / rm:.2f}x | {p / rp:.2f}x |")
                 if w != "REST":
                     worst[t] = max(worst.get(t, (0.0, "")), (m / rm, w))
-        verdict = all(r <= 1.5 for r, _ in worst.values())
+                    worst99[t] = max(worst99.get(t, (0.0, "")), (p / rp, w))
+        verdict = all(r <= 1.5 for r, _ in [*worst.values(), *worst99.values()])
         out += ["", "What differs: REST sends the operation's input in the path and body; MCP "
                 "wraps it in JSON-RPC, and its answer carries the result twice (as text content "
                 "and as structuredContent). The stdio and http bridges add one more loopback hop "
                 "(on connections to the daemon they keep open) and a process boundary; `MCP /mcp` "
                 "is the daemon's endpoint alone.", ""]
-        summary = "; ".join(f"{t} worst median {r:.2f}x ({w})" for t, (r, w) in worst.items())
-        out.append(f"**Every way in within 1.5x of REST (median): "
+        summary = "; ".join(f"{t} worst median {r:.2f}x ({w}), worst p99 {worst99[t][0]:.2f}x "
+                            f"({worst99[t][1]})" for t, (r, w) in worst.items())
+        out.append(f"**Every way in within 1.5x of REST (median and p99): "
                    f"{'meets' if verdict else 'MISSES'}.** {summary}.")
         hist = (f"- {when}, commit {rev}: {summary}: **{'meets' if verdict else 'MISSES'}** 1.5x")
         benchlib.write_section("mcp", out, hist, SEED)
