@@ -10,6 +10,7 @@
 #include "ops-handlers.h"
 #include "policy.h"
 #include "strbuf.h"
+#include "token.h"
 
 #define FILE_ROOT_SCHEMA                                                                           \
 	" \"root\": {\"type\": \"string\", \"description\": \"code (default) or volume\"}"
@@ -408,6 +409,8 @@ int ops_run(OpCall *call, const Op *op, json_t *in, json_t **out, BbxError *err)
 	int r = ops_check_input(op, in, err);
 	/* A name that is not a string was refused above; production for deploy. */
 	const char *env = r < 0 ? NULL : ops_environment(call->core, op, in);
+	if (r >= 0 && call->principal_kept)
+		r = token_principal_live(call->core, call->principal, err);
 	if (r >= 0)
 		r = ops_authorize(call->core, call->principal, op, env, &reason, err);
 	if (r < 0) {

@@ -41,6 +41,10 @@ typedef struct OpCall {
 	 * either fails with -ECANCELED (kind conflict, a message saying it was cancelled).
 	 */
 	int cancel_fd;
+	/* The principal was authenticated by an earlier request and kept for work that runs
+	 * later (an MCP task): ops_run() asks token_principal_live() before anything else, so a
+	 * token revoked or expired since acts no more (refused and audited as a denial). */
+	bool principal_kept;
 } OpCall;
 
 typedef int (*OpHandler)(OpCall *call, json_t *in, json_t **out, BbxError *err);

@@ -30,6 +30,18 @@ void principal_done(Principal *p)
 	memset(p, 0, sizeof(*p));
 }
 
+int principal_copy(Principal *dst, const Principal *src)
+{
+	*dst = *src;
+	memset(dst->scopes, 0, sizeof(dst->scopes));
+	for (size_t i = 0; i < PRINCIPAL_MAX_SCOPES && src->scopes[i]; i++)
+		if (!(dst->scopes[i] = strdup(src->scopes[i]))) {
+			principal_done(dst);
+			return -ENOMEM;
+		}
+	return 0;
+}
+
 const char *principal_kind_to_string(PrincipalKind k)
 {
 	switch (k) {

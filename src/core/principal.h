@@ -42,6 +42,9 @@ typedef struct Principal {
 } Principal;
 
 void principal_done(Principal *p);
+/* A deep copy of src (its scopes duplicated) for work that outlives the request; -ENOMEM.
+ * Whoever acts on a kept copy later asks token_principal_live() first. */
+int principal_copy(Principal *dst, const Principal *src);
 const char *principal_kind_to_string(PrincipalKind k);
 /* "env:read" <-> VERB_ENV_READ; returns 0 for an unknown name. */
 uint32_t verb_from_string(const char *s);

@@ -388,6 +388,31 @@ int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err
 	return r < 0 ? bbx_error_set(err, r, BBX_INTERNAL, "token %s: bad scope", id) : 0;
 }
 
+int token_principal_live(Core *c, const Principal *p, BbxError *err)
+{
+	if (p->kind == PRINCIPAL_ROOT)
+		return 0;
+	if (!p->token_id[0])
+		return bbx_error_set(err, -EACCES, BBX_UNAUTHORIZED, "no token");
+	int64_t now = store_now();
+	if (p->expires_at && p->expires_at <= now)
+		return bbx_error_set(err, -EACCES, BBX_UNAUTHORIZED, "token %s expired",
+				     p->token_id);
+	_cleanup_(token_row_done) TokenRow row = { 0 };
+	int r = token_row_find_id(c->store, p->token_id, &row, err);
+	if (r == -ENOENT)
+		return bbx_error_set(err, -EACCES, BBX_UNAUTHORIZED, "unknown token");
+	if (r < 0)
+		return r;
+	if (row.revoked_at)
+		return bbx_error_set(err, -EACCES, BBX_UNAUTHORIZED, "token %s revoked",
+				     p->token_id);
+	if (row.expires_at && row.expires_at <= now)
+		return bbx_error_set(err, -EACCES, BBX_UNAUTHORIZED, "token %s expired",
+				     p->token_id);
+	return 0;
+}
+
 /* A budget_json text as an object, or JSON null. */
 static json_t *budget_text_json(const char *text)
 {

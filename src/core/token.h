@@ -87,6 +87,13 @@ int token_budget(Core *c, const char *id, Budget *ret, BbxError *err);
 /* Look the bearer token up (format checked first) and fill ret; -EACCES with a reason. */
 int token_authenticate(Core *c, const char *token, Principal *ret, BbxError *err);
 
+/*
+ * May p, authenticated earlier and kept past its request (a subscription stream, a task),
+ * still act? 0 for root and for a token neither revoked nor expired now; -EACCES with the
+ * reason otherwise (an unknown id included). Looked up afresh: a revocation counts at once.
+ */
+int token_principal_live(Core *c, const Principal *p, BbxError *err);
+
 /* Load STATE/keys/NAME (size bytes, 0600), creating it with random bytes at first use. */
 int core_load_or_create_key(const char *state_dir, const char *name, void *key, size_t size,
 			    bool *ret_created, BbxError *err);

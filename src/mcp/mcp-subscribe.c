@@ -21,6 +21,7 @@
 #include "policy.h"
 #include "store.h"
 #include "strbuf.h"
+#include "token.h"
 
 #define MAX_ENTRIES 256
 #define MAX_STREAMS_PER_PRINCIPAL 16
@@ -66,18 +67,6 @@ static void sub_unref_locked(Sub *s)
 	principal_done(&s->owner);
 	json_decref(s->listen_id);
 	free(s);
-}
-
-static int principal_copy(const Principal *p, Principal *ret)
-{
-	*ret = *p;
-	memset(ret->scopes, 0, sizeof(ret->scopes));
-	for (size_t i = 0; i < PRINCIPAL_MAX_SCOPES && p->scopes[i]; i++)
-		if (!(ret->scopes[i] = strdup(p->scopes[i]))) {
-			principal_done(ret);
-			return -ENOMEM;
-		}
-	return 0;
 }
 
 /* The environment name of an environment status URI, or NULL. */
@@ -198,7 +187,7 @@ static Sub *sub_new(const Principal *p)
 	Sub *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	if (principal_copy(p, &s->owner) < 0) {
+	if (principal_copy(&s->owner, p) < 0) {
 		free(s);
 		return NULL;
 	}
@@ -441,8 +430,9 @@ static bool stream_wait(McpStream *st)
 	pthread_mutex_unlock(&subs->lock);
 
 	/* The principal's sight is checked now, outside the lock: never a word about an
-	 * environment it may not see (a token that expired sees nothing). */
-	bool expired = s->owner.expires_at > 0 && time(NULL) >= s->owner.expires_at;
+	 * environment it may not see, and a token revoked or expired since sees nothing and
+	 * ends its stream (checked at every wake, the keepalive's included). */
+	bool expired = token_principal_live(subs->core, &s->owner, NULL) < 0;
 	for (size_t i = 0; i < n; i++) {
 		if (changed[i] && !expired && visible(subs->core, &s->owner, changed[i], false)) {
 			json_t *params = json_pack("{s:s}", "uri", changed[i]);

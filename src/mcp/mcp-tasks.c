@@ -543,7 +543,8 @@ static json_t *tool_task_run(McpTask *t, void *userdata, json_t **ret_error)
 	McpCall call = { .principal = &tt->principal,
 			 .request_id = tt->request_id,
 			 .request_digest = tt->request_digest,
-			 .cancel_fd = tt->cancel_fd > 0 ? tt->cancel_fd : 0 };
+			 .cancel_fd = tt->cancel_fd > 0 ? tt->cancel_fd : 0,
+			 .principal_kept = true };
 	json_t *res = mcp_tool_run(tt->server, &call, tt->tool, tt->args, NULL, NULL);
 	/* Stopped by tasks/cancel: no result, so the task ends "cancelled". */
 	if (res && json_is_true(json_object_get(res, "isError")) && mcp_task_cancelled(t)) {
@@ -565,18 +566,6 @@ static void tool_task_cancel(void *userdata)
 	uint64_t one = 1;
 	if (tt->cancel_fd > 0)
 		(void)!write(tt->cancel_fd, &one, sizeof(one));
-}
-
-static int principal_copy(Principal *dst, const Principal *src)
-{
-	*dst = *src;
-	memset(dst->scopes, 0, sizeof(dst->scopes));
-	for (size_t i = 0; i < PRINCIPAL_MAX_SCOPES && src->scopes[i]; i++)
-		if (!(dst->scopes[i] = strdup(src->scopes[i]))) {
-			principal_done(dst);
-			return -ENOMEM;
-		}
-	return 0;
 }
 
 json_t *mcp_tool_task(McpServer *s, McpTasks *ts, const McpCall *call, const McpTool *t, json_t *id,

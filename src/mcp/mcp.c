@@ -274,7 +274,8 @@ static int run_op(McpServer *s, McpCall *call, const char *name, json_t *in, jso
 		      .interface = "mcp",
 		      .request_id = call->request_id,
 		      .request_digest = call->request_digest,
-		      .cancel_fd = call->cancel_fd };
+		      .cancel_fd = call->cancel_fd,
+		      .principal_kept = call->principal_kept };
 	int r = ops_run(&oc, op, in, out, err);
 	call->op_ran = true;
 	json_decref(in);

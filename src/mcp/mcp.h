@@ -71,8 +71,9 @@ typedef struct McpCall {
 	const char *session_id;	    /* the legacy era's session over HTTP, or NULL */
 	McpNotify notify;
 	void *notify_userdata;
-	bool op_ran;   /* set when an operation ran (it wrote its own audit records) */
-	int cancel_fd; /* set by the dispatcher: this tools/call's own cancel */
+	bool op_ran;	     /* set when an operation ran (it wrote its own audit records) */
+	int cancel_fd;	     /* set by the dispatcher: this tools/call's own cancel */
+	bool principal_kept; /* principal outlived its request (a task): OpCall.principal_kept */
 	/* Set when the client cancelled the request (notifications/cancelled): the work was
 	 * stopped and no answer is sent (*ret_reply is NULL). */
 	bool cancelled;

@@ -114,18 +114,20 @@ int token_row_revoke_locked(Store *s, const char *id, const char *created_by, in
 	return 0;
 }
 
-int token_row_find_digest(Store *s, const uint8_t digest[TOKEN_ROW_DIGEST_BYTES], TokenRow *ret,
-			  BbxError *err)
+/* The row one column equals: a blob (size > 0) or text. */
+static int row_find(Store *s, const char *sql, const void *key, int size, TokenRow *ret,
+		    BbxError *err)
 {
 	sqlite3_stmt *st = NULL;
 	int r = -ENOENT;
 
 	store_read_lock(s);
-	int rc = sqlite3_prepare_v2(store_read_db(s),
-				    "SELECT " TOKEN_COLUMNS " FROM tokens WHERE digest = ?", -1,
-				    &st, NULL);
+	int rc = sqlite3_prepare_v2(store_read_db(s), sql, -1, &st, NULL);
 	if (rc == SQLITE_OK) {
-		sqlite3_bind_blob(st, 1, digest, TOKEN_ROW_DIGEST_BYTES, SQLITE_STATIC);
+		if (size > 0)
+			sqlite3_bind_blob(st, 1, key, size, SQLITE_STATIC);
+		else
+			sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
 			r = row_read(st, ret);
@@ -138,6 +140,18 @@ int token_row_find_digest(Store *s, const uint8_t digest[TOKEN_ROW_DIGEST_BYTES]
 		return bbx_error_set(err, -EIO, BBX_INTERNAL, "state database: token lookup: %s",
 				     sqlite3_errstr(rc));
 	return r;
+}
+
+int token_row_find_digest(Store *s, const uint8_t digest[TOKEN_ROW_DIGEST_BYTES], TokenRow *ret,
+			  BbxError *err)
+{
+	return row_find(s, "SELECT " TOKEN_COLUMNS " FROM tokens WHERE digest = ?", digest,
+			TOKEN_ROW_DIGEST_BYTES, ret, err);
+}
+
+int token_row_find_id(Store *s, const char *id, TokenRow *ret, BbxError *err)
+{
+	return row_find(s, "SELECT " TOKEN_COLUMNS " FROM tokens WHERE id = ?", id, 0, ret, err);
 }
 
 int token_row_budget_json(Store *s, const char *id, char **ret, BbxError *err)

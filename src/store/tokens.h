@@ -44,6 +44,8 @@ int token_row_revoke_locked(Store *s, const char *id, const char *created_by, in
  * none. The caller compares ret->digest in constant time before trusting it. */
 int token_row_find_digest(Store *s, const uint8_t digest[TOKEN_ROW_DIGEST_BYTES], TokenRow *ret,
 			  BbxError *err);
+/* The row of token id, from the read connection. -ENOENT (err untouched) when none. */
+int token_row_find_id(Store *s, const char *id, TokenRow *ret, BbxError *err);
 /* The budget_json of id (*ret NULL when the token has none or is unknown). */
 int token_row_budget_json(Store *s, const char *id, char **ret, BbxError *err);
 /* Every row (created_by NULL) or those created_by made, newest first. */

@@ -738,6 +738,47 @@ def test_resource_subscription_over_http(echo):
     assert out["error"]["code"] == -32002 and norm(out) == norm(absent)
 
 
+def test_revoked_token_stream_ends_without_a_word(echo):
+    """A stream outlives no token: once its token is revoked, the next change (or keepalive)
+    ends the stream and carries nothing about the environment. Both ways of holding one
+    open: the legacy session's GET stream and 2026-07-28 subscriptions/listen."""
+    import queue
+    for way in ("legacy", "listen"):
+        t = mint(echo, f"rev-{way}", ["main"], "env:read", kind="human")
+        tok = t["token"]
+        if way == "legacy":
+            sh = legacy_session(echo, tok)
+            _, _, r = post(echo, rpc("resources/subscribe", {"uri": MAIN_URI}, id=2), token=tok,
+                           headers=sh)
+            assert r["result"] == {}, r
+            stream = SseReader(echo.port, "GET", dict(sh, **{"Authorization": "Bearer " + tok,
+                                                           "Accept": "text/event-stream"}))
+        else:
+            h = {"Authorization": "Bearer " + tok, "Content-Type": "application/json",
+                 "Accept": "application/json, text/event-stream",
+                 "MCP-Protocol-Version": MODERN, "Mcp-Method": "subscriptions/listen"}
+            stream = SseReader(echo.port, "POST", h, rpc("subscriptions/listen", {
+                "_meta": META, "notifications": {"resourceSubscriptions": [MAIN_URI]}}, id=7))
+        assert stream.status == 200
+        try:
+            if way == "listen":  # the acknowledgement comes first
+                assert stream.q.get(timeout=30) is not None
+            echo.cli("token", "revoke", t["id"])
+            stop_start_main(echo)
+            seen = []
+            while True:
+                try:
+                    m = stream.q.get(timeout=60)
+                except queue.Empty:
+                    raise AssertionError(f"the stream outlived its token; it carried {seen}")
+                if m is None:
+                    break
+                seen.append(m)
+            assert not [m for m in seen if "environments/main" in json.dumps(m)], seen
+        finally:
+            stream.close()
+
+
 def test_subscription_bound_per_session(echo):
     tok = mint(echo, "bound", ["pr-*"], "env:read", kind="human")["token"]
     sh = legacy_session(echo, tok)

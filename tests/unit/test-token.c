@@ -14,6 +14,7 @@
 
 #include "core.h"
 #include "file-util.h"
+#include "ops.h"
 #include "policy.h"
 #include "token.h"
 
@@ -358,6 +359,103 @@ static void test_authenticate_and_revoke(void **state)
 	json_decref(info2);
 }
 
+/* The last audit record's action and decision. */
+static void last_audit(Core *c, char *action, char *decision)
+{
+	Store *st = core_store(c);
+	sqlite3_stmt *q = NULL;
+	store_lock(st);
+	assert_int_equal(sqlite3_prepare_v2(store_db(st),
+					    "SELECT action, decision FROM audit ORDER BY seq DESC "
+					    "LIMIT 1",
+					    -1, &q, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	snprintf(action, 64, "%s", (const char *)sqlite3_column_text(q, 0));
+	snprintf(decision, 16, "%s", (const char *)sqlite3_column_text(q, 1));
+	sqlite3_finalize(q);
+	store_unlock(st);
+}
+
+/*
+ * A principal kept past its request (a subscription stream, an MCP task) acts no more once
+ * its token is revoked or expired: token_principal_live() says so, and ops_run() refuses a
+ * kept principal's call and audits the refusal. Every way of going dead is tried.
+ */
+static void test_kept_principal_dies_with_its_token(void **state)
+{
+	_cleanup_(core_freep) Core *c = new_core(NULL);
+	Principal root = { .kind = PRINCIPAL_ROOT, .verbs = VERB_ALL };
+	const char *sc[] = { "pr-*", NULL };
+	static const char *const deaths[] = { "revoked", "expired", "removed" };
+
+	assert_int_equal(token_principal_live(c, &root, NULL), 0);
+	Principal anon = { 0 };
+	assert_int_equal(token_principal_live(c, &anon, NULL), -EACCES);
+
+	for (size_t i = 0; i < ELEMENTSOF(deaths); i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "bot-%zu", i);
+		TokenSpec s = { .kind = PRINCIPAL_AGENT,
+				.name = name,
+				.scopes = sc,
+				.verbs = VERB_ENV_READ,
+				.ttl_seconds = 3600 };
+		BbxError err = BBX_ERROR_INIT;
+		char *tok = NULL;
+		json_t *info = NULL, *out = NULL, *in = json_object();
+		Principal p = { 0 }, kept = { 0 };
+		assert_int_equal(token_create(c, &root, &s, NULL, &tok, &info, &err), 0);
+		const char *id = json_string_value(json_object_get(info, "id"));
+		assert_int_equal(token_authenticate(c, tok, &p, &err), 0);
+		assert_int_equal(principal_copy(&kept, &p), 0);
+		principal_done(&p);
+		assert_string_equal(kept.scopes[0], "pr-*");
+
+		const Op *op = ops_find("environment.list");
+		OpCall oc = { .core = c,
+			      .principal = &kept,
+			      .interface = "mcp",
+			      .request_id = "r1",
+			      .principal_kept = true };
+		assert_int_equal(token_principal_live(c, &kept, NULL), 0);
+		assert_int_equal(ops_run(&oc, op, in, &out, &err), 0);
+		json_decref(out);
+		out = NULL;
+
+		Store *st = core_store(c);
+		char sql[160];
+		if (!strcmp(deaths[i], "revoked"))
+			assert_int_equal(token_revoke(c, &root, id, NULL, &err), 0);
+		else {
+			snprintf(sql, sizeof(sql), "%s tokens %s WHERE id = '%s'",
+				 !strcmp(deaths[i], "expired") ? "UPDATE" : "DELETE FROM",
+				 !strcmp(deaths[i], "expired") ? "SET expires_at = 1" : "", id);
+			store_lock(st);
+			assert_int_equal(store_exec(st, sql, NULL), 0);
+			store_unlock(st);
+		}
+		err = (BbxError)BBX_ERROR_INIT;
+		assert_int_equal(token_principal_live(c, &kept, &err), -EACCES);
+		assert_non_null(
+			strstr(err.message, !strcmp(deaths[i], "removed") ? "unknown" : deaths[i]));
+		err = (BbxError)BBX_ERROR_INIT;
+		OpCall later = oc;
+		later.request_id = "r2";
+		assert_int_equal(ops_run(&later, op, in, &out, &err), -EACCES);
+		assert_null(out);
+		char action[64], decision[16];
+		last_audit(c, action, decision);
+		assert_string_equal(action, "environment.list");
+		assert_string_equal(decision, "deny");
+
+		principal_done(&kept);
+		free(tok);
+		json_decref(info);
+		json_decref(in);
+	}
+}
+
 static void test_key_file(void **state)
 {
 	char kd[128], path[160];
@@ -391,6 +489,8 @@ int main(void)
 		cmocka_unit_test(test_agent_rules),
 		cmocka_unit_test(test_minting_narrower),
 		cmocka_unit_test_setup_teardown(test_authenticate_and_revoke, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kept_principal_dies_with_its_token, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_key_file, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
