@@ -246,13 +246,13 @@ json_t *mcp_subs_request(McpSubs *subs, const McpCall *call, json_t *id, const c
 				s->pending |= moved << i;
 		}
 	} else if (!s)
-		reply = mcp_error(id, MCP_INTERNAL_ERROR, "too many subscriptions on this server",
+		reply = mcp_error(id, MCP_LIMIT_REACHED, "too many subscriptions on this server",
 				  NULL);
 	else if (i == s->n && s->n >= MCP_MAX_SUBSCRIPTIONS) {
 		snprintf(text, sizeof(text),
 			 "resources/subscribe: at most %d subscriptions per session",
 			 MCP_MAX_SUBSCRIPTIONS);
-		reply = mcp_error(id, MCP_INVALID_PARAMS, text, NULL);
+		reply = mcp_error(id, MCP_LIMIT_REACHED, text, NULL);
 	} else if (i == s->n && !(s->uris[s->n] = strdup(uri)))
 		reply = mcp_error(id, MCP_INTERNAL_ERROR, "out of memory", NULL);
 	else if (i == s->n)
@@ -388,7 +388,7 @@ json_t *mcp_subs_listen(McpSubs *subs, const Principal *p, json_t *id, json_t *p
 	if (!st) {
 		json_decref(agreed);
 		return mcp_error(
-			id, MCP_INTERNAL_ERROR,
+			id, MCP_LIMIT_REACHED,
 			"too many subscription streams open (at most 16 per token, 256 in all)",
 			NULL);
 	}

@@ -334,7 +334,8 @@ json_t *mcp_tasks_start(McpTasks *ts, json_t *id, const char *owner, const McpTa
 				 MCP_TASKS_PER_OWNER);
 		else
 			snprintf(msg, sizeof(msg), "could not create a task: %s", strerror(-r));
-		return mcp_error(id, MCP_INTERNAL_ERROR, msg, NULL);
+		return mcp_error(id, r == -EUSERS ? MCP_LIMIT_REACHED : MCP_INTERNAL_ERROR, msg,
+				 NULL);
 	}
 	if (created)
 		json_object_set_new(created, "resultType", json_string("task"));

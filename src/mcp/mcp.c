@@ -591,6 +591,7 @@ unsigned mcp_modern_status(json_t *reply)
 	case MCP_HEADER_MISMATCH:
 	case MCP_MISSING_CAPABILITY:
 	case MCP_UNSUPPORTED_VERSION: return 400;
+	case MCP_LIMIT_REACHED: return 429;
 	case MCP_INTERNAL_ERROR: return 500;
 	default: return 200;
 	}
@@ -857,8 +858,12 @@ static void session_stream(McpServer *s, McpHttpRequest *req, McpHttpResponse *r
 			   mcp_error(NULL, MCP_INVALID_REQUEST, "Session not found", NULL));
 	else if (!(resp->stream =
 			   mcp_subs_session_stream(s->subs, req->call.principal, req->session_id)))
-		reply_json(resp, 503,
-			   mcp_error(NULL, MCP_INTERNAL_ERROR, "no room for another stream", NULL));
+		reply_json(
+			resp, 429,
+			mcp_error(NULL, MCP_LIMIT_REACHED,
+				  "too many subscription streams open (at most 16 per token, 256 "
+				  "in all)",
+				  NULL));
 	else {
 		resp->status = 200;
 		resp->content_type = "text/event-stream";

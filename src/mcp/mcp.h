@@ -43,6 +43,10 @@ enum {
 	MCP_HEADER_MISMATCH = -32020,
 	MCP_MISSING_CAPABILITY = -32021,
 	MCP_UNSUPPORTED_VERSION = -32022,
+	/* A bound of this server (streams, subscriptions, tasks) is reached: nothing is wrong
+	 * with the request, it may succeed once something ends (HTTP 429 where a status is
+	 * given). */
+	MCP_LIMIT_REACHED = -32029,
 };
 
 typedef struct McpServer McpServer;

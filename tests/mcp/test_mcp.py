@@ -1001,7 +1001,9 @@ def test_subscription_streams_bounded_per_token(echo):
             assert s.status == 200
         body = rpc("subscriptions/listen", {"_meta": META, "notifications": {}}, id="S16")
         s = SseReader(echo.port, "POST", h, body)
-        assert s.status == 500 and b"at most 16 per token" in s.body, s.body
+        # A bound, not a fault: 429 with a JSON-RPC error saying which bound.
+        assert s.status == 429 and b"at most 16 per token" in s.body, s.body
+        assert json.loads(s.body)["error"]["code"] == -32029
         # Another token is not held back by it.
         other = mint(echo, "streams-2", ["main"], "env:read", kind="human")["token"]
         s = SseReader(echo.port, "POST", dict(h, Authorization="Bearer " + other), body)
