@@ -441,6 +441,13 @@ def pids_running(marker):
     return found
 
 
+def wait_reaped(pids):
+    """A killed command is a zombie for a moment after its argv is gone: wait until its pid
+    namespace's init (or the kernel, once init is gone) has reaped every one."""
+    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in pids), timeout=5,
+             what=f"pids {pids} to be reaped")
+
+
 def wait_for(pred, timeout=20, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -513,8 +520,7 @@ def test_cancel_over_http_kills_the_command_and_only_for_its_token(echo):
     assert status == 200 and hdrs["content-type"].startswith("text/event-stream")
     assert body is None  # an event stream that ends without a response
     wait_for(lambda: not pids_running(marker), timeout=5, what="the command to be gone")
-    for pid in pids:
-        assert not os.path.exists(f"/proc/{pid}")
+    wait_reaped(pids)
     mine = [r for r in audit(echo) if r["principal"] == "cancel-a"
             and r["action"] == "environment.exec"]
     assert [r["outcome"] for r in mine] == ["intent", "409"]
@@ -539,8 +545,7 @@ def test_cancel_over_the_stdio_bridge_kills_the_command(echo, root):
     root.send(cancel_msg("slow-stdio"))
     wait_for(lambda: not pids_running(marker), timeout=5, what="the command to be gone")
     assert time.monotonic() - t < 5
-    for pid in pids:
-        assert not os.path.exists(f"/proc/{pid}")
+    wait_reaped(pids)
     r = root.request("tools/list")
     assert "result" in r
     assert not any(m.get("id") == "slow-stdio" for m in r["_notes"])
@@ -580,8 +585,7 @@ def test_cancel_through_the_http_bridge_kills_the_command(echo):
         assert time.monotonic() - t < 5
         assert status == 200 and body is None
         wait_for(lambda: not pids_running(marker), timeout=5, what="the command to be gone")
-        for pid in pids:
-            assert not os.path.exists(f"/proc/{pid}")
+        wait_reaped(pids)
     finally:
         bridge.terminate()
         bridge.wait(timeout=30)
@@ -701,6 +705,13 @@ def legacy_session(echo, tok):
     return {"Mcp-Session-Id": h["mcp-session-id"], "MCP-Protocol-Version": "2025-11-25"}
 
 
+def listen_headers(tok):
+    """The headers of a 2026-07-28 subscriptions/listen POST."""
+    return {"Authorization": "Bearer " + tok, "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": MODERN,
+            "Mcp-Method": "subscriptions/listen"}
+
+
 def test_capabilities_offer_resource_subscriptions(echo):
     tok = mint(echo, "caps", ["main"], "env:read", kind="human")["token"]
     status, _, body = post(echo, INIT, token=tok)
@@ -754,11 +765,9 @@ def test_revoked_token_stream_ends_without_a_word(echo):
             stream = SseReader(echo.port, "GET", dict(sh, **{"Authorization": "Bearer " + tok,
                                                            "Accept": "text/event-stream"}))
         else:
-            h = {"Authorization": "Bearer " + tok, "Content-Type": "application/json",
-                 "Accept": "application/json, text/event-stream",
-                 "MCP-Protocol-Version": MODERN, "Mcp-Method": "subscriptions/listen"}
-            stream = SseReader(echo.port, "POST", h, rpc("subscriptions/listen", {
-                "_meta": META, "notifications": {"resourceSubscriptions": [MAIN_URI]}}, id=7))
+            body = rpc("subscriptions/listen", {"_meta": META, "notifications": {
+                "resourceSubscriptions": [MAIN_URI]}}, id=7)
+            stream = SseReader(echo.port, "POST", listen_headers(tok), body)
         assert stream.status == 200
         try:
             if way == "listen":  # the acknowledgement comes first
@@ -825,9 +834,7 @@ def test_subscriptions_listen_modern(echo):
     the URIs agreed to (an invisible one left out like an absent one), then the updates, each
     carrying the subscription's id."""
     tok = mint(echo, "listen", ["main"], "env:read", kind="human")["token"]
-    h = {"Authorization": "Bearer " + tok, "Content-Type": "application/json",
-         "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": MODERN,
-         "Mcp-Method": "subscriptions/listen"}
+    h = listen_headers(tok)
     body = rpc("subscriptions/listen", {"_meta": META, "notifications": {
         "resourceSubscriptions": [MAIN_URI, "branchbox://environments/pr-a",
                                   "branchbox://environments/pr-zz"]}}, id="L1")
@@ -988,9 +995,7 @@ def test_subscription_survives_a_daemon_restart(tmp_path):
 def test_subscription_streams_bounded_per_token(echo):
     """One token cannot hold every stream the daemon keeps: at most 16 open at once."""
     tok = mint(echo, "streams", ["main"], "env:read", kind="human")["token"]
-    h = {"Authorization": "Bearer " + tok, "Content-Type": "application/json",
-         "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": MODERN,
-         "Mcp-Method": "subscriptions/listen"}
+    h = listen_headers(tok)
     streams = []
     try:
         for i in range(16):
