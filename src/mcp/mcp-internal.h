@@ -67,6 +67,8 @@ json_t *mcp_subs_request(McpSubs *subs, const McpCall *call, json_t *id, const c
 void mcp_subs_session_closed(McpSubs *subs, const char *session);
 /* The session's event stream (a GET), or NULL when out of memory or room. */
 McpStream *mcp_subs_session_stream(McpSubs *subs, const Principal *p, const char *session);
+/* The error for a stream refused for want of room (MCP_LIMIT_REACHED, naming the bounds). */
+json_t *mcp_subs_no_room(json_t *id);
 /* subscriptions/listen: NULL with *ret the stream (its first event the acknowledgement), or
  * the error reply. */
 json_t *mcp_subs_listen(McpSubs *subs, const Principal *p, json_t *id, json_t *params,

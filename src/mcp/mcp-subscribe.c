@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -329,6 +330,15 @@ McpStream *mcp_subs_session_stream(McpSubs *subs, const Principal *p, const char
 	return st;
 }
 
+json_t *mcp_subs_no_room(json_t *id)
+{
+	char text[128];
+	snprintf(text, sizeof(text),
+		 "too many subscription streams open (at most %d per token, %d in all)",
+		 MAX_STREAMS_PER_PRINCIPAL, MAX_ENTRIES);
+	return mcp_error(id, MCP_LIMIT_REACHED, text, NULL);
+}
+
 json_t *mcp_subs_listen(McpSubs *subs, const Principal *p, json_t *id, json_t *params,
 			McpStream **ret)
 {
@@ -387,10 +397,7 @@ json_t *mcp_subs_listen(McpSubs *subs, const Principal *p, json_t *id, json_t *p
 	pthread_mutex_unlock(&subs->lock);
 	if (!st) {
 		json_decref(agreed);
-		return mcp_error(
-			id, MCP_LIMIT_REACHED,
-			"too many subscription streams open (at most 16 per token, 256 in all)",
-			NULL);
+		return mcp_subs_no_room(id);
 	}
 	json_t *notif = json_object();
 	if (json_array_size(agreed) > 0)

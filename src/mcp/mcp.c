@@ -858,12 +858,7 @@ static void session_stream(McpServer *s, McpHttpRequest *req, McpHttpResponse *r
 			   mcp_error(NULL, MCP_INVALID_REQUEST, "Session not found", NULL));
 	else if (!(resp->stream =
 			   mcp_subs_session_stream(s->subs, req->call.principal, req->session_id)))
-		reply_json(
-			resp, 429,
-			mcp_error(NULL, MCP_LIMIT_REACHED,
-				  "too many subscription streams open (at most 16 per token, 256 "
-				  "in all)",
-				  NULL));
+		reply_json(resp, 429, mcp_subs_no_room(NULL));
 	else {
 		resp->status = 200;
 		resp->content_type = "text/event-stream";

@@ -1009,6 +1009,12 @@ def test_subscription_streams_bounded_per_token(echo):
         # A bound, not a fault: 429 with a JSON-RPC error saying which bound.
         assert s.status == 429 and b"at most 16 per token" in s.body, s.body
         assert json.loads(s.body)["error"]["code"] == -32029
+        # A legacy session's GET stream counts against the same bound, and is refused alike.
+        sh = legacy_session(echo, tok)
+        s = SseReader(echo.port, "GET", dict(sh, **{"Authorization": "Bearer " + tok,
+                                                  "Accept": "text/event-stream"}))
+        assert s.status == 429 and b"at most 16 per token" in s.body, s.body
+        assert json.loads(s.body)["error"]["code"] == -32029
         # Another token is not held back by it.
         other = mint(echo, "streams-2", ["main"], "env:read", kind="human")["token"]
         s = SseReader(echo.port, "POST", dict(h, Authorization="Bearer " + other), body)
