@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""MCP tools/call latency next to the REST call of the same operation; prints one Markdown
-section for bench/run.
+"""MCP tools/call latency next to the REST call of the same operation; rewrites the mcp section
+of bench/RESULTS.md (keeping its run history) with a verdict on median and p99.
 
 Usage: bench/mcp.py BUILD_DIR [--calls N]
 
